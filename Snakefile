@@ -1,0 +1,25 @@
+# Black-box Prompt Optimization (BPO) workflow: preference data -> critiques -> SFT data
+# -> optimizer training -> optimized test prompts -> target answers -> pairwise judging -> report.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/critique.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

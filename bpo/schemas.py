@@ -1,0 +1,194 @@
+"""One Parquet schema per artifact, declared once.
+
+Writers call :func:`write_table` and readers :func:`read_table`; both check the
+columns against the schema here, so a stage that drifts from its contract fails
+at the write, not three stages later.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_str = pa.string()
+_i64 = pa.int64()
+_f64 = pa.float64()
+
+# results/pairs/{source}.parquet and results/pairs/all.parquet
+PAIRS = pa.schema(
+    [
+        pa.field("pair_id", _str, nullable=False),  # sha256 of the content, 16 hex chars
+        pa.field("source", _str, nullable=False),  # hh_rlhf | oasst1 | chatbot_arena | alpaca_gpt4
+        pa.field("source_id", _str),  # id in the raw dataset (row index, message id, question id)
+        pa.field("instruction", _str, nullable=False),
+        pa.field("context", _str, nullable=False),  # "" when none; never rewritten later
+        pa.field("good_response", _str, nullable=False),
+        pa.field("bad_response", _str, nullable=False),
+        pa.field("good_model", _str),  # null when unknown
+        pa.field("bad_model", _str),
+        pa.field("language", _str),  # as the source names it ("en", "English"); null when unknown
+        pa.field("num_turns", _i64, nullable=False),  # human turns in the dialogue, 1 = single-turn
+    ]
+)
+
+# results/critiques/{source}.parquet
+CRITIQUES = pa.schema(
+    [
+        pa.field("pair_id", _str, nullable=False),
+        pa.field("source", _str, nullable=False),
+        pa.field("request_key", _str, nullable=False),  # LLM cache key of the call
+        pa.field("model", _str, nullable=False),
+        pa.field("status", _str, nullable=False),  # ok | truncated | refused | error
+        pa.field("raw_reply", _str),
+        pa.field("comparison", _str),  # parsed "Detailed Comparison Result"
+        pa.field("optimized_instruction", _str),  # parsed, null on parse failure
+        pa.field("parse_error", _str),  # null when parsed cleanly
+        pa.field("prompt_tokens", _i64),
+        pa.field("completion_tokens", _i64),
+        pa.field("backend", _str, nullable=False),  # openai | replay | standin
+    ]
+)
+
+# results/sft/train.parquet and results/sft/val.parquet
+SFT = pa.schema(
+    [
+        pa.field("pair_id", _str, nullable=False),
+        pa.field("source", _str, nullable=False),
+        pa.field("prompt", _str, nullable=False),  # original instruction (+ context, verbatim)
+        pa.field("optimized_prompt", _str, nullable=False),  # rewritten instruction (+ same context)
+    ]
+)
+
+# results/models/optimizer/train_metrics.parquet
+TRAIN_METRICS = pa.schema(
+    [
+        pa.field("step", _i64, nullable=False),
+        pa.field("epoch", _f64),
+        pa.field("loss", _f64),
+        pa.field("eval_loss", _f64),
+        pa.field("learning_rate", _f64),
+        pa.field("grad_norm", _f64),
+        pa.field("tokens_per_second", _f64),
+    ]
+)
+
+# results/eval/{testset}/optimized.parquet (also the `bpo optimize` file mode output)
+OPTIMIZED = pa.schema(
+    [
+        pa.field("item_id", _str, nullable=False),
+        pa.field("testset", _str, nullable=False),
+        pa.field("instruction", _str, nullable=False),
+        pa.field("context", _str, nullable=False),
+        pa.field("optimized_instruction", _str, nullable=False),  # == instruction on fallback
+        pa.field("fallback_reason", _str),  # null when the optimizer output was used
+        pa.field("reference_optimized", _str),  # BPO test set reference rewrite, else null
+    ]
+)
+
+# results/eval/{testset}/{target}/answers.parquet
+ANSWERS = pa.schema(
+    [
+        pa.field("item_id", _str, nullable=False),
+        pa.field("testset", _str, nullable=False),
+        pa.field("target", _str, nullable=False),
+        pa.field("question_original", _str, nullable=False),  # instruction + context as shown
+        pa.field("question_optimized", _str, nullable=False),
+        pa.field("answer_original", _str),
+        pa.field("answer_optimized", _str),
+        pa.field("status_original", _str, nullable=False),
+        pa.field("status_optimized", _str, nullable=False),
+        pa.field("backend", _str, nullable=False),
+    ]
+)
+
+# results/eval/{testset}/{target}/judgments.parquet
+JUDGMENTS = pa.schema(
+    [
+        pa.field("item_id", _str, nullable=False),
+        pa.field("testset", _str, nullable=False),
+        pa.field("target", _str, nullable=False),
+        pa.field("judge_model", _str, nullable=False),
+        pa.field("verdict_optimized_first", _str),  # A | B | C | null (unparseable)
+        pa.field("verdict_original_first", _str),
+        pa.field("outcome", _str, nullable=False),  # win | tie | lose | invalid (for optimized)
+        pa.field("raw_optimized_first", _str),
+        pa.field("raw_original_first", _str),
+        pa.field("backend", _str, nullable=False),
+    ]
+)
+
+# results/report/winrates.parquet
+WINRATES = pa.schema(
+    [
+        pa.field("testset", _str, nullable=False),
+        pa.field("target", _str, nullable=False),
+        pa.field("judge_model", _str, nullable=False),
+        pa.field("n", _i64, nullable=False),
+        pa.field("n_invalid", _i64, nullable=False),
+        pa.field("win", _f64, nullable=False),  # percentages
+        pa.field("tie", _f64, nullable=False),
+        pa.field("lose", _f64, nullable=False),
+        pa.field("delta_wr", _f64, nullable=False),
+        pa.field("delta_wr_low", _f64, nullable=False),  # bootstrap 95% interval
+        pa.field("delta_wr_high", _f64, nullable=False),
+        pa.field("position_consistency", _f64),
+        pa.field("mean_len_original", _f64),
+        pa.field("mean_len_optimized", _f64),
+        pa.field("backend", _str, nullable=False),
+    ]
+)
+
+
+class SchemaError(ValueError):
+    """An artifact does not match its declared schema."""
+
+
+def _to_table(data, schema: pa.Schema, what: str) -> pa.Table:
+    if isinstance(data, pa.Table):
+        table = data
+    elif hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas DataFrame
+        table = pa.Table.from_pandas(data, preserve_index=False)
+    else:
+        rows = list(data)
+        table = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
+    missing = [n for n in schema.names if n not in table.column_names]
+    extra = [n for n in table.column_names if n not in schema.names]
+    if missing or extra:
+        raise SchemaError(f"{what}: columns do not match schema (missing {missing}, unexpected {extra})")
+    table = table.select(schema.names)
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+        raise SchemaError(f"{what}: {exc}") from exc
+
+
+def write_table(data: pa.Table | Iterable[Mapping] | object, path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
+    """Validate ``data`` (Arrow table, DataFrame or list of dicts) against ``schema`` and write it.
+
+    Written to a temporary name and renamed, so a killed job never leaves a
+    half-written Parquet file that looks complete.
+    """
+    path = Path(path)
+    table = _to_table(data, schema, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return table
+
+
+def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
+    """Read a Parquet artifact and check it against ``schema`` (clear error naming the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    return _to_table(pq.read_table(path), schema, str(path))
+
+
+def read_frame(path: str | os.PathLike, schema: pa.Schema):
+    """:func:`read_table` as a pandas DataFrame."""
+    return read_table(path, schema).to_pandas()

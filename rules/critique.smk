@@ -1,0 +1,1 @@
+# stage: critique (being written)

@@ -1,0 +1,1 @@
+# stage: data (being written)

@@ -1,0 +1,1 @@
+# stage: evaluate (being written)

@@ -1,0 +1,1 @@
+# stage: train (being written)
