@@ -1,0 +1,165 @@
+"""LMSYS Chatbot Arena conversations: two models answer the same user turns; a judge
+picks ``winner`` in {model_a, model_b, tie, tie (bothbad)}.
+
+The winner's last answer is the good response, the loser's the bad one; ties are
+dropped. Single-turn by default; with ``multi_turn`` the earlier turns of the
+winner's conversation are the context (the loser answered the same user turns
+but saw its own earlier answers). Conversations flagged by OpenAI moderation or
+either toxic-chat tagger are dropped unless ``drop_flagged`` is off.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from datasets import Features, List, Value
+
+from bpo.readers import read_dataset
+from bpo.sources.base import ASSISTANT, USER, ParseResult, language_filter, pair, render_dialogue
+
+NAME = "chatbot_arena"
+MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+_MESSAGE = {"content": Value("string"), "role": Value("string")}
+FEATURES = Features(
+    {
+        "question_id": Value("string"),
+        "model_a": Value("string"),
+        "model_b": Value("string"),
+        "winner": Value("string"),
+        "judge": Value("string"),
+        "conversation_a": List(_MESSAGE),
+        "conversation_b": List(_MESSAGE),
+        "turn": Value("int64"),
+        "anony": Value("bool"),
+        "language": Value("string"),
+        "tstamp": Value("float64"),
+        "openai_moderation": {
+            "categories": {c: Value("bool") for c in MODERATION_CATEGORIES},
+            "category_scores": {c: Value("float64") for c in MODERATION_CATEGORIES},
+            "flagged": Value("bool"),
+        },
+        "toxic_chat_tag": {
+            "roberta-large": {"flagged": Value("bool"), "probability": Value("float64")},
+            "t5-large": {"flagged": Value("bool"), "score": Value("float64")},
+        },
+    }
+)
+COLUMNS = [
+    "question_id",
+    "model_a",
+    "model_b",
+    "winner",
+    "conversation_a",
+    "conversation_b",
+    "language",
+    "openai_moderation",
+    "toxic_chat_tag",
+]
+WINNERS = {"model_a", "model_b", "tie", "tie (bothbad)"}
+_ROLES = {"user": USER, "assistant": ASSISTANT}
+
+
+def _turns(conversation) -> list[tuple[str, str]] | None:
+    """(role, text) turns, or None unless they alternate user/assistant from a user turn
+    to an assistant answer."""
+    if not conversation or len(conversation) % 2:
+        return None
+    turns = []
+    for k, msg in enumerate(conversation):
+        role = _ROLES.get(msg.get("role")) if isinstance(msg, dict) else None
+        if role != (USER if k % 2 == 0 else ASSISTANT) or not isinstance(msg.get("content"), str):
+            return None
+        turns.append((role, msg["content"]))
+    return turns
+
+
+def _flagged(row: dict) -> bool:
+    # a missing tag is no evidence either way: the conversation is kept
+    mod = row["openai_moderation"] or {}
+    tags = row["toxic_chat_tag"] or {}
+    return bool(
+        mod.get("flagged")
+        or (tags.get("roberta-large") or {}).get("flagged")
+        or (tags.get("t5-large") or {}).get("flagged")
+    )
+
+
+def parse(
+    table: pa.Table, *, languages=("English",), multi_turn: bool = False, drop_flagged: bool = True
+) -> ParseResult:
+    res = ParseResult(unit="conversation")
+    keep_lang = language_filter(languages)
+    for row in table.to_pylist():
+        if any(row[k] is None for k in ("question_id", "model_a", "model_b", "winner", "conversation_a", "conversation_b")):
+            why = "malformed_missing_field"
+        elif row["winner"] not in WINNERS:
+            why = "malformed_winner"
+        else:
+            turns_a, turns_b = _turns(row["conversation_a"]), _turns(row["conversation_b"])
+            if turns_a is None or turns_b is None:
+                why = "malformed_turn_order"
+            elif turns_a[::2] != turns_b[::2]:  # both models must answer the same user turns
+                why = "malformed_conversations_differ"
+            elif row["winner"].startswith("tie"):
+                why = "tie"
+            elif keep_lang is not None and row["language"] not in keep_lang:
+                why = "language"
+            elif drop_flagged and _flagged(row):
+                why = "flagged"
+            elif len(turns_a) > 2 and not multi_turn:
+                why = "multi_turn"
+            else:
+                why = None
+        if why:
+            res.dropped[why] += 1
+            continue
+        if row["winner"] == "model_a":
+            good, bad, good_model, bad_model = turns_a, turns_b, row["model_a"], row["model_b"]
+        else:
+            good, bad, good_model, bad_model = turns_b, turns_a, row["model_b"], row["model_a"]
+        res.pairs.append(
+            pair(
+                source_id=row["question_id"],
+                instruction=good[-2][1],
+                context=render_dialogue(good[:-2]),
+                good=good[-1][1],
+                bad=bad[-1][1],
+                good_model=good_model,
+                bad_model=bad_model,
+                language=row["language"],
+                num_turns=len(good) // 2,
+            )
+        )
+    return res
+
+
+def load(settings: dict) -> ParseResult:
+    raw = read_dataset(
+        path=settings.get("path"),
+        hub_id=settings.get("hub_id"),
+        split=settings.get("split", "train"),
+        features=FEATURES,
+        columns=COLUMNS,
+        what=f"sources.{NAME}",
+    )
+    res = parse(
+        raw.table,
+        languages=settings.get("languages", ["English"]),
+        multi_turn=bool(settings.get("multi_turn", False)),
+        drop_flagged=bool(settings.get("drop_flagged", True)),
+    )
+    res.dropped.update(raw.dropped)
+    res.origin = [raw.origin]
+    res.records_read = raw.records_read
+    return res
