@@ -1,1 +1,66 @@
-# stage: report (being written)
+# stage: report -- win rates per test set and target, Markdown summary, bar chart.
+# Outputs are flagged with report() so `snakemake --report report.html` shows them.
+
+
+def eval_pairs():
+    """(test set, target) pairs that the report covers."""
+    return [(ts, tg) for ts in eval_testsets() for tg in eval_targets()]
+
+
+def eval_report_outputs():
+    """Final outputs of the evaluation (empty when no test set or target is active)."""
+    out = []
+    if eval_pairs():
+        out += [
+            "results/report/winrates.parquet",
+            "results/report/summary.md",
+            "results/report/winrates.png",
+            "results/report/intrinsic.json",
+        ]
+    if config["eval"]["sft_rewrite"]["activate"]:
+        out += ["results/sft_rewrite/reproduce.json", "results/sft_rewrite/train.json"]
+    return out
+
+
+rule report:
+    input:
+        judgments=[f"results/eval/{ts}/{tg}/judgments.parquet" for ts, tg in eval_pairs()],
+        answers=[f"results/eval/{ts}/{tg}/answers.parquet" for ts, tg in eval_pairs()],
+        optimized=[f"results/eval/{ts}/optimized.parquet" for ts in eval_testsets()],
+    output:
+        table=report(
+            "results/report/winrates.parquet",
+            caption="../report/winrates_table.rst",
+            category="Evaluation",
+            labels={"figure": "win-rate table (Parquet)"},
+        ),
+        summary=report(
+            "results/report/summary.md",
+            caption="../report/summary.rst",
+            category="Evaluation",
+            labels={"figure": "summary"},
+        ),
+        plot=report(
+            "results/report/winrates.png",
+            caption="../report/winrates.rst",
+            category="Evaluation",
+            labels={"figure": "win / tie / lose"},
+        ),
+        intrinsic=report(
+            "results/report/intrinsic.json",
+            caption="../report/intrinsic.rst",
+            category="Evaluation",
+            labels={"figure": "similarity to reference rewrites"},
+        ),
+    params:
+        bootstrap_samples=config["eval"]["report"]["bootstrap_samples"],
+        seed=config["eval"]["report"]["seed"],
+        confidence=config["eval"]["report"]["confidence"],
+    log:
+        "logs/report/report.log",
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../workflow_scripts/report.py"

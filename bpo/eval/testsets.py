@@ -1,0 +1,206 @@
+"""Evaluation test sets, normalised to (item_id, instruction, context, reference_optimized).
+
+The paper's four sets come in four layouts; a user file is read through a column mapping.
+Each record is checked: a record without a usable instruction is dropped and counted with
+its reason, a malformed file or missing column is an error naming the file and record.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+
+
+class TestSetError(ValueError):
+    """A test set file or its config cannot be read as declared."""
+
+    __test__ = False
+
+
+# Column names of the built-in layouts: where each normalised field comes from.
+# id None = the row number; context/reference None = not present in that layout.
+FORMATS: dict[str, dict[str, str | None]] = {
+    # Vicuna Eval: {question_id, text, category}
+    "vicuna": {"id": "question_id", "instruction": "text", "context": None, "reference_optimized": None, "category": "category"},
+    # Self-Instruct user-oriented eval: {id, category, instruction, context, output}
+    "self_instruct": {"id": "id", "instruction": "instruction", "context": "context", "reference_optimized": None, "category": "category"},
+    # Dolly eval: {instruction, context, response, category, idx}
+    "dolly": {"id": "idx", "instruction": "instruction", "context": "context", "reference_optimized": None, "category": "category"},
+    # BPO test: {prompt, optimized_prompt, good_res, bad_res}; the context is already inside prompt.
+    "bpo_test": {"id": None, "instruction": "prompt", "context": None, "reference_optimized": "optimized_prompt", "category": None},
+    # Alpaca SFT data: {instruction, input, output}; used by the optional SFT rewrite.
+    "alpaca": {"id": None, "instruction": "instruction", "context": "input", "reference_optimized": None, "category": None},
+}
+MAPPING_KEYS = ("id", "instruction", "context", "reference_optimized", "category")
+
+
+@dataclass(frozen=True)
+class TestItem:
+    __test__ = False  # not a pytest class
+
+    item_id: str
+    instruction: str
+    context: str
+    reference_optimized: str | None = None
+    category: str | None = None
+
+    @property
+    def question(self) -> str:
+        return render_question(self.instruction, self.context)
+
+
+@dataclass
+class TestSet:
+    __test__ = False
+
+    name: str
+    items: list[TestItem]
+    n_read: int
+    dropped: Counter = field(default_factory=Counter)  # reason -> records dropped
+
+
+def render_question(instruction: str, context: str | None) -> str:
+    """The question a model sees: the instruction, then its context on the next line.
+
+    The same joint the paper used for its context sets (instruction + newline + context).
+    The context is appended verbatim; an empty context adds nothing.
+    """
+    if context is None or not context.strip():
+        return instruction
+    return f"{instruction}\n{context}"
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a .json (list of objects), .jsonl[.gz], .parquet, .csv or .tsv file."""
+    path = Path(path)
+    if not path.exists():
+        raise TestSetError(f"{path}: test set file not found")
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        opener = gzip.open if name.endswith(".gz") else open
+        rows = []
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise TestSetError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+    elif name.endswith(".json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise TestSetError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
+            data = next(iter(data.values()))  # {"data": [...]} wrappers
+        if not isinstance(data, list):
+            raise TestSetError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+        rows = data
+    elif name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    elif name.endswith((".csv", ".tsv")):
+        import pandas as pd
+
+        frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", dtype=str, keep_default_na=False)
+        rows = frame.to_dict(orient="records")
+    else:
+        raise TestSetError(f"{path}: unknown file type (use .json, .jsonl, .jsonl.gz, .parquet, .csv or .tsv)")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise TestSetError(f"{path}: record {i} is a {type(row).__name__}, not an object")
+    return rows
+
+
+def column_mapping(fmt: str, columns: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
+    """Where each normalised field comes from, for a built-in format or ``custom`` + columns."""
+    columns = dict(columns or {})
+    unknown = sorted(set(columns) - set(MAPPING_KEYS))
+    if unknown:
+        raise TestSetError(f"columns: unknown keys {unknown} (allowed: {list(MAPPING_KEYS)})")
+    if fmt == "custom":
+        if not columns.get("instruction"):
+            raise TestSetError("format 'custom' needs columns.instruction (the column holding the prompt)")
+        return {key: columns.get(key) for key in MAPPING_KEYS}
+    if fmt not in FORMATS:
+        raise TestSetError(f"unknown test set format '{fmt}' (known: {sorted(FORMATS)} or custom)")
+    mapping = dict(FORMATS[fmt])
+    mapping.update({k: v for k, v in columns.items()})  # a built-in layout may be adjusted
+    return mapping
+
+
+def _text(value: Any, *, where: str, column: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise TestSetError(f"{where}: column '{column}' holds a {type(value).__name__}, expected text")
+
+
+def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, where: str) -> tuple[list[TestItem], Counter]:
+    """Map raw rows to :class:`TestItem`; drops are counted by reason, never silent."""
+    items: list[TestItem] = []
+    dropped: Counter = Counter()
+    seen: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        rec = f"{where}: record {i}"
+        for key in ("instruction", "id", "context", "reference_optimized"):
+            col = mapping.get(key)
+            if col is not None and col not in row:
+                raise TestSetError(f"{rec}: missing column '{col}' (mapped to {key}; columns present: {sorted(row)})")
+        id_col = mapping.get("id")
+        item_id = _text(row[id_col], where=rec, column=id_col) if id_col else str(i)
+        if item_id is None or not item_id.strip():
+            raise TestSetError(f"{rec}: empty id in column '{id_col}'")
+        instruction = _text(row[mapping["instruction"]], where=rec, column=mapping["instruction"])
+        if instruction is None or not instruction.strip():
+            dropped["empty instruction"] += 1
+            log.warning("%s (id %s): empty instruction, dropped", rec, item_id)
+            continue
+        ctx_col = mapping.get("context")
+        context = (_text(row[ctx_col], where=rec, column=ctx_col) if ctx_col else None) or ""
+        ref_col = mapping.get("reference_optimized")
+        reference = _text(row[ref_col], where=rec, column=ref_col) if ref_col else None
+        if reference is not None and not reference.strip():
+            reference = None
+        cat_col = mapping.get("category")
+        category = _text(row.get(cat_col), where=rec, column=cat_col) if cat_col else None
+        if item_id in seen:
+            raise TestSetError(f"{rec}: duplicate id '{item_id}' (also record {seen[item_id]}); ids must be unique")
+        seen[item_id] = i
+        items.append(TestItem(item_id, instruction, context, reference, category))
+    return items, dropped
+
+
+def load_testset(
+    name: str,
+    path: str | Path,
+    fmt: str,
+    *,
+    columns: Mapping[str, str | None] | None = None,
+    sample: int = 0,
+    seed: int = 42,
+) -> TestSet:
+    """Read and normalise one test set; ``sample`` > 0 keeps that many items (seeded, file order)."""
+    mapping = column_mapping(fmt, columns)
+    rows = read_records(path)
+    items, dropped = normalise(rows, mapping, where=str(path))
+    if sample and sample < len(items):
+        keep = sorted(random.Random(f"{seed}:{name}").sample(range(len(items)), sample))
+        items = [items[i] for i in keep]
+    if not items:
+        raise TestSetError(f"{path}: test set '{name}' has no usable items (read {len(rows)}, dropped {dict(dropped)})")
+    log.info("test set %s: %d items from %s (%d records, dropped %s)", name, len(items), path, len(rows), dict(dropped) or "none")
+    return TestSet(name=name, items=items, n_read=len(rows), dropped=dropped)

@@ -1,0 +1,134 @@
+"""Judging through the real LLM client against the loopback server: both orders, the tie rule,
+invalid pairs counted, the judge template, and no call paid twice."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from bpo.eval.judge import JudgeTemplateError, fill_template, judge_answers, load_template
+from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
+from conftest import REPO
+from loopback_server import LoopbackServer
+
+TEMPLATE = REPO / "config" / "templates" / "judge.txt"
+JUDGE = {"model": "judge-model", "temperature": 0.0, "top_p": 1.0, "max_tokens": 256, "seed": None,
+         "system_prompt": None, "identical_as_tie": True}
+_A = re.compile(r"=== Answer from Assistant A ===\n(.*?)\n=== End of answer A ===", re.S)
+_B = re.compile(r"=== Answer from Assistant B ===\n(.*?)\n=== End of answer B ===", re.S)
+
+
+def _answers(path, rows):
+    full = []
+    for i, (orig, opt) in enumerate(rows):
+        full.append({
+            "item_id": f"i{i}", "testset": "demo", "target": "t", "question_original": f"Question {i}?",
+            "question_optimized": f"Better question {i}?", "answer_original": orig, "answer_optimized": opt,
+            "status_original": "ok" if orig else "error", "status_optimized": "ok" if opt else "error",
+            "backend": "openai",
+        })
+    write_table(full, path, ANSWERS)
+    return path
+
+
+def _endpoint(srv, monkeypatch):
+    monkeypatch.setenv("BPO_TEST_API_KEY", "sk-loopback")
+    return {"backend": "openai", "base_url": srv.base_url, "api_key_env": "BPO_TEST_API_KEY",
+            "limits": {"max_concurrency": 8, "timeout_s": 10, "max_retries": 1}}
+
+
+def _sent(srv):
+    """(answer shown as A, answer shown as B, question) of every request the server saw."""
+    out = []
+    for req in srv.requests:
+        body = json.loads(req.body)
+        text = body["messages"][-1]["content"]
+        out.append((_A.search(text).group(1), _B.search(text).group(1), body))
+    return out
+
+
+def test_template_has_placeholders_and_tokens(tmp_path):
+    text = load_template(TEMPLATE)
+    assert not any(line.startswith("#") for line in text.splitlines())
+    filled = fill_template(text, question="Q {answer_b}", answer_a="ans {question}", answer_b="B")
+    assert "Q {answer_b}" in filled and "ans {question}" in filled  # single pass: data never substituted
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Compare {question} {answer_a} {answer_b} and answer A or B.")
+    with pytest.raises(JudgeTemplateError, match="verdict tokens"):
+        load_template(bad)
+    bad.write_text("{question} {answer_a} [[A]] [[B]] [[C]]")
+    with pytest.raises(JudgeTemplateError, match=r"\{answer_b\} must appear exactly once"):
+        load_template(bad)
+
+
+def test_judge_sees_both_orders_and_caches(tmp_path, monkeypatch):
+    answers = _answers(tmp_path / "answers.parquet", [
+        ("short original answer", "longer optimized answer with detail"),
+        ("another original", "another optimized"),
+        ("same text", "same text"),  # identical -> tie without a call
+        (None, "optimized only"),  # missing answer -> invalid, no call
+    ])
+    out = tmp_path / "judgments.parquet"
+    with LoopbackServer() as srv:  # stand-in responder: a verdict for judge prompts
+        endpoint = _endpoint(srv, monkeypatch)
+        stats = judge_answers(answers, out, template_path=TEMPLATE, judge=JUDGE, endpoint=endpoint,
+                              cache_path=str(tmp_path / "cache.sqlite"))
+        sent = _sent(srv)
+        assert len(sent) == 4  # two pairs x two orders
+        shown = {(a, b) for a, b, _ in sent}
+        for orig, opt in [("short original answer", "longer optimized answer with detail"), ("another original", "another optimized")]:
+            assert (opt, orig) in shown and (orig, opt) in shown  # both orders
+        for _, _, body in sent:
+            assert body["model"] == "judge-model" and body["temperature"] == 0.0
+            assert "Question" in body["messages"][-1]["content"] and "Better question" not in body["messages"][-1]["content"]
+        # second run: every call from the cache
+        judge_answers(answers, tmp_path / "again.parquet", template_path=TEMPLATE, judge=JUDGE, endpoint=endpoint,
+                      cache_path=str(tmp_path / "cache.sqlite"))
+        assert srv.total == 4
+    rows = read_table(out, JUDGMENTS).to_pylist()
+    assert read_table(tmp_path / "again.parquet", JUDGMENTS).to_pylist() == rows
+    by_id = {r["item_id"]: r for r in rows}
+    assert by_id["i2"]["outcome"] == "tie" and by_id["i2"]["backend"] == "none"
+    assert by_id["i3"]["outcome"] == "invalid" and by_id["i3"]["verdict_optimized_first"] is None
+    for r in (by_id["i0"], by_id["i1"]):
+        assert r["verdict_optimized_first"] in "ABC" and r["verdict_original_first"] in "ABC"
+        assert r["raw_optimized_first"] and r["raw_original_first"]
+        assert r["backend"] == "openai"
+    assert stats["calls"] == 4
+
+
+def _scripted(rule):
+    """A loopback responder that judges by the answers' content, like a model would."""
+    def respond(body):
+        text = body["messages"][-1]["content"]
+        return rule(_A.search(text).group(1), _B.search(text).group(1)), "stop"
+    return respond
+
+
+@pytest.mark.parametrize(
+    "rule, outcomes",
+    [
+        # a judge that prefers the answer containing GOOD, whatever its position: real wins/losses
+        (lambda a, b: "Reasoning...\n[[A]]" if "GOOD" in a else ("[[B]]" if "GOOD" in b else "[[C]]"),
+         {"i0": "win", "i1": "lose", "i2": "tie"}),
+        # a judge that always picks the first answer: pure position bias -> every pair a tie
+        (lambda a, b: "Final verdict: [[A]]", {"i0": "tie", "i1": "tie", "i2": "tie"}),
+        # unparseable replies are invalid, not dropped and not ties
+        (lambda a, b: "I cannot decide." if "GOOD" in a + b else "[[C]]", {"i0": "invalid", "i1": "invalid", "i2": "tie"}),
+    ],
+)
+def test_two_order_outcomes_from_scripted_judges(tmp_path, monkeypatch, rule, outcomes):
+    answers = _answers(tmp_path / "answers.parquet", [
+        ("plain", "GOOD detailed"),  # optimized better
+        ("GOOD original", "weak"),  # original better
+        ("fine one", "fine two"),  # equal
+    ])
+    with LoopbackServer(responder=_scripted(rule)) as srv:
+        stats = judge_answers(answers, tmp_path / "j.parquet", template_path=TEMPLATE, judge=JUDGE,
+                              endpoint=_endpoint(srv, monkeypatch), cache_path=str(tmp_path / "c.sqlite"))
+    rows = read_table(tmp_path / "j.parquet", JUDGMENTS).to_pylist()
+    assert {r["item_id"]: r["outcome"] for r in rows} == outcomes
+    if "invalid" in outcomes.values():
+        assert stats["unparseable"] == {"no verdict": 4}
