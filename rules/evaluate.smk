@@ -4,6 +4,7 @@
 # limits and the cache path are read by the scripts from config on purpose: throughput only.
 import os
 import re
+from urllib.parse import urlparse
 
 
 def eval_testsets():
@@ -25,13 +26,25 @@ def _names_regex(names):
     return "|".join(re.escape(n) for n in names) or "(?!x)x"
 
 
+def downloaded_testset_path(name, url):
+    """Where rule download_testset stores a test set fetched from ``url``."""
+    return f"data/testsets/{name}/{os.path.basename(urlparse(url).path) or 'testset.json'}"
+
+
 def eval_testset_cfg(name):
     try:
         cfg = dict(config["eval"]["testsets"][name])
     except KeyError:
         raise ValueError(f"config: eval.testsets has no test set '{name}' (defined: {sorted(config['eval']['testsets'])})")
+    if not cfg.get("path"):
+        cfg["path"] = downloaded_testset_path(name, cfg["url"])
     cfg["seed"] = config["eval"]["sample_seed"]
     return cfg
+
+
+def downloaded_testsets():
+    """Test sets fetched by URL (no local path set)."""
+    return [n for n, c in config["eval"]["testsets"].items() if c.get("url") and not c.get("path")]
 
 
 def eval_target_cfg(name):
@@ -82,9 +95,28 @@ def judge_params():
 
 
 localrules:
+    download_testset,
     answer,
     judge,
     sft_rewrite_answer,
+
+
+# Fetched on the submit host (compute nodes often have no internet); building the DAG never
+# touches the network.
+rule download_testset:
+    output:
+        testset="data/testsets/{testset}/{filename}",
+    params:
+        url=lambda wc: config["eval"]["testsets"][wc.testset]["url"],
+    wildcard_constraints:
+        testset=_names_regex(downloaded_testsets()),
+        filename="[^/]+",
+    log:
+        "logs/eval/download_{testset}_{filename}.log",
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow_scripts/download_testset.py"
 
 
 rule optimize_testset:

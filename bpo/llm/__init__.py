@@ -1,0 +1,25 @@
+"""The LLM layer: every stage's chat-completion calls, cached, concurrent, resumable, budgeted.
+
+Public API (contract in docs/architecture.md)::
+
+    from bpo.llm import ChatRequest, ChatResult, LLMClient, LLMError, BudgetExceeded
+"""
+
+from bpo.llm.client import BACKENDS, Estimate, LLMClient, client_from_config
+from bpo.llm.errors import BudgetExceeded, LLMError, MissingAPIKey, ReplayMiss
+from bpo.llm.request import ChatRequest, ChatResult
+from bpo.llm.standin import STANDIN_MODEL
+
+__all__ = [
+    "BACKENDS",
+    "BudgetExceeded",
+    "ChatRequest",
+    "ChatResult",
+    "Estimate",
+    "LLMClient",
+    "LLMError",
+    "MissingAPIKey",
+    "ReplayMiss",
+    "STANDIN_MODEL",
+    "client_from_config",
+]

@@ -1,0 +1,292 @@
+"""The LLM call cache: one SQLite database (WAL) shared by every stage and run.
+
+It lives outside ``results/`` (path ``llm.cache``) so deleting a stage's outputs never pays a
+call twice. A row is one answered call, keyed by (request key, answer source): ``openai`` rows
+come from a real endpoint (``replay`` reads them), ``standin`` rows from the offline stand-in,
+which therefore can never be mistaken for a real model's answer. Rows are committed as answers
+arrive (WAL + synchronous=NORMAL: a commit is a write() to the WAL, no fsync), so a process
+killed with ``kill -9`` loses only the calls in flight. Failed calls are not answers: they go to
+a separate ``failures`` table for the usage report and are retried on the next run.
+
+What is stored: the request body (model, messages, sampling), the reply and its usage. Never
+the API key or request headers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bpo.llm.errors import LLMError
+
+DEFAULT_CACHE_PATH = ".bpo-cache/llm.sqlite"
+
+# The answer sources a cache row can come from (the `backend` column).
+SOURCES = ("openai", "standin")
+
+_COLUMNS = (
+    "key", "backend", "stage", "model", "response_model", "status", "text", "choices",
+    "finish_reason", "prompt_tokens", "completion_tokens", "error", "request", "created",
+    "latency_s", "attempts",
+)
+
+_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    model TEXT NOT NULL,
+    response_model TEXT,
+    status TEXT NOT NULL,
+    text TEXT,
+    choices TEXT,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    error TEXT,
+    request TEXT NOT NULL,
+    created REAL NOT NULL,
+    latency_s REAL,
+    attempts INTEGER,
+    PRIMARY KEY (key, backend)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    model TEXT NOT NULL,
+    error TEXT,
+    attempts INTEGER,
+    created REAL NOT NULL
+);
+"""
+
+# The Parquet form of the cache (`bpo cache export`), one row per answered call.
+CACHE_EXPORT_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("backend", pa.string(), nullable=False),  # openai | standin (who answered)
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),  # requested model
+        pa.field("response_model", pa.string()),  # model the server reported
+        pa.field("status", pa.string(), nullable=False),  # ok | truncated | refused
+        pa.field("text", pa.string()),
+        pa.field("choices", pa.string()),  # JSON list of all choice texts when n > 1
+        pa.field("finish_reason", pa.string()),
+        pa.field("prompt_tokens", pa.int64()),
+        pa.field("completion_tokens", pa.int64()),
+        pa.field("error", pa.string()),
+        pa.field("request", pa.string(), nullable=False),  # JSON request body (no auth)
+        pa.field("created", pa.float64(), nullable=False),
+        pa.field("latency_s", pa.float64()),
+        pa.field("attempts", pa.int64()),
+    ]
+)
+
+_SQL_CHUNK = 500  # keys per IN (...) query, under SQLite's variable limit
+
+
+class Cache:
+    """SQLite-backed store of answered calls (safe for several processes at once)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # autocommit mode: we open transactions ourselves, one per batch of answers
+            self._db = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA_SQL)
+        except sqlite3.DatabaseError as exc:
+            raise LLMError(f"LLM cache {self.path} (config llm.cache) cannot be opened: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Cache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- reads ---------------------------------------------------------------------------
+    def get_many(self, keys: Sequence[str], backend: str) -> dict[str, dict]:
+        """Rows for ``keys`` answered by ``backend`` (openai | standin), keyed by request key."""
+        out: dict[str, dict] = {}
+        cols = ", ".join(_COLUMNS)
+        for i in range(0, len(keys), _SQL_CHUNK):
+            chunk = list(keys[i : i + _SQL_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            cur = self._db.execute(
+                f"SELECT {cols} FROM calls WHERE backend = ? AND key IN ({marks})", [backend, *chunk])
+            for row in cur:
+                out[row[0]] = dict(zip(_COLUMNS, row))
+        return out
+
+    def has_many(self, keys: Sequence[str], backend: str) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(keys), _SQL_CHUNK):
+            chunk = list(keys[i : i + _SQL_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            cur = self._db.execute(f"SELECT key FROM calls WHERE backend = ? AND key IN ({marks})",
+                                   [backend, *chunk])
+            found.update(r[0] for r in cur)
+        return found
+
+    def rows(self) -> Iterator[dict]:
+        cur = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM calls ORDER BY created, key")
+        for row in cur:
+            yield dict(zip(_COLUMNS, row))
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    def usage(self) -> list[dict]:
+        """Calls and tokens per (stage, model, backend), with status counts and failures."""
+        stats: dict[tuple, dict] = {}
+        for stage, model, backend, status, n, pt, ct in self._db.execute(
+            "SELECT stage, model, backend, status, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) "
+            "FROM calls GROUP BY stage, model, backend, status"
+        ):
+            s = stats.setdefault((stage, model, backend), {"calls": 0, "ok": 0, "truncated": 0, "refused": 0,
+                                                           "failed": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            s["calls"] += n
+            s[status] = s.get(status, 0) + n
+            s["prompt_tokens"] += pt or 0
+            s["completion_tokens"] += ct or 0
+        for stage, model, backend, n in self._db.execute(
+            "SELECT stage, model, backend, COUNT(DISTINCT key) FROM failures f WHERE NOT EXISTS "
+            "(SELECT 1 FROM calls c WHERE c.key = f.key AND c.backend = f.backend) GROUP BY stage, model, backend"
+        ):
+            s = stats.setdefault((stage, model, backend), {"calls": 0, "ok": 0, "truncated": 0, "refused": 0,
+                                                           "failed": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            s["failed"] += n
+        return [{"stage": k[0], "model": k[1], "backend": k[2], **v} for k, v in sorted(stats.items())]
+
+    # ---- writes --------------------------------------------------------------------------
+    def put_many(self, rows: Iterable[dict]) -> None:
+        """Store answered calls in one transaction (a later answer for a key replaces it)."""
+        rows = list(rows)
+        if not rows:
+            return
+        marks = ",".join("?" * len(_COLUMNS))
+        with _transaction(self._db):
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                [tuple(r.get(c) for c in _COLUMNS) for r in rows],
+            )
+
+    def put_failures(self, rows: Iterable[dict]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        with _transaction(self._db):
+            self._db.executemany(
+                "INSERT INTO failures (key, backend, stage, model, error, attempts, created) VALUES (?,?,?,?,?,?,?)",
+                [(r["key"], r["backend"], r["stage"], r["model"], r.get("error"), r.get("attempts"),
+                  r.get("created", time.time())) for r in rows],
+            )
+
+    # ---- sharing -------------------------------------------------------------------------
+    def export_parquet(self, path: str | Path) -> int:
+        """Write every answered call to ``path`` (CACHE_EXPORT_SCHEMA); returns the row count."""
+        cols: dict[str, list] = {c: [] for c in _COLUMNS}
+        for row in self.rows():
+            for c in _COLUMNS:
+                cols[c].append(row[c])
+        table = pa.table(cols, schema=CACHE_EXPORT_SCHEMA)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+        return table.num_rows
+
+    def import_parquet(self, path: str | Path) -> tuple[int, int]:
+        """Add the calls in ``path`` that this cache lacks (rows already here win).
+
+        Returns (added, already present). Rows are checked before anything is written.
+        """
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise LLMError(f"cache import: cannot read {path} as Parquet: {exc}") from None
+        missing = [f.name for f in CACHE_EXPORT_SCHEMA if f.name not in table.column_names]
+        if missing:
+            raise LLMError(f"cache import: {path} is not a BPO cache export (missing columns {missing})")
+        table = table.select([f.name for f in CACHE_EXPORT_SCHEMA])
+        rows = table.to_pylist()
+        for i, r in enumerate(rows):
+            for col in ("key", "backend", "stage", "model", "status", "request"):
+                if not r.get(col):
+                    raise LLMError(f"cache import: {path} row {i} has no {col}")
+            if r["backend"] not in SOURCES:
+                raise LLMError(f"cache import: {path} row {i} (key {r['key'][:12]}): backend "
+                               f"{r['backend']!r} is not one of {SOURCES}")
+            if r["status"] not in ("ok", "truncated", "refused"):
+                raise LLMError(f"cache import: {path} row {i} (key {r['key'][:12]}): status {r['status']!r}")
+        before = self.count()
+        marks = ",".join("?" * len(_COLUMNS))
+        with _transaction(self._db):
+            self._db.executemany(
+                f"INSERT OR IGNORE INTO calls ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                [tuple(r.get(c) for c in _COLUMNS) for r in rows],
+            )
+        added = self.count() - before
+        return added, len(rows) - added
+
+
+class _transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def result_row(*, key: str, backend: str, stage: str, model: str, request: dict | str, status: str,
+               text: str | None, choices: Sequence | None, finish_reason: str | None,
+               prompt_tokens: int | None, completion_tokens: int | None, error: str | None,
+               response_model: str | None, latency_s: float | None, attempts: int) -> dict:
+    return {
+        "key": key, "backend": backend, "stage": stage, "model": model, "response_model": response_model,
+        "status": status, "text": text,
+        "choices": json.dumps(list(choices), ensure_ascii=False) if choices and len(choices) > 1 else None,
+        "finish_reason": finish_reason, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "error": error,
+        "request": request if isinstance(request, str) else json.dumps(request, ensure_ascii=False, sort_keys=True),
+        "created": time.time(), "latency_s": latency_s, "attempts": attempts,
+    }
+
+
+def cli_cache(args) -> int:
+    """``bpo cache export|import PARQUET [--cache PATH]``."""
+    path = Path(args.cache)
+    if args.action == "export":
+        if not path.exists():
+            print(f"bpo cache: no cache at {path} (set --cache to llm.cache of your config)", file=sys.stderr)
+            return 1
+        with Cache(path) as cache:
+            n = cache.export_parquet(args.parquet)
+        print(f"exported {n} cached calls from {path} to {args.parquet}")
+        return 0
+    try:
+        with Cache(path) as cache:
+            added, present = cache.import_parquet(args.parquet)
+    except LLMError as exc:
+        print(f"bpo cache: {exc}", file=sys.stderr)
+        return 1
+    print(f"imported {added} calls into {path} ({present} already present)")
+    return 0

@@ -1,0 +1,552 @@
+"""LLMClient: cached, concurrent, rate-limited, budgeted chat completions.
+
+One client per stage run. ``run(requests)`` answers every request (same order): cache hits
+first, then the missing calls through `AsyncOpenAI` with at most ``max_concurrency`` in flight,
+RPM/TPM buckets, retries with exponential backoff + jitter on 429/5xx/timeouts/connection
+errors/malformed bodies (Retry-After honoured), each answer committed to the cache the moment
+it arrives. Truncated and refused replies are answers (cached, with their status); failures
+after the last retry come back with status ``error`` and are retried by the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import math
+import os
+import ssl
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import httpx2
+import openai
+from openai import AsyncOpenAI
+
+from bpo.llm.cache import DEFAULT_CACHE_PATH, Cache, result_row
+from bpo.llm.errors import BudgetExceeded, LLMError, MissingAPIKey, ReplayMiss
+from bpo.llm.limits import Limits, RateLimiter
+from bpo.llm.request import ChatRequest, ChatResult, cost_usd, price_for
+from bpo.llm.standin import STANDIN_BASE_URL, STANDIN_MODEL, StandinTransport
+from bpo.llm.transport import LeanAsyncTransport, default_ssl_context, proxy_configured
+
+log = logging.getLogger("bpo.llm")
+
+BACKENDS = ("openai", "replay", "standin")
+_ENDPOINT_KEYS = {"backend", "base_url", "api_key_env", "limits", "default_headers"}
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_ERROR_TEXT_MAX = 300
+
+
+@dataclass
+class Estimate:
+    """What a run would do, before anything is sent (``LLMClient.estimate``)."""
+
+    requests: int = 0
+    unique: int = 0  # distinct request keys
+    cached: int = 0  # distinct keys already answered
+    calls: int = 0  # distinct keys that would be sent
+    prompt_tokens: int = 0  # of the calls to send (estimated)
+    completion_tokens: int = 0  # upper bound: max_tokens, else an assumed 512 per choice
+    usd: float | None = 0.0  # None when a model of the calls has no price in llm.prices
+    unpriced_models: list = field(default_factory=list)
+    backend: str = ""
+
+    def __str__(self) -> str:
+        cost = f"~${self.usd:.4f}" if self.usd is not None else f"unknown (no price for {self.unpriced_models})"
+        return (f"{self.requests} requests ({self.unique} distinct): {self.cached} cached, {self.calls} to send, "
+                f"~{self.prompt_tokens} prompt + <= {self.completion_tokens} completion tokens, cost {cost} "
+                f"[backend {self.backend}]")
+
+
+class _Fatal(Exception):
+    """A reply that makes every further call pointless (bad key, unknown model/endpoint)."""
+
+
+def _short(text: Any, limit: int = _ERROR_TEXT_MAX) -> str:
+    s = str(text)
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+def _retry_after(headers: httpx2.Headers | None) -> float | None:
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            import email.utils
+
+            try:
+                seconds = email.utils.mktime_tz(email.utils.parsedate_tz(value)) - time.time()
+            except (TypeError, ValueError, OverflowError):
+                continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    return None
+
+
+class LLMClient:
+    """Chat completions for one stage through one endpoint, cached in ``cache_path``.
+
+    ``endpoint`` is ``config["llm"]["endpoints"][name]``: ``{backend: openai|replay|standin,
+    base_url, api_key_env, limits: {...}, default_headers}``. For ``backend: openai`` the API key
+    is read from the environment variable ``api_key_env`` here, before anything else happens
+    (``check_key=False`` defers that to ``run``, e.g. for a dry-run estimate without a key).
+    """
+
+    def __init__(self, endpoint: Mapping[str, Any], cache_path: str | os.PathLike | None, stage: str,
+                 prices: Mapping[str, Mapping[str, float]] | None = None, *, name: str | None = None,
+                 budget_usd: float | None = None, progress: bool | None = None, check_key: bool = True):
+        if isinstance(endpoint, Mapping):
+            self.name = name or str(endpoint.get("backend", "endpoint"))
+        else:
+            self.name = name or "endpoint"
+        where = f"llm.endpoints.{self.name}"
+        if not isinstance(endpoint, Mapping):
+            raise LLMError(f"config {where}: an endpoint must be a mapping, got {type(endpoint).__name__}")
+        unknown = sorted(set(endpoint) - _ENDPOINT_KEYS)
+        if unknown:
+            raise LLMError(f"config {where}: unknown key(s) {unknown}; known: {sorted(_ENDPOINT_KEYS)}")
+        self.backend = endpoint.get("backend")
+        if self.backend not in BACKENDS:
+            raise LLMError(f"config {where}.backend must be one of {BACKENDS}, got {self.backend!r}")
+        if not stage or not isinstance(stage, str):
+            raise LLMError("LLMClient: stage must be a non-empty string (it labels cache rows and usage)")
+        self.stage = stage
+        self.limits = Limits.from_config(endpoint.get("limits"), f"{where}.limits")
+        self.base_url = endpoint.get("base_url") or DEFAULT_BASE_URL
+        self.api_key_env = endpoint.get("api_key_env", "OPENAI_API_KEY")
+        self._where = where
+        self._header_templates = dict(endpoint.get("default_headers") or {})
+        self.cache_path = os.fspath(cache_path or DEFAULT_CACHE_PATH)
+        self.prices = dict(prices or {})
+        self.default_budget_usd = budget_usd
+        self.progress = progress
+        self._ssl: ssl.SSLContext | None = None
+        # where answers come from in the cache: the stand-in's rows are never served as real ones
+        self.source = "standin" if self.backend == "standin" else "openai"
+        self.last_stats: dict[str, Any] = {}
+        self._n_failed = 0
+        if self.backend == "openai" and check_key:
+            self._api_key()
+        for noisy in ("httpx2", "httpx"):  # one INFO line per HTTP request would drown the stage log
+            if logging.getLogger(noisy).level == logging.NOTSET:
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    # ---- configuration ---------------------------------------------------------------------
+    def _api_key(self) -> str:
+        if self.backend == "standin":
+            return "standin-no-key"
+        env = self.api_key_env
+        if env is None:  # a local server without auth: the SDK still wants a non-empty key
+            return "no-key"
+        value = os.environ.get(env, "")
+        if not value.strip():
+            raise MissingAPIKey(
+                f"{self._where}: the API key environment variable {env} (api_key_env) is not set or empty; "
+                f"nothing was sent. Export it, or set api_key_env: null for a server without auth."
+            )
+        return value.strip()
+
+    def _headers(self) -> dict[str, str]:
+        # ${VAR} in a header value is read from the environment, so secrets stay out of config
+        out = {}
+        for k, v in self._header_templates.items():
+            v = str(v)
+            if v.startswith("${") and v.endswith("}"):
+                var = v[2:-1]
+                if var not in os.environ:
+                    raise MissingAPIKey(f"{self._where}.default_headers.{k}: environment variable {var} is not set")
+                v = os.environ[var]
+            out[str(k)] = v
+        return out
+
+    def _session(self) -> tuple[AsyncOpenAI, Any]:
+        conc = self.limits.max_concurrency
+        if self.backend == "standin":
+            transport: httpx2.AsyncBaseTransport = StandinTransport()
+            http_client = httpx2.AsyncClient(transport=transport, trust_env=False)
+            base_url = STANDIN_BASE_URL
+        elif self.limits.transport == "lean" and not proxy_configured(self.base_url):
+            if self._ssl is None and self.base_url.startswith("https"):
+                self._ssl = default_ssl_context()
+            transport = LeanAsyncTransport(conc, ssl_context=self._ssl)
+            http_client = httpx2.AsyncClient(transport=transport, trust_env=False)
+            base_url = self.base_url
+        else:
+            transport = None
+            http_client = httpx2.AsyncClient(
+                limits=httpx2.Limits(max_connections=conc, max_keepalive_connections=conc), trust_env=True)
+            base_url = self.base_url
+        client = AsyncOpenAI(
+            api_key=self._api_key(), base_url=base_url, http_client=http_client, max_retries=0,
+            timeout=httpx2.Timeout(self.limits.timeout_s, connect=min(10.0, self.limits.timeout_s)),
+            default_headers=self._headers() or None,
+        )
+        # The SDK detects the platform (for its user-agent headers) in a worker thread on a
+        # client's first request; with N workers starting at once that is N thread hops before
+        # anything is sent. Detect it once here (a few ms; skipped if the SDK changes).
+        if getattr(client, "_platform", False) is None:
+            try:
+                from openai._base_client import get_platform
+
+                client._platform = get_platform()
+            except Exception:  # noqa: BLE001 - an optimisation only
+                pass
+        return client, transport
+
+    # ---- public API ------------------------------------------------------------------------
+    def estimate(self, requests: Iterable[ChatRequest]) -> Estimate:
+        """Calls, cache hits, tokens and cost a run would make. Sends nothing."""
+        requests = self._check(requests)
+        unique = {r.key: r for r in requests}
+        est = Estimate(requests=len(requests), unique=len(unique), backend=self.backend)
+        if not unique:
+            return est
+        with Cache(self.cache_path) as cache:
+            hit = cache.has_many(list(unique), self.source)
+        est.cached = len(hit)
+        unpriced = set()
+        usd = 0.0
+        for key, req in unique.items():
+            if key in hit:
+                continue
+            est.calls += 1
+            pt, ct = req.estimated_prompt_tokens(), req.estimated_completion_tokens()
+            est.prompt_tokens += pt
+            est.completion_tokens += ct
+            price = price_for(self.prices, req.model)
+            if price is None:
+                unpriced.add(req.model)
+            else:
+                usd += cost_usd(price, pt, ct)
+        est.unpriced_models = sorted(unpriced)
+        est.usd = None if unpriced else round(usd, 6)
+        return est
+
+    def run(self, requests: Iterable[ChatRequest], budget_usd: float | None = None) -> list[ChatResult]:
+        """Answer ``requests`` (same order). Blocks; see :meth:`arun` inside an event loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun(requests, budget_usd))
+        raise LLMError("LLMClient.run() was called inside a running event loop; use `await client.arun(...)`")
+
+    async def arun(self, requests: Iterable[ChatRequest], budget_usd: float | None = None) -> list[ChatResult]:
+        requests = self._check(requests)
+        if self.backend == "openai":
+            self._api_key()  # before anything: a missing key sends nothing
+            self._headers()
+        budget = self.default_budget_usd if budget_usd is None else budget_usd
+        if budget is not None and self.backend != "standin":  # the stand-in is free: unpriced costs 0
+            unpriced = sorted({r.model for r in requests if price_for(self.prices, r.model) is None})
+            if unpriced:
+                raise LLMError(f"stage '{self.stage}': a budget of ${budget} is set but llm.prices has no price "
+                               f"for model(s) {unpriced}; add {{input, output}} USD per million tokens")
+        t0 = time.perf_counter()
+        self._n_failed = 0
+        results: list[ChatResult | None] = [None] * len(requests)
+        first: dict[str, int] = {}
+        for i, r in enumerate(requests):
+            first.setdefault(r.key, i)
+        cache = Cache(self.cache_path)
+        try:
+            hits = cache.get_many(list(first), self.source)
+            result_backend = self.backend
+            for key, row in hits.items():
+                results[first[key]] = _from_row(row, result_backend)
+            todo = [(key, requests[i]) for key, i in first.items() if key not in hits]
+            if self.backend == "replay" and todo:
+                models = sorted({r.model for _, r in todo})
+                raise ReplayMiss(
+                    f"stage '{self.stage}': backend replay has no cached answer for {len(todo)} of {len(first)} "
+                    f"distinct requests (models {models}; first missing key {todo[0][0][:16]}) in {self.cache_path}. "
+                    f"Import a shared cache (`bpo cache import FILE.parquet --cache {self.cache_path}`) or use "
+                    f"backend openai to make the calls.", missing=len(todo), total=len(first))
+            if self.backend == "standin":
+                log.warning("stage '%s': backend standin: answers come from the offline stand-in (%s), NOT a real model",
+                            self.stage, STANDIN_MODEL)
+            stats = await self._dispatch(todo, results, first, cache, len(hits), budget)
+        finally:
+            cache.close()
+        # duplicates of a key share its answer; they never reached the endpoint
+        for i, r in enumerate(requests):
+            if results[i] is None:
+                j = first[r.key]
+                if results[j] is not None and j != i:
+                    results[i] = dataclasses.replace(results[j], cached=True)
+        stats.update(requests=len(requests), distinct=len(first), cached=len(hits), seconds=round(time.perf_counter() - t0, 3))
+        self.last_stats = stats
+        log.info("stage '%s' [%s %s]: %d requests, %d distinct, %d cached, %d sent (%d ok, %d truncated, %d refused, "
+                 "%d failed), %d retries, %d prompt + %d completion tokens, ~$%.4f, %.1f s",
+                 self.stage, self.backend, self.name, len(requests), len(first), len(hits), stats["sent"],
+                 stats["ok"], stats["truncated"], stats["refused"], stats["error"], stats["retries"],
+                 stats["prompt_tokens"], stats["completion_tokens"], stats["spent_usd"], stats["seconds"])
+        if stats.get("cache_error"):
+            raise LLMError(f"stage '{self.stage}': cannot write answers to the LLM cache {self.cache_path} "
+                           f"(config llm.cache): {stats['cache_error']}; {stats.get('unstored', 0)} answered "
+                           f"calls could not be stored, the run stopped")
+        if stats.get("fatal"):
+            raise LLMError(f"stage '{self.stage}' [{self._where}]: {stats['fatal']}; stopped after {stats['sent']} "
+                           f"calls (answered ones are cached)")
+        if stats.get("budget_stop"):
+            answered = sum(r is not None for r in results)
+            remaining = len(requests) - answered
+            raise BudgetExceeded(
+                f"stage '{self.stage}': budget cap of ${budget:.4f} reached: spent ~${stats['spent_usd']:.4f} on "
+                f"{stats['sent']} new calls this run (estimated from llm.prices); {remaining} of {len(requests)} "
+                f"requests not sent. Everything answered is cached: rerun to continue (each run may spend up to "
+                f"the budget), or raise the budget.",
+                spent_usd=stats["spent_usd"], budget_usd=budget, answered=answered, remaining=remaining,
+                results=results)
+        return results  # type: ignore[return-value]
+
+    # ---- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _check(requests: Iterable[ChatRequest]) -> list[ChatRequest]:
+        requests = list(requests)
+        for i, r in enumerate(requests):
+            if not isinstance(r, ChatRequest):
+                raise LLMError(f"request {i} is a {type(r).__name__}, not a bpo.llm.ChatRequest")
+        return requests
+
+    def _show_progress(self) -> bool:
+        if self.progress is not None:
+            return self.progress
+        return os.environ.get("BPO_PROGRESS", "1") != "0"
+
+    async def _dispatch(self, todo, results, first, cache: Cache, n_cached: int, budget: float | None) -> dict:
+        stats = {"sent": 0, "ok": 0, "truncated": 0, "refused": 0, "error": 0, "retries": 0,
+                 "prompt_tokens": 0, "completion_tokens": 0, "spent_usd": 0.0}
+        if not todo:
+            return stats
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(first), initial=n_cached, desc=f"{self.stage} [{self.backend}]", unit="call",
+                   file=sys.stderr, disable=not self._show_progress(), dynamic_ncols=True,
+                   mininterval=1.0 if sys.stderr.isatty() else 15.0, postfix=f"cached={n_cached}")
+        loop = asyncio.get_running_loop()
+        pending: list[dict] = []
+        failures: list[dict] = []
+        flush_scheduled = False
+
+        def flush() -> None:
+            # one transaction for every answer that arrived in this loop iteration
+            nonlocal flush_scheduled
+            flush_scheduled = False
+            batch, pending[:] = list(pending), []
+            fails, failures[:] = list(failures), []
+            try:
+                cache.put_many(batch)
+                cache.put_failures(fails)
+            except Exception as exc:  # noqa: BLE001 - an answer we cannot store must stop the run
+                state["stop"] = "cache"
+                stats["cache_error"] = f"{type(exc).__name__}: {exc}"
+                stats["unstored"] = stats.get("unstored", 0) + len(batch)
+
+        def store(row: dict, failed: bool = False) -> None:
+            nonlocal flush_scheduled
+            (failures if failed else pending).append(row)
+            if not flush_scheduled:
+                flush_scheduled = True
+                loop.call_soon(flush)
+
+        limiter = RateLimiter(self.limits)
+        state: dict[str, Any] = {"reserved": 0.0, "stop": None}
+        it = iter(todo)
+        client, transport = self._session()
+        source = self.source
+
+        async def worker() -> None:
+            for key, req in it:
+                if state["stop"]:
+                    return
+                price = price_for(self.prices, req.model)
+                reserve = 0.0
+                if budget is not None:
+                    reserve = cost_usd(price, req.estimated_prompt_tokens(), req.estimated_completion_tokens()) or 0.0
+                    if stats["spent_usd"] + state["reserved"] + reserve > budget:
+                        state["stop"] = "budget"
+                        return
+                    state["reserved"] += reserve
+                if limiter.active:
+                    await limiter.acquire(req.estimated_prompt_tokens() + req.estimated_completion_tokens())
+                stats["sent"] += 1
+                try:
+                    res, row, attempts = await self._call(client, req, limiter, stats)
+                except _Fatal as exc:
+                    state["stop"] = "fatal"
+                    stats["fatal"] = str(exc)
+                    return
+                finally:
+                    state["reserved"] -= reserve
+                spent = cost_usd(price, res.prompt_tokens, res.completion_tokens)
+                if spent:
+                    stats["spent_usd"] += spent
+                stats[res.status] += 1
+                stats["prompt_tokens"] += res.prompt_tokens or 0
+                stats["completion_tokens"] += res.completion_tokens or 0
+                results[first[key]] = res
+                if row is not None:
+                    store(row)
+                else:
+                    store({"key": key, "backend": source, "stage": self.stage, "model": req.model,
+                           "error": res.error, "attempts": attempts}, failed=True)
+                    bar.set_postfix_str(f"cached={n_cached} failed={stats['error']}", refresh=False)
+                bar.update(1)
+                # yield once: the flush queued above runs before this worker sends again, so an
+                # answer is committed before its worker's next call (kill -9 loses in-flight only)
+                await asyncio.sleep(0)
+
+        try:
+            n_workers = min(self.limits.max_concurrency, len(todo))
+            await asyncio.gather(*(worker() for _ in range(n_workers)))
+        finally:
+            if pending or failures:
+                flush()
+            bar.close()
+            await client.close()
+            if transport is not None:
+                await transport.aclose()
+        if state["stop"] == "budget":
+            stats["budget_stop"] = True
+        return stats
+
+    async def _call(self, client: AsyncOpenAI, req: ChatRequest, limiter: RateLimiter, stats: dict):
+        """One request with retries: (ChatResult, cache row or None when failed, attempts)."""
+        # the canonical JSON the key was computed from, sent as is (no second serialisation)
+        content = req.body_json.encode("utf-8")
+        lim = self.limits
+        last_error = "no attempt made"
+        attempt = 0
+        for attempt in range(lim.max_retries + 1):
+            if attempt:
+                stats["retries"] += 1
+            t = time.perf_counter()
+            delay = None
+            try:
+                resp = await client.post("/chat/completions", content=content, cast_to=httpx2.Response)
+            except openai.APIStatusError as exc:
+                code = exc.status_code
+                detail = _short(getattr(exc, "message", "") or exc)
+                if code in (401, 403):
+                    raise _Fatal(f"the endpoint refused the API key (HTTP {code}): {detail}") from None
+                if code == 404:
+                    raise _Fatal(f"HTTP 404 from {self.base_url} (unknown model {req.model!r} or wrong base_url): "
+                                 f"{detail}") from None
+                if code == 429 or code >= 500 or code in (408, 409):
+                    last_error = f"HTTP {code}: {detail}"
+                    delay = _retry_after(exc.response.headers)
+                    if code == 429:
+                        limiter.pause(delay if delay is not None else lim.backoff(attempt))
+                else:  # 400, 422, ...: the request itself is wrong; retrying cannot help
+                    return self._failed(req, f"HTTP {code}: {detail}", attempt + 1)
+            except openai.APITimeoutError:
+                last_error = f"timed out after {lim.timeout_s:g} s"
+            except openai.APIConnectionError as exc:
+                last_error = f"connection error: {_short(exc.__cause__ or exc)}"
+            else:
+                parsed = _parse(resp.content)
+                if isinstance(parsed, str):
+                    last_error = f"malformed response body: {parsed}"
+                else:
+                    return self._answered(req, parsed, time.perf_counter() - t, attempt + 1)
+            if attempt < lim.max_retries:
+                await asyncio.sleep(delay if delay is not None else lim.backoff(attempt))
+        return self._failed(req, f"gave up after {attempt + 1} attempts: {last_error}", attempt + 1)
+
+    def _failed(self, req: ChatRequest, error: str, attempts: int):
+        self._n_failed += 1
+        if self._n_failed <= 20:  # a dead endpoint must not flood the log; the summary counts all
+            log.warning("stage '%s': call %s (model %s) failed: %s%s", self.stage, req.key[:12], req.model, error,
+                        " (further failures are only counted)" if self._n_failed == 20 else "")
+        res = ChatResult(key=req.key, status="error", text=None, error=error, backend=self.backend,
+                         model=None, cached=False)
+        return res, None, attempts
+
+    def _answered(self, req: ChatRequest, data: dict, latency: float, attempts: int):
+        choices = data["choices"]
+        first = choices[0]
+        msg = first.get("message") or {}
+        finish = first.get("finish_reason")
+        refusal = msg.get("refusal")
+        text = msg.get("content")
+        texts = tuple((c.get("message") or {}).get("content") for c in choices)
+        error = None
+        if refusal or finish == "content_filter":
+            status = "refused"
+            error = f"refused: {_short(refusal)}" if refusal else "refused: finish_reason content_filter"
+            if not text:
+                text = refusal
+        elif finish == "length":
+            status = "truncated"
+            error = "truncated: finish_reason length (max_tokens reached)"
+        else:
+            status = "ok"
+        usage = data.get("usage") or {}
+        pt = usage.get("prompt_tokens")
+        ct = usage.get("completion_tokens")
+        if pt is None:  # servers that omit usage: fall back to the estimate so costs stay visible
+            pt = req.estimated_prompt_tokens()
+        if ct is None:
+            ct = sum((len(t or "") + 3) // 4 for t in texts)
+        model = data.get("model") or req.model
+        row = result_row(key=req.key, backend=self.source, stage=self.stage, model=req.model, request=req.body_json,
+                         status=status, text=text, choices=texts, finish_reason=finish, prompt_tokens=pt,
+                         completion_tokens=ct, error=error, response_model=model, latency_s=round(latency, 4),
+                         attempts=attempts)
+        res = ChatResult(key=req.key, status=status, text=text, prompt_tokens=pt, completion_tokens=ct,
+                         cached=False, error=error, backend=self.backend, model=model, finish_reason=finish,
+                         choices=texts)
+        return res, row, attempts
+
+
+def _parse(content: bytes) -> dict | str:
+    """The reply as a dict with a usable first choice, or a short reason why not."""
+    try:
+        data = json.loads(content)
+    except ValueError as exc:
+        return f"not JSON ({exc.msg} at {exc.pos}; {len(content)} bytes)"
+    if not isinstance(data, dict):
+        return f"JSON {type(data).__name__}, not an object"
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return "no choices"
+    for c in choices:
+        if not isinstance(c, dict) or not isinstance(c.get("message"), dict):
+            return "a choice without a message"
+        content_ = c["message"].get("content")
+        if content_ is not None and not isinstance(content_, str):
+            return "message content is not a string"
+    usage = data.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        return "usage is not an object"
+    return data
+
+
+def _from_row(row: dict, backend: str) -> ChatResult:
+    texts: tuple = (row["text"],)
+    if row.get("choices"):
+        texts = tuple(json.loads(row["choices"]))
+    return ChatResult(key=row["key"], status=row["status"], text=row["text"], prompt_tokens=row["prompt_tokens"],
+                      completion_tokens=row["completion_tokens"], cached=True, error=row["error"], backend=backend,
+                      model=row["response_model"], finish_reason=row["finish_reason"], choices=texts)
+
+
+def client_from_config(llm_config: Mapping[str, Any], endpoint_name: str, stage: str, **kwargs) -> LLMClient:
+    """An LLMClient for ``llm.endpoints[endpoint_name]``, with the cache path and prices of the
+    ``llm`` config section (``budget_usd=`` sets a default cap for its runs). Snakemake scripts call this with ``snakemake.config["llm"]`` so
+    limits and the cache path are read at run time and editing them reruns nothing."""
+    endpoints = (llm_config or {}).get("endpoints") or {}
+    if endpoint_name not in endpoints:
+        raise LLMError(f"config: LLM endpoint '{endpoint_name}' is not defined under llm.endpoints "
+                       f"(defined: {sorted(endpoints)})")
+    return LLMClient(endpoints[endpoint_name], llm_config.get("cache") or DEFAULT_CACHE_PATH, stage,
+                     prices=llm_config.get("prices"), name=endpoint_name, **kwargs)

@@ -1,0 +1,373 @@
+"""A lean HTTP/1.1 transport for `httpx2` (the HTTP stack of the `openai` package).
+
+Why: at hundreds of concurrent calls the default stack (httpcore2 + anyio + h11) costs about
+1 ms of CPU per call and scans the whole connection pool on every request, so a single Python
+process cannot keep 256 slow calls in flight. This transport speaks plain HTTP/1.1 over
+asyncio protocols (one request per connection at a time, keep-alive, LIFO idle pool, TLS via
+`ssl`), about 0.1 ms per call. Everything above it is unchanged: `AsyncOpenAI` builds the
+request, adds auth and maps errors; `httpx2.Response` decodes gzip/deflate bodies.
+
+Scope: chat-completions style request/response (bodies read whole; no streaming, no
+HTTP/2, no proxies; :func:`proxy_configured` tells the caller to fall back to the default
+transport when a proxy environment variable applies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import urllib.request
+from typing import Any
+
+import httpx2
+
+_MAX_HEAD = 64 * 1024
+
+
+def proxy_configured(url: str) -> bool:
+    """True when HTTP(S)_PROXY / ALL_PROXY applies to ``url`` (NO_PROXY respected)."""
+    proxies = urllib.request.getproxies_environment()
+    scheme = url.split(":", 1)[0].lower()
+    if not (proxies.get(scheme) or proxies.get("all")):
+        return False
+    host = httpx2.URL(url).host
+    return not urllib.request.proxy_bypass_environment(host, proxies)
+
+
+class _Response:
+    """Incremental HTTP/1.1 response parser (status, headers, Content-Length/chunked/close)."""
+
+    __slots__ = ("status", "reason", "headers", "body", "keep_alive", "_mode", "_remaining",
+                 "_buf", "done", "head_request", "_got_bytes")
+
+    def __init__(self, head_request: bool = False):
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+        self.keep_alive = True
+        self._mode = "head"  # head | length | chunk_size | chunk_data | chunk_crlf | trailer | close
+        self._remaining = 0
+        self._buf = bytearray()
+        self.done = False
+        self.head_request = head_request
+        self._got_bytes = False
+
+    @property
+    def got_bytes(self) -> bool:
+        return self._got_bytes
+
+    def feed(self, data: bytes) -> None:
+        self._got_bytes = True
+        buf = self._buf
+        buf += data
+        while not self.done:
+            mode = self._mode
+            if mode == "head":
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > _MAX_HEAD:
+                        raise httpx2.RemoteProtocolError("response head too large")
+                    return
+                self._parse_head(bytes(buf[:end]))
+                del buf[: end + 4]
+            elif mode == "length":
+                take = min(self._remaining, len(buf))
+                self.body += buf[:take]
+                del buf[:take]
+                self._remaining -= take
+                if self._remaining == 0:
+                    self.done = True
+                else:
+                    return
+            elif mode == "chunk_size":
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    return
+                line = bytes(buf[:end]).split(b";", 1)[0].strip()
+                del buf[: end + 2]
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise httpx2.RemoteProtocolError(f"bad chunk size {line[:20]!r}") from None
+                if size == 0:
+                    self._mode = "trailer"
+                else:
+                    self._remaining = size
+                    self._mode = "chunk_data"
+            elif mode == "chunk_data":
+                take = min(self._remaining, len(buf))
+                self.body += buf[:take]
+                del buf[:take]
+                self._remaining -= take
+                if self._remaining:
+                    return
+                self._mode = "chunk_crlf"
+            elif mode == "chunk_crlf":
+                if len(buf) < 2:
+                    return
+                del buf[:2]
+                self._mode = "chunk_size"
+            elif mode == "trailer":
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    return
+                del buf[: end + 2]
+                if end == 0:  # blank line ends the trailers
+                    self.done = True
+            else:  # "close": body runs to EOF
+                self.body += buf
+                buf.clear()
+                return
+        if buf:  # bytes after a complete response: the connection is out of sync
+            self.keep_alive = False
+
+    def _parse_head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise httpx2.RemoteProtocolError(f"bad status line {lines[0][:60]!r}")
+        status = int(parts[1])
+        if 100 <= status < 200:  # interim response (100 Continue): wait for the real one
+            return
+        self.status = status
+        self.reason = parts[2] if len(parts) > 2 else b""
+        headers = []
+        length = None
+        chunked = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip()
+            value = value.strip()
+            headers.append((name, value))
+            low = name.lower()
+            if low == b"content-length":
+                length = int(value)
+            elif low == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+            elif low == b"connection" and value.lower() == b"close":
+                self.keep_alive = False
+        if parts[0] == b"HTTP/1.0":
+            self.keep_alive = False
+        self.headers = headers
+        if self.head_request or status in (204, 304):
+            self.done = True
+        elif chunked:
+            self._mode = "chunk_size"
+        elif length is not None:
+            self._remaining = length
+            self._mode = "length"
+            self.done = length == 0
+        else:
+            self._mode = "close"
+            self.keep_alive = False
+
+    def eof(self) -> bool:
+        """Connection closed: True when that completes the response."""
+        if self._mode == "close" and self.status:
+            self.done = True
+        return self.done
+
+
+class _Expired(Exception):
+    pass
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(_Expired())
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("transport", "closed", "response", "waiter", "key", "reused")
+
+    def __init__(self, key):
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.response: _Response | None = None
+        self.waiter: asyncio.Future | None = None
+        self.reused = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        resp = self.response
+        if resp is None:  # unsolicited bytes: never reuse this connection
+            self.closed = True
+            self.transport.close()
+            return
+        try:
+            resp.feed(data)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+            self._finish(exc)
+            return
+        if resp.done:
+            self._finish(None)
+
+    def eof_received(self):
+        return False  # close our side too
+
+    def connection_lost(self, exc):
+        self.closed = True
+        resp = self.response
+        if resp is not None and self.waiter is not None and not self.waiter.done():
+            if resp.eof():
+                self._finish(None)
+            else:
+                self._finish(httpx2.RemoteProtocolError(
+                    "server closed the connection before the response was complete"
+                    if resp.got_bytes else "server closed the connection without a response"))
+
+    def _finish(self, exc):
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(self.response)
+            else:
+                waiter.set_exception(exc)
+
+
+class LeanAsyncTransport(httpx2.AsyncBaseTransport):
+    """HTTP/1.1 keep-alive connection pool on asyncio; at most ``max_connections`` open."""
+
+    def __init__(self, max_connections: int = 100, ssl_context: ssl.SSLContext | None = None):
+        self.max_connections = max(1, int(max_connections))
+        self._ssl_context = ssl_context
+        self._idle: dict[Any, list[_Connection]] = {}
+        self._all: set[_Connection] = set()
+        self._slots: asyncio.Semaphore | None = None
+
+    def _ssl(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    async def _connect(self, key, timeout: float | None) -> _Connection:
+        scheme, host, port = key
+        loop = asyncio.get_running_loop()
+        kwargs = {}
+        if scheme == "https":
+            kwargs = {"ssl": self._ssl(), "server_hostname": host}
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: _Connection(key), host, port, **kwargs), timeout)
+        except asyncio.TimeoutError:
+            raise httpx2.ConnectTimeout(f"connect to {host}:{port} timed out") from None
+        except OSError as exc:
+            raise httpx2.ConnectError(f"connect to {host}:{port} failed: {exc}") from None
+        self._all.add(conn)
+        return conn
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        url = request.url
+        scheme = url.scheme
+        if scheme not in ("http", "https"):
+            raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+        port = url.port or (443 if scheme == "https" else 80)
+        key = (scheme, url.host, port)
+        timeouts = request.extensions.get("timeout") or {}
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_connections)
+        if self._slots.locked():  # wait_for costs a task: only pay it when we must wait
+            try:
+                await asyncio.wait_for(self._slots.acquire(), timeouts.get("pool"))
+            except asyncio.TimeoutError:
+                raise httpx2.PoolTimeout("no free connection in the pool") from None
+        else:
+            await self._slots.acquire()
+        try:
+            body = await request.aread()
+            target = url.raw_path
+            head = [request.method.encode(), b" ", target, b" HTTP/1.1\r\n"]
+            for name, value in request.headers.raw:
+                head += [name, b": ", value, b"\r\n"]
+            head.append(b"\r\n")
+            payload = b"".join(head) + body
+            # a pooled connection the server has silently dropped gets one fresh retry
+            for attempt in (0, 1):
+                conn = self._checkout(key)
+                if conn is None:
+                    conn = await self._connect(key, timeouts.get("connect"))
+                try:
+                    resp = await self._roundtrip(conn, payload, request, timeouts.get("read"))
+                except httpx2.RemoteProtocolError as exc:
+                    if conn.reused and attempt == 0 and "without a response" in str(exc):
+                        continue
+                    raise
+                break
+            if resp.keep_alive and not conn.closed:
+                self._idle.setdefault(key, []).append(conn)
+            else:
+                self._close(conn)
+        finally:
+            self._slots.release()
+        return httpx2.Response(
+            resp.status,
+            headers=resp.headers,
+            stream=httpx2.ByteStream(bytes(resp.body)),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": resp.reason},
+        )
+
+    def _checkout(self, key) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+            self._all.discard(conn)
+        return None
+
+    async def _roundtrip(self, conn: _Connection, payload: bytes, request, read_timeout) -> _Response:
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        conn.response = _Response(head_request=request.method == "HEAD")
+        conn.waiter = waiter
+        # a timer on the waiter itself (cheaper than asyncio.wait_for's extra future and hop)
+        timer = None
+        if read_timeout is not None:
+            timer = loop.call_later(read_timeout, _expire, waiter)
+        try:
+            conn.transport.write(payload)
+            return await waiter
+        except _Expired:
+            self._close(conn)
+            raise httpx2.ReadTimeout(f"no complete response within {read_timeout} s", request=request) from None
+        except BaseException:
+            self._close(conn)  # state unknown (cancelled, protocol error): never reuse
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            conn.response = None
+            conn.waiter = None
+
+    def _close(self, conn: _Connection) -> None:
+        conn.closed = True
+        self._all.discard(conn)
+        if conn.transport is not None:
+            conn.transport.close()
+
+    async def aclose(self) -> None:
+        for conn in list(self._all):
+            self._close(conn)
+        self._idle.clear()
+        await asyncio.sleep(0)  # let transports run their close callbacks
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """CA certificates as httpx uses them: SSL_CERT_FILE when set, else certifi's bundle, else
+    the system store."""
+    cafile = os.environ.get("SSL_CERT_FILE")
+    if not (cafile and os.path.isfile(cafile)):
+        try:
+            import certifi
+
+            cafile = certifi.where()
+        except ImportError:
+            cafile = None
+    return ssl.create_default_context(cafile=cafile)

@@ -1,0 +1,9 @@
+"""Rule download_testset: fetch a published test set."""
+
+from bpo.logging_setup import setup_logging
+
+setup_logging(snakemake.log[0])  # noqa: F821
+
+from bpo.eval.download import fetch  # noqa: E402
+
+fetch(snakemake.params.url, snakemake.output.testset)  # noqa: F821
