@@ -1,0 +1,216 @@
+"""Start optimizer training with the right number of ranks: in process, torchrun, or
+torchrun on every node of a SLURM allocation.
+
+- One rank (a laptop, a CPU node, a 1-GPU job): train in this process. DeepSpeed still
+  initialises torch.distributed, so RANK/LOCAL_RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT are
+  set (without them it goes looking for mpi4py).
+- Several ranks on one node: ``torchrun --standalone --nproc-per-node N``.
+- Several SLURM nodes: ``srun --overlap --nodes N --ntasks-per-node 1 torchrun ...`` with a
+  c10d rendezvous on the first node of the allocation. The Snakemake SLURM executor runs the
+  rule inside a one-task job step that holds the allocation, hence ``--overlap``.
+
+:func:`plan_launch` derives all of this from an environment mapping and is pure, so it is
+unit-tested with fake SLURM environments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RDZV_PORT = 29500
+
+
+@dataclass
+class LaunchPlan:
+    nnodes: int
+    nproc_per_node: int
+    master_addr: str
+    master_port: int
+    use_cpu: bool
+    under_slurm: bool
+    rdzv_id: str = "bpo"
+    command: list[str] = field(default_factory=list)  # empty: train in this process
+
+    @property
+    def world_size(self) -> int:
+        return self.nnodes * self.nproc_per_node
+
+
+def _count_devices(value: str | None) -> int | None:
+    """Number of GPUs in SLURM_GPUS_ON_NODE ("4") or CUDA_VISIBLE_DEVICES ("0,1,2")."""
+    if value is None or value.strip() == "":
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    if value in ("NoDevFiles", "-1"):
+        return 0
+    return len([v for v in value.split(",") if v.strip()])
+
+
+def slurm_hostnames(nodelist: str) -> list[str]:
+    """Expand a compressed SLURM node list (``gpu[01-03]``) with ``scontrol show hostnames``."""
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist], check=True, capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"cannot expand SLURM_JOB_NODELIST={nodelist!r} with scontrol: {exc}") from exc
+    hosts = [h for h in out.split() if h]
+    if not hosts:
+        raise RuntimeError(f"scontrol show hostnames {nodelist!r} returned no host")
+    return hosts
+
+
+def plan_launch(
+    env: Mapping[str, str],
+    *,
+    cuda_devices: int,
+    cpu_ranks: int = 1,
+    spec_path: str = "SPEC.json",
+    python: str = sys.executable,
+    hostnames: Callable[[str], list[str]] = slurm_hostnames,
+    free_port: Callable[[], int] | None = None,
+) -> LaunchPlan:
+    """How to start training, from the environment.
+
+    ``cuda_devices`` is what torch sees in this process; under SLURM the allocation's
+    ``SLURM_GPUS_ON_NODE`` wins (it is per node, the same on every node). Without GPUs,
+    ``cpu_ranks`` processes per node train on CPU (gloo).
+    """
+    under_slurm = "SLURM_JOB_ID" in env
+    nnodes = int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 1) if under_slurm else 1
+    gpus = None
+    if under_slurm:
+        gpus = _count_devices(env.get("SLURM_GPUS_ON_NODE"))
+    if gpus is None:
+        gpus = cuda_devices
+    use_cpu = gpus == 0
+    nproc = gpus if gpus > 0 else max(1, int(cpu_ranks))
+
+    if under_slurm and nnodes > 1:
+        nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+        if not nodelist:
+            raise RuntimeError("SLURM_NNODES > 1 but SLURM_JOB_NODELIST is not set")
+        master = hostnames(nodelist)[0]
+    else:
+        master = "127.0.0.1"
+    # A fixed port derived from the job id: every node computes the same one without talking.
+    if under_slurm:
+        port = DEFAULT_RDZV_PORT + int(env["SLURM_JOB_ID"]) % 10000
+    else:
+        port = int(env["MASTER_PORT"]) if env.get("MASTER_PORT") else (free_port or _free_port)()
+    rdzv_id = f"bpo-{env['SLURM_JOB_ID']}" if under_slurm else "bpo-local"
+    plan = LaunchPlan(
+        nnodes=nnodes, nproc_per_node=nproc, master_addr=master, master_port=port, use_cpu=use_cpu,
+        under_slurm=under_slurm, rdzv_id=rdzv_id,
+    )
+    if plan.world_size == 1:
+        return plan
+
+    entry = ["-m", "bpo.train.trainer", "--spec", spec_path]
+    if nnodes == 1:
+        plan.command = [python, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+                        "--nproc-per-node", str(nproc), *entry]
+    else:
+        plan.command = [
+            "srun", "--overlap", f"--nodes={nnodes}", "--ntasks-per-node=1", f"--ntasks={nnodes}", "--kill-on-bad-exit=1",
+            python, "-m", "torch.distributed.run",
+            "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{master}:{port}", "--rdzv-id", rdzv_id,
+            *entry,
+        ]
+    return plan
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def single_process_env(plan: LaunchPlan):
+    """torch.distributed env of a world of one, restored afterwards (tests run in process)."""
+    values = {
+        "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(plan.master_port),
+    }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def launch_training(spec: Mapping, env: Mapping[str, str] | None = None, threads: int | None = None) -> dict | None:
+    """Train the optimizer described by ``spec`` (see :func:`bpo.train.trainer.make_spec`).
+
+    ``threads``: CPU threads granted to a CPU-only job (Snakemake's ``threads``), split
+    between CPU ranks; ignored with GPUs; None leaves torch's default. Returns the training summary when it ran in
+    this process, else None (the ranks wrote the outputs; a failing rank raises here).
+    """
+    import torch
+
+    from bpo.train.trainer import prepare_checkpoint_dir, run_spec
+
+    env = dict(os.environ if env is None else env)
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    spec_path = Path(spec["checkpoint"]["dir"]) / "bpo_spec.json"
+    plan = plan_launch(env, cuda_devices=cuda, cpu_ranks=spec["hparams"].get("cpu_ranks", 1), spec_path=str(spec_path))
+    log.info(
+        "launch: %d node(s) x %d rank(s) on %s%s", plan.nnodes, plan.nproc_per_node,
+        "CPU" if plan.use_cpu else "GPU", f", master {plan.master_addr}:{plan.master_port}" if plan.world_size > 1 else "",
+    )
+    resume = prepare_checkpoint_dir(spec, plan.world_size)
+    if not plan.command:
+        if threads and plan.use_cpu:
+            # Only on CPU: on GPU nodes the CPU threads serve DeepSpeed's offloaded Adam.
+            torch.set_num_threads(max(1, int(threads)))
+        # DeepSpeed needs a (one-process) torch.distributed world; the plain Trainer does not,
+        # and with these variables set it would wrap the model in a pointless DDP.
+        env_ctx = single_process_env(plan) if spec["hparams"].get("deepspeed") else contextlib.nullcontext()
+        with env_ctx:
+            try:
+                return run_spec(spec, resume_from=resume)
+            finally:
+                import torch.distributed as dist
+                from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+                unset_hf_deepspeed_config()  # later model loads in this process: not ZeRO-3
+
+                # Without it one rank in ~6 aborted at exit in DeepSpeed CPU runs.
+                if dist.is_available() and dist.is_initialized():
+                    dist.destroy_process_group()
+
+    spec_path.write_text(json.dumps(spec, indent=1))
+    cmd = list(plan.command)
+    if resume:
+        cmd += ["--resume-from", resume]
+    log.info("launch: %s", shlex.join(cmd))
+    child_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    if plan.use_cpu:
+        # Split the cores between the CPU ranks instead of oversubscribing them.
+        cores = int(threads) if threads else (os.cpu_count() or 1)
+        child_env["OMP_NUM_THREADS"] = str(max(1, cores // plan.nproc_per_node))
+    proc = subprocess.run(cmd, env=child_env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"training ranks failed with exit status {proc.returncode}: {shlex.join(cmd)}")
+    return None

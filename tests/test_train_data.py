@@ -1,0 +1,128 @@
+"""Tokenization with prompt masking, and packing without attention leaks (no training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bpo.prompt_format import build_prompt
+from bpo.train.data import IGNORE_INDEX, encode_example, encode_pairs, encode_prompt, make_collator, prepare_tokenizer
+from bpo.train.tiny_model import build_tiny, train_tokenizer
+
+from sft_fixture import sft_rows
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    rows = sft_rows(24)
+    pairs = [(r["prompt"], r["optimized_prompt"]) for r in rows]
+    model, tok = build_tiny(pairs, {"hidden_size": 32, "intermediate_size": 64, "num_layers": 2}, seed=0)
+    prepare_tokenizer(tok)
+    model.eval()
+    return model, tok, rows
+
+
+def test_labels_mask_the_prompt_and_keep_target_and_eos(tiny):
+    _, tok, rows = tiny
+    prompt = "explain tides  for a school project\n"
+    optimized = "  Please explain tides clearly, with one example.  "
+    enc = encode_example(tok, prompt, optimized, max_length=512)
+    p_ids = encode_prompt(tok, prompt)
+    n = len(p_ids)
+    # Input: BOS + template exactly as inference feeds it, then the target and EOS.
+    assert p_ids[0] == tok.bos_token_id
+    assert enc["input_ids"][:n] == p_ids
+    assert tok.decode(p_ids, skip_special_tokens=True) == build_prompt(prompt)
+    # Labels: every prompt token masked, every target token (and EOS) kept, nothing else.
+    assert enc["labels"][:n] == [IGNORE_INDEX] * n
+    assert enc["labels"][n:] == enc["input_ids"][n:]
+    assert enc["labels"][-1] == tok.eos_token_id
+    assert tok.eos_token_id not in enc["input_ids"][:-1]
+    assert tok.decode(enc["labels"][n:-1]) == optimized.strip()
+    assert len(enc["input_ids"]) == len(enc["labels"])
+
+
+def test_drops_are_counted_with_reasons(tiny, caplog):
+    _, tok, _ = tiny
+    pairs = [
+        ("a", "ok prompt", "Please do it."),
+        ("b", "   ", "Please do it."),
+        ("c", "ok prompt", ""),
+        ("d", "word " * 400, "Please do it."),
+    ]
+    examples, report = encode_pairs(tok, pairs, max_length=256)
+    assert len(examples) == 1 and report.n_kept == 1 and report.n_rows == 4
+    assert dict(report.dropped) == {"empty_prompt": 1, "empty_optimized_prompt": 1, "too_long": 1}
+    assert "dropped 3 of 4" in caplog.text
+
+
+def test_prepare_tokenizer_adds_pad_and_right_padding():
+    tok = train_tokenizer(["hello world"] * 10, vocab_size=300)
+    tok.pad_token = None
+    prepare_tokenizer(tok)
+    assert tok.pad_token_id is not None and tok.padding_side == "right"
+
+
+def _per_example_losses(logits, labels, bounds):
+    """Summed next-token CE of each example; ``bounds`` = [(start, end)] in the row."""
+    out = []
+    for s, e in bounds:
+        lg, lb = logits[s : e - 1], labels[s + 1 : e]
+        out.append(F.cross_entropy(lg, lb, ignore_index=IGNORE_INDEX, reduction="sum").item())
+    return out
+
+
+@pytest.mark.parametrize("attn", ["sdpa_varlen", "sdpa"])
+def test_packed_batch_gives_the_losses_of_examples_run_one_by_one(tiny, attn):
+    """sdpa_varlen attends within each packed sequence; sdpa gets a block-diagonal mask from
+    the restarting position ids. Both must equal the examples run alone."""
+    model, tok, rows = tiny
+    model.set_attn_implementation(attn)
+    examples, _ = encode_pairs(tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[:6]], 512)
+    lengths = [len(e["input_ids"]) for e in examples]
+    assert len(set(lengths)) > 1  # variable lengths, the case packing is for
+
+    with torch.no_grad():
+        single = []
+        for e in examples:
+            logits = model(input_ids=torch.tensor([e["input_ids"]]), use_cache=False).logits[0]
+            single += _per_example_losses(logits, torch.tensor(e["labels"]), [(0, len(e["input_ids"]))])
+
+        batch = make_collator(tok, packing=True, attn_implementation=attn)(examples)
+        assert batch["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in batch
+        assert ("cu_seq_lens_q" in batch) == (attn == "sdpa_varlen")
+        out = model(**batch, use_cache=False)
+        bounds, start = [], 0
+        for n in lengths:
+            bounds.append((start, start + n))
+            start += n
+        packed = _per_example_losses(out.logits[0], batch["labels"][0], bounds)
+        assert packed == pytest.approx(single, rel=1e-5, abs=1e-5)
+        # The model's own loss is the token-weighted mean of the same numbers.
+        n_tokens = sum(sum(1 for t in e["labels"][1:] if t != IGNORE_INDEX) for e in examples)
+        assert out.loss.item() == pytest.approx(sum(single) / n_tokens, rel=1e-5)
+
+        # Control: the same row with one running position sequence (no example boundaries)
+        # lets later examples attend to earlier ones, and their losses change.
+        leaky = model(input_ids=batch["input_ids"], position_ids=torch.arange(sum(lengths))[None], use_cache=False)
+        leaked = _per_example_losses(leaky.logits[0], batch["labels"][0], bounds)
+        assert leaked[0] == pytest.approx(single[0], rel=1e-5)
+        assert any(abs(a - b) > 1e-3 for a, b in zip(leaked[1:], single[1:]))
+    model.set_attn_implementation("sdpa_varlen")
+
+
+def test_padded_batch_gives_the_same_losses(tiny):
+    model, tok, rows = tiny
+    examples, _ = encode_pairs(tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[6:10]], 512)
+    batch = make_collator(tok, packing=False)(examples)
+    assert batch["input_ids"].shape[0] == len(examples)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        for i, e in enumerate(examples):
+            n = len(e["input_ids"])
+            alone = model(input_ids=torch.tensor([e["input_ids"]])).logits[0]
+            assert batch["labels"][i, n:].eq(IGNORE_INDEX).all()  # right padding never in the loss
+            assert _per_example_losses(logits[i], batch["labels"][i], [(0, n)]) == pytest.approx(
+                _per_example_losses(alone, torch.tensor(e["labels"]), [(0, n)]), rel=1e-5
+            )

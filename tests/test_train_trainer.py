@@ -1,0 +1,188 @@
+"""Real HF Trainer runs of the tiny optimizer: loss falls, outputs, save/load, resume, LoRA,
+DeepSpeed ZeRO-2 in one process. Kept to a few steps each (CI has 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from bpo.launch import launch_training
+from bpo.schemas import TRAIN_METRICS, read_frame
+from bpo.train.trainer import TRAIN_CONFIG_NAME, make_spec, prepare_checkpoint_dir
+
+from sft_fixture import write_sft
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+HP = dict(
+    tiny={"hidden_size": 48, "intermediate_size": 128, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2},
+    max_steps=10, global_batch_size=8, per_device_batch_size=4, learning_rate=3e-3,
+    warmup_ratio=0.1, deepspeed=None, eval_steps=5, seed=7,
+)
+
+
+def spec_for(root: Path, data: tuple[Path, Path], checkpoint=None, **overrides) -> dict:
+    return make_spec(
+        train=data[0], val=data[1], model_dir=root / "model",
+        metrics=root / "metrics" / "train_metrics.parquet", loss_curve=root / "metrics" / "loss_curve.png",
+        hparams={**HP, **overrides},
+        checkpoint={"dir": str(root / "ckpt"), "save_steps": 0, **(checkpoint or {})},
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """A tiny model runs fastest on one thread, and far faster than on two when the
+    machine's cores are shared (OpenMP threads then wait on each other)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_sft(tmp_path_factory.mktemp("sft"), n_train=48, n_val=8)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, data):
+    """One plain run with checkpoints every 4 steps, kept for the resume test."""
+    root = tmp_path_factory.mktemp("full")
+    spec = spec_for(root, data, checkpoint={"save_steps": 4, "save_total_limit": 5, "keep": True})
+    summary = launch_training(spec)
+    return root, spec, summary
+
+
+def test_training_loss_falls_and_outputs_are_written(full_run):
+    root, spec, summary = full_run
+    metrics = read_frame(spec["metrics"], TRAIN_METRICS)
+    train_rows = metrics.dropna(subset=["loss"])
+    assert list(train_rows["step"]) == list(range(1, 11))
+    first, last = train_rows["loss"].iloc[0], train_rows["loss"].iloc[-3:].mean()
+    assert last < first - 0.5, f"loss did not fall: {first:.3f} -> {last:.3f}"
+    assert (train_rows["tokens_per_second"] > 0).all()
+    assert metrics["eval_loss"].notna().sum() == 2  # steps 5 and 10
+    assert Path(spec["loss_curve"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads((root / "model" / TRAIN_CONFIG_NAME).read_text())
+    assert record["hparams"]["learning_rate"] == 3e-3 and record["global_steps"] == 10
+    assert record["gradient_accumulation_steps"] == 2 and record["data"]["train"]["kept"] == 48
+    assert record["base"]["kind"] == "tiny_from_scratch"
+
+
+def test_saved_model_reproduces_the_validation_loss(full_run, data):
+    """Save/load round trip: weights + tokenizer in the folder give the trained model's
+    validation loss, computed with the same data code."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bpo.train.data import encode_pairs, load_sft_pairs, make_collator
+
+    root, spec, summary = full_run
+    tok = AutoTokenizer.from_pretrained(root / "model")
+    model = AutoModelForCausalLM.from_pretrained(root / "model").eval()
+    assert model.config.use_cache  # restored for generation after training
+    examples, _ = encode_pairs(tok, load_sft_pairs(data[1]), 512)
+    assert len(examples) == 8
+    with torch.no_grad():
+        # The Trainer's eval loss: the mean over its batches (4 examples each, packed).
+        batch_losses = [
+            model(**make_collator(tok, packing=True)(examples[i : i + 4]), use_cache=False).loss.item()
+            for i in range(0, 8, 4)
+        ]
+    assert summary["eval_loss"] == pytest.approx(sum(batch_losses) / 2, rel=1e-4)
+
+
+def test_resume_from_checkpoint_continues_the_same_run(full_run, data, tmp_path):
+    """A requeued job resumes from its last complete checkpoint and ends where an
+    uninterrupted run ends (same per-step losses after the resume point)."""
+    root, spec, _ = full_run
+    ckpts = sorted(p.name for p in (root / "ckpt").glob("checkpoint-*"))
+    assert ckpts == ["checkpoint-10", "checkpoint-4", "checkpoint-8"]
+    # Simulate a job killed after step 4: a later, half-written checkpoint is ignored.
+    resumed_root = tmp_path / "resumed"
+    shutil.copytree(root / "ckpt", resumed_root / "ckpt")
+    for name in ckpts:
+        if name != "checkpoint-4":
+            shutil.rmtree(resumed_root / "ckpt" / name)
+    (resumed_root / "ckpt" / "checkpoint-6").mkdir()  # no trainer_state.json: incomplete
+    spec2 = {**spec, "model_dir": str(resumed_root / "model"),
+             "metrics": str(resumed_root / "m.parquet"), "loss_curve": str(resumed_root / "m.png"),
+             "checkpoint": {**spec["checkpoint"], "dir": str(resumed_root / "ckpt")}}
+    summary = launch_training(spec2)
+    assert summary["resumed_from"].endswith("checkpoint-4")
+    a = read_frame(spec["metrics"], TRAIN_METRICS).dropna(subset=["loss"]).set_index("step")["loss"]
+    b = read_frame(spec2["metrics"], TRAIN_METRICS).dropna(subset=["loss"]).set_index("step")["loss"]
+    assert list(b.index) == list(range(1, 11))  # history restored from the checkpoint
+    assert b.loc[5:].tolist() == pytest.approx(a.loc[5:].tolist(), rel=1e-4)
+
+
+def test_checkpoints_of_other_settings_are_wiped_not_resumed(tmp_path, data):
+    spec = spec_for(tmp_path, data)
+    assert prepare_checkpoint_dir(spec, world_size=1) is None
+    fake = Path(spec["checkpoint"]["dir"]) / "checkpoint-3"
+    fake.mkdir()
+    (fake / "trainer_state.json").write_text("{}")
+    assert prepare_checkpoint_dir(spec, world_size=1) == str(fake)  # same settings: resume
+    changed = spec_for(tmp_path, data, learning_rate=1e-3)
+    assert prepare_checkpoint_dir(changed, world_size=1) is None  # different lr: never resume
+    assert not fake.exists()
+
+
+def test_bad_settings_fail_with_the_config_key(tmp_path, data):
+    with pytest.raises(ValueError, match="global_batch_size 10 is not a multiple"):
+        launch_training(spec_for(tmp_path, data, global_batch_size=10))
+    with pytest.raises(ValueError, match=r"unknown keys \['lerning_rate'\]"):
+        spec_for(tmp_path, data, lerning_rate=1.0)
+
+
+def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path, data):
+    from transformers import AutoModelForCausalLM
+
+    from bpo.train.data import load_sft_pairs
+    from bpo.train.tiny_model import build_tiny
+
+    spec = spec_for(tmp_path, data, max_steps=3, eval_steps=0,
+                    lora={"enabled": True, "r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    summary = launch_training(spec)
+    assert summary["global_steps"] == 3
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    assert not any("lora" in k for k in saved.state_dict())  # merged, a plain model folder
+    pairs = [(p, o) for _, p, o in load_sft_pairs(data[0])]
+    base, _ = build_tiny(pairs, HP["tiny"], HP["seed"])  # the same seeded initialisation
+    sd_base, sd_saved = base.state_dict(), saved.state_dict()
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(sd_base[q], sd_saved[q])  # adapters trained and merged
+    for frozen in ("model.layers.0.mlp.up_proj.weight", "model.layers.1.self_attn.k_proj.weight"):
+        assert torch.equal(sd_base[frozen], sd_saved[frozen])  # untouched outside the targets
+
+
+def test_deepspeed_zero2_one_process_matches_plain_trainer(full_run, data, tmp_path):
+    """ZeRO-2 (config/deepspeed/zero2.json, torch AdamW: no cpu_adam build) in one process,
+    in a fresh interpreter as the workflow script runs it: same losses as the plain run."""
+    _, plain_spec, _ = full_run
+    spec = spec_for(tmp_path, data, deepspeed=str(REPO / "config" / "deepspeed" / "zero2.json"))
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    code = (
+        "import json, sys; from bpo.launch import launch_training; "
+        f"s = launch_training(json.load(open({str(spec_path)!r}))); print('SUMMARY', json.dumps(s))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    summary = json.loads(proc.stdout.split("SUMMARY", 1)[1])
+    assert summary["world_size"] == 1 and summary["global_steps"] == 10
+    ds = read_frame(spec["metrics"], TRAIN_METRICS).dropna(subset=["loss"])["loss"].tolist()
+    plain = read_frame(plain_spec["metrics"], TRAIN_METRICS).dropna(subset=["loss"])["loss"].tolist()
+    assert ds == pytest.approx(plain, rel=1e-3)
+    assert pq.read_schema(spec["metrics"]).names == TRAIN_METRICS.names
