@@ -38,6 +38,7 @@ class OptimizeResult:
 
 
 _RUN = re.compile(r"(.{1,30}?)\1{7,}", re.S)  # a 1-30 char unit repeated 8+ times in a row
+_LONG_CHAR_RUN = 40  # "=====" rules and "-----" separators are text; 40 of one character are not
 
 
 def degenerate_reason(text: str, hit_limit: bool) -> str | None:
@@ -49,8 +50,9 @@ def degenerate_reason(text: str, hit_limit: bool) -> str | None:
         return EMPTY
     if hit_limit:
         return TRUNCATED
-    if _RUN.search(stripped):
-        return REPETITION
+    for m in _RUN.finditer(stripped):
+        if len(set(m.group(1))) > 1 or len(m.group(0)) >= _LONG_CHAR_RUN:
+            return REPETITION
     words = stripped.split()
     if len(words) >= 12:
         trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
@@ -65,18 +67,12 @@ def degenerate_reason(text: str, hit_limit: bool) -> str | None:
 _LOADED: dict = {}
 
 
-def load_optimizer(model_dir: str, device: str | None = None):
-    """(model, tokenizer, device) for a trained optimizer folder or hub id; cached per process."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def check_template_version(model_dir: str) -> None:
+    """Refuse an optimizer trained on another version of the input template: it would see
+    text it was never trained on and degrade silently."""
     from bpo.prompt_format import TEMPLATE_VERSION
     from bpo.train.trainer import TRAIN_CONFIG_NAME
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    key = (str(model_dir), device)
-    if key in _LOADED:
-        return _LOADED[key]
     cfg_path = Path(model_dir) / TRAIN_CONFIG_NAME
     if cfg_path.exists():
         version = json.loads(cfg_path.read_text()).get("bpo_template_version")
@@ -86,6 +82,18 @@ def load_optimizer(model_dir: str, device: str | None = None):
             )
     elif Path(model_dir).exists():
         log.warning("%s has no %s: assuming it was trained on bpo.prompt_format's template", model_dir, TRAIN_CONFIG_NAME)
+
+
+def load_optimizer(model_dir: str, device: str | None = None):
+    """(model, tokenizer, device) for a trained optimizer folder or hub id; cached per process."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    key = (str(model_dir), device)
+    if key in _LOADED:
+        return _LOADED[key]
+    check_template_version(model_dir)
     dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -155,8 +163,11 @@ def _generate_vllm(model_dir, prompts, *, temperature, top_p, max_new_tokens, se
 
     from bpo.train.data import encode_prompt
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    llm = LLM(model=str(model_dir), seed=seed)
+    key = (str(model_dir), "vllm")
+    if key not in _LOADED:  # one engine per process: building it costs seconds to minutes
+        check_template_version(model_dir)
+        _LOADED[key] = (AutoTokenizer.from_pretrained(model_dir), LLM(model=str(model_dir), seed=seed))
+    tokenizer, llm = _LOADED[key]
     params = SamplingParams(
         n=1,
         temperature=0.0 if greedy else temperature,

@@ -95,6 +95,12 @@ def plan_launch(
     gpus = None
     if under_slurm:
         gpus = _count_devices(env.get("SLURM_GPUS_ON_NODE"))
+        if gpus and not cuda_devices:
+            log.warning(
+                "the SLURM allocation has %d GPU(s) per node but torch sees none (a CPU build of torch?): "
+                "training on CPU", gpus,
+            )
+            gpus = 0
     if gpus is None:
         gpus = cuda_devices
     use_cpu = gpus == 0

@@ -97,6 +97,8 @@ def test_unusable_outputs_fall_back_to_the_original_prompt(model_dir):
         ("ha" * 10, False, REPETITION),
         ("explain the explain the explain the explain the explain the explain the", False, REPETITION),
         ("Improve this.\n[Original prompt]\ntides", False, TEMPLATE_ECHO),
+        ("x" * 45, False, REPETITION),
+        ("Summarise this section:\nResults\n================\nTides rise twice a day.", False, None),
         ("Please explain how tides work, step by step, and give one concrete example.", False, None),
         ("Sort these numbers: 1 1 1 2 3 5 8 13 21", False, None),
     ],

@@ -70,9 +70,17 @@ def test_multi_node_slurm_job_runs_torchrun_on_every_node_with_c10d_rendezvous()
 
 def test_gpu_count_from_cuda_visible_devices_style_values():
     env = {"SLURM_JOB_ID": "5", "SLURM_NNODES": "1", "SLURM_GPUS_ON_NODE": "0,1,2"}
-    assert plan(env).nproc_per_node == 3
+    assert plan(env, cuda_devices=3).nproc_per_node == 3
     cpu_job = {"SLURM_JOB_ID": "5", "SLURM_NNODES": "1"}  # no GPU in the allocation
-    assert plan(cpu_job, cpu_ranks=2).use_cpu
+    p = plan(cpu_job, cpu_ranks=2)
+    assert p.use_cpu and p.nproc_per_node == 2
+
+
+def test_gpus_allocated_but_invisible_to_torch_fall_back_to_cpu(caplog):
+    env = {"SLURM_JOB_ID": "5", "SLURM_NNODES": "1", "SLURM_GPUS_ON_NODE": "1"}
+    p = plan(env, cuda_devices=0)
+    assert p.use_cpu and p.command == []
+    assert "torch sees none" in caplog.text
 
 
 def test_multi_node_without_nodelist_is_a_clear_error():

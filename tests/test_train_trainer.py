@@ -145,12 +145,13 @@ def test_bad_settings_fail_with_the_config_key(tmp_path, data):
 
 
 def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path, data):
+    """LoRA with gradient checkpointing (the combination that needs input grads enabled)."""
     from transformers import AutoModelForCausalLM
 
     from bpo.train.data import load_sft_pairs
     from bpo.train.tiny_model import build_tiny
 
-    spec = spec_for(tmp_path, data, max_steps=3, eval_steps=0,
+    spec = spec_for(tmp_path, data, max_steps=3, eval_steps=0, gradient_checkpointing=True,
                     lora={"enabled": True, "r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]})
     summary = launch_training(spec)
     assert summary["global_steps"] == 3
@@ -186,3 +187,13 @@ def test_deepspeed_zero2_one_process_matches_plain_trainer(full_run, data, tmp_p
     plain = read_frame(plain_spec["metrics"], TRAIN_METRICS).dropna(subset=["loss"])["loss"].tolist()
     assert ds == pytest.approx(plain, rel=1e-3)
     assert pq.read_schema(spec["metrics"]).names == TRAIN_METRICS.names
+
+
+def test_two_cpu_ranks_train_through_torchrun(tmp_path, data):
+    """cpu_ranks=2: bpo.launch starts torchrun (gloo, use_cpu) and the ranks write the outputs."""
+    spec = spec_for(tmp_path, data, cpu_ranks=2, max_steps=4, eval_steps=0)
+    assert launch_training(spec, threads=2) is None  # trained in the torchrun ranks, not here
+    record = json.loads((tmp_path / "model" / TRAIN_CONFIG_NAME).read_text())
+    assert record["world_size"] == 2 and record["gradient_accumulation_steps"] == 1  # 8 = 2 ranks x 4
+    losses = read_frame(spec["metrics"], TRAIN_METRICS)["loss"].dropna().tolist()
+    assert len(losses) == 4 and losses[-1] < losses[0]

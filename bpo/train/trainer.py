@@ -199,9 +199,11 @@ def load_deepspeed_config(path: str | None) -> dict | None:
         raise ValueError(f"config train.deepspeed: {path} is not valid JSON: {exc}") from exc
 
 
-def _load_base(hp: Mapping, pairs: list[tuple[str, str, str]], dtype):
-    """(model, tokenizer, description) for a hub id / local path, or the tiny model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load_tokenizer_and_tiny(hp: Mapping, pairs: list[tuple[str, str, str]]):
+    """(tokenizer, tiny model or None, description). A pretrained model is loaded later, by
+    :func:`_load_pretrained`, once TrainingArguments exist: ZeRO-3 then partitions it while
+    loading (zero.Init) instead of every rank holding a full copy."""
+    from transformers import AutoTokenizer
 
     from bpo.train.attention import register
 
@@ -210,21 +212,30 @@ def _load_base(hp: Mapping, pairs: list[tuple[str, str, str]], dtype):
         name = hp["base_model"]
         try:
             tokenizer = AutoTokenizer.from_pretrained(name)
-            model = AutoModelForCausalLM.from_pretrained(
-                name, dtype=dtype, attn_implementation=hp["attn_implementation"]
-            )
         except OSError as exc:
             raise RuntimeError(
                 f"config train.base_model {name!r}: cannot load it ({exc}). Offline, point it to a "
                 "local folder or set it to null for the tiny from-scratch model."
             ) from exc
-        return model, tokenizer, {"kind": "pretrained", "name": name, "path": name}
+        return tokenizer, None, {"kind": "pretrained", "name": name, "path": name}
     from bpo.train.tiny_model import TINY_DEFAULTS, build_tiny
 
+    # Built at once (tiny: no partitioning needed), so a LoRA + ZeRO-3 run can save its init.
     model, tokenizer = build_tiny(
         [(p, o) for _, p, o in pairs], hp["tiny"], hp["seed"], hp["attn_implementation"]
     )
-    return model, tokenizer, {"kind": "tiny_from_scratch", "tiny": {**TINY_DEFAULTS, **hp["tiny"]}}
+    return tokenizer, model, {"kind": "tiny_from_scratch", "tiny": {**TINY_DEFAULTS, **hp["tiny"]}}
+
+
+def _load_pretrained(hp: Mapping, dtype):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            hp["base_model"], dtype=dtype, attn_implementation=hp["attn_implementation"]
+        )
+    except (OSError, ImportError, ValueError) as exc:
+        raise RuntimeError(f"config train.base_model {hp['base_model']!r}: cannot load the model: {exc}") from exc
 
 
 def _apply_lora(model, lora: Mapping, gradient_checkpointing: bool):
@@ -395,10 +406,7 @@ def run_spec(spec: Mapping, resume_from: str | None = None) -> dict:
         raise ValueError(f"{spec['train']}: no SFT pairs to train on")
 
     ds_config = load_deepspeed_config(hp["deepspeed"])
-    # Without DeepSpeed, bf16 is autocast over fp32 weights (fp32 master weights); DeepSpeed's
-    # bf16 optimizer keeps its own fp32 master copy, so there the base loads in bf16 (half the RAM).
-    load_dtype = dtype if ds_config is not None and precision != "fp32" else torch.float32
-    model, tokenizer, base_desc = _load_base(hp, train_pairs, load_dtype)
+    tokenizer, model, base_desc = _load_tokenizer_and_tiny(hp, train_pairs)
     prepare_tokenizer(tokenizer)
     train_ex, train_report = encode_pairs(tokenizer, train_pairs, hp["max_length"], what=spec["train"])
     val_ex, val_report = encode_pairs(tokenizer, val_pairs, hp["max_length"], what=str(spec.get("val")))
@@ -407,15 +415,6 @@ def run_spec(spec: Mapping, resume_from: str | None = None) -> dict:
             f"{spec['train']}: every pair was dropped ({dict(train_report.dropped)}); "
             f"raise config train.max_length ({hp['max_length']})?"
         )
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    if hp["lora"]["enabled"]:
-        if _zero_stage(ds_config) == 3 and base_desc["kind"] != "pretrained":
-            # The merge after training reloads the base from a folder: keep the random init.
-            base_desc["path"] = str(Path(spec["checkpoint"]["dir"]) / "tiny_base")
-            if int(os.environ.get("RANK", "0")) == 0:
-                model.save_pretrained(base_desc["path"])
-        model = _apply_lora(model, hp["lora"], hp["gradient_checkpointing"])
     use_cpu = not torch.cuda.is_available()
     has_eval = bool(val_ex)
     ckpt = spec["checkpoint"]
@@ -429,7 +428,7 @@ def run_spec(spec: Mapping, resume_from: str | None = None) -> dict:
         learning_rate=hp["learning_rate"],
         lr_scheduler_type=hp["lr_scheduler"],
         warmup_steps=float(hp["warmup_ratio"]),  # a float in [0, 1) is a ratio of total steps
-        optim="adamw_torch",
+        optim="adamw_torch" if use_cpu else "adamw_torch_fused",  # (offload configs: DeepSpeed's CPU Adam)
         weight_decay=hp["weight_decay"],
         adam_beta1=hp["adam_beta1"],
         adam_beta2=hp["adam_beta2"],
@@ -443,7 +442,7 @@ def run_spec(spec: Mapping, resume_from: str | None = None) -> dict:
         data_seed=hp["seed"],
         deepspeed=ds_config,
         use_cpu=use_cpu,  # several CPU ranks need it (else a batch-size assertion fails)
-        ddp_find_unused_parameters=False,  # every parameter gets a gradient (LoRA: only trainable ones count)
+        ddp_find_unused_parameters=False,  # every trainable parameter gets a gradient
         logging_steps=hp["logging_steps"],
         logging_first_step=True,
         eval_strategy="steps" if has_eval and hp["eval_steps"] > 0 else "no",
@@ -457,6 +456,19 @@ def run_spec(spec: Mapping, resume_from: str | None = None) -> dict:
         dataloader_num_workers=0,
         remove_unused_columns=True,
     )
+    if model is None:
+        # Without DeepSpeed, bf16 is autocast over fp32 weights (fp32 master weights); DeepSpeed's
+        # bf16 optimizer keeps its own fp32 master copy, so there the base loads in bf16 (half the RAM).
+        model = _load_pretrained(hp, dtype if ds_config is not None and precision != "fp32" else torch.float32)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if hp["lora"]["enabled"]:
+        if _zero_stage(ds_config) == 3 and base_desc["kind"] != "pretrained":
+            # The merge after training reloads the base from a folder: keep the random init.
+            base_desc["path"] = str(Path(spec["checkpoint"]["dir"]) / "tiny_base")
+            if int(os.environ.get("RANK", "0")) == 0:
+                model.save_pretrained(base_desc["path"])
+        model = _apply_lora(model, hp["lora"], hp["gradient_checkpointing"])
     trainer = _make_trainer_class()(
         model=model,
         args=args,
