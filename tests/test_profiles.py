@@ -91,6 +91,8 @@ def test_slurm_profile_has_cluster_settings():
     # partition and account are placeholders the user edits, never baked into rules
     assert "EDIT_ME" in str(res["slurm_partition"]) and "EDIT_ME" in str(res["slurm_account"])
     assert {"mem_mb", "runtime", "cpus_per_task"} <= set(res)
+    for rule, res in prof["set-resources"].items():  # GPU jobs: the GPU partition, to edit
+        assert "EDIT_ME" in str(res["slurm_partition"]) and int(res["gpu"]) >= 1, rule
     train = prof["set-resources"][GPU_RULE]
     assert TRAIN_RESOURCES <= set(train)
     assert int(train["gpu"]) >= 1 and int(train["cpus_per_task"]) >= 8
@@ -160,7 +162,7 @@ def test_dry_run_with_slurm_profile_applies_training_resources(workflow_copy):
     assert f"gpu={train['gpu']}" in resources
     assert f"mem_mb={train['mem_mb']}" in resources
     assert f"slurm_extra={_unquote(train['slurm_extra'])}" in resources
-    assert "slurm_partition=EDIT_ME_partition" in resources
+    assert "slurm_partition=EDIT_ME_gpu_partition" in resources
 
 
 # --- the log parser of the live CI check --------------------------------------------------
