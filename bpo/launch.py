@@ -74,6 +74,23 @@ def slurm_hostnames(nodelist: str) -> list[str]:
     return hosts
 
 
+def slurm_job_allocation(job_id: str) -> tuple[int, str] | None:
+    """(node count, node list) of the whole job, from slurmctld. Inside a job step (the
+    Snakemake SLURM executor runs every rule under ``srun -n1``) SLURM_NNODES and
+    SLURM_JOB_NODELIST describe the step, i.e. one node, not the allocation."""
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "job", "-o", job_id], check=True, capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    fields = dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
+    try:
+        return int(fields["NumNodes"].split("-")[0]), fields["NodeList"]
+    except (KeyError, ValueError):
+        return None
+
+
 def plan_launch(
     env: Mapping[str, str],
     *,
@@ -82,6 +99,7 @@ def plan_launch(
     spec_path: str = "SPEC.json",
     python: str = sys.executable,
     hostnames: Callable[[str], list[str]] = slurm_hostnames,
+    allocation: Callable[[str], tuple[int, str] | None] = slurm_job_allocation,
     free_port: Callable[[], int] | None = None,
 ) -> LaunchPlan:
     """How to start training, from the environment.
@@ -91,7 +109,12 @@ def plan_launch(
     ``cpu_ranks`` processes per node train on CPU (gloo).
     """
     under_slurm = "SLURM_JOB_ID" in env
-    nnodes = int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 1) if under_slurm else 1
+    nnodes = int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or 1) if under_slurm else 1
+    job_nodelist = None
+    if under_slurm:
+        alloc = allocation(env["SLURM_JOB_ID"])
+        if alloc:
+            nnodes, job_nodelist = alloc
     gpus = None
     if under_slurm:
         gpus = _count_devices(env.get("SLURM_GPUS_ON_NODE"))
@@ -107,7 +130,7 @@ def plan_launch(
     nproc = gpus if gpus > 0 else max(1, int(cpu_ranks))
 
     if under_slurm and nnodes > 1:
-        nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+        nodelist = job_nodelist or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
         if not nodelist:
             raise RuntimeError("SLURM_NNODES > 1 but SLURM_JOB_NODELIST is not set")
         master = hostnames(nodelist)[0]
@@ -132,7 +155,9 @@ def plan_launch(
                         "--nproc-per-node", str(nproc), *entry]
     else:
         plan.command = [
-            "srun", "--overlap", f"--nodes={nnodes}", "--ntasks-per-node=1", f"--ntasks={nnodes}", "--kill-on-bad-exit=1",
+            "srun", f"--jobid={env['SLURM_JOB_ID']}", "--overlap", f"--nodes={nnodes}",
+            # the job's CPUs per node for each node's torchrun (a step task defaults to one)
+            *([f"--cpus-per-task={env['SLURM_CPUS_PER_TASK']}"] if env.get("SLURM_CPUS_PER_TASK") else []), "--ntasks-per-node=1", f"--ntasks={nnodes}", "--kill-on-bad-exit=1",
             python, "-m", "torch.distributed.run",
             "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{master}:{port}", "--rdzv-id", rdzv_id,
@@ -212,6 +237,11 @@ def launch_training(spec: Mapping, env: Mapping[str, str] | None = None, threads
         cmd += ["--resume-from", resume]
     log.info("launch: %s", shlex.join(cmd))
     child_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    if plan.nnodes > 1:
+        # The step's own SLURM_* (one node, one task) would confine the inner srun to it.
+        keep = {"SLURM_JOB_ID", "SLURM_JOBID", "SLURM_CONF"}
+        child_env = {k: v for k, v in child_env.items()
+                     if not k.startswith(("SLURM_", "SRUN_", "SBATCH_")) or k in keep}
     if plan.use_cpu:
         # Split the cores between the CPU ranks instead of oversubscribing them.
         cores = int(threads) if threads else (os.cpu_count() or 1)

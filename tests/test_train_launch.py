@@ -16,6 +16,7 @@ def fake_hostnames(nodelist):
 
 def plan(env, **kw):
     kw.setdefault("cuda_devices", 0)
+    kw.setdefault("allocation", lambda job_id: None)  # no slurmctld to ask
     return plan_launch(env, spec_path="/ckpt/spec.json", python="PY", hostnames=fake_hostnames,
                        free_port=lambda: 40000, **kw)
 
@@ -61,11 +62,25 @@ def test_multi_node_slurm_job_runs_torchrun_on_every_node_with_c10d_rendezvous()
     assert (p.nnodes, p.nproc_per_node, p.world_size) == (2, 8, 16)
     assert p.master_addr == "gpu07" and p.master_port == 29500 + 4242
     assert p.command == [
-        "srun", "--overlap", "--nodes=2", "--ntasks-per-node=1", "--ntasks=2", "--kill-on-bad-exit=1",
+        "srun", "--jobid=4242", "--overlap", "--nodes=2", "--ntasks-per-node=1", "--ntasks=2", "--kill-on-bad-exit=1",
         "PY", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "8",
         "--rdzv-backend", "c10d", "--rdzv-endpoint", "gpu07:33742", "--rdzv-id", "bpo-4242",
         "-m", "bpo.train.trainer", "--spec", "/ckpt/spec.json",
     ]
+
+
+def test_inside_a_job_step_the_whole_allocation_comes_from_slurmctld():
+    # The Snakemake SLURM executor runs the rule in a one-node, one-task step: the step's
+    # SLURM_NNODES / SLURM_JOB_NODELIST say one node, the job (scontrol) says two.
+    env = {
+        "SLURM_JOB_ID": "4242", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "gpu07",
+        "SLURM_GPUS_ON_NODE": "4", "SLURM_CPUS_PER_TASK": "32",
+    }
+    asked = []
+    p = plan(env, cuda_devices=4, allocation=lambda job_id: asked.append(job_id) or (2, "gpu[07-08]"))
+    assert asked == ["4242"]
+    assert (p.nnodes, p.world_size, p.master_addr) == (2, 8, "gpu07")
+    assert p.command[:5] == ["srun", "--jobid=4242", "--overlap", "--nodes=2", "--cpus-per-task=32"]
 
 
 def test_gpu_count_from_cuda_visible_devices_style_values():
