@@ -31,9 +31,8 @@ from bpo.sft import (
     _Report,
     _settings,
     _write,
-    attach_context,
     check_context_formats,
-    context_format,
+    kept_row,
 )
 
 log = logging.getLogger(__name__)
@@ -145,16 +144,8 @@ def sft_from_bpo_records(
             if reason:
                 report.drop(SOURCE, reason, f"{ident} ({pid})")
                 continue
-        fmt = context_format(pid, seed, formats)
-        if context.strip():
-            report.formats_used[formats.index(fmt)] += 1
-        rows.append({
-            "pair_id": pid,
-            "source": SOURCE,
-            "prompt": attach_context(prompt, context, fmt),
-            "optimized_prompt": attach_context(optimized.strip(), context, fmt),
-        })
-        report.keep(SOURCE)
+        rows.append(kept_row(report, pair_id=pid, source=SOURCE, instruction=prompt, optimized=optimized,
+                             context=context, seed=seed, formats=formats))
     return rows, report
 
 

@@ -254,6 +254,29 @@ def _client(endpoint: Mapping, cache_path: str, prices: Mapping | None, name: st
     return LLMClient(dict(endpoint), cache_path, STAGE, dict(prices or {}), name=name, check_key=check_key)
 
 
+def rule_kwargs(params, config: Mapping) -> dict:
+    """The keyword arguments that the ``critique`` and ``critique_estimate`` rules both pass to
+    :func:`run_critique` / :func:`estimate_critiques`.
+
+    ``params`` is the rule's ``snakemake.params`` (``endpoint``, ``endpoint_name``, ``template``,
+    ``template_sha256``, ``settings``), ``config`` the workflow config. Runtime settings come from
+    ``config``, not params, on purpose so editing them never reruns: the endpoint's limits and the
+    cache path (throughput), prices (cost estimate) and the budget cap (whether a run may finish,
+    not what it writes).
+    """
+    llm = config["llm"]
+    return {
+        "template_path": params.template,
+        "template_sha256": params.template_sha256,
+        "endpoint": dict(params.endpoint, limits=llm["endpoints"][params.endpoint_name].get("limits", {})),
+        "endpoint_name": params.endpoint_name,
+        "cache_path": llm["cache"],
+        "prices": llm.get("prices"),
+        "budget_usd": config["critique"].get("budget_usd"),
+        **params.settings,
+    }
+
+
 def run_critique(
     *,
     pairs_path: str | os.PathLike,

@@ -158,6 +158,23 @@ class _Report:
         }
 
 
+def kept_row(report: _Report, *, pair_id: str, source: str, instruction: str, optimized: str, context: str,
+             seed: int, formats: Sequence[str]) -> dict:
+    """The SFT row of a record that passed the filters: the context attached verbatim to both
+    sides in the pair's seeded format. Counts the record (and that format, where there is a
+    context) in ``report``."""
+    fmt = context_format(pair_id, seed, formats)
+    if context.strip():
+        report.formats_used[formats.index(fmt)] += 1
+    report.keep(source)
+    return {
+        "pair_id": pair_id,
+        "source": source,
+        "prompt": attach_context(instruction, context, fmt),
+        "optimized_prompt": attach_context(optimized.strip(), context, fmt),
+    }
+
+
 def split_rows(rows: list[dict], *, seed: int, val_fraction: float) -> tuple[list[dict], list[dict]]:
     """Seeded hash split by pair id. With ``val_fraction`` > 0 and two or more rows, val gets at
     least the row with the smallest hash, so a tiny run still has a validation set."""
@@ -253,17 +270,8 @@ def sft_from_critiques(
         if reason:
             report.drop(source, reason, pid)
             continue
-        context = pair["context"]
-        fmt = context_format(pid, seed, formats)
-        if context.strip():
-            report.formats_used[formats.index(fmt)] += 1
-        rows.append({
-            "pair_id": pid,
-            "source": source,
-            "prompt": attach_context(pair["instruction"], context, fmt),
-            "optimized_prompt": attach_context(optimized.strip(), context, fmt),
-        })
-        report.keep(source)
+        rows.append(kept_row(report, pair_id=pid, source=source, instruction=pair["instruction"],
+                             optimized=optimized, context=pair["context"], seed=seed, formats=formats))
     return rows, report
 
 

@@ -296,13 +296,11 @@ class LoopbackServer:
             self.fail(**f)
 
     # ---- lifecycle -----------------------------------------------------------------------
-    async def _serve(self, ready: threading.Event | None = None) -> None:
+    async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._aserver = await self._loop.create_server(
             lambda: _Protocol(self), "127.0.0.1", self.port, backlog=4096)
         self.port = self._aserver.sockets[0].getsockname()[1]
-        if ready is not None:
-            ready.set()
 
     def start(self) -> "LoopbackServer":
         ready = threading.Event()
@@ -310,7 +308,10 @@ class LoopbackServer:
         def run():
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
-            loop.run_until_complete(self._serve(ready))
+            loop.run_until_complete(self._serve())
+            # Ready only once run_forever() runs: a stop() sent while run_until_complete() was
+            # still winding down had its loop.stop() swallowed there, and the thread never ended.
+            loop.call_soon(ready.set)
             loop.run_forever()
             loop.close()
 

@@ -6,8 +6,10 @@ project's LLM client over real sockets.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sqlite3
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -18,6 +20,7 @@ from bpo.critique import (
     build_requests,
     estimate_critiques,
     load_template,
+    rule_kwargs,
     run_critique,
     template_sha256,
 )
@@ -159,6 +162,25 @@ def test_requests_are_single_user_messages_with_sampling():
     body = reqs[0].body
     assert body["model"] == "gpt-3.5-turbo" and body["temperature"] == 0.9 and body["seed"] == 7
     assert [m["role"] for m in body["messages"]] == ["user"]
+
+
+def test_rule_kwargs_take_runtime_settings_from_config():
+    """What both critique scripts pass: params as planned, limits/cache/prices/budget from config."""
+    params = SimpleNamespace(
+        template="config/templates/critique.txt", template_sha256="ab12", endpoint_name="api",
+        endpoint={"backend": "openai", "base_url": "http://127.0.0.1:1/v1", "api_key_env": "K"},
+        settings={"model": "gpt-3.5-turbo", "temperature": 0.9, "top_p": 1.0, "max_tokens": 512, "seed": None},
+    )
+    config = {"llm": {"cache": "cache/llm.sqlite", "prices": {"gpt-3.5-turbo": {"input": 0.5, "output": 1.5}},
+                      "endpoints": {"api": {"backend": "openai", "limits": {"max_concurrency": 3}}}},
+              "critique": {"budget_usd": 2.0}}
+    kw = rule_kwargs(params, config)
+    assert kw["endpoint"] == {**params.endpoint, "limits": {"max_concurrency": 3}}
+    assert kw["cache_path"] == "cache/llm.sqlite" and kw["budget_usd"] == 2.0
+    assert kw["prices"] == config["llm"]["prices"] and kw["model"] == "gpt-3.5-turbo"
+    assert kw["template_path"] == params.template and kw["template_sha256"] == "ab12"
+    for fn in (run_critique, estimate_critiques):
+        inspect.signature(fn).bind_partial(**kw)  # every key is a parameter of both
 
 
 # ---------------------------------------------------------------- against the loopback server

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from bpo.eval.answer import answer_questions, answer_testset
+from bpo.eval.answer import answer_questions, answer_testset, target_runtime_kwargs
 from bpo.schemas import ANSWERS, OPTIMIZED, read_table, write_table
+from eval_helpers import loopback_endpoint, save_tiny_model
 from loopback_server import LoopbackServer
 
 ITEMS = [
@@ -31,18 +32,12 @@ def _optimized(path):
     return path
 
 
-def _endpoint(srv, monkeypatch):
-    monkeypatch.setenv("BPO_TEST_API_KEY", "sk-loopback")
-    return {"backend": "openai", "base_url": srv.base_url, "api_key_env": "BPO_TEST_API_KEY",
-            "limits": {"max_concurrency": 4, "timeout_s": 10, "max_retries": 1}}
-
-
 def test_endpoint_target_answers_both_questions_once(tmp_path, monkeypatch):
     opt = _optimized(tmp_path / "optimized.parquet")
     out = tmp_path / "answers.parquet"
     cache = str(tmp_path / "cache.sqlite")
     with LoopbackServer(responder="echo") as srv:
-        endpoint = _endpoint(srv, monkeypatch)
+        endpoint = loopback_endpoint(srv, monkeypatch)
         answer_testset(opt, out, target_name="loop", target=TARGET, endpoint=endpoint, cache_path=cache)
         # 3 originals + 3 optimized, but the fallback item's two questions are one call
         assert srv.total == 5
@@ -68,11 +63,19 @@ def test_failed_calls_are_recorded_not_dropped(tmp_path, monkeypatch):
     with LoopbackServer(responder="echo") as srv:
         srv.fail("400", times=10, match="joke")
         answer_testset(opt, tmp_path / "a.parquet", target_name="loop", target=TARGET,
-                       endpoint=_endpoint(srv, monkeypatch), cache_path=str(tmp_path / "c.sqlite"))
+                       endpoint=loopback_endpoint(srv, monkeypatch), cache_path=str(tmp_path / "c.sqlite"))
     rows = {r["item_id"]: r for r in read_table(tmp_path / "a.parquet", ANSWERS).to_pylist()}
     assert rows["1"]["status_original"] == rows["1"]["status_optimized"] == "error"
     assert rows["1"]["answer_original"] is None
     assert rows["0"]["status_original"] == "ok"
+
+
+def test_target_runtime_kwargs_come_from_the_llm_config():
+    llm = {"cache": "cache/llm.sqlite", "prices": {"target-model": {"input": 1.0, "output": 2.0}},
+           "endpoints": {"loop": {"backend": "openai", "limits": {"max_concurrency": 2}}}}
+    assert target_runtime_kwargs(TARGET, llm) == {"endpoint": llm["endpoints"]["loop"],
+                                                  "cache_path": "cache/llm.sqlite", "prices": llm["prices"]}
+    assert target_runtime_kwargs({"kind": "hf", "model": "m"}, {"cache": "c", "endpoints": {}})["endpoint"] is None
 
 
 def test_unknown_target_kind_is_an_error():
@@ -83,16 +86,9 @@ def test_unknown_target_kind_is_an_error():
 @pytest.fixture(scope="module")
 def tiny_target(tmp_path_factory):
     """A randomly initialised tiny Llama saved like a hub model (no download)."""
-    from bpo.train.tiny_model import build_tiny
-
     pairs = [("What is the capital of France?", "Paris is the capital of France."),
              ("Name a colour.", "Blue is a colour.")] * 4
-    model, tokenizer = build_tiny(pairs, {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,
-                                          "num_layers": 1, "num_heads": 2, "num_kv_heads": 1}, seed=0)
-    path = tmp_path_factory.mktemp("tiny_target")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_target"), pairs)
 
 
 def test_local_hf_target_batched_greedy(tiny_target):
@@ -129,7 +125,7 @@ def test_sft_rewrite_writes_alpaca_reproduce(tmp_path, monkeypatch):
     with LoopbackServer(responder="echo") as srv:
         srv.fail("400", times=5, match="Fail me")
         stats = answer_sft(opt, source, out_reproduce=tmp_path / "reproduce.json", out_sft=tmp_path / "train.json",
-                           target_name="loop", target=TARGET, endpoint=_endpoint(srv, monkeypatch),
+                           target_name="loop", target=TARGET, endpoint=loopback_endpoint(srv, monkeypatch),
                            cache_path=str(tmp_path / "c.sqlite"))
     reproduce = json.loads((tmp_path / "reproduce.json").read_text())
     sft = json.loads((tmp_path / "train.json").read_text())

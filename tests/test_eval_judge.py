@@ -11,6 +11,7 @@ import pytest
 from bpo.eval.judge import JudgeTemplateError, fill_template, judge_answers, load_template
 from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
 from conftest import REPO
+from eval_helpers import loopback_endpoint
 from loopback_server import LoopbackServer
 
 TEMPLATE = REPO / "config" / "templates" / "judge.txt"
@@ -31,12 +32,6 @@ def _answers(path, rows):
         })
     write_table(full, path, ANSWERS)
     return path
-
-
-def _endpoint(srv, monkeypatch):
-    monkeypatch.setenv("BPO_TEST_API_KEY", "sk-loopback")
-    return {"backend": "openai", "base_url": srv.base_url, "api_key_env": "BPO_TEST_API_KEY",
-            "limits": {"max_concurrency": 8, "timeout_s": 10, "max_retries": 1}}
 
 
 def _sent(srv):
@@ -72,7 +67,7 @@ def test_judge_sees_both_orders_and_caches(tmp_path, monkeypatch):
     ])
     out = tmp_path / "judgments.parquet"
     with LoopbackServer() as srv:  # stand-in responder: a verdict for judge prompts
-        endpoint = _endpoint(srv, monkeypatch)
+        endpoint = loopback_endpoint(srv, monkeypatch, max_concurrency=8)
         stats = judge_answers(answers, out, template_path=TEMPLATE, judge=JUDGE, endpoint=endpoint,
                               cache_path=str(tmp_path / "cache.sqlite"))
         sent = _sent(srv)
@@ -127,7 +122,7 @@ def test_two_order_outcomes_from_scripted_judges(tmp_path, monkeypatch, rule, ou
     ])
     with LoopbackServer(responder=_scripted(rule)) as srv:
         stats = judge_answers(answers, tmp_path / "j.parquet", template_path=TEMPLATE, judge=JUDGE,
-                              endpoint=_endpoint(srv, monkeypatch), cache_path=str(tmp_path / "c.sqlite"))
+                              endpoint=loopback_endpoint(srv, monkeypatch, max_concurrency=8), cache_path=str(tmp_path / "c.sqlite"))
     rows = read_table(tmp_path / "j.parquet", JUDGMENTS).to_pylist()
     assert {r["item_id"]: r["outcome"] for r in rows} == outcomes
     if "invalid" in outcomes.values():

@@ -9,6 +9,7 @@ import pytest
 from bpo.eval.optimize import optimize_testset, split_context
 from bpo.schemas import OPTIMIZED, read_table
 from conftest import REPO
+from eval_helpers import save_tiny_model
 
 DEMO = REPO / "resources" / "demo" / "testsets"
 
@@ -32,15 +33,8 @@ def test_split_context(output, context, expected):
 @pytest.fixture(scope="module")
 def tiny_optimizer(tmp_path_factory):
     """An untrained tiny Llama in the optimizer's folder layout (random weights, no download)."""
-    from bpo.train.tiny_model import build_tiny
-
     pairs = [("explain tides", "Please explain how tides work, step by step.")] * 4
-    model, tokenizer = build_tiny(pairs, {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,
-                                          "num_layers": 1, "num_heads": 2, "num_kv_heads": 1}, seed=0)
-    path = tmp_path_factory.mktemp("tiny_optimizer")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_optimizer"), pairs)
 
 
 @pytest.mark.parametrize("context_mode", ["with_context", "instruction"])

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import snakemake
+from eval_helpers import save_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -38,15 +39,11 @@ def _edit_config(wf, edit):
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     """A workflow copy whose evaluation ran once (tiny untrained optimizer, stand-in LLM)."""
-    from bpo.train.tiny_model import build_tiny
     from conftest import copy_workflow
 
     wf = copy_workflow(tmp_path_factory.mktemp("evalwf") / "wf")
     pairs = [("explain tides", "Please explain how tides work, step by step.")] * 4
-    model, tokenizer = build_tiny(pairs, {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,
-                                          "num_layers": 1, "num_heads": 2, "num_kv_heads": 1}, seed=0)
-    model.save_pretrained(wf / "models" / "tiny_optimizer")
-    tokenizer.save_pretrained(wf / "models" / "tiny_optimizer")
+    save_tiny_model(wf / "models" / "tiny_optimizer", pairs)
 
     def edit(cfg):
         cfg["eval"]["optimizer"].update(model="models/tiny_optimizer", max_new_tokens=16)

@@ -4,11 +4,10 @@ from bpo.logging_setup import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821
 
+from bpo.eval.answer import target_runtime_kwargs  # noqa: E402
 from bpo.eval.sft_rewrite import answer_sft  # noqa: E402
 
 p = snakemake.params  # noqa: F821
-llm = snakemake.config["llm"]  # noqa: F821
-endpoint = llm["endpoints"][p.target["endpoint"]] if p.target["kind"] == "endpoint" else None
 answer_sft(
     snakemake.input.optimized,  # noqa: F821
     snakemake.input.source,  # noqa: F821
@@ -16,7 +15,5 @@ answer_sft(
     out_sft=snakemake.output.sft,  # noqa: F821
     target_name=p.target_name,
     target=p.target,
-    endpoint=endpoint,
-    cache_path=llm["cache"],
-    prices=llm.get("prices"),
+    **target_runtime_kwargs(p.target, snakemake.config["llm"]),  # noqa: F821
 )

@@ -18,7 +18,7 @@ import pyarrow as pa
 from datasets import Features, List, Value
 
 from bpo.readers import read_dataset
-from bpo.sources.base import ParseResult, pair
+from bpo.sources.base import ParseResult, pair, read_source, record_read
 
 NAME = "alpaca_gpt4"
 FEATURES = Features({"instruction": Value("string"), "input": Value("string"), "output": Value("string")})
@@ -87,30 +87,14 @@ def parse_comparison(table: pa.Table) -> ParseResult:
 
 
 def load(settings: dict) -> ParseResult:
-    what = f"sources.{NAME}"
-    split = settings.get("split", "train")
     if settings.get("format", "pair") == "comparison":
-        raw = read_dataset(
-            path=settings.get("path"), hub_id=settings.get("hub_id"), split=split,
-            features=COMPARISON_FEATURES, what=what,
-        )
-        res = parse_comparison(raw.table)
-        res.dropped.update(raw.dropped)
-        res.origin, res.records_read = [raw.origin], raw.records_read
-        return res
-    good = read_dataset(
-        path=settings.get("path"), hub_id=settings.get("hub_id"), split=split, features=FEATURES, what=what
-    )
+        raw = read_source(NAME, settings, COMPARISON_FEATURES)
+        return record_read(parse_comparison(raw.table), raw)
+    good = read_source(NAME, settings, FEATURES)
     bad = read_dataset(
-        path=settings.get("bad_path"), hub_id=settings.get("bad_hub_id"), split=split,
-        features=FEATURES, what=f"{what} (bad_path/bad_hub_id)",
+        path=settings.get("bad_path"), hub_id=settings.get("bad_hub_id"), split=settings.get("split", "train"),
+        features=FEATURES, what=f"sources.{NAME} (bad_path/bad_hub_id)",
     )
-    res = parse_pair(good.table, bad.table)
-    res.dropped.update(good.dropped)
-    if bad.dropped:
-        counts = Counter(res.other["bad_records"])
-        counts.update(bad.dropped)
-        res.other["bad_records"] = dict(sorted(counts.items()))
-    res.origin = [good.origin, bad.origin]
-    res.records_read = good.records_read + bad.records_read
-    return res
+    res = record_read(parse_pair(good.table, bad.table), good)
+    # an unreadable bad record is not a candidate: counted with the other bad records
+    return record_read(res, bad, unreadable_as="bad_records")

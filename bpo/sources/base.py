@@ -1,10 +1,13 @@
-"""What every source parser returns, and the shared rendering of earlier dialogue turns."""
+"""What every source parser returns, the shared rendering of earlier dialogue turns, and the
+reading of a source's raw data shared by the loaders."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
+
+from bpo.readers import RawTable, read_dataset
 
 # Candidate pairs carry these fields; bpo.pairs adds pair_id and source after cleaning.
 CANDIDATE_FIELDS = (
@@ -77,3 +80,34 @@ def pair(
 def language_filter(languages) -> frozenset | None:
     """None keeps every language (an empty list in config)."""
     return frozenset(languages) if languages else None
+
+
+def read_source(
+    name: str, settings: Mapping, features, columns: Sequence[str] | None = None, *, data_dir: str | None = None
+) -> RawTable:
+    """The raw table of source ``name`` from its config section ``settings``: ``hub_id`` when
+    set, else the local ``path``; errors name ``sources.<name>``."""
+    return read_dataset(
+        path=settings.get("path"),
+        hub_id=settings.get("hub_id"),
+        data_dir=data_dir,
+        split=settings.get("split", "train"),
+        features=features,
+        columns=columns,
+        what=f"sources.{name}",
+    )
+
+
+def record_read(res: ParseResult, raw: RawTable, *, unreadable_as: str | None = None) -> ParseResult:
+    """Add one read to ``res``: its origin, the records read, and the records the reader could
+    not use. Those count as dropped candidates, unless a record is not a candidate (an oasst1
+    message, an Alpaca bad answer): then they are added to the counts ``res.other[unreadable_as]``."""
+    res.origin.append(raw.origin)
+    res.records_read += raw.records_read
+    if unreadable_as is None:
+        res.dropped.update(raw.dropped)
+    elif raw.dropped:
+        counts = Counter(res.other.get(unreadable_as, {}))
+        counts.update(raw.dropped)
+        res.other[unreadable_as] = dict(sorted(counts.items()))
+    return res

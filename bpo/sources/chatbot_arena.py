@@ -13,8 +13,16 @@ from __future__ import annotations
 import pyarrow as pa
 from datasets import Features, List, Value
 
-from bpo.readers import read_dataset
-from bpo.sources.base import ASSISTANT, USER, ParseResult, language_filter, pair, render_dialogue
+from bpo.sources.base import (
+    ASSISTANT,
+    USER,
+    ParseResult,
+    language_filter,
+    pair,
+    read_source,
+    record_read,
+    render_dialogue,
+)
 
 NAME = "chatbot_arena"
 MODERATION_CATEGORIES = (
@@ -145,21 +153,11 @@ def parse(
 
 
 def load(settings: dict) -> ParseResult:
-    raw = read_dataset(
-        path=settings.get("path"),
-        hub_id=settings.get("hub_id"),
-        split=settings.get("split", "train"),
-        features=FEATURES,
-        columns=COLUMNS,
-        what=f"sources.{NAME}",
-    )
+    raw = read_source(NAME, settings, FEATURES, COLUMNS)
     res = parse(
         raw.table,
         languages=settings.get("languages", ["English"]),
         multi_turn=bool(settings.get("multi_turn", False)),
         drop_flagged=bool(settings.get("drop_flagged", True)),
     )
-    res.dropped.update(raw.dropped)
-    res.origin = [raw.origin]
-    res.records_read = raw.records_read
-    return res
+    return record_read(res, raw)

@@ -18,8 +18,7 @@ from collections import Counter
 import pyarrow as pa
 from datasets import Features, Value
 
-from bpo.readers import read_dataset
-from bpo.sources.base import ASSISTANT, USER, ParseResult, pair, render_dialogue
+from bpo.sources.base import ASSISTANT, USER, ParseResult, pair, read_source, record_read, render_dialogue
 
 NAME = "hh_rlhf"
 FEATURES = Features({"chosen": Value("string"), "rejected": Value("string")})
@@ -95,17 +94,6 @@ def parse(table: pa.Table, *, multi_turn: bool = False) -> ParseResult:
 
 
 def load(settings: dict) -> ParseResult:
-    raw = read_dataset(
-        path=settings.get("path"),
-        hub_id=settings.get("hub_id"),
-        data_dir=settings.get("hub_data_dir"),
-        split=settings.get("split", "train"),
-        features=FEATURES,
-        columns=COLUMNS,
-        what=f"sources.{NAME}",
-    )
+    raw = read_source(NAME, settings, FEATURES, COLUMNS, data_dir=settings.get("hub_data_dir"))
     res = parse(raw.table, multi_turn=bool(settings.get("multi_turn", False)))
-    res.dropped.update(raw.dropped)  # unreadable rows are dialogues too
-    res.origin = [raw.origin]
-    res.records_read = raw.records_read
-    return res
+    return record_read(res, raw)  # unreadable rows are dialogues too

@@ -15,8 +15,16 @@ from collections import Counter, defaultdict
 import pyarrow as pa
 from datasets import Features, List, Value
 
-from bpo.readers import read_dataset
-from bpo.sources.base import ASSISTANT, USER, ParseResult, language_filter, pair, render_dialogue
+from bpo.sources.base import (
+    ASSISTANT,
+    USER,
+    ParseResult,
+    language_filter,
+    pair,
+    read_source,
+    record_read,
+    render_dialogue,
+)
 
 NAME = "oasst1"
 FEATURES = Features(
@@ -163,23 +171,11 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False) -> Pa
 
 
 def load(settings: dict) -> ParseResult:
-    raw = read_dataset(
-        path=settings.get("path"),
-        hub_id=settings.get("hub_id"),
-        split=settings.get("split", "train"),
-        features=FEATURES,
-        columns=COLUMNS,
-        what=f"sources.{NAME}",
-    )
+    raw = read_source(NAME, settings, FEATURES, COLUMNS)
     res = parse(
         raw.table,
         languages=settings.get("languages", ["en"]),
         multi_turn=bool(settings.get("multi_turn", False)),
     )
-    if raw.dropped:  # an unreadable row is a message, not a candidate prompt
-        skipped = Counter(res.other.get("messages_skipped", {}))
-        skipped.update(raw.dropped)
-        res.other["messages_skipped"] = dict(sorted(skipped.items()))
-    res.origin = [raw.origin]
-    res.records_read = raw.records_read
-    return res
+    # an unreadable row is a message, not a candidate prompt
+    return record_read(res, raw, unreadable_as="messages_skipped")

@@ -1,0 +1,29 @@
+"""Helpers shared by the evaluation tests (tests/test_eval_*.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+KEY_ENV = "BPO_TEST_API_KEY"
+# Small enough to build and generate with in well under a second on a CPU.
+TINY_LLAMA = {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2,
+              "num_kv_heads": 1}
+
+
+def loopback_endpoint(srv, monkeypatch, *, max_concurrency: int = 4) -> dict:
+    """An ``openai`` endpoint on the loopback server ``srv``, its API key set for the test."""
+    monkeypatch.setenv(KEY_ENV, "sk-loopback")
+    return {"backend": "openai", "base_url": srv.base_url, "api_key_env": KEY_ENV,
+            "limits": {"max_concurrency": max_concurrency, "timeout_s": 10, "max_retries": 1}}
+
+
+def save_tiny_model(path: str | Path, pairs: Iterable[tuple[str, str]]) -> str:
+    """A randomly initialised tiny Llama, its tokenizer trained on ``pairs``, saved at ``path``
+    like a hub model (no download). Returns the path as a string."""
+    from bpo.train.tiny_model import build_tiny
+
+    model, tokenizer = build_tiny(pairs, TINY_LLAMA, seed=0)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
