@@ -1,6 +1,5 @@
 # Stage: data. Raw human-preference datasets -> normalized pairs per source -> all pairs.
 # Cleaning, sampling and dedup are documented in bpo/pairs.py; helpers in rules/common.smk.
-from bpo.sources import SOURCES
 
 
 rule pairs_source:

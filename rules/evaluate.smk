@@ -2,96 +2,6 @@
 # Every config value that changes a result is a param, so editing it reruns exactly the rules
 # it affects (e.g. a new judge model reruns judge and report, not optimize or answer). LLM
 # limits and the cache path are read by the scripts from config on purpose: throughput only.
-import os
-import re
-from urllib.parse import urlparse
-
-
-def eval_testsets():
-    """Active test set names (config order)."""
-    return [name for name, cfg in config["eval"]["testsets"].items() if cfg["activate"]]
-
-
-def eval_targets(kind=None):
-    """Active target names, optionally of one kind (endpoint | hf)."""
-    return [
-        name
-        for name, cfg in config["eval"]["targets"].items()
-        if cfg["activate"] and (kind is None or cfg["kind"] == kind)
-    ]
-
-
-def _names_regex(names):
-    # A constraint that matches nothing when no target has this kind.
-    return "|".join(re.escape(n) for n in names) or "(?!x)x"
-
-
-def downloaded_testset_path(name, url):
-    """Where rule download_testset stores a test set fetched from ``url``."""
-    return f"data/testsets/{name}/{os.path.basename(urlparse(url).path) or 'testset.json'}"
-
-
-def eval_testset_cfg(name):
-    try:
-        cfg = dict(config["eval"]["testsets"][name])
-    except KeyError:
-        raise ValueError(f"config: eval.testsets has no test set '{name}' (defined: {sorted(config['eval']['testsets'])})")
-    if not cfg.get("path"):
-        cfg["path"] = downloaded_testset_path(name, cfg["url"])
-    cfg["seed"] = config["eval"]["sample_seed"]
-    return cfg
-
-
-def downloaded_testsets():
-    """Test sets fetched by URL (no local path set)."""
-    return [n for n, c in config["eval"]["testsets"].items() if c.get("url") and not c.get("path")]
-
-
-def eval_target_cfg(name):
-    """Result-relevant settings of a target (settings of the other kind left out)."""
-    try:
-        cfg = dict(config["eval"]["targets"][name])
-    except KeyError:
-        raise ValueError(f"config: eval.targets has no target '{name}' (defined: {sorted(config['eval']['targets'])})")
-    cfg.pop("activate", None)
-    if cfg["kind"] == "endpoint":
-        if not cfg.get("endpoint"):
-            raise ValueError(f"config: eval.targets.{name}: kind endpoint needs 'endpoint' (a name under llm.endpoints)")
-        for key in ("batch_size", "dtype"):
-            cfg.pop(key, None)
-    else:
-        cfg.pop("endpoint", None)
-    return cfg
-
-
-def eval_target_endpoint(name):
-    cfg = config["eval"]["targets"][name]
-    return llm_endpoint(cfg["endpoint"]) if cfg["kind"] == "endpoint" else None
-
-
-def optimizer_model():
-    """The optimizer to use: the trained one unless eval.optimizer.model names another."""
-    return config["eval"]["optimizer"]["model"] or "results/models/optimizer"
-
-
-def local_model_input(model):
-    """A model folder as an input when it is a local path (a hub id is a param only)."""
-    return [model] if os.path.exists(model) else []
-
-
-def optimizer_model_input():
-    model = config["eval"]["optimizer"]["model"]
-    return ["results/models/optimizer"] if model is None else local_model_input(model)
-
-
-def optimizer_params():
-    return {k: v for k, v in config["eval"]["optimizer"].items() if k != "model"}
-
-
-def judge_params():
-    cfg = dict(config["eval"]["judge"])
-    cfg.pop("template")  # an input: its content is tracked through the file
-    return cfg
 
 
 localrules:
@@ -129,7 +39,8 @@ rule optimize_testset:
         name=lambda wc: wc.testset,
         testset=lambda wc: eval_testset_cfg(wc.testset),
         optimizer=optimizer_params(),
-        model=optimizer_model(),
+        # null = the trained optimizer (an input); a local folder is also an input, a hub id only this
+        model=config["eval"]["optimizer"]["model"],
     wildcard_constraints:
         testset="[^/]+",
     log:
@@ -234,7 +145,8 @@ rule sft_rewrite_optimize:
             "seed": config["eval"]["sample_seed"],
         },
         optimizer=optimizer_params(),
-        model=optimizer_model(),
+        # null = the trained optimizer (an input); a local folder is also an input, a hub id only this
+        model=config["eval"]["optimizer"]["model"],
     log:
         "logs/eval/sft_rewrite_optimize.log",
     benchmark:

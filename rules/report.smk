@@ -2,26 +2,6 @@
 # Outputs are flagged with report() so `snakemake --report report.html` shows them.
 
 
-def eval_pairs():
-    """(test set, target) pairs that the report covers."""
-    return [(ts, tg) for ts in eval_testsets() for tg in eval_targets()]
-
-
-def eval_report_outputs():
-    """Final outputs of the evaluation (empty when no test set or target is active)."""
-    out = []
-    if eval_pairs():
-        out += [
-            "results/report/winrates.parquet",
-            "results/report/summary.md",
-            "results/report/winrates.png",
-            "results/report/intrinsic.json",
-        ]
-    if config["eval"]["sft_rewrite"]["activate"]:
-        out += ["results/sft_rewrite/reproduce.json", "results/sft_rewrite/train.json"]
-    return out
-
-
 rule report:
     input:
         judgments=[f"results/eval/{ts}/{tg}/judgments.parquet" for ts, tg in eval_pairs()],

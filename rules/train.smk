@@ -4,15 +4,6 @@
 # purpose: checkpoint settings never change the model.
 
 
-def train_cfg(key):
-    return config["train"][key]
-
-
-def deepspeed_config_input():
-    path = config["train"]["deepspeed"]
-    return [path] if path else []
-
-
 rule train_optimizer:
     input:
         train="results/sft/train.parquet",

@@ -12,5 +12,6 @@ optimize_testset(
     name=p.name,
     testset=p.testset,
     optimizer=p.optimizer,
-    model=p.model,
+    # the model folder when it is local (an input), else the hub id
+    model=str(snakemake.input.model) if snakemake.input.model else p.model,  # noqa: F821
 )
