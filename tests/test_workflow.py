@@ -43,3 +43,8 @@ def test_testset_by_url_is_downloaded_by_its_rule(workflow_copy, tmp_path):
     # the optimize rule now reads the downloaded copy
     proc = snakemake(workflow_copy, "-n", "results/eval/vicuna_eval/optimized.parquet")
     assert "input: " + target in proc.stdout
+
+
+def test_workflow_passes_snakemake_lint(workflow_copy):
+    proc = snakemake(workflow_copy, "--lint")
+    assert "Congratulations" in proc.stdout + proc.stderr
