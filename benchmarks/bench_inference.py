@@ -1,21 +1,30 @@
-"""Optimizer inference: batched (length-sorted, left-padded) vs one prompt at a time.
+"""Optimizer inference: batched (continuous batching, lean decoding loop) vs one prompt at a time.
 
-One at a time is what the original BPO inference code does (one ``generate`` call per
-prompt). Both modes run the same library function (``bpo.inference.optimize_prompts``) on
-the same prompts (user prompts of 20-300 tokens), the same small random Llama and the same
-paper decoding (top-p 0.9, temperature 0.6, seeded), alternated in one run and the best of
-``--repeats`` kept (the least disturbed run on a shared machine); only ``batch_size`` differs.
-Model loading is excluded (warmed first). Target: >= 8x prompts/s.
-Random weights rarely emit EOS, so every prompt decodes ``--max-new-tokens`` tokens in both
-modes (equal work). Two model sizes: the embedded default's tiny optimizer and a wider one.
+One at a time is what the original BPO inference code does: one transformers ``generate``
+call per prompt (``optimize_prompts(..., engine="hf-generate", batch_size=1)``). Batched is
+the default engine (``engine="hf"``: our decoding loop over the model's forward with a
+preallocated KV cache, finished rows dropped and their slots refilled). For reference the
+previous implementation, ``generate`` on static length-sorted left-padded batches, runs at
+the largest batch size too. All modes go through ``bpo.inference.optimize_prompts`` on the
+same prompts (user prompts of 20-300 tokens), the same small random Llama and the same paper
+decoding (top-p 0.9, temperature 0.6, no top-k, seeded); they are alternated in one run and
+the best of ``--repeats`` is kept (the least disturbed run on a shared machine). Model loading
+is excluded (warmed first). Target: >= 8x prompts/s batched vs one at a time.
+
+Random weights rarely emit EOS, so by default every prompt decodes ``--max-new-tokens``
+tokens in every mode (equal work). ``--eos-rate R`` instead points the EOS embedding along
+the model's mean final hidden state so that EOS is sampled at roughly rate R per step, as a
+trained optimizer ends its rewrites at different lengths; every mode then stops at EOS.
 
     python benchmarks/bench_inference.py [--prompts 64] [--batch-sizes 8,16,32] [--max-new-tokens 128]
+        [--models 64x2,256x4] [--repeats 3] [--threads N] [--eos-rate 0.02]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -26,14 +35,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import synthetic_pairs  # noqa: E402
 
 
+def make_eos_likely(model, tok, prompts, rate: float, temperature: float) -> None:
+    """Set the (tied) EOS embedding to alpha * m / |m|^2, m the mean final hidden state, so its
+    logit is about alpha where hidden states resemble m; alpha makes EOS's probability about
+    ``rate`` against a near-uniform rest. EOS never occurs in the inputs, so only the output
+    head changes."""
+    import torch
+
+    from bpo.train.data import encode_prompt
+
+    with torch.no_grad():
+        hidden = [model.model(torch.tensor([encode_prompt(tok, p)])).last_hidden_state[0] for p in prompts[:8]]
+        m = torch.cat(hidden).mean(0)
+        vocab = model.config.vocab_size
+        alpha = temperature * math.log(rate * (vocab - 1) / (1 - rate))
+        model.get_output_embeddings().weight[tok.eos_token_id] = alpha * m / m.dot(m)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--batch-sizes", default="8,16,32")
     ap.add_argument("--max-new-tokens", type=int, default=128, help="config eval.optimizer.max_new_tokens: 128")
     ap.add_argument("--models", default="64x2,256x4", help="hidden x layers of each model (64x2 = the default tiny)")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--eos-rate", type=float, default=0.0, help="make EOS likely at about this rate per step")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
@@ -47,7 +74,11 @@ def main() -> None:
     rows = synthetic_pairs(args.prompts, seed=1)
     prompts = [r["prompt"] + " " + r["optimized_prompt"] for r in rows]  # 20-300 words of user prompt
     decode = dict(temperature=0.6, top_p=0.9, max_new_tokens=args.max_new_tokens, seed=0)
-    sizes = [1] + [int(b) for b in args.batch_sizes.split(",")]
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    # (label, engine, batch size); the first is the baseline
+    modes = [("one at a time (generate)", "hf-generate", 1), (f"generate, static batches of {max(sizes)}",
+                                                               "hf-generate", max(sizes))]
+    modes += [(f"lean loop, batch {b}", "hf", b) for b in sizes]
     summary = []
     for spec in args.models.split(","):
         hidden, layers = (int(x) for x in spec.split("x"))
@@ -57,34 +88,42 @@ def main() -> None:
                 "max_position_embeddings": 2048}
         with tempfile.TemporaryDirectory() as tmp:
             model, tok = build_tiny([(p, p) for p in prompts], tiny, seed=0)
+            if args.eos_rate:
+                make_eos_likely(model, tok, prompts, args.eos_rate, decode["temperature"])
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             n_params = sum(p.numel() for p in model.parameters())
             lens = sorted(len(tok(p, add_special_tokens=False).input_ids) for p in prompts)
-            optimize_prompts(tmp, prompts[:2], batch_size=2, **decode)  # load + warm up
+            for engine in ("hf-generate", "hf"):  # load + warm up both code paths
+                optimize_prompts(tmp, prompts[:2], batch_size=2, engine=engine, **decode)
             print(f"model: random tiny Llama, {n_params / 1e6:.2f} M parameters (hidden {hidden}, {layers} layers, "
                   f"{heads} heads / {max(1, heads // 2)} kv), fp32, torch threads {torch.get_num_threads()}")
-            print(f"  {len(prompts)} prompts of {lens[0]}-{lens[-1]} tokens (median {lens[len(lens) // 2]}) + template; "
-                  f"top-p 0.9, temperature 0.6, {args.max_new_tokens} new tokens")
-            times: dict[int, list[float]] = {b: [] for b in sizes}
+            print(f"  {len(prompts)} prompts of {lens[0]}-{lens[-1]} tokens (median {lens[len(lens) // 2]}) "
+                  f"+ template; top-p 0.9, temperature 0.6, up to {args.max_new_tokens} new tokens"
+                  + (f", EOS made likely (rate {args.eos_rate})" if args.eos_rate else ""))
+            times: dict[str, list[float]] = {label: [] for label, _, _ in modes}
+            work: dict[str, list[int]] = {label: [] for label, _, _ in modes}  # prompts or output tokens
             for rep in range(args.repeats):
-                for b in sizes:
+                for label, engine, b in modes:
                     t0 = time.perf_counter()
-                    res = optimize_prompts(tmp, prompts, batch_size=b, **decode)
+                    res = optimize_prompts(tmp, prompts, batch_size=b, engine=engine, **decode)
                     dt = time.perf_counter() - t0
-                    times[b].append(dt)
                     out_tokens = sum(len(tok(r.raw or "", add_special_tokens=False).input_ids) for r in res)
-                    print(f"  run {rep + 1} batch {b:3d}: {len(prompts) / dt:7.2f} prompts/s, "
-                          f"~{out_tokens / dt:7.0f} output tokens/s ({dt:.1f} s)")
-            one = min(times[1])
-            for b in sizes[1:]:
-                summary.append((f"{n_params / 1e6:.2f}M", b, len(prompts) / min(times[b]),
-                                len(prompts) / one, one / min(times[b])))
-    print("model   batch  batched prompts/s  one-at-a-time prompts/s  speed-up")
-    for name, b, fast, slow, ratio in summary:
-        print(f"{name:>6s}  {b:5d}  {fast:17.2f}  {slow:23.2f}  {ratio:7.1f}x")
-    best = max(summary, key=lambda r: r[4])
-    print(f"RESULT inference prompts/s: best batched/one-at-a-time {best[4]:.1f}x ({best[0]} model, batch {best[1]}); "
+                    times[label].append(dt)
+                    work[label].append(out_tokens if args.eos_rate else len(prompts))
+                    print(f"  run {rep + 1} {label:34s}: {len(prompts) / dt:7.2f} prompts/s, "
+                          f"~{out_tokens / dt:7.0f} output tokens/s ({dt:.1f} s, mean output "
+                          f"{out_tokens / len(res):.0f} tokens)")
+            # With EOS, sampled output lengths differ between modes: compare output tokens/s.
+            rate = {label: max(work[label][i] / t for i, t in enumerate(times[label])) for label in times}
+            for label, _, _ in modes[1:]:
+                summary.append((f"{n_params / 1e6:.2f}M", label, rate[label], rate[modes[0][0]]))
+    unit = "output tokens/s" if args.eos_rate else "prompts/s"
+    print(f"{'model':>6s}  {'mode':34s}  {unit:>15s}  {'one at a time':>13s}  speed-up")
+    for name, label, fast, slow in summary:
+        print(f"{name:>6s}  {label:34s}  {fast:15.1f}  {slow:13.1f}  {fast / slow:7.1f}x")
+    best = max((r for r in summary if r[1].startswith("lean")), key=lambda r: r[2] / r[3])
+    print(f"RESULT inference {unit}: best batched/one-at-a-time {best[2] / best[3]:.1f}x ({best[0]} model, {best[1]}); "
           f"target >= 8x")
 
 

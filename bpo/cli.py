@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--temperature", type=float, default=0.6)
     opt.add_argument("--top-p", type=float, default=0.9)
     opt.add_argument("--max-new-tokens", type=int, default=256)
-    opt.add_argument("--batch-size", type=int, default=16)
+    opt.add_argument("--batch-size", type=int, default=32)
     opt.add_argument("--seed", type=int, default=42)
     opt.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     opt.set_defaults(func=_optimize)

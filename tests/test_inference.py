@@ -1,8 +1,10 @@
-"""Optimizer inference: batched == one at a time (greedy), seeding, fallbacks, `bpo optimize`."""
+"""Optimizer inference: the lean decoding loop == transformers generate one prompt at a time (greedy),
+nucleus sampling as transformers does it, seeding, fallbacks, `bpo optimize`."""
 
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -27,6 +29,10 @@ PROMPTS = [
     "how does the immune system work and why it matters",
     "binary search summary pls",
     "explain the water cycle for a school project",
+]
+MORE_PROMPTS = [
+    "give me a recipe for bread", "why is the sky blue", "write a poem about tides", "sort a list in python",
+    "compare cats and dogs as pets", "what causes earthquakes", "plan a three day trip to Rome",
 ]
 DECODE = dict(temperature=0.6, top_p=0.9, seed=3)
 
@@ -57,19 +63,141 @@ def model_dir(tmp_path_factory):
     torch.set_num_threads(before)
 
 
+def generate_one_at_a_time(model_dir, prompts, **kw):
+    """The reference: one transformers ``generate`` call per prompt (the original BPO way)."""
+    return [optimize_prompts(model_dir, [p], batch_size=1, engine="hf-generate", **kw)[0] for p in prompts]
+
+
+@pytest.fixture(scope="module")
+def eos_model_dir(model_dir, tmp_path_factory):
+    """The fixture optimizer made to end its rewrites at different steps: EOS's (tied)
+    embedding row becomes 1.1x the row of a token that greedy decoding emits in a quarter to
+    half of the prompts (of those, the one whose first use comes latest), so EOS comes where
+    that token would: some rows end early, others run to the limit. EOS never occurs in
+    the inputs."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from bpo.train.data import encode_prompt
+
+    model, tok, _ = inference.load_optimizer(model_dir)
+    first_seen: dict[int, list[int]] = {}  # token -> the step it first appears at, per prompt
+    prompts = PROMPTS + MORE_PROMPTS
+    with torch.inference_mode():
+        for p in prompts:
+            ids = encode_prompt(tok, p)
+            out = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[0, len(ids):].tolist()
+            for t in set(out):
+                first_seen.setdefault(t, []).append(out.index(t))
+    n = len(prompts)
+    candidates = {t: min(steps) for t, steps in first_seen.items() if n // 4 <= len(steps) <= n // 2}
+    stop_token = max(candidates, key=candidates.get)
+    d = tmp_path_factory.mktemp("eos_optimizer")
+    shutil.copytree(model_dir, d, dirs_exist_ok=True)
+    eos_model = AutoModelForCausalLM.from_pretrained(d)
+    with torch.no_grad():
+        emb = eos_model.get_input_embeddings().weight
+        emb[tok.eos_token_id] = 1.1 * emb[stop_token]
+    eos_model.save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def eos_reference(eos_model_dir):
+    return generate_one_at_a_time(eos_model_dir, PROMPTS + MORE_PROMPTS, max_new_tokens=24, greedy=True, **DECODE)
+
+
 def test_batched_generation_equals_one_at_a_time_under_greedy(model_dir):
     batched = optimize_prompts(model_dir, PROMPTS, max_new_tokens=12, batch_size=4, greedy=True, **DECODE)
-    single = [optimize_prompts(model_dir, [p], max_new_tokens=12, batch_size=1, greedy=True, **DECODE)[0] for p in PROMPTS]
+    single = generate_one_at_a_time(model_dir, PROMPTS, max_new_tokens=12, greedy=True, **DECODE)
     assert [r.raw for r in batched] == [r.raw for r in single]
     assert len({r.raw for r in batched}) > 3  # outputs depend on the prompt: the check has teeth
 
 
-def test_sampling_is_seeded(model_dir):
-    a = optimize_prompts(model_dir, PROMPTS, max_new_tokens=10, batch_size=4, **DECODE)
-    b = optimize_prompts(model_dir, PROMPTS, max_new_tokens=10, batch_size=4, **DECODE)
-    c = optimize_prompts(model_dir, PROMPTS, max_new_tokens=10, batch_size=4, **{**DECODE, "seed": 4})
-    assert [r.raw for r in a] == [r.raw for r in b]
-    assert [r.raw for r in a] != [r.raw for r in c]
+@pytest.mark.parametrize("batch_size, padded_prefill, small_cache",
+                         [(1, False, False), (3, False, True), (3, True, False), (16, True, True)])
+def test_lean_loop_equals_generate_when_rows_end_at_different_steps(eos_model_dir, eos_reference, batch_size,
+                                                                    padded_prefill, small_cache, caplog, monkeypatch):
+    """Finished rows are dropped and their slots refilled mid-flight (batch 3 < 14 prompts);
+    every row must still decode exactly as transformers' generate decodes it alone. On CPU
+    prompts are prefilled one by one; ``padded_prefill`` forces the left-padded batch
+    prefill a GPU uses; ``small_cache`` makes the KV cache grow while rows decode."""
+    if padded_prefill:
+        monkeypatch.setattr(inference, "_pad_chunks", lambda lengths, slack: [list(range(len(lengths)))])
+    if small_cache:
+        monkeypatch.setattr(inference, "_headroom", lambda width, max_new_tokens: 5)
+    prompts, reference = PROMPTS + MORE_PROMPTS, eos_reference
+    lengths = {len(r.raw) for r in reference}
+    assert {r.fallback_reason for r in reference} >= {None, TRUNCATED} and len(lengths) > 5  # EOS at many steps
+    with caplog.at_level(logging.DEBUG, logger="bpo.inference"):
+        lean = optimize_prompts(eos_model_dir, prompts, max_new_tokens=24, batch_size=batch_size, greedy=True,
+                                engine="hf", **DECODE)
+    assert [r.raw for r in lean] == [r.raw for r in reference]
+    assert [r.fallback_reason for r in lean] == [r.fallback_reason for r in reference]
+    stats = [r.args[-1] for r in caplog.records if r.getMessage().startswith("lean decoding")]
+    assert len(stats) == 1
+    if batch_size == 3:  # refilled: prompts entered in several groups, rows were dropped in between
+        assert stats[0]["prefill groups"] > 3 and stats[0]["rebuilds"] >= stats[0]["prefill groups"]
+    if batch_size == 16:  # one group; finished rows were still compacted away
+        assert stats[0]["prefill groups"] == 1 and stats[0]["rebuilds"] > 1
+    assert (stats[0]["grows"] > 0) == small_cache
+
+
+def test_sampling_is_seeded(model_dir, eos_model_dir):
+    for d, batch_size in [(model_dir, 4), (eos_model_dir, 3)]:  # static rows; rows refilled mid-flight
+        a = optimize_prompts(d, PROMPTS + MORE_PROMPTS, max_new_tokens=10, batch_size=batch_size, **DECODE)
+        b = optimize_prompts(d, PROMPTS + MORE_PROMPTS, max_new_tokens=10, batch_size=batch_size, **DECODE)
+        c = optimize_prompts(d, PROMPTS + MORE_PROMPTS, max_new_tokens=10, batch_size=batch_size,
+                             **{**DECODE, "seed": 4})
+        assert [r.raw for r in a] == [r.raw for r in b]
+        assert [r.raw for r in a] != [r.raw for r in c]
+
+
+@pytest.mark.parametrize("temperature, top_p", [(0.6, 0.9), (1.3, 0.5), (0.6, 1.0)])
+def test_nucleus_filter_matches_transformers_warpers(temperature, top_p):
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 200, generator=gen) * torch.tensor([0.05, 0.3, 1.0, 2.0, 5.0, 30.0])[:, None]
+    scores = TemperatureLogitsWarper(temperature)(None, logits.clone())
+    if top_p < 1.0:  # generate adds no top-p warper at 1.0
+        scores = TopPLogitsWarper(top_p)(None, scores)
+    expected = scores.softmax(-1)
+    got = inference._nucleus_probs(logits, temperature=temperature, top_p=top_p)
+    got = got / got.sum(-1, keepdim=True)
+    assert torch.equal(got > 0, expected > 0)  # the same nucleus, token for token
+    torch.testing.assert_close(got, expected)
+    assert (got > 0).sum(-1)[0] > 50  # flat row: no top-k (transformers' default would keep 50)
+
+
+def test_sampler_draws_from_the_nucleus():
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+    logits = torch.randn(3, 40, generator=torch.Generator().manual_seed(1)) * torch.tensor([[0.2], [1.0], [3.0]])
+    expected = TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(0.6)(None, logits.clone())).softmax(-1)
+    n = 100_000
+    draws = inference._sample_top_p(logits.repeat_interleave(n, 0), temperature=0.6, top_p=0.9,
+                                    generator=torch.Generator().manual_seed(2)).view(3, n)
+    freq = torch.stack([torch.bincount(row, minlength=40) for row in draws]).double() / n
+    assert ((freq > 0) <= (expected > 0)).all()  # never a token outside the nucleus
+    z = (freq - expected) / (expected * (1 - expected) / n).sqrt().clamp_min(1e-12)
+    assert z[expected > 0].abs().max() < 5
+    again = inference._sample_top_p(logits.repeat_interleave(n, 0), temperature=0.6, top_p=0.9,
+                                    generator=torch.Generator().manual_seed(2)).view(3, n)
+    assert torch.equal(draws, again)
+
+
+def test_lean_loop_only_for_plain_kv_caches(model_dir):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    model, _, _ = inference.load_optimizer(model_dir)
+    assert inference._lean_decoding_supported(model)
+    tiny = dict(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                num_key_value_heads=1)
+    assert not inference._lean_decoding_supported(MistralForCausalLM(MistralConfig(sliding_window=8, **tiny)))
+    assert inference._lean_decoding_supported(MistralForCausalLM(MistralConfig(sliding_window=None, **tiny)))
 
 
 def test_decoding_is_top_p_only_as_in_the_paper(model_dir):
@@ -122,6 +250,10 @@ def test_bad_arguments_are_clear(model_dir):
         optimize_prompts(model_dir, ["ok", None], max_new_tokens=2, batch_size=1, **DECODE)
     with pytest.raises(ValueError, match="engine"):
         optimize_prompts(model_dir, ["ok"], max_new_tokens=2, batch_size=1, engine="tgi", **DECODE)
+    with pytest.raises(ValueError, match="temperature"):
+        optimize_prompts(model_dir, ["ok"], max_new_tokens=2, batch_size=1, temperature=0.0, top_p=0.9, seed=1)
+    with pytest.raises(ValueError, match="top_p"):
+        optimize_prompts(model_dir, ["ok"], max_new_tokens=2, batch_size=1, temperature=0.6, top_p=1.5, seed=1)
     with pytest.raises(FileNotFoundError, match="cannot load the optimizer"):
         optimize_prompts("/nonexistent/optimizer", ["ok"], max_new_tokens=2, batch_size=1, **DECODE)
 
