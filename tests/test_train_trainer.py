@@ -137,6 +137,20 @@ def test_checkpoints_of_other_settings_are_wiped_not_resumed(tmp_path, data):
     assert not fake.exists()
 
 
+def test_checkpoints_made_by_other_code_are_wiped_not_resumed(tmp_path, data, monkeypatch):
+    import bpo.train.trainer as trainer
+
+    spec = spec_for(tmp_path, data)
+    assert prepare_checkpoint_dir(spec, world_size=1) is None
+    fake = Path(spec["checkpoint"]["dir"]) / "checkpoint-3"
+    fake.mkdir()
+    (fake / "trainer_state.json").write_text("{}")
+    # e.g. the tokenizer-building code changed between a requeue and the restart
+    monkeypatch.setattr(trainer, "_code_digest", lambda: "another version")
+    assert prepare_checkpoint_dir(spec, world_size=1) is None
+    assert not fake.exists()
+
+
 def test_bad_settings_fail_with_the_config_key(tmp_path, data):
     with pytest.raises(ValueError, match="global_batch_size 10 is not a multiple"):
         launch_training(spec_for(tmp_path, data, global_batch_size=10))

@@ -122,7 +122,20 @@ def fingerprint(spec: Mapping, world_size: int) -> dict:
         "deepspeed": _file_digest(ds_path) if ds_path else None,
         "world_size": world_size,
         "template_version": TEMPLATE_VERSION,
+        # The code that turns data into tokens and builds the tiny model: a checkpoint made by
+        # other code (an upgrade between requeues) would not load, so it is not resumed.
+        "code": _code_digest(),
     }
+
+
+def _code_digest() -> str:
+    from bpo import prompt_format
+    from bpo.train import data, tiny_model
+
+    h = hashlib.sha256()
+    for module in (prompt_format, data, tiny_model):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()
 
 
 def last_complete_checkpoint(ckpt_dir: str | os.PathLike) -> str | None:
