@@ -264,14 +264,16 @@ def rule_kwargs(params, config: Mapping) -> dict:
     cache path (throughput), prices (cost estimate) and the budget cap (whether a run may finish,
     not what it writes).
     """
-    llm = config["llm"]
+    from bpo.llm import runtime_settings
+
+    rt = runtime_settings(config["llm"], params.endpoint_name)
     return {
         "template_path": params.template,
         "template_sha256": params.template_sha256,
-        "endpoint": dict(params.endpoint, limits=llm["endpoints"][params.endpoint_name].get("limits", {})),
+        "endpoint": dict(params.endpoint, limits=rt["endpoint"].get("limits", {})),
         "endpoint_name": params.endpoint_name,
-        "cache_path": llm["cache"],
-        "prices": llm.get("prices"),
+        "cache_path": rt["cache_path"],
+        "prices": rt["prices"],
         "budget_usd": config["critique"].get("budget_usd"),
         **params.settings,
     }

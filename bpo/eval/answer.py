@@ -25,12 +25,12 @@ TARGET_KINDS = ("endpoint", "hf")
 
 
 def target_runtime_kwargs(target: Mapping[str, Any], llm: Mapping[str, Any]) -> dict:
-    """``endpoint``, ``cache_path`` and ``prices`` for :func:`answer_questions` and its callers,
-    read from the config's ``llm`` section on purpose, not from params: the endpoint's limits and
-    the cache path are runtime settings, so editing them never reruns a stage (the rules track
-    the endpoint's other settings as a param). Only an ``endpoint`` target has an endpoint."""
-    endpoint = llm["endpoints"][target["endpoint"]] if target["kind"] == "endpoint" else None
-    return {"endpoint": endpoint, "cache_path": llm["cache"], "prices": llm.get("prices")}
+    """``endpoint``, ``cache_path`` and ``prices`` for :func:`answer_questions` and its callers
+    (runtime settings, see :func:`bpo.llm.runtime_settings`). Only an ``endpoint`` target has an
+    endpoint."""
+    from bpo.llm import runtime_settings
+
+    return runtime_settings(llm, target["endpoint"] if target["kind"] == "endpoint" else None)
 
 
 def answer_questions(

@@ -540,13 +540,24 @@ def _from_row(row: dict, backend: str) -> ChatResult:
                       model=row["response_model"], finish_reason=row["finish_reason"], choices=texts)
 
 
-def client_from_config(llm_config: Mapping[str, Any], endpoint_name: str, stage: str, **kwargs) -> LLMClient:
-    """An LLMClient for ``llm.endpoints[endpoint_name]``, with the cache path and prices of the
-    ``llm`` config section (``budget_usd=`` sets a default cap for its runs). Snakemake scripts call this with ``snakemake.config["llm"]`` so
-    limits and the cache path are read at run time and editing them reruns nothing."""
+def runtime_settings(llm_config: Mapping[str, Any], endpoint_name: str | None = None) -> dict[str, Any]:
+    """``endpoint`` (with its limits; None without a name), ``cache_path`` and ``prices`` from the
+    ``llm`` config section. Snakemake scripts read these from ``snakemake.config["llm"]``, not from
+    params, on purpose: they change throughput or cost estimates, never answers, so editing them
+    must rerun nothing (the rules track the endpoint's other settings as a param)."""
     endpoints = (llm_config or {}).get("endpoints") or {}
-    if endpoint_name not in endpoints:
+    if endpoint_name is not None and endpoint_name not in endpoints:
         raise LLMError(f"config: LLM endpoint '{endpoint_name}' is not defined under llm.endpoints "
                        f"(defined: {sorted(endpoints)})")
-    return LLMClient(endpoints[endpoint_name], llm_config.get("cache") or DEFAULT_CACHE_PATH, stage,
-                     prices=llm_config.get("prices"), name=endpoint_name, **kwargs)
+    return {
+        "endpoint": endpoints[endpoint_name] if endpoint_name is not None else None,
+        "cache_path": (llm_config or {}).get("cache") or DEFAULT_CACHE_PATH,
+        "prices": (llm_config or {}).get("prices"),
+    }
+
+
+def client_from_config(llm_config: Mapping[str, Any], endpoint_name: str, stage: str, **kwargs) -> LLMClient:
+    """An LLMClient for ``llm.endpoints[endpoint_name]`` with the runtime settings of
+    :func:`runtime_settings` (``budget_usd=`` sets a default cap for its runs)."""
+    rt = runtime_settings(llm_config, endpoint_name)
+    return LLMClient(rt["endpoint"], rt["cache_path"], stage, prices=rt["prices"], name=endpoint_name, **kwargs)
