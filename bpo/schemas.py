@@ -14,6 +14,8 @@ from typing import Iterable, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bpo.atomic import atomic_path
+
 _str = pa.string()
 _i64 = pa.int64()
 _f64 = pa.float64()
@@ -166,19 +168,23 @@ def _to_table(data, schema: pa.Schema, what: str) -> pa.Table:
         raise SchemaError(f"{what}: {exc}") from exc
 
 
-def write_table(data: pa.Table | Iterable[Mapping] | object, path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
-    """Validate ``data`` (Arrow table, DataFrame or list of dicts) against ``schema`` and write it.
-
-    Written to a temporary name and renamed, so a killed job never leaves a
-    half-written Parquet file that looks complete.
-    """
-    path = Path(path)
+def write_table(data: pa.Table | Iterable[Mapping] | object, path: str | os.PathLike, schema: pa.Schema,
+                metadata: Mapping[str, str] | None = None) -> pa.Table:
+    """Validate ``data`` (Arrow table, DataFrame or list of dicts) against ``schema`` and write it
+    atomically (:mod:`bpo.atomic`). ``metadata`` goes into the Parquet file's key-value metadata
+    (provenance such as the generation engine), never into the rows."""
     table = _to_table(data, schema, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{str(k): str(v) for k, v in metadata.items()}})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return table
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The key-value metadata a writer put in a Parquet artifact (see :func:`write_table`)."""
+    raw = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"ARROW:") and k != b"pandas"}
 
 
 def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:

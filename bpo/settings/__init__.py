@@ -1,0 +1,19 @@
+"""Typed, frozen settings: one class per stage, built from the validated config by one function
+each (``<Stage>Settings.from_config``), plus the runtime settings that never change a result.
+
+Contract: this package imports nothing else from ``bpo``; every other package may import it.
+"""
+
+from bpo.settings.base import Settings, SettingsError
+from bpo.settings.config import ConfigError, load_config, validate_config
+from bpo.settings.llm import EndpointSettings, LLMRuntime
+
+__all__ = [
+    "ConfigError",
+    "EndpointSettings",
+    "LLMRuntime",
+    "Settings",
+    "SettingsError",
+    "load_config",
+    "validate_config",
+]

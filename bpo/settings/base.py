@@ -1,0 +1,90 @@
+"""The base of every stage's settings: a frozen dataclass built from a validated config section.
+
+Defaults live only in ``config/schema.yaml``: a settings class has none, so building one from a
+section that lacks a key is an error naming the key, never a second, drifting default.
+``canonical()`` is what a rule passes as its one ``params: settings=`` entry (sorted keys, lists
+not tuples), so Snakemake's params-change trigger reruns exactly what an edit affects;
+``from_params`` rebuilds the object in the script.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Self
+
+
+class SettingsError(ValueError):
+    """A settings section that does not fit its class (names the config key)."""
+
+
+def _canonical(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value.canonical()
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _settings_class(tp: Any) -> type | None:
+    """The Settings subclass inside ``tp`` (``X`` or ``X | None``), if any."""
+    if isinstance(tp, type) and issubclass(tp, Settings):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if isinstance(arg, type) and issubclass(arg, Settings):
+                return arg
+    return None
+
+
+def _frozen(value: Any) -> Any:
+    # lists become tuples so a frozen settings object stays hashable and cannot be mutated
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Frozen, typed settings. Subclasses are ``@dataclass(frozen=True)`` with annotated fields and
+    no defaults. A field typed as another Settings class is built from its sub-mapping."""
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "") -> Self:
+        """Build from a mapping with exactly this class's fields (``where``: the config key, for errors)."""
+        if not isinstance(data, Mapping):
+            raise SettingsError(f"config {where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in data]
+        unknown = sorted(set(data) - set(names))
+        prefix = f"{where}." if where else ""
+        if missing:
+            raise SettingsError(f"config: missing key(s) {', '.join(prefix + m for m in missing)} ({cls.__name__})")
+        if unknown:
+            raise SettingsError(f"config: unknown key(s) {', '.join(prefix + u for u in unknown)} ({cls.__name__})")
+        values = {}
+        for name in names:
+            value, sub = data[name], _settings_class(hints[name])
+            if sub is not None and value is not None and not isinstance(value, sub):
+                value = sub.from_mapping(value, prefix + name)
+            values[name] = _frozen(value) if sub is None else value
+        return cls(**values)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Self:
+        """Rebuild from :meth:`canonical` (what a rule passed as ``params.settings``)."""
+        return cls.from_mapping(params, cls.__name__)
+
+    def canonical(self) -> dict[str, Any]:
+        """Plain, key-sorted dict of every field: the rule's params entry."""
+        return {f.name: _canonical(getattr(self, f.name)) for f in sorted(dataclasses.fields(self), key=lambda f: f.name)}
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
