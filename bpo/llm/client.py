@@ -32,6 +32,7 @@ from bpo.llm.limits import Limits, RateLimiter
 from bpo.llm.request import ChatRequest, ChatResult, cost_usd, price_for
 from bpo.llm.standin import STANDIN_BASE_URL, STANDIN_MODEL, StandinTransport
 from bpo.llm.transport import LeanAsyncTransport, default_ssl_context, proxy_configured
+from bpo.settings import EndpointSettings, LLMRuntime
 
 log = logging.getLogger("bpo.llm")
 
@@ -561,3 +562,12 @@ def client_from_config(llm_config: Mapping[str, Any], endpoint_name: str, stage:
     :func:`runtime_settings` (``budget_usd=`` sets a default cap for its runs)."""
     rt = runtime_settings(llm_config, endpoint_name)
     return LLMClient(rt["endpoint"], rt["cache_path"], stage, prices=rt["prices"], name=endpoint_name, **kwargs)
+
+
+def make_client(endpoint: EndpointSettings, runtime: LLMRuntime, stage: str, *, check_key: bool = True,
+                progress: bool | None = None) -> LLMClient:
+    """The one way to build an LLM client: ``endpoint`` (what changes answers) plus ``runtime``
+    (limits, cache path, prices, budget: what never does), both from :mod:`bpo.settings`."""
+    return LLMClient(endpoint.as_endpoint(runtime.limits), runtime.cache_path, stage, dict(runtime.prices) or None,
+                     name=endpoint.name, budget_usd=runtime.budget_usd, check_key=check_key, progress=progress)
+
