@@ -4,7 +4,6 @@ Rank 0 writes them (``trainer.args.should_save``), every file atomically."""
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -13,8 +12,6 @@ from bpo.atomic import save_figure, write_json
 from bpo.prompt_format import TEMPLATE_VERSION
 from bpo.schemas import TRAIN_METRICS, write_table
 from bpo.train.spec import TrainSpec
-
-log = logging.getLogger(__name__)
 
 TRAIN_CONFIG_NAME = "bpo_train_config.json"
 _METRIC_KEYS = ("epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second")
