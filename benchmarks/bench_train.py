@@ -1,7 +1,7 @@
 """Training throughput: padding-free packing vs right padding, side by side in one run.
 
 Same synthetic SFT data (user prompt + rewrite of 20-300 tokens, plus the template), same
-tiny Llama, same seed and batch size; the real training path (``bpo.launch`` ->
+tiny Llama, same seed and batch size; the real training path (``bpo.train.launch`` ->
 HF Trainer) with only ``packing`` switched. Throughput = non-padding tokens per second
 (the Trainer's token counter over wall time between log steps), median over the steps
 after warm-up; runs alternated, the best run per mode kept (least disturbed on a shared
@@ -44,11 +44,13 @@ def main() -> None:
 
     import torch
 
-    from bpo.launch import launch_training
+    from bpo.settings import load_config
+    from bpo.settings.train import CheckpointRuntime, TrainSettings
     from bpo.schemas import TRAIN_METRICS, read_frame
     from bpo.train.data import encode_pairs, encode_prompt, load_sft_pairs, prepare_tokenizer
     from bpo.train.tiny_model import build_tiny
-    from bpo.train.trainer import make_spec
+    from bpo.train.launch import launch_training
+    from bpo.train.spec import TrainSpec
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,18 +87,20 @@ def main() -> None:
             for rep in range(args.repeats):
                 for mode in ("packing", "padding"):
                     root = tmp / f"b{batch_size}-{mode}{rep}"
-                    spec = make_spec(
-                        train=train, val=None, model_dir=root / "model", metrics=root / "m.parquet",
-                        loss_curve=root / "m.png",
-                        hparams=dict(tiny=tiny, max_length=1024, max_steps=args.steps, global_batch_size=batch_size,
-                                     per_device_batch_size=batch_size, learning_rate=1e-3, deepspeed=None,
-                                     packing=mode == "packing", seed=0, eval_steps=0),
-                        checkpoint={"dir": str(root / "ckpt"), "save_steps": 0},
+                    config = load_config(overrides={"train": dict(
+                        tiny=tiny, max_length=1024, max_steps=args.steps, global_batch_size=batch_size,
+                        per_device_batch_size=batch_size, learning_rate=1e-3, deepspeed=None,
+                        packing=mode == "packing", seed=0, eval_steps=0,
+                        checkpoint={"dir": str(root / "ckpt"), "save_steps": 0})})
+                    spec = TrainSpec(
+                        settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config),
+                        train=str(train), val=None, model_dir=str(root / "model"), metrics=str(root / "m.parquet"),
+                        loss_curve=str(root / "m.png"),
                     )
                     t0 = time.perf_counter()
                     launch_training(spec)
                     wall = time.perf_counter() - t0
-                    m = read_frame(spec["metrics"], TRAIN_METRICS).dropna(subset=["tokens_per_second"])
+                    m = read_frame(spec.metrics, TRAIN_METRICS).dropna(subset=["tokens_per_second"])
                     tps = m["tokens_per_second"].iloc[args.warmup_steps :].tolist()
                     results[mode].append(statistics.median(tps))
                     print(f"  batch {batch_size:2d} run {rep + 1} {mode:8s}: {results[mode][-1]:7.0f} tokens/s "

@@ -131,8 +131,11 @@ def sft_settings():
 
 
 # --- train stage (rules/train.smk) ---
-def train_cfg(key):
-    return config["train"][key]
+def train_settings():
+    """TrainSettings' canonical form: every result-relevant `train` key (not `checkpoint`)."""
+    from bpo.settings.train import TrainSettings
+
+    return TrainSettings.from_config(config).canonical()
 
 
 def deepspeed_config_input():

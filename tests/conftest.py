@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -54,3 +55,13 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def dry_run_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts per rule from a ``snakemake -n`` run's stats table (empty when nothing is to be done)."""
+    counts = {}
+    for line in proc.stdout.splitlines():
+        m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts

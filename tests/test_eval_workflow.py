@@ -4,29 +4,18 @@ the stand-in target and judge, the optional SFT rewrite, rerun behaviour and the
 from __future__ import annotations
 
 import json
-import re
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import snakemake
+from conftest import dry_run_jobs, snakemake
 from eval_helpers import save_tiny_model
 
 pytestmark = pytest.mark.slow
 
 EVAL_OUTPUTS = ["results/report/winrates.parquet", "results/report/summary.md", "results/report/winrates.png",
                 "results/report/intrinsic.json"]
-
-
-def _jobs(proc) -> dict[str, int]:
-    """Job counts per rule from a dry run's stats table (empty when nothing is to be done)."""
-    counts = {}
-    for line in proc.stdout.splitlines():
-        m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-    return counts
 
 
 def _edit_config(wf, edit):
@@ -98,19 +87,19 @@ def test_offline_evaluation_outputs(evaluated):
 
 def test_changing_only_the_judge_model_reruns_only_judge_and_report(evaluated):
     wf = evaluated
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}  # up to date
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}  # up to date
     # runtime settings are not results: new limits rerun nothing
     _edit_config(wf, lambda c: c["llm"]["endpoints"]["standin"]["limits"].update(max_concurrency=3))
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
     _edit_config(wf, lambda c: c["eval"]["judge"].update(model="another-judge"))
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {"judge": 4, "report": 1}
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {"judge": 4, "report": 1}
     _edit_config(wf, lambda c: c["eval"]["judge"].update(model="bpo-standin-judge"))  # back: up to date
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
     # one target's decoding: its answers, judgments and the report; not the other target, not optimize
     _edit_config(wf, lambda c: c["eval"]["targets"]["standin"].update(max_tokens=100))
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {"answer": 2, "judge": 2, "report": 1}
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {"answer": 2, "judge": 2, "report": 1}
     _edit_config(wf, lambda c: c["eval"]["report"].update(bootstrap_samples=50))
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS))["report"] == 1
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS))["report"] == 1
 
 
 def test_html_report(evaluated):

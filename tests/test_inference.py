@@ -16,7 +16,7 @@ from bpo.inference import (
     EMPTY, EMPTY_INPUT, REPETITION, TEMPLATE_ECHO, TRUNCATED, degenerate_reason, optimize_prompts,
 )
 from bpo.schemas import OPTIMIZED, read_frame
-from bpo.train.trainer import TRAIN_CONFIG_NAME
+from bpo.train.artifacts import TRAIN_CONFIG_NAME
 from bpo.train.tiny_model import build_tiny
 
 from sft_fixture import sft_rows

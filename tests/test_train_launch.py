@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bpo.launch import LaunchPlan, plan_launch, single_process_env
+from bpo.train.launch import LaunchPlan, plan_launch, single_process_env
 
 
 def fake_hostnames(nodelist):
@@ -31,7 +31,7 @@ def test_several_cpu_ranks_use_standalone_torchrun():
     p = plan({}, cpu_ranks=2)
     assert p.use_cpu and p.world_size == 2
     assert p.command == ["PY", "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                         "--nproc-per-node", "2", "-m", "bpo.train.trainer", "--spec", "/ckpt/spec.json"]
+                         "--nproc-per-node", "2", "-m", "bpo.train.run", "--spec", "/ckpt/spec.json"]
 
 
 def test_local_gpus_get_one_rank_each():
@@ -65,7 +65,7 @@ def test_multi_node_slurm_job_runs_torchrun_on_every_node_with_c10d_rendezvous()
         "srun", "--jobid=4242", "--overlap", "--nodes=2", "--ntasks-per-node=1", "--ntasks=2", "--kill-on-bad-exit=1",
         "PY", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "8",
         "--rdzv-backend", "c10d", "--rdzv-endpoint", "gpu07:33742", "--rdzv-id", "bpo-4242",
-        "-m", "bpo.train.trainer", "--spec", "/ckpt/spec.json",
+        "-m", "bpo.train.run", "--spec", "/ckpt/spec.json",
     ]
 
 

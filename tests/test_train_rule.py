@@ -9,7 +9,7 @@ import pytest
 
 from bpo.schemas import TRAIN_METRICS, read_frame
 
-from conftest import snakemake
+from conftest import dry_run_jobs, snakemake
 from sft_fixture import write_sft
 
 pytestmark = pytest.mark.slow
@@ -45,3 +45,38 @@ def test_train_rule_trains_the_default_tiny_optimizer_and_reruns_on_a_param_edit
     dry = snakemake(wf, target, "-n", "--allowed-rules", "train_optimizer")
     out = dry.stdout + dry.stderr
     assert "train_optimizer" in out and "params" in out.lower()
+
+
+UPSTREAM = {"pairs_source", "pairs_merge", "critique", "critique_estimate", "sft", "download_testset"}
+DOWNSTREAM = {"train_optimizer", "optimize_testset", "answer", "judge", "report", "all"}  # all: the target rule
+
+
+def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a_runtime_edit(workflow_copy):
+    """After a demo run (two test sets, to stay lean): train.learning_rate is in the rule's one
+    settings param, so it retrains and reruns every evaluation job that uses the optimizer, and
+    nothing upstream; train.checkpoint.save_steps is read at run time and reruns nothing."""
+    import yaml
+
+    wf = workflow_copy
+    cfg_path = wf / "config" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    for name in ("vicuna_eval", "self_instruct"):
+        cfg["eval"]["testsets"][name]["activate"] = False
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    snakemake(wf, "--cores", "2", timeout=1800)
+    assert dry_run_jobs(snakemake(wf, "-n")) == {}
+
+    def dry_run_after(edit):
+        edited = yaml.safe_load(cfg_path.read_text())
+        edit(edited["train"])
+        cfg_path.write_text(yaml.safe_dump(edited, sort_keys=False))
+        try:
+            return dry_run_jobs(snakemake(wf, "-n"))
+        finally:
+            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    assert dry_run_after(lambda t: t["checkpoint"].update(save_steps=7, keep=True)) == {}
+    jobs = dry_run_after(lambda t: t.update(learning_rate=1.0e-3))
+    assert set(jobs) == DOWNSTREAM and not set(jobs) & UPSTREAM
+    assert jobs["train_optimizer"] == 1 and jobs["optimize_testset"] == 2 and jobs["report"] == 1
+    assert jobs["answer"] == 2 and jobs["judge"] == 2  # one target x two test sets

@@ -3,6 +3,7 @@ DeepSpeed ZeRO-2 in one process. Kept to a few steps each (CI has 2 cores)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,9 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from bpo.launch import launch_training
 from bpo.schemas import TRAIN_METRICS, read_frame
-from bpo.train.trainer import TRAIN_CONFIG_NAME, make_spec, prepare_checkpoint_dir
+from bpo.settings import ConfigError, SettingsError, load_config
+from bpo.settings.train import CheckpointRuntime, TrainSettings
+from bpo.train.artifacts import TRAIN_CONFIG_NAME
+from bpo.train.checkpoint import prepare_checkpoint_dir
+from bpo.train.launch import launch_training
+from bpo.train.spec import TrainSpec
 
 from sft_fixture import write_sft
 
@@ -30,12 +35,14 @@ HP = dict(
 )
 
 
-def spec_for(root: Path, data: tuple[Path, Path], checkpoint=None, **overrides) -> dict:
-    return make_spec(
-        train=data[0], val=data[1], model_dir=root / "model",
-        metrics=root / "metrics" / "train_metrics.parquet", loss_curve=root / "metrics" / "loss_curve.png",
-        hparams={**HP, **overrides},
-        checkpoint={"dir": str(root / "ckpt"), "save_steps": 0, **(checkpoint or {})},
+def spec_for(root: Path, data: tuple[Path, Path], checkpoint=None, **overrides) -> TrainSpec:
+    """The spec the workflow script builds, from the default config with these edits."""
+    config = load_config(overrides={"train": {
+        **HP, **overrides, "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0, **(checkpoint or {})}}})
+    return TrainSpec(
+        settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config),
+        train=str(data[0]), val=str(data[1]), model_dir=str(root / "model"),
+        metrics=str(root / "metrics" / "train_metrics.parquet"), loss_curve=str(root / "metrics" / "loss_curve.png"),
     )
 
 
@@ -65,14 +72,14 @@ def full_run(tmp_path_factory, data):
 
 def test_training_loss_falls_and_outputs_are_written(full_run):
     root, spec, summary = full_run
-    metrics = read_frame(spec["metrics"], TRAIN_METRICS)
+    metrics = read_frame(spec.metrics, TRAIN_METRICS)
     train_rows = metrics.dropna(subset=["loss"])
     assert list(train_rows["step"]) == list(range(1, 11))
     first, last = train_rows["loss"].iloc[0], train_rows["loss"].iloc[-3:].mean()
     assert last < first - 0.5, f"loss did not fall: {first:.3f} -> {last:.3f}"
     assert (train_rows["tokens_per_second"] > 0).all()
     assert metrics["eval_loss"].notna().sum() == 2  # steps 5 and 10
-    assert Path(spec["loss_curve"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(spec.loss_curve).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads((root / "model" / TRAIN_CONFIG_NAME).read_text())
     assert record["hparams"]["learning_rate"] == 3e-3 and record["global_steps"] == 10
     assert record["gradient_accumulation_steps"] == 2 and record["data"]["train"]["kept"] == 48
@@ -114,13 +121,13 @@ def test_resume_from_checkpoint_continues_the_same_run(full_run, data, tmp_path)
         if name != "checkpoint-4":
             shutil.rmtree(resumed_root / "ckpt" / name)
     (resumed_root / "ckpt" / "checkpoint-6").mkdir()  # no trainer_state.json: incomplete
-    spec2 = {**spec, "model_dir": str(resumed_root / "model"),
-             "metrics": str(resumed_root / "m.parquet"), "loss_curve": str(resumed_root / "m.png"),
-             "checkpoint": {**spec["checkpoint"], "dir": str(resumed_root / "ckpt")}}
+    spec2 = dataclasses.replace(
+        spec, model_dir=str(resumed_root / "model"), metrics=str(resumed_root / "m.parquet"),
+        loss_curve=str(resumed_root / "m.png"), checkpoint=spec.checkpoint.replace(dir=str(resumed_root / "ckpt")))
     summary = launch_training(spec2)
     assert summary["resumed_from"].endswith("checkpoint-4")
-    a = read_frame(spec["metrics"], TRAIN_METRICS).dropna(subset=["loss"]).set_index("step")["loss"]
-    b = read_frame(spec2["metrics"], TRAIN_METRICS).dropna(subset=["loss"]).set_index("step")["loss"]
+    a = read_frame(spec.metrics, TRAIN_METRICS).dropna(subset=["loss"]).set_index("step")["loss"]
+    b = read_frame(spec2.metrics, TRAIN_METRICS).dropna(subset=["loss"]).set_index("step")["loss"]
     assert list(b.index) == list(range(1, 11))  # history restored from the checkpoint
     assert b.loc[5:].tolist() == pytest.approx(a.loc[5:].tolist(), rel=1e-4)
 
@@ -128,7 +135,7 @@ def test_resume_from_checkpoint_continues_the_same_run(full_run, data, tmp_path)
 def test_checkpoints_of_other_settings_are_wiped_not_resumed(tmp_path, data):
     spec = spec_for(tmp_path, data)
     assert prepare_checkpoint_dir(spec, world_size=1) is None
-    fake = Path(spec["checkpoint"]["dir"]) / "checkpoint-3"
+    fake = Path(spec.checkpoint.dir) / "checkpoint-3"
     fake.mkdir()
     (fake / "trainer_state.json").write_text("{}")
     assert prepare_checkpoint_dir(spec, world_size=1) == str(fake)  # same settings: resume
@@ -138,15 +145,15 @@ def test_checkpoints_of_other_settings_are_wiped_not_resumed(tmp_path, data):
 
 
 def test_checkpoints_made_by_other_code_are_wiped_not_resumed(tmp_path, data, monkeypatch):
-    import bpo.train.trainer as trainer
+    import bpo.train.checkpoint as checkpoint
 
     spec = spec_for(tmp_path, data)
     assert prepare_checkpoint_dir(spec, world_size=1) is None
-    fake = Path(spec["checkpoint"]["dir"]) / "checkpoint-3"
+    fake = Path(spec.checkpoint.dir) / "checkpoint-3"
     fake.mkdir()
     (fake / "trainer_state.json").write_text("{}")
     # e.g. the tokenizer-building code changed between a requeue and the restart
-    monkeypatch.setattr(trainer, "_code_digest", lambda: "another version")
+    monkeypatch.setattr(checkpoint, "_code_digest", lambda: "another version")
     assert prepare_checkpoint_dir(spec, world_size=1) is None
     assert not fake.exists()
 
@@ -154,8 +161,14 @@ def test_checkpoints_made_by_other_code_are_wiped_not_resumed(tmp_path, data, mo
 def test_bad_settings_fail_with_the_config_key(tmp_path, data):
     with pytest.raises(ValueError, match="global_batch_size 10 is not a multiple"):
         launch_training(spec_for(tmp_path, data, global_batch_size=10))
-    with pytest.raises(ValueError, match=r"unknown keys \['lerning_rate'\]"):
-        spec_for(tmp_path, data, lerning_rate=1.0)
+    with pytest.raises(ConfigError, match="lerning_rate"):
+        spec_for(tmp_path, data, lerning_rate=1.0)  # the schema rejects it before any settings class
+    section = TrainSettings.from_config(load_config()).canonical()
+    with pytest.raises(SettingsError, match=r"unknown key\(s\) train\.lerning_rate"):
+        TrainSettings.from_mapping({**section, "lerning_rate": 1.0}, "train")
+    section.pop("seed")
+    with pytest.raises(SettingsError, match=r"missing key\(s\) train\.seed"):
+        TrainSettings.from_mapping(section, "train")
 
 
 def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path, data):
@@ -172,7 +185,7 @@ def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path, data):
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     assert not any("lora" in k for k in saved.state_dict())  # merged, a plain model folder
     pairs = [(p, o) for _, p, o in load_sft_pairs(data[0])]
-    base, _ = build_tiny(pairs, HP["tiny"], HP["seed"])  # the same seeded initialisation
+    base, _ = build_tiny(pairs, spec.settings.tiny, HP["seed"])  # the same seeded initialisation
     sd_base, sd_saved = base.state_dict(), saved.state_dict()
     q = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.allclose(sd_base[q], sd_saved[q])  # adapters trained and merged
@@ -186,10 +199,10 @@ def test_deepspeed_zero2_one_process_matches_plain_trainer(full_run, data, tmp_p
     _, plain_spec, _ = full_run
     spec = spec_for(tmp_path, data, deepspeed=str(REPO / "config" / "deepspeed" / "zero2.json"))
     spec_path = tmp_path / "spec.json"
-    spec_path.write_text(json.dumps(spec))
+    spec.write(spec_path)
     code = (
-        "import json, sys; from bpo.launch import launch_training; "
-        f"s = launch_training(json.load(open({str(spec_path)!r}))); print('SUMMARY', json.dumps(s))"
+        "import json; from bpo.train.launch import launch_training; from bpo.train.spec import TrainSpec; "
+        f"s = launch_training(TrainSpec.read({str(spec_path)!r})); print('SUMMARY', json.dumps(s))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     env["OMP_NUM_THREADS"] = "1"
@@ -197,17 +210,17 @@ def test_deepspeed_zero2_one_process_matches_plain_trainer(full_run, data, tmp_p
     assert proc.returncode == 0, proc.stderr[-5000:]
     summary = json.loads(proc.stdout.split("SUMMARY", 1)[1])
     assert summary["world_size"] == 1 and summary["global_steps"] == 10
-    ds = read_frame(spec["metrics"], TRAIN_METRICS).dropna(subset=["loss"])["loss"].tolist()
-    plain = read_frame(plain_spec["metrics"], TRAIN_METRICS).dropna(subset=["loss"])["loss"].tolist()
+    ds = read_frame(spec.metrics, TRAIN_METRICS).dropna(subset=["loss"])["loss"].tolist()
+    plain = read_frame(plain_spec.metrics, TRAIN_METRICS).dropna(subset=["loss"])["loss"].tolist()
     assert ds == pytest.approx(plain, rel=1e-3)
-    assert pq.read_schema(spec["metrics"]).names == TRAIN_METRICS.names
+    assert pq.read_schema(spec.metrics).names == TRAIN_METRICS.names
 
 
 def test_two_cpu_ranks_train_through_torchrun(tmp_path, data):
-    """cpu_ranks=2: bpo.launch starts torchrun (gloo, use_cpu) and the ranks write the outputs."""
+    """cpu_ranks=2: bpo.train.launch starts torchrun (gloo, use_cpu) and the ranks write the outputs."""
     spec = spec_for(tmp_path, data, cpu_ranks=2, max_steps=4, eval_steps=0)
     assert launch_training(spec, threads=2) is None  # trained in the torchrun ranks, not here
     record = json.loads((tmp_path / "model" / TRAIN_CONFIG_NAME).read_text())
     assert record["world_size"] == 2 and record["gradient_accumulation_steps"] == 1  # 8 = 2 ranks x 4
-    losses = read_frame(spec["metrics"], TRAIN_METRICS)["loss"].dropna().tolist()
+    losses = read_frame(spec.metrics, TRAIN_METRICS)["loss"].dropna().tolist()
     assert len(losses) == 4 and losses[-1] < losses[0]

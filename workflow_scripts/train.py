@@ -4,18 +4,19 @@ from bpo.logging_setup import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821
 
-from bpo.launch import launch_training  # noqa: E402
-from bpo.train.trainer import HPARAM_DEFAULTS, make_spec  # noqa: E402
+from bpo.settings.train import CheckpointRuntime, TrainSettings  # noqa: E402
+from bpo.train.launch import launch_training  # noqa: E402
+from bpo.train.spec import TrainSpec  # noqa: E402
 
 sm = snakemake  # noqa: F821
-spec = make_spec(
+spec = TrainSpec(
+    settings=TrainSettings.from_params(sm.params.settings),
+    # Read at run time, not a param: checkpoint settings never change the model.
+    checkpoint=CheckpointRuntime.from_config(sm.config),
     train=sm.input.train,
     val=sm.input.val,
     model_dir=sm.output.model,
     metrics=sm.output.metrics,
     loss_curve=sm.output.loss_curve,
-    hparams={key: getattr(sm.params, key) for key in HPARAM_DEFAULTS},
-    # Not a param on purpose: checkpoint settings never change the model.
-    checkpoint=sm.config["train"]["checkpoint"],
 )
 launch_training(spec, threads=sm.threads)

@@ -16,22 +16,11 @@ from typing import Iterable, Mapping
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from bpo.prompt_format import build_prompt
+from bpo.settings.train import TinySettings
 
 log = logging.getLogger(__name__)
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
-
-# Defaults of the `train.tiny` config section (also documented in config/schema.yaml).
-TINY_DEFAULTS = {
-    "vocab_size": 2048,
-    "hidden_size": 64,
-    "intermediate_size": 176,
-    "num_layers": 2,
-    "num_heads": 4,
-    "num_kv_heads": 2,
-    "max_position_embeddings": 1024,
-}
-
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """Byte-level BPE trained on ``texts``, wrapped as a transformers fast tokenizer.
@@ -59,14 +48,16 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD)
 
 
-def tiny_llama_config(tokenizer, tiny: Mapping):
+def _tiny(tiny: TinySettings | Mapping) -> TinySettings:
+    # A hand-sized mapping (tests, benchmarks) takes the schema's defaults for the rest.
+    return tiny if isinstance(tiny, TinySettings) else TinySettings.sized(tiny)
+
+
+def tiny_llama_config(tokenizer, tiny: TinySettings | Mapping):
     """A small :class:`LlamaConfig` sized by the ``train.tiny`` config section."""
     from transformers import LlamaConfig
 
-    cfg = {**TINY_DEFAULTS, **dict(tiny)}
-    unknown = sorted(set(cfg) - set(TINY_DEFAULTS))
-    if unknown:
-        raise ValueError(f"config train.tiny: unknown keys {unknown} (known: {sorted(TINY_DEFAULTS)})")
+    cfg = _tiny(tiny).canonical()
     if cfg["hidden_size"] % cfg["num_heads"]:
         raise ValueError(
             f"config train.tiny: hidden_size {cfg['hidden_size']} is not divisible by num_heads {cfg['num_heads']}"
@@ -90,20 +81,21 @@ def tiny_llama_config(tokenizer, tiny: Mapping):
     )
 
 
-def build_tiny(pairs: Iterable[tuple[str, str]], tiny: Mapping, seed: int, attn_implementation: str = "sdpa_varlen"):
+def build_tiny(pairs: Iterable[tuple[str, str]], tiny: TinySettings | Mapping, seed: int,
+               attn_implementation: str = "sdpa_varlen"):
     """Tokenizer trained on the SFT pairs (rendered as the optimizer sees them) and a
     randomly initialised tiny Llama. Returns ``(model, tokenizer)``."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    cfg = {**TINY_DEFAULTS, **dict(tiny)}
+    tiny = _tiny(tiny)
     texts = []
     for prompt, optimized in pairs:
         texts.append(build_prompt(prompt))
         texts.append(optimized)
     if not texts:
         raise ValueError("tiny model: no SFT text to train the tokenizer on")
-    tokenizer = train_tokenizer(texts, cfg["vocab_size"])
+    tokenizer = train_tokenizer(texts, tiny.vocab_size)
     config = tiny_llama_config(tokenizer, tiny)
     from bpo.train.attention import register
 

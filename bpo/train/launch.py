@@ -1,5 +1,6 @@
 """Start optimizer training with the right number of ranks: in process, torchrun, or
-torchrun on every node of a SLURM allocation.
+torchrun on every node of a SLURM allocation. The ranks run :mod:`bpo.train.run` on a
+:class:`~bpo.train.spec.TrainSpec` written to the checkpoint folder.
 
 - One rank (a laptop, a CPU node, a 1-GPU job): train in this process. DeepSpeed still
   initialises torch.distributed, so RANK/LOCAL_RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT are
@@ -16,7 +17,6 @@ unit-tested with fake SLURM environments.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shlex
@@ -26,6 +26,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
+
+from bpo.train.checkpoint import prepare_checkpoint_dir
+from bpo.train.spec import TrainSpec
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,7 @@ def plan_launch(
     if plan.world_size == 1:
         return plan
 
-    entry = ["-m", "bpo.train.trainer", "--spec", spec_path]
+    entry = ["-m", "bpo.train.run", "--spec", spec_path]
     if nnodes == 1:
         plan.command = [python, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                         "--nproc-per-node", str(nproc), *entry]
@@ -191,8 +194,9 @@ def single_process_env(plan: LaunchPlan):
                 os.environ[k] = v
 
 
-def launch_training(spec: Mapping, env: Mapping[str, str] | None = None, threads: int | None = None) -> dict | None:
-    """Train the optimizer described by ``spec`` (see :func:`bpo.train.trainer.make_spec`).
+def launch_training(spec: TrainSpec, env: Mapping[str, str] | None = None, threads: int | None = None) -> dict | None:
+    """Train the optimizer described by ``spec``: plan the ranks, prepare the checkpoint folder,
+    then run in this process (one rank) or start torchrun/srun on :mod:`bpo.train.run`.
 
     ``threads``: CPU threads granted to a CPU-only job (Snakemake's ``threads``), split
     between CPU ranks; ignored with GPUs; None leaves torch's default. Returns the training summary when it ran in
@@ -200,38 +204,19 @@ def launch_training(spec: Mapping, env: Mapping[str, str] | None = None, threads
     """
     import torch
 
-    from bpo.train.trainer import prepare_checkpoint_dir, run_spec
-
     env = dict(os.environ if env is None else env)
     cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    spec_path = Path(spec["checkpoint"]["dir"]) / "bpo_spec.json"
-    plan = plan_launch(env, cuda_devices=cuda, cpu_ranks=spec["hparams"].get("cpu_ranks", 1), spec_path=str(spec_path))
+    spec_path = Path(spec.checkpoint.dir) / "bpo_spec.json"
+    plan = plan_launch(env, cuda_devices=cuda, cpu_ranks=spec.settings.cpu_ranks, spec_path=str(spec_path))
     log.info(
         "launch: %d node(s) x %d rank(s) on %s%s", plan.nnodes, plan.nproc_per_node,
         "CPU" if plan.use_cpu else "GPU", f", master {plan.master_addr}:{plan.master_port}" if plan.world_size > 1 else "",
     )
     resume = prepare_checkpoint_dir(spec, plan.world_size)
     if not plan.command:
-        if threads and plan.use_cpu:
-            # Only on CPU: on GPU nodes the CPU threads serve DeepSpeed's offloaded Adam.
-            torch.set_num_threads(max(1, int(threads)))
-        # DeepSpeed needs a (one-process) torch.distributed world; the plain Trainer does not,
-        # and with these variables set it would wrap the model in a pointless DDP.
-        env_ctx = single_process_env(plan) if spec["hparams"].get("deepspeed") else contextlib.nullcontext()
-        with env_ctx:
-            try:
-                return run_spec(spec, resume_from=resume)
-            finally:
-                import torch.distributed as dist
-                from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+        return _run_in_process(spec, plan, resume, threads)
 
-                unset_hf_deepspeed_config()  # later model loads in this process: not ZeRO-3
-
-                # Without it one rank in ~6 aborted at exit in DeepSpeed CPU runs.
-                if dist.is_available() and dist.is_initialized():
-                    dist.destroy_process_group()
-
-    spec_path.write_text(json.dumps(spec, indent=1))
+    spec.write(spec_path)
     cmd = list(plan.command)
     if resume:
         cmd += ["--resume-from", resume]
@@ -250,3 +235,28 @@ def launch_training(spec: Mapping, env: Mapping[str, str] | None = None, threads
     if proc.returncode != 0:
         raise RuntimeError(f"training ranks failed with exit status {proc.returncode}: {shlex.join(cmd)}")
     return None
+
+
+def _run_in_process(spec: TrainSpec, plan: LaunchPlan, resume: str | None, threads: int | None) -> dict:
+    import torch
+
+    from bpo.train.run import run
+
+    if threads and plan.use_cpu:
+        # Only on CPU: on GPU nodes the CPU threads serve DeepSpeed's offloaded Adam.
+        torch.set_num_threads(max(1, int(threads)))
+    # DeepSpeed needs a (one-process) torch.distributed world; the plain Trainer does not,
+    # and with these variables set it would wrap the model in a pointless DDP.
+    env_ctx = single_process_env(plan) if spec.settings.deepspeed else contextlib.nullcontext()
+    with env_ctx:
+        try:
+            return run(spec, resume_from=resume)
+        finally:
+            import torch.distributed as dist
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()  # later model loads in this process: not ZeRO-3
+
+            # Without it one rank in ~6 aborted at exit in DeepSpeed CPU runs.
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()

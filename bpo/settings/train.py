@@ -1,0 +1,100 @@
+"""Settings of the training stage (rule train_optimizer), split by what they change.
+
+:class:`TrainSettings` is every ``train.*`` key that changes the trained model: the rule passes its
+canonical form as ``params.settings``, so an edit retrains. :class:`CheckpointRuntime` is
+``train.checkpoint``: where and how often to checkpoint for a resume, never what the model is, so
+the script reads it from the config at run time and an edit reruns nothing.
+Defaults live only in ``config/schema.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+from bpo.settings.base import Settings
+from bpo.settings.config import validate_config
+
+
+@dataclass(frozen=True)
+class TinySettings(Settings):
+    """Size of the from-scratch Llama trained when ``base_model`` is null (``train.tiny``)."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    max_position_embeddings: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        return cls.from_mapping(config["train"]["tiny"], "train.tiny")
+
+    @classmethod
+    def sized(cls, sizes: Mapping[str, Any]) -> Self:
+        """A tiny model sized by hand (tests, benchmarks): ``sizes`` over the schema's defaults."""
+        return cls.from_config(validate_config({"train": {"tiny": dict(sizes)}}))
+
+
+@dataclass(frozen=True)
+class LoraSettings(Settings):
+    """Low-rank adapters instead of a full fine-tune (``train.lora``)."""
+
+    enabled: bool
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrainSettings(Settings):
+    """Every result-relevant ``train`` key (all of them but ``checkpoint``)."""
+
+    base_model: str | None
+    tiny: TinySettings
+    attn_implementation: str
+    max_length: int
+    epochs: float
+    max_steps: int
+    global_batch_size: int
+    per_device_batch_size: int
+    learning_rate: float
+    warmup_ratio: float
+    lr_scheduler: str
+    weight_decay: float
+    adam_beta1: float
+    adam_beta2: float
+    adam_epsilon: float
+    max_grad_norm: float
+    precision: str
+    seed: int
+    deepspeed: str | None  # the JSON file is also a rule input: editing its content retrains
+    packing: bool
+    gradient_checkpointing: bool
+    lora: LoraSettings
+    logging_steps: int
+    eval_steps: int
+    cpu_ranks: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        section = {k: v for k, v in config["train"].items() if k != "checkpoint"}
+        return cls.from_mapping(section, "train")
+
+
+@dataclass(frozen=True)
+class CheckpointRuntime(Settings):
+    """``train.checkpoint``: checkpoints for resuming a requeued job; never changes the model."""
+
+    dir: str
+    save_steps: int
+    save_total_limit: int
+    keep: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        return cls.from_mapping(config["train"]["checkpoint"], "train.checkpoint")

@@ -1,0 +1,51 @@
+"""Training settings: built from the validated config only, one canonical rule param, a spec
+that torchrun ranks rebuild exactly. Fast (no training)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from bpo.settings import ConfigError, load_config
+from bpo.settings.config import SCHEMA_PATH
+from bpo.settings.train import CheckpointRuntime, TinySettings, TrainSettings
+from bpo.train.spec import TrainSpec
+
+
+def test_every_train_key_but_checkpoint_is_a_result_setting():
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["train"]["properties"]
+    fields = {f.name for f in dataclasses.fields(TrainSettings)}
+    assert fields == set(schema) - {"checkpoint"}
+    assert {f.name for f in dataclasses.fields(CheckpointRuntime)} == set(schema["checkpoint"]["properties"])
+
+
+def test_defaults_come_from_the_schema_and_edits_show_in_the_canonical_form():
+    config = load_config(overrides={"train": {"learning_rate": 1e-4, "lora": {"r": 4}}})
+    settings = TrainSettings.from_config(config)
+    assert settings.learning_rate == 1e-4 and settings.lora.r == 4
+    assert settings.lora.alpha == 32 and settings.lora.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj")
+    params = settings.canonical()
+    assert list(params) == sorted(params) and "checkpoint" not in params
+    assert params["lora"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert TrainSettings.from_params(params) == settings
+    # the runtime part is separate: editing it leaves the rule param untouched
+    edited = load_config(overrides={"train": {"learning_rate": 1e-4, "lora": {"r": 4}, "checkpoint": {"save_steps": 7}}})
+    assert TrainSettings.from_config(edited).canonical() == params
+    assert CheckpointRuntime.from_config(edited).save_steps == 7
+
+
+def test_spec_round_trips_through_its_file(tmp_path):
+    config = load_config()
+    spec = TrainSpec(settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config),
+                     train="a.parquet", val=None, model_dir="m", metrics="m.parquet", loss_curve="m.png")
+    spec.write(tmp_path / "spec.json")
+    assert TrainSpec.read(tmp_path / "spec.json") == spec
+
+
+def test_a_hand_sized_tiny_model_takes_the_schema_defaults_for_the_rest():
+    tiny = TinySettings.sized({"hidden_size": 32})
+    assert tiny.hidden_size == 32 and tiny.vocab_size == 2048 and tiny.num_layers == 2
+    with pytest.raises(ConfigError, match="train.tiny"):
+        TinySettings.sized({"hidden_sise": 32})
