@@ -162,6 +162,10 @@ def optimize_testset_input(wildcards):
     return TestsetSettings.from_config(config, wildcards.testset).path
 
 
+def sft_rewrite_optimize_input(wildcards):
+    return config["eval"]["sft_rewrite"]["path"] or []
+
+
 def optimizer_model_input():
     """The optimizer folder when it is local: the trained one for model null (a hub id is
     in the settings only)."""

@@ -127,7 +127,7 @@ rule judge:
 # Optional: BPO for SFT data (the paper's alpaca_reproduce), off by default.
 rule sft_rewrite_optimize:
     input:
-        testset=lambda wc: config["eval"]["sft_rewrite"]["path"] or [],
+        testset=sft_rewrite_optimize_input,
         model=optimizer_model_input(),
     output:
         optimized="results/sft_rewrite/optimized.parquet",
