@@ -1,11 +1,11 @@
 """Optimizer inference: batched (continuous batching, lean decoding loop) vs one prompt at a time.
 
 One at a time is what the original BPO inference code does: one transformers ``generate``
-call per prompt (``optimize_prompts(..., engine="hf-generate", batch_size=1)``). Batched is
-the default engine (``engine="hf"``: our decoding loop over the model's forward with a
+call per prompt (engine ``hf-generate``, batch size 1). Batched is what ``auto`` picks for
+these models (engine ``lean``, :mod:`bpo.generation.lean`: our decoding loop over the model's forward with a
 preallocated KV cache, finished rows dropped and their slots refilled). For reference the
 previous implementation, ``generate`` on static length-sorted left-padded batches, runs at
-the largest batch size too. All modes go through ``bpo.inference.optimize_prompts`` on the
+the largest batch size too. All modes go through ``bpo.optimizer.optimize_prompts`` on the
 same prompts (user prompts of 20-300 tokens), the same small random Llama and the same paper
 decoding (top-p 0.9, temperature 0.6, no top-k, seeded); they are alternated in one run and
 the best of ``--repeats`` is kept (the least disturbed run on a shared machine). Model loading
@@ -66,19 +66,21 @@ def main() -> None:
 
     import torch
 
-    from bpo.inference import optimize_prompts
+    from bpo.generation import GenerationSettings
+    from bpo.optimizer import optimize_prompts
     from bpo.train.tiny_model import build_tiny
 
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = synthetic_pairs(args.prompts, seed=1)
     prompts = [r["prompt"] + " " + r["optimized_prompt"] for r in rows]  # 20-300 words of user prompt
-    decode = dict(temperature=0.6, top_p=0.9, max_new_tokens=args.max_new_tokens, seed=0)
+    decode = GenerationSettings(engine="auto", temperature=0.6, top_p=0.9, max_new_tokens=args.max_new_tokens,
+                                batch_size=1, seed=0, greedy=False)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     # (label, engine, batch size); the first is the baseline
     modes = [("one at a time (generate)", "hf-generate", 1), (f"generate, static batches of {max(sizes)}",
                                                                "hf-generate", max(sizes))]
-    modes += [(f"lean loop, batch {b}", "hf", b) for b in sizes]
+    modes += [(f"lean loop, batch {b}", "lean", b) for b in sizes]
     summary = []
     for spec in args.models.split(","):
         hidden, layers = (int(x) for x in spec.split("x"))
@@ -89,13 +91,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             model, tok = build_tiny([(p, p) for p in prompts], tiny, seed=0)
             if args.eos_rate:
-                make_eos_likely(model, tok, prompts, args.eos_rate, decode["temperature"])
+                make_eos_likely(model, tok, prompts, args.eos_rate, decode.temperature)
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             n_params = sum(p.numel() for p in model.parameters())
             lens = sorted(len(tok(p, add_special_tokens=False).input_ids) for p in prompts)
-            for engine in ("hf-generate", "hf"):  # load + warm up both code paths
-                optimize_prompts(tmp, prompts[:2], batch_size=2, engine=engine, **decode)
+            for engine in ("hf-generate", "lean"):  # load + warm up both code paths
+                optimize_prompts(tmp, prompts[:2], decode.replace(batch_size=2, engine=engine))
             print(f"model: random tiny Llama, {n_params / 1e6:.2f} M parameters (hidden {hidden}, {layers} layers, "
                   f"{heads} heads / {max(1, heads // 2)} kv), fp32, torch threads {torch.get_num_threads()}")
             print(f"  {len(prompts)} prompts of {lens[0]}-{lens[-1]} tokens (median {lens[len(lens) // 2]}) "
@@ -106,7 +108,7 @@ def main() -> None:
             for rep in range(args.repeats):
                 for label, engine, b in modes:
                     t0 = time.perf_counter()
-                    res = optimize_prompts(tmp, prompts, batch_size=b, engine=engine, **decode)
+                    res = optimize_prompts(tmp, prompts, decode.replace(batch_size=b, engine=engine)).results
                     dt = time.perf_counter() - t0
                     out_tokens = sum(len(tok(r.raw or "", add_special_tokens=False).input_ids) for r in res)
                     times[label].append(dt)

@@ -1,15 +1,136 @@
-"""`bpo` command line: the library's entry points outside Snakemake."""
+"""`bpo` command line: the library's entry points outside Snakemake.
+
+``bpo optimize`` rewrites prompts given on the command line (printed) or a file (the file mode
+below: Parquet out, through the evaluation stage's code so the rows match the workflow's).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+
+def _optimizer_defaults() -> dict:
+    """``eval.optimizer``'s schema defaults: the CLI decodes as the workflow does."""
+    from bpo.settings.config import load_schema
+
+    props = load_schema()["properties"]["eval"]["properties"]["optimizer"]["properties"]
+    return {k: v["default"] for k, v in props.items()}
+
+
+def _generation_settings(args: argparse.Namespace):
+    from bpo.settings.generation import GenerationSettings
+
+    return GenerationSettings(engine=args.engine, temperature=args.temperature, top_p=args.top_p,
+                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+                              greedy=args.greedy)
+
+
+def read_prompt_file(path: str, column: str, context_column: str | None):
+    """Rows of a jsonl/json/parquet file as a DataFrame with the prompt (and context) columns
+    checked. JSON may be a list of objects or ``{"data": [...]}``."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"--input {path}: no such file")
+    suffix = "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
+    if suffix in (".jsonl", ".jsonl.gz"):
+        df = pd.read_json(p, lines=True, dtype=False)
+    elif suffix == ".json":
+        data = json.loads(p.read_text())
+        if isinstance(data, dict):
+            lists = [v for v in data.values() if isinstance(v, list)]
+            if len(lists) != 1:
+                raise ValueError(f"--input {path}: a JSON object must hold exactly one list of records")
+            data = lists[0]
+        df = pd.DataFrame(data)
+    elif suffix == ".parquet":
+        df = pd.read_parquet(p)
+    else:
+        raise ValueError(f"--input {path}: unsupported format {suffix!r} (jsonl, json or parquet)")
+    for col in [column] + ([context_column] if context_column else []):
+        if col not in df.columns:
+            raise ValueError(f"--input {path}: no column {col!r} (columns: {list(df.columns)})")
+    for i, v in enumerate(df[column]):
+        if not isinstance(v, str):
+            raise ValueError(f"--input {path}: row {i}: {column!r} is {type(v).__name__}, not text")
+    if context_column:
+        for i, v in enumerate(df[context_column]):
+            if not (v is None or isinstance(v, str) or (isinstance(v, float) and v != v)):
+                raise ValueError(f"--input {path}: row {i}: {context_column!r} is {type(v).__name__}, not text or null")
+    return df
+
+
+def _first_column(df, names):
+    return next((n for n in names if n in df.columns), None)
+
+
+def optimize_file(df, args: argparse.Namespace, settings) -> int:
+    """Rewrite the rows of ``df`` and write the OPTIMIZED schema to ``args.output``; returns
+    the number of fallbacks.
+
+    Rows go through the evaluation stage's code (``with_context`` mode), so a file rewritten
+    here matches what the workflow produces: the optimizer sees instruction + context and the
+    context must come back verbatim. Ids come from an ``item_id``/``id``/``question_id``/``idx``
+    column (else the row number), ``testset`` is the input file's stem, the reference rewrite
+    comes from a ``reference_optimized``/``optimized_prompt`` column when present.
+    """
+    from bpo.eval.optimize import optimize_items, write_optimized
+    from bpo.eval.testsets import TestItem
+
+    id_col = _first_column(df, ["item_id", "id", "question_id", "idx"])
+    ref_col = _first_column(df, ["reference_optimized", "optimized_prompt"])
+    items = []
+    for i in range(len(df)):
+        ctx = df[args.context_column].iloc[i] if args.context_column else ""
+        ref = df[ref_col].iloc[i] if ref_col else None
+        items.append(TestItem(item_id=str(df[id_col].iloc[i]) if id_col else str(i), instruction=df[args.column].iloc[i],
+                              context=ctx if isinstance(ctx, str) else "",
+                              reference_optimized=ref if isinstance(ref, str) else None))
+    rewritten, engine = optimize_items(items, args.model, settings, context_mode="with_context")
+    write_optimized(items, rewritten, Path(args.input).name.split(".")[0], engine, args.output)
+    return sum(reason is not None for _, reason in rewritten)
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    from bpo.inference import cli_optimize
+    from bpo.logging_setup import setup_logging
+    from bpo.optimizer import optimize_prompts
 
-    return cli_optimize(args)
+    setup_logging(None)
+    try:
+        settings = _generation_settings(args)
+    except ValueError as exc:
+        print(f"bpo optimize: {exc}", file=sys.stderr)
+        return 2
+    if args.input:
+        if args.prompts:
+            print("bpo optimize: give prompts or --input, not both", file=sys.stderr)
+            return 2
+        if not args.output:
+            print("bpo optimize: --input needs --output FILE.parquet", file=sys.stderr)
+            return 2
+        try:
+            df = read_prompt_file(args.input, args.column, args.context_column)
+        except (OSError, ValueError) as exc:
+            print(f"bpo optimize: {exc}", file=sys.stderr)
+            return 2
+        n_fb = optimize_file(df, args, settings)
+        print(f"wrote {len(df)} rows to {args.output} ({n_fb} kept the original prompt)", file=sys.stderr)
+        return 0
+    if not args.prompts:
+        print("bpo optimize: give one or more prompts, or --input FILE", file=sys.stderr)
+        return 2
+    rewrites = optimize_prompts(args.model, args.prompts, settings)
+    for prompt, r in zip(args.prompts, rewrites.results):
+        if len(args.prompts) > 1:
+            print(f"### {prompt}")
+        print(r.text)
+        if r.fallback_reason:
+            print(f"(optimizer output unusable: {r.fallback_reason}; original prompt kept)", file=sys.stderr)
+    return 0
 
 
 def _usage(args: argparse.Namespace) -> int:
@@ -35,11 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--output", help="parquet file to write (file mode)")
     opt.add_argument("--column", default="prompt", help="prompt column in --input")
     opt.add_argument("--context-column", default=None, help="context column in --input (kept verbatim)")
-    opt.add_argument("--temperature", type=float, default=0.6)
-    opt.add_argument("--top-p", type=float, default=0.9)
-    opt.add_argument("--max-new-tokens", type=int, default=256)
-    opt.add_argument("--batch-size", type=int, default=32)
-    opt.add_argument("--seed", type=int, default=42)
+    from bpo.settings.generation import ENGINES
+
+    d = _optimizer_defaults()
+    opt.add_argument("--engine", choices=ENGINES, default=d["engine"],
+                     help="generation engine: auto (lean where the model allows, else hf-generate), lean, "
+                          "hf-generate or vllm")
+    opt.add_argument("--temperature", type=float, default=d["temperature"])
+    opt.add_argument("--top-p", type=float, default=d["top_p"])
+    opt.add_argument("--max-new-tokens", type=int, default=d["max_new_tokens"])
+    opt.add_argument("--batch-size", type=int, default=d["batch_size"])
+    opt.add_argument("--seed", type=int, default=d["seed"])
     opt.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     opt.set_defaults(func=_optimize)
 

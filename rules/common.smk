@@ -143,6 +143,50 @@ def deepspeed_config_input():
     return [path] if path else []
 
 
+# --- optimize stage (rules/evaluate.smk) ---
+# Rules optimize_testset, sft_rewrite_optimize and answer_hf: one `settings` param each, the
+# canonical form of their bpo.settings class (runtime values are not in it).
+def optimize_settings(wildcards):
+    from bpo.settings.optimize import OptimizeSettings
+
+    return OptimizeSettings.from_config(config, wildcards.testset).canonical()
+
+
+def sft_rewrite_optimize_settings(wildcards):
+    from bpo.settings.optimize import SFT_REWRITE, OptimizeSettings
+
+    return OptimizeSettings.from_config(config, SFT_REWRITE).canonical()
+
+
+def optimize_testset_input(wildcards):
+    """The test set file (a local path, or where rule download_testset puts it)."""
+    from bpo.settings.optimize import TestsetSettings
+
+    return TestsetSettings.from_config(config, wildcards.testset).path
+
+
+def sft_rewrite_optimize_input(wildcards):
+    return config["eval"]["sft_rewrite"]["path"] or []
+
+
+def optimizer_model_input():
+    """The optimizer folder when it is local: the trained one for model null (a hub id is
+    in the settings only)."""
+    model = config["eval"]["optimizer"]["model"]
+    return ["results/models/optimizer"] if model is None else local_model_input(model)
+
+
+def answer_hf_settings(wildcards):
+    from bpo.settings.hf_target import HFTargetSettings
+
+    return HFTargetSettings.from_config(config, wildcards.target).canonical()
+
+
+def hf_target_model_input(wildcards):
+    return local_model_input(config["eval"]["targets"][wildcards.target]["model"])
+# --- end optimize stage ---
+
+
 # --- evaluate stage (rules/evaluate.smk) ---
 
 
@@ -196,7 +240,7 @@ def eval_target_cfg(name):
     if cfg["kind"] == "endpoint":
         if not cfg.get("endpoint"):
             raise ValueError(f"config: eval.targets.{name}: kind endpoint needs 'endpoint' (a name under llm.endpoints)")
-        for key in ("batch_size", "dtype"):
+        for key in ("batch_size", "dtype", "engine"):
             cfg.pop(key, None)
     else:
         cfg.pop("endpoint", None)
@@ -211,15 +255,6 @@ def eval_target_endpoint(name):
 def local_model_input(model):
     """A model folder as an input when it is a local path (a hub id is a param only)."""
     return [model] if os.path.exists(model) else []
-
-
-def optimizer_model_input():
-    model = config["eval"]["optimizer"]["model"]
-    return ["results/models/optimizer"] if model is None else local_model_input(model)
-
-
-def optimizer_params():
-    return {k: v for k, v in config["eval"]["optimizer"].items() if k != "model"}
 
 
 def judge_params():

@@ -31,16 +31,12 @@ rule download_testset:
 
 rule optimize_testset:
     input:
-        testset=lambda wc: eval_testset_cfg(wc.testset)["path"],
+        testset=optimize_testset_input,
         model=optimizer_model_input(),
     output:
         optimized="results/eval/{testset}/optimized.parquet",
     params:
-        name=lambda wc: wc.testset,
-        testset=lambda wc: eval_testset_cfg(wc.testset),
-        optimizer=optimizer_params(),
-        # null = the trained optimizer (an input); a local folder is also an input, a hub id only this
-        model=config["eval"]["optimizer"]["model"],
+        settings=optimize_settings,
     wildcard_constraints:
         testset="[^/]+",
     log:
@@ -83,12 +79,11 @@ rule answer:
 rule answer_hf:
     input:
         optimized="results/eval/{testset}/optimized.parquet",
-        model=lambda wc: local_model_input(config["eval"]["targets"][wc.target]["model"]),
+        model=hf_target_model_input,
     output:
         answers="results/eval/{testset}/{target}/answers.parquet",
     params:
-        target=lambda wc: eval_target_cfg(wc.target),
-        endpoint=None,
+        settings=answer_hf_settings,
     wildcard_constraints:
         testset="[^/]+",
         target=_names_regex(eval_targets("hf")),
@@ -102,7 +97,7 @@ rule answer_hf:
     resources:
         mem_mb=16000,
     script:
-        "../workflow_scripts/answer.py"
+        "../workflow_scripts/answer_hf.py"
 
 
 rule judge:
@@ -132,21 +127,12 @@ rule judge:
 # Optional: BPO for SFT data (the paper's alpaca_reproduce), off by default.
 rule sft_rewrite_optimize:
     input:
-        testset=lambda wc: config["eval"]["sft_rewrite"]["path"] or [],
+        testset=sft_rewrite_optimize_input,
         model=optimizer_model_input(),
     output:
         optimized="results/sft_rewrite/optimized.parquet",
     params:
-        name="sft_rewrite",
-        testset=lambda wc: {
-            "path": config["eval"]["sft_rewrite"]["path"],
-            "format": "alpaca",
-            "sample": config["eval"]["sft_rewrite"]["sample"],
-            "seed": config["eval"]["sample_seed"],
-        },
-        optimizer=optimizer_params(),
-        # null = the trained optimizer (an input); a local folder is also an input, a hub id only this
-        model=config["eval"]["optimizer"]["model"],
+        settings=sft_rewrite_optimize_settings,
     log:
         "logs/eval/sft_rewrite_optimize.log",
     benchmark:

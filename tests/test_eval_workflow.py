@@ -102,6 +102,36 @@ def test_changing_only_the_judge_model_reruns_only_judge_and_report(evaluated):
     assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS))["report"] == 1
 
 
+def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evaluated):
+    """One settings param per rule: a decoding edit reruns optimize (both rules) and everything
+    after it; an hf target's edit reruns its answers; runtime values rerun nothing."""
+    wf = evaluated
+    sft_outputs = ["results/sft_rewrite/reproduce.json", "results/sft_rewrite/train.json"]
+    snakemake(wf, "--cores", "2", *EVAL_OUTPUTS, *sft_outputs)  # catch up with the earlier tests' edits
+    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
+    _edit_config(wf, lambda c: c["llm"]["endpoints"]["standin"]["limits"].update(max_concurrency=2))
+    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
+    _edit_config(wf, lambda c: c["eval"]["optimizer"].update(temperature=0.7))
+    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {
+        "optimize_testset": 2, "answer": 2, "answer_hf": 2, "judge": 4, "report": 1,
+        "sft_rewrite_optimize": 1, "sft_rewrite_answer": 1}
+    _edit_config(wf, lambda c: c["eval"]["optimizer"].update(temperature=0.6))
+    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
+    _edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="hf-generate"))
+    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {"answer_hf": 2, "judge": 2, "report": 1}
+    _edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="auto"))
+    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
+
+
+def test_generation_engine_is_recorded(evaluated):
+    from bpo.schemas import read_metadata
+
+    for path in ("results/eval/dolly_eval/optimized.parquet", "results/eval/bpo_test/tiny_hf/answers.parquet",
+                 "results/sft_rewrite/optimized.parquet"):
+        meta = read_metadata(evaluated / path)
+        assert meta["generation_engine"].startswith("lean bpo-") and meta["generation_engine_requested"] == "auto"
+
+
 def test_html_report(evaluated):
     wf = evaluated
     snakemake(wf, "--report", "report.html", *EVAL_OUTPUTS)

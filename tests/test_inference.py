@@ -1,5 +1,6 @@
-"""Optimizer inference: the lean decoding loop == transformers generate one prompt at a time (greedy),
-nucleus sampling as transformers does it, seeding, fallbacks, `bpo optimize`."""
+"""Optimizer inference: the lean decoding loop (bpo.generation) == transformers generate one prompt at
+a time (greedy), nucleus sampling as transformers does it, seeding, fallbacks (bpo.optimizer),
+`bpo optimize`."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from bpo import inference
 from bpo.cli import main as bpo_main
-from bpo.inference import (
-    EMPTY, EMPTY_INPUT, REPETITION, TEMPLATE_ECHO, TRUNCATED, degenerate_reason, optimize_prompts,
-)
+from bpo.generation import GenerationSettings, lean
+from bpo.generation import model as gen_model
+from bpo.generation.engines import generation_config
+from bpo.optimizer import load_optimizer
+from bpo.optimizer import optimize_prompts as _optimize_prompts
+from bpo.optimizer.fallback import EMPTY, EMPTY_INPUT, REPETITION, TEMPLATE_ECHO, TRUNCATED, degenerate_reason
 from bpo.schemas import OPTIMIZED, read_frame
 from bpo.train.artifacts import TRAIN_CONFIG_NAME
 from bpo.train.tiny_model import build_tiny
@@ -35,6 +38,12 @@ MORE_PROMPTS = [
     "compare cats and dogs as pets", "what causes earthquakes", "plan a three day trip to Rome",
 ]
 DECODE = dict(temperature=0.6, top_p=0.9, seed=3)
+
+
+def optimize_prompts(model_dir, prompts, *, engine="auto", greedy=False, **decoding):
+    """The optimizer's results for ``prompts`` with settings from keyword values."""
+    settings = GenerationSettings(engine=engine, greedy=greedy, **decoding)
+    return _optimize_prompts(model_dir, prompts, settings).results
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +90,8 @@ def eos_model_dir(model_dir, tmp_path_factory):
 
     from bpo.train.data import encode_prompt
 
-    model, tok, _ = inference.load_optimizer(model_dir)
+    loaded = load_optimizer(model_dir)
+    model, tok = loaded.hf(), loaded.tokenizer
     first_seen: dict[int, list[int]] = {}  # token -> the step it first appears at, per prompt
     prompts = PROMPTS + MORE_PROMPTS
     with torch.inference_mode():
@@ -125,17 +135,17 @@ def test_lean_loop_equals_generate_when_rows_end_at_different_steps(eos_model_di
     prompts are prefilled one by one; ``padded_prefill`` forces the left-padded batch
     prefill a GPU uses; ``small_cache`` makes the KV cache grow while rows decode."""
     if padded_prefill:
-        monkeypatch.setattr(inference, "_pad_chunks", lambda lengths, slack: [list(range(len(lengths)))])
+        monkeypatch.setattr(lean, "_pad_chunks", lambda lengths, slack: [list(range(len(lengths)))])
     if small_cache:
-        monkeypatch.setattr(inference, "_headroom", lambda width, max_new_tokens: 5)
+        monkeypatch.setattr(lean, "_headroom", lambda width, max_new_tokens: 5)
     prompts, reference = PROMPTS + MORE_PROMPTS, eos_reference
     lengths = {len(r.raw) for r in reference}
     assert {r.fallback_reason for r in reference} >= {None, TRUNCATED} and len(lengths) > 5  # EOS at many steps
-    with caplog.at_level(logging.DEBUG, logger="bpo.inference"):
-        lean = optimize_prompts(eos_model_dir, prompts, max_new_tokens=24, batch_size=batch_size, greedy=True,
-                                engine="hf", **DECODE)
-    assert [r.raw for r in lean] == [r.raw for r in reference]
-    assert [r.fallback_reason for r in lean] == [r.fallback_reason for r in reference]
+    with caplog.at_level(logging.DEBUG, logger="bpo.generation.lean"):
+        got = optimize_prompts(eos_model_dir, prompts, max_new_tokens=24, batch_size=batch_size, greedy=True,
+                                engine="lean", **DECODE)
+    assert [r.raw for r in got] == [r.raw for r in reference]
+    assert [r.fallback_reason for r in got] == [r.fallback_reason for r in reference]
     stats = [r.args[-1] for r in caplog.records if r.getMessage().startswith("lean decoding")]
     assert len(stats) == 1
     if batch_size == 3:  # refilled: prompts entered in several groups, rows were dropped in between
@@ -165,7 +175,7 @@ def test_nucleus_filter_matches_transformers_warpers(temperature, top_p):
     if top_p < 1.0:  # generate adds no top-p warper at 1.0
         scores = TopPLogitsWarper(top_p)(None, scores)
     expected = scores.softmax(-1)
-    got = inference._nucleus_probs(logits, temperature=temperature, top_p=top_p)
+    got = lean._nucleus_probs(logits, temperature=temperature, top_p=top_p)
     got = got / got.sum(-1, keepdim=True)
     assert torch.equal(got > 0, expected > 0)  # the same nucleus, token for token
     torch.testing.assert_close(got, expected)
@@ -178,13 +188,13 @@ def test_sampler_draws_from_the_nucleus():
     logits = torch.randn(3, 40, generator=torch.Generator().manual_seed(1)) * torch.tensor([[0.2], [1.0], [3.0]])
     expected = TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(0.6)(None, logits.clone())).softmax(-1)
     n = 100_000
-    draws = inference._sample_top_p(logits.repeat_interleave(n, 0), temperature=0.6, top_p=0.9,
+    draws = lean._sample_top_p(logits.repeat_interleave(n, 0), temperature=0.6, top_p=0.9,
                                     generator=torch.Generator().manual_seed(2)).view(3, n)
     freq = torch.stack([torch.bincount(row, minlength=40) for row in draws]).double() / n
     assert ((freq > 0) <= (expected > 0)).all()  # never a token outside the nucleus
     z = (freq - expected) / (expected * (1 - expected) / n).sqrt().clamp_min(1e-12)
     assert z[expected > 0].abs().max() < 5
-    again = inference._sample_top_p(logits.repeat_interleave(n, 0), temperature=0.6, top_p=0.9,
+    again = lean._sample_top_p(logits.repeat_interleave(n, 0), temperature=0.6, top_p=0.9,
                                     generator=torch.Generator().manual_seed(2)).view(3, n)
     assert torch.equal(draws, again)
 
@@ -192,19 +202,19 @@ def test_sampler_draws_from_the_nucleus():
 def test_lean_loop_only_for_plain_kv_caches(model_dir):
     from transformers import MistralConfig, MistralForCausalLM
 
-    model, _, _ = inference.load_optimizer(model_dir)
-    assert inference._lean_decoding_supported(model)
+    assert lean.lean_supported(load_optimizer(model_dir).hf())
     tiny = dict(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                 num_key_value_heads=1)
-    assert not inference._lean_decoding_supported(MistralForCausalLM(MistralConfig(sliding_window=8, **tiny)))
-    assert inference._lean_decoding_supported(MistralForCausalLM(MistralConfig(sliding_window=None, **tiny)))
+    assert not lean.lean_supported(MistralForCausalLM(MistralConfig(sliding_window=8, **tiny)))
+    assert lean.lean_supported(MistralForCausalLM(MistralConfig(sliding_window=None, **tiny)))
 
 
 def test_decoding_is_top_p_only_as_in_the_paper(model_dir):
-    _, tok, _ = inference.load_optimizer(model_dir)
-    cfg = inference.generation_config(tok, temperature=0.6, top_p=0.9, max_new_tokens=8, greedy=False)
+    model = load_optimizer(model_dir)
+    sampling = GenerationSettings(engine="hf-generate", max_new_tokens=8, batch_size=1, greedy=False, **DECODE)
+    cfg = generation_config(model, sampling)
     assert (cfg.do_sample, cfg.temperature, cfg.top_p, cfg.top_k) == (True, 0.6, 0.9, 0)  # 0: no top-k
-    greedy = inference.generation_config(tok, temperature=0.6, top_p=0.9, max_new_tokens=8, greedy=True)
+    greedy = generation_config(model, sampling.replace(greedy=True))
     assert greedy.do_sample is False
 
 
@@ -307,6 +317,7 @@ def test_cli_file_mode_names_a_missing_column(model_dir, tmp_path, capsys):
 
 def test_model_is_loaded_once_per_process(model_dir):
     optimize_prompts(model_dir, ["a"], max_new_tokens=1, batch_size=1, **DECODE)
-    cached = inference._LOADED[(model_dir, "cpu")]
+    cached = gen_model._LOADED[(model_dir, "auto", "cpu")]
+    hf = cached.hf()
     optimize_prompts(model_dir, ["b"], max_new_tokens=1, batch_size=1, **DECODE)
-    assert inference._LOADED[(model_dir, "cpu")] is cached
+    assert gen_model._LOADED[(model_dir, "auto", "cpu")] is cached and cached.hf() is hf

@@ -1,4 +1,4 @@
-"""The trained optimizer rewrites each test prompt -> ``results/eval/{testset}/optimized.parquet``.
+"""The optimizer rewrites each test prompt -> ``results/eval/{testset}/optimized.parquet``.
 
 Context is never rewritten. Two ways to get there (``context_mode``):
 
@@ -18,10 +18,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from bpo.eval.testsets import TestItem, load_testset, render_question
+from bpo.generation import EngineRecord, GenerationSettings
+from bpo.optimizer import optimize_prompts
 from bpo.schemas import OPTIMIZED, write_table
+from bpo.settings.optimize import OptimizeSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,32 +48,20 @@ def split_context(output: str, context: str) -> tuple[str | None, str | None]:
 
 
 def optimize_items(
-    items: Sequence[TestItem],
-    model: str,
-    *,
-    context_mode: str = "with_context",
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
-    batch_size: int,
-    seed: int,
-    greedy: bool = False,
-) -> list[tuple[str, str | None]]:
-    """``(optimized_instruction, fallback_reason)`` per item."""
+    items: Sequence[TestItem], model: str, settings: GenerationSettings, *, context_mode: str,
+) -> tuple[list[tuple[str, str | None]], EngineRecord | None]:
+    """``(optimized_instruction, fallback_reason)`` per item, and the engine that generated."""
     if context_mode not in CONTEXT_MODES:
         raise ValueError(f"eval.optimizer.context_mode: unknown mode '{context_mode}' (known: {CONTEXT_MODES})")
-    from bpo.inference import optimize_prompts
-
     if context_mode == "with_context":
         prompts = [render_question(it.instruction, it.context) for it in items]
     else:
         prompts = [it.instruction for it in items]
-    results = optimize_prompts(model, prompts, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                               batch_size=batch_size, seed=seed, greedy=greedy)
-    if len(results) != len(items):
-        raise RuntimeError(f"optimizer returned {len(results)} results for {len(items)} prompts")
+    rewrites = optimize_prompts(model, prompts, settings)
+    if len(rewrites.results) != len(items):
+        raise RuntimeError(f"optimizer returned {len(rewrites.results)} results for {len(items)} prompts")
     out: list[tuple[str, str | None]] = []
-    for item, res in zip(items, results):
+    for item, res in zip(items, rewrites.results):
         if res.fallback_reason is not None:
             out.append((item.instruction, res.fallback_reason))
             continue
@@ -84,34 +75,32 @@ def optimize_items(
             out.append((item.instruction, "empty output"))
             continue
         out.append((text.strip(), None))
-    return out
+    return out, rewrites.engine
 
 
-def optimize_testset(
-    out_path: str | Path,
-    *,
-    name: str,
-    testset: Mapping[str, Any],
-    optimizer: Mapping[str, Any],
-    model: str,
-) -> dict:
-    """Load test set ``name`` (config ``eval.testsets.<name>``), rewrite it with ``model``."""
-    ts = load_testset(name, testset["path"], testset["format"], columns=testset.get("columns"),
-                      sample=testset.get("sample", 0), seed=testset.get("seed", 42))
-    rewritten = optimize_items(
-        ts.items, model,
-        context_mode=optimizer.get("context_mode", "with_context"),
-        temperature=optimizer["temperature"], top_p=optimizer["top_p"], max_new_tokens=optimizer["max_new_tokens"],
-        batch_size=optimizer["batch_size"], seed=optimizer["seed"], greedy=optimizer.get("greedy", False),
-    )
+def write_optimized(items: Sequence[TestItem], rewritten: Sequence[tuple[str, str | None]], testset: str,
+                    engine: EngineRecord | None, out_path: str | Path) -> None:
+    """The OPTIMIZED table, with the engine in its metadata (the CLI's file mode writes it too)."""
     rows = [
         {
-            "item_id": it.item_id, "testset": name, "instruction": it.instruction, "context": it.context,
+            "item_id": it.item_id, "testset": testset, "instruction": it.instruction, "context": it.context,
             "optimized_instruction": opt, "fallback_reason": reason, "reference_optimized": it.reference_optimized,
         }
-        for it, (opt, reason) in zip(ts.items, rewritten)
+        for it, (opt, reason) in zip(items, rewritten)
     ]
-    write_table(rows, out_path, OPTIMIZED)
+    write_table(rows, out_path, OPTIMIZED, metadata=engine.metadata() if engine else None)
+
+
+def optimize_testset(out_path: str | Path, settings: OptimizeSettings, model: str) -> dict:
+    """Load the test set of ``settings``, rewrite it with the optimizer at ``model`` (a folder or
+    hub id: the trained optimizer's folder when ``settings.model`` is None), write ``out_path``."""
+    ts_cfg = settings.testset
+    ts = load_testset(ts_cfg.name, ts_cfg.path, ts_cfg.format, columns=ts_cfg.columns, sample=ts_cfg.sample,
+                      seed=ts_cfg.seed)
+    rewritten, engine = optimize_items(ts.items, model, settings.generation, context_mode=settings.context_mode)
+    write_optimized(ts.items, rewritten, ts_cfg.name, engine, out_path)
     fallbacks = Counter(reason for _, reason in rewritten if reason is not None)
-    log.info("%s: %d prompts optimized, %d fell back to the original (%s)", name, len(rows), sum(fallbacks.values()), dict(fallbacks) or "none")
-    return {"items": len(rows), "fallbacks": dict(fallbacks), "dropped": dict(ts.dropped)}
+    log.info("%s: %d prompts optimized with %s, %d fell back to the original (%s)", ts_cfg.name, len(rewritten),
+             engine, sum(fallbacks.values()), dict(fallbacks) or "none")
+    return {"items": len(rewritten), "fallbacks": dict(fallbacks), "dropped": dict(ts.dropped),
+            "engine": str(engine) if engine else None}

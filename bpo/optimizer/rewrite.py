@@ -1,0 +1,87 @@
+"""Rewrite prompts with a trained optimizer (an optimizer folder or hub id).
+
+The optimizer sees :mod:`bpo.prompt_format`'s template, encoded as in training
+(:func:`bpo.train.data.encode_prompt`); :mod:`bpo.generation` decodes. Decoding follows the
+paper (top-p 0.9, temperature 0.6) unless the settings say otherwise. Unusable outputs fall
+back to the original prompt with a reason (:mod:`bpo.optimizer.fallback`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from bpo.generation import EngineRecord, GenerationSettings, LocalModel, generate, load_model
+from bpo.optimizer.fallback import EMPTY_INPUT, degenerate_reason
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    text: str  # the optimized prompt, or the original one when fallback_reason is set
+    fallback_reason: str | None = None
+    raw: str | None = None  # the optimizer's decoded output, kept for inspection
+
+
+@dataclass(frozen=True)
+class Rewrites:
+    results: list[OptimizeResult]  # one per prompt, in order
+    engine: EngineRecord | None  # None when no prompt needed the model (all empty)
+
+
+def check_template_version(model_dir: str) -> None:
+    """Refuse an optimizer trained on another version of the input template: it would see
+    text it was never trained on and degrade silently."""
+    from bpo.prompt_format import TEMPLATE_VERSION
+    from bpo.train.trainer import TRAIN_CONFIG_NAME
+
+    cfg_path = Path(model_dir) / TRAIN_CONFIG_NAME
+    if cfg_path.exists():
+        version = json.loads(cfg_path.read_text()).get("bpo_template_version")
+        if version != TEMPLATE_VERSION:
+            raise ValueError(
+                f"{model_dir}: trained with prompt template v{version}, this code builds v{TEMPLATE_VERSION}; retrain"
+            )
+    elif Path(model_dir).exists():
+        log.warning("%s has no %s: assuming it was trained on bpo.prompt_format's template", model_dir, TRAIN_CONFIG_NAME)
+
+
+def load_optimizer(model_dir: str, device: str | None = None) -> LocalModel:
+    """The optimizer in ``model_dir`` (checked against this code's template); cached per process."""
+    check_template_version(model_dir)
+    try:
+        return load_model(model_dir, device=device)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"cannot load the optimizer from {model_dir!r}: {exc}") from exc
+
+
+def optimize_prompts(model_dir: str, prompts: Sequence[str], settings: GenerationSettings) -> Rewrites:
+    """Rewrite ``prompts`` with the optimizer in ``model_dir``; one result per prompt, in order.
+
+    Greedy decoding is deterministic (batched == one-at-a-time output); sampling is seeded."""
+    from bpo.train.data import encode_prompt
+
+    prompts = list(prompts)
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise TypeError(f"prompt {i}: expected a str, got {type(p).__name__}")
+    todo = [i for i, p in enumerate(prompts) if p.strip()]
+    results: list[OptimizeResult | None] = [None if p.strip() else OptimizeResult(p, EMPTY_INPUT) for p in prompts]
+    engine = None
+    if todo:
+        model = load_optimizer(model_dir)
+        out = generate(model, [encode_prompt(model.tokenizer, prompts[i]) for i in todo], settings)
+        engine = out.engine
+        for i, gen in zip(todo, out.outputs):
+            reason = degenerate_reason(gen.text, gen.hit_limit)
+            results[i] = OptimizeResult(prompts[i] if reason else gen.text.strip(), reason, gen.text)
+    reasons = Counter(r.fallback_reason for r in results if r.fallback_reason)
+    if reasons:
+        log.warning("optimizer output unusable for %d of %d prompts (original kept): %s", sum(reasons.values()),
+                    len(prompts), dict(reasons))
+    return Rewrites(results, engine)  # type: ignore[arg-type]

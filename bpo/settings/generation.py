@@ -1,0 +1,69 @@
+"""How a local model generates text (:mod:`bpo.generation`): the engine and the decoding.
+
+One class for every caller (optimizer inference, local HF targets, later local LLM endpoints);
+each config section spells it its own way, so :meth:`GenerationSettings.from_config` takes the
+section's dotted key and maps its names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+from bpo.settings.base import Settings, SettingsError
+
+# auto: lean where the model has a plain full-attention KV cache, else hf-generate; vLLM only
+# when chosen (it is a different environment: envs/vllm.yaml).
+ENGINES = ("auto", "lean", "hf-generate", "vllm")
+
+
+def config_section(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``config`` at the dotted ``key`` (e.g. ``eval.targets.tiny``), with an error naming it."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise SettingsError(f"config: no section {key}")
+        node = node[part]
+    return node
+
+
+@dataclass(frozen=True)
+class GenerationSettings(Settings):
+    engine: str  # one of ENGINES
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    batch_size: int  # prompts decoded together (sampled output depends on it)
+    seed: int
+    greedy: bool
+
+    def __post_init__(self) -> None:
+        # settings built in code (CLI, tests, a later local endpoint) skip the schema
+        if self.engine not in ENGINES:
+            raise SettingsError(f"generation engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.batch_size < 1:
+            raise SettingsError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_new_tokens < 1:
+            raise SettingsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.greedy and not self.temperature > 0:
+            raise SettingsError(f"temperature must be > 0 for sampling, got {self.temperature} (use greedy decoding)")
+        if not self.greedy and not 0 < self.top_p <= 1:
+            raise SettingsError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], key: str) -> Self:
+        """From ``eval.optimizer`` (its own names) or ``eval.targets.<name>`` of kind hf, whose
+        names are the endpoint targets' (``max_tokens``; temperature 0 = greedy; seed null = 0)."""
+        section = config_section(config, key)
+        if key == "eval.optimizer":
+            return cls.from_mapping({f: section[f] for f in cls.field_names()}, key)
+        if key.startswith("eval.targets."):
+            return cls(engine=section["engine"], temperature=section["temperature"], top_p=section["top_p"],
+                       max_new_tokens=section["max_tokens"], batch_size=section["batch_size"],
+                       seed=section["seed"] or 0, greedy=section["temperature"] == 0)
+        raise SettingsError(f"config {key}: not a section with generation settings")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(cls.__dataclass_fields__)

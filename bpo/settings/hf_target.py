@@ -1,0 +1,30 @@
+"""Settings of a local Hugging Face target (``eval.targets.<name>`` with ``kind: hf``): rule answer_hf."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+from bpo.settings.base import SettingsError, Settings
+from bpo.settings.generation import GenerationSettings
+
+
+@dataclass(frozen=True)
+class HFTargetSettings(Settings):
+    name: str  # the target's name (the ``target`` column of its answers)
+    model: str  # folder or hub id
+    dtype: str  # auto: bf16 on a GPU that supports it, else float32
+    system_prompt: str | None
+    generation: GenerationSettings
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
+        targets = config["eval"]["targets"]
+        if name not in targets:
+            raise SettingsError(f"config: eval.targets has no target '{name}' (defined: {sorted(targets)})")
+        cfg = targets[name]
+        if cfg["kind"] != "hf":
+            raise SettingsError(f"config: eval.targets.{name} has kind {cfg['kind']!r}, not hf")
+        return cls(name=name, model=cfg["model"], dtype=cfg["dtype"], system_prompt=cfg["system_prompt"],
+                   generation=GenerationSettings.from_config(config, f"eval.targets.{name}"))

@@ -1,0 +1,79 @@
+"""A local HF target (rule answer_hf): answers through bpo.generation, the engine in the metadata,
+the same rows as the answer stage's hf path, greedy answers independent of batching."""
+
+from __future__ import annotations
+
+import pytest
+
+from bpo.eval.answer import answer_testset
+from bpo.eval.hf_target import answer_testset_hf
+from bpo.schemas import ANSWERS, OPTIMIZED, read_metadata, read_table, write_table
+from bpo.settings import load_config
+from bpo.settings.hf_target import HFTargetSettings
+from eval_helpers import save_tiny_model
+
+ITEMS = [
+    ("What is the capital of France?", "", "What is the capital city of France?", None),
+    ("Summarize the text.", "Cats sleep a lot.", "Summarize the text below.", None),
+    ("Name a colour.", "", "Name a colour.", "truncated"),  # fallback: the same question twice
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_target(tmp_path_factory):
+    pairs = [("What is the capital of France?", "Paris is the capital of France."),
+             ("Name a colour.", "Blue is a colour.")] * 4
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_target"), pairs)
+
+
+@pytest.fixture
+def optimized(tmp_path):
+    rows = [{"item_id": str(i), "testset": "demo", "instruction": ins, "context": ctx, "optimized_instruction": opt,
+             "fallback_reason": fb, "reference_optimized": None} for i, (ins, ctx, opt, fb) in enumerate(ITEMS)]
+    write_table(rows, tmp_path / "optimized.parquet", OPTIMIZED)
+    return tmp_path / "optimized.parquet"
+
+
+def _settings(model, **target):
+    config = load_config(overrides={"eval": {"targets": {"tiny": {"kind": "hf", "model": model, "max_tokens": 12,
+                                                                  "batch_size": 2, **target}}}})
+    return HFTargetSettings.from_config(config, "tiny")
+
+
+def test_settings_from_the_target_section(tiny_target):
+    s = _settings(tiny_target, temperature=0.7, seed=None)
+    assert (s.name, s.model, s.dtype, s.system_prompt) == ("tiny", tiny_target, "auto", None)
+    g = s.generation
+    assert (g.engine, g.max_new_tokens, g.temperature, g.greedy, g.seed, g.batch_size) == ("auto", 12, 0.7, False, 0, 2)
+    assert _settings(tiny_target).generation.greedy  # temperature 0 (the default) is greedy
+    assert HFTargetSettings.from_params(s.canonical()) == s
+    with pytest.raises(ValueError, match="eval.targets.standin has kind 'endpoint', not hf"):
+        HFTargetSettings.from_config(load_config(), "standin")
+
+
+@pytest.mark.parametrize("engine, expected", [("auto", "lean"), ("hf-generate", "hf-generate")])
+def test_answers_with_the_engine_in_the_metadata(tmp_path, tiny_target, optimized, engine, expected):
+    out = tmp_path / "answers.parquet"
+    stats = answer_testset_hf(optimized, out, _settings(tiny_target, engine=engine))
+    rows = read_table(out, ANSWERS).to_pylist()
+    assert [r["item_id"] for r in rows] == ["0", "1", "2"] and stats["items"] == 3
+    assert rows[1]["question_original"] == "Summarize the text.\nCats sleep a lot."  # context attached verbatim
+    assert all(r["backend"] == "hf" and r["target"] == "tiny" for r in rows)
+    assert rows[2]["answer_original"] == rows[2]["answer_optimized"]  # same question, same greedy answer
+    # a random model rarely stops on its own: hitting max_tokens is reported as truncated
+    assert {r["status_original"] for r in rows} <= {"ok", "truncated"} and stats["statuses"].get("truncated")
+    meta = read_metadata(out)
+    assert meta["generation_engine"] == stats["engine"] and meta["generation_engine"].startswith(f"{expected} ")
+    assert meta["generation_engine_requested"] == engine
+
+
+def test_same_rows_as_the_answer_stage_and_batch_independent(tmp_path, tiny_target, optimized):
+    settings = _settings(tiny_target)
+    answer_testset_hf(optimized, tmp_path / "a.parquet", settings)
+    one_by_one = settings.replace(generation=settings.generation.replace(batch_size=1, engine="hf-generate"))
+    answer_testset_hf(optimized, tmp_path / "b.parquet", one_by_one)
+    target = {"kind": "hf", "model": tiny_target, "temperature": 0.0, "top_p": 1.0, "max_tokens": 12, "seed": None,
+              "batch_size": 2, "system_prompt": None, "dtype": "auto"}
+    answer_testset(optimized, tmp_path / "c.parquet", target_name="tiny", target=target)
+    a, b, c = (read_table(tmp_path / f"{x}.parquet", ANSWERS) for x in "abc")
+    assert a.equals(b) and a.equals(c)
