@@ -38,7 +38,7 @@ def check_template_version(model_dir: str) -> None:
     """Refuse an optimizer trained on another version of the input template: it would see
     text it was never trained on and degrade silently."""
     from bpo.prompt_format import TEMPLATE_VERSION
-    from bpo.train.trainer import TRAIN_CONFIG_NAME
+    from bpo.train.artifacts import TRAIN_CONFIG_NAME
 
     cfg_path = Path(model_dir) / TRAIN_CONFIG_NAME
     if cfg_path.exists():
