@@ -13,13 +13,6 @@ class EvalCallError(RuntimeError):
     """Every call of a stage failed: nothing to evaluate, and no point writing an artifact."""
 
 
-def make_client(endpoint: Mapping[str, Any], cache_path: str, stage: str, prices: Mapping | None = None,
-                name: str | None = None):
-    from bpo.llm import LLMClient
-
-    return LLMClient(dict(endpoint), cache_path, stage, dict(prices or {}) or None, name=name)
-
-
 def chat_request(model: str, prompt: str, *, system: str | None, temperature: float, top_p: float,
                  max_tokens: int, seed: int | None):
     from bpo.llm import ChatRequest
