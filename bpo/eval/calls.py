@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 log = logging.getLogger(__name__)
 
