@@ -247,26 +247,37 @@ def eval_target_cfg(name):
     return cfg
 
 
-def eval_target_endpoint(name):
-    cfg = config["eval"]["targets"][name]
-    return llm_endpoint(cfg["endpoint"]) if cfg["kind"] == "endpoint" else None
-
-
 def local_model_input(model):
     """A model folder as an input when it is a local path (a hub id is a param only)."""
     return [model] if os.path.exists(model) else []
 
 
-def judge_params():
-    cfg = dict(config["eval"]["judge"])
-    cfg.pop("template")  # an input: its content is tracked through the file
-    return cfg
+# The LLM rules of evaluation and the report pass ONE param each: their settings' canonical form.
+from bpo.settings.evaluate import EndpointTargetSettings, JudgeSettings, ReportSettings, SFTRewriteSettings
+
+
+def answer_settings(wildcards):
+    """Result settings of an endpoint target, its endpoint included (limits are runtime)."""
+    return EndpointTargetSettings.from_config(config, wildcards.target).canonical()
+
+
+def judge_settings(wildcards):
+    """The judge's model, sampling, endpoint and template (by path and content hash)."""
+    return JudgeSettings.from_config(config).canonical()
+
+
+def sft_rewrite_answer_settings(wildcards):
+    return SFTRewriteSettings.from_config(config).canonical()
 
 
 # --- report stage (rules/report.smk) ---
 def eval_pairs():
     """(test set, target) pairs that the report covers."""
     return [(ts, tg) for ts in eval_testsets() for tg in eval_targets()]
+
+
+def report_settings():
+    return ReportSettings.from_config(config).canonical()
 
 
 def eval_report_outputs():

@@ -1,7 +1,8 @@
 # stage: evaluate -- optimized test prompts, target answers, two-order pairwise judging.
 # Every config value that changes a result is a param, so editing it reruns exactly the rules
-# it affects (e.g. a new judge model reruns judge and report, not optimize or answer). LLM
-# limits and the cache path are read by the scripts from config on purpose: throughput only.
+# it affects (e.g. a new judge model reruns judge and report, not optimize or answer). The LLM
+# rules pass ONE param, `settings` (bpo/settings/evaluate.py, endpoint included); LLM limits,
+# prices and the cache path are read by the scripts from config on purpose: throughput only.
 
 
 localrules:
@@ -58,8 +59,7 @@ rule answer:
     output:
         answers="results/eval/{testset}/{target}/answers.parquet",
     params:
-        target=lambda wc: eval_target_cfg(wc.target),
-        endpoint=lambda wc: eval_target_endpoint(wc.target),
+        settings=answer_settings,
     wildcard_constraints:
         testset="[^/]+",
         target=_names_regex(eval_targets("endpoint")),
@@ -103,12 +103,10 @@ rule answer_hf:
 rule judge:
     input:
         answers="results/eval/{testset}/{target}/answers.parquet",
-        template=config["eval"]["judge"]["template"],
     output:
         judgments="results/eval/{testset}/{target}/judgments.parquet",
     params:
-        judge=judge_params(),
-        endpoint=llm_endpoint(config["eval"]["judge"]["endpoint"]),
+        settings=judge_settings,
     wildcard_constraints:
         testset="[^/]+",
         target="[^/]+",
@@ -154,9 +152,7 @@ rule sft_rewrite_answer:
         reproduce="results/sft_rewrite/reproduce.json",
         sft="results/sft_rewrite/train.json",
     params:
-        target_name=config["eval"]["sft_rewrite"]["target"],
-        target=lambda wc: eval_target_cfg(config["eval"]["sft_rewrite"]["target"]),
-        endpoint=lambda wc: eval_target_endpoint(config["eval"]["sft_rewrite"]["target"]),
+        settings=sft_rewrite_answer_settings,
     log:
         "logs/eval/sft_rewrite_answer.log",
     benchmark:

@@ -33,9 +33,7 @@ rule report:
             labels={"figure": "similarity to reference rewrites"},
         ),
     params:
-        bootstrap_samples=config["eval"]["report"]["bootstrap_samples"],
-        seed=config["eval"]["report"]["seed"],
-        confidence=config["eval"]["report"]["confidence"],
+        settings=report_settings(),
     log:
         "logs/report/report.log",
     conda:

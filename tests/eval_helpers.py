@@ -27,3 +27,13 @@ def save_tiny_model(path: str | Path, pairs: Iterable[tuple[str, str]]) -> str:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+def loopback_config(srv, monkeypatch, tmp_path, *, eval: dict | None = None, max_concurrency: int = 4) -> dict:
+    """The validated default config with endpoint ``loop`` on the loopback server ``srv``, the LLM
+    cache under ``tmp_path`` and ``eval`` merged into the eval section."""
+    from bpo.settings import load_config
+
+    llm = {"cache": str(tmp_path / "cache.sqlite"),
+           "endpoints": {"loop": loopback_endpoint(srv, monkeypatch, max_concurrency=max_concurrency)}}
+    return load_config(overrides={"llm": llm, "eval": eval or {}})

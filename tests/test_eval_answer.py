@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-from bpo.eval.answer import answer_questions, answer_testset, target_runtime_kwargs
+from bpo.eval.answer import answer_rows, answer_testset, questions
 from bpo.schemas import ANSWERS, OPTIMIZED, read_table, write_table
-from eval_helpers import loopback_endpoint, save_tiny_model
+from bpo.settings import LLMRuntime, SettingsError, load_config
+from bpo.settings.evaluate import EndpointTargetSettings, SFTRewriteSettings
+from eval_helpers import loopback_config, save_tiny_model
 from loopback_server import LoopbackServer
 
 ITEMS = [
@@ -18,8 +20,13 @@ ITEMS = [
     ("Tell me a joke", "", "Tell me a short, family-friendly joke.", None),
     ("What is 2+2?", "", "What is 2+2?", "context altered"),  # fallback: same question twice
 ]
-TARGET = {"kind": "endpoint", "endpoint": "loop", "model": "target-model", "temperature": 0.0, "top_p": 1.0,
-          "max_tokens": 64, "seed": None, "system_prompt": None}
+TARGET = {"kind": "endpoint", "endpoint": "loop", "model": "target-model", "max_tokens": 64}
+
+
+def _target(srv, monkeypatch, tmp_path):
+    """Target ``loop`` on the loopback server and its runtime, built from a config like the rule does."""
+    config = loopback_config(srv, monkeypatch, tmp_path, eval={"targets": {"loop": TARGET}})
+    return EndpointTargetSettings.from_config(config, "loop"), LLMRuntime.from_config(config, "loop")
 
 
 def _optimized(path):
@@ -35,10 +42,9 @@ def _optimized(path):
 def test_endpoint_target_answers_both_questions_once(tmp_path, monkeypatch):
     opt = _optimized(tmp_path / "optimized.parquet")
     out = tmp_path / "answers.parquet"
-    cache = str(tmp_path / "cache.sqlite")
     with LoopbackServer(responder="echo") as srv:
-        endpoint = loopback_endpoint(srv, monkeypatch)
-        answer_testset(opt, out, target_name="loop", target=TARGET, endpoint=endpoint, cache_path=cache)
+        target, runtime = _target(srv, monkeypatch, tmp_path)
+        answer_testset(opt, out, target, runtime)
         # 3 originals + 3 optimized, but the fallback item's two questions are one call
         assert srv.total == 5
         bodies = [json.loads(r.body) for r in srv.requests]
@@ -46,7 +52,7 @@ def test_endpoint_target_answers_both_questions_once(tmp_path, monkeypatch):
         sent = {b["messages"][-1]["content"] for b in bodies}
         assert "Summarize the text.\nCats sleep a lot." in sent  # context attached verbatim
         assert "Summarize the text below in one sentence.\nCats sleep a lot." in sent
-        answer_testset(opt, tmp_path / "again.parquet", target_name="loop", target=TARGET, endpoint=endpoint, cache_path=cache)
+        answer_testset(opt, tmp_path / "again.parquet", target, runtime)
         assert srv.total == 5  # all from the cache
     rows = read_table(out, ANSWERS).to_pylist()
     assert [r["item_id"] for r in rows] == ["0", "1", "2"]
@@ -62,25 +68,52 @@ def test_failed_calls_are_recorded_not_dropped(tmp_path, monkeypatch):
     opt = _optimized(tmp_path / "optimized.parquet")
     with LoopbackServer(responder="echo") as srv:
         srv.fail("400", times=10, match="joke")
-        answer_testset(opt, tmp_path / "a.parquet", target_name="loop", target=TARGET,
-                       endpoint=loopback_endpoint(srv, monkeypatch), cache_path=str(tmp_path / "c.sqlite"))
+        answer_testset(opt, tmp_path / "a.parquet", *_target(srv, monkeypatch, tmp_path))
     rows = {r["item_id"]: r for r in read_table(tmp_path / "a.parquet", ANSWERS).to_pylist()}
     assert rows["1"]["status_original"] == rows["1"]["status_optimized"] == "error"
     assert rows["1"]["answer_original"] is None
     assert rows["0"]["status_original"] == "ok"
 
 
-def test_target_runtime_kwargs_come_from_the_llm_config():
-    llm = {"cache": "cache/llm.sqlite", "prices": {"target-model": {"input": 1.0, "output": 2.0}},
-           "endpoints": {"loop": {"backend": "openai", "limits": {"max_concurrency": 2}}}}
-    assert target_runtime_kwargs(TARGET, llm) == {"endpoint": llm["endpoints"]["loop"],
-                                                  "cache_path": "cache/llm.sqlite", "prices": llm["prices"]}
-    assert target_runtime_kwargs({"kind": "hf", "model": "m"}, {"cache": "c", "endpoints": {}})["endpoint"] is None
+def test_target_settings_hold_the_endpoint_and_leave_runtime_out(tmp_path):
+    """What changes answers (the endpoint's backend and URL included) is the rule's one param;
+    limits, prices and the cache path are runtime settings, read when the script runs."""
+    config = load_config(overrides={
+        "llm": {"cache": str(tmp_path / "c.sqlite"), "prices": {"target-model": {"input": 1.0, "output": 2.0}},
+                "endpoints": {"loop": {"backend": "openai", "base_url": "http://127.0.0.1:9/v1",
+                                       "limits": {"max_concurrency": 2}}}},
+        "eval": {"targets": {"loop": TARGET, "local": {"kind": "hf", "model": "m"}, "bare": {"model": "m"}}}})
+    target = EndpointTargetSettings.from_config(config, "loop")
+    params = target.canonical()
+    assert params == {"name": "loop", "model": "target-model", "temperature": 0.0, "top_p": 1.0, "max_tokens": 64,
+                      "seed": None, "system_prompt": None,
+                      "endpoint": {"name": "loop", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
+                                   "api_key_env": "OPENAI_API_KEY", "default_headers": {}}}
+    assert EndpointTargetSettings.from_params(params) == target
+    runtime = LLMRuntime.from_config(config, target.endpoint.name)
+    assert (runtime.cache_path, runtime.limits["max_concurrency"]) == (str(tmp_path / "c.sqlite"), 2)
+    assert runtime.prices == {"target-model": {"input": 1.0, "output": 2.0}}
+    with pytest.raises(SettingsError, match="eval.targets.local: kind 'hf' is not an LLM endpoint target"):
+        EndpointTargetSettings.from_config(config, "local")
+    with pytest.raises(SettingsError, match="eval.targets.bare.endpoint: kind endpoint needs a name"):
+        EndpointTargetSettings.from_config(config, "bare")
+    with pytest.raises(SettingsError, match="no target 'nope'"):
+        EndpointTargetSettings.from_config(config, "nope")
+    config["eval"]["sft_rewrite"]["target"] = "local"
+    with pytest.raises(SettingsError, match="eval.sft_rewrite.target .'local'.: .*kind 'hf'"):
+        SFTRewriteSettings.from_config(config)
 
 
-def test_unknown_target_kind_is_an_error():
-    with pytest.raises(ValueError, match="unknown kind 'vllm'"):
-        answer_questions(["q"], {"kind": "vllm", "model": "m"}, name="x")
+def test_answer_rows_pair_items_with_their_answers(tmp_path):
+    items = read_table(_optimized(tmp_path / "o.parquet"), OPTIMIZED).to_pylist()
+    original, optimized = questions(items)
+    assert original[0] == "Summarize the text.\nCats sleep a lot." and optimized[1] == ITEMS[1][2]
+    rows = answer_rows(items, "t", [("a", "ok", "hf")] * 3, [(None, "error", "openai")] * 3)
+    assert rows[0] == {"item_id": "0", "testset": "demo", "target": "t", "question_original": original[0],
+                       "question_optimized": optimized[0], "answer_original": "a", "answer_optimized": None,
+                       "status_original": "ok", "status_optimized": "error", "backend": "hf+openai"}
+    with pytest.raises(ValueError, match="3 items but 2 original"):
+        answer_rows(items, "t", [("a", "ok", "hf")] * 2, [("a", "ok", "hf")] * 3)
 
 
 @pytest.fixture(scope="module")
@@ -92,17 +125,17 @@ def tiny_target(tmp_path_factory):
 
 
 def test_local_hf_target_batched_greedy(tiny_target):
-    target = {"kind": "hf", "model": tiny_target, "temperature": 0.0, "max_tokens": 12, "batch_size": 2, "seed": 0}
-    questions = ["What is the capital of France?", "Name a colour.", "What is the capital of France?", "Hi"]
-    out = answer_questions(questions, target, name="tiny")
+    from bpo.eval.hf_target import generate_answers
+
+    qs = ["What is the capital of France?", "Name a colour.", "What is the capital of France?", "Hi"]
+    out = generate_answers(tiny_target, qs, max_new_tokens=12, temperature=0.0, batch_size=2, seed=0)
     assert len(out) == 4 and out[0] == out[2]  # same question, same greedy answer
-    assert all(status in ("ok", "truncated") and backend == "hf" for _, status, backend in out)
-    assert all(isinstance(text, str) for text, _, _ in out)
+    assert all(status in ("ok", "truncated") and isinstance(text, str) for text, status in out)
     # a random model rarely stops on its own: hitting max_tokens is reported as truncated
-    assert any(status == "truncated" for _, status, _ in out)
+    assert any(status == "truncated" for _, status in out)
     # batching does not change greedy answers
-    one_by_one = answer_questions(questions, {**target, "batch_size": 1}, name="tiny")
-    assert [t for t, _, _ in one_by_one] == [t for t, _, _ in out]
+    one_by_one = generate_answers(tiny_target, qs, max_new_tokens=12, temperature=0.0, batch_size=1, seed=0)
+    assert [t for t, _ in one_by_one] == [t for t, _ in out]
 
 
 def test_sft_rewrite_writes_alpaca_reproduce(tmp_path, monkeypatch):
@@ -111,7 +144,7 @@ def test_sft_rewrite_writes_alpaca_reproduce(tmp_path, monkeypatch):
     from bpo.eval.sft_rewrite import answer_sft
 
     source = tmp_path / "alpaca.json"
-    records = [{"instruction": "Name a fruit.", "input": "", "output": "Apple."},
+    records = [{"instruction": "Name a fruit, café style.", "input": "", "output": "Apple."},
                {"instruction": "Translate.", "input": "Bonjour", "output": "Hello"},
                {"instruction": "Fail me.", "input": "", "output": "x"}]
     source.write_text(json.dumps(records))
@@ -124,9 +157,10 @@ def test_sft_rewrite_writes_alpaca_reproduce(tmp_path, monkeypatch):
     ], opt, OPTIMIZED)
     with LoopbackServer(responder="echo") as srv:
         srv.fail("400", times=5, match="Fail me")
-        stats = answer_sft(opt, source, out_reproduce=tmp_path / "reproduce.json", out_sft=tmp_path / "train.json",
-                           target_name="loop", target=TARGET, endpoint=loopback_endpoint(srv, monkeypatch),
-                           cache_path=str(tmp_path / "c.sqlite"))
+        config = loopback_config(srv, monkeypatch, tmp_path,
+                                 eval={"targets": {"loop": TARGET}, "sft_rewrite": {"target": "loop"}})
+        stats = answer_sft(opt, source, SFTRewriteSettings.from_config(config), LLMRuntime.from_config(config, "loop"),
+                           out_reproduce=tmp_path / "reproduce.json", out_sft=tmp_path / "train.json")
     reproduce = json.loads((tmp_path / "reproduce.json").read_text())
     sft = json.loads((tmp_path / "train.json").read_text())
     assert stats["written"] == 2 and stats["dropped"] == {"answer error": 1}
@@ -134,3 +168,6 @@ def test_sft_rewrite_writes_alpaca_reproduce(tmp_path, monkeypatch):
                             "optimized_prompt": "Translate. Answer precisely.",
                             "res": "loopback reply to: Translate. Answer precisely.\nBonjour"}
     assert sft[1] == {"instruction": "Translate.", "input": "Bonjour", "output": reproduce[1]["res"]}
+    # the published layout: one-space indent, non-ASCII kept as is, a final newline
+    assert "café" in (tmp_path / "train.json").read_text()
+    assert (tmp_path / "train.json").read_text() == json.dumps(sft, indent=1, ensure_ascii=False) + "\n"

@@ -10,13 +10,20 @@ import pytest
 
 from bpo.eval.judge import JudgeTemplateError, fill_template, judge_answers, load_template
 from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
+from bpo.settings import LLMRuntime, SettingsError, load_config
+from bpo.settings.evaluate import JudgeSettings
 from conftest import REPO
-from eval_helpers import loopback_endpoint
+from eval_helpers import loopback_config
 from loopback_server import LoopbackServer
 
 TEMPLATE = REPO / "config" / "templates" / "judge.txt"
-JUDGE = {"model": "judge-model", "temperature": 0.0, "top_p": 1.0, "max_tokens": 256, "seed": None,
-         "system_prompt": None, "identical_as_tie": True}
+JUDGE = {"endpoint": "loop", "model": "judge-model", "max_tokens": 256, "template": str(TEMPLATE)}
+
+
+def _judge(srv, monkeypatch, tmp_path):
+    """The judge on the loopback server and its runtime, built from a config like the rule does."""
+    config = loopback_config(srv, monkeypatch, tmp_path, eval={"judge": JUDGE}, max_concurrency=8)
+    return JudgeSettings.from_config(config), LLMRuntime.from_config(config, "loop")
 _A = re.compile(r"=== Answer from Assistant A ===\n(.*?)\n=== End of answer A ===", re.S)
 _B = re.compile(r"=== Answer from Assistant B ===\n(.*?)\n=== End of answer B ===", re.S)
 
@@ -67,9 +74,8 @@ def test_judge_sees_both_orders_and_caches(tmp_path, monkeypatch):
     ])
     out = tmp_path / "judgments.parquet"
     with LoopbackServer() as srv:  # stand-in responder: a verdict for judge prompts
-        endpoint = loopback_endpoint(srv, monkeypatch, max_concurrency=8)
-        stats = judge_answers(answers, out, template_path=TEMPLATE, judge=JUDGE, endpoint=endpoint,
-                              cache_path=str(tmp_path / "cache.sqlite"))
+        judge, runtime = _judge(srv, monkeypatch, tmp_path)
+        stats = judge_answers(answers, out, judge, runtime)
         sent = _sent(srv)
         assert len(sent) == 4  # two pairs x two orders
         shown = {(a, b) for a, b, _ in sent}
@@ -79,8 +85,7 @@ def test_judge_sees_both_orders_and_caches(tmp_path, monkeypatch):
             assert body["model"] == "judge-model" and body["temperature"] == 0.0
             assert "Question" in body["messages"][-1]["content"] and "Better question" not in body["messages"][-1]["content"]
         # second run: every call from the cache
-        judge_answers(answers, tmp_path / "again.parquet", template_path=TEMPLATE, judge=JUDGE, endpoint=endpoint,
-                      cache_path=str(tmp_path / "cache.sqlite"))
+        judge_answers(answers, tmp_path / "again.parquet", judge, runtime)
         assert srv.total == 4
     rows = read_table(out, JUDGMENTS).to_pylist()
     assert read_table(tmp_path / "again.parquet", JUDGMENTS).to_pylist() == rows
@@ -121,9 +126,28 @@ def test_two_order_outcomes_from_scripted_judges(tmp_path, monkeypatch, rule, ou
         ("fine one", "fine two"),  # equal
     ])
     with LoopbackServer(responder=_scripted(rule)) as srv:
-        stats = judge_answers(answers, tmp_path / "j.parquet", template_path=TEMPLATE, judge=JUDGE,
-                              endpoint=loopback_endpoint(srv, monkeypatch, max_concurrency=8), cache_path=str(tmp_path / "c.sqlite"))
+        stats = judge_answers(answers, tmp_path / "j.parquet", *_judge(srv, monkeypatch, tmp_path))
     rows = read_table(tmp_path / "j.parquet", JUDGMENTS).to_pylist()
     assert {r["item_id"]: r["outcome"] for r in rows} == outcomes
     if "invalid" in outcomes.values():
         assert stats["unparseable"] == {"no verdict": 4}
+
+
+def test_judge_settings_track_the_template_by_content(tmp_path):
+    """The template is in the settings by path and content hash: an edit changes the rule's param
+    (a rerun), a touch does not; a file edited after planning is refused, not silently used."""
+    template = tmp_path / "judge.txt"
+    template.write_text(TEMPLATE.read_text())
+    config = load_config(overrides={"eval": {"judge": {"template": str(template)}}})
+    judge = JudgeSettings.from_config(config)
+    assert judge.endpoint.name == "standin" and judge.canonical()["endpoint"]["backend"] == "standin"
+    assert JudgeSettings.from_params(judge.canonical()) == judge
+    template.touch()
+    assert JudgeSettings.from_config(config) == judge
+    template.write_text(TEMPLATE.read_text() + "\nBe brief.\n")
+    assert JudgeSettings.from_config(config).template_sha256 != judge.template_sha256
+    with pytest.raises(JudgeTemplateError, match="changed after the workflow was planned"):
+        load_template(judge.template, judge.template_sha256)
+    config["eval"]["judge"]["template"] = str(tmp_path / "missing.txt")
+    with pytest.raises(SettingsError, match="eval.judge.template: .*missing.txt: no such file"):
+        JudgeSettings.from_config(config)

@@ -9,6 +9,8 @@ import pytest
 
 from bpo.eval.report import build_report
 from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES, read_table, write_table
+from bpo.settings import load_config
+from bpo.settings.evaluate import ReportSettings
 
 # (verdict optimized first, verdict original first, outcome, raw replies present, backend)
 PAIRS = [
@@ -57,9 +59,10 @@ def _write_inputs(tmp_path, backend_override=None):
 def _report(tmp_path, paths):
     out = {k: tmp_path / "report" / name for k, name in
            [("table", "winrates.parquet"), ("summary", "summary.md"), ("plot", "winrates.png"), ("intrinsic", "intrinsic.json")]}
-    rows = build_report([paths["judgments"]], [paths["answers"]], [paths["optimized"]],
+    settings = ReportSettings.from_config(load_config(overrides={"eval": {"report": {"bootstrap_samples": 500}}}))
+    rows = build_report([paths["judgments"]], [paths["answers"]], [paths["optimized"]], settings,
                         out_table=out["table"], out_summary=out["summary"], out_plot=out["plot"],
-                        out_intrinsic=out["intrinsic"], bootstrap_samples=500, seed=0)
+                        out_intrinsic=out["intrinsic"])
     return rows, out
 
 
@@ -86,6 +89,7 @@ def test_summary_says_stand_in_and_breaks_down_invalid(tmp_path):
     assert "| demo | t1 | 1 | 1 | 1 |" in text  # missing answer, judge call failed, unparseable
     assert "| demo | 9 | 5 | context altered: 4 |" in text  # optimizer fallbacks
     assert "| demo | t1 | judge-x | 9 | 3 | 50.0 | 33.3 | 16.7 | 33.3 |" in text
+    assert "95% percentile bootstrap of ΔWR, 500 resamples, seed 0." in text  # the settings, stated
     png = out["plot"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
@@ -100,7 +104,12 @@ def test_real_judge_backend_has_no_stand_in_banner(tmp_path):
 
 def test_intrinsic_metrics_against_references(tmp_path):
     _, out = _report(tmp_path, _write_inputs(tmp_path))
-    m = json.loads(out["intrinsic"].read_text())["demo"]
+    intrinsic = json.loads(out["intrinsic"].read_text())
+    # formatting of the published file: sorted keys, two-space indent, ASCII, a final newline
+    assert out["intrinsic"].read_text() == json.dumps(intrinsic, indent=2, sort_keys=True) + "\n"
+    assert sorted(p.name for p in out["intrinsic"].parent.iterdir()) == [  # no temp file left behind
+        "intrinsic.json", "summary.md", "winrates.parquet", "winrates.png"]
+    m = intrinsic["demo"]
     assert m["n"] == 9
     # rewritten (5 items): "write a short poem about the sea" vs ref "write a short poem about the calm sea"
     #   P 7/7, R 7/8 -> F1 14/15 (token-F1 and ROUGE-L alike)

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 
 EVAL_OUTPUTS = ["results/report/winrates.parquet", "results/report/summary.md", "results/report/winrates.png",
                 "results/report/intrinsic.json"]
+SFT_OUTPUTS = ["results/sft_rewrite/reproduce.json", "results/sft_rewrite/train.json"]
 
 
 def _edit_config(wf, edit):
@@ -48,8 +49,7 @@ def evaluated(tmp_path_factory):
             cfg["eval"]["testsets"][name]["activate"] = False
 
     _edit_config(wf, edit)
-    targets = EVAL_OUTPUTS + ["results/sft_rewrite/reproduce.json", "results/sft_rewrite/train.json"]
-    snakemake(wf, "--cores", "2", *targets)
+    snakemake(wf, "--cores", "2", *EVAL_OUTPUTS, *SFT_OUTPUTS)
     return wf
 
 
@@ -85,21 +85,79 @@ def test_offline_evaluation_outputs(evaluated):
     assert set(reproduce[0]) == {"instruction", "input", "output", "optimized_prompt", "res"}
 
 
+def _planned(wf, edit=None, template=None) -> dict[str, int]:
+    """Jobs a dry run plans after ``edit`` of the config (and ``template``: new judge template
+    text); both are restored afterwards, so the tests share one evaluated workflow."""
+    config, judge = wf / "config" / "config.yaml", wf / "config" / "templates" / "judge.txt"
+    saved = config.read_text(), judge.read_text()
+    try:
+        if edit is not None:
+            _edit_config(wf, edit)
+        if template is not None:
+            judge.write_text(template(saved[1]))
+        return dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *SFT_OUTPUTS))
+    finally:
+        config.write_text(saved[0])
+        judge.write_text(saved[1])
+
+
 def test_changing_only_the_judge_model_reruns_only_judge_and_report(evaluated):
     wf = evaluated
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}  # up to date
-    # runtime settings are not results: new limits rerun nothing
-    _edit_config(wf, lambda c: c["llm"]["endpoints"]["standin"]["limits"].update(max_concurrency=3))
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
-    _edit_config(wf, lambda c: c["eval"]["judge"].update(model="another-judge"))
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {"judge": 4, "report": 1}
-    _edit_config(wf, lambda c: c["eval"]["judge"].update(model="bpo-standin-judge"))  # back: up to date
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
-    # one target's decoding: its answers, judgments and the report; not the other target, not optimize
-    _edit_config(wf, lambda c: c["eval"]["targets"]["standin"].update(max_tokens=100))
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {"answer": 2, "judge": 2, "report": 1}
-    _edit_config(wf, lambda c: c["eval"]["report"].update(bootstrap_samples=50))
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS))["report"] == 1
+    assert _planned(wf) == {}  # up to date
+    assert _planned(wf, lambda c: c["eval"]["judge"].update(model="another-judge")) == {"judge": 4, "report": 1}
+    assert _planned(wf) == {}  # back: up to date
+    # one target's decoding: its answers, judgments and the report (and the SFT rewrite it
+    # answers); not the other target, not optimize
+    assert _planned(wf, lambda c: c["eval"]["targets"]["standin"].update(max_tokens=100)) == {
+        "answer": 2, "judge": 2, "report": 1, "sft_rewrite_answer": 1}
+
+
+def _use_another_sft_target(cfg):
+    cfg["eval"]["targets"]["sft_only"] = {**cfg["eval"]["targets"]["standin"], "activate": False, "max_tokens": 64}
+    cfg["eval"]["sft_rewrite"]["target"] = "sft_only"
+
+
+@pytest.mark.parametrize(
+    "edit, template, planned",
+    [
+        # answer: a target's sampling; the endpoint it calls is part of its settings too (as it
+        # is of the judge's, here the same endpoint)
+        (lambda c: c["eval"]["targets"]["standin"].update(system_prompt="Be brief."), None,
+         {"answer": 2, "judge": 2, "report": 1, "sft_rewrite_answer": 1}),
+        (lambda c: c["llm"]["endpoints"]["standin"].update(default_headers={"X-Team": "eval"}), None,
+         {"answer": 2, "judge": 4, "report": 1, "sft_rewrite_answer": 1}),
+        # judge: its sampling, its template's content
+        (lambda c: c["eval"]["judge"].update(max_tokens=512), None, {"judge": 4, "report": 1}),
+        (None, lambda text: text + "\nKeep the explanation short.\n", {"judge": 4, "report": 1}),
+        # report: the bootstrap only
+        (lambda c: c["eval"]["report"].update(bootstrap_samples=50), None, {"report": 1}),
+        # sft_rewrite_answer: another target for the SFT answers (an inactive one: no eval rows)
+        (_use_another_sft_target, None, {"sft_rewrite_answer": 1}),
+    ],
+    ids=["answer-target", "answer-judge-endpoint", "judge-sampling", "judge-template", "report", "sft_rewrite"],
+)
+def test_result_edit_reruns_its_stage_and_downstream(evaluated, edit, template, planned):
+    assert _planned(evaluated, edit, template) == planned
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: c["llm"]["endpoints"]["standin"]["limits"].update(max_concurrency=3, rpm=600, timeout_s=30),
+        lambda c: c["llm"].update(prices={"bpo-standin": {"input": 1.0, "output": 2.0}}),
+        lambda c: c["llm"].update(cache="elsewhere/llm.sqlite"),
+    ],
+    ids=["limits", "prices", "cache-path"],
+)
+def test_runtime_edit_reruns_nothing(evaluated, edit):
+    """Throughput, cost accounting and where the cache lives never change an answer, a verdict or
+    the report: answer, judge, report and sft_rewrite_answer all stay up to date."""
+    assert _planned(evaluated, edit) == {}
+
+
+def test_judge_template_touch_reruns_nothing(evaluated):
+    (evaluated / "config" / "templates" / "judge.txt").touch()  # tracked by content, not mtime
+    assert _planned(evaluated) == {}
 
 
 def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evaluated):
@@ -108,19 +166,19 @@ def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evalu
     wf = evaluated
     sft_outputs = ["results/sft_rewrite/reproduce.json", "results/sft_rewrite/train.json"]
     snakemake(wf, "--cores", "2", *EVAL_OUTPUTS, *sft_outputs)  # catch up with the earlier tests' edits
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
     _edit_config(wf, lambda c: c["llm"]["endpoints"]["standin"]["limits"].update(max_concurrency=2))
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
     _edit_config(wf, lambda c: c["eval"]["optimizer"].update(temperature=0.7))
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {
         "optimize_testset": 2, "answer": 2, "answer_hf": 2, "judge": 4, "report": 1,
         "sft_rewrite_optimize": 1, "sft_rewrite_answer": 1}
     _edit_config(wf, lambda c: c["eval"]["optimizer"].update(temperature=0.6))
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
     _edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="hf-generate"))
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {"answer_hf": 2, "judge": 2, "report": 1}
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {"answer_hf": 2, "judge": 2, "report": 1}
     _edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="auto"))
-    assert _jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
 
 
 def test_generation_engine_is_recorded(evaluated):

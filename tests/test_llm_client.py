@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from bpo.llm import (BudgetExceeded, ChatRequest, LLMClient, LLMError, MissingAPIKey, ReplayMiss,
-                     client_from_config)
+from bpo.llm import BudgetExceeded, ChatRequest, LLMClient, LLMError, MissingAPIKey, ReplayMiss, make_client
 from bpo.llm.cache import Cache
 from bpo.llm.limits import Limits, RateLimiter, TokenBucket
 from loopback_server import LoopbackServer
@@ -287,16 +286,22 @@ def test_progress_bar_reports_cache_hits(server, tmp_path, capsys):
     assert "cached=2" in err and "4/4" in err
 
 
-def test_client_from_config(server, tmp_path):
-    llm = {"cache": str(tmp_path / "c.sqlite"), "endpoints": {"local": endpoint(server)},
-           "prices": {"gpt-test": {"input": 1.0, "output": 1.0}}}
-    c = client_from_config(llm, "local", "judge", progress=False, budget_usd=0.000001)
-    assert c.cache_path == str(tmp_path / "c.sqlite") and c.stage == "judge"
+def test_make_client_from_settings(server, tmp_path):
+    """The one factory: answer-relevant endpoint settings plus run-time limits, cache, prices, budget."""
+    from bpo.settings import EndpointSettings, LLMRuntime, SettingsError, load_config
+
+    config = load_config(overrides={"llm": {"cache": str(tmp_path / "c.sqlite"),
+                                            "endpoints": {"local": endpoint(server, max_concurrency=3)},
+                                            "prices": {"gpt-test": {"input": 1.0, "output": 1.0}}}})
+    runtime = LLMRuntime.from_config(config, "local", budget_usd=0.000001)
+    c = make_client(EndpointSettings.from_config(config, "local"), runtime, "judge", progress=False)
+    assert (c.cache_path, c.stage, c.name, c.base_url) == (str(tmp_path / "c.sqlite"), "judge", "local", server.base_url)
+    assert c.limits.max_concurrency == 3 and c.prices == {"gpt-test": {"input": 1.0, "output": 1.0}}
     with pytest.raises(BudgetExceeded):
         c.run(reqs(2))
     assert server.total == 0
-    with pytest.raises(LLMError, match="'nope' is not defined under llm.endpoints.*local"):
-        client_from_config(llm, "nope", "judge")
+    with pytest.raises(SettingsError, match="'nope' is not defined under llm.endpoints.*local"):
+        EndpointSettings.from_config(config, "nope")
 
 
 @pytest.mark.parametrize(

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 log = logging.getLogger(__name__)
 
 
 class EvalCallError(RuntimeError):
     """Every call of a stage failed: nothing to evaluate, and no point writing an artifact."""
-
-
-def make_client(endpoint: Mapping[str, Any], cache_path: str, stage: str, prices: Mapping | None = None,
-                name: str | None = None):
-    from bpo.llm import LLMClient
-
-    return LLMClient(dict(endpoint), cache_path, stage, dict(prices or {}) or None, name=name)
 
 
 def chat_request(model: str, prompt: str, *, system: str | None, temperature: float, top_p: float,

@@ -8,15 +8,18 @@ means. Verdicts are combined with the MT-bench rule (:func:`bpo.eval.verdicts.co
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from bpo.eval.calls import chat_request, make_client, run_unique
+from bpo.eval.calls import chat_request, run_unique
 from bpo.eval.verdicts import combine_orders, parse_verdict
 from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
+from bpo.settings import LLMRuntime
+from bpo.settings.evaluate import JudgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +34,14 @@ class JudgeTemplateError(ValueError):
     pass
 
 
-def load_template(path: str | Path) -> str:
-    """The judge prompt: '#' comment lines dropped, placeholders and verdict tokens checked."""
+def load_template(path: str | Path, sha256: str | None = None) -> str:
+    """The judge prompt: '#' comment lines dropped, placeholders and verdict tokens checked.
+    ``sha256``: the content hash the settings were built with (the file must still match it)."""
     path = Path(path)
     if not path.exists():
         raise JudgeTemplateError(f"{path}: judge template not found")
+    if sha256 is not None and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+        raise JudgeTemplateError(f"{path}: the judge template changed after the workflow was planned; run again")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
     text = "\n".join(lines).strip("\n")
     for name in PLACEHOLDERS:
@@ -58,26 +64,16 @@ def _usable(answer: Any) -> bool:
     return isinstance(answer, str) and bool(answer.strip())
 
 
-def judge_answers(
-    answers_path: str | Path,
-    out_path: str | Path,
-    *,
-    template_path: str | Path,
-    judge: Mapping[str, Any],
-    endpoint: Mapping[str, Any],
-    cache_path: str,
-    prices: Mapping | None = None,
-) -> dict:
+def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSettings, runtime: LLMRuntime) -> dict:
     """Judge every pair of ``answers_path`` in both orders and write ``judgments.parquet``.
 
-    ``judge``: model, temperature, top_p, max_tokens, seed, system_prompt, identical_as_tie.
     Returns counts (outcomes, unparseable verdicts by reason) for the log and tests.
     """
-    template = load_template(template_path)
+    template = load_template(judge.template, judge.template_sha256)
     answers = read_table(answers_path, ANSWERS).to_pylist()
-    model = judge["model"]
-    gen = dict(temperature=judge.get("temperature", 0.0), top_p=judge.get("top_p", 1.0),
-               max_tokens=judge.get("max_tokens", 1024), seed=judge.get("seed"), system=judge.get("system_prompt"))
+    model = judge.model
+    gen = dict(temperature=judge.temperature, top_p=judge.top_p, max_tokens=judge.max_tokens, seed=judge.seed,
+               system=judge.system_prompt)
 
     rows: list[dict] = []
     requests: list = []
@@ -94,7 +90,7 @@ def judge_answers(
             log.warning("item %s: answer missing (original %s, optimized %s): pair invalid",
                         rec["item_id"], rec["status_original"], rec["status_optimized"])
             continue
-        if judge.get("identical_as_tie", True) and optimized.strip() == original.strip():
+        if judge.identical_as_tie and optimized.strip() == original.strip():
             # Same text on both sides (typically an unchanged prompt at temperature 0): a tie
             # by construction; a judge call would only measure its position bias.
             row.update(verdict_optimized_first="C", verdict_original_first="C", outcome="tie")
@@ -106,7 +102,9 @@ def judge_answers(
 
     unparseable: Counter = Counter()
     if requests:
-        client = make_client(endpoint, cache_path, "judge", prices, name=judge.get("endpoint"))
+        from bpo.llm import make_client  # here: the report imports this module without calling an LLM
+
+        client = make_client(judge.endpoint, runtime, "judge")
         results = run_unique(client, requests, what=f"judge {model}")
         for row_i, i1, i2 in pending:
             r1, r2 = results[i1], results[i2]

@@ -8,19 +8,20 @@ pipeline and measure nothing about prompts.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from bpo.atomic import save_figure, write_json, write_text
 from bpo.eval.intrinsic import similarity_summary
 from bpo.eval.judge import NO_CALL
 from bpo.eval.testsets import render_question
 from bpo.eval.verdicts import combine_orders
 from bpo.eval.winrates import bootstrap_delta_interval, mean_words, position_consistency, win_rates
 from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES, read_table, write_table
+from bpo.settings.evaluate import ReportSettings
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,7 @@ def _plot(table, path: Path, title_note: str | None) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -140,14 +140,12 @@ def build_report(
     judgments: Sequence[str | Path],
     answers: Sequence[str | Path],
     optimized: Sequence[str | Path],
+    settings: ReportSettings,
     *,
     out_table: str | Path,
     out_summary: str | Path,
     out_plot: str | Path,
     out_intrinsic: str | Path,
-    bootstrap_samples: int,
-    seed: int,
-    confidence: float = 0.95,
 ) -> list[dict]:
     """``judgments[i]`` and ``answers[i]`` belong to the same (test set, target). Returns the rows."""
     if len(judgments) != len(answers):
@@ -159,7 +157,8 @@ def build_report(
             raise ValueError(f"{j_path}: no judgments")
         if {r["item_id"] for r in j} != {r["item_id"] for r in a}:
             raise ValueError(f"{j_path} and {a_path} cover different items: were they produced from the same answers?")
-        rows.append(winrate_row(j, a, samples=bootstrap_samples, seed=seed, confidence=confidence))
+        rows.append(winrate_row(j, a, samples=settings.bootstrap_samples, seed=settings.seed,
+                                confidence=settings.confidence))
         invalid[(rows[-1]["testset"], rows[-1]["target"])] = invalid_breakdown(j)
         no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in j)
         answer_backends |= _backends(r["backend"] for r in a)
@@ -173,23 +172,20 @@ def build_report(
         metrics = intrinsic_metrics(o)
         if metrics is not None:
             intrinsic[name] = metrics
-    Path(out_intrinsic).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_intrinsic).write_text(json.dumps(intrinsic, indent=2, sort_keys=True) + "\n")
+    write_json(intrinsic, out_intrinsic, indent=2, sort_keys=True, ensure_ascii=True)
 
     judge_backends = _backends(r["backend"] for r in table)
     note = None
     if STANDIN in judge_backends:
         note = "STAND-IN verdicts (offline text generator, not a model): these numbers mean nothing"
     _plot(table, Path(out_plot), note)
-    Path(out_summary).write_text(
-        _summary(table, invalid, fallbacks, intrinsic, judge_backends, answer_backends,
-                 samples=bootstrap_samples, seed=seed, confidence=confidence, no_call_ties=no_call_ties)
-    )
+    write_text(_summary(table, invalid, fallbacks, intrinsic, judge_backends, answer_backends, settings,
+                        no_call_ties=no_call_ties), out_summary)
     log.info("report: %d rows -> %s", len(table), out_table)
     return table
 
 
-def _summary(table, invalid, fallbacks, intrinsic, judge_backends, answer_backends, *, samples, seed, confidence,
+def _summary(table, invalid, fallbacks, intrinsic, judge_backends, answer_backends, settings: ReportSettings, *,
              no_call_ties=0) -> str:
     out = ["# BPO evaluation: answers to optimized prompts vs answers to the original prompts", ""]
     if STANDIN in judge_backends:
@@ -210,7 +206,7 @@ def _summary(table, invalid, fallbacks, intrinsic, judge_backends, answer_backen
             "",
         ]
     judges = ", ".join(sorted({r["judge_model"] for r in table}))
-    pct = round(100 * confidence)
+    pct = round(100 * settings.confidence)
     if judge_backends:
         judge_line = f"Judge: {judges} (backend: {', '.join(sorted(judge_backends))})"
     else:
@@ -223,7 +219,7 @@ def _summary(table, invalid, fallbacks, intrinsic, judge_backends, answer_backen
         *([f"{no_call_ties} pair(s) had identical answers and count as ties without a judge call."] if no_call_ties else []),
         "Win / tie / lose are % of valid pairs; ΔWR = win − lose; invalid pairs (missing answer, failed",
         "judge call, unparseable verdict) are excluded from the percentages and counted below.",
-        f"Interval: {pct}% percentile bootstrap of ΔWR, {samples} resamples, seed {seed}. Position consistency:",
+        f"Interval: {pct}% percentile bootstrap of ΔWR, {settings.bootstrap_samples} resamples, seed {settings.seed}. Position consistency:",
         "% of pairs judged in both orders whose two verdicts agree. Lengths in words.",
         "",
         f"| test set | target | judge | n | invalid | win % | tie % | lose % | ΔWR | {pct}% CI | position consistency % | words original | words optimized |",

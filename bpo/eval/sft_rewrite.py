@@ -15,44 +15,28 @@ Records whose answer failed are left out of both files and counted in the log an
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping
 
+from bpo.atomic import write_json
 from bpo.eval.answer import answer_questions
 from bpo.eval.testsets import read_records, render_question
 from bpo.schemas import OPTIMIZED, read_table
+from bpo.settings import LLMRuntime
+from bpo.settings.evaluate import SFTRewriteSettings
 
 log = logging.getLogger(__name__)
 
 
-def _write_json(path: str | Path, data) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def answer_sft(
-    optimized_path: str | Path,
-    source_path: str | Path,
-    *,
-    out_reproduce: str | Path,
-    out_sft: str | Path,
-    target_name: str,
-    target: Mapping[str, Any],
-    endpoint: Mapping[str, Any] | None = None,
-    cache_path: str | None = None,
-    prices: Mapping | None = None,
-) -> dict:
+def answer_sft(optimized_path: str | Path, source_path: str | Path, settings: SFTRewriteSettings,
+               runtime: LLMRuntime, *, out_reproduce: str | Path, out_sft: str | Path) -> dict:
+    """Answer the optimized instructions; write the reproduce and the SFT file. Returns counts."""
+    target = settings.target
     optimized = read_table(optimized_path, OPTIMIZED).to_pylist()
     source = read_records(source_path)  # item_id of the alpaca format is the record number
     questions = [render_question(r["optimized_instruction"], r["context"]) for r in optimized]
-    results = answer_questions(questions, target, endpoint=endpoint, cache_path=cache_path, prices=prices,
-                               stage="sft_rewrite", name=target_name)
+    results = answer_questions(questions, target, runtime, stage="sft_rewrite")
     reproduce, sft, dropped = [], [], Counter()
     for rec, (text, status, _backend) in zip(optimized, results):
         if not isinstance(text, str) or not text.strip():
@@ -65,12 +49,12 @@ def answer_sft(
         })
         sft.append({"instruction": rec["instruction"], "input": rec["context"], "output": text})
     if not sft:
-        raise RuntimeError(f"SFT rewrite: no record got an answer from target '{target_name}' ({dict(dropped)})")
-    _write_json(out_reproduce, reproduce)
-    _write_json(out_sft, sft)
+        raise RuntimeError(f"SFT rewrite: no record got an answer from target '{target.name}' ({dict(dropped)})")
+    write_json(reproduce, out_reproduce, indent=1)
+    write_json(sft, out_sft, indent=1)
     stats = {
         "records": len(optimized), "written": len(sft), "dropped": dict(dropped),
         "rewritten": sum(r["fallback_reason"] is None for r in optimized),
     }
-    log.info("SFT rewrite with %s: %s", target_name, stats)
+    log.info("SFT rewrite with %s: %s", target.name, stats)
     return stats

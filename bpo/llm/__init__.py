@@ -5,7 +5,7 @@ Public API (contract in docs/architecture.md)::
     from bpo.llm import ChatRequest, ChatResult, LLMClient, LLMError, BudgetExceeded
 """
 
-from bpo.llm.client import BACKENDS, Estimate, LLMClient, client_from_config, make_client, runtime_settings
+from bpo.llm.client import BACKENDS, Estimate, LLMClient, make_client, runtime_settings
 from bpo.llm.errors import BudgetExceeded, LLMError, MissingAPIKey, ReplayMiss
 from bpo.llm.request import ChatRequest, ChatResult
 from bpo.llm.standin import STANDIN_MODEL
@@ -21,7 +21,6 @@ __all__ = [
     "MissingAPIKey",
     "ReplayMiss",
     "STANDIN_MODEL",
-    "client_from_config",
     "make_client",
     "runtime_settings",
 ]

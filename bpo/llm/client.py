@@ -541,6 +541,7 @@ def _from_row(row: dict, backend: str) -> ChatResult:
                       model=row["response_model"], finish_reason=row["finish_reason"], choices=texts)
 
 
+# Only bpo/critique.py still uses this (issue 9 moves it onto make_client); delete it then.
 def runtime_settings(llm_config: Mapping[str, Any], endpoint_name: str | None = None) -> dict[str, Any]:
     """``endpoint`` (with its limits; None without a name), ``cache_path`` and ``prices`` from the
     ``llm`` config section. Snakemake scripts read these from ``snakemake.config["llm"]``, not from
@@ -555,13 +556,6 @@ def runtime_settings(llm_config: Mapping[str, Any], endpoint_name: str | None = 
         "cache_path": (llm_config or {}).get("cache") or DEFAULT_CACHE_PATH,
         "prices": (llm_config or {}).get("prices"),
     }
-
-
-def client_from_config(llm_config: Mapping[str, Any], endpoint_name: str, stage: str, **kwargs) -> LLMClient:
-    """An LLMClient for ``llm.endpoints[endpoint_name]`` with the runtime settings of
-    :func:`runtime_settings` (``budget_usd=`` sets a default cap for its runs)."""
-    rt = runtime_settings(llm_config, endpoint_name)
-    return LLMClient(rt["endpoint"], rt["cache_path"], stage, prices=rt["prices"], name=endpoint_name, **kwargs)
 
 
 def make_client(endpoint: EndpointSettings, runtime: LLMRuntime, stage: str, *, check_key: bool = True,

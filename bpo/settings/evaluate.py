@@ -1,0 +1,104 @@
+"""Result settings of the LLM evaluation stages: an endpoint target answering (rule ``answer``),
+the pairwise judge (``judge``), the win-rate report (``report``) and the SFT rewrite's answers
+(``sft_rewrite_answer``). Each is built by one ``from_config`` from the validated config; what a
+stage's LLM calls need at run time (limits, cache, prices) is :class:`bpo.settings.LLMRuntime`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from bpo.settings.base import Settings, SettingsError
+from bpo.settings.llm import EndpointSettings
+
+
+def file_sha256(path: str, key: str) -> str:
+    """Hash of a file's bytes, so an edit of its content (not a touch) reruns the stage."""
+    if not Path(path).is_file():
+        raise SettingsError(f"config {key}: {path}: no such file")
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class EndpointTargetSettings(Settings):
+    """A target LLM reached through a named endpoint (``eval.targets.<name>`` of kind endpoint)."""
+
+    name: str  # the {target} wildcard; written into every answer row
+    endpoint: EndpointSettings
+    model: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int | None
+    system_prompt: str | None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
+        targets = config["eval"]["targets"]
+        if name not in targets:
+            raise SettingsError(f"config: eval.targets has no target '{name}' (defined: {sorted(targets)})")
+        t = targets[name]
+        if t["kind"] != "endpoint":
+            raise SettingsError(f"config eval.targets.{name}: kind '{t['kind']}' is not an LLM endpoint target")
+        if not t["endpoint"]:
+            raise SettingsError(f"config eval.targets.{name}.endpoint: kind endpoint needs a name under llm.endpoints")
+        return cls(name=name, endpoint=EndpointSettings.from_config(config, t["endpoint"]), model=t["model"],
+                   temperature=t["temperature"], top_p=t["top_p"], max_tokens=t["max_tokens"], seed=t["seed"],
+                   system_prompt=t["system_prompt"])
+
+
+@dataclass(frozen=True)
+class JudgeSettings(Settings):
+    """``eval.judge``; the template by path and content hash (an edit reruns, a touch does not)."""
+
+    endpoint: EndpointSettings
+    model: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int | None
+    system_prompt: str | None
+    identical_as_tie: bool
+    template: str
+    template_sha256: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        j = config["eval"]["judge"]
+        return cls(endpoint=EndpointSettings.from_config(config, j["endpoint"]), model=j["model"],
+                   temperature=j["temperature"], top_p=j["top_p"], max_tokens=j["max_tokens"], seed=j["seed"],
+                   system_prompt=j["system_prompt"], identical_as_tie=j["identical_as_tie"], template=j["template"],
+                   template_sha256=file_sha256(j["template"], "eval.judge.template"))
+
+
+@dataclass(frozen=True)
+class ReportSettings(Settings):
+    """``eval.report``: the bootstrap interval of ΔWR."""
+
+    bootstrap_samples: int
+    seed: int
+    confidence: float
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        return cls.from_mapping(config["eval"]["report"], "eval.report")
+
+
+@dataclass(frozen=True)
+class SFTRewriteSettings(Settings):
+    """The target that answers the optimized SFT instructions (``eval.sft_rewrite.target``). The
+    source file is the rule's input; ``path`` and ``sample`` belong to the optimize step."""
+
+    target: EndpointTargetSettings
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        name = config["eval"]["sft_rewrite"]["target"]
+        try:
+            return cls(target=EndpointTargetSettings.from_config(config, name))
+        except SettingsError as exc:
+            raise SettingsError(f"config eval.sft_rewrite.target ('{name}'): {exc}") from None
