@@ -124,50 +124,25 @@ def tiny_target(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny_target"), pairs)
 
 
+def _hf_settings(model, batch_size):
+    from bpo.settings.generation import GenerationSettings
+    from bpo.settings.hf_target import HFTargetSettings
+
+    gen = GenerationSettings(engine="auto", temperature=0.0, top_p=1.0, max_new_tokens=12, batch_size=batch_size,
+                             seed=0, greedy=True)
+    return HFTargetSettings(name="tiny", model=str(model), dtype="auto", system_prompt=None, generation=gen)
+
+
 def test_local_hf_target_batched_greedy(tiny_target):
-    from bpo.eval.hf_target import generate_answers
+    from bpo.eval.hf_target import hf_answers
 
     qs = ["What is the capital of France?", "Name a colour.", "What is the capital of France?", "Hi"]
-    out = generate_answers(tiny_target, qs, max_new_tokens=12, temperature=0.0, batch_size=2, seed=0)
+    out, engine = hf_answers(qs, _hf_settings(tiny_target, 2))
     assert len(out) == 4 and out[0] == out[2]  # same question, same greedy answer
     assert all(status in ("ok", "truncated") and isinstance(text, str) for text, status in out)
     # a random model rarely stops on its own: hitting max_tokens is reported as truncated
     assert any(status == "truncated" for _, status in out)
+    assert engine.engine == "lean"
     # batching does not change greedy answers
-    one_by_one = generate_answers(tiny_target, qs, max_new_tokens=12, temperature=0.0, batch_size=1, seed=0)
+    one_by_one, _ = hf_answers(qs, _hf_settings(tiny_target, 1))
     assert [t for t, _ in one_by_one] == [t for t, _ in out]
-
-
-def test_sft_rewrite_writes_alpaca_reproduce(tmp_path, monkeypatch):
-    """BPO for SFT data: the target answers the optimized instructions; failed answers are
-    counted and left out; the original instruction and input are kept."""
-    from bpo.eval.sft_rewrite import answer_sft
-
-    source = tmp_path / "alpaca.json"
-    records = [{"instruction": "Name a fruit, café style.", "input": "", "output": "Apple."},
-               {"instruction": "Translate.", "input": "Bonjour", "output": "Hello"},
-               {"instruction": "Fail me.", "input": "", "output": "x"}]
-    source.write_text(json.dumps(records))
-    opt = tmp_path / "optimized.parquet"
-    write_table([
-        {"item_id": str(i), "testset": "sft_rewrite", "instruction": r["instruction"], "context": r["input"],
-         "optimized_instruction": r["instruction"] + " Answer precisely.", "fallback_reason": None,
-         "reference_optimized": None}
-        for i, r in enumerate(records)
-    ], opt, OPTIMIZED)
-    with LoopbackServer(responder="echo") as srv:
-        srv.fail("400", times=5, match="Fail me")
-        config = loopback_config(srv, monkeypatch, tmp_path,
-                                 eval={"targets": {"loop": TARGET}, "sft_rewrite": {"target": "loop"}})
-        stats = answer_sft(opt, source, SFTRewriteSettings.from_config(config), LLMRuntime.from_config(config, "loop"),
-                           out_reproduce=tmp_path / "reproduce.json", out_sft=tmp_path / "train.json")
-    reproduce = json.loads((tmp_path / "reproduce.json").read_text())
-    sft = json.loads((tmp_path / "train.json").read_text())
-    assert stats["written"] == 2 and stats["dropped"] == {"answer error": 1}
-    assert reproduce[1] == {"instruction": "Translate.", "input": "Bonjour", "output": "Hello",
-                            "optimized_prompt": "Translate. Answer precisely.",
-                            "res": "loopback reply to: Translate. Answer precisely.\nBonjour"}
-    assert sft[1] == {"instruction": "Translate.", "input": "Bonjour", "output": reproduce[1]["res"]}
-    # the published layout: one-space indent, non-ASCII kept as is, a final newline
-    assert "café" in (tmp_path / "train.json").read_text()
-    assert (tmp_path / "train.json").read_text() == json.dumps(sft, indent=1, ensure_ascii=False) + "\n"
