@@ -5,7 +5,7 @@ from urllib.parse import urlparse
 
 from snakemake.utils import validate
 
-from bpo.critique import template_sha256 as _critique_template_sha256
+from bpo.settings import CritiqueEstimateSettings, CritiqueSettings, MergeSettings, PairsSourceSettings, SFTSettings
 from bpo.sources import SOURCES
 
 
@@ -38,13 +38,12 @@ def pairs_source_inputs(wildcards):
 
 
 def pairs_source_settings(wildcards):
-    """Everything in the source's config section that changes its pairs."""
-    return {k: v for k, v in config["sources"][wildcards.source].items() if k != "activate"}
+    """Everything that changes a source's pairs: its config section and the cleaning limits."""
+    return PairsSourceSettings.from_config(config, wildcards.source).canonical()
 
 
-def pairs_cleaning_settings():
-    """Cleaning limits and the sampling seed; `dedup` only matters to the merge."""
-    return {k: v for k, v in config["pairs"].items() if k != "dedup"}
+def pairs_merge_settings():
+    return MergeSettings.from_config(config).canonical()
 # --- end data stage ---
 
 
@@ -74,29 +73,15 @@ def get_final_output():
 # --- critique stage (rules/critique.smk) ---
 
 
-def _critique_canonical(value):
-    """Dicts with sorted keys, recursively: Snakemake compares params by their text, so key
-    order alone (a reformatted config) must not look like a change."""
-    if isinstance(value, dict):
-        return {k: _critique_canonical(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_critique_canonical(v) for v in value]
-    return value
-
-
-def critique_endpoint():
-    return _critique_canonical(llm_endpoint(config["critique"]["endpoint"]))
-
-
 def critique_settings():
-    """Model and sampling of the critique calls (the template is tracked by path and hash)."""
-    cfg = config["critique"]
-    return {k: cfg[k] for k in ("model", "temperature", "top_p", "max_tokens", "seed")}
+    """Endpoint, model, sampling and the template (path and content hash: editing the file
+    reruns the critiques, a touch does not)."""
+    return CritiqueSettings.from_config(config).canonical()
 
 
-def critique_template_sha256():
-    """Content hash of the template: editing the file reruns the critiques (a touch does not)."""
-    return _critique_template_sha256(config["critique"]["template"])
+def critique_estimate_settings():
+    """The critique settings and the active sources to estimate."""
+    return CritiqueEstimateSettings.from_config(config).canonical()
 
 
 def sft_mode():
@@ -124,10 +109,7 @@ def sft_inputs(wildcards):
 
 def sft_settings():
     """Filter rules, split and context formats; the BPO-format source only in that mode."""
-    cfg = dict(config["sft"])
-    if cfg["source"] != "bpo_dataset":
-        cfg.pop("bpo_dataset")
-    return _critique_canonical(cfg)
+    return SFTSettings.from_config(config).canonical()
 
 
 # --- train stage (rules/train.smk) ---

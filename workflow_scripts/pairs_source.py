@@ -5,11 +5,10 @@ from bpo.logging_setup import setup_logging
 setup_logging(snakemake.log[0])  # noqa: F821 (snakemake is injected by the script directive)
 
 from bpo.pairs import build_source_pairs  # noqa: E402
+from bpo.settings import PairsSourceSettings  # noqa: E402
 
 build_source_pairs(
-    snakemake.wildcards.source,  # noqa: F821
-    snakemake.params.settings,  # noqa: F821
+    PairsSourceSettings.from_params(snakemake.params.settings),  # noqa: F821
     pairs_path=snakemake.output.pairs,  # noqa: F821
     stats_path=snakemake.output.stats,  # noqa: F821
-    **snakemake.params.cleaning,  # noqa: F821
 )
