@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from bpo.settings.base import Settings, SettingsError
+from bpo.settings.config import load_schema
 
 COMMON_SOURCE_KEYS = ("path", "hub_id", "split", "sample")
 
@@ -37,9 +38,13 @@ class SourceSettings(Settings):
         return cls.from_mapping({"name": name, **common, "options": section}, f"sources.{name}")
 
     def section(self) -> dict[str, Any]:
-        """The config section as the source loaders (``bpo.sources``) read it."""
-        return {"path": self.path, "hub_id": self.hub_id, "split": self.split, "sample": self.sample,
-                **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}}
+        """The config section as the source loaders (``bpo.sources``) read it, keys in the order
+        the schema documents them (so the stats JSON does not depend on how a config is laid out)."""
+        values = {"path": self.path, "hub_id": self.hub_id, "split": self.split, "sample": self.sample,
+                  **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}}
+        documented = load_schema()["properties"]["sources"]["properties"].get(self.name, {}).get("properties", {})
+        order = [k for k in documented if k in values] + sorted(k for k in values if k not in documented)
+        return {k: values[k] for k in order}
 
 
 @dataclass(frozen=True)
