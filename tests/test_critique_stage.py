@@ -370,3 +370,21 @@ def test_workflow_critique_and_sft_with_the_standin(tmp_path):
     template = wf / "config" / "templates" / "critique.txt"
     template.write_text(template.read_text() + "Keep the rewrite under 60 words.\n")
     assert planned() == {"critique:", "sft:"}
+
+
+def test_expected_stops_end_the_script_with_one_log_line(caplog):
+    """What the critique scripts do with an expected stop: one error line, exit status 1."""
+    import logging
+
+    from bpo.critique import expected_stops
+    from bpo.logging_setup import exit_on
+
+    caplog.set_level(logging.ERROR)
+    with pytest.raises(SystemExit) as stop:
+        with exit_on(*expected_stops(), logger="bpo.critique"):
+            raise BudgetExceeded("spent 1.02 of 1.00 USD", spent_usd=1.02, budget_usd=1.0, answered=3, remaining=2)
+    assert stop.value.code == 1
+    assert caplog.messages == ["BudgetExceeded: spent 1.02 of 1.00 USD"]
+    with pytest.raises(KeyError):  # a bug is still a traceback
+        with exit_on(*expected_stops(), logger="bpo.critique"):
+            raise KeyError("pair_id")
