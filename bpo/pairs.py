@@ -42,6 +42,16 @@ log = logging.getLogger(__name__)
 TEXT_FIELDS = ("instruction", "context", "good_response", "bad_response")
 
 
+def expected_stops() -> tuple[type[BaseException], ...]:
+    """Errors that end a data-stage job with a one-line reason: an unreadable dataset, a source
+    config that cannot work, a per-source file that is not what the merge expects."""
+    from bpo.readers import ReadError
+    from bpo.schemas import SchemaError
+    from bpo.sources import ConfigError
+
+    return (ReadError, ConfigError, SchemaError)
+
+
 def pair_id(instruction: str, context: str, good: str, bad: str) -> str:
     """Stable id of a pair's content: sha256 over the four texts, 16 hex chars. The source is
     not part of it, so the same pair from two sources has one id (that is the dedup key)."""
