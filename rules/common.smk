@@ -5,7 +5,6 @@ from urllib.parse import urlparse
 
 from snakemake.utils import validate
 
-from bpo.settings import CritiqueEstimateSettings, CritiqueSettings, MergeSettings, PairsSourceSettings, SFTSettings
 from bpo.sources import SOURCES
 
 
@@ -23,6 +22,9 @@ def active_sources():
 
 
 # --- data stage (rules/data.smk) ---
+from bpo.settings import MergeSettings, PairsSourceSettings
+
+
 def pairs_source_inputs(wildcards):
     """The local files a source reads, so editing one reruns it; none when a hub id is set.
     A folder stands for the data files inside it (a folder's own mtime misses edits)."""
@@ -43,6 +45,7 @@ def pairs_source_settings(wildcards):
 
 
 def pairs_merge_settings():
+    """Whether the merge drops duplicates across sources."""
     return MergeSettings.from_config(config).canonical()
 # --- end data stage ---
 
@@ -71,6 +74,7 @@ def get_final_output():
 
 
 # --- critique stage (rules/critique.smk) ---
+from bpo.settings import CritiqueEstimateSettings, CritiqueSettings, SFTSettings
 
 
 def critique_settings():
