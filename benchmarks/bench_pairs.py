@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from bpo.pairs import build_source_pairs
 from bpo.readers import read_dataset
+from bpo.settings import PairsSourceSettings, load_config
 from bpo.sources import hh_rlhf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +34,11 @@ SAMPLE = REPO.parent / "shared" / "data" / "raw" / "hh-rlhf" / "harmless-base-te
 FULL_SIZE = 160_800
 TARGET_S = 10.0
 CLEANING = {"seed": 42, "min_chars": 1, "max_instruction_chars": 4000, "max_context_chars": 8000, "max_response_chars": 8000}
+
+
+def source_settings(path, **options) -> PairsSourceSettings:
+    config = load_config(overrides={"sources": {"hh_rlhf": {"path": str(path), **options}}, "pairs": CLEANING})
+    return PairsSourceSettings.from_config(config, "hh_rlhf")
 
 
 def pin_two_cores() -> str:
@@ -93,8 +99,7 @@ def main() -> int:
 
         def run(path, **settings):
             return lambda: build_source_pairs(
-                "hh_rlhf", {"path": str(path), **settings},
-                pairs_path=tmp / "out.parquet", stats_path=tmp / "out.stats.json", **CLEANING,
+                source_settings(path, **settings), pairs_path=tmp / "out.parquet", stats_path=tmp / "out.stats.json",
             )
 
         cases = [

@@ -18,12 +18,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import pyarrow.compute as pc
 
+from bpo.atomic import write_json
 from bpo.critique_parse import parse_critique
 from bpo.schemas import CRITIQUES, PAIRS, read_table, write_table
+from bpo.settings import CritiqueEstimateSettings, CritiqueSettings, LLMRuntime
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,20 @@ class CritiqueError(RuntimeError):
     """The critique stage cannot finish (too many failed calls, template changed, ...)."""
 
 
+def expected_stops() -> tuple[type[BaseException], ...]:
+    """Errors that end a critique job with a one-line reason, not a traceback: budget reached,
+    failed calls, an unusable template or pairs file."""
+    from bpo.llm import BudgetExceeded, LLMError
+    from bpo.schemas import SchemaError
+
+    return (BudgetExceeded, LLMError, CritiqueError, TemplateError, SchemaError)
+
+
 # ---------------------------------------------------------------- template
 
 
 def template_sha256(path: str | os.PathLike) -> str:
-    """Hash of the template file's bytes; the rule passes it as a param so an edit reruns."""
+    """Hash of the template file's bytes (the settings carry it, so an edit reruns)."""
     path = Path(path)
     if not path.is_file():
         raise TemplateError(f"critique template {path}: no such file (config key critique.template)")
@@ -248,74 +259,40 @@ def _check_template(template_path: str, expected_sha256: str | None) -> Critique
     return template
 
 
-def _client(endpoint: Mapping, cache_path: str, prices: Mapping | None, name: str | None, check_key: bool = True):
-    from bpo.llm import LLMClient
-
-    return LLMClient(dict(endpoint), cache_path, STAGE, dict(prices or {}), name=name, check_key=check_key)
-
-
-def rule_kwargs(params, config: Mapping) -> dict:
-    """The keyword arguments that the ``critique`` and ``critique_estimate`` rules both pass to
-    :func:`run_critique` / :func:`estimate_critiques`.
-
-    ``params`` is the rule's ``snakemake.params`` (``endpoint``, ``endpoint_name``, ``template``,
-    ``template_sha256``, ``settings``), ``config`` the workflow config. Runtime settings come from
-    ``config``, not params, on purpose so editing them never reruns: the endpoint's limits and the
-    cache path (throughput), prices (cost estimate) and the budget cap (whether a run may finish,
-    not what it writes).
-    """
-    from bpo.llm import runtime_settings
-
-    rt = runtime_settings(config["llm"], params.endpoint_name)
-    return {
-        "template_path": params.template,
-        "template_sha256": params.template_sha256,
-        "endpoint": dict(params.endpoint, limits=rt["endpoint"].get("limits", {})),
-        "endpoint_name": params.endpoint_name,
-        "cache_path": rt["cache_path"],
-        "prices": rt["prices"],
-        "budget_usd": config["critique"].get("budget_usd"),
-        **params.settings,
-    }
+def _requests(pairs: Sequence[Mapping], template: CritiqueTemplate, settings: CritiqueSettings) -> list:
+    return build_requests(pairs, template, model=settings.model, temperature=settings.temperature,
+                          top_p=settings.top_p, max_tokens=settings.max_tokens, seed=settings.seed)
 
 
 def run_critique(
+    settings: CritiqueSettings,
+    runtime: LLMRuntime,
     *,
     pairs_path: str | os.PathLike,
     source: str,
     output: str | os.PathLike,
-    template_path: str,
-    endpoint: Mapping,
-    model: str,
-    temperature: float,
-    top_p: float,
-    max_tokens: int,
-    cache_path: str,
-    seed: int | None = None,
-    template_sha256: str | None = None,
-    endpoint_name: str | None = None,
-    prices: Mapping | None = None,
-    budget_usd: float | None = None,
-    max_error_fraction: float = 0.0,
 ) -> dict:
     """Critique every pair of ``source`` in ``pairs_path`` and write ``output`` (CRITIQUES).
 
-    Answered calls are in the cache the moment they arrive, so when the budget cap stops the
-    run (:class:`bpo.llm.BudgetExceeded`) or too many calls fail (:class:`CritiqueError`),
-    nothing is written and the rerun sends only what is still missing.
+    Answered calls are in the cache the moment they arrive, so when the budget cap
+    (``runtime.budget_usd``) stops the run (:class:`bpo.llm.BudgetExceeded`) or more than
+    ``runtime.max_error_fraction`` of the calls fail (:class:`CritiqueError`), nothing is
+    written and the rerun sends only what is still missing.
     """
-    client = _client(endpoint, cache_path, prices, endpoint_name)  # checks the API key before any work
-    template = _check_template(template_path, template_sha256)
+    from bpo.llm import make_client
+
+    client = make_client(settings.endpoint, runtime, STAGE)  # checks the API key before any work
+    template = _check_template(settings.template, settings.template_sha256)
+    model, max_error_fraction = settings.model, runtime.max_error_fraction
     pairs = select_pairs(pairs_path, source)
     if not pairs:
         log.warning("%s: no pairs for source %r; writing an empty critique table", pairs_path, source)
-    requests = build_requests(pairs, template, model=model, temperature=temperature, top_p=top_p,
-                              max_tokens=max_tokens, seed=seed)
+    requests = _requests(pairs, template, settings)
     if requests:
         est = _as_dict(client.estimate(requests))
         log.info("critique %s: %d pairs, template %s (sha256 %s); estimate before sending: %s",
-                 source, len(pairs), template_path, template.sha256[:12], json.dumps(est, default=str))
-        results = client.run(requests, budget_usd=budget_usd)
+                 source, len(pairs), settings.template, template.sha256[:12], json.dumps(est, default=str))
+        results = client.run(requests)  # capped at runtime.budget_usd
     else:
         results = []
     rows = critique_rows(pairs, requests, results, model)
@@ -337,35 +314,26 @@ def run_critique(
 
 
 def estimate_critiques(
+    settings: CritiqueEstimateSettings,
+    runtime: LLMRuntime,
     *,
     pairs_path: str | os.PathLike,
-    sources: Iterable[str],
     output: str | os.PathLike,
-    template_path: str,
-    endpoint: Mapping,
-    model: str,
-    temperature: float,
-    top_p: float,
-    max_tokens: int,
-    cache_path: str,
-    seed: int | None = None,
-    template_sha256: str | None = None,
-    endpoint_name: str | None = None,
-    prices: Mapping | None = None,
-    budget_usd: float | None = None,
 ) -> dict:
-    """Dry run: calls, cache hits, tokens and cost the critique stage would make, per source and
-    in total, written as JSON to ``output``. Nothing is sent."""
-    template = _check_template(template_path, template_sha256)
+    """Dry run: calls, cache hits, tokens and cost the critique stage would make, per source
+    (``settings.sources``) and in total, written as JSON to ``output``. Nothing is sent."""
+    from bpo.llm import make_client
+
+    critique, budget_usd = settings.critique, runtime.budget_usd
+    template = _check_template(critique.template, critique.template_sha256)
     # No API key needed to count: an estimate before exporting the key is the point.
-    client = _client(endpoint, cache_path, prices, endpoint_name, check_key=False)
-    report: dict = {"model": model, "template": template_path, "template_sha256": template.sha256,
+    client = make_client(critique.endpoint, runtime, STAGE, check_key=False)
+    report: dict = {"model": critique.model, "template": critique.template, "template_sha256": template.sha256,
                     "budget_usd_per_source": budget_usd, "sources": {}}
     totals: Counter = Counter()
-    for source in sources:
+    for source in settings.sources:
         pairs = select_pairs(pairs_path, source)
-        requests = build_requests(pairs, template, model=model, temperature=temperature, top_p=top_p,
-                                  max_tokens=max_tokens, seed=seed)
+        requests = _requests(pairs, template, critique)
         est = _as_dict(client.estimate(requests)) if requests else {}
         est["pairs"] = len(pairs)
         report["sources"][source] = est
@@ -381,7 +349,6 @@ def estimate_critiques(
     report["over_budget"] = over
     if over:
         log.warning("critique estimate: %s would exceed the budget of %.2f USD per source", over, budget_usd)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_json(report, output, indent=2, ensure_ascii=True, default=str)
     log.info("critique estimate total: %s", json.dumps(report["total"]))
     return report

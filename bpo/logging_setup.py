@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> None:
@@ -17,3 +19,14 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> Non
         force=True,
     )
     logging.captureWarnings(True)
+
+
+@contextmanager
+def exit_on(*errors: type[BaseException], logger: str = "bpo") -> Iterator[None]:
+    """Turn the expected stops of a script (budget reached, failed calls, bad input) into one
+    error line in the log and exit status 1, not a traceback; anything else still raises."""
+    try:
+        yield
+    except errors as exc:
+        logging.getLogger(logger).error("%s: %s", type(exc).__name__, exc)
+        sys.exit(1)

@@ -1,6 +1,6 @@
 """From parsed candidates to the pairs artifacts: cleaning, ids, sampling, merging.
 
-Per source (``build_source_pairs``), in this order:
+Per source (``build_source_pairs``, settings :class:`bpo.settings.PairsSourceSettings`), in this order:
 
 1. read and parse the raw dataset (``bpo.sources``): malformed or filtered records are
    counted drops;
@@ -21,6 +21,7 @@ counts add up: ``candidates == pairs + sum(dropped)``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,12 +32,24 @@ from typing import Iterable, Sequence
 
 import pyarrow as pa
 
+from bpo.atomic import write_json
 from bpo.schemas import PAIRS, read_table, write_table
+from bpo.settings.data import MergeSettings, PairsSourceSettings
 from bpo.sources import load_source
 
 log = logging.getLogger(__name__)
 
 TEXT_FIELDS = ("instruction", "context", "good_response", "bad_response")
+
+
+def expected_stops() -> tuple[type[BaseException], ...]:
+    """Errors that end a data-stage job with a one-line reason: an unreadable dataset, a source
+    config that cannot work, a per-source file that is not what the merge expects."""
+    from bpo.readers import ReadError
+    from bpo.schemas import SchemaError
+    from bpo.sources import ConfigError
+
+    return (ReadError, ConfigError, SchemaError)
 
 
 def pair_id(instruction: str, context: str, good: str, bad: str) -> str:
@@ -132,41 +145,24 @@ def _summary(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_json(obj: dict, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def build_source_pairs(
-    source: str,
-    settings: dict,
+    settings: PairsSourceSettings,
     *,
     pairs_path: str | os.PathLike,
     stats_path: str | os.PathLike,
-    seed: int,
-    min_chars: int,
-    max_instruction_chars: int,
-    max_context_chars: int,
-    max_response_chars: int,
 ) -> dict:
     """Read, parse, clean, dedup and sample one source; write its pairs and stats."""
-    parsed = load_source(source, settings)
+    source, section, cleaning = settings.source.name, settings.source.section(), settings.cleaning
+    limits = {f.name: getattr(cleaning, f.name) for f in dataclasses.fields(cleaning)}  # seed first
+    parsed = load_source(source, section)
     dropped = Counter(parsed.dropped)
     kept, cleaning_drops = clean_pairs(
-        parsed.pairs,
-        min_chars=min_chars,
-        max_instruction_chars=max_instruction_chars,
-        max_context_chars=max_context_chars,
-        max_response_chars=max_response_chars,
-    )
+        parsed.pairs, **{k: v for k, v in limits.items() if k != "seed"})
     dropped.update(cleaning_drops)
     unique, duplicates = assign_ids(kept, source)
     if duplicates:
         dropped["duplicate"] = duplicates
-    sampled = sample_pairs(unique, int(settings.get("sample") or 0), seed)
+    sampled = sample_pairs(unique, settings.source.sample, cleaning.seed)
     if len(sampled) < len(unique):
         dropped["not_sampled"] = len(unique) - len(sampled)
     write_table(_to_arrow(sampled), pairs_path, PAIRS)
@@ -180,20 +176,11 @@ def build_source_pairs(
         "dropped_total": sum(dropped.values()),
         "dropped": dict(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))),
         "other": parsed.other,
-        "settings": {
-            "source": {k: v for k, v in settings.items() if k != "activate"},
-            "pairs": {
-                "seed": seed,
-                "min_chars": min_chars,
-                "max_instruction_chars": max_instruction_chars,
-                "max_context_chars": max_context_chars,
-                "max_response_chars": max_response_chars,
-            },
-        },
+        "settings": {"source": section, "pairs": limits},
     }
     if stats["candidates"] != stats["pairs"] + stats["dropped_total"]:  # a bug, not bad input
         raise AssertionError(f"{source}: counts do not add up: {stats}")
-    _write_json(stats, stats_path)
+    write_json(stats, stats_path)
     for line in _summary(stats).splitlines():
         log.info("%s", line)
     if not sampled:
@@ -207,10 +194,11 @@ def merge_pairs(
     *,
     pairs_path: str | os.PathLike,
     stats_path: str | os.PathLike,
-    dedup: bool = True,
+    settings: MergeSettings,
 ) -> dict:
     """Concatenate per-source pairs (in the given order) into one artifact; with ``dedup``
-    an exact duplicate of a pair from an earlier source is dropped and counted."""
+    an exact duplicate of a pair from an earlier source is dropped and counted (``settings.dedup``)."""
+    dedup = settings.dedup
     source_stats = {}
     for p in stats_paths:
         st = json.loads(Path(p).read_text())
@@ -249,7 +237,7 @@ def merge_pairs(
         "duplicates_across_sources": sum(v["pairs_in"] - v["pairs"] for v in per_source.values()),
         "sources": per_source,
     }
-    _write_json(stats, stats_path)
+    write_json(stats, stats_path)
     for source, v in per_source.items():
         log.info("%s: %d pairs in, %d kept", source, v["pairs_in"], v["pairs"])
     log.info("all: %d pairs from %d sources (%d duplicates across sources dropped)",

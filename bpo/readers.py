@@ -1,6 +1,10 @@
-"""Read a raw dataset into an Arrow table: from the hub or from local files.
+"""The one reader of raw records: datasets from the hub or local files, typed or as plain rows.
 
-Two ways in, chosen by config:
+Every stage that reads records someone else wrote goes through here: the preference sources
+(``bpo.sources``), a BPO-format SFT dataset (``bpo.sft.bpo_dataset``) and the evaluation test
+sets (``bpo.eval.testsets``, through :func:`read_records`).
+
+Two ways in for a typed table (:func:`read_dataset`), chosen by config:
 
 - a hub id, read with :func:`datasets.load_dataset` (the production path; a local
   folder laid out like a hub repository works too, which is how tests exercise it);
@@ -124,8 +128,10 @@ def _quiet_datasets():
 # ---------------------------------------------------------------- hub
 
 
-def read_hub(hub_id: str, *, features, columns: Sequence[str], split: str = "train", data_dir: str | None = None) -> RawTable:
-    """Load ``split`` of a hub dataset with ``datasets.load_dataset``; check and type the columns."""
+def read_hub(hub_id: str, *, features, columns: Sequence[str], split: str = "train", data_dir: str | None = None,
+             allow_missing: bool = False) -> RawTable:
+    """Load ``split`` of a hub dataset with ``datasets.load_dataset``; check and type the columns
+    (with ``allow_missing``, an absent column is all nulls, as in a local file)."""
     import datasets
 
     origin = f"hub:{hub_id}" + (f" data_dir={data_dir}" if data_dir else "") + f" split={split}"
@@ -135,7 +141,7 @@ def read_hub(hub_id: str, *, features, columns: Sequence[str], split: str = "tra
         raise ReadError(f"{origin}: load_dataset failed: {type(exc).__name__}: {exc}") from exc
     table = ds.with_format("arrow")[:] if len(ds) else ds.data.table
     missing = [c for c in columns if c not in table.column_names]
-    if missing:
+    if missing and not allow_missing:
         raise ReadError(f"{origin}: dataset has no column(s) {missing} (has {table.column_names})")
     return RawTable(_conform(table, _schema(features, columns), origin), origin)
 
@@ -181,11 +187,12 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8")
 
 
-def _iter_json_records(path: Path) -> Iterator[tuple[int, object]]:
-    """(line number, parsed value) for every record; ``_INVALID`` for a line that is not JSON."""
+def _iter_json_records(path: Path, *, lines: bool = False) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) for every record; ``_INVALID`` for a line that is not JSON.
+    A file that starts with ``[`` is one JSON array, unless ``lines`` says it is JSON lines."""
     with _open_text(path) as fh:
         text = fh.read()
-    if text.lstrip().startswith("["):  # one JSON array of records
+    if not lines and text.lstrip().startswith("["):  # one JSON array of records
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -284,12 +291,60 @@ def read_dataset(
     split: str = "train",
     data_dir: str | None = None,
     what: str = "dataset",
+    allow_missing: bool = False,
 ) -> RawTable:
     """Read from ``hub_id`` when set, else from the local ``path``; ``what`` names the config
-    entry in errors (e.g. ``sources.hh_rlhf``)."""
+    entry in errors (e.g. ``sources.hh_rlhf``). Local files may always lack a column (it reads
+    as nulls); a hub dataset only with ``allow_missing``."""
     columns = list(columns or features)
     if hub_id:
-        return read_hub(hub_id, features=features, columns=columns, split=split, data_dir=data_dir)
+        return read_hub(hub_id, features=features, columns=columns, split=split, data_dir=data_dir,
+                        allow_missing=allow_missing)
     if path:
         return read_local(path, features=features, columns=columns)
     raise ReadError(f"{what}: neither hub_id nor path is set")
+
+
+# ---------------------------------------------------------------- plain records
+
+TABLE_SUFFIXES = (".csv", ".tsv")
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Every record of one file as a plain dict, strictly (the first bad record is a
+    :class:`ReadError` naming it): .json (a list, or an object holding one list), .jsonl[.gz],
+    .parquet, .csv or .tsv (cells as text)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReadError(f"{path}: file not found")
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        rows = []
+        for lineno, rec in _iter_json_records(path, lines=True):
+            if rec is _INVALID:
+                raise ReadError(f"{path}:{lineno}: not valid JSON")
+            rows.append(rec)
+    elif name.endswith((".json", ".json.gz")):
+        with _open_text(path) as fh:
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise ReadError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
+            data = next(iter(data.values()))  # {"data": [...]} wrappers
+        if not isinstance(data, list):
+            raise ReadError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+        rows = data
+    elif name.endswith(PARQUET_SUFFIXES):
+        rows = pq.read_table(path).to_pylist()
+    elif name.endswith(TABLE_SUFFIXES):
+        import pandas as pd
+
+        frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", dtype=str, keep_default_na=False)
+        rows = frame.to_dict(orient="records")
+    else:
+        raise ReadError(f"{path}: unknown file type (use .json, .jsonl, .jsonl.gz, .parquet, .csv or .tsv)")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ReadError(f"{path}: record {i} is a {type(row).__name__}, not an object")
+    return rows

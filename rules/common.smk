@@ -5,7 +5,6 @@ from urllib.parse import urlparse
 
 from snakemake.utils import validate
 
-from bpo.critique import template_sha256 as _critique_template_sha256
 from bpo.sources import SOURCES
 
 
@@ -23,6 +22,9 @@ def active_sources():
 
 
 # --- data stage (rules/data.smk) ---
+from bpo.settings import MergeSettings, PairsSourceSettings
+
+
 def pairs_source_inputs(wildcards):
     """The local files a source reads, so editing one reruns it; none when a hub id is set.
     A folder stands for the data files inside it (a folder's own mtime misses edits)."""
@@ -38,13 +40,13 @@ def pairs_source_inputs(wildcards):
 
 
 def pairs_source_settings(wildcards):
-    """Everything in the source's config section that changes its pairs."""
-    return {k: v for k, v in config["sources"][wildcards.source].items() if k != "activate"}
+    """Everything that changes a source's pairs: its config section and the cleaning limits."""
+    return PairsSourceSettings.from_config(config, wildcards.source).canonical()
 
 
-def pairs_cleaning_settings():
-    """Cleaning limits and the sampling seed; `dedup` only matters to the merge."""
-    return {k: v for k, v in config["pairs"].items() if k != "dedup"}
+def pairs_merge_settings():
+    """Whether the merge drops duplicates across sources."""
+    return MergeSettings.from_config(config).canonical()
 # --- end data stage ---
 
 
@@ -72,31 +74,18 @@ def get_final_output():
 
 
 # --- critique stage (rules/critique.smk) ---
-
-
-def _critique_canonical(value):
-    """Dicts with sorted keys, recursively: Snakemake compares params by their text, so key
-    order alone (a reformatted config) must not look like a change."""
-    if isinstance(value, dict):
-        return {k: _critique_canonical(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_critique_canonical(v) for v in value]
-    return value
-
-
-def critique_endpoint():
-    return _critique_canonical(llm_endpoint(config["critique"]["endpoint"]))
+from bpo.settings import CritiqueEstimateSettings, CritiqueSettings, SFTSettings
 
 
 def critique_settings():
-    """Model and sampling of the critique calls (the template is tracked by path and hash)."""
-    cfg = config["critique"]
-    return {k: cfg[k] for k in ("model", "temperature", "top_p", "max_tokens", "seed")}
+    """Endpoint, model, sampling and the template (path and content hash: editing the file
+    reruns the critiques, a touch does not)."""
+    return CritiqueSettings.from_config(config).canonical()
 
 
-def critique_template_sha256():
-    """Content hash of the template: editing the file reruns the critiques (a touch does not)."""
-    return _critique_template_sha256(config["critique"]["template"])
+def critique_estimate_settings():
+    """The critique settings and the active sources to estimate."""
+    return CritiqueEstimateSettings.from_config(config).canonical()
 
 
 def sft_mode():
@@ -124,10 +113,7 @@ def sft_inputs(wildcards):
 
 def sft_settings():
     """Filter rules, split and context formats; the BPO-format source only in that mode."""
-    cfg = dict(config["sft"])
-    if cfg["source"] != "bpo_dataset":
-        cfg.pop("bpo_dataset")
-    return _critique_canonical(cfg)
+    return SFTSettings.from_config(config).canonical()
 
 
 # --- train stage (rules/train.smk) ---

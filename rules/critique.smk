@@ -1,8 +1,8 @@
 # Stage: critique + sft. One critique call per pair (cached, rate-limited, budget-capped) ->
 # results/critiques/{source}.parquet -> filtered SFT train/val + filter report.
-# Every value that changes a result is a param (the template by path AND content hash, so an
-# edit reruns). The LLM limits, the cache path, prices, budget_usd and max_error_fraction are
-# read by the scripts from config on purpose: they change throughput or whether a run may
+# Every value that changes a result is in the one settings param (the template by path AND
+# content hash, so an edit reruns; a touch does not). The LLM limits, the cache path, prices,
+# budget_usd and max_error_fraction are read by the scripts from config on purpose: they change throughput or whether a run may
 # finish, never what a finished run writes, so editing them must not rerun anything.
 
 
@@ -17,12 +17,7 @@ rule critique:
     output:
         critiques="results/critiques/{source}.parquet",
     params:
-        source=lambda wc: wc.source,
-        endpoint_name=config["critique"]["endpoint"],
-        endpoint=critique_endpoint(),
         settings=critique_settings(),
-        template=config["critique"]["template"],
-        template_sha256=critique_template_sha256(),
     wildcard_constraints:
         source="|".join(SOURCES),
     log:
@@ -47,12 +42,7 @@ rule critique_estimate:
     output:
         estimate="results/critiques/estimate.json",
     params:
-        sources=active_sources(),
-        endpoint_name=config["critique"]["endpoint"],
-        endpoint=critique_endpoint(),
-        settings=critique_settings(),
-        template=config["critique"]["template"],
-        template_sha256=critique_template_sha256(),
+        settings=critique_estimate_settings(),
     log:
         "logs/critique/critique_estimate.log",
     conda:

@@ -10,7 +10,6 @@ rule pairs_source:
         stats="results/pairs/{source}.stats.json",
     params:
         settings=pairs_source_settings,
-        cleaning=pairs_cleaning_settings(),
     wildcard_constraints:
         source="|".join(SOURCES),
     log:
@@ -34,9 +33,11 @@ rule pairs_merge:
         pairs="results/pairs/all.parquet",
         stats="results/pairs/all.stats.json",
     params:
-        dedup=config["pairs"]["dedup"],
+        settings=pairs_merge_settings(),
     log:
         "logs/data/pairs_merge.log",
+    benchmark:
+        "benchmarks/data/pairs_merge.tsv"
     conda:
         "../envs/data.yaml"
     resources:

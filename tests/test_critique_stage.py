@@ -6,10 +6,8 @@ project's LLM client over real sockets.
 
 from __future__ import annotations
 
-import inspect
 import json
 import sqlite3
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -20,11 +18,18 @@ from bpo.critique import (
     build_requests,
     estimate_critiques,
     load_template,
-    rule_kwargs,
     run_critique,
     template_sha256,
 )
 from bpo.llm import BudgetExceeded
+from bpo.settings import (
+    CritiqueEstimateSettings,
+    CritiqueSettings,
+    EndpointSettings,
+    LLMRuntime,
+    critique_runtime,
+    load_config,
+)
 from bpo.schemas import CRITIQUES, PAIRS, read_table, write_table
 from conftest import REPO, copy_workflow, snakemake
 from loopback_server import LoopbackServer
@@ -88,13 +93,21 @@ def endpoint(server, monkeypatch):
     }
 
 
-def _run(pairs_file, out, endpoint, cache, source="alpaca_gpt4", **kw):
-    kw.setdefault("model", "gpt-3.5-turbo")
-    kw.setdefault("temperature", 0.9)
-    kw.setdefault("top_p", 1.0)
-    kw.setdefault("max_tokens", 512)
-    return run_critique(pairs_path=pairs_file, source=source, output=out, template_path=str(TEMPLATE),
-                        endpoint=endpoint, endpoint_name="loopback", cache_path=str(cache), **kw)
+def _settings(endpoint, **kw) -> CritiqueSettings:
+    ep = EndpointSettings(name="loopback", backend=endpoint["backend"], base_url=endpoint["base_url"],
+                          api_key_env=endpoint["api_key_env"], default_headers={})
+    values = {"model": "gpt-3.5-turbo", "temperature": 0.9, "top_p": 1.0, "max_tokens": 512, "seed": None, **kw}
+    return CritiqueSettings(endpoint=ep, template=str(TEMPLATE), template_sha256=template_sha256(TEMPLATE), **values)
+
+
+def _runtime(endpoint, cache, prices=None, budget_usd=None, max_error_fraction=0.0) -> LLMRuntime:
+    return LLMRuntime(cache_path=str(cache), limits=dict(endpoint["limits"]), prices=prices or {},
+                      budget_usd=budget_usd, max_error_fraction=max_error_fraction)
+
+
+def _run(pairs_file, out, endpoint, cache, source="alpaca_gpt4", prices=None, budget_usd=None, max_error_fraction=0.0):
+    return run_critique(_settings(endpoint), _runtime(endpoint, cache, prices, budget_usd, max_error_fraction),
+                        pairs_path=pairs_file, source=source, output=out)
 
 
 # ---------------------------------------------------------------- template
@@ -164,23 +177,37 @@ def test_requests_are_single_user_messages_with_sampling():
     assert [m["role"] for m in body["messages"]] == ["user"]
 
 
-def test_rule_kwargs_take_runtime_settings_from_config():
-    """What both critique scripts pass: params as planned, limits/cache/prices/budget from config."""
-    params = SimpleNamespace(
-        template="config/templates/critique.txt", template_sha256="ab12", endpoint_name="api",
-        endpoint={"backend": "openai", "base_url": "http://127.0.0.1:1/v1", "api_key_env": "K"},
-        settings={"model": "gpt-3.5-turbo", "temperature": 0.9, "top_p": 1.0, "max_tokens": 512, "seed": None},
-    )
-    config = {"llm": {"cache": "cache/llm.sqlite", "prices": {"gpt-3.5-turbo": {"input": 0.5, "output": 1.5}},
-                      "endpoints": {"api": {"backend": "openai", "limits": {"max_concurrency": 3}}}},
-              "critique": {"budget_usd": 2.0}}
-    kw = rule_kwargs(params, config)
-    assert kw["endpoint"] == {**params.endpoint, "limits": {"max_concurrency": 3}}
-    assert kw["cache_path"] == "cache/llm.sqlite" and kw["budget_usd"] == 2.0
-    assert kw["prices"] == config["llm"]["prices"] and kw["model"] == "gpt-3.5-turbo"
-    assert kw["template_path"] == params.template and kw["template_sha256"] == "ab12"
-    for fn in (run_critique, estimate_critiques):
-        inspect.signature(fn).bind_partial(**kw)  # every key is a parameter of both
+def test_settings_from_config_leave_the_runtime_out():
+    """The rule's one param holds what changes answers; limits, cache, prices, budget and error
+    tolerance come from the config at run time (critique_runtime)."""
+    config = load_config(overrides={
+        "llm": {"cache": "cache/llm.sqlite", "prices": {"gpt-3.5-turbo": {"input": 0.5, "output": 1.5}},
+                "endpoints": {"api": {"backend": "openai", "base_url": "http://127.0.0.1:1/v1", "api_key_env": "K",
+                                      "limits": {"max_concurrency": 3}}}},
+        "critique": {"endpoint": "api", "model": "gpt-3.5-turbo", "template": str(TEMPLATE), "budget_usd": 2.0,
+                     "max_error_fraction": 0.2},
+    })
+    settings = CritiqueSettings.from_config(config)
+    params = settings.canonical()
+    assert params["endpoint"] == {"name": "api", "backend": "openai", "base_url": "http://127.0.0.1:1/v1",
+                                  "api_key_env": "K", "default_headers": {}}
+    assert params["template_sha256"] == template_sha256(TEMPLATE) and params["model"] == "gpt-3.5-turbo"
+    assert not {"limits", "budget_usd", "max_error_fraction", "cache", "prices"} & set(params)
+    assert CritiqueSettings.from_params(params) == settings
+    runtime = critique_runtime(config)
+    assert runtime.limits["max_concurrency"] == 3 and runtime.cache_path == "cache/llm.sqlite"
+    assert runtime.budget_usd == 2.0 and runtime.max_error_fraction == 0.2
+    assert runtime.prices == config["llm"]["prices"]
+    estimate = CritiqueEstimateSettings.from_config(config)
+    assert estimate.critique == settings and estimate.sources == ("hh_rlhf", "oasst1", "chatbot_arena", "alpaca_gpt4")
+
+
+def test_missing_template_is_a_config_error(tmp_path):
+    from bpo.settings import SettingsError
+
+    config = load_config(overrides={"critique": {"template": str(tmp_path / "nope.txt")}})
+    with pytest.raises(SettingsError, match="critique.template"):
+        CritiqueSettings.from_config(config)
 
 
 # ---------------------------------------------------------------- against the loopback server
@@ -279,18 +306,19 @@ def test_estimate_sends_nothing_and_sees_the_cache(pairs_file, endpoint, server,
     cache = tmp_path / "c.sqlite"
     est_path = tmp_path / "estimate.json"
     prices = {"gpt-3.5-turbo": {"input": 0.5, "output": 1.5}}
-    kw = dict(pairs_path=pairs_file, sources=["alpaca_gpt4", "hh_rlhf"], output=est_path, template_path=str(TEMPLATE),
-              endpoint=endpoint, endpoint_name="loopback", model="gpt-3.5-turbo", temperature=0.9, top_p=1.0,
-              max_tokens=512, cache_path=str(cache), prices=prices, budget_usd=1.0)
+    settings = CritiqueEstimateSettings(critique=_settings(endpoint), sources=("alpaca_gpt4", "hh_rlhf"))
+    args = (settings, _runtime(endpoint, cache, prices, budget_usd=1.0))
+    kw = dict(pairs_path=pairs_file, output=est_path)
     monkeypatch.delenv(KEY_ENV)  # an estimate needs no key
-    report = estimate_critiques(**kw)
+    report = estimate_critiques(*args, **kw)
     assert server.total == 0
     assert report["sources"]["alpaca_gpt4"]["calls"] == 3 and report["sources"]["hh_rlhf"]["calls"] == 2
     assert report["total"]["calls"] == 5 and report["total"]["usd"] > 0
     assert json.loads(est_path.read_text())["total"]["calls"] == 5
+    assert report["budget_usd_per_source"] == 1.0
     monkeypatch.setenv(KEY_ENV, SECRET)
     _run(pairs_file, tmp_path / "a.parquet", endpoint, cache)
-    report = estimate_critiques(**kw)
+    report = estimate_critiques(*args, **kw)
     assert report["sources"]["alpaca_gpt4"]["cached"] == 3 and report["sources"]["alpaca_gpt4"]["calls"] == 0
     assert report["total"]["calls"] == 2 and server.total == 3
 
@@ -342,3 +370,21 @@ def test_workflow_critique_and_sft_with_the_standin(tmp_path):
     template = wf / "config" / "templates" / "critique.txt"
     template.write_text(template.read_text() + "Keep the rewrite under 60 words.\n")
     assert planned() == {"critique:", "sft:"}
+
+
+def test_expected_stops_end_the_script_with_one_log_line(caplog):
+    """What the critique scripts do with an expected stop: one error line, exit status 1."""
+    import logging
+
+    from bpo.critique import expected_stops
+    from bpo.logging_setup import exit_on
+
+    caplog.set_level(logging.ERROR)
+    with pytest.raises(SystemExit) as stop:
+        with exit_on(*expected_stops(), logger="bpo.critique"):
+            raise BudgetExceeded("spent 1.02 of 1.00 USD", spent_usd=1.02, budget_usd=1.0, answered=3, remaining=2)
+    assert stop.value.code == 1
+    assert caplog.messages == ["BudgetExceeded: spent 1.02 of 1.00 USD"]
+    with pytest.raises(KeyError):  # a bug is still a traceback
+        with exit_on(*expected_stops(), logger="bpo.critique"):
+            raise KeyError("pair_id")

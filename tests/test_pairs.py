@@ -15,6 +15,7 @@ import yaml
 from bpo.pairs import assign_ids, build_source_pairs, clean_pairs, merge_pairs, pair_id, sample_pairs
 from bpo.readers import ReadError
 from bpo.schemas import PAIRS, read_table
+from bpo.settings import MergeSettings, PairsSourceSettings, load_config
 from bpo.sources.base import pair
 
 from conftest import REPO
@@ -93,10 +94,25 @@ def test_sampling_is_seeded_order_independent_and_keeps_file_order():
 
 
 def _build(tmp_path, source, **overrides):
-    settings = {**DEFAULT_CONFIG["sources"][source], **overrides}
+    settings = PairsSourceSettings.from_config(load_config(overrides={"sources": {source: overrides}}), source)
     paths = {"pairs_path": tmp_path / f"{source}.parquet", "stats_path": tmp_path / f"{source}.stats.json"}
-    stats = build_source_pairs(source, settings, **paths, **CLEANING)
+    stats = build_source_pairs(settings, **paths)
     return stats, paths
+
+
+def test_source_settings_hold_the_section_without_activate():
+    config = load_config(overrides={"sources": {"oasst1": {"languages": ["en", "de"], "activate": False}}})
+    settings = PairsSourceSettings.from_config(config, "oasst1")
+    section = settings.source.section()
+    assert section == {"path": "resources/demo/oasst1/train.jsonl", "hub_id": None,
+                       "split": "train", "sample": 0, "languages": ["en", "de"], "multi_turn": False}
+    assert list(section) == ["path", "hub_id", "split", "languages", "multi_turn", "sample"]  # the schema's order
+    assert settings.cleaning.canonical() == CLEANING
+    assert PairsSourceSettings.from_params(settings.canonical()) == settings
+    # activate selects the source, it changes no pairs: not a setting
+    on = PairsSourceSettings.from_config(load_config(), "oasst1")
+    assert "activate" not in str(on.canonical())
+    assert MergeSettings.from_config(config).canonical() == {"dedup": True}
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +193,7 @@ def test_merge_drops_duplicates_across_sources(tmp_path):
     b = _write_source(tmp_path, "chatbot_arena", [shared, cand(instruction="Other?")])
     out = {"pairs_path": tmp_path / "all.parquet", "stats_path": tmp_path / "all.stats.json"}
 
-    stats = merge_pairs([a[0], b[0]], [a[1], b[1]], **out, dedup=True)
+    stats = merge_pairs([a[0], b[0]], [a[1], b[1]], **out, settings=MergeSettings(dedup=True))
     rows = read_table(out["pairs_path"], PAIRS).to_pylist()
     assert [(r["source"], r["instruction"]) for r in rows] == [
         ("hh_rlhf", "Name a colour."),
@@ -189,7 +205,7 @@ def test_merge_drops_duplicates_across_sources(tmp_path):
     assert stats["sources"]["chatbot_arena"]["dropped"] == {"tie": 1, "duplicate_across_sources": 1}
     assert stats["sources"]["chatbot_arena"]["pairs_in"] == 2 and stats["sources"]["chatbot_arena"]["pairs"] == 1
 
-    stats = merge_pairs([a[0], b[0]], [a[1], b[1]], **out, dedup=False)
+    stats = merge_pairs([a[0], b[0]], [a[1], b[1]], **out, settings=MergeSettings(dedup=False))
     assert stats["pairs"] == 4 and stats["duplicates_across_sources"] == 0
 
 

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
 
 import pytest
 
-from bpo.bpo_dataset import build_sft_from_bpo_dataset, read_bpo_records, sft_from_bpo_records
 from bpo.schemas import CRITIQUES, PAIRS, SFT, read_table, write_table
+from bpo.settings import BPODatasetSettings, SFTSettings, load_config
 from bpo.sft import (
-    DEFAULT_CONTEXT_FORMATS,
     FilterRules,
     SFTError,
     attach_context,
     build_sft,
+    build_sft_from_bpo_dataset,
     build_sft_from_critiques,
     check_context_formats,
     context_format,
-    split_rows,
+    read_bpo_records,
+    sft_from_bpo_records,
     sft_from_critiques,
+    split_rows,
 )
 
-RULES = FilterRules()
+# The schema's defaults are the paper's settings.
+SETTINGS = SFTSettings.from_config(load_config())
+RULES = FilterRules.from_settings(SETTINGS)
+DEFAULT_CONTEXT_FORMATS = SETTINGS.context_formats
+
+
+def _bpo_settings(path, **kw):
+    bpo = BPODatasetSettings(hub_id=None, path=str(path), split="train", apply_filters=False)
+    return SETTINGS.replace(source="bpo_dataset", bpo_dataset=bpo, **kw)
 
 
 # ---------------------------------------------------------------- fixture (written for these tests)
@@ -83,21 +94,21 @@ def test_filter_rules_thresholds():
     assert RULES.reason("a", "a b c d e f", False) is None  # exactly 6x: kept
     assert RULES.reason("a", "a b c d e f g", False) == "optimized_too_long"
     assert RULES.reason("a b", "keep [Protected]x[/protected]", False) == "protected_marker"
-    off = FilterRules(max_original_to_optimized=None, max_optimized_to_original=None, protected_markers=())
+    off = dataclasses.replace(RULES, max_original_to_optimized=None, max_optimized_to_original=None, protected_markers=())
     assert off.reason("a b c d e", "a", False) is None
     assert off.reason("a", "a b c d e f g h", False) is None
     assert off.reason("a", "a [protected", False) is None
-    strict = FilterRules(max_original_to_optimized=1.0, max_optimized_to_original=1.5)
+    strict = dataclasses.replace(RULES, max_original_to_optimized=1.0, max_optimized_to_original=1.5)
     assert strict.reason("a b", "a", False) == "original_too_long"
     assert strict.reason("a b", "a b c d", False) == "optimized_too_long"
-    paper = FilterRules(length_rules_with_context=False)
+    paper = dataclasses.replace(RULES, length_rules_with_context=False)
     assert paper.reason("a b c d e", "a", True) is None  # length rules: no-context records only
     assert paper.reason("a b c d e", "a", False) == "original_too_long"
     assert paper.reason("a", "[protected] a", True) == "protected_marker"  # markers always
 
 
 def test_sft_from_critiques_counts_every_reason_and_keeps_the_rest():
-    rows, report = sft_from_critiques(PAIRS_ROWS, CRITIQUE_ROWS, rules=RULES, seed=42)
+    rows, report = sft_from_critiques(PAIRS_ROWS, CRITIQUE_ROWS, rules=RULES, seed=42, formats=DEFAULT_CONTEXT_FORMATS)
     assert [r["pair_id"] for r in rows] == ["p_keep", "p_ctx", "p_long"]
     assert report.records_in == len(CRITIQUE_ROWS)
     assert dict(report.dropped) == {
@@ -113,7 +124,7 @@ def test_sft_from_critiques_counts_every_reason_and_keeps_the_rest():
 
 
 def test_context_is_reattached_verbatim_to_both_sides():
-    rows, _ = sft_from_critiques(PAIRS_ROWS, CRITIQUE_ROWS, rules=RULES, seed=42)
+    rows, _ = sft_from_critiques(PAIRS_ROWS, CRITIQUE_ROWS, rules=RULES, seed=42, formats=DEFAULT_CONTEXT_FORMATS)
     ctx = next(r for r in rows if r["pair_id"] == "p_ctx")
     fmt = context_format("p_ctx", 42, DEFAULT_CONTEXT_FORMATS)
     instr = "Find the person with the highest score in the table."
@@ -195,10 +206,9 @@ def _build(tmp_path, out, **kw):
     pairs, paths = _write_inputs(tmp_path)
     kw.setdefault("seed", 42)
     kw.setdefault("val_fraction", 0.3)
-    kw.setdefault("rules", RULES)
     return build_sft_from_critiques(
-        pairs_path=pairs, critique_paths=paths, train_path=out / "train.parquet", val_path=out / "val.parquet",
-        report_path=out / "filter_report.json", **kw,
+        SETTINGS.replace(**kw), pairs_path=pairs, critique_paths=paths, train_path=out / "train.parquet",
+        val_path=out / "val.parquet", report_path=out / "filter_report.json",
     )
 
 
@@ -235,7 +245,21 @@ def test_build_sft_is_byte_identical_on_rerun(tmp_path):
 
 def test_build_sft_dispatch_rejects_unknown_mode(tmp_path):
     with pytest.raises(SFTError, match="sft.source"):
-        build_sft(mode="magic")
+        build_sft(SETTINGS.replace(source="magic"), train_path=tmp_path / "t.parquet", val_path=tmp_path / "v.parquet",
+                  report_path=tmp_path / "r.json")
+
+
+def test_build_sft_dispatches_on_the_settings_source(tmp_path):
+    pairs, paths = _write_inputs(tmp_path)
+    out = tmp_path / "sft"
+    kw = {"train_path": out / "train.parquet", "val_path": out / "val.parquet", "report_path": out / "r.json"}
+    report = build_sft(SETTINGS, pairs_path=pairs, critique_paths=paths, **kw)
+    assert report["mode"] == "critiques" and report["records_in"] == 12
+    bpo = tmp_path / "bpo.json"
+    bpo.write_text(json.dumps(BPO_RECORDS))
+    report = build_sft(_bpo_settings(bpo), **kw)
+    assert report["mode"] == "bpo_dataset" and report["records_in"] == 8
+    assert report["settings"]["apply_filters"] is False
 
 
 # ---------------------------------------------------------------- BPO-format datasets
@@ -257,7 +281,7 @@ BPO_RECORDS = [
 
 
 def test_sft_from_bpo_records_without_filters():
-    rows, report = sft_from_bpo_records(BPO_RECORDS, rules=RULES, seed=42, apply_filters=False)
+    rows, report = sft_from_bpo_records(BPO_RECORDS, rules=RULES, seed=42, apply_filters=False, formats=DEFAULT_CONTEXT_FORMATS)
     assert dict(report.dropped) == {"missing_optimized": 1, "missing_prompt": 1, "duplicate": 1}
     assert len(rows) == 5 and report.records_in == 8
     assert all(r["source"] == "bpo_dataset" for r in rows)
@@ -272,7 +296,7 @@ def test_sft_from_bpo_records_without_filters():
 
 
 def test_sft_from_bpo_records_with_filters():
-    _, report = sft_from_bpo_records(BPO_RECORDS, rules=RULES, seed=42, apply_filters=True)
+    _, report = sft_from_bpo_records(BPO_RECORDS, rules=RULES, seed=42, apply_filters=True, formats=DEFAULT_CONTEXT_FORMATS)
     assert report.dropped["optimized_too_long"] == 1  # "Hi" -> 16 words
     assert report.dropped["protected_marker"] == 1
 
@@ -280,7 +304,7 @@ def test_sft_from_bpo_records_with_filters():
 def test_bpo_pair_id_matches_the_data_stage():
     from bpo.pairs import pair_id
 
-    rows, _ = sft_from_bpo_records(BPO_RECORDS[:1], rules=RULES, seed=42, apply_filters=False)
+    rows, _ = sft_from_bpo_records(BPO_RECORDS[:1], rules=RULES, seed=42, apply_filters=False, formats=DEFAULT_CONTEXT_FORMATS)
     rec = BPO_RECORDS[0]
     assert rows[0]["pair_id"] == pair_id(rec["prompt"], "", rec["good_res"], rec["bad_res"])
 
@@ -295,8 +319,8 @@ def test_local_json_and_jsonl_with_a_malformed_record(tmp_path):
     as_jsonl.write_text("\n".join(lines) + "\n")
     out = tmp_path / "sft"
     report = build_sft_from_bpo_dataset(
-        path=str(as_jsonl), hub_id=None, split="train", apply_filters=False, train_path=out / "train.parquet",
-        val_path=out / "val.parquet", report_path=out / "filter_report.json", seed=42, val_fraction=0.2, rules=RULES,
+        _bpo_settings(as_jsonl, seed=42, val_fraction=0.2), train_path=out / "train.parquet",
+        val_path=out / "val.parquet", report_path=out / "filter_report.json",
     )
     assert report["records_in"] == 10
     assert report["kept"] == 5
@@ -341,8 +365,8 @@ def test_real_bpo_test_set(shared_data, tmp_path):
     path = shared_data / "testsets" / "bpo_test.json"
     out = tmp_path / "sft"
     report = build_sft_from_bpo_dataset(
-        path=str(path), hub_id=None, split="train", apply_filters=False, train_path=out / "train.parquet",
-        val_path=out / "val.parquet", report_path=out / "filter_report.json", seed=42, val_fraction=0.05, rules=RULES,
+        _bpo_settings(path, seed=42, val_fraction=0.05), train_path=out / "train.parquet",
+        val_path=out / "val.parquet", report_path=out / "filter_report.json",
     )
     raw = json.loads(path.read_text())
     assert report["records_in"] == len(raw) == 200
@@ -355,7 +379,7 @@ def test_real_bpo_test_set(shared_data, tmp_path):
         assert row["optimized_prompt"] == by_prompt[row["prompt"]].strip()  # taken as is, no context to attach
     assert 3 <= len(val) <= 25
     # The paper's rules over the authors' filtered data drop little.
-    _, filtered = sft_from_bpo_records(raw, rules=RULES, seed=42, apply_filters=True)
+    _, filtered = sft_from_bpo_records(raw, rules=RULES, seed=42, apply_filters=True, formats=DEFAULT_CONTEXT_FORMATS)
     assert sum(filtered.dropped.values()) < 0.2 * len(raw)
 
 
@@ -365,7 +389,7 @@ def test_nothing_left_is_a_clear_error(tmp_path):
     crit = tmp_path / "c.parquet"
     write_table([_critique("p_keep", None, parse_error="empty reply")], crit, CRITIQUES)
     with pytest.raises(SFTError, match=r"no record left for training: 1 in, dropped \{'parse_failure': 1\}"):
-        build_sft_from_critiques(pairs_path=pairs, critique_paths=[crit], train_path=tmp_path / "t.parquet",
-                                 val_path=tmp_path / "v.parquet", report_path=tmp_path / "r.json", seed=1,
-                                 val_fraction=0.1, rules=RULES)
+        build_sft_from_critiques(SETTINGS.replace(seed=1, val_fraction=0.1), pairs_path=pairs, critique_paths=[crit],
+                                 train_path=tmp_path / "t.parquet", val_path=tmp_path / "v.parquet",
+                                 report_path=tmp_path / "r.json")
     assert not (tmp_path / "t.parquet").exists()

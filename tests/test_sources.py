@@ -390,6 +390,27 @@ def test_unreadable_file_is_a_clear_error_naming_it(tmp_path, name, content):
         read_dataset(path=path, hub_id=None, features=hh_rlhf.FEATURES)
 
 
+def test_plain_records_of_every_file_type(tmp_path):
+    """read_records: the untyped, strict reader the test sets use."""
+    from bpo.readers import read_records
+
+    rows = [{"q": "a", "n": 1}, {"q": "b", "n": 2}]
+    (tmp_path / "r.json").write_text(json.dumps({"data": rows}))
+    with gzip.open(tmp_path / "r.jsonl.gz", "wt") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "r.csv").write_text("q,n\na,1\nb,2\n")
+    assert read_records(tmp_path / "r.json") == rows == read_records(tmp_path / "r.jsonl.gz")
+    assert read_records(tmp_path / "r.csv") == [{"q": "a", "n": "1"}, {"q": "b", "n": "2"}]  # cells as text
+    (tmp_path / "bad.jsonl").write_text('{"q": "a"}\n{broken\n')
+    with pytest.raises(ReadError, match=r"bad.jsonl:2: not valid JSON"):
+        read_records(tmp_path / "bad.jsonl")
+    (tmp_path / "list.json").write_text('[{"q": "a"}, 3]')
+    with pytest.raises(ReadError, match="record 1 is a int"):
+        read_records(tmp_path / "list.json")
+    with pytest.raises(ReadError, match="not found"):
+        read_records(tmp_path / "missing.json")
+
+
 def test_local_formats_and_folders(tmp_path):
     rows = [hh(f"Question {i}?", good=f"Answer {i}.", bad="No.") for i in range(4)]
     write_jsonl(tmp_path / "d" / "a.jsonl", rows[:1])

@@ -7,8 +7,6 @@ its reason, a malformed file or missing column is an error naming the file and r
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import random
 from collections import Counter
@@ -79,47 +77,14 @@ def render_question(instruction: str, context: str | None) -> str:
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a .json (list of objects), .jsonl[.gz], .parquet, .csv or .tsv file."""
-    path = Path(path)
-    if not path.exists():
-        raise TestSetError(f"{path}: test set file not found")
-    name = path.name.lower()
-    if name.endswith((".jsonl", ".jsonl.gz")):
-        opener = gzip.open if name.endswith(".gz") else open
-        rows = []
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise TestSetError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-    elif name.endswith(".json"):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise TestSetError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-        if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
-            data = next(iter(data.values()))  # {"data": [...]} wrappers
-        if not isinstance(data, list):
-            raise TestSetError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
-        rows = data
-    elif name.endswith(".parquet"):
-        import pyarrow.parquet as pq
+    """Rows of a .json (list of objects), .jsonl[.gz], .parquet, .csv or .tsv file (the project's
+    one reader, :func:`bpo.readers.read_records`); its errors become :class:`TestSetError`."""
+    from bpo.readers import ReadError, read_records as read_file_records
 
-        rows = pq.read_table(path).to_pylist()
-    elif name.endswith((".csv", ".tsv")):
-        import pandas as pd
-
-        frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", dtype=str, keep_default_na=False)
-        rows = frame.to_dict(orient="records")
-    else:
-        raise TestSetError(f"{path}: unknown file type (use .json, .jsonl, .jsonl.gz, .parquet, .csv or .tsv)")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise TestSetError(f"{path}: record {i} is a {type(row).__name__}, not an object")
-    return rows
+    try:
+        return read_file_records(path)
+    except ReadError as exc:
+        raise TestSetError(f"test set {exc}") from exc
 
 
 def column_mapping(fmt: str, columns: Mapping[str, str | None] | None = None) -> dict[str, str | None]:

@@ -5,10 +5,21 @@ Contract: this package imports nothing else from ``bpo``; every other package ma
 """
 
 from bpo.settings.base import Settings, SettingsError
+from bpo.settings.critique import BPODatasetSettings, CritiqueEstimateSettings, CritiqueSettings, SFTSettings, critique_runtime
+from bpo.settings.data import CleaningSettings, MergeSettings, PairsSourceSettings, SourceSettings
 from bpo.settings.config import ConfigError, load_config, validate_config
 from bpo.settings.llm import EndpointSettings, LLMRuntime
 
 __all__ = [
+    "BPODatasetSettings",
+    "CleaningSettings",
+    "CritiqueEstimateSettings",
+    "CritiqueSettings",
+    "MergeSettings",
+    "PairsSourceSettings",
+    "SFTSettings",
+    "SourceSettings",
+    "critique_runtime",
     "ConfigError",
     "EndpointSettings",
     "LLMRuntime",

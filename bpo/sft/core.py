@@ -1,8 +1,11 @@
-"""SFT dataset: filter critiques (or a BPO-format dataset) into train/val (prompt -> optimized prompt).
+"""The core shared by both SFT sources: filter rules, context formats, split, drop report, writing.
+
+SFT dataset: filter critiques (or a BPO-format dataset) into train/val (prompt -> optimized prompt).
 
 The paper's rules decide which rewrites are kept: a missing optimized instruction (parse
 failure), an original more than 2x the optimized length in words, an optimized more than 6x
-the original, or a leftover "[protected" marker drops the record. Thresholds come from config.
+the original, or a leftover "[protected" marker drops the record. Thresholds come from config
+(:class:`bpo.settings.SFTSettings`); this module has no defaults of its own.
 Every drop is counted by reason in the filter report; nothing disappears silently.
 
 The context is never rewritten. It is attached verbatim to both the original and the optimized
@@ -15,24 +18,17 @@ when other pairs are added or removed.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Self, Sequence
 
-from bpo.schemas import CRITIQUES, PAIRS, SFT, read_table, write_table
+from bpo.atomic import write_json
+from bpo.schemas import SFT, write_table
+from bpo.settings import SFTSettings
 
-log = logging.getLogger(__name__)
-
-DEFAULT_CONTEXT_FORMATS = (
-    "{instruction}\n{context}",
-    "{context}\n{instruction}",
-    "{instruction}\n\n{context}",
-    "{context}\n\n{instruction}",
-)
+log = logging.getLogger("bpo.sft")
 
 # Drop reasons in report order. Critique mode uses the first block, BPO-format mode the second;
 # the rule reasons are shared.
@@ -51,10 +47,17 @@ class SFTError(ValueError):
 class FilterRules:
     """The paper's filtering rules; a ratio of None switches that rule off."""
 
-    max_original_to_optimized: float | None = 2.0
-    max_optimized_to_original: float | None = 6.0
-    protected_markers: tuple[str, ...] = ("[protected",)
-    length_rules_with_context: bool = True
+    max_original_to_optimized: float | None
+    max_optimized_to_original: float | None
+    protected_markers: tuple[str, ...]
+    length_rules_with_context: bool
+
+    @classmethod
+    def from_settings(cls, settings: SFTSettings) -> Self:
+        return cls(max_original_to_optimized=settings.max_original_to_optimized,
+                   max_optimized_to_original=settings.max_optimized_to_original,
+                   protected_markers=tuple(settings.protected_markers),
+                   length_rules_with_context=settings.length_rules_with_context)
 
     def reason(self, original: str, optimized: str, has_context: bool) -> str | None:
         """The rule that drops (original instruction, optimized instruction), or None to keep."""
@@ -75,7 +78,7 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def _hash_unit(*parts: object) -> float:
+def hash_unit(*parts: object) -> float:
     """A uniform number in [0, 1) from a sha256 of ``parts`` (stable across processes)."""
     digest = hashlib.sha256("\x00".join(map(str, parts)).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -93,7 +96,7 @@ def check_context_formats(formats: Sequence[str]) -> tuple[str, ...]:
 
 def context_format(pair_id: str, seed: int, formats: Sequence[str]) -> str:
     """The joining format of ``pair_id``: seeded, deterministic, independent of other pairs."""
-    return formats[int(_hash_unit(seed, "context_format", pair_id) * len(formats))]
+    return formats[int(hash_unit(seed, "context_format", pair_id) * len(formats))]
 
 
 def attach_context(text: str, context: str, fmt: str) -> str:
@@ -111,11 +114,13 @@ def attach_context(text: str, context: str, fmt: str) -> str:
 
 
 def is_val(pair_id: str, seed: int, val_fraction: float) -> bool:
-    return _hash_unit(seed, "split", pair_id) < val_fraction
+    return hash_unit(seed, "split", pair_id) < val_fraction
 
 
 @dataclass
-class _Report:
+class FilterReport:
+    """Records in, drops by reason (with a few example ids) and kept records, per source."""
+
     mode: str
     reasons: tuple[str, ...]
     records_in: int = 0
@@ -158,7 +163,7 @@ class _Report:
         }
 
 
-def kept_row(report: _Report, *, pair_id: str, source: str, instruction: str, optimized: str, context: str,
+def kept_row(report: FilterReport, *, pair_id: str, source: str, instruction: str, optimized: str, context: str,
              seed: int, formats: Sequence[str]) -> dict:
     """The SFT row of a record that passed the filters: the context attached verbatim to both
     sides in the pair's seeded format. Counts the record (and that format, where there is a
@@ -182,17 +187,34 @@ def split_rows(rows: list[dict], *, seed: int, val_fraction: float) -> tuple[lis
         raise SFTError(f"config sft.val_fraction: {val_fraction} is not in [0, 1)")
     val_ids = {r["pair_id"] for r in rows if is_val(r["pair_id"], seed, val_fraction)}
     if val_fraction > 0 and not val_ids and len(rows) >= 2:
-        val_ids = {min((r["pair_id"] for r in rows), key=lambda p: _hash_unit(seed, "split", p))}
+        val_ids = {min((r["pair_id"] for r in rows), key=lambda p: hash_unit(seed, "split", p))}
     if rows and len(val_ids) == len(rows) and len(rows) >= 2:
         # Keep training data: the pair with the largest hash goes back to train.
-        val_ids.discard(max(val_ids, key=lambda p: _hash_unit(seed, "split", p)))
+        val_ids.discard(max(val_ids, key=lambda p: hash_unit(seed, "split", p)))
     train = [r for r in rows if r["pair_id"] not in val_ids]
     val = [r for r in rows if r["pair_id"] in val_ids]
     return train, val
 
 
-def _write(rows: list[dict], report: _Report, *, train_path, val_path, report_path, seed: int,
-           val_fraction: float, settings: dict, inputs: dict, formats: Sequence[str]) -> dict:
+def report_settings(settings: SFTSettings) -> dict:
+    """The settings block of the filter report (the same keys and order in both modes)."""
+    out = {
+        "seed": settings.seed,
+        "val_fraction": settings.val_fraction,
+        "max_original_to_optimized": settings.max_original_to_optimized,
+        "max_optimized_to_original": settings.max_optimized_to_original,
+        "protected_markers": list(settings.protected_markers),
+        "length_rules_with_context": settings.length_rules_with_context,
+        "context_formats": list(settings.context_formats),
+    }
+    if settings.bpo_dataset is not None:
+        out["apply_filters"] = settings.bpo_dataset.apply_filters
+    return out
+
+
+def write_sft(rows: list[dict], report: FilterReport, settings: SFTSettings, *, inputs: dict,
+              train_path: str | os.PathLike, val_path: str | os.PathLike, report_path: str | os.PathLike) -> dict:
+    """Split ``rows`` and write SFT train/val and the filter report; no row left is an error."""
     if not rows:
         # An empty training set is never what anyone wants: stop here, with the counts, rather
         # than in the trainer three stages later.
@@ -201,119 +223,12 @@ def _write(rows: list[dict], report: _Report, *, train_path, val_path, report_pa
             f"sft: no record left for training: {report.records_in} in, dropped {dropped or 'none'}. "
             f"Check the inputs {inputs} and the filter thresholds under config sft."
         )
-    train, val = split_rows(rows, seed=seed, val_fraction=val_fraction)
+    train, val = split_rows(rows, seed=settings.seed, val_fraction=settings.val_fraction)
     write_table(train, train_path, SFT)
     write_table(val, val_path, SFT)
-    out = report.to_dict(len(train), len(val), settings, inputs, formats)
-    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(report_path).with_name(f".{Path(report_path).name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, report_path)
+    out = report.to_dict(len(train), len(val), report_settings(settings), inputs, settings.context_formats)
+    write_json(out, report_path)
     log.info("sft: %d records in, %d kept (%d train, %d val), dropped %s",
              out["records_in"], out["kept"], out["train"], out["val"],
              {k: v for k, v in out["dropped"].items() if v})
     return out
-
-
-def _settings(rules: FilterRules, seed: int, val_fraction: float, formats: Sequence[str], **extra) -> dict:
-    return {
-        "seed": seed,
-        "val_fraction": val_fraction,
-        "max_original_to_optimized": rules.max_original_to_optimized,
-        "max_optimized_to_original": rules.max_optimized_to_original,
-        "protected_markers": list(rules.protected_markers),
-        "length_rules_with_context": rules.length_rules_with_context,
-        "context_formats": list(formats),
-        **extra,
-    }
-
-
-# ---------------------------------------------------------------- from critiques
-
-
-def sft_from_critiques(
-    pairs: Iterable[Mapping],
-    critiques: Iterable[Mapping],
-    *,
-    rules: FilterRules,
-    seed: int,
-    formats: Sequence[str] = DEFAULT_CONTEXT_FORMATS,
-) -> tuple[list[dict], _Report]:
-    """Kept SFT rows (input order) and the drop report, from PAIRS rows and CRITIQUES rows."""
-    formats = check_context_formats(formats)
-    by_id = {p["pair_id"]: p for p in pairs}
-    report = _Report("critiques", CRITIQUE_REASONS + RULE_REASONS)
-    rows, seen = [], set()
-    for c in critiques:
-        pid, source = c["pair_id"], c["source"]
-        report.seen(source)
-        pair = by_id.get(pid)
-        status = c["status"]
-        optimized = c["optimized_instruction"]
-        if pid in seen:
-            reason = "duplicate"
-        elif pair is None:
-            reason = "no_pair"
-        elif status == "error":
-            reason = "call_error"
-        elif status == "refused":
-            reason = "refused"
-        elif status == "truncated":
-            reason = "truncated"
-        elif status != "ok":
-            reason = f"status_{status}"
-        elif optimized is None or not optimized.strip():
-            reason = "parse_failure"
-        else:
-            reason = rules.reason(pair["instruction"], optimized, bool(pair["context"].strip()))
-        seen.add(pid)
-        if reason:
-            report.drop(source, reason, pid)
-            continue
-        rows.append(kept_row(report, pair_id=pid, source=source, instruction=pair["instruction"],
-                             optimized=optimized, context=pair["context"], seed=seed, formats=formats))
-    return rows, report
-
-
-def build_sft_from_critiques(
-    *,
-    pairs_path: str | os.PathLike,
-    critique_paths: Sequence[str | os.PathLike],
-    train_path: str | os.PathLike,
-    val_path: str | os.PathLike,
-    report_path: str | os.PathLike,
-    seed: int,
-    val_fraction: float,
-    rules: FilterRules,
-    formats: Sequence[str] = DEFAULT_CONTEXT_FORMATS,
-) -> dict:
-    """Read PAIRS and CRITIQUES files, filter, attach contexts, split, write SFT + report."""
-    pairs = read_table(pairs_path, PAIRS).to_pylist()
-    critiques: list[dict] = []
-    for path in critique_paths:
-        critiques.extend(read_table(path, CRITIQUES).to_pylist())
-    rows, report = sft_from_critiques(pairs, critiques, rules=rules, seed=seed, formats=formats)
-    critiqued = {c["pair_id"] for c in critiques}
-    sources = {c["source"] for c in critiques}
-    uncritiqued = sum(1 for p in pairs if p["source"] in sources and p["pair_id"] not in critiqued)
-    if uncritiqued:
-        log.warning("sft: %d pair(s) of the critiqued sources have no critique row", uncritiqued)
-    inputs = {"pairs": str(pairs_path), "critiques": [str(p) for p in critique_paths],
-              "pairs_without_critique": uncritiqued}
-    return _write(rows, report, train_path=train_path, val_path=val_path, report_path=report_path,
-                  seed=seed, val_fraction=val_fraction, settings=_settings(rules, seed, val_fraction, formats),
-                  inputs=inputs, formats=formats)
-
-
-def build_sft(*, mode: str, **kwargs) -> dict:
-    """Entry point of the ``sft`` rule: ``mode`` is config ``sft.source``."""
-    if mode == "critiques":
-        kwargs.pop("bpo_dataset", None)
-        return build_sft_from_critiques(**kwargs)
-    if mode == "bpo_dataset":
-        from bpo.bpo_dataset import build_sft_from_bpo_dataset
-
-        kwargs.pop("pairs_path", None)
-        kwargs.pop("critique_paths", None)
-        return build_sft_from_bpo_dataset(**kwargs.pop("bpo_dataset"), **kwargs)
-    raise SFTError(f"config sft.source: {mode!r} is not one of 'critiques', 'bpo_dataset'")

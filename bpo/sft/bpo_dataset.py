@@ -7,7 +7,7 @@ json/jsonl/parquet file or folder in the same format works the same way.
 
 - ``prompt`` is taken as complete: a context, if any, is already inside it, on both sides.
 - ``instruction`` + ``context``: ``optimized_prompt`` is the rewritten instruction alone, and
-  the context is attached verbatim to both sides with the seeded format of :mod:`bpo.sft`.
+  the context is attached verbatim to both sides with the seeded format of :mod:`bpo.sft.core`.
 
 Records without a prompt or an optimized prompt are counted drops. The paper's filters were
 applied by the dataset's authors already; ``apply_filters`` runs ours over it again.
@@ -20,22 +20,21 @@ import logging
 import os
 from typing import Mapping, Sequence
 
-import pyarrow as pa
-
-from bpo.sft import (
+from bpo.pairs import pair_id
+from bpo.readers import ReadError, read_dataset
+from bpo.settings import SFTSettings
+from bpo.sft.core import (
     BPO_REASONS,
-    DEFAULT_CONTEXT_FORMATS,
     RULE_REASONS,
+    FilterReport,
     FilterRules,
     SFTError,
-    _Report,
-    _settings,
-    _write,
     check_context_formats,
     kept_row,
+    write_sft,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bpo.sft")
 
 SOURCE = "bpo_dataset"
 FIELDS = ("prompt", "instruction", "context", "input", "optimized_prompt", "good_res", "bad_res", "comparison")
@@ -47,62 +46,31 @@ def _features():
     return datasets.Features({name: datasets.Value("string") for name in FIELDS})
 
 
-def _as_strings(table: pa.Table, origin: str) -> pa.Table:
-    cols, names = [], []
-    for name in FIELDS:
-        if name not in table.column_names:
-            continue
-        col = table.column(name)
-        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type)):
-            raise SFTError(f"{origin}: column {name!r} has type {col.type}, expected text")
-        cols.append(col.cast(pa.string()))
-        names.append(name)
-    return pa.Table.from_arrays(cols, names=names)
-
-
 def read_bpo_records(*, path: str | None, hub_id: str | None, split: str = "train") -> tuple[list[dict], str, dict]:
-    """(records, origin, reader drops) from ``hub_id`` (datasets.load_dataset) or a local ``path``."""
-    from bpo.readers import ReadError, read_local
-
-    if hub_id:
-        import datasets
-
-        origin = f"hub:{hub_id} split={split}"
-        try:
-            ds = datasets.load_dataset(hub_id, split=split)
-        except Exception as exc:  # network, unknown id or split, auth: all end here
-            raise SFTError(f"config sft.bpo_dataset.hub_id: {origin}: load_dataset failed: {type(exc).__name__}: {exc}") from exc
-        table = ds.with_format("arrow")[:] if len(ds) else ds.data.table
-        table = _as_strings(table, origin)
-        dropped: dict = {}
-    elif path:
-        origin = str(path)
-        try:
-            raw = read_local(path, features=_features(), columns=list(FIELDS))
-        except ReadError as exc:
-            raise SFTError(f"config sft.bpo_dataset.path: {exc}") from exc
-        table, dropped = raw.table, dict(raw.dropped)
-        # The local reader fills absent columns with nulls; drop all-null ones so the check
-        # below sees which fields the file really has.
-        keep = [n for n in table.column_names if table.column(n).null_count < table.num_rows]
-        table = table.select(keep)
-    else:
+    """(records, origin, reader drops) from ``hub_id`` (datasets.load_dataset) or a local ``path``,
+    through :func:`bpo.readers.read_dataset`."""
+    if not hub_id and not path:
         raise SFTError("config sft.bpo_dataset: set hub_id (e.g. THUDM/BPO) or path when sft.source is bpo_dataset")
-
+    try:
+        raw = read_dataset(path=path, hub_id=hub_id, split=split, features=_features(), columns=list(FIELDS),
+                           what="sft.bpo_dataset", allow_missing=True)
+    except ReadError as exc:
+        raise SFTError(f"config sft.bpo_dataset.{'hub_id' if hub_id else 'path'}: {exc}") from exc
+    # Absent fields read as all-null columns; leave them out so the check below sees which
+    # fields the dataset really has.
+    table = raw.table.select([n for n in raw.table.column_names if raw.table.column(n).null_count < raw.table.num_rows])
     cols = set(table.column_names)
     if table.num_rows and not ({"prompt", "instruction"} & cols and "optimized_prompt" in cols):
         raise SFTError(
-            f"{origin}: not a BPO-format dataset: needs a 'prompt' or 'instruction' field and "
+            f"{raw.origin}: not a BPO-format dataset: needs a 'prompt' or 'instruction' field and "
             f"'optimized_prompt' (found {sorted(cols)})"
         )
-    return table.to_pylist(), origin, dropped
+    return table.to_pylist(), raw.origin, dict(raw.dropped)
 
 
 def _record_id(prompt: str, context: str, optimized: str, good: str | None, bad: str | None) -> str:
     if good is not None and bad is not None:
         # Same id as the data stage gives the pair (instruction, context, good, bad).
-        from bpo.pairs import pair_id
-
         return pair_id(prompt, context, good, bad)
     return hashlib.sha256("\x00".join(("bpo", prompt, context, optimized)).encode("utf-8")).hexdigest()[:16]
 
@@ -113,10 +81,11 @@ def sft_from_bpo_records(
     rules: FilterRules,
     seed: int,
     apply_filters: bool,
-    formats: Sequence[str] = DEFAULT_CONTEXT_FORMATS,
-) -> tuple[list[dict], _Report]:
+    formats: Sequence[str],
+) -> tuple[list[dict], FilterReport]:
+    """Kept SFT rows and the drop report from BPO-format records."""
     formats = check_context_formats(formats)
-    report = _Report(SOURCE, BPO_REASONS + (RULE_REASONS if apply_filters else ()))
+    report = FilterReport(SOURCE, BPO_REASONS + (RULE_REASONS if apply_filters else ()))
     rows, seen = [], set()
     for i, rec in enumerate(records):
         report.seen(SOURCE)
@@ -150,28 +119,24 @@ def sft_from_bpo_records(
 
 
 def build_sft_from_bpo_dataset(
+    settings: SFTSettings,
     *,
-    path: str | None,
-    hub_id: str | None,
-    split: str,
-    apply_filters: bool,
     train_path: str | os.PathLike,
     val_path: str | os.PathLike,
     report_path: str | os.PathLike,
-    seed: int,
-    val_fraction: float,
-    rules: FilterRules,
-    formats: Sequence[str] = DEFAULT_CONTEXT_FORMATS,
 ) -> dict:
-    """Read a BPO-format dataset and write SFT train/val and the filter report."""
-    records, origin, reader_drops = read_bpo_records(path=path, hub_id=hub_id, split=split)
+    """Read the BPO-format dataset of ``settings.bpo_dataset`` and write SFT train/val and the report."""
+    src = settings.bpo_dataset
+    if src is None:
+        raise SFTError("config sft.bpo_dataset: not set (sft.source is not bpo_dataset)")
+    records, origin, reader_drops = read_bpo_records(path=src.path, hub_id=src.hub_id, split=src.split)
     log.info("sft: %d BPO-format records from %s", len(records), origin)
-    rows, report = sft_from_bpo_records(records, rules=rules, seed=seed, apply_filters=apply_filters, formats=formats)
+    rows, report = sft_from_bpo_records(records, rules=FilterRules.from_settings(settings), seed=settings.seed,
+                                        apply_filters=src.apply_filters, formats=settings.context_formats)
     for reason, n in reader_drops.items():  # unreadable records count as drops too
         report.records_in += n
         report.by_source[SOURCE]["in"] += n
         report.dropped[reason] += n
         report.by_source[SOURCE]["dropped"][reason] += n
-    settings = _settings(rules, seed, val_fraction, formats, apply_filters=apply_filters)
-    return _write(rows, report, train_path=train_path, val_path=val_path, report_path=report_path, seed=seed,
-                  val_fraction=val_fraction, settings=settings, inputs={"bpo_dataset": origin}, formats=formats)
+    return write_sft(rows, report, settings, inputs={"bpo_dataset": origin}, train_path=train_path,
+                     val_path=val_path, report_path=report_path)

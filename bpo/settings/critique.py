@@ -1,0 +1,98 @@
+"""Settings of the critique stage (rules critique, critique_estimate) and of the SFT dataset (rule sft).
+
+The critique template is tracked by path AND content hash, so editing the file reruns the
+critiques while a touch does not. Budget and error tolerance decide whether a run may finish,
+never what it writes: they are runtime settings (:func:`critique_runtime`), read at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from bpo.settings.base import Settings, SettingsError
+from bpo.settings.llm import EndpointSettings, LLMRuntime
+
+
+def file_sha256(path: str | Path, key: str) -> str:
+    """Hash of a file's bytes; ``key`` names the config entry in the error."""
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"config {key}: {path}: no such file")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CritiqueSettings(Settings):
+    endpoint: EndpointSettings
+    model: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int | None
+    template: str  # path, for messages
+    template_sha256: str  # content: what reruns the stage
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        cfg = config["critique"]
+        return cls(endpoint=EndpointSettings.from_config(config, cfg["endpoint"]), model=cfg["model"],
+                   temperature=cfg["temperature"], top_p=cfg["top_p"], max_tokens=cfg["max_tokens"],
+                   seed=cfg["seed"], template=cfg["template"],
+                   template_sha256=file_sha256(cfg["template"], "critique.template"))
+
+
+@dataclass(frozen=True)
+class CritiqueEstimateSettings(Settings):
+    """The critique settings plus the active sources whose calls are estimated."""
+
+    critique: CritiqueSettings
+    sources: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        sources = tuple(name for name, cfg in config["sources"].items() if cfg["activate"])
+        return cls(critique=CritiqueSettings.from_config(config), sources=sources)
+
+
+def critique_runtime(config: Mapping[str, Any]) -> LLMRuntime:
+    """Limits, cache, prices, ``critique.budget_usd`` and ``critique.max_error_fraction``."""
+    cfg = config["critique"]
+    return LLMRuntime.from_config(config, cfg["endpoint"], budget_usd=cfg["budget_usd"],
+                                  max_error_fraction=cfg["max_error_fraction"])
+
+
+@dataclass(frozen=True)
+class BPODatasetSettings(Settings):
+    """``sft.bpo_dataset``: a ready-made BPO-format dataset as the SFT source."""
+
+    hub_id: str | None
+    path: str | None
+    split: str
+    apply_filters: bool
+
+
+@dataclass(frozen=True)
+class SFTSettings(Settings):
+    """``sft.*``; ``bpo_dataset`` is None unless ``source`` is ``bpo_dataset`` (so editing it in
+    critiques mode reruns nothing)."""
+
+    source: str
+    seed: int
+    val_fraction: float
+    max_original_to_optimized: float | None
+    max_optimized_to_original: float | None
+    protected_markers: tuple[str, ...]
+    length_rules_with_context: bool
+    context_formats: tuple[str, ...]
+    bpo_dataset: BPODatasetSettings | None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        cfg = dict(config["sft"])
+        if cfg["source"] != "bpo_dataset":
+            cfg["bpo_dataset"] = None
+        return cls.from_mapping(cfg, "sft")
