@@ -50,19 +50,6 @@ def pairs_merge_settings():
 # --- end data stage ---
 
 
-def llm_endpoint(name):
-    """The result-relevant settings of a named LLM endpoint (limits excluded: they change
-    throughput, not answers, so editing them must not rerun anything)."""
-    try:
-        endpoint = config["llm"]["endpoints"][name]
-    except KeyError:
-        raise ValueError(
-            f"config: LLM endpoint '{name}' is not defined under llm.endpoints "
-            f"(defined: {sorted(config['llm']['endpoints'])})"
-        )
-    return {k: v for k, v in endpoint.items() if k != "limits"}
-
-
 def get_final_output():
     """Targets of `rule all`, following the config's activate switches."""
     targets = expand("results/pairs/{source}.parquet", source=active_sources())
@@ -200,37 +187,9 @@ def downloaded_testset_path(name, url):
     return f"data/testsets/{name}/{os.path.basename(urlparse(url).path) or 'testset.json'}"
 
 
-def eval_testset_cfg(name):
-    try:
-        cfg = dict(config["eval"]["testsets"][name])
-    except KeyError:
-        raise ValueError(f"config: eval.testsets has no test set '{name}' (defined: {sorted(config['eval']['testsets'])})")
-    if not cfg.get("path"):
-        cfg["path"] = downloaded_testset_path(name, cfg["url"])
-    cfg["seed"] = config["eval"]["sample_seed"]
-    return cfg
-
-
 def downloaded_testsets():
     """Test sets fetched by URL (no local path set)."""
     return [n for n, c in config["eval"]["testsets"].items() if c.get("url") and not c.get("path")]
-
-
-def eval_target_cfg(name):
-    """Result-relevant settings of a target (settings of the other kind left out)."""
-    try:
-        cfg = dict(config["eval"]["targets"][name])
-    except KeyError:
-        raise ValueError(f"config: eval.targets has no target '{name}' (defined: {sorted(config['eval']['targets'])})")
-    cfg.pop("activate", None)
-    if cfg["kind"] == "endpoint":
-        if not cfg.get("endpoint"):
-            raise ValueError(f"config: eval.targets.{name}: kind endpoint needs 'endpoint' (a name under llm.endpoints)")
-        for key in ("batch_size", "dtype", "engine"):
-            cfg.pop(key, None)
-    else:
-        cfg.pop("endpoint", None)
-    return cfg
 
 
 def local_model_input(model):

@@ -5,7 +5,7 @@ Public API (contract in docs/architecture.md)::
     from bpo.llm import ChatRequest, ChatResult, LLMClient, LLMError, BudgetExceeded
 """
 
-from bpo.llm.client import BACKENDS, Estimate, LLMClient, make_client, runtime_settings
+from bpo.llm.client import BACKENDS, Estimate, LLMClient, make_client
 from bpo.llm.errors import BudgetExceeded, LLMError, MissingAPIKey, ReplayMiss
 from bpo.llm.request import ChatRequest, ChatResult
 from bpo.llm.standin import STANDIN_MODEL
@@ -22,5 +22,4 @@ __all__ = [
     "ReplayMiss",
     "STANDIN_MODEL",
     "make_client",
-    "runtime_settings",
 ]

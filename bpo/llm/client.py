@@ -541,23 +541,6 @@ def _from_row(row: dict, backend: str) -> ChatResult:
                       model=row["response_model"], finish_reason=row["finish_reason"], choices=texts)
 
 
-# Only bpo/critique.py still uses this (issue 9 moves it onto make_client); delete it then.
-def runtime_settings(llm_config: Mapping[str, Any], endpoint_name: str | None = None) -> dict[str, Any]:
-    """``endpoint`` (with its limits; None without a name), ``cache_path`` and ``prices`` from the
-    ``llm`` config section. Snakemake scripts read these from ``snakemake.config["llm"]``, not from
-    params, on purpose: they change throughput or cost estimates, never answers, so editing them
-    must rerun nothing (the rules track the endpoint's other settings as a param)."""
-    endpoints = (llm_config or {}).get("endpoints") or {}
-    if endpoint_name is not None and endpoint_name not in endpoints:
-        raise LLMError(f"config: LLM endpoint '{endpoint_name}' is not defined under llm.endpoints "
-                       f"(defined: {sorted(endpoints)})")
-    return {
-        "endpoint": endpoints[endpoint_name] if endpoint_name is not None else None,
-        "cache_path": (llm_config or {}).get("cache") or DEFAULT_CACHE_PATH,
-        "prices": (llm_config or {}).get("prices"),
-    }
-
-
 def make_client(endpoint: EndpointSettings, runtime: LLMRuntime, stage: str, *, check_key: bool = True,
                 progress: bool | None = None) -> LLMClient:
     """The one way to build an LLM client: ``endpoint`` (what changes answers) plus ``runtime``
