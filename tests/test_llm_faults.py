@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -24,10 +19,9 @@ from bpo import redact
 from bpo.llm import ChatRequest, LLMClient, LLMError
 from bpo.llm.cache import Cache, result_row
 from bpo.llm.errors import EndpointUnreachable
+from llm_fault_cases import (KEY_ENV, SECRET, closed_port_url, concurrent_runs, endpoint, files_with,
+                             kill_owner_run, planted_key_run)
 from loopback_server import LoopbackServer
-
-KEY_ENV = "BPO_FAULT_TEST_KEY"
-SECRET = "sk-faultPLANTED-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
@@ -38,19 +32,6 @@ def api_key(monkeypatch):
 def reqs(n, tag="q"):
     return [ChatRequest(model="gpt-test", messages=[{"role": "user", "content": f"{tag} {i}"}], temperature=0.9)
             for i in range(n)]
-
-
-def endpoint(base_url, **limits):
-    lim = {"max_concurrency": 8, "timeout_s": 5, "max_retries": 6, "backoff_base_s": 1.0}
-    lim.update(limits)
-    return {"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV, "limits": lim}
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
 
 
 # ---- circuit breaker -------------------------------------------------------------------------
@@ -137,58 +118,17 @@ def test_redact_masks_configured_values_and_key_shapes(monkeypatch):
     assert str(LLMError(f"server said {SECRET}")) == f"server said {redact.MASK}"
 
 
-PLANTED_RUN = textwrap.dedent(
-    """
-    import sys
-    from bpo.logging_setup import setup_logging
-
-    log_path, base_url, cache, echo = sys.argv[1:5]
-    setup_logging(log_path)
-    import logging
-    from bpo.llm import ChatRequest, LLMClient
-    from bpo.llm.cache import Cache
-
-    ep = {"backend": "openai", "base_url": base_url, "api_key_env": "BPO_FAULT_TEST_KEY",
-          "limits": {"max_concurrency": 2, "max_retries": 1, "backoff_base_s": 0.01}}
-    reqs = [ChatRequest(model="m", messages=[{"role": "user", "content": f"q {i}"}]) for i in range(4)]
-    out = LLMClient(ep, cache, "critique", progress=True).run(reqs)
-    logging.getLogger("driver").info("results: %r", out)
-    print("stdout:", [r.error for r in out])
-    Cache(cache).export_parquet(echo)
-    LLMClient(ep, cache, "critique", progress=False).run(reqs + [ChatRequest(model="m", messages=[
-        {"role": "user", "content": "four-oh-one"}])])  # raises: the uncaught error goes to the log
-    """
-)
-
-
-def _files_with(root: Path, needle: bytes) -> list[str]:
-    return [str(p) for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
-
-
 def test_an_echoed_key_is_written_nowhere(tmp_path):
     """A server echoes the key in its error text (500s, then a 401): log, stderr, stdout, cache
     database (with its WAL), Parquet export and the uncaught error: no trace of the key."""
-    driver = tmp_path / "driver.py"
-    driver.write_text(PLANTED_RUN)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    with LoopbackServer(responder="echo") as srv:
-        srv.fail("500", times=4, match="q 1", echo_key=True)
-        srv.fail("401", times=5, match="four-oh-one", echo_key=True)
-        proc = subprocess.run([sys.executable, str(driver), str(run_dir / "stage.log"), srv.base_url,
-                               str(run_dir / "llm.sqlite"), str(run_dir / "export.parquet")],
-                              capture_output=True, timeout=120, env={**os.environ, KEY_ENV: SECRET})
-        echoed = srv.count("q 1") + srv.count("four-oh-one")
-    assert proc.returncode == 1
-    assert echoed >= 3, "the server must have echoed the key"
-    (run_dir / "stdout").write_bytes(proc.stdout)
-    (run_dir / "stderr").write_bytes(proc.stderr)
-    log = (run_dir / "stage.log").read_text()
+    run = planted_key_run(tmp_path)
+    assert run["returncode"] == 1
+    assert run["echoed"] >= 3, "the server must have echoed the key"
+    log = (run["dir"] / "stage.log").read_text()
     assert "Incorrect API key provided: [REDACTED]" in log and "EndpointUnreachable" in log
-    db = sqlite3.connect(run_dir / "llm.sqlite")
-    assert "[REDACTED]" in db.execute("SELECT error FROM failures").fetchone()[0]
-    assert _files_with(run_dir, SECRET.encode()) == []
-    assert _files_with(run_dir, SECRET[3:].encode()) == []  # nor without its prefix
+    with Cache(run["dir"] / "llm.sqlite") as db:
+        assert "[REDACTED]" in db._db.execute("SELECT error FROM failures").fetchone()[0]
+    assert run["hits"] == []
 
 
 SNAKEFILE = """
@@ -230,96 +170,33 @@ def test_snakemake_log_holds_no_echoed_key(tmp_path):
     (wf / "terminal.txt").write_bytes(proc.stdout + proc.stderr)
     assert "Incorrect API key provided: [REDACTED]" in (wf / "logs" / "critique.log").read_text()
     assert list((wf / ".snakemake" / "log").glob("*.snakemake.log"))
-    assert _files_with(wf, SECRET.encode()) == []
+    assert files_with(wf, SECRET.encode()) == []
 
 
 # ---- in-flight claims across processes --------------------------------------------------------
 
-DRIVER = textwrap.dedent(
-    """
-    import os, sys, time
-    from bpo.llm import ChatRequest, LLMClient
-
-    base_url, cache, n, conc, tag, go = sys.argv[1:7]
-    ep = {"backend": "openai", "base_url": base_url, "api_key_env": "BPO_FAULT_TEST_KEY",
-          "default_headers": {"X-Run": tag}, "limits": {"max_concurrency": int(conc), "timeout_s": 30}}
-    reqs = [ChatRequest(model="gpt-test", messages=[{"role": "user", "content": f"pair {i}"}], temperature=0.9)
-            for i in range(int(n))]
-    client = LLMClient(ep, cache, "critique", progress=False)
-    while not os.path.exists(go):  # both runs start sending at the same moment
-        time.sleep(0.005)
-    results = client.run(reqs)
-    assert all(r.status == "ok" for r in results), [r for r in results if r.status != "ok"][:3]
-    print("done", client.last_stats["sent"], client.last_stats["awaited"])
-    """
-)
-
-
-def _start(tmp_path, srv, n, conc, tag):
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    return subprocess.Popen([sys.executable, str(driver), srv.base_url, str(tmp_path / "llm.sqlite"), str(n),
-                             str(conc), tag, str(tmp_path / "go")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, KEY_ENV: SECRET})
-
-
-def _release(tmp_path):
-    time.sleep(1.5)  # both drivers imported and waiting
-    (tmp_path / "go").touch()
-
-
 def test_two_concurrent_runs_of_the_same_400_requests_pay_400(tmp_path):
-    with LoopbackServer(latency_s=0.02, responder="echo") as srv:
-        procs = [_start(tmp_path, srv, 400, 16, tag) for tag in ("A", "B")]
-        _release(tmp_path)
-        outs = [p.communicate(timeout=120) for p in procs]
-        for p, (out, err) in zip(procs, outs):
-            assert p.returncode == 0, err[-3000:]
-        assert srv.total == 400, f"{srv.total - 400} calls paid twice"
-        assert set(srv.counts.values()) == {1}
-        sent = [int(out.split()[1]) for out, _ in outs]
-        awaited = [int(out.split()[2]) for out, _ in outs]
-        assert sum(sent) == 400 and min(sent) > 0, "both runs sent part of the work"
-        assert sent[0] + awaited[0] == 400 and sent[1] + awaited[1] == 400
-        by_run = {r.headers.get("x-run") for r in srv.requests}
-        assert by_run == {"A", "B"}
+    out = concurrent_runs(tmp_path, n=400, conc=16)
+    assert out["paid"] == 400, f"{out['paid'] - 400} calls paid twice"
+    assert out["distinct"] == 400 and out["max_per_request"] == 1
+    assert sum(out["sent"]) == 400 and min(out["sent"]) > 0, "both runs sent part of the work"
+    assert [sum(f) for f in zip(out["sent"], out["awaited"], out["cached"])] == [400, 400]
+    assert out["runs_seen"] == ["A", "B"]
     with Cache(tmp_path / "llm.sqlite") as db:
         assert db.count() == 400
         assert db._db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
 
 
 def test_kill_9_of_the_claim_owner_the_other_run_takes_over(tmp_path):
-    n, conc = 200, 8
-    with LoopbackServer(latency_s=0.2, responder="echo") as srv:
-        a = _start(tmp_path, srv, n, conc, "A")
-        b = _start(tmp_path, srv, n, conc, "B")
-        _release(tmp_path)
-        deadline = time.time() + 60
-        while srv.total < n // 3 and time.time() < deadline and a.poll() is None:
-            time.sleep(0.005)
-        assert a.poll() is None, a.communicate()
-        os.kill(a.pid, signal.SIGKILL)
-        t_kill = time.time()
-        a.wait(10)
-        out, err = b.communicate(timeout=120)
-        assert b.returncode == 0, err[-3000:]
-        took = time.time() - t_kill
-        requests = list(srv.requests)
-    in_flight_a = sum(1 for r in requests if r.headers.get("x-run") == "A" and r.t <= t_kill
-                      and (r.answered is None or r.answered > t_kill))
-    repaid = len(requests) - n
-    keys_a = {json.loads(r.body)["messages"][-1]["content"] for r in requests if r.headers.get("x-run") == "A"}
-    counts: dict[str, int] = {}
-    for r in requests:
-        content = json.loads(r.body)["messages"][-1]["content"]
-        counts[content] = counts.get(content, 0) + 1
-    twice = {k for k, c in counts.items() if c > 1}
-    assert len(counts) == n, "every request answered"
-    assert twice <= keys_a, "only calls the killed run had sent are paid again"
-    assert repaid <= conc and repaid <= in_flight_a + 1, (repaid, in_flight_a)
-    assert took < 30, "the dead owner's claims must not wait for the lease"
+    out = kill_owner_run(tmp_path, n=200, conc=8)
+    assert out["distinct"] == 200, "every request answered"
+    assert out["repaid_not_from_a"] == [], "only calls the killed run had sent are paid again"
+    # in flight: what the server held unanswered at the kill (+1: a reply written just before
+    # the kill that the killed run had not stored yet)
+    assert out["repaid"] <= min(out["concurrency"], out["in_flight"] + 1), out
+    assert out["b_done_after_kill_s"] < 30, "the dead owner's claims must not wait for the lease"
     with Cache(tmp_path / "llm.sqlite") as db:
-        assert db.count() == n
+        assert db.count() == 200
 
 
 def test_a_claim_held_elsewhere_is_awaited_then_taken_over_when_its_lease_ends(tmp_path):
