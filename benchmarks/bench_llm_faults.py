@@ -78,7 +78,8 @@ def main() -> None:
         kill = kill_owner_run(tmp / "kill", n=200, conc=8)
         print(f"kill -9 of one of two runs of the same 200 requests (concurrency 8): the other completed "
               f"{kill['b_done_after_kill_s']:.1f} s after the kill; {kill['repaid']} calls re-paid, "
-              f"{kill['in_flight']} of the killed run's calls were in flight at the kill "
+              f"{kill['in_flight']} of the killed run's calls were in flight at the kill (sent, answer not "
+              f"stored; {kill['unanswered_by_server']} not yet answered by the server) "
               f"({kill['paid']} paid for {kill['distinct']} distinct)")
 
 

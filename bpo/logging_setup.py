@@ -1,8 +1,9 @@
 """Logging for workflow scripts: everything goes to the rule's log file (and stderr), redacted.
 
 Every string that leaves a script goes through :mod:`bpo.redact`: log records (both handlers),
-whatever is written to stderr/stdout (progress bars, prints) and the traceback of an uncaught
-exception, which is also logged so it reaches the rule's log and not only the terminal.
+whatever is written to stderr (and, with a log file, stdout: progress bars, prints) and, with a
+log file, the traceback of an uncaught exception, which is also logged so it reaches the rule's
+log and not only the terminal.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO,
     """Log to stderr and ``log_path``; ``config`` (optional): the workflow config, whose endpoints'
     key variables are masked too (those of an LLM client are masked once it is built)."""
     redact.register_config(config)
-    for name in ("stdout", "stderr"):
+    # stdout too in a workflow script (it ends up in the terminal and Snakemake's log), not in
+    # a CLI like `bpo optimize`, whose stdout is the user's data
+    for name in ("stdout", "stderr") if log_path else ("stderr",):
         stream = getattr(sys, name)
         if not isinstance(stream, redact.RedactingStream):
             setattr(sys, name, redact.RedactingStream(stream))
@@ -42,4 +45,5 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO,
         h.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=handlers, force=True)
     logging.captureWarnings(True)
-    sys.excepthook = _log_uncaught
+    if log_path:
+        sys.excepthook = _log_uncaught

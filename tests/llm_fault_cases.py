@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -127,6 +128,14 @@ def _content(rec) -> str:
     return json.loads(rec.body)["messages"][-1]["content"]
 
 
+def _cached_contents(cache: Path) -> set[str]:
+    db = sqlite3.connect(cache)  # reads the WAL too
+    try:
+        return {json.loads(r[0])["messages"][-1]["content"] for r in db.execute("SELECT request FROM calls")}
+    finally:
+        db.close()
+
+
 def concurrent_runs(tmp: Path, n: int = 400, conc: int = 16, latency_s: float = 0.02) -> dict:
     """Two processes send the same ``n`` requests at the same moment."""
     with LoopbackServer(latency_s=latency_s, responder="echo") as srv:
@@ -146,7 +155,8 @@ def concurrent_runs(tmp: Path, n: int = 400, conc: int = 16, latency_s: float = 
 
 def kill_owner_run(tmp: Path, n: int = 200, conc: int = 8, latency_s: float = 0.2) -> dict:
     """Runs A and B send the same ``n`` requests; A is killed with SIGKILL a third of the way in.
-    ``in_flight``: A's requests the server had received but not answered at the kill."""
+    ``in_flight``: the calls A had sent whose answer it had not stored when it died (read from the
+    cache right after the kill, before B could have answered any of them: that takes a reply)."""
     with LoopbackServer(latency_s=latency_s, responder="echo") as srv:
         a = _start(tmp, srv, n, conc, "A")
         b = _start(tmp, srv, n, conc, "B")
@@ -159,6 +169,8 @@ def kill_owner_run(tmp: Path, n: int = 200, conc: int = 8, latency_s: float = 0.
         os.kill(a.pid, signal.SIGKILL)
         t_kill = time.time()
         a.wait(10)
+        stored_at_kill = _cached_contents(tmp / "llm.sqlite")
+        sent_by_a = {_content(r) for r in list(srv.requests) if r.headers.get("x-run") == "A"}
         _, err = b.communicate(timeout=300)
         if b.returncode != 0:
             raise AssertionError(f"run B failed:\n{err[-3000:]}")
@@ -170,7 +182,8 @@ def kill_owner_run(tmp: Path, n: int = 200, conc: int = 8, latency_s: float = 0.
     from_a = [r for r in requests if r.headers.get("x-run") == "A"]
     return {
         "paid": len(requests), "distinct": len(counts), "repaid": len(requests) - len(counts),
-        "in_flight": sum(1 for r in from_a if r.t <= t_kill and (r.answered is None or r.answered > t_kill)),
+        "in_flight": len(sent_by_a - stored_at_kill),
+        "unanswered_by_server": sum(1 for r in from_a if r.answered is None or r.answered > t_kill),
         "repaid_not_from_a": sorted({k for k, c in counts.items() if c > 1} - {_content(r) for r in from_a}),
         "b_done_after_kill_s": b_done_s, "concurrency": conc,
     }

@@ -44,7 +44,7 @@ def test_unreachable_endpoint_stops_within_the_breaker_window(tmp_path):
     with pytest.raises(EndpointUnreachable, match="endpoint 'remote'.*" + url.replace(".", r"\.")) as err:
         c.run(reqs(500))
     took = time.monotonic() - t0
-    assert 1.0 <= took < 4.0, f"took {took:.1f} s"
+    assert 1.0 <= took < 8.0, f"took {took:.1f} s"
     assert err.value.endpoint == "remote" and err.value.base_url == url
     assert "circuit_breaker_s" in str(err.value) and "connection" in str(err.value)
 
@@ -58,7 +58,7 @@ def test_breaker_over_tls_failure(tmp_path):
         t0 = time.monotonic()
         with pytest.raises(EndpointUnreachable, match="endpoint 'tls'"):
             c.run(reqs(50))
-        assert time.monotonic() - t0 < 4.0
+        assert time.monotonic() - t0 < 8.0
         assert srv.total == 0
 
 
@@ -191,9 +191,7 @@ def test_kill_9_of_the_claim_owner_the_other_run_takes_over(tmp_path):
     out = kill_owner_run(tmp_path, n=200, conc=8)
     assert out["distinct"] == 200, "every request answered"
     assert out["repaid_not_from_a"] == [], "only calls the killed run had sent are paid again"
-    # in flight: what the server held unanswered at the kill (+1: a reply written just before
-    # the kill that the killed run had not stored yet)
-    assert out["repaid"] <= min(out["concurrency"], out["in_flight"] + 1), out
+    assert out["repaid"] <= out["in_flight"] <= out["concurrency"], out
     assert out["b_done_after_kill_s"] < 30, "the dead owner's claims must not wait for the lease"
     with Cache(tmp_path / "llm.sqlite") as db:
         assert db.count() == 200
