@@ -73,6 +73,7 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     t: float
+    answered: float | None = None  # when the reply was written (None: never, e.g. dropped)
 
 
 @dataclass
@@ -165,7 +166,8 @@ class LoopbackServer:
              retry_after: float | None = None, seconds: float = 3600.0, **spec: Any) -> None:
         """Misbehave on the next ``times`` requests whose last message contains ``match``.
 
-        kinds: 429 / 500 / 503 / 400 / 401 / 404 (error status; ``retry_after`` sets Retry-After), hang
+        kinds: 429 / 500 / 503 / 400 / 401 / 404 (error status; ``retry_after`` sets Retry-After;
+        ``echo_key=True`` quotes the request's API key in the error text, as some servers do), hang
         (answer only after ``seconds``), malformed (200 with a non-JSON body), nochoices (200
         JSON without choices), length (truncated reply), refusal (``refusal`` field set),
         content_filter (finish_reason content_filter), drop (close the connection).
@@ -217,8 +219,9 @@ class LoopbackServer:
         with self._lock:
             self.total += 1
             self.counts[content] = self.counts.get(content, 0) + 1
+            rec = Recorded(method, path, headers, body, time.time())
             if self.record:
-                self.requests.append(Recorded(method, path, headers, body, time.time()))
+                self.requests.append(rec)
             rule = None
             for r in self._rules:
                 if r.times > 0 and (r.match is None or r.match in content):
@@ -236,21 +239,27 @@ class LoopbackServer:
             self._done()
             proto.transport.close()
             return
-        self._loop.call_later(delay, self._respond, proto, req, rule, seq)
+        self._loop.call_later(delay, self._respond, proto, req, rule, seq, rec)
 
     def _done(self) -> None:
         with self._lock:
             self.inflight -= 1
 
-    def _respond(self, proto: _Protocol, req: dict, rule: _Rule | None, seq: int) -> None:
+    def _respond(self, proto: _Protocol, req: dict, rule: _Rule | None, seq: int, rec: Recorded) -> None:
         self._done()
+        if not (proto.transport is None or proto.transport.is_closing()):
+            rec.answered = time.time()
         kind = rule.kind if rule else None
         if kind in ("429", "500", "503", "400", "401", "404"):
             status = int(kind)
             extra = {}
             if rule.retry_after is not None:
                 extra["retry-after"] = f"{rule.retry_after:g}"
-            err = {"error": {"message": f"scripted {status}", "type": "loopback", "code": None}}
+            message = f"scripted {status}"
+            if rule.spec.get("echo_key"):
+                key = rec.headers.get("authorization", "").removeprefix("Bearer ")
+                message = f"Incorrect API key provided: {key}. Check it at https://example.invalid/keys."
+            err = {"error": {"message": message, "type": "loopback", "code": None}}
             proto._send(status, json.dumps(err).encode(), extra)
             return
         if kind == "malformed":

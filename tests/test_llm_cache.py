@@ -104,3 +104,44 @@ def test_unopenable_cache_names_the_config_key(tmp_path):
     bad.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(LLMError, match="llm.cache"):
         Cache(bad)
+
+
+def test_claims_are_exclusive_released_with_the_answer_and_taken_over_from_the_dead(tmp_path):
+    import subprocess
+    import sys
+
+    from bpo.llm.cache import new_owner, owner_alive, result_row, retire_owner
+
+    rs = reqs(5)
+    k = [r.key for r in rs]
+    me, other = new_owner(), new_owner()
+    with Cache(tmp_path / "c.sqlite") as cache:
+        assert cache.claim(k[:3], "openai", me) == (k[:3], {}, [])
+        # a live owner's claims are held; the stand-in's rows are a separate source
+        assert cache.claim(k, "openai", other) == (k[3:], {}, k[:3])
+        assert cache.claim(k[:1], "standin", other)[0] == k[:1]
+        # an answer releases its claim and is handed to the next claimant; a failure only releases it
+        row = result_row(key=k[0], backend="openai", stage="s", model="gpt-3.5-turbo", request=rs[0].body_json,
+                         status="ok", text="answer", choices=None, finish_reason="stop", prompt_tokens=1,
+                         completion_tokens=1, error=None, response_model="m", latency_s=0.1, attempts=1)
+        fail = {"key": k[1], "backend": "openai", "stage": "s", "model": "gpt-3.5-turbo", "error": "HTTP 500",
+                "attempts": 3}
+        cache.store([row], [fail], me)
+        claimed, answered, held = cache.claim(k[:3], "openai", other)
+        assert (claimed, list(answered), held) == ([k[1]], [k[0]], [k[2]])
+        assert answered[k[0]]["text"] == "answer"
+        # a finished run of this process, a dead process, another host's expired lease: taken over
+        retire_owner(me)
+        assert not owner_alive(me)
+        assert cache.claim(k[2:3], "openai", other)[0] == k[2:3]
+        dead = subprocess.run([sys.executable, "-c", "from bpo.llm.cache import new_owner; print(new_owner())"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        assert not owner_alive(dead)
+        assert owner_alive("elsewhere|1|1|x") and owner_alive(other)
+        cache.release_claims(other)
+        assert cache.claim(k[:1], "openai", dead)[0] == []  # answered: never claimed again
+        assert cache.claim(k[3:], "openai", dead)[0] == k[3:]
+        assert cache.claim(k[3:], "openai", other)[0] == k[3:]
+        cache.claim(k[4:], "openai", "elsewhere|1|1|x", lease_s=-1)
+        assert cache.claim(k[4:], "openai", other)[0] == k[4:]
+        retire_owner(other)

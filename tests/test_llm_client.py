@@ -152,11 +152,11 @@ def test_rejected_key_or_unknown_model_stops_the_run_with_a_clear_error(tmp_path
 
 
 def test_an_answer_that_cannot_be_stored_stops_the_run(server, tmp_path, monkeypatch):
-    def broken(self, rows):
-        if list(rows):
+    def broken(self, answers, failures, owner):
+        if list(answers):
             raise OSError("disk full")
 
-    monkeypatch.setattr(Cache, "put_many", broken)
+    monkeypatch.setattr(Cache, "store", broken)
     with pytest.raises(LLMError, match="cannot write answers to the LLM cache .*disk full"):
         client(server, tmp_path, max_concurrency=1).run(reqs(5))
     assert server.total < 5

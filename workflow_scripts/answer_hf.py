@@ -2,7 +2,7 @@
 
 from bpo.logging_setup import setup_logging
 
-setup_logging(snakemake.log[0])  # noqa: F821
+setup_logging(snakemake.log[0], config=snakemake.config)  # noqa: F821 (injected by the script directive)
 
 from bpo.eval.hf_target import answer_testset_hf  # noqa: E402
 from bpo.settings.hf_target import HFTargetSettings  # noqa: E402

@@ -2,7 +2,7 @@
 
 from bpo.logging_setup import setup_logging
 
-setup_logging(snakemake.log[0])  # noqa: F821
+setup_logging(snakemake.log[0], config=snakemake.config)  # noqa: F821 (injected by the script directive)
 
 from bpo.eval.download import fetch  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 from bpo.logging_setup import exit_on, setup_logging
 
-setup_logging(snakemake.log[0])  # noqa: F821 (snakemake is injected by the script directive)
+setup_logging(snakemake.log[0], config=snakemake.config)  # noqa: F821 (injected by the script directive)
 
 from bpo.pairs import expected_stops, merge_pairs  # noqa: E402
 from bpo.settings import MergeSettings  # noqa: E402

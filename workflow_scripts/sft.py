@@ -2,7 +2,7 @@
 
 from bpo.logging_setup import exit_on, setup_logging
 
-setup_logging(snakemake.log[0])  # noqa: F821
+setup_logging(snakemake.log[0], config=snakemake.config)  # noqa: F821 (injected by the script directive)
 
 from bpo.settings import SFTSettings  # noqa: E402
 from bpo.sft import build_sft, expected_stops  # noqa: E402

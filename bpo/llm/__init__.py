@@ -6,13 +6,14 @@ Public API (contract in docs/architecture.md)::
 """
 
 from bpo.llm.client import BACKENDS, Estimate, LLMClient, make_client
-from bpo.llm.errors import BudgetExceeded, LLMError, MissingAPIKey, ReplayMiss
+from bpo.llm.errors import BudgetExceeded, EndpointUnreachable, LLMError, MissingAPIKey, ReplayMiss
 from bpo.llm.request import ChatRequest, ChatResult
 from bpo.llm.standin import STANDIN_MODEL
 
 __all__ = [
     "BACKENDS",
     "BudgetExceeded",
+    "EndpointUnreachable",
     "ChatRequest",
     "ChatResult",
     "Estimate",

@@ -9,15 +9,18 @@ killed with ``kill -9`` loses only the calls in flight. Failed calls are not ans
 a separate ``failures`` table for the usage report and are retried on the next run.
 
 What is stored: the request body (model, messages, sampling), the reply and its usage. Never
-the API key or request headers.
+the API key or request headers, and error texts are redacted (:mod:`bpo.redact`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -25,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bpo.llm.errors import LLMError
+from bpo.redact import redact
 
 DEFAULT_CACHE_PATH = ".bpo-cache/llm.sqlite"
 
@@ -66,7 +70,19 @@ CREATE TABLE IF NOT EXISTS failures (
     attempts INTEGER,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (key, backend)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 """
+
+# A claim lives this long unless its owner renews it (every CLAIM_LEASE_S / 4 while it runs).
+CLAIM_LEASE_S = 60.0
+
 
 # The Parquet form of the cache (`bpo cache export`), one row per answered call.
 CACHE_EXPORT_SCHEMA = pa.schema(
@@ -91,6 +107,61 @@ CACHE_EXPORT_SCHEMA = pa.schema(
 )
 
 _SQL_CHUNK = 500  # keys per IN (...) query, under SQLite's variable limit
+
+
+def _proc_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot; tells a reused pid apart), or
+    None when it is not running (a zombie counts as dead). "?" where /proc is unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "?"
+    fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) "
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return fields[19].decode()  # field 22 of stat
+
+
+_HOST = socket.gethostname()
+_ACTIVE_OWNERS: set[str] = set()  # claim owners of this process that are still running
+
+
+def new_owner() -> str:
+    """A claim owner id for one run: host|pid|process start|nonce."""
+    pid = os.getpid()
+    owner = f"{_HOST}|{pid}|{_proc_start(pid) or '?'}|{uuid.uuid4().hex[:12]}"
+    _ACTIVE_OWNERS.add(owner)
+    return owner
+
+
+def retire_owner(owner: str) -> None:
+    """``owner``'s run is over: its leftover claims (if any) are free for others at once."""
+    _ACTIVE_OWNERS.discard(owner)
+
+
+def owner_alive(owner: str) -> bool:
+    """False when ``owner`` is a run on this host that is over (process dead, pid reused, or a
+    finished run of this very process); True otherwise (other hosts: the lease decides)."""
+    try:
+        host, pid_s, start, _nonce = owner.split("|")
+        pid = int(pid_s)
+    except ValueError:
+        return True
+    if host != _HOST:
+        return True
+    if pid == os.getpid():
+        return owner in _ACTIVE_OWNERS
+    now = _proc_start(pid)
+    return now is not None and (start == "?" or now == "?" or now == start)
 
 
 class Cache:
@@ -182,7 +253,7 @@ class Cache:
         with _transaction(self._db):
             self._db.executemany(
                 f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                [tuple(r.get(c) for c in _COLUMNS) for r in rows],
+                [_call_values(r) for r in rows],
             )
 
     def put_failures(self, rows: Iterable[dict]) -> None:
@@ -190,11 +261,82 @@ class Cache:
         if not rows:
             return
         with _transaction(self._db):
-            self._db.executemany(
-                "INSERT INTO failures (key, backend, stage, model, error, attempts, created) VALUES (?,?,?,?,?,?,?)",
-                [(r["key"], r["backend"], r["stage"], r["model"], r.get("error"), r.get("attempts"),
-                  r.get("created", time.time())) for r in rows],
-            )
+            self._insert_failures(rows)
+
+    def _insert_failures(self, rows: list[dict]) -> None:
+        self._db.executemany(
+            "INSERT INTO failures (key, backend, stage, model, error, attempts, created) VALUES (?,?,?,?,?,?,?)",
+            [(r["key"], r["backend"], r["stage"], r["model"], redact(r.get("error")), r.get("attempts"),
+              r.get("created", time.time())) for r in rows],
+        )
+
+    def store(self, answers: Sequence[dict], failures: Sequence[dict], owner: str | None) -> None:
+        """Answers and failures of one batch in ONE transaction, releasing ``owner``'s claims on
+        their keys (a waiting process then finds the answer, or takes the failed key over)."""
+        if not answers and not failures:
+            return
+        marks = ",".join("?" * len(_COLUMNS))
+        with _transaction(self._db):
+            if answers:
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                    [_call_values(r) for r in answers])
+            if failures:
+                self._insert_failures(list(failures))
+            if owner is not None:
+                self._db.executemany("DELETE FROM claims WHERE key = ? AND backend = ? AND owner = ?",
+                                     [(r["key"], r["backend"], owner) for r in (*answers, *failures)])
+
+    # ---- in-flight claims ----------------------------------------------------------------
+    def claim(self, keys: Sequence[str], backend: str, owner: str,
+              lease_s: float = CLAIM_LEASE_S) -> tuple[list[str], dict[str, dict], list[str]]:
+        """Claim ``keys`` for ``owner`` in one transaction: (claimed, answered rows, held by a
+        live owner). A key already answered is returned as its row, never claimed; a claim whose
+        lease ran out or whose owner is dead is taken over."""
+        claimed: list[str] = []
+        held: list[str] = []
+        answered: dict[str, dict] = {}
+        now = time.time()
+        alive: dict[str, bool] = {}
+        cols = ", ".join(_COLUMNS)
+        with _transaction(self._db):
+            for i in range(0, len(keys), _SQL_CHUNK):
+                chunk = list(keys[i : i + _SQL_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                        f"SELECT {cols} FROM calls WHERE backend = ? AND key IN ({marks})", [backend, *chunk]):
+                    answered[row[0]] = dict(zip(_COLUMNS, row))
+                current = {k: (o, e) for k, o, e in self._db.execute(
+                    f"SELECT key, owner, expires FROM claims WHERE backend = ? AND key IN ({marks})",
+                    [backend, *chunk])}
+                take = []
+                for key in chunk:
+                    if key in answered:
+                        continue
+                    other = current.get(key)
+                    if other is not None and other[0] != owner and other[1] > now:
+                        if other[0] not in alive:
+                            alive[other[0]] = owner_alive(other[0])
+                        if alive[other[0]]:
+                            held.append(key)
+                            continue
+                    take.append(key)
+                if take:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO claims (key, backend, owner, expires) VALUES (?,?,?,?)",
+                        [(k, backend, owner, now + lease_s) for k in take])
+                    claimed.extend(take)
+        return claimed, answered, held
+
+    def renew_claims(self, owner: str, lease_s: float = CLAIM_LEASE_S) -> None:
+        """The heartbeat: extend every claim ``owner`` holds."""
+        with _transaction(self._db):
+            self._db.execute("UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + lease_s, owner))
+
+    def release_claims(self, owner: str) -> None:
+        """Drop every claim ``owner`` still holds (keys it claimed but did not send)."""
+        with _transaction(self._db):
+            self._db.execute("DELETE FROM claims WHERE owner = ?", (owner,))
 
     # ---- sharing -------------------------------------------------------------------------
     def export_parquet(self, path: str | Path) -> int:
@@ -243,6 +385,11 @@ class Cache:
             )
         added = self.count() - before
         return added, len(rows) - added
+
+
+def _call_values(row: dict) -> tuple:
+    # the error text may quote a server's reply, which may echo a key
+    return tuple(redact(row.get(c)) if c == "error" else row.get(c) for c in _COLUMNS)
 
 
 class _transaction:

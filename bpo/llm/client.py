@@ -6,6 +6,12 @@ RPM/TPM buckets, retries with exponential backoff + jitter on 429/5xx/timeouts/c
 errors/malformed bodies (Retry-After honoured), each answer committed to the cache the moment
 it arrives. Truncated and refused replies are answers (cached, with their status); failures
 after the last retry come back with status ``error`` and are retried by the next run.
+
+Shared across processes: each key is claimed in the cache before it is sent, so a key another
+run has in flight is awaited, not paid twice (see bpo.llm.cache). A circuit breaker stops the
+stage once the endpoint has been unreachable for ``limits.circuit_breaker_s`` (or at the first
+401/403/404). Everything a server sends back is redacted (bpo.redact) before it is logged,
+stored or raised.
 """
 
 from __future__ import annotations
@@ -19,15 +25,18 @@ import os
 import ssl
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Iterable, Mapping
 
 import httpx2
 import openai
 from openai import AsyncOpenAI
 
-from bpo.llm.cache import DEFAULT_CACHE_PATH, Cache, result_row
-from bpo.llm.errors import BudgetExceeded, LLMError, MissingAPIKey, ReplayMiss
+from bpo import redact
+from bpo.llm.cache import CLAIM_LEASE_S, DEFAULT_CACHE_PATH, Cache, new_owner, result_row, retire_owner
+from bpo.llm.errors import BudgetExceeded, EndpointUnreachable, LLMError, MissingAPIKey, ReplayMiss
 from bpo.llm.limits import Limits, RateLimiter
 from bpo.llm.request import ChatRequest, ChatResult, cost_usd, price_for
 from bpo.llm.standin import STANDIN_BASE_URL, STANDIN_MODEL, StandinTransport
@@ -40,6 +49,8 @@ BACKENDS = ("openai", "replay", "standin")
 _ENDPOINT_KEYS = {"backend", "base_url", "api_key_env", "limits", "default_headers"}
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _ERROR_TEXT_MAX = 300
+# How often a run looks for the answers of keys another process has in flight.
+CLAIM_POLL_S = 0.1
 
 
 @dataclass
@@ -67,8 +78,57 @@ class _Fatal(Exception):
     """A reply that makes every further call pointless (bad key, unknown model/endpoint)."""
 
 
+class _Stopped(Exception):
+    """The circuit breaker tripped while this call waited to be retried."""
+
+
+class _Breaker:
+    """Trips once every call has failed to connect for ``limit_s`` in a row (any HTTP reply,
+    even an error status, shows the endpoint is reachable and closes the streak)."""
+
+    def __init__(self, limit_s: float):
+        self.limit_s = limit_s
+        self.since: float | None = None
+        self.failures = 0
+        self.last_error = ""
+        self.tripped = asyncio.Event()
+
+    def reachable(self) -> None:
+        self.since = None
+        self.failures = 0
+
+    def unreachable(self, error: str, name: str, base_url: str) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            log.warning("endpoint '%s' (%s) cannot be reached (%s); retrying for up to %g s "
+                        "(limits.circuit_breaker_s)", name, base_url, error, self.limit_s)
+        self.failures += 1
+        self.last_error = error
+        if now - self.since >= self.limit_s:
+            self.tripped.set()
+
+    def time_left(self) -> float:
+        return self.limit_s if self.since is None else self.limit_s - (time.monotonic() - self.since)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once when the breaker trips."""
+        if seconds <= 0 or self.tripped.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.tripped.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+
+def _connect_failure(exc: BaseException) -> bool:
+    """The connection itself failed (refused, DNS, TLS, connect timeout): nothing reached a server."""
+    cause = exc.__cause__
+    return isinstance(cause, (httpx2.ConnectError, httpx2.ConnectTimeout, ssl.SSLError))
+
+
 def _short(text: Any, limit: int = _ERROR_TEXT_MAX) -> str:
-    s = str(text)
+    s = redact.redact(str(text))
     return s if len(s) <= limit else s[:limit] + "..."
 
 
@@ -135,6 +195,8 @@ class LLMClient:
         self.source = "standin" if self.backend == "standin" else "openai"
         self.last_stats: dict[str, Any] = {}
         self._n_failed = 0
+        # whatever a server echoes of this endpoint's key or headers is masked everywhere
+        redact.register_endpoint(endpoint)
         if self.backend == "openai" and check_key:
             self._api_key()
         for noisy in ("httpx2", "httpx"):  # one INFO line per HTTP request would drown the stage log
@@ -149,6 +211,7 @@ class LLMClient:
         if env is None:  # a local server without auth: the SDK still wants a non-empty key
             return "no-key"
         value = os.environ.get(env, "")
+        redact.register_value(value.strip())
         if not value.strip():
             raise MissingAPIKey(
                 f"{self._where}: the API key environment variable {env} (api_key_env) is not set or empty; "
@@ -166,6 +229,7 @@ class LLMClient:
                 if var not in os.environ:
                     raise MissingAPIKey(f"{self._where}.default_headers.{k}: environment variable {var} is not set")
                 v = os.environ[var]
+                redact.register_value(v)
             out[str(k)] = v
         return out
 
@@ -285,9 +349,10 @@ class LLMClient:
                     results[i] = dataclasses.replace(results[j], cached=True)
         stats.update(requests=len(requests), distinct=len(first), cached=len(hits), seconds=round(time.perf_counter() - t0, 3))
         self.last_stats = stats
-        log.info("stage '%s' [%s %s]: %d requests, %d distinct, %d cached, %d sent (%d ok, %d truncated, %d refused, "
-                 "%d failed), %d retries, %d prompt + %d completion tokens, ~$%.4f, %.1f s",
-                 self.stage, self.backend, self.name, len(requests), len(first), len(hits), stats["sent"],
+        log.info("stage '%s' [%s %s]: %d requests, %d distinct, %d cached, %d answered by another run, %d sent "
+                 "(%d ok, %d truncated, %d refused, %d failed), %d retries, %d prompt + %d completion tokens, ~$%.4f, "
+                 "%.1f s", self.stage, self.backend, self.name, len(requests), len(first), len(hits),
+                 stats["awaited"], stats["sent"],
                  stats["ok"], stats["truncated"], stats["refused"], stats["error"], stats["retries"],
                  stats["prompt_tokens"], stats["completion_tokens"], stats["spent_usd"], stats["seconds"])
         if stats.get("cache_error"):
@@ -295,8 +360,16 @@ class LLMClient:
                            f"(config llm.cache): {stats['cache_error']}; {stats.get('unstored', 0)} answered "
                            f"calls could not be stored, the run stopped")
         if stats.get("fatal"):
-            raise LLMError(f"stage '{self.stage}' [{self._where}]: {stats['fatal']}; stopped after {stats['sent']} "
-                           f"calls (answered ones are cached)")
+            raise EndpointUnreachable(
+                f"stage '{self.stage}': endpoint '{self.name}' ({self._where}, base_url {self.base_url}): "
+                f"{stats['fatal']}; stopped after {stats['sent']} calls (answered ones are cached)",
+                endpoint=self.name, base_url=self.base_url)
+        if stats.get("unreachable"):
+            raise EndpointUnreachable(
+                f"stage '{self.stage}': endpoint '{self.name}' ({self._where}) at base_url {self.base_url} is "
+                f"unreachable: {stats['unreachable']}; stopped after {stats['sent']} calls, answers received "
+                f"before are cached. Check base_url and the network (DNS, TLS, proxy), then rerun; the wait is "
+                f"{self._where}.limits.circuit_breaker_s.", endpoint=self.name, base_url=self.base_url)
         if stats.get("budget_stop"):
             answered = sum(r is not None for r in results)
             remaining = len(requests) - answered
@@ -325,7 +398,7 @@ class LLMClient:
 
     async def _dispatch(self, todo, results, first, cache: Cache, n_cached: int, budget: float | None) -> dict:
         stats = {"sent": 0, "ok": 0, "truncated": 0, "refused": 0, "error": 0, "retries": 0,
-                 "prompt_tokens": 0, "completion_tokens": 0, "spent_usd": 0.0}
+                 "prompt_tokens": 0, "completion_tokens": 0, "spent_usd": 0.0, "awaited": 0}
         if not todo:
             return stats
         from tqdm import tqdm
@@ -337,20 +410,26 @@ class LLMClient:
         pending: list[dict] = []
         failures: list[dict] = []
         flush_scheduled = False
+        state: dict[str, Any] = {"reserved": 0.0, "stop": None}
+        # the stand-in is free and local: nothing to share with other processes
+        owner = new_owner() if self.source == "openai" else None
+
+        def cache_failed(exc: Exception, unstored: int = 0) -> None:
+            state["stop"] = "cache"
+            stats["cache_error"] = f"{type(exc).__name__}: {exc}"
+            stats["unstored"] = stats.get("unstored", 0) + unstored
 
         def flush() -> None:
-            # one transaction for every answer that arrived in this loop iteration
+            # one transaction for every answer that arrived in this loop iteration (it also
+            # releases their claims, so a process waiting for them finds them at once)
             nonlocal flush_scheduled
             flush_scheduled = False
             batch, pending[:] = list(pending), []
             fails, failures[:] = list(failures), []
             try:
-                cache.put_many(batch)
-                cache.put_failures(fails)
+                cache.store(batch, fails, owner)
             except Exception as exc:  # noqa: BLE001 - an answer we cannot store must stop the run
-                state["stop"] = "cache"
-                stats["cache_error"] = f"{type(exc).__name__}: {exc}"
-                stats["unstored"] = stats.get("unstored", 0) + len(batch)
+                cache_failed(exc, len(batch))
 
         def store(row: dict, failed: bool = False) -> None:
             nonlocal flush_scheduled
@@ -360,15 +439,67 @@ class LLMClient:
                 loop.call_soon(flush)
 
         limiter = RateLimiter(self.limits)
-        state: dict[str, Any] = {"reserved": 0.0, "stop": None}
+        breaker = _Breaker(self.limits.circuit_breaker_s)
+        n_workers = min(self.limits.max_concurrency, len(todo))
+        requests_by_key = dict(todo)
         it = iter(todo)
-        client, transport = self._session()
+        ready: deque = deque()  # (key, request) claimed by this run, not sent yet
+        waiting: set[str] = set()  # keys another live process has in flight
+        poll_lock = asyncio.Lock()
+        claim_batch = max(1, min(64, n_workers))
         source = self.source
 
+        def claim(keys: list[str]) -> set[str]:
+            """Claim ``keys``; answers found are settled, claimed keys queued. Returns the held ones."""
+            try:
+                claimed, answered, held = cache.claim(keys, source, owner)
+            except Exception as exc:  # noqa: BLE001 - without claims we could pay twice: stop
+                cache_failed(exc)
+                return set()
+            for key, row in answered.items():  # answered by another process meanwhile
+                results[first[key]] = _from_row(row, self.backend)
+                stats["awaited"] += 1
+                bar.update(1)
+            ready.extend((k, requests_by_key[k]) for k in claimed)
+            return set(held)
+
+        async def next_item():
+            while not state["stop"]:
+                if ready:
+                    return ready.popleft()
+                if owner is None:
+                    return next(it, None)
+                chunk = [k for k, _ in islice(it, claim_batch)]
+                if chunk:
+                    waiting.update(claim(chunk))
+                    continue
+                if not waiting:
+                    return None
+                if poll_lock.locked():  # another worker polls: wait for it, then look again
+                    async with poll_lock:
+                        continue
+                async with poll_lock:
+                    await breaker.sleep(CLAIM_POLL_S)
+                    if not state["stop"]:
+                        waiting.intersection_update(claim(sorted(waiting)))
+            return None
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(CLAIM_LEASE_S / 4)
+                try:
+                    cache.renew_claims(owner)
+                except Exception as exc:  # noqa: BLE001 - the next beat may succeed; the lease is long
+                    log.warning("stage '%s': could not renew in-flight claims: %s", self.stage, exc)
+
+        client, transport = self._session()
+
         async def worker() -> None:
-            for key, req in it:
-                if state["stop"]:
+            while True:
+                item = await next_item()
+                if item is None:
                     return
+                key, req = item
                 price = price_for(self.prices, req.model)
                 reserve = 0.0
                 if budget is not None:
@@ -381,10 +512,13 @@ class LLMClient:
                     await limiter.acquire(req.estimated_prompt_tokens() + req.estimated_completion_tokens())
                 stats["sent"] += 1
                 try:
-                    res, row, attempts = await self._call(client, req, limiter, stats)
+                    res, row, attempts = await self._call(client, req, limiter, stats, breaker)
                 except _Fatal as exc:
                     state["stop"] = "fatal"
                     stats["fatal"] = str(exc)
+                    return
+                except _Stopped:
+                    state["stop"] = "unreachable"
                     return
                 finally:
                     state["reserved"] -= reserve
@@ -406,21 +540,33 @@ class LLMClient:
                 # answer is committed before its worker's next call (kill -9 loses in-flight only)
                 await asyncio.sleep(0)
 
+        beat = asyncio.ensure_future(heartbeat()) if owner is not None else None
         try:
-            n_workers = min(self.limits.max_concurrency, len(todo))
             await asyncio.gather(*(worker() for _ in range(n_workers)))
         finally:
+            if beat is not None:
+                beat.cancel()
             if pending or failures:
                 flush()
+            if owner is not None:
+                try:
+                    cache.release_claims(owner)  # claimed but never sent (a stop): free for others
+                except Exception as exc:  # noqa: BLE001 - they expire with the lease anyway
+                    log.warning("stage '%s': could not release in-flight claims: %s", self.stage, exc)
+                retire_owner(owner)
             bar.close()
             await client.close()
             if transport is not None:
                 await transport.aclose()
+        if breaker.tripped.is_set():
+            stats["unreachable"] = (f"{breaker.failures} connection attempts in a row failed over "
+                                    f"{self.limits.circuit_breaker_s:g} s (last: {breaker.last_error})")
         if state["stop"] == "budget":
             stats["budget_stop"] = True
         return stats
 
-    async def _call(self, client: AsyncOpenAI, req: ChatRequest, limiter: RateLimiter, stats: dict):
+    async def _call(self, client: AsyncOpenAI, req: ChatRequest, limiter: RateLimiter, stats: dict,
+                    breaker: _Breaker):
         """One request with retries: (ChatResult, cache row or None when failed, attempts)."""
         # the canonical JSON the key was computed from, sent as is (no second serialisation)
         content = req.body_json.encode("utf-8")
@@ -428,6 +574,8 @@ class LLMClient:
         last_error = "no attempt made"
         attempt = 0
         for attempt in range(lim.max_retries + 1):
+            if breaker.tripped.is_set():
+                raise _Stopped
             if attempt:
                 stats["retries"] += 1
             t = time.perf_counter()
@@ -435,13 +583,13 @@ class LLMClient:
             try:
                 resp = await client.post("/chat/completions", content=content, cast_to=httpx2.Response)
             except openai.APIStatusError as exc:
+                breaker.reachable()
                 code = exc.status_code
                 detail = _short(getattr(exc, "message", "") or exc)
                 if code in (401, 403):
                     raise _Fatal(f"the endpoint refused the API key (HTTP {code}): {detail}") from None
                 if code == 404:
-                    raise _Fatal(f"HTTP 404 from {self.base_url} (unknown model {req.model!r} or wrong base_url): "
-                                 f"{detail}") from None
+                    raise _Fatal(f"HTTP 404 (unknown model {req.model!r} or wrong base_url): {detail}") from None
                 if code == 429 or code >= 500 or code in (408, 409):
                     last_error = f"HTTP {code}: {detail}"
                     delay = _retry_after(exc.response.headers)
@@ -449,21 +597,30 @@ class LLMClient:
                         limiter.pause(delay if delay is not None else lim.backoff(attempt))
                 else:  # 400, 422, ...: the request itself is wrong; retrying cannot help
                     return self._failed(req, f"HTTP {code}: {detail}", attempt + 1)
-            except openai.APITimeoutError:
-                last_error = f"timed out after {lim.timeout_s:g} s"
-            except openai.APIConnectionError as exc:
-                last_error = f"connection error: {_short(exc.__cause__ or exc)}"
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                if isinstance(exc, openai.APITimeoutError) and not _connect_failure(exc):
+                    last_error = f"timed out after {lim.timeout_s:g} s"
+                else:
+                    last_error = f"connection error: {_short(exc.__cause__ or exc)}"
+                if _connect_failure(exc):
+                    breaker.unreachable(last_error, self.name, self.base_url)
+                    if breaker.tripped.is_set():
+                        raise _Stopped from None
+                    # retry within the breaker's window only, not with the full backoff
+                    delay = min(lim.backoff(attempt), max(breaker.time_left(), 0.05))
             else:
+                breaker.reachable()
                 parsed = _parse(resp.content)
                 if isinstance(parsed, str):
                     last_error = f"malformed response body: {parsed}"
                 else:
                     return self._answered(req, parsed, time.perf_counter() - t, attempt + 1)
             if attempt < lim.max_retries:
-                await asyncio.sleep(delay if delay is not None else lim.backoff(attempt))
+                await breaker.sleep(delay if delay is not None else lim.backoff(attempt))
         return self._failed(req, f"gave up after {attempt + 1} attempts: {last_error}", attempt + 1)
 
     def _failed(self, req: ChatRequest, error: str, attempts: int):
+        error = redact.redact(error)
         self._n_failed += 1
         if self._n_failed <= 20:  # a dead endpoint must not flood the log; the summary counts all
             log.warning("stage '%s': call %s (model %s) failed: %s%s", self.stage, req.key[:12], req.model, error,

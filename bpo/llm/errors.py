@@ -1,11 +1,31 @@
 """Errors of the LLM layer. Messages name the config key or the number of calls concerned and
-never contain an API key or request headers."""
+never contain an API key or request headers: whatever a server echoed into them is redacted."""
 
 from __future__ import annotations
 
+from bpo.redact import redact
+
 
 class LLMError(RuntimeError):
-    """A stage cannot get its LLM answers (bad config, missing key, replay miss, fatal reply)."""
+    """A stage cannot get its LLM answers (bad config, missing key, replay miss, fatal reply,
+    unreachable endpoint)."""
+
+    def __init__(self, message: str = "", *args):
+        super().__init__(redact(str(message)), *args)
+
+    def __str__(self) -> str:  # a key registered after the error was raised is masked too
+        return redact(super().__str__())
+
+
+class EndpointUnreachable(LLMError):
+    """The circuit breaker stopped the stage: the endpoint could not be reached (connection
+    refused, DNS or TLS failure) or refused every call (HTTP 401/403/404). Answers received
+    before are cached."""
+
+    def __init__(self, message: str, *, endpoint: str, base_url: str):
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.base_url = base_url
 
 
 class MissingAPIKey(LLMError):

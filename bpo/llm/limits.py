@@ -28,6 +28,7 @@ class Limits:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     transport: str = "lean"  # lean | httpx (see bpo.llm.transport)
+    circuit_breaker_s: float = 30.0  # stop after this long with only unreachable/refused calls
 
     @classmethod
     def from_config(cls, cfg: Mapping | None, where: str = "limits") -> "Limits":
@@ -48,6 +49,8 @@ class Limits:
             raise LLMError(f"config {where}.timeout_s must be > 0, got {lim.timeout_s}")
         if int(lim.max_retries) < 0:
             raise LLMError(f"config {where}.max_retries must be >= 0, got {lim.max_retries}")
+        if lim.circuit_breaker_s <= 0:
+            raise LLMError(f"config {where}.circuit_breaker_s must be > 0, got {lim.circuit_breaker_s}")
         if lim.transport not in ("lean", "httpx"):
             raise LLMError(f"config {where}.transport must be 'lean' or 'httpx', got {lim.transport!r}")
         return lim

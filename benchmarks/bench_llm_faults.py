@@ -1,0 +1,87 @@
+"""Figures for the LLM layer's fault handling (issue 11, items 1-3), in about a minute.
+
+* unreachable endpoint: seconds from start to the error for 2,000 requests through LLMClient
+  (connection refused; the limits are the schema defaults: concurrency 16, 6 retries,
+  circuit_breaker_s 30);
+* planted key: files containing the key after a run whose server echoes it in error texts
+  (log, stdout, stderr, cache database and WAL, Parquet export);
+* two processes sending the same 400 requests at once: calls paid;
+* kill -9 of one of two runs mid-way: calls re-paid vs the killed run's calls in flight.
+
+The cases themselves live in tests/llm_fault_cases.py (tests/test_llm_faults.py asserts on them).
+
+Run: python benchmarks/bench_llm_faults.py [--pairs 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from bpo.llm import ChatRequest, LLMClient  # noqa: E402
+from bpo.llm.errors import EndpointUnreachable  # noqa: E402
+from bpo.settings.config import load_schema  # noqa: E402
+from llm_fault_cases import (KEY_ENV, SECRET, closed_port_url, concurrent_runs, kill_owner_run,  # noqa: E402
+                             planted_key_run)
+
+
+def schema_limits() -> dict:
+    """The defaults config/schema.yaml gives an endpoint's limits."""
+    llm = load_schema()["properties"]["llm"]["properties"]
+    props = llm["endpoints"]["additionalProperties"]["properties"]["limits"]["properties"]
+    return {name: spec["default"] for name, spec in props.items() if "default" in spec}
+
+
+def unreachable(tmp: Path, n: int) -> tuple[float, dict, str]:
+    limits = schema_limits()
+    endpoint = {"backend": "openai", "base_url": closed_port_url(), "api_key_env": KEY_ENV, "limits": limits}
+    client = LLMClient(endpoint, tmp / "unreachable.sqlite", "critique", name="remote", progress=False)
+    requests = [ChatRequest(model="gpt-3.5-turbo", messages=[{"role": "user", "content": f"pair {i}"}])
+                for i in range(n)]
+    t0 = time.monotonic()
+    try:
+        client.run(requests)
+    except EndpointUnreachable as exc:
+        return time.monotonic() - t0, limits, str(exc)
+    raise SystemExit("no error from an unreachable endpoint")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=2000, help="requests sent to the unreachable endpoint")
+    args = ap.parse_args()
+    os.environ[KEY_ENV] = SECRET
+    with tempfile.TemporaryDirectory(prefix="bpo-faults-") as tmp_s:
+        tmp = Path(tmp_s)
+        for sub in ("unreachable", "planted", "concurrent", "kill"):
+            (tmp / sub).mkdir()
+        seconds, limits, message = unreachable(tmp / "unreachable", args.pairs)
+        print(f"unreachable endpoint, {args.pairs} requests through LLMClient (limits {limits}): "
+              f"error after {seconds:.1f} s")
+        print(f"  {message}")
+        planted = planted_key_run(tmp / "planted")
+        files = sorted(p.name for p in planted["dir"].iterdir())
+        print(f"planted key echoed by the server in {planted['echoed']} replies: {len(planted['hits'])} hits "
+              f"in {len(files)} files the run wrote ({', '.join(files)})")
+        both = concurrent_runs(tmp / "concurrent", n=400, conc=16)
+        print(f"two concurrent runs of the same 400 requests: {both['paid']} calls paid "
+              f"(sent / awaited from the other run / found cached at the start: run A {both['sent'][0]} / "
+              f"{both['awaited'][0]} / {both['cached'][0]}, run B {both['sent'][1]} / {both['awaited'][1]} / "
+              f"{both['cached'][1]})")
+        kill = kill_owner_run(tmp / "kill", n=200, conc=8)
+        print(f"kill -9 of one of two runs of the same 200 requests (concurrency 8): the other completed "
+              f"{kill['b_done_after_kill_s']:.1f} s after the kill; {kill['repaid']} calls re-paid, "
+              f"{kill['in_flight']} of the killed run's calls were in flight at the kill (sent, answer not "
+              f"stored; {kill['unanswered_by_server']} not yet answered by the server) "
+              f"({kill['paid']} paid for {kill['distinct']} distinct)")
+
+
+if __name__ == "__main__":
+    main()
