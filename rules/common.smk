@@ -11,6 +11,23 @@ from bpo.sources import SOURCES
 validate(config, schema="../config/schema.yaml")
 
 
+# Each config writes under its own roots (run_name), so two configs never touch each other's
+# outputs, logs or benchmarks; `.bpo-cache/` (the LLM cache, base models) stays shared on purpose.
+RUN_NAME = config["run_name"]
+
+
+def result(path):
+    return f"results/{RUN_NAME}/{path}"
+
+
+def log_file(path):
+    return f"logs/{RUN_NAME}/{path}"
+
+
+def benchmark_file(path):
+    return f"benchmarks/{RUN_NAME}/{path}"
+
+
 # Rules that call an LLM API run on the submit host: compute nodes often have no internet.
 localrules:
     all,
@@ -52,10 +69,10 @@ def pairs_merge_settings():
 
 def get_final_output():
     """Targets of `rule all`, following the config's activate switches."""
-    targets = expand("results/pairs/{source}.parquet", source=active_sources())
-    targets.append("results/pairs/all.parquet")
-    targets += ["results/sft/train.parquet", "results/sft/val.parquet", "results/sft/filter_report.json"]  # rules/critique.smk
-    targets.append("results/models/optimizer")  # rules/train.smk
+    targets = expand(result("pairs/{source}.parquet"), source=active_sources())
+    targets.append(result("pairs/all.parquet"))
+    targets += [result("sft/train.parquet"), result("sft/val.parquet"), result("sft/filter_report.json")]  # rules/critique.smk
+    targets.append(result("models/optimizer"))  # rules/train.smk
     targets += eval_report_outputs()  # rules/report.smk
     return targets
 
@@ -84,8 +101,8 @@ def sft_inputs(wildcards):
     local dataset file(s), or nothing when it comes from the hub."""
     if sft_mode() == "critiques":
         return {
-            "pairs": "results/pairs/all.parquet",
-            "critiques": expand("results/critiques/{source}.parquet", source=active_sources()),
+            "pairs": result("pairs/all.parquet"),
+            "critiques": expand(result("critiques/{source}.parquet"), source=active_sources()),
         }
     bpo = config["sft"]["bpo_dataset"]
     if bpo["hub_id"] or not bpo["path"]:
@@ -146,7 +163,7 @@ def optimizer_model_input():
     """The optimizer folder when it is local: the trained one for model null (a hub id is
     in the settings only)."""
     model = config["eval"]["optimizer"]["model"]
-    return ["results/models/optimizer"] if model is None else local_model_input(model)
+    return [result("models/optimizer")] if model is None else local_model_input(model)
 
 
 def answer_hf_settings(wildcards):
@@ -230,11 +247,11 @@ def eval_report_outputs():
     out = []
     if eval_pairs():
         out += [
-            "results/report/winrates.parquet",
-            "results/report/summary.md",
-            "results/report/winrates.png",
-            "results/report/intrinsic.json",
+            result("report/winrates.parquet"),
+            result("report/summary.md"),
+            result("report/winrates.png"),
+            result("report/intrinsic.json"),
         ]
     if config["eval"]["sft_rewrite"]["activate"]:
-        out += ["results/sft_rewrite/reproduce.json", "results/sft_rewrite/train.json"]
+        out += [result("sft_rewrite/reproduce.json"), result("sft_rewrite/train.json")]
     return out

@@ -13,17 +13,17 @@ localrules:
 
 rule critique:
     input:
-        pairs="results/pairs/all.parquet",
+        pairs=result("pairs/all.parquet"),
     output:
-        critiques="results/critiques/{source}.parquet",
+        critiques=result("critiques/{source}.parquet"),
     params:
         settings=critique_settings(),
     wildcard_constraints:
         source="|".join(SOURCES),
     log:
-        "logs/critique/critique.{source}.log",
+        log_file("critique/critique.{source}.log"),
     benchmark:
-        "benchmarks/critique/critique.{source}.tsv"
+        benchmark_file("critique/critique.{source}.tsv")
     conda:
         "../envs/llm.yaml"
     resources:
@@ -38,13 +38,13 @@ rule critique:
 # depends on what is already cached, so ask again with `snakemake -f critique_estimate`.
 rule critique_estimate:
     input:
-        pairs="results/pairs/all.parquet",
+        pairs=result("pairs/all.parquet"),
     output:
-        estimate="results/critiques/estimate.json",
+        estimate=result("critiques/estimate.json"),
     params:
         settings=critique_estimate_settings(),
     log:
-        "logs/critique/critique_estimate.log",
+        log_file("critique/critique_estimate.log"),
     conda:
         "../envs/llm.yaml"
     resources:
@@ -57,15 +57,15 @@ rule sft:
     input:
         unpack(sft_inputs),
     output:
-        train="results/sft/train.parquet",
-        val="results/sft/val.parquet",
-        report="results/sft/filter_report.json",
+        train=result("sft/train.parquet"),
+        val=result("sft/val.parquet"),
+        report=result("sft/filter_report.json"),
     params:
         settings=sft_settings(),
     log:
-        "logs/critique/sft.log",
+        log_file("critique/sft.log"),
     benchmark:
-        "benchmarks/critique/sft.tsv"
+        benchmark_file("critique/sft.tsv")
     conda:
         "../envs/llm.yaml"
     resources:

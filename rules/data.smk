@@ -6,16 +6,16 @@ rule pairs_source:
     input:
         unpack(pairs_source_inputs),
     output:
-        pairs="results/pairs/{source}.parquet",
-        stats="results/pairs/{source}.stats.json",
+        pairs=result("pairs/{source}.parquet"),
+        stats=result("pairs/{source}.stats.json"),
     params:
         settings=pairs_source_settings,
     wildcard_constraints:
         source="|".join(SOURCES),
     log:
-        "logs/data/pairs_source.{source}.log",
+        log_file("data/pairs_source.{source}.log"),
     benchmark:
-        "benchmarks/data/pairs_source.{source}.tsv"
+        benchmark_file("data/pairs_source.{source}.tsv")
     conda:
         "../envs/data.yaml"
     resources:
@@ -27,17 +27,17 @@ rule pairs_source:
 
 rule pairs_merge:
     input:
-        pairs=expand("results/pairs/{source}.parquet", source=active_sources()),
-        stats=expand("results/pairs/{source}.stats.json", source=active_sources()),
+        pairs=expand(result("pairs/{source}.parquet"), source=active_sources()),
+        stats=expand(result("pairs/{source}.stats.json"), source=active_sources()),
     output:
-        pairs="results/pairs/all.parquet",
-        stats="results/pairs/all.stats.json",
+        pairs=result("pairs/all.parquet"),
+        stats=result("pairs/all.stats.json"),
     params:
         settings=pairs_merge_settings(),
     log:
-        "logs/data/pairs_merge.log",
+        log_file("data/pairs_merge.log"),
     benchmark:
-        "benchmarks/data/pairs_merge.tsv"
+        benchmark_file("data/pairs_merge.tsv")
     conda:
         "../envs/data.yaml"
     resources:

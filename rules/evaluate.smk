@@ -23,7 +23,7 @@ rule download_testset:
         testset=_names_regex(downloaded_testsets()),
         filename="[^/]+",
     log:
-        "logs/eval/download_{testset}_{filename}.log",
+        log_file("eval/download_{testset}_{filename}.log"),
     conda:
         "../envs/eval.yaml"
     script:
@@ -35,15 +35,15 @@ rule optimize_testset:
         testset=optimize_testset_input,
         model=optimizer_model_input(),
     output:
-        optimized="results/eval/{testset}/optimized.parquet",
+        optimized=result("eval/{testset}/optimized.parquet"),
     params:
         settings=optimize_settings,
     wildcard_constraints:
         testset="[^/]+",
     log:
-        "logs/eval/optimize_{testset}.log",
+        log_file("eval/optimize_{testset}.log"),
     benchmark:
-        "benchmarks/eval/optimize_{testset}.tsv"
+        benchmark_file("eval/optimize_{testset}.tsv")
     conda:
         "../envs/eval.yaml"
     threads: 2
@@ -55,18 +55,18 @@ rule optimize_testset:
 
 rule answer:
     input:
-        optimized="results/eval/{testset}/optimized.parquet",
+        optimized=result("eval/{testset}/optimized.parquet"),
     output:
-        answers="results/eval/{testset}/{target}/answers.parquet",
+        answers=result("eval/{testset}/{target}/answers.parquet"),
     params:
         settings=answer_settings,
     wildcard_constraints:
         testset="[^/]+",
         target=_names_regex(eval_targets("endpoint")),
     log:
-        "logs/eval/answer_{testset}_{target}.log",
+        log_file("eval/answer_{testset}_{target}.log"),
     benchmark:
-        "benchmarks/eval/answer_{testset}_{target}.tsv"
+        benchmark_file("eval/answer_{testset}_{target}.tsv")
     conda:
         "../envs/llm.yaml"
     resources:
@@ -78,19 +78,19 @@ rule answer:
 # A local HF target generates on a compute node (GPU), so it is a separate, non-local rule.
 rule answer_hf:
     input:
-        optimized="results/eval/{testset}/optimized.parquet",
+        optimized=result("eval/{testset}/optimized.parquet"),
         model=hf_target_model_input,
     output:
-        answers="results/eval/{testset}/{target}/answers.parquet",
+        answers=result("eval/{testset}/{target}/answers.parquet"),
     params:
         settings=answer_hf_settings,
     wildcard_constraints:
         testset="[^/]+",
         target=_names_regex(eval_targets("hf")),
     log:
-        "logs/eval/answer_{testset}_{target}.log",
+        log_file("eval/answer_{testset}_{target}.log"),
     benchmark:
-        "benchmarks/eval/answer_{testset}_{target}.tsv"
+        benchmark_file("eval/answer_{testset}_{target}.tsv")
     conda:
         "../envs/eval.yaml"
     threads: 2
@@ -102,18 +102,18 @@ rule answer_hf:
 
 rule judge:
     input:
-        answers="results/eval/{testset}/{target}/answers.parquet",
+        answers=result("eval/{testset}/{target}/answers.parquet"),
     output:
-        judgments="results/eval/{testset}/{target}/judgments.parquet",
+        judgments=result("eval/{testset}/{target}/judgments.parquet"),
     params:
         settings=judge_settings,
     wildcard_constraints:
         testset="[^/]+",
         target="[^/]+",
     log:
-        "logs/eval/judge_{testset}_{target}.log",
+        log_file("eval/judge_{testset}_{target}.log"),
     benchmark:
-        "benchmarks/eval/judge_{testset}_{target}.tsv"
+        benchmark_file("eval/judge_{testset}_{target}.tsv")
     conda:
         "../envs/llm.yaml"
     resources:
@@ -128,13 +128,13 @@ rule sft_rewrite_optimize:
         testset=sft_rewrite_optimize_input,
         model=optimizer_model_input(),
     output:
-        optimized="results/sft_rewrite/optimized.parquet",
+        optimized=result("sft_rewrite/optimized.parquet"),
     params:
         settings=sft_rewrite_optimize_settings,
     log:
-        "logs/eval/sft_rewrite_optimize.log",
+        log_file("eval/sft_rewrite_optimize.log"),
     benchmark:
-        "benchmarks/eval/sft_rewrite_optimize.tsv"
+        benchmark_file("eval/sft_rewrite_optimize.tsv")
     conda:
         "../envs/eval.yaml"
     threads: 2
@@ -146,17 +146,17 @@ rule sft_rewrite_optimize:
 
 rule sft_rewrite_answer:
     input:
-        optimized="results/sft_rewrite/optimized.parquet",
+        optimized=result("sft_rewrite/optimized.parquet"),
         source=lambda wc: config["eval"]["sft_rewrite"]["path"] or [],
     output:
-        reproduce="results/sft_rewrite/reproduce.json",
-        sft="results/sft_rewrite/train.json",
+        reproduce=result("sft_rewrite/reproduce.json"),
+        sft=result("sft_rewrite/train.json"),
     params:
         settings=sft_rewrite_answer_settings,
     log:
-        "logs/eval/sft_rewrite_answer.log",
+        log_file("eval/sft_rewrite_answer.log"),
     benchmark:
-        "benchmarks/eval/sft_rewrite_answer.tsv"
+        benchmark_file("eval/sft_rewrite_answer.tsv")
     conda:
         "../envs/llm.yaml"
     resources:

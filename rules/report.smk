@@ -4,30 +4,30 @@
 
 rule report:
     input:
-        judgments=[f"results/eval/{ts}/{tg}/judgments.parquet" for ts, tg in eval_pairs()],
-        answers=[f"results/eval/{ts}/{tg}/answers.parquet" for ts, tg in eval_pairs()],
-        optimized=[f"results/eval/{ts}/optimized.parquet" for ts in eval_testsets()],
+        judgments=[result(f"eval/{ts}/{tg}/judgments.parquet") for ts, tg in eval_pairs()],
+        answers=[result(f"eval/{ts}/{tg}/answers.parquet") for ts, tg in eval_pairs()],
+        optimized=[result(f"eval/{ts}/optimized.parquet") for ts in eval_testsets()],
     output:
         table=report(
-            "results/report/winrates.parquet",
+            result("report/winrates.parquet"),
             caption="../report/winrates_table.rst",
             category="Evaluation",
             labels={"figure": "win-rate table (Parquet)"},
         ),
         summary=report(
-            "results/report/summary.md",
+            result("report/summary.md"),
             caption="../report/summary.rst",
             category="Evaluation",
             labels={"figure": "summary"},
         ),
         plot=report(
-            "results/report/winrates.png",
+            result("report/winrates.png"),
             caption="../report/winrates.rst",
             category="Evaluation",
             labels={"figure": "win / tie / lose"},
         ),
         intrinsic=report(
-            "results/report/intrinsic.json",
+            result("report/intrinsic.json"),
             caption="../report/intrinsic.rst",
             category="Evaluation",
             labels={"figure": "similarity to reference rewrites"},
@@ -35,7 +35,7 @@ rule report:
     params:
         settings=report_settings(),
     log:
-        "logs/report/report.log",
+        log_file("report/report.log"),
     conda:
         "../envs/eval.yaml"
     resources:

@@ -6,23 +6,23 @@
 
 rule train_optimizer:
     input:
-        train="results/sft/train.parquet",
-        val="results/sft/val.parquet",
+        train=result("sft/train.parquet"),
+        val=result("sft/val.parquet"),
         deepspeed=deepspeed_config_input(),
     output:
-        model=directory("results/models/optimizer"),
-        metrics="results/models/optimizer_metrics/train_metrics.parquet",
+        model=directory(result("models/optimizer")),
+        metrics=result("models/optimizer_metrics/train_metrics.parquet"),
         loss_curve=report(
-            "results/models/optimizer_metrics/loss_curve.png",
+            result("models/optimizer_metrics/loss_curve.png"),
             caption="../report/loss_curve.rst",
             category="Optimizer training",
         ),
     params:
         settings=train_settings(),
     log:
-        "logs/train/train_optimizer.log",
+        log_file("train/train_optimizer.log"),
     benchmark:
-        "benchmarks/train/train_optimizer.tsv"
+        benchmark_file("train/train_optimizer.tsv")
     conda:
         "../envs/train.yaml"
     # One torch thread on CPU: the tiny default runs fastest so (OpenMP threads of a model

@@ -346,7 +346,7 @@ def test_workflow_critique_and_sft_with_the_standin(tmp_path):
     """The embedded default runs the critique stage offline; editing the template reruns it,
     editing runtime limits does not."""
     wf = copy_workflow(tmp_path / "wf")
-    snakemake(wf, "--cores", "2", "results/sft/train.parquet", "results/critiques/estimate.json")
+    snakemake(wf, "--cores", "2", "results/demo/sft/train.parquet", "results/demo/critiques/estimate.json")
     report = json.loads((wf / "results" / "sft" / "filter_report.json").read_text())
     assert report["records_in"] > 0 and report["kept"] > 0 and report["val"] >= 1
     assert report["records_in"] == report["kept"] + report["dropped_total"]
@@ -357,7 +357,7 @@ def test_workflow_critique_and_sft_with_the_standin(tmp_path):
     assert "not a real model" in (wf / "logs" / "critique" / "critique.hh_rlhf.log").read_text().lower()
 
     def planned():
-        out = snakemake(wf, "-n", "--cores", "1", "results/sft/train.parquet").stdout
+        out = snakemake(wf, "-n", "--cores", "1", "results/demo/sft/train.parquet").stdout
         return {line.split()[-1] for line in out.splitlines() if line.startswith(("rule ", "localrule "))}
 
     assert planned() == set()

@@ -15,7 +15,7 @@ from conftest import copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 
-TARGET = "results/pairs/all.parquet"
+TARGET = "results/demo/pairs/all.parquet"
 SOURCES = ["hh_rlhf", "oasst1", "chatbot_arena", "alpaca_gpt4"]
 
 
@@ -83,7 +83,7 @@ def test_paper_sources_build_the_data_dag_offline(workflow_copy):
 
 def test_folder_path_expands_to_its_files(workflow_copy):
     with edited_config(workflow_copy, lambda c: c["sources"]["oasst1"].__setitem__("path", "resources/demo/oasst1")):
-        proc = snakemake(workflow_copy, "-n", "--cores", "1", "results/pairs/oasst1.parquet")
+        proc = snakemake(workflow_copy, "-n", "--cores", "1", "results/demo/pairs/oasst1.parquet")
     assert "input: resources/demo/oasst1/train.jsonl\n" in _out(proc)
 
 
@@ -95,18 +95,18 @@ def test_missing_local_file_fails_at_dag_build_naming_it(workflow_copy):
 
 def test_real_run_writes_pairs_stats_and_logs(ran):
     merged = read_table(ran / TARGET, PAIRS)
-    stats = json.loads((ran / "results/pairs/all.stats.json").read_text())
+    stats = json.loads((ran / "results/demo/pairs/all.stats.json").read_text())
     assert merged.num_rows == stats["pairs"] > 40
     assert set(merged.column("source").to_pylist()) == set(SOURCES)
     assert len(set(merged.column("pair_id").to_pylist())) == merged.num_rows
     assert stats["duplicates_across_sources"] == 1  # the demo repeats one hh-rlhf pair in chatbot_arena
     for source in SOURCES:
-        st = json.loads((ran / f"results/pairs/{source}.stats.json").read_text())
-        assert read_table(ran / f"results/pairs/{source}.parquet", PAIRS).num_rows == st["pairs"] >= 10
-        log = (ran / f"logs/data/pairs_source.{source}.log").read_text()
+        st = json.loads((ran / f"results/demo/pairs/{source}.stats.json").read_text())
+        assert read_table(ran / f"results/demo/pairs/{source}.parquet", PAIRS).num_rows == st["pairs"] >= 10
+        log = (ran / f"logs/demo/data/pairs_source.{source}.log").read_text()
         assert all(f"{reason} {n}" in log for reason, n in st["dropped"].items())
         assert (ran / f"benchmarks/data/pairs_source.{source}.tsv").exists()
-    assert "duplicates across sources dropped" in (ran / "logs/data/pairs_merge.log").read_text()
+    assert "duplicates across sources dropped" in (ran / "logs/demo/data/pairs_merge.log").read_text()
     assert planned_jobs(snakemake(ran, "-n", "--cores", "1", TARGET)) == {}
 
 
@@ -144,13 +144,13 @@ def test_input_file_edit_reruns_only_that_source(ran):
 
 
 def test_real_rerun_after_a_config_edit_touches_only_the_affected_outputs(ran):
-    untouched = {s: (ran / f"results/pairs/{s}.parquet").stat().st_mtime_ns for s in SOURCES if s != "oasst1"}
+    untouched = {s: (ran / f"results/demo/pairs/{s}.parquet").stat().st_mtime_ns for s in SOURCES if s != "oasst1"}
     with edited_config(ran, lambda c: c["sources"]["oasst1"].__setitem__("languages", ["en", "es", "de"])):
         proc = snakemake(ran, "--cores", "2", TARGET)
         assert planned_jobs(proc) == {"pairs_source": 1, "pairs_merge": 1}
-        langs = read_table(ran / "results/pairs/oasst1.parquet", PAIRS).column("language").to_pylist()
+        langs = read_table(ran / "results/demo/pairs/oasst1.parquet", PAIRS).column("language").to_pylist()
         assert {"es", "de"} <= set(langs)
-        assert {s: (ran / f"results/pairs/{s}.parquet").stat().st_mtime_ns for s in untouched} == untouched
+        assert {s: (ran / f"results/demo/pairs/{s}.parquet").stat().st_mtime_ns for s in untouched} == untouched
         merged = read_table(ran / TARGET, PAIRS)
         assert {"es", "de"} <= set(merged.column("language").to_pylist())
     # back to the original config: the same two jobs again, nothing else

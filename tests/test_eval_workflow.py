@@ -14,9 +14,9 @@ from eval_helpers import save_tiny_model
 
 pytestmark = pytest.mark.slow
 
-EVAL_OUTPUTS = ["results/report/winrates.parquet", "results/report/summary.md", "results/report/winrates.png",
-                "results/report/intrinsic.json"]
-SFT_OUTPUTS = ["results/sft_rewrite/reproduce.json", "results/sft_rewrite/train.json"]
+EVAL_OUTPUTS = ["results/demo/report/winrates.parquet", "results/demo/report/summary.md", "results/demo/report/winrates.png",
+                "results/demo/report/intrinsic.json"]
+SFT_OUTPUTS = ["results/demo/sft_rewrite/reproduce.json", "results/demo/sft_rewrite/train.json"]
 
 
 def _edit_config(wf, edit):
@@ -55,7 +55,7 @@ def evaluated(tmp_path_factory):
 
 def test_offline_evaluation_outputs(evaluated):
     wf = evaluated
-    table = pq.read_table(wf / "results/report/winrates.parquet").to_pylist()
+    table = pq.read_table(wf / "results/demo/report/winrates.parquet").to_pylist()
     assert {(r["testset"], r["target"]) for r in table} == {
         (ts, tg) for ts in ("dolly_eval", "bpo_test") for tg in ("standin", "tiny_hf")}
     for r in table:
@@ -63,24 +63,24 @@ def test_offline_evaluation_outputs(evaluated):
         assert r["backend"] == "standin"
         assert r["n"] >= 5 and r["win"] + r["tie"] + r["lose"] == pytest.approx(100.0)
         assert r["delta_wr_low"] <= r["delta_wr"] <= r["delta_wr_high"]
-    summary = (wf / "results/report/summary.md").read_text()
+    summary = (wf / "results/demo/report/summary.md").read_text()
     assert "come from the offline stand-in, not from a model" in summary
     assert "unusable for every prompt" in summary  # and it says the comparison is void
-    hf_answers = pq.read_table(wf / "results/eval/bpo_test/tiny_hf/answers.parquet").to_pylist()
+    hf_answers = pq.read_table(wf / "results/demo/eval/bpo_test/tiny_hf/answers.parquet").to_pylist()
     assert len(hf_answers) == 5 and all(r["backend"] == "hf" for r in hf_answers)
-    intrinsic = json.loads((wf / "results/report/intrinsic.json").read_text())
+    intrinsic = json.loads((wf / "results/demo/report/intrinsic.json").read_text())
     assert set(intrinsic) == {"bpo_test"} and intrinsic["bpo_test"]["n"] == 5
-    judged = pq.read_table(wf / "results/eval/dolly_eval/standin/judgments.parquet").to_pylist()
+    judged = pq.read_table(wf / "results/demo/eval/dolly_eval/standin/judgments.parquet").to_pylist()
     assert len(judged) == 5 and all(r["outcome"] in ("win", "tie", "lose", "invalid") for r in judged)
-    optimized = pq.read_table(wf / "results/eval/dolly_eval/optimized.parquet").to_pylist()
-    answers = pq.read_table(wf / "results/eval/dolly_eval/standin/answers.parquet").to_pylist()
+    optimized = pq.read_table(wf / "results/demo/eval/dolly_eval/optimized.parquet").to_pylist()
+    answers = pq.read_table(wf / "results/demo/eval/dolly_eval/standin/answers.parquet").to_pylist()
     for o, a in zip(optimized, answers):  # the context reaches the target verbatim
         assert a["question_original"] == (o["instruction"] + "\n" + o["context"] if o["context"] else o["instruction"])
         assert a["question_optimized"].endswith(o["context"])
     for log in ("optimize_dolly_eval", "answer_dolly_eval_standin", "judge_dolly_eval_standin"):
         assert (wf / "logs" / "eval" / f"{log}.log").stat().st_size > 0
-    sft = json.loads((wf / "results/sft_rewrite/train.json").read_text())
-    reproduce = json.loads((wf / "results/sft_rewrite/reproduce.json").read_text())
+    sft = json.loads((wf / "results/demo/sft_rewrite/train.json").read_text())
+    reproduce = json.loads((wf / "results/demo/sft_rewrite/reproduce.json").read_text())
     assert len(sft) == len(reproduce) == 4
     assert set(reproduce[0]) == {"instruction", "input", "output", "optimized_prompt", "res"}
 
@@ -164,7 +164,7 @@ def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evalu
     """One settings param per rule: a decoding edit reruns optimize (both rules) and everything
     after it; an hf target's edit reruns its answers; runtime values rerun nothing."""
     wf = evaluated
-    sft_outputs = ["results/sft_rewrite/reproduce.json", "results/sft_rewrite/train.json"]
+    sft_outputs = ["results/demo/sft_rewrite/reproduce.json", "results/demo/sft_rewrite/train.json"]
     snakemake(wf, "--cores", "2", *EVAL_OUTPUTS, *sft_outputs)  # catch up with the earlier tests' edits
     assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
     _edit_config(wf, lambda c: c["llm"]["endpoints"]["standin"]["limits"].update(max_concurrency=2))
@@ -184,8 +184,8 @@ def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evalu
 def test_generation_engine_is_recorded(evaluated):
     from bpo.schemas import read_metadata
 
-    for path in ("results/eval/dolly_eval/optimized.parquet", "results/eval/bpo_test/tiny_hf/answers.parquet",
-                 "results/sft_rewrite/optimized.parquet"):
+    for path in ("results/demo/eval/dolly_eval/optimized.parquet", "results/demo/eval/bpo_test/tiny_hf/answers.parquet",
+                 "results/demo/sft_rewrite/optimized.parquet"):
         meta = read_metadata(evaluated / path)
         assert meta["generation_engine"].startswith("lean bpo-") and meta["generation_engine_requested"] == "auto"
 

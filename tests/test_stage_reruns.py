@@ -14,7 +14,7 @@ from test_data_workflow import edited_config, planned_jobs, planned_sources
 
 pytestmark = pytest.mark.slow
 
-TARGET = "results/sft/train.parquet"
+TARGET = "results/demo/sft/train.parquet"
 SOURCES = {"hh_rlhf", "oasst1", "chatbot_arena", "alpaca_gpt4"}
 CRITIQUE_AND_SFT = {"critique": 4, "sft": 1}
 
@@ -94,12 +94,12 @@ def test_runtime_edit_reruns_nothing(ran, edit):
 
 
 def test_critique_estimate_follows_the_active_sources(ran):
-    snakemake(ran, "--cores", "1", "results/critiques/estimate.json")
-    assert planned_jobs(snakemake(ran, "-n", "--cores", "1", "results/critiques/estimate.json")) == {}
+    snakemake(ran, "--cores", "1", "results/demo/critiques/estimate.json")
+    assert planned_jobs(snakemake(ran, "-n", "--cores", "1", "results/demo/critiques/estimate.json")) == {}
     with edited_config(ran, _set("critique", "budget_usd", 1.0)):  # runtime: nothing
-        assert planned_jobs(snakemake(ran, "-n", "--cores", "1", "results/critiques/estimate.json")) == {}
+        assert planned_jobs(snakemake(ran, "-n", "--cores", "1", "results/demo/critiques/estimate.json")) == {}
     with edited_config(ran, _set("sources", "oasst1", "activate", False)):
-        proc = snakemake(ran, "-n", "--cores", "1", "results/critiques/estimate.json")
+        proc = snakemake(ran, "-n", "--cores", "1", "results/demo/critiques/estimate.json")
     assert planned_jobs(proc) == {"pairs_merge": 1, "critique_estimate": 1}  # the merge reads one file less
     cfg = yaml.safe_load((ran / "config" / "config.yaml").read_text())
     assert cfg["sources"]["oasst1"]["activate"] is True  # the edit was undone

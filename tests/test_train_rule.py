@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_train_rule_trains_the_default_tiny_optimizer_and_reruns_on_a_param_edit(workflow_copy):
     wf = workflow_copy
     write_sft(wf / "results" / "sft", n_train=40, n_val=8)
-    target = "results/models/optimizer_metrics/train_metrics.parquet"
+    target = "results/demo/models/optimizer_metrics/train_metrics.parquet"
     snakemake(wf, target, "--cores", "2", "--allowed-rules", "train_optimizer")
 
     model = wf / "results" / "models" / "optimizer"
@@ -28,10 +28,10 @@ def test_train_rule_trains_the_default_tiny_optimizer_and_reruns_on_a_param_edit
     assert {"model.safetensors", "tokenizer.json", "config.json"} <= {p.name for p in model.iterdir()}
     metrics = read_frame(wf / target, TRAIN_METRICS)
     assert metrics["loss"].notna().sum() == record["hparams"]["max_steps"]
-    assert (wf / "results/models/optimizer_metrics/loss_curve.png").stat().st_size > 1000
-    assert (wf / "logs/train/train_optimizer.log").read_text().count("saved the optimizer") == 1
+    assert (wf / "results/demo/models/optimizer_metrics/loss_curve.png").stat().st_size > 1000
+    assert (wf / "logs/demo/train/train_optimizer.log").read_text().count("saved the optimizer") == 1
     assert (wf / "benchmarks/train/train_optimizer.tsv").exists()
-    assert not (wf / "results/models/optimizer_checkpoints").exists()  # removed after success
+    assert not (wf / "results/demo/models/optimizer_checkpoints").exists()  # removed after success
 
     # Nothing to do now; an edited hyper-parameter retrains, an edited checkpoint setting does not.
     dry = snakemake(wf, target, "-n", "--allowed-rules", "train_optimizer")

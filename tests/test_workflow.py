@@ -41,7 +41,7 @@ def test_testset_by_url_is_downloaded_by_its_rule(workflow_copy, tmp_path):
     snakemake(workflow_copy, "--cores", "1", target)
     assert (workflow_copy / target).read_text() == src.read_text()
     # the optimize rule now reads the downloaded copy
-    proc = snakemake(workflow_copy, "-n", "results/eval/vicuna_eval/optimized.parquet")
+    proc = snakemake(workflow_copy, "-n", "results/demo/eval/vicuna_eval/optimized.parquet")
     assert "input: " + target in proc.stdout
 
 

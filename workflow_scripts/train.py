@@ -12,7 +12,7 @@ sm = snakemake  # noqa: F821
 spec = TrainSpec(
     settings=TrainSettings.from_params(sm.params.settings),
     # Read at run time, not a param: checkpoint settings never change the model.
-    checkpoint=CheckpointRuntime.from_config(sm.config),
+    checkpoint=CheckpointRuntime.from_config(sm.config, sm.output.model),
     train=sm.input.train,
     val=sm.input.val,
     model_dir=sm.output.model,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 
 from bpo.settings.base import Settings
@@ -96,5 +97,11 @@ class CheckpointRuntime(Settings):
     keep: bool
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Self:
-        return cls.from_mapping(config["train"]["checkpoint"], "train.checkpoint")
+    def from_config(cls, config: Mapping[str, Any], model_dir: str | None = None) -> Self:
+        """``dir: null`` means ``optimizer_checkpoints`` beside ``model_dir`` (the run's results root)."""
+        section = dict(config["train"]["checkpoint"])
+        if section.get("dir") is None:
+            if model_dir is None:
+                raise ValueError("train.checkpoint.dir is null: pass the model folder it sits beside")
+            section["dir"] = str(Path(model_dir).parent / "optimizer_checkpoints")
+        return cls.from_mapping(section, "train.checkpoint")

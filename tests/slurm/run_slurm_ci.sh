@@ -76,7 +76,7 @@ if [ "$TARGET" = all ]; then
   GPU_ARGS=(--gpu-rule train_optimizer)
   REQUEUE=${BPO_SLURM_CI_REQUEUE:-1}
 fi
-CKPT=results/models/optimizer_checkpoints
+CKPT=results/demo/models/optimizer_checkpoints
 
 # Plays the part of a preemption / node failure: once the training job has written a
 # checkpoint, SLURM requeues it; the job must start again and resume from that checkpoint.
@@ -129,10 +129,10 @@ if [ -n "$WATCH" ]; then
   WATCH=""
   jid=$(cat requeued_job)
   restarts=$(scontrol show job -o "$jid" | grep -o 'Restarts=[0-9]*' | cut -d= -f2)
-  resumed=$(grep -o 'resuming from .*' logs/train/train_optimizer.log | head -n1 || true)
+  resumed=$(grep -o 'resuming from .*' logs/demo/train/train_optimizer.log | head -n1 || true)
   if [ "${restarts:-0}" -lt 1 ] || [ -z "$resumed" ]; then
     say "FAILED: training job $jid restarts=${restarts:-?}, resume line: '${resumed}'"
-    tail -n 30 logs/train/train_optimizer.log
+    tail -n 30 logs/demo/train/train_optimizer.log
     exit 1
   fi
   say "training job $jid was requeued (Restarts=$restarts) and the restarted job logged: $resumed"
