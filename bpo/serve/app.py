@@ -9,9 +9,10 @@ Rewriting rules: only the last ``user`` message's text (a string content, or the
 of a list content; later parts, e.g. attached documents, and every other message stay as sent).
 A client opts out with the header ``X-BPO-Rewrite: off`` or the body field
 ``"bpo": {"rewrite": false}`` (removed before forwarding). What was sent comes back in the
-``bpo`` field of the reply (non-streaming: the body; streaming: the first chunk) and, when short,
-in the ``X-BPO-Prompt`` header (percent-encoded UTF-8); ``X-BPO-Rewrite`` says rewritten,
-fallback (with ``X-BPO-Fallback-Reason``), off or none.
+``bpo`` field of the reply (non-streaming: the body; streaming: the first chunk) and, when it
+differs from the client's and is short, in the ``X-BPO-Prompt`` header (percent-encoded UTF-8);
+``X-BPO-Rewrite`` says rewritten, unchanged, fallback (with ``X-BPO-Fallback-Reason``), off or
+none (no user text).
 
 Security: clients authenticate with the proxy's own keys (``api_keys_env``); the upstream key is
 added here, never taken from or shown to a client, never logged. Upstream replies (fields,
@@ -186,7 +187,8 @@ class ServeState:
             raise ApiError(401, "invalid or missing API key: use one of this proxy's client keys "
                                 "(Authorization: Bearer KEY)", code="invalid_api_key")
 
-    async def read_json(self, request: Request) -> dict:
+    async def read_json(self, request: Request) -> tuple[dict, bytes]:
+        """The request's JSON object and its raw bytes (size-limited; OpenAI-style 400/413)."""
         limit = self.settings.max_request_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -197,13 +199,14 @@ class ServeState:
             if size > limit:
                 raise ApiError(413, f"request body over the limit of {limit} bytes", code="request_too_large")
             chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
-            body = json.loads(b"".join(chunks))
+            body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(body, dict):
             raise ApiError(400, f"request body must be a JSON object, got {type(body).__name__}", code="invalid_json")
-        return body
+        return body, raw
 
     async def rewrite(self, prompt: str) -> Outcome:
         try:
@@ -251,11 +254,17 @@ def _audit(sent: str, status: str, outcome: Outcome | None) -> dict:
             "cached": bool(outcome and outcome.source == "cache")}
 
 
+def _status(outcome: Outcome, original: str) -> str:
+    if outcome.rewrite.fallback_reason:
+        return "fallback"
+    return "rewritten" if outcome.rewrite.text != original else "unchanged"
+
+
 def _audit_headers(audit: dict) -> dict:
     headers = {"x-bpo-rewrite": audit["rewrite"]}
     if audit["fallback_reason"]:
         headers["x-bpo-fallback-reason"] = audit["fallback_reason"]
-    if audit["prompt"] is not None:
+    if audit["rewrite"] == "rewritten":  # otherwise the client has the prompt already
         encoded = quote(audit["prompt"], safe="")
         if len(encoded) <= PROMPT_HEADER_MAX:
             headers["x-bpo-prompt"] = encoded
@@ -268,6 +277,17 @@ def _opted_out(request: Request, bpo_field: Any) -> bool:
     return isinstance(bpo_field, dict) and bpo_field.get("rewrite") is False
 
 
+def _add_field(obj: bytes, audit: bytes) -> bytes:
+    """``obj`` (a JSON object's bytes) with ``"bpo": audit`` added before its closing brace; every
+    upstream byte before it stays as it was. Anything but an object passes through unchanged."""
+    body = obj.rstrip()
+    if not (body.startswith(b"{") and body.endswith(b"}")):
+        return obj
+    inner = body[:-1].rstrip()
+    sep = b"" if inner.endswith(b"{") else b", "
+    return inner + sep + b'"bpo": ' + audit + b"}"
+
+
 def _inject_first_event(buf: bytes, audit: bytes) -> bytes:
     """The first SSE event with the ``bpo`` field added to its JSON data (other bytes unchanged)."""
     lines = buf.split(b"\n")
@@ -278,8 +298,7 @@ def _inject_first_event(buf: bytes, audit: bytes) -> bytes:
             except ValueError:
                 return buf
             if isinstance(obj, dict):
-                obj["bpo"] = json.loads(audit)
-                lines[i] = b"data: " + json.dumps(obj, ensure_ascii=False).encode()
+                lines[i] = line[:5] + b" " + _add_field(line[5:].strip(), audit)
             return b"\n".join(lines)
     return buf
 
@@ -327,8 +346,9 @@ def _endpoint(name: str):
 @_endpoint("chat")
 async def chat_completions(state: ServeState, request: Request) -> Response:
     state.authorize(request)
-    body = await state.read_json(request)
+    body, raw = await state.read_json(request)
     url = state.require_upstream() + "/chat/completions"
+    changed = "bpo" in body
     bpo_field = body.pop("bpo", None)
     where = locate_prompt(body.get("messages"))
     outcome = None
@@ -340,12 +360,13 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
         state.metrics.skipped.labels("no_user_text").inc()
     else:
         outcome = await state.rewrite(where.text)
-        status = "fallback" if outcome.rewrite.fallback_reason else "rewritten"
+        status = _status(outcome, where.text)
         if outcome.rewrite.text != where.text:
             body["messages"] = replace_prompt(body["messages"], where, outcome.rewrite.text)
+            changed = True
     sent = None if where is None else (outcome.rewrite.text if outcome else where.text)
     audit = _audit(sent, status, outcome)
-    payload = json.dumps(body, ensure_ascii=False).encode()
+    payload = json.dumps(body, ensure_ascii=False).encode() if changed else raw  # unchanged: the bytes as sent
     headers = state.upstream_headers(request)
     t0 = time.perf_counter()
     if body.get("stream") is True:
@@ -370,13 +391,7 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
     state.metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
     content = resp.content
     if resp.status_code == 200:
-        try:
-            reply = json.loads(content)
-        except ValueError:
-            reply = None
-        if isinstance(reply, dict):  # anything else passes through as it came
-            reply["bpo"] = audit
-            content = json.dumps(reply, ensure_ascii=False).encode()
+        content = _add_field(content, json.dumps(audit, ensure_ascii=False).encode())
     return Response(content, resp.status_code, headers={**_passthrough_headers(resp.headers), **_audit_headers(audit)})
 
 
@@ -398,13 +413,13 @@ async def rewrite(state: ServeState, request: Request) -> Response:
     """``{"prompt": "..."}`` -> ``{"object": "bpo.rewrite", "prompt": <sent>, "original", "rewrite",
     "fallback_reason", "cached"}``; nothing goes upstream."""
     state.authorize(request)
-    body = await state.read_json(request)
+    body, _ = await state.read_json(request)
     prompt = body.get("prompt")
     if not isinstance(prompt, str):
         raise ApiError(400, "body field 'prompt' must be a string", code="invalid_prompt")
     if prompt.strip():
         outcome = await state.rewrite(prompt)
-        audit = _audit(outcome.rewrite.text, "fallback" if outcome.rewrite.fallback_reason else "rewritten", outcome)
+        audit = _audit(outcome.rewrite.text, _status(outcome, prompt), outcome)
     else:
         state.metrics.skipped.labels("no_user_text").inc()
         audit = _audit(prompt, "none", None)
