@@ -297,3 +297,28 @@ def test_config_errors_and_refusals(upstream, tmp_path, capsys):
         create_app(settings(upstream, tmp_path), environ={"BPO_TEST_CLIENT_KEYS": "k"})
     with pytest.raises(ValueError, match="keys of their own"):
         create_app(settings(upstream, tmp_path), environ={**ENV, "BPO_TEST_CLIENT_KEYS": UPSTREAM_KEY})
+
+
+def test_identity_forwards_the_bytes_as_sent(upstream, tmp_path):
+    s = settings(upstream, tmp_path, rewriter={"kind": "identity"})
+    raw = b'{"model": "m",  "messages": [{"role": "user", "content": "caf\\u00e9 \xe2\x98\x95"}], "n": 2}'
+    with ServerThread(create_app(s, environ=ENV)) as proxy:
+        r = httpx.post(proxy.base_url + "/chat/completions", content=raw,
+                       headers={"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"})
+    assert r.status_code == 200 and len(r.json()["choices"]) == 2
+    assert r.json()["bpo"] == {"prompt": "café ☕", "rewrite": "unchanged", "fallback_reason": None, "cached": False}
+    assert r.headers["x-bpo-rewrite"] == "unchanged" and "x-bpo-prompt" not in r.headers
+    (rec,) = upstream.requests
+    assert rec.body == raw
+
+
+def test_audit_field_is_spliced_into_json_objects_only():
+    from bpo.serve.app import _add_field, _inject_first_event
+
+    assert json.loads(_add_field(b'{"id": "x", "choices": []}\n', b'{"a": 1}')) == {"id": "x", "choices": [],
+                                                                                     "bpo": {"a": 1}}
+    assert json.loads(_add_field(b"{ }", b"1")) == {"bpo": 1}
+    assert _add_field(b"[1, 2]", b"1") == b"[1, 2]" and _add_field(b"not json", b"1") == b"not json"
+    event = b'event: x\ndata: {"id": 1}'
+    assert _inject_first_event(event, b"2") == b'event: x\ndata: {"id": 1, "bpo": 2}'
+    assert _inject_first_event(b"data: [DONE]", b"2") == b"data: [DONE]"
