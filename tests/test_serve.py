@@ -178,6 +178,8 @@ def test_bad_inputs_get_openai_style_errors(upstream, proxy, tmp_path):
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     r = httpx.post(proxy.base_url + "/rewrite", json={"prompt": 3}, headers=h)
     assert r.status_code == 400 and "prompt" in r.json()["error"]["message"]
+    r = httpx.post(proxy.base_url + "/chat/completions", json={"messages": [], "bpo": "off"}, headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_bpo_field"
     r = httpx.get(proxy.base_url + "/nowhere", headers=h)
     assert r.status_code == 404 and "error" in r.json()
     # No user text: forwarded unchanged, the upstream's own validation answers.
@@ -293,6 +295,8 @@ def test_config_errors_and_refusals(upstream, tmp_path, capsys):
     bad.write_text("batching: {max_queue: 0}\n")
     assert main(["serve", "--config", str(bad), "--rewriter", "identity"]) == 2
     assert "batching.max_queue" in capsys.readouterr().err
+    assert main(["serve", "--optimizer", str(tmp_path / "no-such-optimizer"), "--cache", str(tmp_path / "c")]) == 2
+    assert "cannot load the optimizer" in capsys.readouterr().err
     with pytest.raises(ValueError, match="BPO_TEST_UPSTREAM_KEY"):
         create_app(settings(upstream, tmp_path), environ={"BPO_TEST_CLIENT_KEYS": "k"})
     with pytest.raises(ValueError, match="keys of their own"):

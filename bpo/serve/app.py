@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import httpx2 as httpx  # the openai SDK's HTTP stack (pinned): less CPU per request than httpx
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
@@ -319,7 +319,8 @@ async def _stream_with_audit(resp: httpx.Response, audit: bytes, metrics: ServeM
             first, buf = False, b""
         if first and buf:
             yield _inject_first_event(buf, audit)
-    finally:
+    finally:  # also when the client went away mid-stream: the upstream connection goes back
+        await resp.aclose()
         metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
 
 
@@ -350,6 +351,8 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
     url = state.require_upstream() + "/chat/completions"
     changed = "bpo" in body
     bpo_field = body.pop("bpo", None)
+    if bpo_field is not None and not isinstance(bpo_field, dict):
+        raise ApiError(400, 'body field "bpo" must be an object, e.g. {"rewrite": false}', code="invalid_bpo_field")
     where = locate_prompt(body.get("messages"))
     outcome = None
     if _opted_out(request, bpo_field):

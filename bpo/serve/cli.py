@@ -37,6 +37,8 @@ def overrides(args: argparse.Namespace) -> dict:
 
 
 def cli_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     import uvicorn
 
     from bpo.serve.app import create_app
@@ -49,6 +51,8 @@ def cli_serve(args: argparse.Namespace) -> int:
     try:
         settings = load_serve_config(args.config, overrides(args))
         app = create_app(settings)
+        # Load the optimizer now: a bad folder is one clear line, not a traceback from the server.
+        asyncio.run(app.state.serve.rewriter.start())
     except (ConfigError, SettingsError, ValueError, CacheError, OSError) as exc:
         print(f"bpo serve: {exc}", file=sys.stderr)
         return 2

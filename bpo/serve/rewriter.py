@@ -102,6 +102,7 @@ class LocalRewriter(Rewriter):
                                     "template": TEMPLATE_VERSION, **_decoding(settings)}, sort_keys=True)
         # One thread: the model is not shared between concurrent generations; a batch uses it whole.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="bpo-rewrite")
+        self._started = False
 
     def _generate(self, prompts: list[str], max_new_tokens: int | None = None) -> list[Rewrite]:
         s = self.settings
@@ -113,7 +114,9 @@ class LocalRewriter(Rewriter):
 
     async def start(self) -> None:
         # Load the model before the first client waits for it (one token of one prompt).
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._generate, ["warm up"], 1)
+        if not self._started:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._generate, ["warm up"], 1)
+            self._started = True
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -143,7 +146,7 @@ class RemoteRewriter(Rewriter):
         self._http = http_client
 
     async def rewrite_batch(self, prompts: list[str]) -> list[Rewrite]:
-        import httpx
+        import httpx2 as httpx
 
         s = self.settings
         body = {"model": s.optimizer, "prompt": [build_prompt(p) for p in prompts], "max_tokens": s.max_new_tokens,
