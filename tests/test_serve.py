@@ -326,3 +326,30 @@ def test_audit_field_is_spliced_into_json_objects_only():
     event = b'event: x\ndata: {"id": 1}'
     assert _inject_first_event(event, b"2") == b'event: x\ndata: {"id": 1, "bpo": 2}'
     assert _inject_first_event(b"data: [DONE]", b"2") == b"data: [DONE]"
+
+
+def test_example_config_lists_the_schema_defaults():
+    from pathlib import Path
+
+    import yaml
+
+    example = Path(__file__).resolve().parents[1] / "config" / "serve.yaml"
+    assert load_serve_config(example) == load_serve_config(None)
+    data = yaml.safe_load(example.read_text())
+    assert load_serve_config(None).canonical() == {k: data[k] for k in sorted(data)}  # every key shown
+
+
+def test_rewrite_cache_first_answer_wins_across_connections(tmp_path):
+    from bpo.serve.cache import RewriteCache, cache_key
+    from bpo.serve.rewriter import Rewrite
+
+    a, b = RewriteCache(tmp_path / "c.sqlite"), RewriteCache(tmp_path / "c.sqlite")  # two processes' worth
+    key = cache_key("optimizer-x", "p")
+    assert a.get(key) is None and key != cache_key("optimizer-y", "p")
+    a.put_many([(key, "optimizer-x", "p", Rewrite("first"))])
+    b.put_many([(key, "optimizer-x", "p", Rewrite("second")), (cache_key("optimizer-x", "q"), "optimizer-x", "q",
+                                                               Rewrite("q", "repetition"))])
+    assert b.get(key) == Rewrite("first") and a.get(cache_key("optimizer-x", "q")) == Rewrite("q", "repetition")
+    assert a.count() == b.count() == 2
+    a.close()
+    b.close()

@@ -41,21 +41,29 @@ def cache_key(rewriter_identity: str, prompt: str) -> str:
 
 
 class RewriteCache:
+    """Reads come from the event loop, writes from a worker thread: two connections, so a write
+    waiting for another process's lock never blocks a read (WAL readers do not wait for writers)."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._lock = threading.Lock()  # one connection, used from the event loop and a writer thread
+        self._lock = threading.Lock()  # serialises writers of this process
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False)
+            self._db = self._connect()
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA_SQL)
+            self._reader = self._connect()
         except (sqlite3.DatabaseError, OSError) as exc:
             raise CacheError(f"rewrite cache {self.path} (config cache / --cache) cannot be opened: {exc}") from None
 
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
     def get(self, key: str) -> Rewrite | None:
-        with self._lock:
-            row = self._db.execute("SELECT text, fallback_reason FROM rewrites WHERE key = ?", (key,)).fetchone()
+        """Called from the event loop thread only."""
+        row = self._reader.execute("SELECT text, fallback_reason FROM rewrites WHERE key = ?", (key,)).fetchone()
         return Rewrite(row[0], row[1]) if row else None
 
     def put_many(self, rows: Iterable[tuple[str, str, str, Rewrite]]) -> None:
@@ -74,9 +82,9 @@ class RewriteCache:
             self._db.execute("COMMIT")
 
     def count(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM rewrites").fetchone()[0]
+        return self._reader.execute("SELECT COUNT(*) FROM rewrites").fetchone()[0]
 
     def close(self) -> None:
+        self._reader.close()
         with self._lock:
             self._db.close()
