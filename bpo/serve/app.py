@@ -31,9 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx2 as httpx  # the openai SDK's HTTP stack (pinned): less CPU per request than httpx
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -43,6 +41,7 @@ from bpo.serve.batcher import Outcome, QueueFull, RewriteBatcher
 from bpo.serve.cache import RewriteCache
 from bpo.serve.metrics import ServeMetrics
 from bpo.serve.rewriter import Rewrite, Rewriter, make_rewriter
+from bpo.serve.upstream import Upstream, UpstreamError, UpstreamResponse
 from bpo.settings.serve import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ OPT_OUT_HEADER = "x-bpo-rewrite"
 PROMPT_HEADER_MAX = 4096  # longer prompts only in the body's `bpo` field (clients cap header sizes)
 
 # Hop-by-hop and framing headers: the proxy's server sets its own.
-_DROP_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
+_DROP_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length",
                           "date", "server", "set-cookie"}
 # What a client may pass on to the upstream besides the body (never its Authorization).
 _FORWARD_REQUEST_HEADERS = ("accept", "openai-beta", "x-request-id")
@@ -146,18 +145,18 @@ class ServeState:
         self.settings = settings
         self.keys = client_keys(settings, environ)
         self.metrics = ServeMetrics()
-        self.upstream_url = settings.upstream.base_url.rstrip("/") if settings.upstream.base_url else None
-        self._upstream_headers = {"content-type": "application/json"}
-        key = upstream_api_key(settings, environ)
-        if key:
-            self._upstream_headers["authorization"] = f"Bearer {key}"
         up = settings.upstream
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(up.timeout_s, connect=min(10.0, up.timeout_s)),
-            limits=httpx.Limits(max_connections=up.max_connections, max_keepalive_connections=up.max_connections),
-        )
+        self.upstream_url = up.base_url.rstrip("/") if up.base_url else None
+        self.upstream: Upstream | None = None
+        if self.upstream_url:
+            headers = {"content-type": "application/json"}
+            key = upstream_api_key(settings, environ)
+            if key:
+                headers["authorization"] = f"Bearer {key}"
+            self.upstream = Upstream(self.upstream_url, headers, timeout_s=up.timeout_s,
+                                     max_connections=up.max_connections)
         self.rewriter = rewriter or make_rewriter(settings.rewriter, batch_size=settings.batching.max_batch_size,
-                                                  http_client=self.http, environ=environ)
+                                                  environ=environ)
         self.cache = RewriteCache(settings.cache) if settings.cache and self.rewriter.batched else None
         self.batcher = RewriteBatcher(self.rewriter, settings.batching, self.metrics, self.cache)
 
@@ -171,7 +170,8 @@ class ServeState:
         finally:
             await self.batcher.close()
             await self.rewriter.close()
-            await self.http.aclose()
+            if self.upstream is not None:
+                await self.upstream.aclose()
             if self.cache is not None:
                 self.cache.close()
 
@@ -221,31 +221,32 @@ class ServeState:
             self.metrics.fallbacks.labels(r.fallback_reason).inc()
         return outcome
 
-    def upstream_headers(self, request: Request) -> dict:
-        headers = dict(self._upstream_headers)
-        for name in _FORWARD_REQUEST_HEADERS:
-            if name in request.headers:
-                headers[name] = request.headers[name]
-        return headers
-
-    def require_upstream(self) -> str:
-        if not self.upstream_url:
+    async def call_upstream(self, request: Request, method: str, path: str, content: bytes = b"") -> UpstreamResponse:
+        """Send to the upstream (the proxy's own key; a few of the client's headers, never its key)."""
+        if self.upstream is None:
             raise ApiError(503, "this proxy has no upstream (--upstream): only /v1/rewrite is served",
                            type_="server_error", code="no_upstream")
-        return self.upstream_url
+        headers = {name: request.headers[name] for name in _FORWARD_REQUEST_HEADERS if name in request.headers}
+        try:
+            return await self.upstream.send(method, path, content, headers)
+        except UpstreamError as exc:
+            raise self.upstream_failure(exc) from None
 
-    def upstream_failure(self, exc: httpx.HTTPError) -> ApiError:
-        # The exception's class only: its text may carry the URL, never headers, but keep replies terse.
-        if isinstance(exc, httpx.TimeoutException):
-            self.metrics.upstream_errors.labels("timeout").inc()
-            return ApiError(504, f"upstream did not answer in time ({type(exc).__name__})", "server_error",
-                            "upstream_timeout")
-        self.metrics.upstream_errors.labels("connection").inc()
-        return ApiError(502, f"upstream unreachable ({type(exc).__name__})", "server_error", "upstream_unreachable")
+    async def read_upstream(self, resp: UpstreamResponse) -> bytes:
+        try:
+            return await resp.read()
+        except UpstreamError as exc:
+            raise self.upstream_failure(exc) from None
+
+    def upstream_failure(self, exc: UpstreamError) -> ApiError:
+        self.metrics.upstream_errors.labels(exc.kind).inc()
+        if exc.kind == "timeout":
+            return ApiError(504, f"upstream did not answer in time ({exc})", "server_error", "upstream_timeout")
+        return ApiError(502, f"upstream unreachable ({exc})", "server_error", "upstream_unreachable")
 
 
-def _passthrough_headers(headers: httpx.Headers) -> dict:
-    return {k: v for k, v in headers.items() if k.lower() not in _DROP_RESPONSE_HEADERS}
+def _passthrough_headers(headers: list[tuple[str, str]]) -> dict:
+    return {k: v for k, v in headers if k not in _DROP_RESPONSE_HEADERS}
 
 
 def _audit(sent: str, status: str, outcome: Outcome | None) -> dict:
@@ -303,10 +304,10 @@ def _inject_first_event(buf: bytes, audit: bytes) -> bytes:
     return buf
 
 
-async def _stream_with_audit(resp: httpx.Response, audit: bytes, metrics: ServeMetrics, t0: float):
+async def _stream_with_audit(resp: UpstreamResponse, audit: bytes, metrics: ServeMetrics, t0: float):
     buf, first = b"", True
     try:
-        async for chunk in resp.aiter_bytes():
+        async for chunk in resp.iter_bytes():
             if not first:
                 yield chunk
                 continue
@@ -319,6 +320,8 @@ async def _stream_with_audit(resp: httpx.Response, audit: bytes, metrics: ServeM
             first, buf = False, b""
         if first and buf:
             yield _inject_first_event(buf, audit)
+    except Exception as exc:  # the stream broke upstream: end ours (the client sees no [DONE])
+        log.warning("upstream stream ended early: %s", type(exc).__name__)
     finally:  # also when the client went away mid-stream: the upstream connection goes back
         await resp.aclose()
         metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
@@ -348,7 +351,8 @@ def _endpoint(name: str):
 async def chat_completions(state: ServeState, request: Request) -> Response:
     state.authorize(request)
     body, raw = await state.read_json(request)
-    url = state.require_upstream() + "/chat/completions"
+    if state.upstream is None:
+        await state.call_upstream(request, "POST", "/chat/completions")  # the 503, before any rewriting
     changed = "bpo" in body
     bpo_field = body.pop("bpo", None)
     if bpo_field is not None and not isinstance(bpo_field, dict):
@@ -370,45 +374,28 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
     sent = None if where is None else (outcome.rewrite.text if outcome else where.text)
     audit = _audit(sent, status, outcome)
     payload = json.dumps(body, ensure_ascii=False).encode() if changed else raw  # unchanged: the bytes as sent
-    headers = state.upstream_headers(request)
     t0 = time.perf_counter()
-    if body.get("stream") is True:
-        try:
-            resp = await state.http.send(state.http.build_request("POST", url, content=payload, headers=headers),
-                                         stream=True)
-        except httpx.HTTPError as exc:
-            raise state.upstream_failure(exc) from None
-        out_headers = {**_passthrough_headers(resp.headers), **_audit_headers(audit)}
-        if resp.status_code != 200:
-            content = await resp.aread()
-            await resp.aclose()
-            state.metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
-            return Response(content, resp.status_code, headers=out_headers)
+    resp = await state.call_upstream(request, "POST", "/chat/completions", payload)
+    out_headers = {**_passthrough_headers(resp.headers), **_audit_headers(audit)}
+    if body.get("stream") is True and resp.status == 200:
         audit_bytes = json.dumps(audit, ensure_ascii=False).encode()
         return StreamingResponse(_stream_with_audit(resp, audit_bytes, state.metrics, t0), status_code=200,
-                                 headers=out_headers, background=BackgroundTask(resp.aclose))
-    try:
-        resp = await state.http.post(url, content=payload, headers=headers)
-    except httpx.HTTPError as exc:
-        raise state.upstream_failure(exc) from None
+                                 headers=out_headers)
+    content = await state.read_upstream(resp)
     state.metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
-    content = resp.content
-    if resp.status_code == 200:
+    if resp.status == 200 and "content-encoding" not in dict(resp.headers):
         content = _add_field(content, json.dumps(audit, ensure_ascii=False).encode())
-    return Response(content, resp.status_code, headers={**_passthrough_headers(resp.headers), **_audit_headers(audit)})
+    return Response(content, resp.status, headers=out_headers)
 
 
 @_endpoint("models")
 async def list_models(state: ServeState, request: Request) -> Response:
     state.authorize(request)
-    url = state.require_upstream() + "/models"
     t0 = time.perf_counter()
-    try:
-        resp = await state.http.get(url, headers=state.upstream_headers(request))
-    except httpx.HTTPError as exc:
-        raise state.upstream_failure(exc) from None
+    resp = await state.call_upstream(request, "GET", "/models")
+    content = await state.read_upstream(resp)
     state.metrics.upstream_seconds.labels("models").observe(time.perf_counter() - t0)
-    return Response(resp.content, resp.status_code, headers=_passthrough_headers(resp.headers))
+    return Response(content, resp.status, headers=_passthrough_headers(resp.headers))
 
 
 @_endpoint("rewrite")

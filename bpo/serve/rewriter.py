@@ -128,7 +128,7 @@ class LocalRewriter(Rewriter):
 class RemoteRewriter(Rewriter):
     kind = "remote"
 
-    def __init__(self, settings: RewriterSettings, http_client, environ=os.environ):
+    def __init__(self, settings: RewriterSettings, environ=os.environ):
         if not settings.remote_base_url or not settings.optimizer:
             raise ValueError("rewriter kind remote needs rewriter.remote_base_url and rewriter.optimizer "
                              "(the served model name)")
@@ -143,7 +143,16 @@ class RemoteRewriter(Rewriter):
                 raise ValueError(f"rewriter.remote_api_key_env: environment variable {settings.remote_api_key_env} "
                                  "is not set")
             self._headers["authorization"] = f"Bearer {key}"
-        self._http = http_client
+        self._http = None
+
+    async def start(self) -> None:
+        import httpx2  # the openai SDK's HTTP client (pinned); one request per batch
+
+        self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(600.0, connect=10.0))
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
 
     async def rewrite_batch(self, prompts: list[str]) -> list[Rewrite]:
         import httpx2 as httpx
@@ -172,11 +181,11 @@ class RemoteRewriter(Rewriter):
         return results
 
 
-def make_rewriter(settings: RewriterSettings, *, batch_size: int, http_client=None, environ=os.environ) -> Rewriter:
+def make_rewriter(settings: RewriterSettings, *, batch_size: int, environ=os.environ) -> Rewriter:
     if settings.kind == "identity":
         return IdentityRewriter()
     if settings.kind == "local":
         return LocalRewriter(settings, batch_size)
     if settings.kind == "remote":
-        return RemoteRewriter(settings, http_client, environ)
+        return RemoteRewriter(settings, environ)
     raise ValueError(f"rewriter.kind must be local, remote or identity, got {settings.kind!r}")
