@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -379,8 +380,9 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
     out_headers = {**_passthrough_headers(resp.headers), **_audit_headers(audit)}
     if body.get("stream") is True and resp.status == 200:
         audit_bytes = json.dumps(audit, ensure_ascii=False).encode()
+        # background: closes the upstream reply also when the client left before the stream began
         return StreamingResponse(_stream_with_audit(resp, audit_bytes, state.metrics, t0), status_code=200,
-                                 headers=out_headers)
+                                 headers=out_headers, background=BackgroundTask(resp.aclose))
     content = await state.read_upstream(resp)
     state.metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
     if resp.status == 200 and "content-encoding" not in dict(resp.headers):
