@@ -250,7 +250,8 @@ def test_full_queue_is_429_and_timeout_falls_back(upstream, tmp_path):
     with ServerThread(create_app(s, environ=ENV)) as proxy:
         replies = asyncio.run(run(proxy))
         codes = sorted(r.status_code for r in replies)
-        assert codes.count(429) >= 1 and codes.count(200) >= 3, codes
+        # 2 wait in the queue, 1 more when the batcher took one into a batch before the rest arrived
+        assert codes.count(200) in (2, 3) and codes.count(429) == 6 - codes.count(200), codes
         for r in replies:
             if r.status_code == 429:
                 assert int(r.headers["retry-after"]) >= 1 and r.json()["error"]["code"] == "rewrite_queue_full"
