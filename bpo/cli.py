@@ -180,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("parquet")
     cache.add_argument("--cache", default=".bpo-cache/llm.sqlite")
     cache.set_defaults(func=_cache)
+
+    from bpo.serve.cli import add_arguments, cli_serve  # light: imports argparse only
+
+    serve = sub.add_parser("serve", help="OpenAI-compatible proxy that rewrites prompts with the optimizer")
+    add_arguments(serve)
+    serve.set_defaults(func=cli_serve)
     return parser
 
 

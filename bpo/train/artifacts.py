@@ -1,5 +1,5 @@
 """What a finished run leaves behind: the model folder (weights, tokenizer and
-``bpo_train_config.json``, read by bpo.inference), the TRAIN_METRICS Parquet and the loss-curve PNG.
+``bpo_train_config.json``, read by bpo.optimizer), the TRAIN_METRICS Parquet and the loss-curve PNG.
 Rank 0 writes them (``trainer.args.should_save``), every file atomically."""
 
 from __future__ import annotations

@@ -1,0 +1,272 @@
+"""`bpo serve`: added latency in identity mode, and rewriting throughput with a small optimizer.
+
+1. Added latency. A loopback OpenAI-compatible server (tests/loopback_server.py, echo responder)
+   runs in its own process; `bpo serve --rewriter identity` runs in another, in front of it. The
+   benchmark sends the same chat request (~1 KB of messages) to the upstream directly and through
+   the proxy, alternating rounds of each in one run, at concurrency 1 and 64 (keep-alive
+   connections, a lean asyncio client; the 64 clients start spread over one upstream latency, as
+   independent clients are, instead of sending in lockstep). Added latency = proxy percentile - direct percentile. Target: p50 <= 2 ms, p99 <=
+   10 ms added. The proxy process's CPU time per request is printed too: on a machine whose cores
+   are busy with other work, the proxy's two extra process hops each wait for the scheduler, which
+   the percentiles then include.
+2. Rewriting throughput. `bpo serve` with the local rewriter on a small random optimizer (the
+   demo's tiny Llama shape, built from scratch: nothing is trained or downloaded), rewrite cache
+   off so every prompt is generated. The same distinct prompts go to ``POST /v1/rewrite`` one at a
+   time, then from 32 concurrent clients (the proxy batches them). Target: >= 5x prompts/s.
+
+Every address is 127.0.0.1; every loop is bounded.
+
+    python benchmarks/bench_serve.py [--latency-c1 0.02] [--latency-c64 0.25] [--rounds 4]
+        [--prompts 64] [--max-new-tokens 64] [--threads 1] [--skip-latency] [--skip-throughput]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx  # noqa: E402
+
+from bench_common import synthetic_pairs  # noqa: E402
+
+KEYS_ENV = "BPO_BENCH_CLIENT_KEYS"
+CLIENT_KEY = "bench-client-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout_s:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not start in {timeout_s} s")
+
+
+def start_upstream(tmp: Path) -> tuple[subprocess.Popen, str]:
+    port_file = tmp / "upstream.port"
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "loopback_server.py"), "--responder", "echo",
+                             "--no-record", "--port-file", str(port_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not port_file.exists():
+        if proc.poll() is not None or time.time() - t0 > 30:
+            raise SystemExit("loopback server did not start")
+        time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{int(port_file.read_text())}"
+
+
+def start_proxy(config: dict, tmp: Path, name: str, threads: int | None = None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(json.dumps({**config, "port": port, "api_keys_env": KEYS_ENV}))  # JSON is YAML
+    env = {**os.environ, KEYS_ENV: CLIENT_KEY, "PYTHONPATH": str(REPO)}
+    if threads:  # torch's intra-op threads in the proxy (both modes alike)
+        env["OMP_NUM_THREADS"] = str(threads)
+    log = open(tmp / f"{name}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "bpo.cli", "serve", "--config", str(cfg), "--log-level", "warning"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(url + "/health", proc, f"bpo serve ({tmp / f'{name}.log'})")
+    return proc, url
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+async def _worker(host: str, port: int, request: bytes, n: int, lat: list[float], delay_s: float) -> None:
+    """One keep-alive connection sending ``request`` ``n`` times, one after the other. The
+    benchmark's client is plain asyncio streams: a Python HTTP client library costs more CPU per
+    request than the proxy does, and on a busy machine would drown the figure it measures."""
+    reader, writer = await asyncio.open_connection(host, port)
+    await asyncio.sleep(delay_s)
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = head.split(b" ", 2)[1]
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            body = await reader.readexactly(length)
+            lat.append(time.perf_counter() - t0)
+            if status != b"200":
+                raise SystemExit(f"HTTP {status.decode()}: {body[:200]!r}")
+    finally:
+        writer.close()
+
+
+async def timed_requests(url: str, body: dict, n: int, concurrency: int, spread_s: float = 0.0) -> list[float]:
+    """Latencies of ``n`` POSTs of ``body`` to ``url`` (http://127.0.0.1:PORT/path), ``concurrency``
+    connections at once. Their first requests are spread evenly over ``spread_s``: independent
+    clients do not send in lockstep (with a fixed upstream latency, lockstep would last all run)."""
+    hostport, _, path = url.removeprefix("http://").partition("/")
+    host, port = hostport.split(":")
+    payload = json.dumps(body).encode()
+    request = (f"POST /{path} HTTP/1.1\r\nhost: {hostport}\r\ncontent-type: application/json\r\n"
+               f"authorization: Bearer {CLIENT_KEY}\r\ncontent-length: {len(payload)}\r\n\r\n").encode() + payload
+    lat: list[float] = []
+    per = [n // concurrency + (i < n % concurrency) for i in range(concurrency)]
+    await asyncio.gather(*(_worker(host, int(port), request, k, lat, spread_s * i / concurrency)
+                           for i, k in enumerate(per) if k))
+    return lat
+
+
+async def latency_bench(upstream: str, proxy: str, proxy_pid: int, args) -> list[tuple]:
+    body = {"model": "bench", "max_tokens": 64, "temperature": 0.7,
+            "messages": [{"role": "system", "content": "You are a helpful assistant. " * 8},
+                         {"role": "user", "content": "Explain how tides work, with an example. " * 15}]}
+    rows = []
+    for concurrency, latency, n in ((1, args.latency_c1, args.requests_c1), (64, args.latency_c64, 64 * args.waves)):
+        httpx.post(upstream + "/control", json={"latency_s": latency})
+        direct: list[float] = []
+        proxied: list[float] = []
+        for target in (upstream, proxy):  # warm connections and code paths
+            await timed_requests(target + "/v1/chat/completions", body, concurrency * 2, concurrency)
+        cpu = 0.0
+        for _ in range(args.rounds):  # alternate: both modes see the same machine load
+            direct += await timed_requests(upstream + "/v1/chat/completions", body, n, concurrency, latency)
+            c0 = process_cpu_s(proxy_pid)
+            proxied += await timed_requests(proxy + "/v1/chat/completions", body, n, concurrency, latency)
+            cpu += process_cpu_s(proxy_pid) - c0
+        d50, d99, p50, p99 = (pct(direct, 0.5), pct(direct, 0.99), pct(proxied, 0.5), pct(proxied, 0.99))
+        rows.append((concurrency, latency, len(direct), d50, d99, p50, p99))
+        print(f"  concurrency {concurrency:3d}, upstream latency {latency * 1000:.0f} ms, {len(direct)} requests "
+              f"each: direct p50 {d50 * 1000:.2f} / p99 {d99 * 1000:.2f} ms, proxy p50 {p50 * 1000:.2f} / "
+              f"p99 {p99 * 1000:.2f} ms -> added p50 {(p50 - d50) * 1000:.2f} ms, p99 {(p99 - d99) * 1000:.2f} ms",
+              flush=True)
+        # The proxy's own work per request: what it adds on an idle core (on a busy machine the
+        # two extra process hops also wait for the scheduler).
+        print(f"  concurrency {concurrency:3d}: proxy CPU {cpu / len(proxied) * 1000:.2f} ms per request "
+              f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)", flush=True)
+    return rows
+
+
+def build_optimizer(path: Path, prompts: list[str]) -> None:
+    from bpo.prompt_format import TEMPLATE_VERSION
+    from bpo.train.tiny_model import build_tiny
+    from bpo.train.artifacts import TRAIN_CONFIG_NAME
+
+    # The demo's optimizer shape (config/config.yaml train.tiny), random weights.
+    tiny = {"vocab_size": 2048, "hidden_size": 64, "intermediate_size": 176, "num_layers": 2, "num_heads": 4,
+            "num_kv_heads": 2, "max_position_embeddings": 1024}
+    model, tok = build_tiny([(p, p) for p in prompts], tiny, seed=0)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    (path / TRAIN_CONFIG_NAME).write_text(json.dumps({"bpo_template_version": TEMPLATE_VERSION}))
+    print(f"  optimizer: random tiny Llama, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+
+
+async def rewrite_all(proxy: str, prompts: list[str], concurrency: int) -> float:
+    sem = asyncio.Semaphore(concurrency)
+    headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    async with httpx.AsyncClient(headers=headers, timeout=600) as client:
+        async def one(p):
+            async with sem:
+                r = await client.post(proxy + "/v1/rewrite", json={"prompt": p})
+                if r.status_code != 200 or r.json()["fallback_reason"] == "timeout":
+                    raise SystemExit(f"rewrite failed: HTTP {r.status_code} {r.text[:200]}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(p) for p in prompts))
+        return time.perf_counter() - t0
+
+
+def throughput_bench(tmp: Path, args) -> tuple[float, float]:
+    rows = synthetic_pairs(args.prompts * 3, seed=2, min_words=20, max_words=120)
+    prompts = [r["prompt"] for r in rows]
+    opt = tmp / "optimizer"
+    opt.mkdir()
+    build_optimizer(opt, prompts)
+    config = {"cache": None, "rewriter": {"kind": "local", "optimizer": str(opt), "engine": "hf",
+                                          "max_new_tokens": args.max_new_tokens},
+              "batching": {"max_batch_size": 32, "max_wait_ms": 5, "timeout_s": 600}}
+    proc, proxy = start_proxy(config, tmp, "rewrite", args.threads)
+    try:
+        warm, serial_p, conc_p = prompts[: 4], prompts[args.prompts: args.prompts + args.serial], prompts[-args.prompts:]
+        asyncio.run(rewrite_all(proxy, warm, 1))
+        t_serial = asyncio.run(rewrite_all(proxy, serial_p, 1))
+        t_conc = asyncio.run(rewrite_all(proxy, conc_p, 32))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    one, many = len(serial_p) / t_serial, len(conc_p) / t_conc
+    print(f"  up to {args.max_new_tokens} new tokens per prompt, prompts of 20-120 words, cache off, "
+          f"torch threads in the proxy: {args.threads or 'default'}")
+    print(f"  one at a time: {len(serial_p)} prompts in {t_serial:.1f} s = {one:.2f} prompts/s")
+    print(f"  32 concurrent clients: {len(conc_p)} prompts in {t_conc:.1f} s = {many:.2f} prompts/s")
+    return one, many
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency-c1", type=float, default=0.02, help="upstream latency (s) at concurrency 1")
+    ap.add_argument("--latency-c64", type=float, default=0.25, help="upstream latency (s) at concurrency 64")
+    ap.add_argument("--requests-c1", type=int, default=100, help="requests per round at concurrency 1")
+    ap.add_argument("--waves", type=int, default=5, help="requests per round at concurrency 64 = 64 x waves")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--prompts", type=int, default=64, help="prompts rewritten by the 32 concurrent clients")
+    ap.add_argument("--serial", type=int, default=16, help="prompts rewritten one at a time")
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads in the proxy (tiny model: 1 is fastest)")
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if not args.skip_latency:
+            print("added latency, identity mode (bpo serve --rewriter identity) vs the same upstream directly:")
+            up_proc, upstream = start_upstream(tmp)
+            try:
+                proxy_proc, proxy = start_proxy({"rewriter": {"kind": "identity"}, "cache": None,
+                                                 "upstream": {"base_url": upstream + "/v1"}}, tmp, "identity")
+                try:
+                    rows = asyncio.run(latency_bench(upstream, proxy, proxy_proc.pid, args))
+                finally:
+                    proxy_proc.terminate()
+                    proxy_proc.wait(30)
+            finally:
+                up_proc.terminate()
+                up_proc.wait(30)
+            for c, _, _, d50, d99, p50, p99 in rows:
+                print(f"RESULT serve added latency at concurrency {c}: p50 {(p50 - d50) * 1000:.2f} ms, "
+                      f"p99 {(p99 - d99) * 1000:.2f} ms; target p50 <= 2 ms, p99 <= 10 ms")
+        if not args.skip_throughput:
+            print("rewriting throughput, local tiny optimizer through POST /v1/rewrite:")
+            one, many = throughput_bench(tmp, args)
+            print(f"RESULT serve rewriting throughput: 32 concurrent clients {many / one:.1f}x one at a time "
+                  f"({many:.2f} vs {one:.2f} prompts/s); target >= 5x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,456 @@
+"""The proxy as an ASGI app (Starlette): OpenAI-compatible endpoints that rewrite the last user
+message with the optimizer before forwarding the request to the upstream API.
+
+Endpoints: ``POST /v1/chat/completions`` (streaming or not), ``GET /v1/models``,
+``POST /v1/rewrite`` (the rewrite only), ``GET /health``, ``GET /metrics`` (Prometheus).
+:func:`routes` lists them; a page that extends the server (a playground) adds its own routes.
+
+Rewriting rules: only the last ``user`` message's text (a string content, or the first text part
+of a list content; later parts, e.g. attached documents, and every other message stay as sent).
+A client opts out with the header ``X-BPO-Rewrite: off`` or the body field
+``"bpo": {"rewrite": false}`` (removed before forwarding). What was sent comes back in the
+``bpo`` field of the reply (non-streaming: the body; streaming: the first chunk) and, when it
+differs from the client's and is short, in the ``X-BPO-Prompt`` header (percent-encoded UTF-8);
+``X-BPO-Rewrite`` says rewritten, unchanged, fallback (with ``X-BPO-Fallback-Reason``), off or
+none (no user text).
+
+Security: clients authenticate with the proxy's own keys (``api_keys_env``); the upstream key is
+added here, never taken from or shown to a client, never logged. Upstream replies (fields,
+errors, 429/5xx with Retry-After) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from bpo.serve.batcher import Outcome, QueueFull, RewriteBatcher
+from bpo.serve.cache import RewriteCache
+from bpo.serve.metrics import ServeMetrics
+from bpo.serve.rewriter import Rewrite, Rewriter, make_rewriter
+from bpo.serve.upstream import Upstream, UpstreamError, UpstreamResponse
+from bpo.settings.serve import ServeSettings
+
+log = logging.getLogger(__name__)
+
+OPT_OUT_HEADER = "x-bpo-rewrite"
+PROMPT_HEADER_MAX = 4096  # longer prompts only in the body's `bpo` field (clients cap header sizes)
+
+# Hop-by-hop and framing headers: the proxy's server sets its own.
+_DROP_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length",
+                          "date", "server", "set-cookie"}
+# What a client may pass on to the upstream besides the body (never its Authorization).
+_FORWARD_REQUEST_HEADERS = ("accept", "openai-beta", "x-request-id")
+
+
+class ApiError(Exception):
+    """An OpenAI-style error reply of the proxy's own."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
+                 headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.type, "param": None, "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+def client_keys(settings: ServeSettings, environ=os.environ) -> list[str]:
+    """The clients' keys; refuses setups that would expose the server or the upstream key."""
+    keys: list[str] = []
+    if settings.api_keys_env:
+        raw = environ.get(settings.api_keys_env, "")
+        keys = [k.strip() for k in raw.split(",") if k.strip()]
+        if not keys:
+            raise ValueError(f"api_keys_env: environment variable {settings.api_keys_env} is empty or not set")
+    elif settings.host not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError(f"host {settings.host}: a server reachable from other machines needs client keys "
+                         "(--api-keys-env NAME)")
+    upstream_key = upstream_api_key(settings, environ)
+    if upstream_key and upstream_key in keys:
+        raise ValueError("a client key equals the upstream key: give clients keys of their own")
+    return keys
+
+
+def upstream_api_key(settings: ServeSettings, environ=os.environ) -> str | None:
+    name = settings.upstream.api_key_env
+    if not name:
+        return None
+    key = environ.get(name)
+    if not key:
+        raise ValueError(f"upstream.api_key_env: environment variable {name} is not set")
+    return key
+
+
+@dataclass
+class Located:
+    """Where the text to rewrite sits: messages[index], its whole content or content[part]."""
+
+    index: int
+    part: int | None
+    text: str
+
+
+def locate_prompt(messages: Any) -> Located | None:
+    """The last user message's text, or None when there is none to rewrite."""
+    if not isinstance(messages, list):
+        return None
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if not isinstance(m, dict) or m.get("role") != "user":
+            continue
+        content = m.get("content")
+        if isinstance(content, str):
+            return Located(i, None, content) if content.strip() else None
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                    return Located(i, j, part["text"]) if part["text"].strip() else None
+        return None
+    return None
+
+
+def replace_prompt(messages: list, where: Located, text: str) -> list:
+    """A copy of ``messages`` with the located text replaced (nothing else changes)."""
+    out = list(messages)
+    msg = dict(out[where.index])
+    if where.part is None:
+        msg["content"] = text
+    else:
+        parts = list(msg["content"])
+        parts[where.part] = {**parts[where.part], "text": text}
+        msg["content"] = parts
+    out[where.index] = msg
+    return out
+
+
+class ServeState:
+    """Everything a request handler needs; built at app creation, started by the lifespan."""
+
+    def __init__(self, settings: ServeSettings, rewriter: Rewriter | None = None, environ=os.environ):
+        self.settings = settings
+        self.keys = client_keys(settings, environ)
+        self.metrics = ServeMetrics()
+        up = settings.upstream
+        self.upstream_url = up.base_url.rstrip("/") if up.base_url else None
+        self.upstream: Upstream | None = None
+        if self.upstream_url:
+            headers = {"content-type": "application/json"}
+            key = upstream_api_key(settings, environ)
+            if key:
+                headers["authorization"] = f"Bearer {key}"
+            self.upstream = Upstream(self.upstream_url, headers, timeout_s=up.timeout_s,
+                                     max_connections=up.max_connections)
+        self.rewriter = rewriter or make_rewriter(settings.rewriter, batch_size=settings.batching.max_batch_size,
+                                                  environ=environ)
+        self.cache = RewriteCache(settings.cache) if settings.cache and self.rewriter.batched else None
+        self.batcher = RewriteBatcher(self.rewriter, settings.batching, self.metrics, self.cache)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        await self.rewriter.start()
+        await self.batcher.start()
+        log.info("bpo serve: rewriter %s, upstream %s", self.rewriter.kind, self.upstream_url or "none")
+        try:
+            yield
+        finally:
+            await self.batcher.close()
+            await self.rewriter.close()
+            if self.upstream is not None:
+                await self.upstream.aclose()
+            if self.cache is not None:
+                self.cache.close()
+
+    # ---- request helpers ---------------------------------------------------------------
+    def authorize(self, request: Request) -> None:
+        if not self.keys:
+            return
+        auth = request.headers.get("authorization", "")
+        scheme, _, given = auth.partition(" ")
+        ok = scheme.lower() == "bearer" and any(hmac.compare_digest(given.strip().encode(), k.encode())
+                                               for k in self.keys)
+        if not ok:
+            raise ApiError(401, "invalid or missing API key: use one of this proxy's client keys "
+                                "(Authorization: Bearer KEY)", code="invalid_api_key")
+
+    async def read_json(self, request: Request) -> tuple[dict, bytes]:
+        """The request's JSON object and its raw bytes (size-limited; OpenAI-style 400/413)."""
+        limit = self.settings.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, f"request body over the limit of {limit} bytes", code="request_too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body over the limit of {limit} bytes", code="request_too_large")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, f"request body must be a JSON object, got {type(body).__name__}", code="invalid_json")
+        return body, raw
+
+    async def rewrite(self, prompt: str) -> Outcome:
+        try:
+            outcome = await self.batcher.rewrite(prompt)
+        except QueueFull as exc:
+            raise ApiError(429, str(exc), type_="rate_limit_error", code="rewrite_queue_full",
+                           headers={"retry-after": str(exc.retry_after_s)}) from None
+        r = outcome.rewrite
+        self.metrics.rewrite_seconds.observe(outcome.seconds)
+        self.metrics.rewrites.labels("fallback" if r.fallback_reason else "rewritten", outcome.source).inc()
+        if r.fallback_reason:
+            self.metrics.fallbacks.labels(r.fallback_reason).inc()
+        return outcome
+
+    async def call_upstream(self, request: Request, method: str, path: str, content: bytes = b"") -> UpstreamResponse:
+        """Send to the upstream (the proxy's own key; a few of the client's headers, never its key)."""
+        if self.upstream is None:
+            raise ApiError(503, "this proxy has no upstream (--upstream): only /v1/rewrite is served",
+                           type_="server_error", code="no_upstream")
+        headers = {name: request.headers[name] for name in _FORWARD_REQUEST_HEADERS if name in request.headers}
+        try:
+            return await self.upstream.send(method, path, content, headers)
+        except UpstreamError as exc:
+            raise self.upstream_failure(exc) from None
+
+    async def read_upstream(self, resp: UpstreamResponse) -> bytes:
+        try:
+            return await resp.read()
+        except UpstreamError as exc:
+            raise self.upstream_failure(exc) from None
+
+    def upstream_failure(self, exc: UpstreamError) -> ApiError:
+        self.metrics.upstream_errors.labels(exc.kind).inc()
+        if exc.kind == "timeout":
+            return ApiError(504, f"upstream did not answer in time ({exc})", "server_error", "upstream_timeout")
+        return ApiError(502, f"upstream unreachable ({exc})", "server_error", "upstream_unreachable")
+
+
+def _passthrough_headers(headers: list[tuple[str, str]]) -> dict:
+    return {k: v for k, v in headers if k not in _DROP_RESPONSE_HEADERS}
+
+
+def _audit(sent: str, status: str, outcome: Outcome | None) -> dict:
+    r: Rewrite | None = outcome.rewrite if outcome else None
+    return {"prompt": sent, "rewrite": status, "fallback_reason": r.fallback_reason if r else None,
+            "cached": bool(outcome and outcome.source == "cache")}
+
+
+def _status(outcome: Outcome, original: str) -> str:
+    if outcome.rewrite.fallback_reason:
+        return "fallback"
+    return "rewritten" if outcome.rewrite.text != original else "unchanged"
+
+
+def _audit_headers(audit: dict) -> dict:
+    headers = {"x-bpo-rewrite": audit["rewrite"]}
+    if audit["fallback_reason"]:
+        headers["x-bpo-fallback-reason"] = audit["fallback_reason"]
+    if audit["rewrite"] == "rewritten":  # otherwise the client has the prompt already
+        encoded = quote(audit["prompt"], safe="")
+        if len(encoded) <= PROMPT_HEADER_MAX:
+            headers["x-bpo-prompt"] = encoded
+    return headers
+
+
+def _opted_out(request: Request, bpo_field: Any) -> bool:
+    if request.headers.get(OPT_OUT_HEADER, "").strip().lower() in ("off", "0", "false", "no"):
+        return True
+    return isinstance(bpo_field, dict) and bpo_field.get("rewrite") is False
+
+
+def _add_field(obj: bytes, audit: bytes) -> bytes:
+    """``obj`` (a JSON object's bytes) with ``"bpo": audit`` added before its closing brace; every
+    upstream byte before it stays as it was. Anything but an object passes through unchanged."""
+    body = obj.rstrip()
+    if not (body.startswith(b"{") and body.endswith(b"}")):
+        return obj
+    inner = body[:-1].rstrip()
+    sep = b"" if inner.endswith(b"{") else b", "
+    return inner + sep + b'"bpo": ' + audit + b"}"
+
+
+def _inject_first_event(buf: bytes, audit: bytes) -> bytes:
+    """The first SSE event with the ``bpo`` field added to its JSON data (other bytes unchanged)."""
+    lines = buf.split(b"\n")
+    for i, line in enumerate(lines):
+        if line.startswith(b"data:"):
+            try:
+                obj = json.loads(line[5:])
+            except ValueError:
+                return buf
+            if isinstance(obj, dict):
+                lines[i] = line[:5] + b" " + _add_field(line[5:].strip(), audit)
+            return b"\n".join(lines)
+    return buf
+
+
+async def _stream_with_audit(resp: UpstreamResponse, audit: bytes, metrics: ServeMetrics, t0: float):
+    buf, first = b"", True
+    try:
+        async for chunk in resp.iter_bytes():
+            if not first:
+                yield chunk
+                continue
+            buf += chunk
+            end = buf.find(b"\n\n")
+            if end < 0 and len(buf) < 1 << 20:
+                continue
+            head, rest = (buf[: end], buf[end:]) if end >= 0 else (buf, b"")
+            yield _inject_first_event(head, audit) + rest
+            first, buf = False, b""
+        if first and buf:
+            yield _inject_first_event(buf, audit)
+    except Exception as exc:  # the stream broke upstream: end ours (the client sees no [DONE])
+        log.warning("upstream stream ended early: %s", type(exc).__name__)
+    finally:  # also when the client went away mid-stream: the upstream connection goes back
+        await resp.aclose()
+        metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
+
+
+# ---- handlers ----------------------------------------------------------------------------
+def _endpoint(name: str):
+    """Count every reply by endpoint and status; ApiError -> its OpenAI-style reply."""
+
+    def wrap(fn):
+        async def handler(request: Request) -> Response:
+            state: ServeState = request.app.state.serve
+            try:
+                resp = await fn(state, request)
+            except ApiError as exc:
+                resp = exc.response()
+            state.metrics.requests.labels(name, str(resp.status_code)).inc()
+            return resp
+
+        handler.__name__ = fn.__name__
+        return handler
+
+    return wrap
+
+
+@_endpoint("chat")
+async def chat_completions(state: ServeState, request: Request) -> Response:
+    state.authorize(request)
+    body, raw = await state.read_json(request)
+    if state.upstream is None:
+        await state.call_upstream(request, "POST", "/chat/completions")  # the 503, before any rewriting
+    changed = "bpo" in body
+    bpo_field = body.pop("bpo", None)
+    if bpo_field is not None and not isinstance(bpo_field, dict):
+        raise ApiError(400, 'body field "bpo" must be an object, e.g. {"rewrite": false}', code="invalid_bpo_field")
+    where = locate_prompt(body.get("messages"))
+    outcome = None
+    if _opted_out(request, bpo_field):
+        status = "off"
+        state.metrics.skipped.labels("opt_out").inc()
+    elif where is None:
+        status = "none"
+        state.metrics.skipped.labels("no_user_text").inc()
+    else:
+        outcome = await state.rewrite(where.text)
+        status = _status(outcome, where.text)
+        if outcome.rewrite.text != where.text:
+            body["messages"] = replace_prompt(body["messages"], where, outcome.rewrite.text)
+            changed = True
+    sent = None if where is None else (outcome.rewrite.text if outcome else where.text)
+    audit = _audit(sent, status, outcome)
+    payload = json.dumps(body, ensure_ascii=False).encode() if changed else raw  # unchanged: the bytes as sent
+    t0 = time.perf_counter()
+    resp = await state.call_upstream(request, "POST", "/chat/completions", payload)
+    out_headers = {**_passthrough_headers(resp.headers), **_audit_headers(audit)}
+    if body.get("stream") is True and resp.status == 200:
+        audit_bytes = json.dumps(audit, ensure_ascii=False).encode()
+        # background: closes the upstream reply also when the client left before the stream began
+        return StreamingResponse(_stream_with_audit(resp, audit_bytes, state.metrics, t0), status_code=200,
+                                 headers=out_headers, background=BackgroundTask(resp.aclose))
+    content = await state.read_upstream(resp)
+    state.metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
+    if resp.status == 200 and "content-encoding" not in dict(resp.headers):
+        content = _add_field(content, json.dumps(audit, ensure_ascii=False).encode())
+    return Response(content, resp.status, headers=out_headers)
+
+
+@_endpoint("models")
+async def list_models(state: ServeState, request: Request) -> Response:
+    state.authorize(request)
+    t0 = time.perf_counter()
+    resp = await state.call_upstream(request, "GET", "/models")
+    content = await state.read_upstream(resp)
+    state.metrics.upstream_seconds.labels("models").observe(time.perf_counter() - t0)
+    return Response(content, resp.status, headers=_passthrough_headers(resp.headers))
+
+
+@_endpoint("rewrite")
+async def rewrite(state: ServeState, request: Request) -> Response:
+    """``{"prompt": "..."}`` -> ``{"object": "bpo.rewrite", "prompt": <sent>, "original", "rewrite",
+    "fallback_reason", "cached"}``; nothing goes upstream."""
+    state.authorize(request)
+    body, _ = await state.read_json(request)
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str):
+        raise ApiError(400, "body field 'prompt' must be a string", code="invalid_prompt")
+    if prompt.strip():
+        outcome = await state.rewrite(prompt)
+        audit = _audit(outcome.rewrite.text, _status(outcome, prompt), outcome)
+    else:
+        state.metrics.skipped.labels("no_user_text").inc()
+        audit = _audit(prompt, "none", None)
+    return JSONResponse({"object": "bpo.rewrite", "original": prompt, **audit}, headers=_audit_headers(audit))
+
+
+@_endpoint("health")
+async def health(state: ServeState, request: Request) -> Response:
+    return JSONResponse({"status": "ok", "rewriter": state.rewriter.kind, "queue_depth": state.batcher.depth,
+                         "upstream": bool(state.upstream_url)})
+
+
+@_endpoint("metrics")
+async def metrics(state: ServeState, request: Request) -> Response:
+    state.authorize(request)
+    return Response(state.metrics.render(), headers={"content-type": state.metrics.content_type})
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Unknown paths and methods get OpenAI-style errors too."""
+    return ApiError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None,
+                    headers=exc.headers).response()
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/rewrite", rewrite, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+def create_app(settings: ServeSettings, *, rewriter: Rewriter | None = None, environ=os.environ,
+               extra_routes: list[Route] | None = None) -> Starlette:
+    """The proxy app; ``rewriter`` replaces the one the settings describe, ``extra_routes`` add pages."""
+    state = ServeState(settings, rewriter, environ)
+    app = Starlette(routes=routes() + list(extra_routes or []), lifespan=state.lifespan,
+                    exception_handlers={HTTPException: _http_error})
+    app.state.serve = state
+    return app

@@ -1,0 +1,81 @@
+"""Loopback upstreams for the proxy tests and benchmark (the network boundary only).
+
+:class:`ChatUpstream` is tests/loopback_server.py's server plus what a proxy in front of a chat
+API also meets: streamed replies (Server-Sent Events, ``"stream": true``) and ``GET /v1/models``.
+It also answers ``POST /v1/completions`` as a served optimizer would (``vllm serve
+<optimizer>``): each prompt in the optimizer's input format gets a rewrite of the prompt inside
+it, ``"Please answer step by step: <prompt>"``, or degenerate repetition when the prompt contains
+``REPEAT``; it records each request's batch size and can answer after a delay.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from loopback_server import LoopbackServer, Recorded
+
+REWRITE_PREFIX = "Please answer step by step: "
+
+
+def original_from_template(text: str) -> str:
+    return text.split("[Original prompt]\n", 1)[1].rsplit("\n\n[Improved prompt]", 1)[0]
+
+
+def fake_rewrite(prompt: str) -> str:
+    return "la la la " * 20 if "REPEAT" in prompt else REWRITE_PREFIX + prompt
+
+
+class ChatUpstream(LoopbackServer):
+    def __init__(self, *args, completions_latency_s: float = 0.0, **kw):
+        kw.setdefault("responder", "echo")
+        super().__init__(*args, **kw)
+        self.completions_latency_s = completions_latency_s
+        self.completion_batches: list[int] = []
+
+    def _record(self, path: str, headers: dict, body: bytes, content: str) -> None:
+        with self._lock:
+            self.total += 1
+            self.counts[content] = self.counts.get(content, 0) + 1
+            if self.record:
+                self.requests.append(Recorded("POST", path, headers, body, time.time()))
+
+    def _handle(self, proto, method, path, headers, body):
+        p = path.rstrip("/")
+        if method == "GET" and p.endswith("/v1/models"):
+            models = {"object": "list", "data": [{"id": "loopback-chat", "object": "model", "created": 0,
+                                                  "owned_by": "loopback"}]}
+            proto._send(200, json.dumps(models).encode(), {"x-upstream": "models"})
+            return
+        if method == "POST" and p.endswith("/v1/completions"):
+            req = json.loads(body)
+            prompts = req["prompt"] if isinstance(req["prompt"], list) else [req["prompt"]]
+            with self._lock:
+                self.completion_batches.append(len(prompts))
+            choices = [{"index": i, "text": " " + fake_rewrite(original_from_template(t)), "finish_reason": "stop"}
+                       for i, t in enumerate(prompts)]
+            reply = json.dumps({"id": "cmpl-loopback", "object": "text_completion", "choices": choices}).encode()
+            self._loop.call_later(self.completions_latency_s, proto._send, 200, reply)
+            return
+        if method == "POST" and p.endswith("/chat/completions"):
+            try:
+                req = json.loads(body)
+            except ValueError:
+                req = None
+            if isinstance(req, dict) and req.get("stream") is True and not self._rules:
+                text, _ = self.responder(req)
+                self._record(path, headers, body, str(req["messages"][-1].get("content")))
+                self._loop.call_later(self.latency_s, proto._send, 200, sse_body(req, text), None,
+                                      "text/event-stream")
+                return
+        super()._handle(proto, method, path, headers, body)
+
+
+def sse_body(req: dict, text: str) -> bytes:
+    """The reply as OpenAI streams it: a role chunk, content in pieces, a finish chunk, [DONE]."""
+    base = {"id": "chatcmpl-loopback-stream", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": req.get("model", "unknown")}
+    deltas = [{"role": "assistant", "content": ""}] + [{"content": text[i : i + 16]} for i in range(0, len(text), 16)]
+    events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"

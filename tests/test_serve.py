@@ -1,0 +1,356 @@
+"""`bpo serve`: the real openai client (sync, async, streaming) against the proxy under uvicorn on
+a loopback port, with a loopback upstream (tests/serve_upstream.py) as the LLM API and as the
+served optimizer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from urllib.parse import unquote
+
+import httpx
+import openai
+import pytest
+
+from bpo.serve.app import create_app
+from bpo.serve.server import ServerThread
+from bpo.settings.serve import load_serve_config
+
+from serve_upstream import REWRITE_PREFIX, ChatUpstream
+
+CLIENT_KEY = "client-key-123"
+UPSTREAM_KEY = "sk-upstream-secret-XYZ"
+ENV = {"BPO_TEST_CLIENT_KEYS": f"{CLIENT_KEY},second-client-key", "BPO_TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+
+
+@pytest.fixture(scope="module")
+def tiny_optimizer(tmp_path_factory):
+    """An optimizer folder as the trainer writes it, random tiny weights (nothing trained)."""
+    from bpo.prompt_format import TEMPLATE_VERSION
+    from bpo.train.tiny_model import build_tiny
+    from bpo.train.artifacts import TRAIN_CONFIG_NAME
+    from sft_fixture import sft_rows
+
+    d = tmp_path_factory.mktemp("optimizer")
+    model, tok = build_tiny([(r["prompt"], r["optimized_prompt"]) for r in sft_rows(32)],
+                            {"hidden_size": 32, "intermediate_size": 64}, seed=1)
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    (d / TRAIN_CONFIG_NAME).write_text(json.dumps({"bpo_template_version": TEMPLATE_VERSION}))
+    return str(d)
+
+
+@pytest.fixture
+def upstream():
+    with ChatUpstream() as srv:
+        yield srv
+
+
+def settings(srv, tmp_path, **over):
+    base = {
+        "api_keys_env": "BPO_TEST_CLIENT_KEYS",
+        "cache": str(tmp_path / "rewrites.sqlite"),
+        "upstream": {"base_url": srv.base_url, "api_key_env": "BPO_TEST_UPSTREAM_KEY"},
+        "rewriter": {"kind": "remote", "optimizer": "optimizer", "remote_base_url": srv.base_url},
+        "batching": {"max_wait_ms": 20},
+    }
+    for k, v in over.items():
+        base[k] = {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return load_serve_config(None, base)
+
+
+@pytest.fixture
+def proxy(upstream, tmp_path):
+    with ServerThread(create_app(settings(upstream, tmp_path), environ=ENV)) as srv:
+        yield srv
+
+
+def client(proxy, key=CLIENT_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.base_url, api_key=key, max_retries=0)
+
+
+def upstream_bodies(upstream, path="/chat/completions"):
+    return [json.loads(r.body) for r in upstream.requests if r.path.endswith(path)]
+
+
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "first question"},
+    {"role": "assistant", "content": "first answer"},
+    {"role": "user", "content": "tell me about tides"},
+]
+
+
+def test_sync_client_gets_reply_to_rewritten_prompt(upstream, proxy):
+    raw = client(proxy).chat.completions.with_raw_response.create(
+        model="loopback-chat", messages=MESSAGES, temperature=0.3, max_tokens=50, extra_body={"top_k": 5})
+    reply = raw.parse()
+    rewritten = REWRITE_PREFIX + "tell me about tides"
+    assert reply.choices[0].message.content == f"loopback reply to: {rewritten}"
+    assert reply.id.startswith("chatcmpl-loopback") and reply.usage.total_tokens > 0  # upstream fields kept
+    assert reply.bpo == {"prompt": rewritten, "rewrite": "rewritten", "fallback_reason": None, "cached": False}
+    assert unquote(raw.headers["x-bpo-prompt"]) == rewritten and raw.headers["x-bpo-rewrite"] == "rewritten"
+    (sent,) = upstream_bodies(upstream)
+    assert sent["messages"][:3] == MESSAGES[:3]  # system and earlier turns untouched
+    assert sent["messages"][3] == {"role": "user", "content": rewritten}
+    assert (sent["temperature"], sent["max_tokens"], sent["top_k"]) == (0.3, 50, 5)  # every field passes
+    (rec,) = [r for r in upstream.requests if r.path.endswith("/chat/completions")]
+    assert rec.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert CLIENT_KEY not in json.dumps(rec.headers)
+    assert UPSTREAM_KEY not in raw.http_response.text and UPSTREAM_KEY not in str(raw.headers)
+
+
+def test_streaming_and_content_parts(upstream, proxy):
+    messages = [{"role": "user", "content": [{"type": "text", "text": "summarize this"},
+                                             {"type": "text", "text": "ATTACHED DOCUMENT"}]}]
+    chunks = list(client(proxy).chat.completions.create(model="m", messages=messages, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == f"loopback reply to: {REWRITE_PREFIX}summarize thisATTACHED DOCUMENT"
+    assert chunks[0].bpo["prompt"] == REWRITE_PREFIX + "summarize this"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    (sent,) = upstream_bodies(upstream)
+    assert sent["messages"][0]["content"][1] == {"type": "text", "text": "ATTACHED DOCUMENT"}  # context kept
+    assert sent["stream"] is True
+
+
+def test_async_concurrency_each_reply_to_its_own_request(upstream, proxy):
+    async def run():
+        aclient = openai.AsyncOpenAI(base_url=proxy.base_url, api_key=CLIENT_KEY, max_retries=0)
+
+        async def one(i):
+            if i % 3 == 0:  # streaming and not, interleaved
+                stream = await aclient.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": f"question number {i}"}], stream=True)
+                return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            r = await aclient.chat.completions.create(model="m", messages=[{"role": "user",
+                                                                           "content": f"question number {i}"}])
+            return r.choices[0].message.content
+
+        out = await asyncio.gather(*(one(i) for i in range(96)))
+        await aclient.close()
+        return out
+
+    upstream.latency_s = 0.02
+    upstream.completions_latency_s = 0.05
+    replies = asyncio.run(run())
+    assert replies == [f"loopback reply to: {REWRITE_PREFIX}question number {i}" for i in range(96)]
+    assert max(upstream.completion_batches) > 1  # concurrent rewrites were batched
+    assert sum(upstream.completion_batches) == 96  # each distinct prompt rewritten once
+
+
+def test_opt_out_by_header_and_body_field(upstream, proxy):
+    c = client(proxy)
+    r1 = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "keep me"}],
+                                   extra_headers={"X-BPO-Rewrite": "off"})
+    r2 = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "keep me too"}],
+                                   extra_body={"bpo": {"rewrite": False}})
+    assert r1.choices[0].message.content == "loopback reply to: keep me" and r1.bpo["rewrite"] == "off"
+    assert r2.choices[0].message.content == "loopback reply to: keep me too"
+    assert all("bpo" not in b for b in upstream_bodies(upstream))  # the extension field is not forwarded
+    assert upstream.completion_batches == []
+
+
+def test_auth_failures(upstream, proxy):
+    for key in ("wrong-key", UPSTREAM_KEY):
+        with pytest.raises(openai.AuthenticationError) as exc:
+            client(proxy, key).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        assert exc.value.status_code == 401 and exc.value.body["code"] == "invalid_api_key"
+        assert key not in exc.value.response.text
+    with pytest.raises(openai.AuthenticationError):
+        client(proxy, key="wrong").models.list()
+    assert httpx.get(proxy.url + "/metrics").status_code == 401
+    assert httpx.post(proxy.base_url + "/rewrite", json={"prompt": "x"}).status_code == 401
+    assert httpx.get(proxy.url + "/health").json()["status"] == "ok"  # liveness needs no key
+    assert upstream.total == 0 and upstream.completion_batches == []
+    assert client(proxy, "second-client-key").models.list().data[0].id == "loopback-chat"
+
+
+def test_bad_inputs_get_openai_style_errors(upstream, proxy, tmp_path):
+    h = {"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"}
+    r = httpx.post(proxy.base_url + "/chat/completions", content=b'{"model": "m", "messages": [', headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    r = httpx.post(proxy.base_url + "/chat/completions", content=b'["a list"]', headers=h)
+    assert r.status_code == 400 and "JSON object" in r.json()["error"]["message"]
+    big = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * 2_000_000}]})
+    r = httpx.post(proxy.base_url + "/chat/completions", content=big, headers=h)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    r = httpx.post(proxy.base_url + "/rewrite", json={"prompt": 3}, headers=h)
+    assert r.status_code == 400 and "prompt" in r.json()["error"]["message"]
+    r = httpx.post(proxy.base_url + "/chat/completions", json={"messages": [], "bpo": "off"}, headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_bpo_field"
+    r = httpx.get(proxy.base_url + "/nowhere", headers=h)
+    assert r.status_code == 404 and "error" in r.json()
+    # No user text: forwarded unchanged, the upstream's own validation answers.
+    reply = client(proxy).chat.completions.create(model="m", messages=[{"role": "system", "content": "s"}])
+    assert reply.bpo["rewrite"] == "none"
+    assert upstream.total == 1
+
+
+def test_upstream_errors_pass_through_with_retry_after(upstream, proxy):
+    upstream.fail("429", retry_after=7, match="limited")
+    upstream.fail("503", retry_after=3, match="down")
+    h = {"authorization": f"Bearer {CLIENT_KEY}"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "limited"}], "bpo": {"rewrite": False}}
+    r = httpx.post(proxy.base_url + "/chat/completions", json=body, headers=h)
+    assert r.status_code == 429 and r.headers["retry-after"] == "7"
+    assert r.json() == {"error": {"message": "scripted 429", "type": "loopback", "code": None}}
+    with pytest.raises(openai.InternalServerError) as exc:
+        client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "down"}],
+                                              extra_headers={"x-bpo-rewrite": "off"})
+    assert exc.value.status_code == 503 and exc.value.response.headers["retry-after"] == "3"
+
+
+def test_dead_upstream_is_502(upstream, tmp_path):
+    s = settings(upstream, tmp_path, upstream={"base_url": "http://127.0.0.1:9/v1"}, rewriter={"kind": "identity"})
+    with ServerThread(create_app(s, environ=ENV)) as proxy:
+        with pytest.raises(openai.APIStatusError) as exc:
+            client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        assert exc.value.status_code == 502 and exc.value.body["code"] == "upstream_unreachable"
+        m = httpx.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}).text
+        assert 'bpo_serve_upstream_errors_total{kind="connection"} 1.0' in m
+        assert 'bpo_serve_requests_total{code="502",endpoint="chat"} 1.0' in m
+
+
+def test_degenerate_rewrite_falls_back_and_is_counted(upstream, proxy):
+    reply = client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "REPEAT after me"}])
+    assert reply.choices[0].message.content == "loopback reply to: REPEAT after me"
+    assert reply.bpo == {"prompt": "REPEAT after me", "rewrite": "fallback", "fallback_reason": "repetition",
+                         "cached": False}
+    m = httpx.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}).text
+    assert 'bpo_serve_fallbacks_total{reason="repetition"} 1.0' in m
+    assert "bpo_serve_queue_depth 0.0" in m and "bpo_serve_rewrite_seconds_bucket" in m
+    assert 'bpo_serve_upstream_seconds_count{endpoint="chat"} 1.0' in m
+
+
+def test_rewrite_endpoint_and_cache_across_restarts(upstream, tmp_path):
+    h = {"authorization": f"Bearer {CLIENT_KEY}"}
+    for run in range(2):
+        with ServerThread(create_app(settings(upstream, tmp_path), environ=ENV)) as proxy:
+            r = httpx.post(proxy.base_url + "/rewrite", json={"prompt": "what is a tide"}, headers=h).json()
+            assert r["prompt"] == REWRITE_PREFIX + "what is a tide" and r["original"] == "what is a tide"
+            assert r["cached"] is (run == 1)
+    assert upstream.completion_batches == [1]  # paid once
+    assert upstream.total == 0  # /v1/rewrite never calls the chat upstream
+    rows = sqlite3.connect(tmp_path / "rewrites.sqlite").execute("SELECT prompt, text FROM rewrites").fetchall()
+    assert rows == [("what is a tide", REWRITE_PREFIX + "what is a tide")]
+
+
+def test_full_queue_is_429_and_timeout_falls_back(upstream, tmp_path):
+    upstream.completions_latency_s = 1.0
+    s = settings(upstream, tmp_path, batching={"max_queue": 2, "max_batch_size": 1, "timeout_s": 0.5,
+                                               "max_wait_ms": 0})
+    h = {"authorization": f"Bearer {CLIENT_KEY}"}
+
+    async def run(proxy):
+        async with httpx.AsyncClient(base_url=proxy.base_url, headers=h, timeout=10) as c:
+            return await asyncio.gather(*(c.post("/rewrite", json={"prompt": f"p{i}"}) for i in range(6)))
+
+    with ServerThread(create_app(s, environ=ENV)) as proxy:
+        replies = asyncio.run(run(proxy))
+        codes = sorted(r.status_code for r in replies)
+        # 2 wait in the queue, 1 more when the batcher took one into a batch before the rest arrived
+        assert codes.count(200) in (2, 3) and codes.count(429) == 6 - codes.count(200), codes
+        for r in replies:
+            if r.status_code == 429:
+                assert int(r.headers["retry-after"]) >= 1 and r.json()["error"]["code"] == "rewrite_queue_full"
+            else:  # 0.5 s timeout < 1 s optimizer: the original goes through, counted
+                assert r.json()["prompt"] == r.json()["original"] and r.json()["fallback_reason"] == "timeout"
+        m = httpx.get(proxy.url + "/metrics", headers=h).text
+        assert 'bpo_serve_fallbacks_total{reason="timeout"}' in m and "bpo_serve_queue_rejected_total" in m
+
+
+def test_upstream_key_never_logged(upstream, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    s = settings(upstream, tmp_path, upstream={"base_url": "http://127.0.0.1:9/v1"})
+    with ServerThread(create_app(s, environ=ENV), log_level="debug") as proxy:
+        with pytest.raises(openai.APIStatusError):
+            client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert caplog.records and UPSTREAM_KEY not in caplog.text
+
+
+def test_local_optimizer_rewrites(upstream, tmp_path, tiny_optimizer):
+    s = settings(upstream, tmp_path, rewriter={"kind": "local", "optimizer": tiny_optimizer, "max_new_tokens": 24,
+                                               "greedy": True})
+    with ServerThread(create_app(s, environ=ENV)) as proxy:
+        async def run():
+            async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+                return await asyncio.gather(*(c.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": f"explain topic {i}"}]) for i in range(8)))
+
+        replies = asyncio.run(run())
+        for i, r in enumerate(replies):  # a rewrite, or the original with the optimizer's reason
+            assert r.choices[0].message.content == f"loopback reply to: {r.bpo['prompt']}"[:len("loopback reply to: ") + 200]
+            assert (r.bpo["fallback_reason"] is None) != (r.bpo["prompt"] == f"explain topic {i}")
+        m = httpx.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}).text
+        assert "bpo_serve_rewrite_batch_size_count" in m and 'source="optimizer"' in m
+
+
+def test_config_errors_and_refusals(upstream, tmp_path, capsys):
+    from bpo.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0", "--rewriter", "identity", "--cache", str(tmp_path / "c")]) == 2
+    assert "needs client keys" in capsys.readouterr().err
+    bad = tmp_path / "serve.yaml"
+    bad.write_text("batching: {max_queue: 0}\n")
+    assert main(["serve", "--config", str(bad), "--rewriter", "identity"]) == 2
+    assert "batching.max_queue" in capsys.readouterr().err
+    assert main(["serve", "--optimizer", str(tmp_path / "no-such-optimizer"), "--cache", str(tmp_path / "c")]) == 2
+    assert "cannot load the optimizer" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="BPO_TEST_UPSTREAM_KEY"):
+        create_app(settings(upstream, tmp_path), environ={"BPO_TEST_CLIENT_KEYS": "k"})
+    with pytest.raises(ValueError, match="keys of their own"):
+        create_app(settings(upstream, tmp_path), environ={**ENV, "BPO_TEST_CLIENT_KEYS": UPSTREAM_KEY})
+
+
+def test_identity_forwards_the_bytes_as_sent(upstream, tmp_path):
+    s = settings(upstream, tmp_path, rewriter={"kind": "identity"})
+    raw = b'{"model": "m",  "messages": [{"role": "user", "content": "caf\\u00e9 \xe2\x98\x95"}], "n": 2}'
+    with ServerThread(create_app(s, environ=ENV)) as proxy:
+        r = httpx.post(proxy.base_url + "/chat/completions", content=raw,
+                       headers={"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"})
+    assert r.status_code == 200 and len(r.json()["choices"]) == 2
+    assert r.json()["bpo"] == {"prompt": "café ☕", "rewrite": "unchanged", "fallback_reason": None, "cached": False}
+    assert r.headers["x-bpo-rewrite"] == "unchanged" and "x-bpo-prompt" not in r.headers
+    (rec,) = upstream.requests
+    assert rec.body == raw
+
+
+def test_audit_field_is_spliced_into_json_objects_only():
+    from bpo.serve.app import _add_field, _inject_first_event
+
+    assert json.loads(_add_field(b'{"id": "x", "choices": []}\n', b'{"a": 1}')) == {"id": "x", "choices": [],
+                                                                                     "bpo": {"a": 1}}
+    assert json.loads(_add_field(b"{ }", b"1")) == {"bpo": 1}
+    assert _add_field(b"[1, 2]", b"1") == b"[1, 2]" and _add_field(b"not json", b"1") == b"not json"
+    event = b'event: x\ndata: {"id": 1}'
+    assert _inject_first_event(event, b"2") == b'event: x\ndata: {"id": 1, "bpo": 2}'
+    assert _inject_first_event(b"data: [DONE]", b"2") == b"data: [DONE]"
+
+
+def test_example_config_lists_the_schema_defaults():
+    from pathlib import Path
+
+    import yaml
+
+    example = Path(__file__).resolve().parents[1] / "config" / "serve.yaml"
+    assert load_serve_config(example) == load_serve_config(None)
+    data = yaml.safe_load(example.read_text())
+    assert load_serve_config(None).canonical() == {k: data[k] for k in sorted(data)}  # every key shown
+
+
+def test_rewrite_cache_first_answer_wins_across_connections(tmp_path):
+    from bpo.serve.cache import RewriteCache, cache_key
+    from bpo.serve.rewriter import Rewrite
+
+    a, b = RewriteCache(tmp_path / "c.sqlite"), RewriteCache(tmp_path / "c.sqlite")  # two processes' worth
+    key = cache_key("optimizer-x", "p")
+    assert a.get(key) is None and key != cache_key("optimizer-y", "p")
+    a.put_many([(key, "optimizer-x", "p", Rewrite("first"))])
+    b.put_many([(key, "optimizer-x", "p", Rewrite("second")), (cache_key("optimizer-x", "q"), "optimizer-x", "q",
+                                                               Rewrite("q", "repetition"))])
+    assert b.get(key) == Rewrite("first") and a.get(cache_key("optimizer-x", "q")) == Rewrite("q", "repetition")
+    assert a.count() == b.count() == 2
+    a.close()
+    b.close()
