@@ -12,6 +12,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/models.smk"
 include: "rules/data.smk"
 include: "rules/critique.smk"
 include: "rules/train.smk"

@@ -1,16 +1,31 @@
-"""The prompt optimizer's input template: the one place that wraps a user prompt.
+"""The prompt optimizer's input formats: the one place that wraps a user prompt.
 
-Training (``bpo.train.data``) and inference (``bpo.inference``) both call
-:func:`build_prompt`, so the model sees at inference exactly the text it was
-trained on. The optimizer then continues with the rewritten prompt and EOS;
-nothing after the template's last line belongs to the input.
+Training (``bpo.train.data``) and inference (``bpo.inference``) both build the model input
+here, so the model sees at inference exactly the text it was trained on. The optimizer then
+continues with the rewritten prompt and EOS; nothing after the input belongs to it.
 
-The wording is this project's own. It is plain text rather than a model's chat
-template on purpose: the tiny from-scratch model has no chat template, and a
-fixed text keeps the training target independent of the base model.
+Three named formats (:data:`FORMATS`):
+
+- ``plain``: this project's own instruction template (:func:`build_prompt`). Plain text, so it
+  works for the tiny from-scratch model, which has no chat template.
+- ``chat-template``: the base model's own chat template (``tokenizer.apply_chat_template``), the
+  same instruction as the user turn, then the generation prompt. Natural for instruct bases.
+- ``bpo-release``: the input of the released BPO optimizer (THUDM/BPO, a Llama-2-chat
+  fine-tune), from its model card: :data:`BPO_RELEASE_TEMPLATE`, after exactly one BOS.
+
+A trained or prepared model folder records its format in ``bpo_prompt_format.json``
+(:func:`write_format_record`, a file of its own so a downloaded folder can be given one without
+retraining); :func:`resolve_prompt_format` picks override > folder record > configured format.
 """
 
 from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # Bump when the wording changes: a trained optimizer records the version it saw
 # (bpo_train_config.json) and inference refuses a mismatch instead of silently
@@ -32,3 +47,149 @@ def build_prompt(user_prompt: str) -> str:
     if not isinstance(user_prompt, str):
         raise TypeError(f"build_prompt: expected a str prompt, got {type(user_prompt).__name__}")
     return TEMPLATE.format(header=_HEADER, prompt=user_prompt.strip())
+
+
+PLAIN = "plain"
+CHAT_TEMPLATE = "chat-template"
+BPO_RELEASE = "bpo-release"
+FORMATS = (PLAIN, CHAT_TEMPLATE, BPO_RELEASE)
+
+# The released model's input, verbatim from the THUDM/BPO model card (a fact about that model,
+# not this project's wording).
+BPO_RELEASE_TEMPLATE = (
+    "[INST] You are an expert prompt engineer. Please help me improve this prompt to get a more "
+    "helpful and harmless response:\n{prompt} [/INST]"
+)
+
+RECORD_NAME = "bpo_prompt_format.json"
+
+# The user turn of ``chat-template``: the plain template's instruction and prompt, without its
+# "[Improved prompt]" cue (the chat template's generation prompt plays that part).
+_CHAT_USER_TURN = "{header}\n\n[Original prompt]\n{prompt}"
+
+
+def check_format(fmt: str, where: str = "prompt format") -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"{where}: unknown prompt format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _clean(user_prompt) -> str:
+    if not isinstance(user_prompt, str):
+        raise TypeError(f"prompt format: expected a str prompt, got {type(user_prompt).__name__}")
+    return user_prompt.strip()
+
+
+def format_prompt(user_prompt: str, fmt: str, tokenizer=None) -> str:
+    """The optimizer's input text for ``user_prompt`` in format ``fmt`` (BOS not included:
+    :func:`encode_prompt` adds it). ``chat-template`` needs the base model's ``tokenizer``."""
+    check_format(fmt)
+    if fmt == PLAIN:
+        return build_prompt(user_prompt)
+    prompt = _clean(user_prompt)
+    if fmt == BPO_RELEASE:
+        return BPO_RELEASE_TEMPLATE.format(prompt=prompt)
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        name = getattr(tokenizer, "name_or_path", None)
+        raise ValueError(f"prompt format {CHAT_TEMPLATE!r}: tokenizer {name!r} has no chat template; "
+                         f"use {PLAIN!r} or {BPO_RELEASE!r}")
+    messages = [{"role": "user", "content": _CHAT_USER_TURN.format(header=_HEADER, prompt=prompt)}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def _drop_leading_bos(text: str, tokenizer) -> str:
+    bos = tokenizer.bos_token
+    while bos and text.startswith(bos):
+        text = text[len(bos):]
+    return text
+
+
+def encode_prompt(user_prompt: str, fmt: str, tokenizer) -> list[int]:
+    """Token ids of the optimizer input; the same ids in training and inference.
+
+    At most one BOS, never two: a BOS written by a chat template into the text and the one the
+    tokenizer adds collapse into one. ``bpo-release`` always starts with the tokenizer's BOS
+    (the released model's Llama-2 tokenizer adds it); ``plain`` and ``chat-template`` keep
+    whatever the tokenizer adds, as ``plain`` always did. Never ends with EOS: the input must not
+    look finished.
+    """
+    text = format_prompt(user_prompt, fmt, tokenizer)
+    bos_id = tokenizer.bos_token_id
+    text_had_bos = bool(tokenizer.bos_token) and text.startswith(tokenizer.bos_token)
+    ids = tokenizer(_drop_leading_bos(text, tokenizer)).input_ids
+    if ids and ids[-1] == tokenizer.eos_token_id:
+        ids = ids[:-1]
+    starts_with_bos = bos_id is not None and ids[:1] == [bos_id]
+    if bos_id is not None and not starts_with_bos and (text_had_bos or fmt == BPO_RELEASE):
+        ids = [bos_id] + ids
+    return ids
+
+
+def encode_target(optimized: str, tokenizer) -> list[int]:
+    """Token ids of a training target: the optimized prompt, then EOS exactly once."""
+    eos_id = tokenizer.eos_token_id
+    if eos_id is None:
+        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', None)!r} has no EOS token; "
+                         "the optimizer must learn to stop")
+    text = optimized.strip()
+    eos = tokenizer.eos_token
+    while eos and text.endswith(eos):  # an EOS typed into the data is not a second EOS
+        text = text[: -len(eos)].rstrip()
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    while ids and ids[-1] == eos_id:
+        ids = ids[:-1]
+    return ids + [eos_id]
+
+
+def encode_training_pair(user_prompt: str, optimized: str, fmt: str, tokenizer) -> tuple[list[int], list[int]]:
+    """``(input_ids, target_ids)`` of one training example; the loss goes on the target only."""
+    return encode_prompt(user_prompt, fmt, tokenizer), encode_target(optimized, tokenizer)
+
+
+def write_format_record(model_dir: str | os.PathLike, fmt: str) -> Path:
+    """Record in ``model_dir`` the format its optimizer was trained with (or is to be used with)."""
+    from bpo.atomic import write_json
+
+    path = Path(model_dir) / RECORD_NAME
+    record = {"prompt_format": check_format(fmt)}
+    if fmt == PLAIN:
+        record["template_version"] = TEMPLATE_VERSION
+    write_json(record, path, sort_keys=True)
+    return path
+
+
+def read_format_record(model_dir: str | os.PathLike) -> str | None:
+    """The format recorded in ``model_dir``; None for a hub id or a folder without a record."""
+    path = Path(model_dir) / RECORD_NAME
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        fmt = record["prompt_format"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a prompt format record ({exc}); expected {{\"prompt_format\": ...}}") from None
+    return check_format(fmt, where=str(path))
+
+
+def resolve_prompt_format(model: str | os.PathLike, override: str | None = None,
+                          configured: str | None = None) -> tuple[str, str]:
+    """``(format, source)`` for optimizer ``model`` (a folder or a hub id).
+
+    Order: ``override`` (``bpo optimize --format``) > the folder's record > ``configured`` (the
+    config) > ``plain``. ``source`` says which one won; it is logged, with a warning when an
+    override contradicts the record or nothing specified the format.
+    """
+    recorded = read_format_record(model) if Path(model).is_dir() else None
+    if override is not None:
+        fmt, source = check_format(override, "--format"), "override"
+        if recorded is not None and recorded != override:
+            log.warning("%s records prompt format %r; using %r as overridden", model, recorded, override)
+    elif recorded is not None:
+        fmt, source = recorded, "record"
+    elif configured is not None:
+        fmt, source = check_format(configured, "configured prompt format"), "config"
+    else:
+        fmt, source = PLAIN, "default"
+        log.warning("%s records no prompt format and none is configured: using %r", model, PLAIN)
+    log.info("optimizer %s: prompt format %r (from %s)", model, fmt, source)
+    return fmt, source

@@ -255,3 +255,31 @@ def eval_report_outputs():
     if config["eval"]["sft_rewrite"]["activate"]:
         out += [result("sft_rewrite/reproduce.json"), result("sft_rewrite/train.json")]
     return out
+
+
+# --- models (rules/models.smk) ---
+from bpo.base_models import DEFAULT_CACHE_DIR as _WHEEL_MODEL_CACHE
+from bpo.base_models import WHEEL_MODELS as _WHEEL_MODELS
+from bpo.base_models import wheel_model as _wheel_model
+
+
+def wheel_model_names_regex():
+    return _names_regex(sorted(_WHEEL_MODELS))
+
+
+def wheel_model_dir(name):
+    """The cache folder rule base_model builds for wheel-shipped model ``name``."""
+    return f"{_WHEEL_MODEL_CACHE.as_posix()}/{_wheel_model(name).name}"
+
+
+def wheel_model_settings(wildcards):
+    return _wheel_model(wildcards.base_model).canonical()
+
+
+def wheel_model_input(model):
+    """``[model]`` when ``model`` (e.g. train.base_model) is a folder rule base_model builds,
+    so Snakemake builds it first; else nothing (a hub id, another folder or null)."""
+    if model is None:
+        return []
+    built = {wheel_model_dir(name) for name in _WHEEL_MODELS}
+    return [model] if os.path.normpath(str(model)) in built else []
