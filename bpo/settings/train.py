@@ -58,6 +58,7 @@ class TrainSettings(Settings):
     base_model: str | None
     tiny: TinySettings
     attn_implementation: str
+    prompt_format: str  # bpo.prompt_format.FORMATS; recorded in the trained folder
     max_length: int
     epochs: float
     max_steps: int
