@@ -65,7 +65,7 @@ def test_dry_run_plans_the_data_stage_with_local_files_as_inputs(workflow_copy):
     text = _out(proc)
     assert "input: resources/demo/hh-rlhf/train.jsonl\n" in text
     assert "input: resources/demo/alpaca-gpt4/alpaca_gpt4.json, resources/demo/alpaca-gpt4/alpaca_davinci.json" in text
-    assert not (workflow_copy / "results" / "pairs").exists()
+    assert not (workflow_copy / "results" / "demo" / "pairs").exists()
 
 
 def test_paper_sources_build_the_data_dag_offline(workflow_copy):
@@ -105,7 +105,7 @@ def test_real_run_writes_pairs_stats_and_logs(ran):
         assert read_table(ran / f"results/demo/pairs/{source}.parquet", PAIRS).num_rows == st["pairs"] >= 10
         log = (ran / f"logs/demo/data/pairs_source.{source}.log").read_text()
         assert all(f"{reason} {n}" in log for reason, n in st["dropped"].items())
-        assert (ran / f"benchmarks/data/pairs_source.{source}.tsv").exists()
+        assert (ran / f"benchmarks/demo/data/pairs_source.{source}.tsv").exists()
     assert "duplicates across sources dropped" in (ran / "logs/demo/data/pairs_merge.log").read_text()
     assert planned_jobs(snakemake(ran, "-n", "--cores", "1", TARGET)) == {}
 

@@ -78,7 +78,7 @@ def test_offline_evaluation_outputs(evaluated):
         assert a["question_original"] == (o["instruction"] + "\n" + o["context"] if o["context"] else o["instruction"])
         assert a["question_optimized"].endswith(o["context"])
     for log in ("optimize_dolly_eval", "answer_dolly_eval_standin", "judge_dolly_eval_standin"):
-        assert (wf / "logs" / "eval" / f"{log}.log").stat().st_size > 0
+        assert (wf / "logs" / "demo" / "eval" / f"{log}.log").stat().st_size > 0
     sft = json.loads((wf / "results/demo/sft_rewrite/train.json").read_text())
     reproduce = json.loads((wf / "results/demo/sft_rewrite/reproduce.json").read_text())
     assert len(sft) == len(reproduce) == 4

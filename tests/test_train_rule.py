@@ -17,11 +17,11 @@ pytestmark = pytest.mark.slow
 
 def test_train_rule_trains_the_default_tiny_optimizer_and_reruns_on_a_param_edit(workflow_copy):
     wf = workflow_copy
-    write_sft(wf / "results" / "sft", n_train=40, n_val=8)
+    write_sft(wf / "results" / "demo" / "sft", n_train=40, n_val=8)
     target = "results/demo/models/optimizer_metrics/train_metrics.parquet"
     snakemake(wf, target, "--cores", "2", "--allowed-rules", "train_optimizer")
 
-    model = wf / "results" / "models" / "optimizer"
+    model = wf / "results" / "demo" / "models" / "optimizer"
     record = json.loads((model / "bpo_train_config.json").read_text())
     assert record["base"]["kind"] == "tiny_from_scratch" and record["hparams"]["deepspeed"] is None
     assert record["global_steps"] == record["hparams"]["max_steps"]
@@ -30,7 +30,7 @@ def test_train_rule_trains_the_default_tiny_optimizer_and_reruns_on_a_param_edit
     assert metrics["loss"].notna().sum() == record["hparams"]["max_steps"]
     assert (wf / "results/demo/models/optimizer_metrics/loss_curve.png").stat().st_size > 1000
     assert (wf / "logs/demo/train/train_optimizer.log").read_text().count("saved the optimizer") == 1
-    assert (wf / "benchmarks/train/train_optimizer.tsv").exists()
+    assert (wf / "benchmarks/demo/train/train_optimizer.tsv").exists()
     assert not (wf / "results/demo/models/optimizer_checkpoints").exists()  # removed after success
 
     # Nothing to do now; an edited hyper-parameter retrains, an edited checkpoint setting does not.
