@@ -56,7 +56,7 @@ def optimize_items(
 ) -> tuple[list[tuple[str, str | None]], EngineRecord | None]:
     """``(optimized_instruction, fallback_reason)`` per item, and the engine that generated."""
     if context_mode not in CONTEXT_MODES:
-        raise ValueError(f"eval.optimizer.context_mode: unknown mode '{context_mode}' (known: {CONTEXT_MODES})")
+        raise ValueError(f"eval.optimizers.<name>.context_mode: unknown mode '{context_mode}' (known: {CONTEXT_MODES})")
     if context_mode == "with_context":
         prompts = [render_question(it.instruction, it.context) for it in items]
     else:
