@@ -9,7 +9,7 @@ import pytest
 
 from bpo.eval.optimize import identity_testset, llm_rewrite_testset, optimize_testset, split_context
 from bpo.schemas import OPTIMIZED, read_metadata, read_table
-from bpo.settings import LLMRuntime, SettingsError, load_config
+from bpo.settings import ConfigError, LLMRuntime, SettingsError, load_config
 from bpo.settings.optimize import IdentitySettings, LLMRewriteSettings, OptimizeSettings, optimizer_settings
 from conftest import REPO
 from eval_helpers import loopback_config, save_tiny_model
@@ -183,3 +183,5 @@ def test_optimizer_settings_name_the_config_key():
         optimizer_settings(config, "dolly_eval", "nope")
     with pytest.raises(SettingsError, match="kind 'identity' is not one of trained, model"):
         OptimizeSettings.from_config(config, "dolly_eval", "identity")
+    with pytest.raises(ConfigError, match="'THUDM/BPO' does not match"):  # the name is a path level
+        load_config(overrides={"eval": {"optimizers": {"THUDM/BPO": {"kind": "model", "model": "THUDM/BPO"}}}})
