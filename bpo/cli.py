@@ -13,11 +13,11 @@ from pathlib import Path
 
 
 def _optimizer_defaults() -> dict:
-    """``eval.optimizer``'s schema defaults: the CLI decodes as the workflow does."""
+    """An ``eval.optimizers`` entry's schema defaults: the CLI decodes as the workflow does."""
     from bpo.settings.config import load_schema
 
-    props = load_schema()["properties"]["eval"]["properties"]["optimizer"]["properties"]
-    return {k: v["default"] for k, v in props.items()}
+    props = load_schema()["properties"]["eval"]["properties"]["optimizers"]["additionalProperties"]["properties"]
+    return {k: v["default"] for k, v in props.items() if "default" in v}
 
 
 def _generation_settings(args: argparse.Namespace):
@@ -91,7 +91,8 @@ def optimize_file(df, args: argparse.Namespace, settings) -> int:
                               context=ctx if isinstance(ctx, str) else "",
                               reference_optimized=ref if isinstance(ref, str) else None))
     rewritten, engine = optimize_items(items, args.model, settings, context_mode="with_context")
-    write_optimized(items, rewritten, Path(args.input).name.split(".")[0], engine, args.output)
+    # the optimizer column names the model that rewrote (there is no eval.optimizers entry here)
+    write_optimized(items, rewritten, Path(args.input).name.split(".")[0], args.model, engine, args.output)
     return sum(reason is not None for _, reason in rewritten)
 
 

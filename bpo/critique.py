@@ -166,8 +166,8 @@ def build_requests(
     *,
     model: str,
     temperature: float,
-    top_p: float,
-    max_tokens: int,
+    top_p: float | None,
+    max_tokens: int | None,
     seed: int | None = None,
 ) -> list:
     """One single-user-message :class:`ChatRequest` per pair, in the pairs' order."""

@@ -78,11 +78,13 @@ TRAIN_METRICS = pa.schema(
     ]
 )
 
-# results/eval/{testset}/optimized.parquet (also the `bpo optimize` file mode output)
+# results/<run>/eval/{testset}/{optimizer}/optimized.parquet (also the `bpo optimize` file mode output)
 OPTIMIZED = pa.schema(
     [
         pa.field("item_id", _str, nullable=False),
         pa.field("testset", _str, nullable=False),
+        pa.field("optimizer", _str, nullable=False),  # name under eval.optimizers
+        pa.field("category", _str),  # the test set's category (Vicuna, Self-Instruct, Dolly), else null
         pa.field("instruction", _str, nullable=False),
         pa.field("context", _str, nullable=False),
         pa.field("optimized_instruction", _str, nullable=False),  # == instruction on fallback
@@ -91,15 +93,32 @@ OPTIMIZED = pa.schema(
     ]
 )
 
-# results/eval/{testset}/{target}/answers.parquet
-ANSWERS = pa.schema(
+# results/<run>/eval/{testset}/{target}/original_answers.parquet: a target's answers to the
+# original questions, once per test set, shared by every optimizer's comparison
+ORIGINAL_ANSWERS = pa.schema(
     [
         pa.field("item_id", _str, nullable=False),
         pa.field("testset", _str, nullable=False),
         pa.field("target", _str, nullable=False),
+        pa.field("category", _str),
+        pa.field("question", _str, nullable=False),  # instruction + context as shown
+        pa.field("answer", _str),
+        pa.field("status", _str, nullable=False),
+        pa.field("backend", _str, nullable=False),
+    ]
+)
+
+# results/<run>/eval/{testset}/{optimizer}/{target}/answers.parquet
+ANSWERS = pa.schema(
+    [
+        pa.field("item_id", _str, nullable=False),
+        pa.field("testset", _str, nullable=False),
+        pa.field("optimizer", _str, nullable=False),
+        pa.field("target", _str, nullable=False),
+        pa.field("category", _str),
         pa.field("question_original", _str, nullable=False),  # instruction + context as shown
         pa.field("question_optimized", _str, nullable=False),
-        pa.field("answer_original", _str),
+        pa.field("answer_original", _str),  # from original_answers.parquet
         pa.field("answer_optimized", _str),
         pa.field("status_original", _str, nullable=False),
         pa.field("status_optimized", _str, nullable=False),
@@ -107,18 +126,23 @@ ANSWERS = pa.schema(
     ]
 )
 
-# results/eval/{testset}/{target}/judgments.parquet
+# results/<run>/eval/{testset}/{optimizer}/{target}/judgments.parquet
 JUDGMENTS = pa.schema(
     [
         pa.field("item_id", _str, nullable=False),
         pa.field("testset", _str, nullable=False),
+        pa.field("optimizer", _str, nullable=False),
         pa.field("target", _str, nullable=False),
+        pa.field("category", _str),
         pa.field("judge_model", _str, nullable=False),
-        pa.field("verdict_optimized_first", _str),  # A | B | C | null (unparseable)
+        pa.field("protocol", _str, nullable=False),  # both_orders | single_random
+        pa.field("verdict_optimized_first", _str),  # A | B | C | null (unparseable, or order not judged)
         pa.field("verdict_original_first", _str),
         pa.field("outcome", _str, nullable=False),  # win | tie | lose | invalid (for optimized)
         pa.field("raw_optimized_first", _str),
         pa.field("raw_original_first", _str),
+        pa.field("rule_optimized_first", _str),  # the parser rule that decided; null: order not judged
+        pa.field("rule_original_first", _str),
         pa.field("backend", _str, nullable=False),
     ]
 )

@@ -134,18 +134,29 @@ def deepspeed_config_input():
 
 
 # --- optimize stage (rules/evaluate.smk) ---
-# Rules optimize_testset, sft_rewrite_optimize and answer_hf: one `settings` param each, the
-# canonical form of their bpo.settings class (runtime values are not in it).
-def optimize_settings(wildcards):
-    from bpo.settings.optimize import OptimizeSettings
+# Rules optimize_testset, optimize_identity, optimize_llm_rewrite, sft_rewrite_optimize and the
+# hf answers: one `settings` param each, the canonical form of their bpo.settings class (runtime
+# values are not in it). Each optimizer's settings name it, so editing one optimizer reruns only
+# its branch.
+def eval_optimizers(*kinds):
+    """Active optimizer names (config order), optionally of some kinds."""
+    return [
+        name
+        for name, cfg in config["eval"]["optimizers"].items()
+        if cfg["activate"] and (not kinds or cfg["kind"] in kinds)
+    ]
 
-    return OptimizeSettings.from_config(config, wildcards.testset).canonical()
+
+def optimize_settings(wildcards):
+    from bpo.settings.optimize import optimizer_settings
+
+    return optimizer_settings(config, wildcards.testset, wildcards.optimizer).canonical()
 
 
 def sft_rewrite_optimize_settings(wildcards):
     from bpo.settings.optimize import SFT_REWRITE, OptimizeSettings
 
-    return OptimizeSettings.from_config(config, SFT_REWRITE).canonical()
+    return OptimizeSettings.from_config(config, SFT_REWRITE, config["eval"]["sft_rewrite"]["optimizer"]).canonical()
 
 
 def optimize_testset_input(wildcards):
@@ -159,17 +170,35 @@ def sft_rewrite_optimize_input(wildcards):
     return config["eval"]["sft_rewrite"]["path"] or []
 
 
-def optimizer_model_input():
-    """The optimizer folder when it is local: the trained one for model null (a hub id is
-    in the settings only)."""
-    model = config["eval"]["optimizer"]["model"]
-    return [result("models/optimizer")] if model is None else local_model_input(model)
+def _optimizer_model(name):
+    """The folder of a generating optimizer when it is local: the trained one for kind trained
+    (a hub id is in the settings only)."""
+    cfg = config["eval"]["optimizers"].get(name)
+    if cfg is None:
+        raise ValueError(f"config: eval.optimizers has no optimizer '{name}'")
+    if cfg["kind"] == "trained":
+        return [result("models/optimizer")]
+    return local_model_input(cfg["model"]) if cfg["kind"] == "model" and cfg["model"] else []
+
+
+def optimizer_model_input(wildcards):
+    return _optimizer_model(wildcards.optimizer)
+
+
+def sft_rewrite_optimizer_model_input(wildcards):
+    return _optimizer_model(config["eval"]["sft_rewrite"]["optimizer"])
 
 
 def answer_hf_settings(wildcards):
     from bpo.settings.hf_target import HFTargetSettings
 
     return HFTargetSettings.from_config(config, wildcards.target).canonical()
+
+
+def answer_original_hf_settings(wildcards):
+    from bpo.settings.hf_target import HFOriginalAnswerSettings
+
+    return HFOriginalAnswerSettings.from_config(config, wildcards.testset, wildcards.target).canonical()
 
 
 def hf_target_model_input(wildcards):
@@ -215,7 +244,13 @@ def local_model_input(model):
 
 
 # The LLM rules of evaluation and the report pass ONE param each: their settings' canonical form.
-from bpo.settings.evaluate import EndpointTargetSettings, JudgeSettings, ReportSettings, SFTRewriteSettings
+from bpo.settings.evaluate import (
+    EndpointTargetSettings,
+    JudgeSettings,
+    OriginalAnswerSettings,
+    ReportSettings,
+    SFTRewriteSettings,
+)
 
 
 def answer_settings(wildcards):
@@ -223,8 +258,13 @@ def answer_settings(wildcards):
     return EndpointTargetSettings.from_config(config, wildcards.target).canonical()
 
 
+def answer_original_settings(wildcards):
+    """The test set read and the endpoint target answering its original questions."""
+    return OriginalAnswerSettings.from_config(config, wildcards.testset, wildcards.target).canonical()
+
+
 def judge_settings(wildcards):
-    """The judge's model, sampling, endpoint and template (by path and content hash)."""
+    """The judge's model, sampling, endpoint, template (by path and content hash), protocol."""
     return JudgeSettings.from_config(config).canonical()
 
 
@@ -233,9 +273,21 @@ def sft_rewrite_answer_settings(wildcards):
 
 
 # --- report stage (rules/report.smk) ---
-def eval_pairs():
-    """(test set, target) pairs that the report covers."""
-    return [(ts, tg) for ts in eval_testsets() for tg in eval_targets()]
+def eval_triples():
+    """(test set, optimizer, target) triples that the report covers."""
+    return [(ts, opt, tg) for ts in eval_testsets() for opt in eval_optimizers() for tg in eval_targets()]
+
+
+def report_judgments():
+    return [result(f"eval/{ts}/{opt}/{tg}/judgments.parquet") for ts, opt, tg in eval_triples()]
+
+
+def report_answers():
+    return [result(f"eval/{ts}/{opt}/{tg}/answers.parquet") for ts, opt, tg in eval_triples()]
+
+
+def report_optimized():
+    return [result(f"eval/{ts}/{opt}/optimized.parquet") for ts in eval_testsets() for opt in eval_optimizers()]
 
 
 def report_settings():
@@ -243,13 +295,14 @@ def report_settings():
 
 
 def eval_report_outputs():
-    """Final outputs of the evaluation (empty when no test set or target is active)."""
+    """Final outputs of the evaluation (empty when no test set, optimizer or target is active)."""
     out = []
-    if eval_pairs():
+    if eval_triples():
         out += [
             result("report/winrates.parquet"),
             result("report/summary.md"),
             result("report/winrates.png"),
+            result("report/compare.png"),
             result("report/intrinsic.json"),
         ]
     if config["eval"]["sft_rewrite"]["activate"]:

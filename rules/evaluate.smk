@@ -1,4 +1,6 @@
-# stage: evaluate -- optimized test prompts, target answers, two-order pairwise judging.
+# stage: evaluate -- each optimizer's test prompts, target answers (original questions once per
+# test set and target, shared by every optimizer), pairwise judging; paths
+# eval/{testset}/{optimizer}/[{target}/].
 # Every config value that changes a result is a param, so editing it reruns exactly the rules
 # it affects (e.g. a new judge model reruns judge and report, not optimize or answer). The LLM
 # rules pass ONE param, `settings` (bpo/settings/evaluate.py, endpoint included); LLM limits,
@@ -7,6 +9,9 @@
 
 localrules:
     download_testset,
+    optimize_identity,
+    optimize_llm_rewrite,
+    answer_original,
     answer,
     judge,
     sft_rewrite_answer,
@@ -30,20 +35,23 @@ rule download_testset:
         "../workflow_scripts/download_testset.py"
 
 
+# One rule per optimizer kind (eval.optimizers.<name>.kind), each constrained to the names of
+# its kind: a local model generates on a compute node; identity and llm_rewrite run here.
 rule optimize_testset:
     input:
         testset=optimize_testset_input,
-        model=optimizer_model_input(),
+        model=optimizer_model_input,
     output:
-        optimized=result("eval/{testset}/optimized.parquet"),
+        optimized=result("eval/{testset}/{optimizer}/optimized.parquet"),
     params:
         settings=optimize_settings,
     wildcard_constraints:
         testset="[^/]+",
+        optimizer=_names_regex(eval_optimizers("trained", "model")),
     log:
-        log_file("eval/optimize_{testset}.log"),
+        log_file("eval/optimize_{testset}_{optimizer}.log"),
     benchmark:
-        benchmark_file("eval/optimize_{testset}.tsv")
+        benchmark_file("eval/optimize_{testset}_{optimizer}.tsv")
     conda:
         "../envs/eval.yaml"
     threads: 2
@@ -53,20 +61,90 @@ rule optimize_testset:
         "../workflow_scripts/optimize_testset.py"
 
 
-rule answer:
+rule optimize_identity:
     input:
-        optimized=result("eval/{testset}/optimized.parquet"),
+        testset=optimize_testset_input,
     output:
-        answers=result("eval/{testset}/{target}/answers.parquet"),
+        optimized=result("eval/{testset}/{optimizer}/optimized.parquet"),
     params:
-        settings=answer_settings,
+        settings=optimize_settings,
+    wildcard_constraints:
+        testset="[^/]+",
+        optimizer=_names_regex(eval_optimizers("identity")),
+    log:
+        log_file("eval/optimize_{testset}_{optimizer}.log"),
+    benchmark:
+        benchmark_file("eval/optimize_{testset}_{optimizer}.tsv")
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=1000,
+    script:
+        "../workflow_scripts/optimize_identity.py"
+
+
+rule optimize_llm_rewrite:
+    input:
+        testset=optimize_testset_input,
+    output:
+        optimized=result("eval/{testset}/{optimizer}/optimized.parquet"),
+    params:
+        settings=optimize_settings,
+    wildcard_constraints:
+        testset="[^/]+",
+        optimizer=_names_regex(eval_optimizers("llm_rewrite")),
+    log:
+        log_file("eval/optimize_{testset}_{optimizer}.log"),
+    benchmark:
+        benchmark_file("eval/optimize_{testset}_{optimizer}.tsv")
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        api=1,
+    script:
+        "../workflow_scripts/optimize_llm_rewrite.py"
+
+
+# Each target answers the original questions of a test set once; every optimizer's answers
+# reuse them (only the rewritten questions are answered in the optimizer's branch).
+rule answer_original:
+    input:
+        testset=optimize_testset_input,
+    output:
+        answers=result("eval/{testset}/{target}/original_answers.parquet"),
+    params:
+        settings=answer_original_settings,
     wildcard_constraints:
         testset="[^/]+",
         target=_names_regex(eval_targets("endpoint")),
     log:
-        log_file("eval/answer_{testset}_{target}.log"),
+        log_file("eval/answer_original_{testset}_{target}.log"),
     benchmark:
-        benchmark_file("eval/answer_{testset}_{target}.tsv")
+        benchmark_file("eval/answer_original_{testset}_{target}.tsv")
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        api=1,
+    script:
+        "../workflow_scripts/answer_original.py"
+
+
+rule answer:
+    input:
+        optimized=result("eval/{testset}/{optimizer}/optimized.parquet"),
+        original=result("eval/{testset}/{target}/original_answers.parquet"),
+    output:
+        answers=result("eval/{testset}/{optimizer}/{target}/answers.parquet"),
+    params:
+        settings=answer_settings,
+    wildcard_constraints:
+        testset="[^/]+",
+        optimizer="[^/]+",
+        target=_names_regex(eval_targets("endpoint")),
+    log:
+        log_file("eval/answer_{testset}_{optimizer}_{target}.log"),
+    benchmark:
+        benchmark_file("eval/answer_{testset}_{optimizer}_{target}.tsv")
     conda:
         "../envs/llm.yaml"
     resources:
@@ -75,22 +153,48 @@ rule answer:
         "../workflow_scripts/answer.py"
 
 
-# A local HF target generates on a compute node (GPU), so it is a separate, non-local rule.
-rule answer_hf:
+# A local HF target generates on a compute node (GPU), so its rules are separate, non-local.
+rule answer_original_hf:
     input:
-        optimized=result("eval/{testset}/optimized.parquet"),
+        testset=optimize_testset_input,
         model=hf_target_model_input,
     output:
-        answers=result("eval/{testset}/{target}/answers.parquet"),
+        answers=result("eval/{testset}/{target}/original_answers.parquet"),
     params:
-        settings=answer_hf_settings,
+        settings=answer_original_hf_settings,
     wildcard_constraints:
         testset="[^/]+",
         target=_names_regex(eval_targets("hf")),
     log:
-        log_file("eval/answer_{testset}_{target}.log"),
+        log_file("eval/answer_original_{testset}_{target}.log"),
     benchmark:
-        benchmark_file("eval/answer_{testset}_{target}.tsv")
+        benchmark_file("eval/answer_original_{testset}_{target}.tsv")
+    conda:
+        "../envs/eval.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+    script:
+        "../workflow_scripts/answer_original_hf.py"
+
+
+rule answer_hf:
+    input:
+        optimized=result("eval/{testset}/{optimizer}/optimized.parquet"),
+        original=result("eval/{testset}/{target}/original_answers.parquet"),
+        model=hf_target_model_input,
+    output:
+        answers=result("eval/{testset}/{optimizer}/{target}/answers.parquet"),
+    params:
+        settings=answer_hf_settings,
+    wildcard_constraints:
+        testset="[^/]+",
+        optimizer="[^/]+",
+        target=_names_regex(eval_targets("hf")),
+    log:
+        log_file("eval/answer_{testset}_{optimizer}_{target}.log"),
+    benchmark:
+        benchmark_file("eval/answer_{testset}_{optimizer}_{target}.tsv")
     conda:
         "../envs/eval.yaml"
     threads: 2
@@ -102,18 +206,19 @@ rule answer_hf:
 
 rule judge:
     input:
-        answers=result("eval/{testset}/{target}/answers.parquet"),
+        answers=result("eval/{testset}/{optimizer}/{target}/answers.parquet"),
     output:
-        judgments=result("eval/{testset}/{target}/judgments.parquet"),
+        judgments=result("eval/{testset}/{optimizer}/{target}/judgments.parquet"),
     params:
         settings=judge_settings,
     wildcard_constraints:
         testset="[^/]+",
+        optimizer="[^/]+",
         target="[^/]+",
     log:
-        log_file("eval/judge_{testset}_{target}.log"),
+        log_file("eval/judge_{testset}_{optimizer}_{target}.log"),
     benchmark:
-        benchmark_file("eval/judge_{testset}_{target}.tsv")
+        benchmark_file("eval/judge_{testset}_{optimizer}_{target}.tsv")
     conda:
         "../envs/llm.yaml"
     resources:
@@ -126,7 +231,7 @@ rule judge:
 rule sft_rewrite_optimize:
     input:
         testset=sft_rewrite_optimize_input,
-        model=optimizer_model_input(),
+        model=sft_rewrite_optimizer_model_input,
     output:
         optimized=result("sft_rewrite/optimized.parquet"),
     params:

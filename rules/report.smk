@@ -1,12 +1,12 @@
-# stage: report -- win rates per test set and target, Markdown summary, bar chart.
+# stage: report -- win rates per optimizer, test set and target, Markdown summary, plots.
 # Outputs are flagged with report() so `snakemake --report report.html` shows them.
 
 
 rule report:
     input:
-        judgments=[result(f"eval/{ts}/{tg}/judgments.parquet") for ts, tg in eval_pairs()],
-        answers=[result(f"eval/{ts}/{tg}/answers.parquet") for ts, tg in eval_pairs()],
-        optimized=[result(f"eval/{ts}/optimized.parquet") for ts in eval_testsets()],
+        judgments=report_judgments(),
+        answers=report_answers(),
+        optimized=report_optimized(),
     output:
         table=report(
             result("report/winrates.parquet"),
@@ -25,6 +25,12 @@ rule report:
             caption="../report/winrates.rst",
             category="Evaluation",
             labels={"figure": "win / tie / lose"},
+        ),
+        compare_plot=report(
+            result("report/compare.png"),
+            caption="../report/compare.rst",
+            category="Evaluation",
+            labels={"figure": "optimizers compared"},
         ),
         intrinsic=report(
             result("report/intrinsic.json"),

@@ -1,5 +1,6 @@
-"""Targets answer original and optimized questions: an OpenAI-compatible endpoint through the
-real client (loopback server) and a local HF model (tiny, built here)."""
+"""Targets answer the original questions once per test set and each optimizer's questions: an
+OpenAI-compatible endpoint through the real client (loopback server) and a local HF model (tiny,
+built here)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import json
 
 import pytest
 
-from bpo.eval.answer import answer_rows, answer_testset, questions
-from bpo.schemas import ANSWERS, OPTIMIZED, read_table, write_table
+from bpo.eval.answer import answer_original_testset, answer_rows, answer_testset, questions
+from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_table, write_table
 from bpo.settings import LLMRuntime, SettingsError, load_config
-from bpo.settings.evaluate import EndpointTargetSettings, SFTRewriteSettings
+from bpo.settings.evaluate import EndpointTargetSettings, OriginalAnswerSettings, SFTRewriteSettings
 from eval_helpers import loopback_config, save_tiny_model
 from loopback_server import LoopbackServer
 
@@ -23,52 +24,89 @@ ITEMS = [
 TARGET = {"kind": "endpoint", "endpoint": "loop", "model": "target-model", "max_tokens": 64}
 
 
+def _testset(tmp_path) -> dict:
+    """The ITEMS as a custom-format test set file, with a category column."""
+    path = tmp_path / "demo.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "instruction": ins, "context": ctx, "category": f"cat{i % 2}"}) + "\n"
+                            for i, (ins, ctx, _, _) in enumerate(ITEMS)))
+    return {"demo": {"format": "custom", "path": str(path),
+                     "columns": {"id": "id", "instruction": "instruction", "context": "context", "category": "category"}}}
+
+
 def _target(srv, monkeypatch, tmp_path):
-    """Target ``loop`` on the loopback server and its runtime, built from a config like the rule does."""
-    config = loopback_config(srv, monkeypatch, tmp_path, eval={"targets": {"loop": TARGET}})
-    return EndpointTargetSettings.from_config(config, "loop"), LLMRuntime.from_config(config, "loop")
+    """Target ``loop`` on the loopback server, its runtime and the settings of its original
+    answers, built from a config like the rules do."""
+    config = loopback_config(srv, monkeypatch, tmp_path, eval={"targets": {"loop": TARGET}, "testsets": _testset(tmp_path)})
+    return (EndpointTargetSettings.from_config(config, "loop"), LLMRuntime.from_config(config, "loop"),
+            OriginalAnswerSettings.from_config(config, "demo", "loop"))
 
 
-def _optimized(path):
+def _optimized(path, optimizer="opt"):
     rows = [
-        {"item_id": str(i), "testset": "demo", "instruction": ins, "context": ctx, "optimized_instruction": opt,
-         "fallback_reason": fb, "reference_optimized": None}
+        {"item_id": str(i), "testset": "demo", "optimizer": optimizer, "category": f"cat{i % 2}", "instruction": ins,
+         "context": ctx, "optimized_instruction": opt, "fallback_reason": fb, "reference_optimized": None}
         for i, (ins, ctx, opt, fb) in enumerate(ITEMS)
     ]
     write_table(rows, path, OPTIMIZED)
     return path
 
 
-def test_endpoint_target_answers_both_questions_once(tmp_path, monkeypatch):
+def test_endpoint_target_answers_originals_once_and_each_optimizer_its_questions(tmp_path, monkeypatch):
     opt = _optimized(tmp_path / "optimized.parquet")
-    out = tmp_path / "answers.parquet"
+    originals, out = tmp_path / "original_answers.parquet", tmp_path / "answers.parquet"
     with LoopbackServer(responder="echo") as srv:
-        target, runtime = _target(srv, monkeypatch, tmp_path)
-        answer_testset(opt, out, target, runtime)
-        # 3 originals + 3 optimized, but the fallback item's two questions are one call
-        assert srv.total == 5
+        target, runtime, original_settings = _target(srv, monkeypatch, tmp_path)
+        answer_original_testset(originals, original_settings, runtime)
+        assert srv.total == 3
+        stats = answer_testset(opt, originals, out, target, runtime)
+        # the fallback item's question is unchanged: it reuses the original answer, no call
+        assert srv.total == 5 and stats["answered"] == 2
         bodies = [json.loads(r.body) for r in srv.requests]
         assert all(b["temperature"] == 0.0 and b["model"] == "target-model" and b["max_tokens"] == 64 for b in bodies)
         sent = {b["messages"][-1]["content"] for b in bodies}
         assert "Summarize the text.\nCats sleep a lot." in sent  # context attached verbatim
         assert "Summarize the text below in one sentence.\nCats sleep a lot." in sent
-        answer_testset(opt, tmp_path / "again.parquet", target, runtime)
+        answer_testset(opt, originals, tmp_path / "again.parquet", target, runtime)
         assert srv.total == 5  # all from the cache
+        # a second optimizer reuses the original answers: only its own changed questions are asked
+        other = tmp_path / "other.parquet"
+        write_table([{**r, "optimizer": "other", "optimized_instruction": r["instruction"] + " Be brief."}
+                     for r in read_table(opt, OPTIMIZED).to_pylist()], other, OPTIMIZED)
+        answer_testset(other, originals, tmp_path / "other_answers.parquet", target, runtime)
+        assert srv.total == 8
+    orig_rows = read_table(originals, ORIGINAL_ANSWERS).to_pylist()
+    assert [(r["item_id"], r["category"]) for r in orig_rows] == [("0", "cat0"), ("1", "cat1"), ("2", "cat0")]
     rows = read_table(out, ANSWERS).to_pylist()
     assert [r["item_id"] for r in rows] == ["0", "1", "2"]
-    for r in rows:
-        assert r["answer_original"] == f"loopback reply to: {r['question_original']}"
+    for r, o in zip(rows, orig_rows):
+        assert r["answer_original"] == o["answer"] == f"loopback reply to: {r['question_original']}"
         assert r["answer_optimized"] == f"loopback reply to: {r['question_optimized']}"
         assert r["status_original"] == r["status_optimized"] == "ok" and r["target"] == "loop"
-        assert r["backend"] == "openai"
+        assert r["backend"] == "openai" and r["optimizer"] == "opt" and r["category"] == o["category"]
     assert rows[2]["answer_original"] == rows[2]["answer_optimized"]
+
+
+def test_original_answers_must_match_the_optimized_items(tmp_path, monkeypatch):
+    with LoopbackServer(responder="echo") as srv:
+        target, runtime, original_settings = _target(srv, monkeypatch, tmp_path)
+        originals = tmp_path / "original_answers.parquet"
+        answer_original_testset(originals, original_settings, runtime)
+        rows = read_table(_optimized(tmp_path / "o.parquet"), OPTIMIZED).to_pylist()
+        write_table([{**rows[0], "item_id": "99"}], tmp_path / "odd.parquet", OPTIMIZED)
+        with pytest.raises(ValueError, match="no original answer of item 99"):
+            answer_testset(tmp_path / "odd.parquet", originals, tmp_path / "a.parquet", target, runtime)
+        write_table([{**rows[0], "instruction": "Something else"}], tmp_path / "odd.parquet", OPTIMIZED)
+        with pytest.raises(ValueError, match="item 0 was asked differently"):
+            answer_testset(tmp_path / "odd.parquet", originals, tmp_path / "a.parquet", target, runtime)
 
 
 def test_failed_calls_are_recorded_not_dropped(tmp_path, monkeypatch):
     opt = _optimized(tmp_path / "optimized.parquet")
     with LoopbackServer(responder="echo") as srv:
         srv.fail("400", times=10, match="joke")
-        answer_testset(opt, tmp_path / "a.parquet", *_target(srv, monkeypatch, tmp_path))
+        target, runtime, original_settings = _target(srv, monkeypatch, tmp_path)
+        answer_original_testset(tmp_path / "o.parquet", original_settings, runtime)
+        answer_testset(opt, tmp_path / "o.parquet", tmp_path / "a.parquet", target, runtime)
     rows = {r["item_id"]: r for r in read_table(tmp_path / "a.parquet", ANSWERS).to_pylist()}
     assert rows["1"]["status_original"] == rows["1"]["status_optimized"] == "error"
     assert rows["1"]["answer_original"] is None
@@ -109,7 +147,8 @@ def test_answer_rows_pair_items_with_their_answers(tmp_path):
     original, optimized = questions(items)
     assert original[0] == "Summarize the text.\nCats sleep a lot." and optimized[1] == ITEMS[1][2]
     rows = answer_rows(items, "t", [("a", "ok", "hf")] * 3, [(None, "error", "openai")] * 3)
-    assert rows[0] == {"item_id": "0", "testset": "demo", "target": "t", "question_original": original[0],
+    assert rows[0] == {"item_id": "0", "testset": "demo", "optimizer": "opt", "target": "t", "category": "cat0",
+                       "question_original": original[0],
                        "question_optimized": optimized[0], "answer_original": "a", "answer_optimized": None,
                        "status_original": "ok", "status_optimized": "error", "backend": "hf+openai"}
     with pytest.raises(ValueError, match="3 items but 2 original"):
@@ -146,3 +185,27 @@ def test_local_hf_target_batched_greedy(tiny_target):
     # batching does not change greedy answers
     one_by_one, _ = hf_answers(qs, _hf_settings(tiny_target, 1))
     assert [t for t, _ in one_by_one] == [t for t, _ in out]
+
+
+def test_optional_request_fields_null_are_not_sent(tmp_path, monkeypatch):
+    """top_p, max_tokens and seed null leave the field out of the body (some APIs reject them);
+    set, they are sent and the request key is the one a request with those fields always had."""
+    from bpo.eval.calls import chat_request
+    from bpo.llm import ChatRequest
+
+    with LoopbackServer(responder="echo") as srv:
+        config = loopback_config(srv, monkeypatch, tmp_path, eval={
+            "targets": {"loop": {**TARGET, "top_p": None, "max_tokens": None, "seed": None}},
+            "testsets": _testset(tmp_path)})
+        settings = OriginalAnswerSettings.from_config(config, "demo", "loop")
+        answer_original_testset(tmp_path / "o.parquet", settings, LLMRuntime.from_config(config, "loop"))
+        bodies = [json.loads(r.body) for r in srv.requests]
+    assert len(bodies) == 3
+    for body in bodies:
+        assert "top_p" not in body and "max_tokens" not in body and "seed" not in body
+        assert body["temperature"] == 0.0
+    sent = chat_request("m", "q", system=None, temperature=0.0, top_p=0.9, max_tokens=64, seed=3)
+    assert sent.body == {"model": "m", "messages": [{"role": "user", "content": "q"}], "temperature": 0.0,
+                         "top_p": 0.9, "max_tokens": 64, "seed": 3}
+    assert sent.key == ChatRequest(model="m", messages=[{"role": "user", "content": "q"}], temperature=0.0, top_p=0.9,
+                                   max_tokens=64, n=1, seed=3).key

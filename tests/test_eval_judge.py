@@ -20,9 +20,9 @@ TEMPLATE = REPO / "config" / "templates" / "judge.txt"
 JUDGE = {"endpoint": "loop", "model": "judge-model", "max_tokens": 256, "template": str(TEMPLATE)}
 
 
-def _judge(srv, monkeypatch, tmp_path):
+def _judge(srv, monkeypatch, tmp_path, **judge):
     """The judge on the loopback server and its runtime, built from a config like the rule does."""
-    config = loopback_config(srv, monkeypatch, tmp_path, eval={"judge": JUDGE}, max_concurrency=8)
+    config = loopback_config(srv, monkeypatch, tmp_path, eval={"judge": {**JUDGE, **judge}}, max_concurrency=8)
     return JudgeSettings.from_config(config), LLMRuntime.from_config(config, "loop")
 _A = re.compile(r"=== Answer from Assistant A ===\n(.*?)\n=== End of answer A ===", re.S)
 _B = re.compile(r"=== Answer from Assistant B ===\n(.*?)\n=== End of answer B ===", re.S)
@@ -32,7 +32,8 @@ def _answers(path, rows):
     full = []
     for i, (orig, opt) in enumerate(rows):
         full.append({
-            "item_id": f"i{i}", "testset": "demo", "target": "t", "question_original": f"Question {i}?",
+            "item_id": f"i{i}", "testset": "demo", "optimizer": "opt", "target": "t", "category": None,
+            "question_original": f"Question {i}?",
             "question_optimized": f"Better question {i}?", "answer_original": orig, "answer_optimized": opt,
             "status_original": "ok" if orig else "error", "status_optimized": "ok" if opt else "error",
             "backend": "openai",
@@ -52,7 +53,9 @@ def _sent(srv):
 
 
 def test_template_has_placeholders_and_tokens(tmp_path):
-    text = load_template(TEMPLATE)
+    template = load_template(TEMPLATE)
+    text = template.user
+    assert template.system is None
     assert not any(line.startswith("#") for line in text.splitlines())
     filled = fill_template(text, question="Q {answer_b}", answer_a="ans {question}", answer_b="B")
     assert "Q {answer_b}" in filled and "ans {question}" in filled  # single pass: data never substituted
@@ -91,11 +94,14 @@ def test_judge_sees_both_orders_and_caches(tmp_path, monkeypatch):
     assert read_table(tmp_path / "again.parquet", JUDGMENTS).to_pylist() == rows
     by_id = {r["item_id"]: r for r in rows}
     assert by_id["i2"]["outcome"] == "tie" and by_id["i2"]["backend"] == "none"
+    assert by_id["i2"]["rule_optimized_first"] == by_id["i2"]["rule_original_first"] == "identical_answers"
+    assert by_id["i3"]["rule_optimized_first"] is None  # not judged
     assert by_id["i3"]["outcome"] == "invalid" and by_id["i3"]["verdict_optimized_first"] is None
     for r in (by_id["i0"], by_id["i1"]):
         assert r["verdict_optimized_first"] in "ABC" and r["verdict_original_first"] in "ABC"
         assert r["raw_optimized_first"] and r["raw_original_first"]
-        assert r["backend"] == "openai"
+        assert r["backend"] == "openai" and r["protocol"] == "both_orders" and r["optimizer"] == "opt"
+        assert r["rule_optimized_first"] == r["rule_original_first"] == "[[X]]"
     assert stats["calls"] == 4
 
 
@@ -151,3 +157,85 @@ def test_judge_settings_track_the_template_by_content(tmp_path):
     config["eval"]["judge"]["template"] = str(tmp_path / "missing.txt")
     with pytest.raises(SettingsError, match="eval.judge.template: .*missing.txt: no such file"):
         JudgeSettings.from_config(config)
+
+
+_GOOD_JUDGE = _scripted(lambda a, b: "Reasoning...\n[[A]]" if "GOOD" in a else ("[[B]]" if "GOOD" in b else "[[C]]"))
+
+
+def test_single_random_judges_one_seeded_order_per_item(tmp_path, monkeypatch):
+    rows = [("plain", f"GOOD {i}") for i in range(12)]
+    answers = _answers(tmp_path / "answers.parquet", rows)
+
+    def run(seed, name):
+        with LoopbackServer(responder=_GOOD_JUDGE) as srv:
+            judge, runtime = _judge(srv, monkeypatch, tmp_path / name, protocol="single_random", order_seed=seed)
+            stats = judge_answers(answers, tmp_path / f"{name}.parquet", judge, runtime)
+            assert srv.total == len(rows) == stats["calls"]  # exactly one call per item
+        return read_table(tmp_path / f"{name}.parquet", JUDGMENTS).to_pylist()
+
+    first, again, other = run(7, "a"), run(7, "b"), run(8, "c")
+    for r in first:
+        judged = [side for side in ("optimized_first", "original_first") if r[f"verdict_{side}"] is not None]
+        assert len(judged) == 1  # the other order's verdict, raw reply and rule are null
+        (side,) = judged
+        unjudged = "original_first" if side == "optimized_first" else "optimized_first"
+        assert r[f"raw_{unjudged}"] is None and r[f"rule_{unjudged}"] is None and r[f"raw_{side}"]
+        assert r["protocol"] == "single_random" and r["outcome"] == "win"  # the judge finds GOOD wherever it is
+    def order(rs):
+        return [r["verdict_optimized_first"] is not None for r in rs]
+    assert order(first) == order(again)  # same seed, same orders
+    assert len(set(order(first))) == 2  # both orders occur
+    assert order(first) != order(other)  # another seed draws again
+
+
+def test_template_with_a_system_message(tmp_path, monkeypatch):
+    """FastChat-style: the instructions (and the verdict tokens) in a system message, the data in
+    the user message."""
+    template = tmp_path / "pairwise.txt"
+    template.write_text(
+        "# a pairwise prompt with a system part\n"
+        "=== system ===\n"
+        "Compare two answers. End with [[A]], [[B]] or [[C]] for a tie.\n"
+        "=== user ===\n"
+        "Question: {question}\n"
+        "=== Answer from Assistant A ===\n{answer_a}\n=== End of answer A ===\n"
+        "=== Answer from Assistant B ===\n{answer_b}\n=== End of answer B ===\n")
+    loaded = load_template(template)
+    assert loaded.system == "Compare two answers. End with [[A]], [[B]] or [[C]] for a tie."
+    assert loaded.user.startswith("Question: {question}")
+    answers = _answers(tmp_path / "answers.parquet", [("plain", "GOOD one")])
+    with LoopbackServer(responder=_GOOD_JUDGE) as srv:
+        judge, runtime = _judge(srv, monkeypatch, tmp_path, template=str(template))
+        judge_answers(answers, tmp_path / "j.parquet", judge, runtime)
+        bodies = [json.loads(r.body) for r in srv.requests]
+    assert len(bodies) == 2
+    for body in bodies:
+        assert [m["role"] for m in body["messages"]] == ["system", "user"]
+        assert body["messages"][0]["content"] == loaded.system
+        assert body["messages"][1]["content"].startswith("Question: Question 0?")
+    assert read_table(tmp_path / "j.parquet", JUDGMENTS).to_pylist()[0]["outcome"] == "win"
+    # a misplaced marker is an error naming the file
+    template.write_text("=== user ===\n{question} {answer_a} {answer_b}\n=== system ===\n[[A]] [[B]] [[C]]\n")
+    with pytest.raises(JudgeTemplateError, match="starts with a '=== system ===' line"):
+        load_template(template)
+
+
+@pytest.mark.parametrize("lenient, outcome, rule", [(False, "invalid", "none"), (True, "tie", "lenient:marker letter")])
+def test_prose_verdicts_only_when_lenient(tmp_path, monkeypatch, lenient, outcome, rule):
+    answers = _answers(tmp_path / "answers.parquet", [("one answer", "another answer")])
+    with LoopbackServer(responder=_scripted(lambda a, b: "Final verdict: Assistant A")) as srv:
+        judge, runtime = _judge(srv, monkeypatch, tmp_path, lenient_verdicts=lenient)
+        judge_answers(answers, tmp_path / "j.parquet", judge, runtime)
+    (row,) = read_table(tmp_path / "j.parquet", JUDGMENTS).to_pylist()
+    assert row["outcome"] == outcome  # lenient: A in both orders = position bias = tie
+    assert row["rule_optimized_first"] == row["rule_original_first"] == rule
+
+
+def test_identical_answers_judged_both_orders_are_a_tie(tmp_path, monkeypatch):
+    """Without the identical-answers rule the judge sees the same text twice: a judge that picks
+    a side by position gives A in both orders, which both_orders counts as a tie."""
+    answers = _answers(tmp_path / "answers.parquet", [("same text", "same text")] * 3)
+    with LoopbackServer(responder=_scripted(lambda a, b: "[[A]]")) as srv:
+        judge, runtime = _judge(srv, monkeypatch, tmp_path, identical_as_tie=False)
+        stats = judge_answers(answers, tmp_path / "j.parquet", judge, runtime)
+    assert stats["outcomes"] == {"tie": 3} and stats["calls"] == 6

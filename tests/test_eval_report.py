@@ -32,19 +32,22 @@ def _write_inputs(tmp_path, backend_override=None):
         item = f"q{i}"
         missing = i == len(PAIRS) - 1
         answers.append({
-            "item_id": item, "testset": "demo", "target": "t1",
+            "item_id": item, "testset": "demo", "optimizer": "opt", "target": "t1", "category": None,
             "question_original": f"question {i}", "question_optimized": f"better question {i}",
             "answer_original": None if missing else "one two", "answer_optimized": "one two three four",
             "status_original": "error" if missing else "ok", "status_optimized": "ok", "backend": "standin",
         })
         judgments.append({
-            "item_id": item, "testset": "demo", "target": "t1", "judge_model": "judge-x",
+            "item_id": item, "testset": "demo", "optimizer": "opt", "target": "t1", "category": None,
+            "judge_model": "judge-x", "protocol": "both_orders",
+            "rule_optimized_first": None if v1 is None else "[[X]]", "rule_original_first": None if v2 is None else "[[X]]",
             "verdict_optimized_first": v1, "verdict_original_first": v2, "outcome": outcome,
             "raw_optimized_first": ("reply" if raw else None), "raw_original_first": ("[[B]]" if raw else None),
             "backend": backend_override if (backend_override and backend != "none") else backend,
         })
         optimized.append({
-            "item_id": item, "testset": "demo", "instruction": "write a poem about the sea", "context": "",
+            "item_id": item, "testset": "demo", "optimizer": "opt", "category": None,
+            "instruction": "write a poem about the sea", "context": "",
             "optimized_instruction": "write a short poem about the sea" if i % 2 == 0 else "write a poem about the sea",
             "fallback_reason": None if i % 2 == 0 else "context altered",
             "reference_optimized": "write a short poem about the calm sea",
@@ -58,11 +61,12 @@ def _write_inputs(tmp_path, backend_override=None):
 
 def _report(tmp_path, paths):
     out = {k: tmp_path / "report" / name for k, name in
-           [("table", "winrates.parquet"), ("summary", "summary.md"), ("plot", "winrates.png"), ("intrinsic", "intrinsic.json")]}
+           [("table", "winrates.parquet"), ("summary", "summary.md"), ("plot", "winrates.png"), ("intrinsic", "intrinsic.json"),
+            ("compare_plot", "compare.png")]}
     settings = ReportSettings.from_config(load_config(overrides={"eval": {"report": {"bootstrap_samples": 500}}}))
     rows = build_report([paths["judgments"]], [paths["answers"]], [paths["optimized"]], settings,
                         out_table=out["table"], out_summary=out["summary"], out_plot=out["plot"],
-                        out_intrinsic=out["intrinsic"])
+                        out_intrinsic=out["intrinsic"], out_compare_plot=out["compare_plot"])
     return rows, out
 
 
@@ -87,7 +91,7 @@ def test_summary_says_stand_in_and_breaks_down_invalid(tmp_path):
     assert "come from the offline stand-in, not from a model" in text
     assert "target answers also come from the offline stand-in" in text
     assert "| demo | t1 | 1 | 1 | 1 |" in text  # missing answer, judge call failed, unparseable
-    assert "| demo | 9 | 5 | context altered: 4 |" in text  # optimizer fallbacks
+    assert "| demo/opt | 9 | 5 | context altered: 4 |" in text  # optimizer fallbacks
     assert "| demo | t1 | judge-x | 9 | 3 | 50.0 | 33.3 | 16.7 | 33.3 |" in text
     assert "95% percentile bootstrap of ΔWR, 500 resamples, seed 0." in text  # the settings, stated
     png = out["plot"].read_bytes()
@@ -108,8 +112,8 @@ def test_intrinsic_metrics_against_references(tmp_path):
     # formatting of the published file: sorted keys, two-space indent, ASCII, a final newline
     assert out["intrinsic"].read_text() == json.dumps(intrinsic, indent=2, sort_keys=True) + "\n"
     assert sorted(p.name for p in out["intrinsic"].parent.iterdir()) == [  # no temp file left behind
-        "intrinsic.json", "summary.md", "winrates.parquet", "winrates.png"]
-    m = intrinsic["demo"]
+        "compare.png", "intrinsic.json", "summary.md", "winrates.parquet", "winrates.png"]
+    m = intrinsic["demo/opt"]
     assert m["n"] == 9
     # rewritten (5 items): "write a short poem about the sea" vs ref "write a short poem about the calm sea"
     #   P 7/7, R 7/8 -> F1 14/15 (token-F1 and ROUGE-L alike)

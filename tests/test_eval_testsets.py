@@ -48,6 +48,8 @@ def test_real_paper_sets_load(shared_data, name, filename, fmt, rows):
     assert len(ts.items) == rows and ts.n_read == rows and not ts.dropped
     first = ts.items[0]
     raw = read_records(path)[0]
+    # the category is kept for per-category results (Vicuna, Self-Instruct and Dolly have one)
+    assert first.category == raw.get("category") and (fmt == "bpo_test") == (first.category is None)
     if fmt == "vicuna":
         assert first.item_id == "1" and first.instruction == raw["text"] and first.context == ""
     elif fmt == "self_instruct":

@@ -52,9 +52,14 @@ PARSED = [
 
 @pytest.mark.parametrize("text, expected", PARSED)
 def test_parse_verdict(text, expected):
-    parsed = parse_verdict(text)
+    parsed = parse_verdict(text, lenient=True)
     assert parsed.verdict == expected, parsed
     assert parsed.reason is None
+    strict = parse_verdict(text)  # without lenient, only a verdict token decides
+    if parsed.rule.startswith("lenient:"):
+        assert strict.verdict is None and strict.rule == "none"
+    else:
+        assert strict == parsed
 
 
 UNPARSEABLE = [
@@ -71,7 +76,7 @@ UNPARSEABLE = [
 
 @pytest.mark.parametrize("text, reason", UNPARSEABLE)
 def test_unparseable_verdict_has_a_reason(text, reason):
-    parsed = parse_verdict(text)
+    parsed = parse_verdict(text, lenient=True)
     assert parsed.verdict is None
     assert parsed.reason.startswith(reason), parsed
 

@@ -15,7 +15,7 @@ from eval_helpers import save_tiny_model
 pytestmark = pytest.mark.slow
 
 EVAL_OUTPUTS = ["results/demo/report/winrates.parquet", "results/demo/report/summary.md", "results/demo/report/winrates.png",
-                "results/demo/report/intrinsic.json"]
+                "results/demo/report/compare.png", "results/demo/report/intrinsic.json"]
 SFT_OUTPUTS = ["results/demo/sft_rewrite/reproduce.json", "results/demo/sft_rewrite/train.json"]
 
 
@@ -28,7 +28,8 @@ def _edit_config(wf, edit):
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    """A workflow copy whose evaluation ran once (tiny untrained optimizer, stand-in LLM)."""
+    """A workflow copy whose evaluation ran once: a tiny untrained optimizer (kind model) next to
+    identity, the stand-in as endpoint target and judge, a tiny local HF target."""
     from conftest import copy_workflow
 
     wf = copy_workflow(tmp_path_factory.mktemp("evalwf") / "wf")
@@ -36,8 +37,11 @@ def evaluated(tmp_path_factory):
     save_tiny_model(wf / "models" / "tiny_optimizer", pairs)
 
     def edit(cfg):
-        cfg["eval"]["optimizer"].update(model="models/tiny_optimizer", max_new_tokens=16)
-        cfg["eval"]["sft_rewrite"]["activate"] = True
+        optimizers = cfg["eval"]["optimizers"]
+        optimizers["trained"]["activate"] = False  # no training run here
+        optimizers["tiny"] = {**optimizers["trained"], "activate": True, "kind": "model",
+                              "model": "models/tiny_optimizer", "max_new_tokens": 16}
+        cfg["eval"]["sft_rewrite"].update(activate=True, optimizer="tiny")
         # an untrained optimizer's rewrites are all unusable, so both questions and answers are
         # the same; judging identical answers anyway makes the judge rule call the stand-in
         cfg["eval"]["judge"]["identical_as_tie"] = False
@@ -56,6 +60,7 @@ def evaluated(tmp_path_factory):
 def test_offline_evaluation_outputs(evaluated):
     wf = evaluated
     table = pq.read_table(wf / "results/demo/report/winrates.parquet").to_pylist()
+    assert len(table) == 8  # 2 test sets x 2 optimizers x 2 targets
     assert {(r["testset"], r["target"]) for r in table} == {
         (ts, tg) for ts in ("dolly_eval", "bpo_test") for tg in ("standin", "tiny_hf")}
     for r in table:
@@ -65,19 +70,29 @@ def test_offline_evaluation_outputs(evaluated):
         assert r["delta_wr_low"] <= r["delta_wr"] <= r["delta_wr_high"]
     summary = (wf / "results/demo/report/summary.md").read_text()
     assert "come from the offline stand-in, not from a model" in summary
-    assert "unusable for every prompt" in summary  # and it says the comparison is void
-    hf_answers = pq.read_table(wf / "results/demo/eval/bpo_test/tiny_hf/answers.parquet").to_pylist()
+    assert (wf / "results/demo/report/compare.png").stat().st_size > 0
+    for ts in ("dolly_eval", "bpo_test"):
+        for tg in ("standin", "tiny_hf"):
+            # identity: every question unchanged, every answer compared with itself -> 100% ties
+            # (judged here: identical_as_tie is off, and the stand-in's A/A is a tie)
+            judged = pq.read_table(wf / f"results/demo/eval/{ts}/identity/{tg}/judgments.parquet").to_pylist()
+            assert judged and {r["outcome"] for r in judged} == {"tie"}
+            assert all(r["optimizer"] == "identity" and r["protocol"] == "both_orders" for r in judged)
+    hf_answers = pq.read_table(wf / "results/demo/eval/bpo_test/tiny/tiny_hf/answers.parquet").to_pylist()
     assert len(hf_answers) == 5 and all(r["backend"] == "hf" for r in hf_answers)
     intrinsic = json.loads((wf / "results/demo/report/intrinsic.json").read_text())
-    assert set(intrinsic) == {"bpo_test"} and intrinsic["bpo_test"]["n"] == 5
-    judged = pq.read_table(wf / "results/demo/eval/dolly_eval/standin/judgments.parquet").to_pylist()
+    assert set(intrinsic) == {"bpo_test/tiny", "bpo_test/identity"} and intrinsic["bpo_test/tiny"]["n"] == 5
+    judged = pq.read_table(wf / "results/demo/eval/dolly_eval/tiny/standin/judgments.parquet").to_pylist()
     assert len(judged) == 5 and all(r["outcome"] in ("win", "tie", "lose", "invalid") for r in judged)
-    optimized = pq.read_table(wf / "results/demo/eval/dolly_eval/optimized.parquet").to_pylist()
-    answers = pq.read_table(wf / "results/demo/eval/dolly_eval/standin/answers.parquet").to_pylist()
-    for o, a in zip(optimized, answers):  # the context reaches the target verbatim
+    optimized = pq.read_table(wf / "results/demo/eval/dolly_eval/tiny/optimized.parquet").to_pylist()
+    answers = pq.read_table(wf / "results/demo/eval/dolly_eval/tiny/standin/answers.parquet").to_pylist()
+    source = {str(r["idx"]): r["category"] for r in json.loads((wf / "resources/demo/testsets/dolly_eval.json").read_text())}
+    for o, a, j in zip(optimized, answers, judged):  # the context reaches the target verbatim
         assert a["question_original"] == (o["instruction"] + "\n" + o["context"] if o["context"] else o["instruction"])
         assert a["question_optimized"].endswith(o["context"])
-    for log in ("optimize_dolly_eval", "answer_dolly_eval_standin", "judge_dolly_eval_standin"):
+        assert o["category"] == a["category"] == j["category"] == source[o["item_id"]]  # categories kept
+    for log in ("optimize_dolly_eval_tiny", "optimize_dolly_eval_identity", "answer_original_dolly_eval_standin",
+                "answer_dolly_eval_tiny_standin", "judge_dolly_eval_tiny_standin"):
         assert (wf / "logs" / "demo" / "eval" / f"{log}.log").stat().st_size > 0
     sft = json.loads((wf / "results/demo/sft_rewrite/train.json").read_text())
     reproduce = json.loads((wf / "results/demo/sft_rewrite/reproduce.json").read_text())
@@ -104,12 +119,15 @@ def _planned(wf, edit=None, template=None) -> dict[str, int]:
 def test_changing_only_the_judge_model_reruns_only_judge_and_report(evaluated):
     wf = evaluated
     assert _planned(wf) == {}  # up to date
-    assert _planned(wf, lambda c: c["eval"]["judge"].update(model="another-judge")) == {"judge": 4, "report": 1}
+    assert _planned(wf, lambda c: c["eval"]["judge"].update(model="another-judge")) == {"judge": 8, "report": 1}
     assert _planned(wf) == {}  # back: up to date
-    # one target's decoding: its answers, judgments and the report (and the SFT rewrite it
-    # answers); not the other target, not optimize
+    # one target's decoding: its answers (original once per test set, then each optimizer's),
+    # judgments and the report (and the SFT rewrite it answers); not the other target, not optimize
     assert _planned(wf, lambda c: c["eval"]["targets"]["standin"].update(max_tokens=100)) == {
-        "answer": 2, "judge": 2, "report": 1, "sft_rewrite_answer": 1}
+        "answer_original": 2, "answer": 4, "judge": 4, "report": 1, "sft_rewrite_answer": 1}
+    # the judging protocol and the verdict parsing are the judge's settings
+    assert _planned(wf, lambda c: c["eval"]["judge"].update(protocol="single_random")) == {"judge": 8, "report": 1}
+    assert _planned(wf, lambda c: c["eval"]["judge"].update(lenient_verdicts=True)) == {"judge": 8, "report": 1}
 
 
 def _use_another_sft_target(cfg):
@@ -123,12 +141,12 @@ def _use_another_sft_target(cfg):
         # answer: a target's sampling; the endpoint it calls is part of its settings too (as it
         # is of the judge's, here the same endpoint)
         (lambda c: c["eval"]["targets"]["standin"].update(system_prompt="Be brief."), None,
-         {"answer": 2, "judge": 2, "report": 1, "sft_rewrite_answer": 1}),
+         {"answer_original": 2, "answer": 4, "judge": 4, "report": 1, "sft_rewrite_answer": 1}),
         (lambda c: c["llm"]["endpoints"]["standin"].update(default_headers={"X-Team": "eval"}), None,
-         {"answer": 2, "judge": 4, "report": 1, "sft_rewrite_answer": 1}),
+         {"answer_original": 2, "answer": 4, "judge": 8, "report": 1, "sft_rewrite_answer": 1}),
         # judge: its sampling, its template's content
-        (lambda c: c["eval"]["judge"].update(max_tokens=512), None, {"judge": 4, "report": 1}),
-        (None, lambda text: text + "\nKeep the explanation short.\n", {"judge": 4, "report": 1}),
+        (lambda c: c["eval"]["judge"].update(max_tokens=512), None, {"judge": 8, "report": 1}),
+        (None, lambda text: text + "\nKeep the explanation short.\n", {"judge": 8, "report": 1}),
         # report: the bootstrap only
         (lambda c: c["eval"]["report"].update(bootstrap_samples=50), None, {"report": 1}),
         # sft_rewrite_answer: another target for the SFT answers (an inactive one: no eval rows)
@@ -161,22 +179,28 @@ def test_judge_template_touch_reruns_nothing(evaluated):
 
 
 def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evaluated):
-    """One settings param per rule: a decoding edit reruns optimize (both rules) and everything
-    after it; an hf target's edit reruns its answers; runtime values rerun nothing."""
+    """One settings param per rule: one optimizer's decoding edit reruns only its branch (its
+    optimize, answers and judgments; the SFT rewrite it makes) and the report, never the original
+    answers or another optimizer; an hf target's edit reruns its answers; runtime values rerun
+    nothing."""
     wf = evaluated
     sft_outputs = ["results/demo/sft_rewrite/reproduce.json", "results/demo/sft_rewrite/train.json"]
     snakemake(wf, "--cores", "2", *EVAL_OUTPUTS, *sft_outputs)  # catch up with the earlier tests' edits
     assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
     _edit_config(wf, lambda c: c["llm"]["endpoints"]["standin"]["limits"].update(max_concurrency=2))
     assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
-    _edit_config(wf, lambda c: c["eval"]["optimizer"].update(temperature=0.7))
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {
+    _edit_config(wf, lambda c: c["eval"]["optimizers"]["tiny"].update(temperature=0.7))
+    proc = snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)
+    assert dry_run_jobs(proc) == {
         "optimize_testset": 2, "answer": 2, "answer_hf": 2, "judge": 4, "report": 1,
         "sft_rewrite_optimize": 1, "sft_rewrite_answer": 1}
-    _edit_config(wf, lambda c: c["eval"]["optimizer"].update(temperature=0.6))
+    outputs = [line.split("output:", 1)[1] for line in proc.stdout.splitlines() if line.strip().startswith("output:")]
+    assert outputs and not any("/identity/" in o or "original_answers" in o for o in outputs)
+    _edit_config(wf, lambda c: c["eval"]["optimizers"]["tiny"].update(temperature=0.6))
     assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
     _edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="hf-generate"))
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {"answer_hf": 2, "judge": 2, "report": 1}
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {
+        "answer_original_hf": 2, "answer_hf": 4, "judge": 4, "report": 1}
     _edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="auto"))
     assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
 
@@ -184,10 +208,26 @@ def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evalu
 def test_generation_engine_is_recorded(evaluated):
     from bpo.schemas import read_metadata
 
-    for path in ("results/demo/eval/dolly_eval/optimized.parquet", "results/demo/eval/bpo_test/tiny_hf/answers.parquet",
+    for path in ("results/demo/eval/dolly_eval/tiny/optimized.parquet",
+                 "results/demo/eval/bpo_test/tiny_hf/original_answers.parquet",
                  "results/demo/sft_rewrite/optimized.parquet"):
         meta = read_metadata(evaluated / path)
         assert meta["generation_engine"].startswith("lean bpo-") and meta["generation_engine_requested"] == "auto"
+
+
+def test_original_answers_are_scheduled_once_per_testset_and_target(workflow_copy):
+    """More optimizers add their own answers and judgments, never another round of original answers."""
+    def jobs(n_extra):
+        def edit(cfg):
+            for i in range(n_extra):
+                cfg["eval"]["optimizers"][f"identity{i}"] = {"kind": "identity"}
+        _edit_config(workflow_copy, edit)
+        return dry_run_jobs(snakemake(workflow_copy, "-n", "--cores", "1", *EVAL_OUTPUTS))
+
+    two, four = jobs(0), jobs(2)  # the demo's trained + identity, then two identities more
+    assert two["answer_original"] == four["answer_original"] == 4  # 4 demo test sets x 1 target
+    assert (two["answer"], four["answer"]) == (8, 16) and (two["judge"], four["judge"]) == (8, 16)
+    assert (two["optimize_identity"], four["optimize_identity"]) == (4, 12)
 
 
 def test_html_report(evaluated):

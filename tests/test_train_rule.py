@@ -79,4 +79,5 @@ def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a
     jobs = dry_run_after(lambda t: t.update(learning_rate=1.0e-3))
     assert set(jobs) == DOWNSTREAM and not set(jobs) & UPSTREAM
     assert jobs["train_optimizer"] == 1 and jobs["optimize_testset"] == 2 and jobs["report"] == 1
-    assert jobs["answer"] == 2 and jobs["judge"] == 2  # one target x two test sets
+    # one target x two test sets, the trained branch only: identity and the original answers stay
+    assert jobs["answer"] == 2 and jobs["judge"] == 2

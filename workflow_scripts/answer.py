@@ -1,4 +1,4 @@
-"""Rule answer: an endpoint target answers the original and the optimized questions."""
+"""Rule answer: an endpoint target answers one optimizer's questions (original answers reused)."""
 
 from bpo.logging_setup import setup_logging
 
@@ -11,4 +11,5 @@ from bpo.settings.evaluate import EndpointTargetSettings  # noqa: E402
 settings = EndpointTargetSettings.from_params(snakemake.params.settings)  # noqa: F821
 # limits, cache path, prices: runtime settings, read from config at run time (edits rerun nothing)
 runtime = LLMRuntime.from_config(snakemake.config, settings.endpoint.name)  # noqa: F821
-answer_testset(snakemake.input.optimized, snakemake.output.answers, settings, runtime)  # noqa: F821
+inp = snakemake.input  # noqa: F821
+answer_testset(inp.optimized, inp.original, snakemake.output.answers, settings, runtime)  # noqa: F821

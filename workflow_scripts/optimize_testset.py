@@ -1,4 +1,4 @@
-"""Rules optimize_testset and sft_rewrite_optimize: rewrite a test set with the optimizer."""
+"""Rules optimize_testset and sft_rewrite_optimize: rewrite a test set with a local optimizer model."""
 
 from bpo.logging_setup import setup_logging
 
@@ -8,6 +8,6 @@ from bpo.eval.optimize import optimize_testset  # noqa: E402
 from bpo.settings.optimize import OptimizeSettings  # noqa: E402
 
 settings = OptimizeSettings.from_params(snakemake.params.settings)  # noqa: F821
-# the optimizer folder when it is local (an input; the trained one for model null), else the hub id
+# the optimizer folder when it is local (an input; the trained one for kind trained), else the hub id
 model = str(snakemake.input.model) if snakemake.input.model else settings.model  # noqa: F821
 optimize_testset(snakemake.output.optimized, settings, model)  # noqa: F821

@@ -1,4 +1,10 @@
-"""A target LLM answers each test prompt twice: as the user wrote it and as optimized.
+"""A target LLM answers each test prompt as the user wrote it and as each optimizer rewrote it.
+
+The original questions are answered ONCE per (test set, target) (:func:`answer_original_testset`
+-> ``original_answers.parquet``); each optimizer's branch answers only its rewritten questions
+and takes the original answers from there (:func:`answer_testset`). A rewritten question equal
+to its original (a fallback, or the identity optimizer) reuses the original answer: the same
+question is the same call, and identity then compares an answer with itself.
 
 This module answers through a named LLM endpoint (``kind: endpoint``) via the LLM layer: its
 backend decides whether that is a real OpenAI-compatible API, a replay of recorded calls, or the
@@ -14,10 +20,10 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from bpo.eval.calls import chat_request, run_unique
-from bpo.eval.testsets import render_question
-from bpo.schemas import ANSWERS, OPTIMIZED, read_table, write_table
+from bpo.eval.testsets import load_configured, render_question
+from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_table, write_table
 from bpo.settings import LLMRuntime
-from bpo.settings.evaluate import EndpointTargetSettings
+from bpo.settings.evaluate import EndpointTargetSettings, OriginalAnswerSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,69 @@ def read_items(optimized_path: str | Path) -> list[dict]:
     return items
 
 
+def original_rows(testset: str, target_name: str, items: Sequence, answers: Sequence[Answer]) -> list[dict]:
+    """``original_answers.parquet`` rows: test item ``k`` (a TestItem) with ``answers[k]``."""
+    if len(items) != len(answers):
+        raise ValueError(f"target {target_name}: {len(items)} items but {len(answers)} answers")
+    return [{"item_id": it.item_id, "testset": testset, "target": target_name, "category": it.category,
+             "question": it.question, "answer": text, "status": status, "backend": backend}
+            for it, (text, status, backend) in zip(items, answers)]
+
+
+def load_original_items(settings) -> list:
+    """The test items whose original questions a target answers; none is an error."""
+    ts = load_configured(settings)
+    if not ts.items:
+        raise ValueError(f"test set {settings.name} ({settings.path}): no items to answer")
+    return ts.items
+
+
+def answer_original_testset(out_path: str | Path, settings: OriginalAnswerSettings, runtime: LLMRuntime) -> dict:
+    """An endpoint target answers the original question of every test item; writes
+    ``original_answers.parquet``."""
+    items = load_original_items(settings.testset)
+    results = answer_questions([it.question for it in items], settings.target, runtime, stage="answer")
+    write_table(original_rows(settings.testset.name, settings.target.name, items, results), out_path, ORIGINAL_ANSWERS)
+    statuses = Counter(s for _, s, _ in results)
+    log.info("target %s answered the %d original questions of %s: statuses %s", settings.target.name, len(items),
+             settings.testset.name, dict(statuses))
+    return {"items": len(items), "statuses": dict(statuses)}
+
+
+def read_originals(original_path: str | Path, items: Sequence[Mapping], target_name: str) -> list[Answer]:
+    """The original answer of every optimized item, from ``original_answers.parquet``; an item
+    missing there, or asked differently, is an error naming it (the two files must come from
+    the same test set settings)."""
+    rows = {r["item_id"]: r for r in read_table(original_path, ORIGINAL_ANSWERS).to_pylist()}
+    out = []
+    for rec in items:
+        orig = rows.get(rec["item_id"])
+        if orig is None:
+            raise ValueError(f"{original_path}: no original answer of item {rec['item_id']} ({rec['testset']})")
+        if orig["target"] != target_name:
+            raise ValueError(f"{original_path}: answers of target {orig['target']}, expected {target_name}")
+        if orig["question"] != render_question(rec["instruction"], rec["context"]):
+            raise ValueError(f"{original_path}: item {rec['item_id']} was asked differently than in the optimized "
+                             "prompts (were both made from the same test set settings?)")
+        out.append((orig["answer"], orig["status"], orig["backend"]))
+    return out
+
+
+def to_answer(items: Sequence[Mapping]) -> list[int]:
+    """Indices of the items whose optimized question differs from the original (the others
+    reuse the original answer)."""
+    q_orig, q_opt = questions(items)
+    return [k for k in range(len(items)) if q_opt[k] != q_orig[k]]
+
+
+def merge_answers(n: int, original: Sequence[Answer], pending: Sequence[int], answered: Sequence[Answer]) -> list[Answer]:
+    """Optimized answers of ``n`` items: ``answered`` at ``pending`` positions, else the original answer."""
+    out = list(original[:n])
+    for k, ans in zip(pending, answered, strict=True):
+        out[k] = ans
+    return out
+
+
 def questions(items: Sequence[Mapping]) -> tuple[list[str], list[str]]:
     """The original and the optimized question of every item, context attached verbatim."""
     return ([render_question(r["instruction"], r["context"]) for r in items],
@@ -66,8 +135,8 @@ def answer_rows(items: Sequence[Mapping], target_name: str, original: Sequence[A
     for k, rec in enumerate(items):
         (a_orig, s_orig, b_orig), (a_opt, s_opt, b_opt) = original[k], optimized[k]
         rows.append({
-            "item_id": rec["item_id"], "testset": rec["testset"], "target": target_name,
-            "question_original": q_orig[k], "question_optimized": q_opt[k],
+            "item_id": rec["item_id"], "testset": rec["testset"], "optimizer": rec["optimizer"], "target": target_name,
+            "category": rec["category"], "question_original": q_orig[k], "question_optimized": q_opt[k],
             "answer_original": a_orig, "answer_optimized": a_opt,
             "status_original": s_orig, "status_optimized": s_opt,
             "backend": "+".join(sorted({b_orig, b_opt})),
@@ -75,14 +144,18 @@ def answer_rows(items: Sequence[Mapping], target_name: str, original: Sequence[A
     return rows
 
 
-def answer_testset(optimized_path: str | Path, out_path: str | Path, target: EndpointTargetSettings,
-                   runtime: LLMRuntime) -> dict:
-    """Answer the original and the optimized question of every item; write ``answers.parquet``."""
+def answer_testset(optimized_path: str | Path, original_path: str | Path, out_path: str | Path,
+                   target: EndpointTargetSettings, runtime: LLMRuntime) -> dict:
+    """Answer the optimized questions of one optimizer (the original answers come from
+    ``original_path``); write ``answers.parquet``."""
     items = read_items(optimized_path)
-    originals, optimized = questions(items)
-    results = answer_questions(originals + optimized, target, runtime, stage="answer")
-    n = len(items)
-    write_table(answer_rows(items, target.name, results[:n], results[n:]), out_path, ANSWERS)
-    statuses = Counter(s for _, s, _ in results)
-    log.info("target %s answered %d items (%d questions): statuses %s", target.name, n, 2 * n, dict(statuses))
-    return {"items": n, "statuses": dict(statuses)}
+    original = read_originals(original_path, items, target.name)
+    pending = to_answer(items)
+    _, q_opt = questions(items)
+    answered = answer_questions([q_opt[k] for k in pending], target, runtime, stage="answer") if pending else []
+    optimized = merge_answers(len(items), original, pending, answered)
+    write_table(answer_rows(items, target.name, original, optimized), out_path, ANSWERS)
+    statuses = Counter(s for _, s, _ in optimized)
+    log.info("target %s answered %d of %d optimized questions of %s (the rest equal the original): statuses %s",
+             target.name, len(pending), len(items), items[0]["optimizer"], dict(statuses))
+    return {"items": len(items), "answered": len(pending), "statuses": dict(statuses)}

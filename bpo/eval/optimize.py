@@ -1,6 +1,8 @@
-"""The optimizer rewrites each test prompt -> ``results/eval/{testset}/optimized.parquet``.
+"""An optimizer rewrites each test prompt -> ``results/<run>/eval/{testset}/{optimizer}/optimized.parquet``.
 
-Context is never rewritten. Two ways to get there (``context_mode``):
+Kinds (``eval.optimizers.<name>.kind``): a local model (trained here, or any folder / hub id)
+generates through :mod:`bpo.optimizer`; ``identity`` keeps every prompt; ``llm_rewrite`` asks an
+endpoint to improve it (:func:`rewrite_with_llm`). Context is never rewritten. Two ways to get there (``context_mode``):
 
 - ``with_context`` (the training format): the optimizer sees instruction + context, the way
   its SFT pairs were built (the rewrite joined with the unchanged context). Its output is
@@ -10,7 +12,8 @@ Context is never rewritten. Two ways to get there (``context_mode``):
   afterwards; it cannot touch the context at all, at the price of not seeing it.
 
 A fallback keeps the original instruction (``optimized_instruction == instruction``) and
-names its reason, so the report can count how often the optimizer was not used.
+names its reason, so the report can count how often the optimizer was not used. Identity rows
+are unchanged by design and carry no fallback reason.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from bpo.eval.testsets import TestItem, load_testset, render_question
+from bpo.eval.testsets import TestItem, load_configured, render_question
 from bpo.generation import EngineRecord, GenerationSettings
 from bpo.optimizer import optimize_prompts
 from bpo.schemas import OPTIMIZED, write_table
-from bpo.settings.optimize import OptimizeSettings
+from bpo.settings import LLMRuntime
+from bpo.settings.optimize import IdentitySettings, LLMRewriteSettings, OptimizeSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ def optimize_items(
 ) -> tuple[list[tuple[str, str | None]], EngineRecord | None]:
     """``(optimized_instruction, fallback_reason)`` per item, and the engine that generated."""
     if context_mode not in CONTEXT_MODES:
-        raise ValueError(f"eval.optimizer.context_mode: unknown mode '{context_mode}' (known: {CONTEXT_MODES})")
+        raise ValueError(f"eval.optimizers.<name>.context_mode: unknown mode '{context_mode}' (known: {CONTEXT_MODES})")
     if context_mode == "with_context":
         prompts = [render_question(it.instruction, it.context) for it in items]
     else:
@@ -79,28 +83,117 @@ def optimize_items(
 
 
 def write_optimized(items: Sequence[TestItem], rewritten: Sequence[tuple[str, str | None]], testset: str,
-                    engine: EngineRecord | None, out_path: str | Path) -> None:
-    """The OPTIMIZED table, with the engine in its metadata (the CLI's file mode writes it too)."""
+                    optimizer: str, engine: EngineRecord | None, out_path: str | Path,
+                    metadata: dict[str, str] | None = None) -> None:
+    """The OPTIMIZED table, with the engine (or other provenance) in its metadata (the CLI's file
+    mode writes it too)."""
     rows = [
         {
-            "item_id": it.item_id, "testset": testset, "instruction": it.instruction, "context": it.context,
-            "optimized_instruction": opt, "fallback_reason": reason, "reference_optimized": it.reference_optimized,
+            "item_id": it.item_id, "testset": testset, "optimizer": optimizer, "category": it.category,
+            "instruction": it.instruction, "context": it.context, "optimized_instruction": opt,
+            "fallback_reason": reason, "reference_optimized": it.reference_optimized,
         }
         for it, (opt, reason) in zip(items, rewritten)
     ]
-    write_table(rows, out_path, OPTIMIZED, metadata=engine.metadata() if engine else None)
+    write_table(rows, out_path, OPTIMIZED, metadata={**(engine.metadata() if engine else {}), **(metadata or {})})
+
+
+def _finish(name: str, testset: str, rewritten: list, dropped, how: str) -> dict:
+    fallbacks = Counter(reason for _, reason in rewritten if reason is not None)
+    log.info("%s on %s: %d prompts optimized with %s, %d fell back to the original (%s)", name, testset,
+             len(rewritten), how, sum(fallbacks.values()), dict(fallbacks) or "none")
+    return {"items": len(rewritten), "fallbacks": dict(fallbacks), "dropped": dict(dropped)}
 
 
 def optimize_testset(out_path: str | Path, settings: OptimizeSettings, model: str) -> dict:
     """Load the test set of ``settings``, rewrite it with the optimizer at ``model`` (a folder or
     hub id: the trained optimizer's folder when ``settings.model`` is None), write ``out_path``."""
-    ts_cfg = settings.testset
-    ts = load_testset(ts_cfg.name, ts_cfg.path, ts_cfg.format, columns=ts_cfg.columns, sample=ts_cfg.sample,
-                      seed=ts_cfg.seed)
+    ts = load_configured(settings.testset)
     rewritten, engine = optimize_items(ts.items, model, settings.generation, context_mode=settings.context_mode)
-    write_optimized(ts.items, rewritten, ts_cfg.name, engine, out_path)
-    fallbacks = Counter(reason for _, reason in rewritten if reason is not None)
-    log.info("%s: %d prompts optimized with %s, %d fell back to the original (%s)", ts_cfg.name, len(rewritten),
-             engine, sum(fallbacks.values()), dict(fallbacks) or "none")
-    return {"items": len(rewritten), "fallbacks": dict(fallbacks), "dropped": dict(ts.dropped),
+    write_optimized(ts.items, rewritten, settings.testset.name, settings.name, engine, out_path)
+    return {**_finish(settings.name, settings.testset.name, rewritten, ts.dropped, str(engine)),
             "engine": str(engine) if engine else None}
+
+
+def identity_testset(out_path: str | Path, settings: IdentitySettings) -> dict:
+    """Every prompt unchanged, no model loaded: the sanity row of the comparison (ties)."""
+    ts = load_configured(settings.testset)
+    rewritten = [(it.instruction, None) for it in ts.items]
+    write_optimized(ts.items, rewritten, settings.testset.name, settings.name, None, out_path,
+                    metadata={"optimizer_kind": "identity"})
+    return _finish(settings.name, settings.testset.name, rewritten, ts.dropped, "identity (no rewrite)")
+
+
+# --- llm_rewrite -------------------------------------------------------------------------
+
+_REWRITE_PLACEHOLDER = "{prompt}"
+
+
+class RewriteTemplateError(ValueError):
+    pass
+
+
+def load_rewrite_template(path: str | Path, sha256: str | None = None) -> str:
+    """The rewrite request: '#' comment lines dropped, exactly one ``{prompt}``; ``sha256``: the
+    hash the settings were built with (the file must still match it)."""
+    import hashlib
+
+    path = Path(path)
+    if not path.is_file():
+        raise RewriteTemplateError(f"{path}: rewrite template not found")
+    raw = path.read_bytes()
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        raise RewriteTemplateError(f"{path}: the rewrite template changed after the workflow was planned; run again")
+    text = "\n".join(line for line in raw.decode("utf-8").splitlines() if not line.startswith("#")).strip("\n")
+    if text.count(_REWRITE_PLACEHOLDER) != 1:
+        raise RewriteTemplateError(f"{path}: placeholder {_REWRITE_PLACEHOLDER} must appear exactly once "
+                                   f"(found {text.count(_REWRITE_PLACEHOLDER)})")
+    return text
+
+
+def rewrite_reason(status: str, text: str | None, error: str | None = None) -> str | None:
+    """Why an endpoint's reply cannot be used as the rewrite (None: it can)."""
+    if status == "error":
+        return f"call failed: {error or 'no error message'}"
+    if status == "refused":
+        return "refused"
+    if status == "truncated":
+        return "truncated"
+    if text is None or not text.strip():
+        return "empty output"
+    return None
+
+
+def rewrite_with_llm(items: Sequence[TestItem], settings: LLMRewriteSettings,
+                     runtime: LLMRuntime) -> list[tuple[str, str | None]]:
+    """``(optimized_instruction, fallback_reason)`` per item: the endpoint rewrites the
+    instruction alone (the context is attached afterwards, untouched). Calls are cached."""
+    from bpo.eval.calls import chat_request, run_unique
+    from bpo.llm import make_client
+
+    template = load_rewrite_template(settings.template, settings.template_sha256)
+    requests = [chat_request(settings.model, template.replace(_REWRITE_PLACEHOLDER, it.instruction), system=None,
+                             temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens,
+                             seed=settings.seed) for it in items]
+    if not requests:
+        return []
+    client = make_client(settings.endpoint, runtime, "optimize")
+    results = run_unique(client, requests, what=f"llm_rewrite {settings.name} ({settings.model})")
+    out: list[tuple[str, str | None]] = []
+    for item, res in zip(items, results):
+        reason = rewrite_reason(res.status, res.text, res.error)
+        if reason is not None:
+            log.warning("item %s: rewrite unusable (%s); the original prompt is kept", item.item_id, reason)
+            out.append((item.instruction, reason))
+        else:
+            out.append((res.text.strip(), None))
+    return out
+
+
+def llm_rewrite_testset(out_path: str | Path, settings: LLMRewriteSettings, runtime: LLMRuntime) -> dict:
+    """Rewrite the test set of ``settings`` through its endpoint; write ``out_path``."""
+    ts = load_configured(settings.testset)
+    rewritten = rewrite_with_llm(ts.items, settings, runtime)
+    write_optimized(ts.items, rewritten, settings.testset.name, settings.name, None, out_path,
+                    metadata={"optimizer_kind": "llm_rewrite", "rewrite_model": settings.model})
+    return _finish(settings.name, settings.testset.name, rewritten, ts.dropped, f"llm_rewrite {settings.model}")

@@ -146,6 +146,7 @@ def build_report(
     out_summary: str | Path,
     out_plot: str | Path,
     out_intrinsic: str | Path,
+    out_compare_plot: str | Path | None = None,
 ) -> list[dict]:
     """``judgments[i]`` and ``answers[i]`` belong to the same (test set, target). Returns the rows."""
     if len(judgments) != len(answers):
@@ -167,7 +168,8 @@ def build_report(
     intrinsic, fallbacks = {}, {}
     for o_path in optimized:
         o = _rows(o_path, OPTIMIZED)
-        name = o[0]["testset"] if o else Path(o_path).parent.name
+        # one entry per (test set, optimizer): eval/{testset}/{optimizer}/optimized.parquet
+        name = f"{o[0]['testset']}/{o[0]['optimizer']}" if o else f"{Path(o_path).parent.parent.name}/{Path(o_path).parent.name}"
         fallbacks[name] = (len(o), Counter(r["fallback_reason"] for r in o if r["fallback_reason"] is not None))
         metrics = intrinsic_metrics(o)
         if metrics is not None:
@@ -179,6 +181,8 @@ def build_report(
     if STANDIN in judge_backends:
         note = "STAND-IN verdicts (offline text generator, not a model): these numbers mean nothing"
     _plot(table, Path(out_plot), note)
+    if out_compare_plot is not None:  # interim: the per-optimizer comparison plot replaces this
+        _plot(table, Path(out_compare_plot), note)
     write_text(_summary(table, invalid, fallbacks, intrinsic, judge_backends, answer_backends, settings,
                         no_call_ties=no_call_ties), out_summary)
     log.info("report: %d rows -> %s", len(table), out_table)

@@ -169,3 +169,9 @@ def load_testset(
         raise TestSetError(f"{path}: test set '{name}' has no usable items (read {len(rows)}, dropped {dict(dropped)})")
     log.info("test set %s: %d items from %s (%d records, dropped %s)", name, len(items), path, len(rows), dict(dropped) or "none")
     return TestSet(name=name, items=items, n_read=len(rows), dropped=dropped)
+
+
+def load_configured(settings) -> TestSet:
+    """The test set a :class:`bpo.settings.optimize.TestsetSettings` describes (file, layout, sample)."""
+    return load_testset(settings.name, settings.path, settings.format, columns=settings.columns,
+                        sample=settings.sample, seed=settings.seed)

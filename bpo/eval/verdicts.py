@@ -90,8 +90,29 @@ def _resolve(text: str, matches: list[re.Match], rule: str) -> ParsedVerdict:
     return ParsedVerdict(None, reason=f"ambiguous ({'/'.join(sorted(set(letters)))})", rule=rule)
 
 
-def parse_verdict(text: str | None) -> ParsedVerdict:
-    """The verdict in a judge reply: "A", "B", "C" (tie) or None with the reason."""
+# The result of :func:`parse_verdict`: ``.verdict`` and ``.rule`` (the rule that decided).
+Verdict = ParsedVerdict
+_TOKEN_RULES = ("[[X]]", "[X]", "bare")
+
+
+def parse_verdict(text: str | None, *, lenient: bool = False) -> Verdict:
+    """The verdict in a judge reply: "A", "B", "C" (tie) or None with the reason; ``.rule``
+    names the rule that decided ('none' when none did). Strict by default: only a verdict
+    token (or a bare letter) counts; prose rules run only with ``lenient`` and their rule
+    names start with ``lenient:``."""
+    parsed = _parse_any(text)
+    if parsed.verdict is None:
+        return ParsedVerdict(None, reason=parsed.reason, rule="none")
+    if parsed.rule.startswith(_TOKEN_RULES):
+        return parsed
+    if lenient:
+        return ParsedVerdict(parsed.verdict, rule=f"lenient:{parsed.rule}")
+    return ParsedVerdict(None, reason="no verdict token (prose parsing is off: eval.judge.lenient_verdicts)",
+                         rule="none")
+
+
+def _parse_any(text: str | None) -> ParsedVerdict:
+    """Every rule, tokens first, then prose."""
     if text is None or not text.strip():
         return ParsedVerdict(None, reason="empty")
     text = _normalise(text)

@@ -10,14 +10,23 @@ not tuples), so Snakemake's params-change trigger reruns exactly what an edit af
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Self
 
 
 class SettingsError(ValueError):
     """A settings section that does not fit its class (names the config key)."""
+
+
+def file_sha256(path: str, key: str) -> str:
+    """Hash of a file's bytes, so an edit of its content (not a touch) reruns the stage."""
+    if not Path(path).is_file():
+        raise SettingsError(f"config {key}: {path}: no such file")
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _canonical(value: Any) -> Any:

@@ -30,8 +30,8 @@ class CritiqueSettings(Settings):
     endpoint: EndpointSettings
     model: str
     temperature: float
-    top_p: float
-    max_tokens: int
+    top_p: float | None  # None: not sent
+    max_tokens: int | None  # None: not sent
     seed: int | None
     template: str  # path, for messages
     template_sha256: str  # content: what reruns the stage

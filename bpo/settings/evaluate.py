@@ -6,21 +6,13 @@ stage's LLM calls need at run time (limits, cache, prices) is :class:`bpo.settin
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 
-from bpo.settings.base import Settings, SettingsError
+from bpo.settings.base import Settings, SettingsError, file_sha256
 from bpo.settings.llm import EndpointSettings
-
-
-def file_sha256(path: str, key: str) -> str:
-    """Hash of a file's bytes, so an edit of its content (not a touch) reruns the stage."""
-    if not Path(path).is_file():
-        raise SettingsError(f"config {key}: {path}: no such file")
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+from bpo.settings.optimize import TestsetSettings
 
 
 @dataclass(frozen=True)
@@ -31,8 +23,8 @@ class EndpointTargetSettings(Settings):
     endpoint: EndpointSettings
     model: str
     temperature: float
-    top_p: float
-    max_tokens: int
+    top_p: float | None  # None: not sent
+    max_tokens: int | None  # None: not sent
     seed: int | None
     system_prompt: str | None
 
@@ -52,19 +44,36 @@ class EndpointTargetSettings(Settings):
 
 
 @dataclass(frozen=True)
+class OriginalAnswerSettings(Settings):
+    """An endpoint target answers the original questions of one test set (rule answer_original):
+    once per (test set, target), shared by every optimizer's comparison."""
+
+    testset: TestsetSettings
+    target: EndpointTargetSettings
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], testset: str, target: str) -> Self:
+        return cls(testset=TestsetSettings.from_config(config, testset),
+                   target=EndpointTargetSettings.from_config(config, target))
+
+
+@dataclass(frozen=True)
 class JudgeSettings(Settings):
     """``eval.judge``; the template by path and content hash (an edit reruns, a touch does not)."""
 
     endpoint: EndpointSettings
     model: str
     temperature: float
-    top_p: float
-    max_tokens: int
+    top_p: float | None  # None: not sent
+    max_tokens: int | None  # None: not sent
     seed: int | None
     system_prompt: str | None
     identical_as_tie: bool
     template: str
     template_sha256: str
+    protocol: str  # both_orders | single_random
+    order_seed: int  # of the single_random order
+    lenient_verdicts: bool
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
@@ -72,7 +81,8 @@ class JudgeSettings(Settings):
         return cls(endpoint=EndpointSettings.from_config(config, j["endpoint"]), model=j["model"],
                    temperature=j["temperature"], top_p=j["top_p"], max_tokens=j["max_tokens"], seed=j["seed"],
                    system_prompt=j["system_prompt"], identical_as_tie=j["identical_as_tie"], template=j["template"],
-                   template_sha256=file_sha256(j["template"], "eval.judge.template"))
+                   template_sha256=file_sha256(j["template"], "eval.judge.template"), protocol=j["protocol"],
+                   order_seed=j["order_seed"], lenient_verdicts=j["lenient_verdicts"])
 
 
 @dataclass(frozen=True)

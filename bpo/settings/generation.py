@@ -53,13 +53,20 @@ class GenerationSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], key: str) -> Self:
-        """From ``eval.optimizer`` (its own names) or ``eval.targets.<name>`` of kind hf, whose
+        """From ``eval.optimizers.<name>`` (its own names) or ``eval.targets.<name>`` of kind hf, whose
         names are the endpoint targets' (``max_tokens``; temperature 0 = greedy; seed null = 0)."""
         section = config_section(config, key)
-        if key == "eval.optimizer":
+        if key.startswith("eval.optimizers."):
+            for field in ("top_p", "max_new_tokens", "seed"):
+                if section[field] is None:
+                    raise SettingsError(f"config {key}.{field}: a local optimizer model needs a value (null is "
+                                        "only for kind llm_rewrite, where it means the field is not sent)")
             return cls.from_mapping({f: section[f] for f in cls.field_names()}, key)
         if key.startswith("eval.targets."):
-            return cls(engine=section["engine"], temperature=section["temperature"], top_p=section["top_p"],
+            if section["max_tokens"] is None:
+                raise SettingsError(f"config {key}.max_tokens: an hf target needs a value (null is for endpoints)")
+            return cls(engine=section["engine"], temperature=section["temperature"],
+                       top_p=1.0 if section["top_p"] is None else section["top_p"],
                        max_new_tokens=section["max_tokens"], batch_size=section["batch_size"],
                        seed=section["seed"] or 0, greedy=section["temperature"] == 0)
         raise SettingsError(f"config {key}: not a section with generation settings")

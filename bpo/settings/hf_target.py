@@ -8,6 +8,7 @@ from typing import Any, Self
 
 from bpo.settings.base import SettingsError, Settings
 from bpo.settings.generation import GenerationSettings
+from bpo.settings.optimize import TestsetSettings
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,16 @@ class HFTargetSettings(Settings):
             raise SettingsError(f"config: eval.targets.{name} has kind {cfg['kind']!r}, not hf")
         return cls(name=name, model=cfg["model"], dtype=cfg["dtype"], system_prompt=cfg["system_prompt"],
                    generation=GenerationSettings.from_config(config, f"eval.targets.{name}"))
+
+
+@dataclass(frozen=True)
+class HFOriginalAnswerSettings(Settings):
+    """A local HF target answers the original questions of one test set (rule answer_original_hf)."""
+
+    testset: TestsetSettings
+    target: HFTargetSettings
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], testset: str, target: str) -> Self:
+        return cls(testset=TestsetSettings.from_config(config, testset),
+                   target=HFTargetSettings.from_config(config, target))

@@ -1,4 +1,5 @@
-"""Settings of the optimize stage: rules optimize_testset and sft_rewrite_optimize."""
+"""Settings of the optimize stage: one class per optimizer kind (``eval.optimizers.<name>``); rules
+optimize_testset, optimize_identity, optimize_llm_rewrite and sft_rewrite_optimize."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from bpo.settings.base import Settings, SettingsError
+from bpo.settings.base import Settings, SettingsError, file_sha256
 from bpo.settings.generation import GenerationSettings
+from bpo.settings.llm import EndpointSettings
 
 # The name under which the SFT-rewrite input (eval.sft_rewrite, an Alpaca file) is optimized.
 SFT_REWRITE = "sft_rewrite"
@@ -51,19 +53,99 @@ class TestsetSettings(Settings):
                    seed=ev["sample_seed"])
 
 
+# eval.optimizers.<name>.kind: trained and model generate with a local model (rule
+# optimize_testset), identity copies the prompts (optimize_identity), llm_rewrite asks an
+# endpoint (optimize_llm_rewrite).
+GENERATING_KINDS = ("trained", "model")
+OPTIMIZER_KINDS = (*GENERATING_KINDS, "identity", "llm_rewrite")
+
+
+def optimizer_section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    optimizers = config["eval"]["optimizers"]
+    if name not in optimizers:
+        raise SettingsError(f"config: eval.optimizers has no optimizer '{name}' (defined: {sorted(optimizers)})")
+    return optimizers[name]
+
+
+def _check_kind(config: Mapping[str, Any], name: str, kinds: tuple[str, ...]) -> Mapping[str, Any]:
+    section = optimizer_section(config, name)
+    if section["kind"] not in kinds:
+        raise SettingsError(f"config eval.optimizers.{name}: kind '{section['kind']}' is not one of {', '.join(kinds)}")
+    return section
+
+
 @dataclass(frozen=True)
 class OptimizeSettings(Settings):
-    """The optimizer rewrites one test set. ``model`` None is the optimizer trained by this
-    workflow (the rule passes its folder as an input)."""
+    """A generating optimizer rewrites one test set (kinds trained and model). ``model`` None is
+    the optimizer trained by this workflow (the rule passes its folder as an input)."""
 
+    name: str  # the {optimizer} wildcard; written into every row
     testset: TestsetSettings
     model: str | None
+    prompt_format: str | None  # None: the format recorded in the model folder
     context_mode: str
     generation: GenerationSettings
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], testset: str) -> Self:
-        opt = config["eval"]["optimizer"]
-        return cls(testset=TestsetSettings.from_config(config, testset), model=opt["model"],
-                   context_mode=opt["context_mode"],
-                   generation=GenerationSettings.from_config(config, "eval.optimizer"))
+    def from_config(cls, config: Mapping[str, Any], testset: str, optimizer: str) -> Self:
+        opt = _check_kind(config, optimizer, GENERATING_KINDS)
+        key = f"eval.optimizers.{optimizer}"
+        if opt["kind"] == "model" and not opt["model"]:
+            raise SettingsError(f"config {key}.model: kind model needs a local folder or hub id")
+        return cls(name=optimizer, testset=TestsetSettings.from_config(config, testset),
+                   model=opt["model"] if opt["kind"] == "model" else None, prompt_format=opt["prompt_format"],
+                   context_mode=opt["context_mode"], generation=GenerationSettings.from_config(config, key))
+
+
+@dataclass(frozen=True)
+class IdentitySettings(Settings):
+    """No rewrite: every optimized prompt is the original (kind identity)."""
+
+    name: str
+    testset: TestsetSettings
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], testset: str, optimizer: str) -> Self:
+        _check_kind(config, optimizer, ("identity",))
+        return cls(name=optimizer, testset=TestsetSettings.from_config(config, testset))
+
+
+@dataclass(frozen=True)
+class LLMRewriteSettings(Settings):
+    """An endpoint asked to improve each instruction with ``template`` (kind llm_rewrite); the
+    template by path and content hash. ``top_p``, ``max_tokens``, ``seed`` None are not sent."""
+
+    name: str
+    testset: TestsetSettings
+    endpoint: EndpointSettings
+    model: str
+    template: str
+    template_sha256: str
+    temperature: float
+    top_p: float | None
+    max_tokens: int | None
+    seed: int | None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], testset: str, optimizer: str) -> Self:
+        opt = _check_kind(config, optimizer, ("llm_rewrite",))
+        key = f"eval.optimizers.{optimizer}"
+        for field in ("endpoint", "model"):
+            if not opt[field]:
+                raise SettingsError(f"config {key}.{field}: kind llm_rewrite needs one")
+        return cls(name=optimizer, testset=TestsetSettings.from_config(config, testset),
+                   endpoint=EndpointSettings.from_config(config, opt["endpoint"]), model=opt["model"],
+                   template=opt["template"], template_sha256=file_sha256(opt["template"], f"{key}.template"),
+                   temperature=opt["temperature"], top_p=opt["top_p"], max_tokens=opt["max_new_tokens"],
+                   seed=opt["seed"])
+
+
+OPTIMIZER_SETTINGS: dict[str, type[Settings]] = {
+    "trained": OptimizeSettings, "model": OptimizeSettings, "identity": IdentitySettings,
+    "llm_rewrite": LLMRewriteSettings,
+}
+
+
+def optimizer_settings(config: Mapping[str, Any], testset: str, optimizer: str) -> Settings:
+    """The settings of ``optimizer`` (by its kind) rewriting ``testset``."""
+    return OPTIMIZER_SETTINGS[optimizer_section(config, optimizer)["kind"]].from_config(config, testset, optimizer)
