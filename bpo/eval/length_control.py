@@ -18,8 +18,8 @@ verdict-token probabilities, :func:`bpo.eval.winrates.weighted_preference`) ente
 
 Fit: statsmodels' GLM (IRLS maximum likelihood). Where the maximum-likelihood estimate does not
 exist (perfect separation, e.g. in a small bootstrap resample where the longer answer always
-won), the fit falls back to statsmodels' ridge-penalised GLM with penalty :data:`RIDGE` on θ
-only, and the resample is counted. Exact cases need no fit: a constant preference is its own
+won; or IRLS not converging to finite values), the fit falls back to statsmodels' ridge-penalised
+GLM with penalty :data:`RIDGE` on θ only, and the fit is counted. Exact cases need no fit: a constant preference is its own
 LC value, and without any length difference the GLM reduces to the mean preference.
 
 Interval: percentile bootstrap over pairs (resampled with replacement, refitted, sd recomputed).
@@ -69,11 +69,18 @@ def _fit(y: np.ndarray, diff: np.ndarray) -> _Fit:
         warnings.simplefilter("ignore", RuntimeWarning)  # overflow on the way to a separation
         warnings.simplefilter("error", PerfectSeparationWarning)
         try:
-            params, separated = model.fit().params, False
+            result = model.fit()
+            params, separated = result.params, not (result.converged and np.all(np.isfinite(result.params)))
         except PerfectSeparationWarning:
+            separated = True
+        if separated:
             warnings.simplefilter("ignore", PerfectSeparationWarning)
-            params, separated = model.fit_regularized(alpha=np.array([0.0, RIDGE]), L1_wt=0.0).params, True
-    return _Fit(float(1.0 / (1.0 + np.exp(-params[0]))), float(params[1]), separated)
+            params = model.fit_regularized(alpha=np.array([0.0, RIDGE]), L1_wt=0.0).params
+    return _Fit(_sigmoid(params[0]), float(params[1]), separated)
+
+
+def _sigmoid(z: float) -> float:
+    return float(0.5 * (1.0 + np.tanh(0.5 * z)))  # no overflow for a diverging intercept
 
 
 def _delta(preference: float) -> float:
