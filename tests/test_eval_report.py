@@ -223,7 +223,7 @@ def test_no_judge_call_and_no_usable_rewrite_are_said_plainly(tmp_path):
     text = out["summary"].read_text()
     assert "no pair needed a judge call" in text
     assert "9 pair(s) had identical answers and count as ties without a judge call" in text
-    assert "The optimizer 'trained' produced no usable rewrite for any prompt of demo" in text
+    assert "The output of optimizer 'trained' was unusable for every prompt of demo" in text
     assert "verdicts in this report come from the offline stand-in" not in text  # no verdict came from it
     assert rows[0]["backend"] == "none" and rows[0]["position_consistency"] is None
     assert (rows[0]["tie"], rows[0]["delta_wr_low"], rows[0]["delta_wr_high"]) == (100.0, 0.0, 0.0)

@@ -297,7 +297,7 @@ class Summary:
         if STANDIN in self.answer_backends:
             out.append("The target answers also come from the offline stand-in, not from a model.")
         for opt, testsets in self._unusable_optimizers().items():
-            out.append(f"The optimizer '{opt}' produced no usable rewrite for any prompt of {', '.join(testsets)}: "
+            out.append(f"The output of optimizer '{opt}' was unusable for every prompt of {', '.join(testsets)}: "
                        "each original prompt was compared with itself, so those rows say nothing about prompt "
                        "optimization.")
         return out
