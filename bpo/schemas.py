@@ -150,21 +150,37 @@ JUDGMENTS = pa.schema(
 # results/report/winrates.parquet
 WINRATES = pa.schema(
     [
+        pa.field("optimizer", _str, nullable=False),
         pa.field("testset", _str, nullable=False),
         pa.field("target", _str, nullable=False),
         pa.field("judge_model", _str, nullable=False),
-        pa.field("n", _i64, nullable=False),
+        pa.field("category", _str),  # null = every item of the test set
+        pa.field("protocol", _str, nullable=False),  # both_orders | single_random
+        pa.field("n", _i64, nullable=False),  # all pairs
         pa.field("n_invalid", _i64, nullable=False),
-        pa.field("win", _f64, nullable=False),  # percentages
+        pa.field("n_win", _i64, nullable=False),
+        pa.field("n_tie", _i64, nullable=False),
+        pa.field("n_lose", _i64, nullable=False),
+        pa.field("win", _f64, nullable=False),  # NaN when no pair is valid
         pa.field("tie", _f64, nullable=False),
         pa.field("lose", _f64, nullable=False),
         pa.field("delta_wr", _f64, nullable=False),
-        pa.field("delta_wr_low", _f64, nullable=False),  # bootstrap 95% interval
+        pa.field("delta_wr_low", _f64, nullable=False),  # bootstrap interval (eval.report.confidence)
         pa.field("delta_wr_high", _f64, nullable=False),
-        pa.field("position_consistency", _f64),
-        pa.field("mean_len_original", _f64),
+        pa.field("lc_delta_wr", _f64),  # length-controlled ΔWR; null below eval.report.lc_min_pairs
+        pa.field("lc_delta_wr_low", _f64),
+        pa.field("lc_delta_wr_high", _f64),
+        pa.field("lc_length_coef", _f64),  # θ of tanh(Δlen/sd); null when no fit was needed
+        pa.field("position_consistency", _f64),  # null under single_random
+        pa.field("mean_len_original", _f64),  # words
         pa.field("mean_len_optimized", _f64),
-        pa.field("backend", _str, nullable=False),
+        pa.field("n_missing_answer", _i64, nullable=False),  # invalid pairs by cause
+        pa.field("n_judge_failed", _i64, nullable=False),
+        pa.field("n_unparseable", _i64, nullable=False),
+        pa.field("n_fallback", _i64, nullable=False),  # prompts the optimizer kept (OPTIMIZED.fallback_reason)
+        pa.field("fallback_reasons", pa.map_(_str, _i64), nullable=False),  # reason -> count
+        pa.field("backend", _str, nullable=False),  # of the verdicts; standin = offline stand-in, not a model
+        pa.field("answer_backend", _str, nullable=False),  # of the target answers
     ]
 )
 

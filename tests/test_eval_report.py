@@ -1,9 +1,11 @@
-"""The report on hand-made judgments: figures, invalid breakdown, stand-in labelling, outputs."""
+"""The report on hand-made judgments: figures, categories, optimizers side by side, length
+control, invalid and fallback breakdowns, stand-in labelling, outputs."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -12,108 +14,178 @@ from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES, read_table, wri
 from bpo.settings import load_config
 from bpo.settings.evaluate import ReportSettings
 
-# (verdict optimized first, verdict original first, outcome, raw replies present, backend)
+# (verdict optimized first, verdict original first, outcome, raw replies present, backend, category)
 PAIRS = [
-    ("A", "B", "win", True, "standin"),
-    ("A", "B", "win", True, "standin"),
-    ("A", "B", "win", True, "standin"),
-    ("B", "A", "lose", True, "standin"),
-    ("A", "A", "tie", True, "standin"),  # inconsistent -> tie
-    ("C", "C", "tie", False, "none"),  # identical answers, no call
-    (None, "B", "invalid", True, "standin"),  # unparseable reply
-    (None, None, "invalid", False, "standin"),  # judge calls failed
-    (None, None, "invalid", False, "none"),  # an answer is missing
+    ("A", "B", "win", True, "standin", "writing"),
+    ("A", "B", "win", True, "standin", "writing"),
+    ("A", "B", "win", True, "standin", "math"),
+    ("B", "A", "lose", True, "standin", "math"),
+    ("A", "A", "tie", True, "standin", "math"),  # inconsistent -> tie
+    ("C", "C", "tie", False, "none", "writing"),  # identical answers, no call
+    (None, "B", "invalid", True, "standin", "writing"),  # unparseable reply
+    (None, None, "invalid", False, "standin", "math"),  # judge calls failed
+    (None, None, "invalid", False, "none", "math"),  # an answer is missing
 ]
+OUTPUTS = [("table", "winrates.parquet"), ("summary", "summary.md"), ("plot", "winrates.png"),
+           ("compare_plot", "compare.png"), ("intrinsic", "intrinsic.json"), ("summary_html", "summary.html")]
 
 
-def _write_inputs(tmp_path, backend_override=None):
-    answers, judgments, optimized = [], [], []
-    for i, (v1, v2, outcome, raw, backend) in enumerate(PAIRS):
-        item = f"q{i}"
-        missing = i == len(PAIRS) - 1
-        answers.append({
-            "item_id": item, "testset": "demo", "optimizer": "opt", "target": "t1", "category": None,
-            "question_original": f"question {i}", "question_optimized": f"better question {i}",
-            "answer_original": None if missing else "one two", "answer_optimized": "one two three four",
-            "status_original": "error" if missing else "ok", "status_optimized": "ok", "backend": "standin",
-        })
-        judgments.append({
-            "item_id": item, "testset": "demo", "optimizer": "opt", "target": "t1", "category": None,
-            "judge_model": "judge-x", "protocol": "both_orders",
-            "rule_optimized_first": None if v1 is None else "[[X]]", "rule_original_first": None if v2 is None else "[[X]]",
+def _answer(item, optimizer, category, original, optimized, *, testset="demo", backend="standin"):
+    return {"item_id": item, "testset": testset, "optimizer": optimizer, "category": category, "target": "t1",
+            "question_original": f"question {item}", "question_optimized": f"better question {item}",
+            "answer_original": original, "answer_optimized": optimized,
+            "status_original": "ok" if original is not None else "error", "status_optimized": "ok", "backend": backend}
+
+
+def _judgment(item, optimizer, category, v1, v2, outcome, raw, backend, *, testset="demo", protocol="both_orders"):
+    return {"item_id": item, "testset": testset, "optimizer": optimizer, "category": category, "target": "t1",
+            "judge_model": "judge-x", "protocol": protocol,
             "verdict_optimized_first": v1, "verdict_original_first": v2, "outcome": outcome,
             "raw_optimized_first": ("reply" if raw else None), "raw_original_first": ("[[B]]" if raw else None),
-            "backend": backend_override if (backend_override and backend != "none") else backend,
-        })
-        optimized.append({
-            "item_id": item, "testset": "demo", "optimizer": "opt", "category": None,
+            "rule_optimized_first": "sole_token" if v1 else None, "rule_original_first": "sole_token" if v2 else None,
+            "backend": backend}
+
+
+def _optimized(item, optimizer, category, rewritten, *, testset="demo"):
+    return {"item_id": item, "testset": testset, "optimizer": optimizer, "category": category,
             "instruction": "write a poem about the sea", "context": "",
-            "optimized_instruction": "write a short poem about the sea" if i % 2 == 0 else "write a poem about the sea",
-            "fallback_reason": None if i % 2 == 0 else "context altered",
-            "reference_optimized": "write a short poem about the calm sea",
-        })
-    paths = {k: tmp_path / f"{k}.parquet" for k in ("answers", "judgments", "optimized")}
+            "optimized_instruction": "write a short poem about the sea" if rewritten else "write a poem about the sea",
+            "fallback_reason": None if rewritten else "context altered",
+            "reference_optimized": "write a short poem about the calm sea"}
+
+
+def _write(tmp_path, name, answers, judgments, optimized):
+    paths = {k: tmp_path / f"{name}_{k}.parquet" for k in ("answers", "judgments", "optimized")}
     write_table(answers, paths["answers"], ANSWERS)
     write_table(judgments, paths["judgments"], JUDGMENTS)
     write_table(optimized, paths["optimized"], OPTIMIZED)
     return paths
 
 
-def _report(tmp_path, paths):
-    out = {k: tmp_path / "report" / name for k, name in
-           [("table", "winrates.parquet"), ("summary", "summary.md"), ("plot", "winrates.png"), ("intrinsic", "intrinsic.json"),
-            ("compare_plot", "compare.png")]}
-    settings = ReportSettings.from_config(load_config(overrides={"eval": {"report": {"bootstrap_samples": 500}}}))
-    rows = build_report([paths["judgments"]], [paths["answers"]], [paths["optimized"]], settings,
+def _trained(tmp_path, backend_override=None):
+    answers, judgments, optimized = [], [], []
+    for i, (v1, v2, outcome, raw, backend, category) in enumerate(PAIRS):
+        item = f"q{i}"
+        missing = i == len(PAIRS) - 1
+        answers.append(_answer(item, "trained", category, None if missing else "one two", "one two three four"))
+        backend = backend_override if (backend_override and backend != "none") else backend
+        judgments.append(_judgment(item, "trained", category, v1, v2, outcome, raw, backend))
+        optimized.append(_optimized(item, "trained", category, rewritten=i % 2 == 0))
+    return _write(tmp_path, "trained", answers, judgments, optimized)
+
+
+def _identity(tmp_path):
+    """The sanity row: no rewrite, identical answers, every pair a tie without a judge call."""
+    answers, judgments, optimized = [], [], []
+    for i, (*_, category) in enumerate(PAIRS):
+        item = f"q{i}"
+        answers.append(_answer(item, "identity", category, "same answer", "same answer"))
+        judgments.append(_judgment(item, "identity", category, "C", "C", "tie", False, "none"))
+        row = _optimized(item, "identity", category, rewritten=False)
+        optimized.append({**row, "fallback_reason": None})
+    return _write(tmp_path, "identity", answers, judgments, optimized)
+
+
+def _report(tmp_path, *cells, **report):
+    out = {k: tmp_path / "report" / name for k, name in OUTPUTS}
+    report = {"bootstrap_samples": 500, **report}
+    settings = ReportSettings.from_config(load_config(overrides={"eval": {"report": report}}))
+    rows = build_report([c["judgments"] for c in cells], [c["answers"] for c in reversed(cells)],
+                        [c["optimized"] for c in cells], settings,
                         out_table=out["table"], out_summary=out["summary"], out_plot=out["plot"],
-                        out_intrinsic=out["intrinsic"], out_compare_plot=out["compare_plot"])
+                        out_compare_plot=out["compare_plot"], out_intrinsic=out["intrinsic"],
+                        out_summary_html=out["summary_html"])
     return rows, out
 
 
 def test_report_figures_hand_computed(tmp_path):
-    rows, out = _report(tmp_path, _write_inputs(tmp_path))
-    row = read_table(out["table"], WINRATES).to_pylist()[0]
-    assert row == rows[0]
+    rows, out = _report(tmp_path, _trained(tmp_path))
+    assert read_table(out["table"], WINRATES).to_pylist() == rows
+    row = rows[0]
+    assert (row["optimizer"], row["testset"], row["target"], row["category"], row["protocol"]) == (
+        "trained", "demo", "t1", None, "both_orders")
     # valid pairs: 3 win, 1 lose, 2 tie (of 6); 3 invalid of 9
-    assert (row["n"], row["n_invalid"]) == (9, 3)
+    assert (row["n"], row["n_invalid"], row["n_win"], row["n_tie"], row["n_lose"]) == (9, 3, 3, 2, 1)
     assert (row["win"], row["tie"], row["lose"], row["delta_wr"]) == pytest.approx((50.0, 100 / 3, 100 / 6, 100 / 3))
     assert row["delta_wr_low"] < row["delta_wr"] < row["delta_wr_high"]
     # consistency over pairs judged in both orders with both verdicts: 4 of 5 agree
     assert row["position_consistency"] == pytest.approx(80.0)
     # lengths in words over the answers present: original 8 x 2 words, optimized 9 x 4 words
     assert (row["mean_len_original"], row["mean_len_optimized"]) == (2.0, 4.0)
-    assert row["backend"] == "standin" and row["judge_model"] == "judge-x"
+    assert (row["n_missing_answer"], row["n_judge_failed"], row["n_unparseable"]) == (1, 1, 1)
+    assert (row["n_fallback"], row["fallback_reasons"]) == (4, [("context altered", 4)])
+    assert (row["backend"], row["answer_backend"], row["judge_model"]) == ("standin", "standin", "judge-x")
+    # 6 valid pairs is below the default lc_min_pairs (20): no length-controlled fit
+    assert row["lc_delta_wr"] is None and row["lc_delta_wr_low"] is None
 
 
-def test_summary_says_stand_in_and_breaks_down_invalid(tmp_path):
-    _, out = _report(tmp_path, _write_inputs(tmp_path))
+def test_per_category_rows(tmp_path):
+    rows, out = _report(tmp_path, _trained(tmp_path))
+    assert [r["category"] for r in rows] == [None, "math", "writing"]
+    math_row, writing = rows[1], rows[2]
+    # math: q2 win, q3 lose, q4 tie (inconsistent), q7 failed, q8 missing answer
+    assert (math_row["n"], math_row["n_win"], math_row["n_tie"], math_row["n_lose"]) == (5, 1, 1, 1)
+    assert (math_row["n_judge_failed"], math_row["n_missing_answer"], math_row["delta_wr"]) == (1, 1, 0.0)
+    assert math_row["position_consistency"] == pytest.approx(200 / 3)
+    # writing: q0, q1 win, q5 tie without a call, q6 unparseable
+    assert (writing["n"], writing["n_win"], writing["n_tie"], writing["n_unparseable"]) == (4, 2, 1, 1)
+    assert writing["delta_wr"] == pytest.approx(200 / 3)
+    # fallbacks of the optimizer counted per category: odd items kept the original (q1, q5 | q3, q7)
+    assert (writing["n_fallback"], math_row["n_fallback"]) == (2, 2)
+    text = out["summary"].read_text()
+    assert "## Per category" in text
+    assert "| trained | demo | t1 | math | 5 | 2 | 33.3 / 33.3 / 33.3 | 0.0 [" in text
+
+
+def test_optimizers_side_by_side_and_identity_is_all_ties(tmp_path):
+    rows, out = _report(tmp_path, _trained(tmp_path), _identity(tmp_path))
+    overall = [r for r in rows if r["category"] is None]
+    assert [r["optimizer"] for r in overall] == ["trained", "identity"]
+    identity = overall[1]
+    assert (identity["tie"], identity["delta_wr"], identity["delta_wr_low"], identity["delta_wr_high"]) == (
+        100.0, 0.0, 0.0, 0.0)
+    assert identity["backend"] == "none" and identity["position_consistency"] is None
+    text = out["summary"].read_text()
+    assert "| identity | demo | t1 | 9 | 0.0 / 100.0 / 0.0 | 0.0 [0.0, 0.0] |" in text
+    assert "| trained | demo | t1 | 9 | 50.0 / 33.3 / 16.7 | 33.3 [" in text
+    intrinsic = json.loads(out["intrinsic"].read_text())
+    assert sorted(intrinsic) == ["identity", "trained"]
+    assert intrinsic["identity"]["demo"]["unchanged"] == 1.0 and intrinsic["identity"]["demo"]["fallback"] == 0.0
+    for key in ("plot", "compare_plot"):
+        png = out[key].read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_summary_says_stand_in_and_labels_rows(tmp_path):
+    _, out = _report(tmp_path, _trained(tmp_path))
     text = out["summary"].read_text()
     assert "come from the offline stand-in, not from a model" in text
     assert "target answers also come from the offline stand-in" in text
-    assert "| demo | t1 | 1 | 1 | 1 |" in text  # missing answer, judge call failed, unparseable
-    assert "| demo/opt | 9 | 5 | context altered: 4 |" in text  # optimizer fallbacks
-    assert "| demo | t1 | judge-x | 9 | 3 | 50.0 | 33.3 | 16.7 | 33.3 |" in text
-    assert "95% percentile bootstrap of ΔWR, 500 resamples, seed 0." in text  # the settings, stated
-    png = out["plot"].read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert "| 3 (judge call failed: 1, missing answer: 1, unparseable: 1) | 4 (context altered: 4) |" in text
+    assert "| standin (stand-in, not a model) | standin (stand-in, not a model) |" in text
+    assert "| trained | demo | 9 | 5 | context altered: 4 |" in text  # optimizer section
+    assert "95% percentile bootstrap over pairs, 500 resamples, seed 0." in text  # the settings, stated
+    assert "at least 20 valid pairs" in text
+    page = out["summary_html"].read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<tr class=standin>" in page
+    assert "come from the offline stand-in, not from a model" in page and "<h2>Per category</h2>" in page
 
 
 def test_real_judge_backend_has_no_stand_in_banner(tmp_path):
-    _, out = _report(tmp_path, _write_inputs(tmp_path, backend_override="openai"))
+    _, out = _report(tmp_path, _trained(tmp_path, backend_override="openai"))
     text = out["summary"].read_text()
-    assert "offline stand-in, not from a model.** The stand-in" not in text
+    assert "The verdicts in this report come from the offline stand-in" not in text
     assert "Judge: judge-x (backend: openai)" in text
-    assert pq.read_table(out["table"]).column("backend").to_pylist() == ["openai"]
+    assert set(pq.read_table(out["table"]).column("backend").to_pylist()) == {"openai"}
 
 
 def test_intrinsic_metrics_against_references(tmp_path):
-    _, out = _report(tmp_path, _write_inputs(tmp_path))
+    _, out = _report(tmp_path, _trained(tmp_path))
     intrinsic = json.loads(out["intrinsic"].read_text())
     # formatting of the published file: sorted keys, two-space indent, ASCII, a final newline
     assert out["intrinsic"].read_text() == json.dumps(intrinsic, indent=2, sort_keys=True) + "\n"
-    assert sorted(p.name for p in out["intrinsic"].parent.iterdir()) == [  # no temp file left behind
-        "compare.png", "intrinsic.json", "summary.md", "winrates.parquet", "winrates.png"]
-    m = intrinsic["demo/opt"]
+    assert sorted(p.name for p in out["intrinsic"].parent.iterdir()) == sorted(name for _, name in OUTPUTS)
+    m = intrinsic["trained"]["demo"]
     assert m["n"] == 9
     # rewritten (5 items): "write a short poem about the sea" vs ref "write a short poem about the calm sea"
     #   P 7/7, R 7/8 -> F1 14/15 (token-F1 and ROUGE-L alike)
@@ -125,15 +197,19 @@ def test_intrinsic_metrics_against_references(tmp_path):
 
 
 def test_mismatched_inputs_are_an_error(tmp_path):
-    paths = _write_inputs(tmp_path)
+    paths = _trained(tmp_path)
     rows = read_table(paths["answers"], ANSWERS).to_pylist()[:-1]
     write_table(rows, paths["answers"], ANSWERS)
     with pytest.raises(ValueError, match="cover different items"):
         _report(tmp_path, paths)
+    identity = _identity(tmp_path)
+    with pytest.raises(ValueError, match="no answers for optimizer/test set/target identity/demo/t1"):
+        build_report([identity["judgments"]], [], [], ReportSettings.from_config(load_config()),
+                     **{f"out_{k}": tmp_path / name for k, name in OUTPUTS})
 
 
 def test_no_judge_call_and_no_usable_rewrite_are_said_plainly(tmp_path):
-    paths = _write_inputs(tmp_path)
+    paths = _trained(tmp_path)
     j = read_table(paths["judgments"], JUDGMENTS).to_pylist()
     for r in j:  # every pair decided without a call (identical answers)
         r.update(verdict_optimized_first="C", verdict_original_first="C", outcome="tie", backend="none",
@@ -147,7 +223,55 @@ def test_no_judge_call_and_no_usable_rewrite_are_said_plainly(tmp_path):
     text = out["summary"].read_text()
     assert "no pair needed a judge call" in text
     assert "9 pair(s) had identical answers and count as ties without a judge call" in text
-    assert "unusable for every prompt" in text
+    assert "The output of optimizer 'trained' was unusable for every prompt of demo" in text
     assert "verdicts in this report come from the offline stand-in" not in text  # no verdict came from it
     assert rows[0]["backend"] == "none" and rows[0]["position_consistency"] is None
     assert (rows[0]["tie"], rows[0]["delta_wr_low"], rows[0]["delta_wr_high"]) == (100.0, 0.0, 0.0)
+
+
+def test_single_random_protocol(tmp_path):
+    # one order judged per pair; the other order's columns are null
+    judgments = [
+        _judgment("q0", "trained", None, "A", None, "win", True, "standin", protocol="single_random"),
+        _judgment("q1", "trained", None, None, "A", "lose", True, "standin", protocol="single_random"),
+        _judgment("q2", "trained", None, None, "B", "win", True, "standin", protocol="single_random"),
+        {**_judgment("q3", "trained", None, None, None, "invalid", False, "standin", protocol="single_random")},
+        {**_judgment("q4", "trained", None, None, None, "invalid", False, "standin", protocol="single_random"),
+         "raw_original_first": "I cannot decide"},
+    ]
+    for j in judgments[:3]:  # the order not judged has no reply
+        j.update(raw_optimized_first=j["raw_optimized_first"] if j["verdict_optimized_first"] else None,
+                 raw_original_first=j["raw_original_first"] if j["verdict_original_first"] else None)
+    answers = [_answer(f"q{i}", "trained", None, "a b", "a b c") for i in range(5)]
+    optimized = [_optimized(f"q{i}", "trained", None, True) for i in range(5)]
+    rows, out = _report(tmp_path, _write(tmp_path, "single", answers, judgments, optimized))
+    row = rows[0]
+    assert (row["protocol"], row["n_win"], row["n_lose"], row["n_invalid"]) == ("single_random", 2, 1, 2)
+    assert (row["n_judge_failed"], row["n_unparseable"]) == (1, 1)
+    assert row["position_consistency"] is None and len(rows) == 1  # no categories: the overall row only
+    assert "Protocol single_random" in out["summary"].read_text()
+
+
+def test_length_controlled_column_removes_a_pure_length_preference(tmp_path):
+    # 60 pairs: the optimized answer is longer in 40 of them and wins exactly those; in the other
+    # 20 it is shorter and loses. Raw ΔWR 33; the length term explains it all.
+    rng = np.random.default_rng(0)
+    answers, judgments, optimized = [], [], []
+    for i in range(60):
+        longer = i % 3 != 0
+        extra = int(rng.integers(5, 40))
+        original = "word " * 30
+        opt = original + "more " * extra if longer else "word " * (30 - extra // 2)
+        win = longer if rng.random() < 0.8 else not longer  # a judge swayed by length, with noise
+        outcome = "win" if win else "lose"
+        answers.append(_answer(f"q{i}", "trained", None, original, opt, backend="openai"))
+        judgments.append(_judgment(f"q{i}", "trained", None, "A" if win else "B", "B" if win else "A", outcome, True,
+                                   "openai"))
+        optimized.append(_optimized(f"q{i}", "trained", None, True))
+    rows, out = _report(tmp_path, _write(tmp_path, "lc", answers, judgments, optimized), lc_min_pairs=20,
+                        bootstrap_samples=200)
+    row = rows[0]
+    assert row["delta_wr"] > 15 and row["lc_length_coef"] > 1
+    assert row["lc_delta_wr_low"] <= 0 <= row["lc_delta_wr_high"]
+    assert row["lc_delta_wr"] < row["delta_wr"]
+    assert f"| {row['delta_wr']:.1f} [" in out["summary"].read_text()

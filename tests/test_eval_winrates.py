@@ -1,13 +1,16 @@
-"""Win-rate, interval and similarity arithmetic on hand-computed cases."""
+"""Win-rate, interval, length-control and similarity arithmetic on hand-computed and synthetic cases."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
+from bpo.eval.length_control import OUTCOME_PREFERENCE, length_controlled
 from bpo.eval.intrinsic import lcs_length, rouge_l, similarity_summary, token_f1
-from bpo.eval.winrates import bootstrap_delta_interval, mean_words, position_consistency, win_rates
+from bpo.eval.winrates import (bootstrap_delta_interval, mean_words, position_consistency, verdict_probabilities,
+                               weighted_delta_wr, weighted_preference, win_rates)
 
 
 def test_win_rates_hand_computed():
@@ -100,3 +103,108 @@ def test_similarity_summary_has_a_baseline():
     s = similarity_summary(["Explain photosynthesis simply for a child"], ["Explain photosynthesis simply for a child"], ["photosynthesis?"])
     assert s["n"] == 1 and s["token_f1"] == 1.0 and s["exact_match"] == 1.0 and s["unchanged"] == 0.0
     assert s["baseline_token_f1"] == pytest.approx(2 * (1 * 1 / 6) / (1 + 1 / 6))
+
+
+# --- length control ----------------------------------------------------------------------
+
+
+def _synthetic(seed: int, *, n: int, quality: float, length_shift: float):
+    """Judgments of a judge that prefers longer answers: P(optimized preferred) =
+    σ(quality + 2 tanh(Δlen / 300)), 15% ties. Returns (outcomes, optimized lengths, original lengths)."""
+    rng = np.random.default_rng(seed)
+    original = rng.integers(200, 1200, n).astype(float)
+    optimized = np.maximum(original + rng.normal(length_shift, 300, n), 20.0)
+    p = 1.0 / (1.0 + np.exp(-(quality + 2.0 * np.tanh((optimized - original) / 300))))
+    won = rng.random(n) < p
+    tie = rng.random(n) < 0.15
+    outcomes = np.where(tie, "tie", np.where(won, "win", "lose")).tolist()
+    return outcomes, optimized, original
+
+
+def _lc(outcomes, optimized, original, samples=200):
+    return length_controlled([OUTCOME_PREFERENCE[o] for o in outcomes], optimized, original, samples=samples, seed=0)
+
+
+def test_longer_but_no_better_raw_gain_vanishes_under_length_control():
+    # The optimized answers are longer on average (+150 characters) and no better: the judge
+    # only rewards length. Raw ΔWR is clearly positive; the LC interval covers 0.
+    outcomes, optimized, original = _synthetic(3, n=200, quality=0.0, length_shift=150.0)
+    raw = win_rates(outcomes).delta_wr
+    raw_low, _ = bootstrap_delta_interval(outcomes, samples=2000, seed=0)
+    lc = _lc(outcomes, optimized, original)
+    assert raw > 20 and raw_low > 0
+    assert lc.low <= 0 <= lc.high
+    assert abs(lc.delta_wr) < raw / 2 and lc.length_coef > 0.5 and lc.n == 200
+
+
+def test_better_at_equal_length_stays_positive():
+    # Same length on average (differences symmetric around 0), genuinely better: LC ΔWR > 0.
+    outcomes, optimized, original = _synthetic(0, n=200, quality=0.8, length_shift=0.0)
+    lc = _lc(outcomes, optimized, original)
+    assert lc.low > 0 and lc.delta_wr > 20
+
+
+def test_length_control_exact_cases():
+    # identity optimizer: every pair a tie, no length difference -> 0 with a zero-width interval
+    lc = _lc(["tie"] * 10, [50] * 10, [50] * 10)
+    assert (lc.delta_wr, lc.low, lc.high, lc.length_coef, lc.n_separated) == (0.0, 0.0, 0.0, None, 0)
+    # no length difference at all: the intercept-only GLM is the mean preference -> LC == raw
+    outcomes = ["win"] * 6 + ["tie"] * 2 + ["lose"] * 2
+    lc = _lc(outcomes, [80] * 10, [80] * 10)
+    assert lc.delta_wr == pytest.approx(win_rates(outcomes).delta_wr) and lc.length_coef is None
+    assert lc.low <= lc.delta_wr <= lc.high
+    assert length_controlled([], [], [], samples=5, seed=0) is None
+
+
+def test_length_control_matches_the_glm_and_is_seeded():
+    import statsmodels.api as sm
+
+    outcomes, optimized, original = _synthetic(5, n=120, quality=0.3, length_shift=100.0)
+    y = np.array([OUTCOME_PREFERENCE[o] for o in outcomes])
+    diff = optimized - original
+    x = np.tanh(diff / diff.std())
+    fit = sm.GLM(y, sm.add_constant(x), family=sm.families.Binomial()).fit()
+    lc = _lc(outcomes, optimized, original, samples=50)
+    assert lc.delta_wr == pytest.approx(100 * (2 / (1 + np.exp(-fit.params[0])) - 1))
+    assert lc.length_coef == pytest.approx(fit.params[1])
+    assert lc == _lc(outcomes, optimized, original, samples=50)
+    other = length_controlled(y, optimized, original, samples=50, seed=1)
+    assert (other.low, other.high) != (lc.low, lc.high) and other.delta_wr == lc.delta_wr
+
+
+def test_length_control_survives_perfect_separation():
+    # the longer answer always wins: no ML estimate exists; the ridge fallback gives a finite,
+    # answer (length differences ±100, ±200: symmetric, so σ(β₀) = 0.5) and the fits that needed it
+    # are counted
+    lc = _lc(["win", "win", "lose", "lose"], [300, 200, 100, 50], [100, 100, 200, 250], samples=50)
+    assert lc.n_separated >= 1 and abs(lc.delta_wr) < 1e-6
+    assert -100 <= lc.low <= lc.high <= 100
+
+
+def test_length_control_rejects_bad_input():
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        length_controlled([1.5], [1], [1], samples=5, seed=0)
+    with pytest.raises(ValueError, match="same length"):
+        length_controlled([1.0, 0.0], [1], [1], samples=5, seed=0)
+
+
+# --- probability-weighted win rate ---------------------------------------------------------
+
+
+def test_verdict_probabilities_pool_and_renormalise():
+    probs = verdict_probabilities({"A": math.log(0.6), " a": math.log(0.1), "B": math.log(0.2), "tie": math.log(0.05),
+                                   "The": math.log(0.05)})
+    assert probs == pytest.approx({"A": 0.7 / 0.95, "B": 0.2 / 0.95, "C": 0.05 / 0.95})
+    assert verdict_probabilities({"Sure": -0.1}) is None
+
+
+def test_weighted_preference_and_delta():
+    # optimized first: P(A) .7, P(C) .2 -> .8 ; original first: P(B) .5, P(C) .2 -> .6 ; mean .7
+    first = {"A": 0.7, "B": 0.1, "C": 0.2}
+    second = {"A": 0.3, "B": 0.5, "C": 0.2}
+    assert weighted_preference(first, second) == pytest.approx(0.7)
+    assert weighted_preference(None, second) == pytest.approx(0.6)  # single_random: one order
+    assert weighted_preference(None, None) is None
+    # hard verdicts reproduce win − lose: prefs 1, 1, .5, 0 -> mean .625 -> ΔWR 25 (= 50 − 25)
+    assert weighted_delta_wr([1.0, 1.0, 0.5, 0.0, None]) == pytest.approx(25.0)
+    assert math.isnan(weighted_delta_wr([None]))

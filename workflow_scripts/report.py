@@ -1,4 +1,4 @@
-"""Rule report: win-rate table, Markdown summary, bar chart, intrinsic metrics."""
+"""Rule report: win-rate table, Markdown and HTML summary, plots, intrinsic metrics."""
 
 from bpo.logging_setup import setup_logging
 
@@ -11,4 +11,4 @@ inp, out = snakemake.input, snakemake.output  # noqa: F821
 build_report(list(inp.judgments), list(inp.answers), list(inp.optimized),
              ReportSettings.from_params(snakemake.params.settings),  # noqa: F821
              out_table=out.table, out_summary=out.summary, out_plot=out.plot, out_compare_plot=out.compare_plot,
-             out_intrinsic=out.intrinsic)
+             out_intrinsic=out.intrinsic, out_summary_html=out.summary_html)

@@ -6,9 +6,10 @@ verdict, a failed call, a missing answer) are counted separately and reported, n
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -94,3 +95,53 @@ def mean_words(texts: Iterable[str | None]) -> float | None:
     """Mean answer length in whitespace-separated words over the answers present."""
     lengths = [len(t.split()) for t in texts if isinstance(t, str)]
     return float(np.mean(lengths)) if lengths else None
+
+
+# --- probability-weighted win rate ------------------------------------------------------
+#
+# Input contract (no judge in this project records it yet): for each judged order, the judge
+# endpoint's top log-probabilities at the position of the verdict letter (the token after
+# "[["), as a mapping token -> natural-log probability, e.g. {"A": -0.05, "B": -3.2, " C": -6.0}
+# (OpenAI ``logprobs=True, top_logprobs=k``: ``choices[0].logprobs.content[i].top_logprobs``).
+
+_VERDICT_TOKEN = {"a": "A", "b": "B", "c": "C", "tie": "C"}
+
+
+def verdict_probabilities(top_logprobs: Mapping[str, float]) -> dict[str, float] | None:
+    """P(A), P(B), P(C) at the verdict position, renormalised over the three verdicts (tokens
+    differing in case or surrounding space pool; "tie" counts as C). None when the top
+    log-probabilities name no verdict at all."""
+    mass = {"A": 0.0, "B": 0.0, "C": 0.0}
+    for token, logprob in top_logprobs.items():
+        verdict = _VERDICT_TOKEN.get(token.strip().lower())
+        if verdict is not None:
+            mass[verdict] += math.exp(logprob)
+    total = sum(mass.values())
+    if total <= 0.0:
+        return None
+    return {k: v / total for k, v in mass.items()}
+
+
+def weighted_preference(probs_optimized_first: Mapping[str, float] | None,
+                        probs_original_first: Mapping[str, float] | None) -> float | None:
+    """Expected preference for the optimized answer (1 = surely preferred, 0.5 = tie), from the
+    verdict probabilities of each judged order (None = not judged in that order): with the
+    optimized answer shown first P(A) + P(C)/2, shown second P(B) + P(C)/2; the mean of the
+    orders judged. None when neither order has probabilities."""
+    prefs = []
+    if probs_optimized_first is not None:
+        prefs.append(probs_optimized_first["A"] + probs_optimized_first["C"] / 2)
+    if probs_original_first is not None:
+        prefs.append(probs_original_first["B"] + probs_original_first["C"] / 2)
+    return sum(prefs) / len(prefs) if prefs else None
+
+
+def weighted_delta_wr(preferences: Iterable[float | None]) -> float:
+    """Probability-weighted ΔWR = 100 · (2 · mean preference − 1) over the pairs with a preference:
+    the expected win % − lose % (ties count half to each side). NaN when no pair has one. Its
+    length-controlled form: :func:`bpo.eval.length_control.length_controlled` on the same
+    preferences."""
+    prefs = [p for p in preferences if p is not None]
+    if not prefs:
+        return float("nan")
+    return 100.0 * (2.0 * float(np.mean(prefs)) - 1.0)

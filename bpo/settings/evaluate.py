@@ -87,11 +87,13 @@ class JudgeSettings(Settings):
 
 @dataclass(frozen=True)
 class ReportSettings(Settings):
-    """``eval.report``: the bootstrap interval of ΔWR."""
+    """``eval.report``: the bootstrap intervals of ΔWR and LC ΔWR; the fewest valid pairs a
+    length-controlled fit is attempted on (per row, categories included)."""
 
     bootstrap_samples: int
     seed: int
     confidence: float
+    lc_min_pairs: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:

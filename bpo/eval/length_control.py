@@ -1,0 +1,118 @@
+"""Length-controlled ΔWR in the sense of AlpacaEval 2.0 (Dubois et al., 2024, "Length-Controlled
+AlpacaEval"), for one comparison: answers to optimized prompts against answers to the originals.
+
+Model (AlpacaEval's ``length_controlled_minimal`` GLM, without the instruction-difficulty term
+that needs a leaderboard of other models): a binomial GLM with logit link,
+
+    P(judge prefers the optimized answer) = σ(β₀ + θ · tanh(Δlen / sd(Δlen)))
+
+where Δlen = characters of the optimized answer − characters of the original answer (AlpacaEval
+also counts characters), scaled by its standard deviation without centring, so that zero still
+means "equally long". The length-controlled preference is the prediction at Δlen = 0, σ(β₀);
+LC ΔWR = 100 · (2 σ(β₀) − 1), the same scale as ΔWR = win % − lose %.
+
+Ties enter as a preference of 0.5, as in AlpacaEval (quasi-binomial: the fractional outcome is
+the GLM's response); this makes 100 · (2 · mean preference − 1) exactly win % − lose %, so the
+two numbers differ only by what the length term explains. Soft preferences in [0, 1] (a judge's
+verdict-token probabilities, :func:`bpo.eval.winrates.weighted_preference`) enter the same way.
+
+Fit: statsmodels' GLM (IRLS maximum likelihood). Where the maximum-likelihood estimate does not
+exist (perfect separation, e.g. in a small bootstrap resample where the longer answer always
+won; or IRLS not converging to finite values), the fit falls back to statsmodels' ridge-penalised
+GLM with penalty :data:`RIDGE` on θ only, and the fit is counted. Exact cases need no fit: a constant preference is its own
+LC value, and without any length difference the GLM reduces to the mean preference.
+
+Interval: percentile bootstrap over pairs (resampled with replacement, refitted, sd recomputed).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+RIDGE = 0.01  # statsmodels elastic-net alpha on θ (L1_wt 0) where the ML estimate does not exist
+OUTCOME_PREFERENCE = {"win": 1.0, "tie": 0.5, "lose": 0.0}
+
+
+@dataclass(frozen=True)
+class LengthControlled:
+    delta_wr: float  # LC ΔWR, percentage points
+    low: float  # bootstrap interval
+    high: float
+    length_coef: float | None  # θ of the full-sample fit; None when no fit was needed
+    n: int  # pairs fitted
+    n_separated: int  # fits (full sample + resamples) that needed the ridge fallback
+
+
+@dataclass(frozen=True)
+class _Fit:
+    preference: float  # predicted preference at zero length difference, in [0, 1]
+    length_coef: float | None
+    separated: bool = False
+
+
+def _fit(y: np.ndarray, diff: np.ndarray) -> _Fit:
+    if np.all(y == y[0]):
+        return _Fit(float(y[0]), None)
+    sd = float(diff.std())
+    if sd == 0.0:
+        return _Fit(float(y.mean()), None)
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
+
+    x = np.tanh(diff / sd)
+    model = sm.GLM(y, np.column_stack([np.ones_like(x), x]), family=sm.families.Binomial())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # overflow on the way to a separation
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        try:
+            result = model.fit()
+            params, separated = result.params, not (result.converged and np.all(np.isfinite(result.params)))
+        except PerfectSeparationWarning:
+            separated = True
+        if separated:
+            warnings.simplefilter("ignore", PerfectSeparationWarning)
+            params = model.fit_regularized(alpha=np.array([0.0, RIDGE]), L1_wt=0.0).params
+    return _Fit(_sigmoid(params[0]), float(params[1]), separated)
+
+
+def _sigmoid(z: float) -> float:
+    return float(0.5 * (1.0 + np.tanh(0.5 * z)))  # no overflow for a diverging intercept
+
+
+def _delta(preference: float) -> float:
+    return 100.0 * (2.0 * preference - 1.0)
+
+
+def length_controlled(preferences: Sequence[float], len_optimized: Sequence[float], len_original: Sequence[float], *,
+                      samples: int, seed: int, confidence: float = 0.95) -> LengthControlled | None:
+    """LC ΔWR with its percentile bootstrap interval. ``preferences[i]`` is the judge's preference
+    for the optimized answer of pair i (1 win, 0.5 tie, 0 lose, or a probability); lengths in
+    characters. None when there is no pair."""
+    if samples < 1:
+        raise ValueError("bootstrap samples must be >= 1")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be in (0, 1)")
+    y = np.asarray(preferences, dtype=float)
+    diff = np.asarray(len_optimized, dtype=float) - np.asarray(len_original, dtype=float)
+    if not (len(y) == len(diff) == len(len_original)):
+        raise ValueError("preferences and lengths must have the same length")
+    if len(y) == 0:
+        return None
+    if np.any((y < 0) | (y > 1)) or np.any(np.isnan(y)) or np.any(np.isnan(diff)):
+        raise ValueError("preferences must lie in [0, 1] and lengths must be numbers")
+    full = _fit(y, diff)
+    rng = np.random.default_rng(seed)
+    estimates = np.empty(samples)
+    separated = int(full.separated)
+    for s in range(samples):
+        idx = rng.integers(0, len(y), len(y))
+        fit = _fit(y[idx], diff[idx])
+        estimates[s] = _delta(fit.preference)
+        separated += fit.separated
+    alpha = 1.0 - confidence
+    low, high = np.percentile(estimates, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return LengthControlled(_delta(full.preference), float(low), float(high), full.length_coef, len(y), separated)
