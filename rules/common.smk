@@ -251,6 +251,7 @@ def eval_report_outputs():
             result("report/summary.md"),
             result("report/winrates.png"),
             result("report/intrinsic.json"),
+            result("report/browse.html"),  # rules/report.smk, rule browse
         ]
     if config["eval"]["sft_rewrite"]["activate"]:
         out += [result("sft_rewrite/reproduce.json"), result("sft_rewrite/train.json")]

@@ -42,3 +42,30 @@ rule report:
         mem_mb=2000,
     script:
         "../workflow_scripts/report.py"
+
+
+# One self-contained HTML page to read the cases behind the win rates (bpo/browse/); its inputs
+# are the report's, so the two never disagree on what was evaluated.
+rule browse:
+    input:
+        judgments=rules.report.input.judgments,
+        answers=rules.report.input.answers,
+        optimized=rules.report.input.optimized,
+        winrates=rules.report.output.table,
+    output:
+        html=report(
+            result("report/browse.html"),
+            caption="../report/browse.rst",
+            category="Evaluation",
+            labels={"figure": "results browser"},
+        ),
+    log:
+        log_file("report/browse.log"),
+    benchmark:
+        benchmark_file("report/browse.tsv")
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../workflow_scripts/browse.py"
