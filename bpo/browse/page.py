@@ -61,7 +61,8 @@ def encode(rows: Sequence[Row], winrates: Sequence[dict]) -> dict:
 
 def render(data: dict, title: str) -> str:
     raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    blob = base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
+    # level 6: level 9 takes 3x the time for 4% fewer bytes
+    blob = base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
     t = html.escape(title)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
