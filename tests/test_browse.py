@@ -131,6 +131,12 @@ def test_page_filters_summary_and_search(browser, demo):
     assert int(_summary(driver)["n"]) == total and len(_shown(driver)) == 50  # first page of rows
     assert "from the offline stand-in" in driver.find_element("id", "summary").text
     screenshot(driver, "browse.png")
+    first = driver.find_element("css selector", "article.row")
+    original_q, optimized_q = first.find_elements("css selector", "p.q")
+    row0 = load_rows(demo["paths"]["optimized"], demo["paths"]["answers"], demo["paths"]["judgments"])[0]
+    assert (original_q.text, optimized_q.text) == (row0.question_original, row0.question_optimized)
+    added = " ".join(e.text for e in optimized_q.find_elements("css selector", "ins"))
+    assert row0.question_optimized.split(". ", 1)[1] in added  # the rewrite's addition is marked
 
     # one slice of the report: the summary shows its numbers
     w = next(r for r in pq.read_table(demo["winrates"]).to_pylist() if (r["testset"], r["target"]) == ("dolly", "small"))

@@ -59,8 +59,16 @@
 
   function diffHtml(a, b) {
     const ops = diff(a, b);
-    const side = (keep) => ops.filter(([op]) => op === "=" || op === keep).map(([op, t]) =>
-      op === "=" ? esc(t) : (op === "-" ? "<del>" : "<ins>") + esc(t) + (op === "-" ? "</del>" : "</ins>")).join("");
+    const side = (keep) => {
+      // one marked run per change: spaces between two changed words join them
+      const xs = ops.filter(([op]) => op === "=" || op === keep), runs = [];
+      xs.forEach(([op, t], k) => {
+        if (op === "=" && !t.trim() && k > 0 && k < xs.length - 1 && xs[k - 1][0] === keep && xs[k + 1][0] === keep) op = keep;
+        const last = runs[runs.length - 1];
+        if (last && last[0] === op) last[1] += t; else runs.push([op, t]);
+      });
+      return runs.map(([op, t]) => (op === "=" ? esc(t) : `<${op === "-" ? "del" : "ins"}>${esc(t)}</${op === "-" ? "del" : "ins"}>`)).join("");
+    };
     return [side("-"), side("+")];
   }
 
