@@ -1,4 +1,4 @@
-# stage: report -- win rates per test set and target, Markdown summary, bar chart.
+# stage: report -- win rates per test set and target, Markdown summary, bar chart, results browser.
 # Outputs are flagged with report() so `snakemake --report report.html` shows them.
 
 
