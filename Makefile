@@ -16,8 +16,9 @@ PIP := $(PYTHON) -m pip
 CORES ?= 2
 PYTEST_ARGS ?=
 SNAKEMAKE_ARGS ?=
-# command -> Debian package, for the tools the tests run (tests/test_llm_transport.py: openssl)
-APT_TOOLS := openssl:openssl git:git
+# command -> Debian package, for the tools the tests run (tests/test_llm_transport.py: openssl;
+# the page tests, tests/test_browse.py and test_playground.py: headless chromium + its chromedriver)
+APT_TOOLS := openssl:openssl git:git chromium:chromium chromedriver:chromium-driver
 
 SETUP_FILES := requirements.lock requirements-models.txt pyproject.toml
 SETUP_KEY := $(shell { cat $(SETUP_FILES); command -v $(PYTHON); } | sha256sum | cut -c1-16)

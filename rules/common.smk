@@ -301,9 +301,11 @@ def eval_report_outputs():
         out += [
             result("report/winrates.parquet"),
             result("report/summary.md"),
+            result("report/summary.html"),
             result("report/winrates.png"),
             result("report/compare.png"),
             result("report/intrinsic.json"),
+            result("report/browse.html"),  # rules/report.smk, rule browse
         ]
     if config["eval"]["sft_rewrite"]["activate"]:
         out += [result("sft_rewrite/reproduce.json"), result("sft_rewrite/train.json")]

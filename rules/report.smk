@@ -1,4 +1,4 @@
-# stage: report -- win rates per optimizer, test set and target, Markdown summary, plots.
+# stage: report -- win rates per optimizer, test set and target, summary, plots, results browser.
 # Outputs are flagged with report() so `snakemake --report report.html` shows them.
 
 
@@ -19,6 +19,12 @@ rule report:
             caption="../report/summary.rst",
             category="Evaluation",
             labels={"figure": "summary"},
+        ),
+        summary_html=report(
+            result("report/summary.html"),
+            caption="../report/summary_html.rst",
+            category="Evaluation",
+            labels={"figure": "summary table"},
         ),
         plot=report(
             result("report/winrates.png"),
@@ -42,9 +48,38 @@ rule report:
         settings=report_settings(),
     log:
         log_file("report/report.log"),
+    benchmark:
+        benchmark_file("report/report.tsv")
     conda:
         "../envs/eval.yaml"
     resources:
         mem_mb=2000,
     script:
         "../workflow_scripts/report.py"
+
+
+# One self-contained HTML page to read the cases behind the win rates (bpo/browse/); its inputs
+# are the report's, so the two never disagree on what was evaluated.
+rule browse:
+    input:
+        judgments=rules.report.input.judgments,
+        answers=rules.report.input.answers,
+        optimized=rules.report.input.optimized,
+        winrates=rules.report.output.table,
+    output:
+        html=report(
+            result("report/browse.html"),
+            caption="../report/browse.rst",
+            category="Evaluation",
+            labels={"figure": "results browser"},
+        ),
+    log:
+        log_file("report/browse.log"),
+    benchmark:
+        benchmark_file("report/browse.tsv")
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../workflow_scripts/browse.py"

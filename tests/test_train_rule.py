@@ -48,7 +48,7 @@ def test_train_rule_trains_the_default_tiny_optimizer_and_reruns_on_a_param_edit
 
 
 UPSTREAM = {"pairs_source", "pairs_merge", "critique", "critique_estimate", "sft", "download_testset"}
-DOWNSTREAM = {"train_optimizer", "optimize_testset", "answer", "judge", "report", "all"}  # all: the target rule
+DOWNSTREAM = {"train_optimizer", "optimize_testset", "answer", "judge", "report", "browse", "all"}  # all: the target rule
 
 
 def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a_runtime_edit(workflow_copy):

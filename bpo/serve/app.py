@@ -2,7 +2,8 @@
 message with the optimizer before forwarding the request to the upstream API.
 
 Endpoints: ``POST /v1/chat/completions`` (streaming or not), ``GET /v1/models``,
-``POST /v1/rewrite`` (the rewrite only), ``GET /health``, ``GET /metrics`` (Prometheus).
+``POST /v1/rewrite`` (the rewrite only), ``GET /health``, ``GET /metrics`` (Prometheus), and
+``GET /``, the playground page (:mod:`bpo.serve.playground`).
 :func:`routes` lists them; a page that extends the server (a playground) adds its own routes.
 
 Rewriting rules: only the last ``user`` message's text (a string content, or the first text part
@@ -41,6 +42,7 @@ from starlette.routing import Route
 from bpo.serve.batcher import Outcome, QueueFull, RewriteBatcher
 from bpo.serve.cache import RewriteCache
 from bpo.serve.metrics import ServeMetrics
+from bpo.serve.playground import playground_routes
 from bpo.serve.rewriter import Rewrite, Rewriter, make_rewriter
 from bpo.serve.upstream import Upstream, UpstreamError, UpstreamResponse
 from bpo.settings.serve import ServeSettings
@@ -443,7 +445,7 @@ def routes() -> list[Route]:
         Route("/v1/rewrite", rewrite, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-    ]
+    ] + playground_routes()  # GET /: a static page calling the endpoints above like any client
 
 
 def create_app(settings: ServeSettings, *, rewriter: Rewriter | None = None, environ=os.environ,

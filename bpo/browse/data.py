@@ -1,0 +1,146 @@
+"""The browser's rows: the evaluation's Parquet artifacts joined into one record per
+(test set, optimizer, target, item).
+
+Reads both layouts: today's (``eval/{testset}/optimized.parquet``, no optimizer or category
+column) and the one with an optimizer level and category/protocol columns. Columns a layout
+lacks get defaults (:data:`DEFAULT_OPTIMIZER`, category null), so the same loader serves both.
+Inputs whose rows do not join are an error naming the file and item, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import pyarrow.parquet as pq
+
+# The old layout evaluated one optimizer: this workflow's trained one.
+DEFAULT_OPTIMIZER = "trained"
+
+_OPTIMIZED_COLS = ("item_id", "testset", "instruction", "context", "optimized_instruction", "fallback_reason")
+_ANSWER_COLS = ("item_id", "testset", "target", "question_original", "question_optimized", "answer_original",
+                "answer_optimized", "status_original", "status_optimized", "backend")
+_JUDGMENT_COLS = ("item_id", "testset", "target", "judge_model", "verdict_optimized_first",
+                  "verdict_original_first", "outcome", "raw_optimized_first", "raw_original_first", "backend")
+_WINRATE_COLS = ("testset", "target", "judge_model", "n", "n_invalid", "win", "tie", "lose", "delta_wr",
+                 "delta_wr_low", "delta_wr_high", "backend")
+# Optional columns of the newer layout, passed through when present.
+_WINRATE_OPTIONAL = ("optimizer", "category", "lc_delta_wr", "lc_delta_wr_low", "lc_delta_wr_high")
+OUTCOMES = ("win", "tie", "lose", "invalid")
+
+
+class BrowseInputError(ValueError):
+    """An input artifact is missing columns or its rows do not join."""
+
+
+def _read(path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict]:
+    names = pq.read_schema(path).names
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise BrowseInputError(f"{path}: missing columns {missing}")
+    cols = list(required) + [c for c in optional if c in names]
+    return pq.read_table(path, columns=cols).to_pylist()
+
+
+def words(text: str | None) -> int | None:
+    """Answer length in whitespace-separated words, as the report counts it (None: no answer)."""
+    return len(text.split()) if isinstance(text, str) else None
+
+
+@dataclass(frozen=True)
+class Row:
+    testset: str
+    optimizer: str
+    target: str
+    item_id: str
+    category: str | None
+    question_original: str
+    question_optimized: str
+    answer_original: str | None
+    answer_optimized: str | None
+    status_original: str
+    status_optimized: str
+    fallback_reason: str | None
+    verdict_optimized_first: str | None
+    verdict_original_first: str | None
+    raw_optimized_first: str | None  # the judge's full reply: its rationale
+    raw_original_first: str | None
+    outcome: str
+    protocol: str | None
+    judge_model: str
+    answer_backend: str  # "standin" where the offline stand-in answered
+    judge_backend: str
+
+    @property
+    def len_original(self) -> int | None:
+        return words(self.answer_original)
+
+    @property
+    def len_optimized(self) -> int | None:
+        return words(self.answer_optimized)
+
+
+def _key(r: dict, *fields: str) -> tuple:
+    return tuple(r.get(f) if f != "optimizer" else (r.get("optimizer") or DEFAULT_OPTIMIZER) for f in fields)
+
+
+def load_rows(optimized: Iterable[str | os.PathLike], answers: Iterable[str | os.PathLike],
+              judgments: Iterable[str | os.PathLike]) -> list[Row]:
+    """One :class:`Row` per judged item, joined by (testset, optimizer, target, item_id); the
+    optimized prompts by (testset, optimizer, item_id). Sorted by those keys."""
+    opt: dict[tuple, dict] = {}
+    for path in optimized:
+        for r in _read(path, _OPTIMIZED_COLS, ("optimizer", "category")):
+            opt[_key(r, "testset", "optimizer", "item_id")] = r
+    ans: dict[tuple, tuple[dict, str]] = {}
+    for path in answers:
+        for r in _read(path, _ANSWER_COLS, ("optimizer", "category")):
+            ans[_key(r, "testset", "optimizer", "target", "item_id")] = (r, str(path))
+    rows: list[Row] = []
+    seen: set[tuple] = set()
+    for path in judgments:
+        for j in _read(path, _JUDGMENT_COLS, ("optimizer", "category", "protocol")):
+            key = _key(j, "testset", "optimizer", "target", "item_id")
+            if key not in ans:
+                raise BrowseInputError(f"{path}: item {key[3]!r} (test set {key[0]}, optimizer {key[1]}, "
+                                       f"target {key[2]}) has no row in the answers given")
+            a, _ = ans[key]
+            o = opt.get(_key(j, "testset", "optimizer", "item_id"))
+            if o is None:
+                raise BrowseInputError(f"{path}: item {key[3]!r} (test set {key[0]}, optimizer {key[1]}) "
+                                       "has no row in the optimized prompts given")
+            if j["outcome"] not in OUTCOMES:
+                raise BrowseInputError(f"{path}: item {key[3]!r}: unknown outcome {j['outcome']!r}")
+            seen.add(key)
+            rows.append(Row(
+                testset=key[0], optimizer=key[1], target=key[2], item_id=key[3],
+                category=j.get("category") or a.get("category") or o.get("category"),
+                question_original=a["question_original"], question_optimized=a["question_optimized"],
+                answer_original=a["answer_original"], answer_optimized=a["answer_optimized"],
+                status_original=a["status_original"], status_optimized=a["status_optimized"],
+                fallback_reason=o["fallback_reason"],
+                verdict_optimized_first=j["verdict_optimized_first"], verdict_original_first=j["verdict_original_first"],
+                raw_optimized_first=j["raw_optimized_first"], raw_original_first=j["raw_original_first"],
+                outcome=j["outcome"], protocol=j.get("protocol"), judge_model=j["judge_model"],
+                answer_backend=a["backend"], judge_backend=j["backend"],
+            ))
+    unjudged = [(k, p) for k, (_, p) in ans.items() if k not in seen]
+    if unjudged:
+        (k, p), n = unjudged[0], len(unjudged)
+        raise BrowseInputError(f"{p}: {n} answered item(s) have no judgment in the judgments given, first "
+                               f"{k[3]!r} (test set {k[0]}, optimizer {k[1]}, target {k[2]})")
+    rows.sort(key=lambda r: (r.testset, r.optimizer, r.target, r.item_id))
+    return rows
+
+
+def load_winrates(paths: Iterable[str | os.PathLike]) -> list[dict]:
+    """The report's win-rate rows (optimizer filled in, category null = overall)."""
+    out = []
+    for path in paths:
+        for r in _read(path, _WINRATE_COLS, _WINRATE_OPTIONAL):
+            r["optimizer"] = r.get("optimizer") or DEFAULT_OPTIMIZER
+            if r.get("category") == "all":
+                r["category"] = None
+            out.append(r)
+    return out
