@@ -116,7 +116,7 @@ def test_real_run_writes_pairs_stats_and_logs(ran):
         assert read_table(ran / f"results/demo/pairs/{source}.parquet", PAIRS).num_rows == st["pairs"] >= 10
         log = (ran / f"logs/demo/data/pairs_source.{source}.log").read_text()
         assert all(f"{reason} {n}" in log for reason, n in st["dropped"].items())
-        assert (ran / f"benchmarks/data/pairs_source.{source}.tsv").exists()
+        assert (ran / f"benchmarks/demo/data/pairs_source.{source}.tsv").exists()
     assert "duplicates across sources dropped" in (ran / "logs/demo/data/pairs_merge.log").read_text()
     assert planned_jobs(snakemake(ran, "-n", "--cores", "1", TARGET)) == {}
 
