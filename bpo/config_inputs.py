@@ -114,7 +114,8 @@ def _eval_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]
     targets = dict(_active(ev["targets"]))
     testsets = dict(_active(ev["testsets"]))
     if ev["sft_rewrite"]["activate"]:
-        yield "eval.sft_rewrite.path", _file_problem(ev["sft_rewrite"]["path"])
+        path = ev["sft_rewrite"]["path"]
+        yield "eval.sft_rewrite.path", _file_problem(path) if path else "not set (activate needs an Alpaca-format file)"
     if not (targets and testsets):
         return  # nothing is evaluated
     for name, cfg in testsets.items():

@@ -33,6 +33,7 @@ def test_default_and_paper_configs_have_no_input_problems():
          f"config eval.testsets.vicuna_eval.path: {MISSING} does not exist"),
         ({"eval": {"sft_rewrite": {"activate": True, "path": MISSING}}},
          f"config eval.sft_rewrite.path: {MISSING} does not exist"),
+        ({"eval": {"sft_rewrite": {"activate": True, "path": None}}}, "config eval.sft_rewrite.path: not set"),
         ({"critique": {"template": "config/templates/nope.txt"}},
          "config critique.template: config/templates/nope.txt does not exist"),
         ({"eval": {"judge": {"template": "config/templates/nope.txt"}}},
