@@ -66,8 +66,9 @@ class ParseResult:
         self.rows.append(row)
 
     def candidate_location(self, k: int) -> str:
-        """Where candidate pair ``k`` (an index into ``pairs``) was read."""
-        return self.where(self.rows[k])
+        """Where candidate pair ``k`` (an index into ``pairs``) was read (pairs added without
+        :meth:`keep` are named by their index)."""
+        return self.where(self.rows[k]) if k < len(self.rows) else f"candidate {k}"
 
     def set_other(self, key: str, counts: Counter) -> None:
         """Record counts that are not candidates (sorted), with their locations when known."""
