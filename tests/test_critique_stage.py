@@ -347,14 +347,14 @@ def test_workflow_critique_and_sft_with_the_standin(tmp_path):
     editing runtime limits does not."""
     wf = copy_workflow(tmp_path / "wf")
     snakemake(wf, "--cores", "2", "results/demo/sft/train.parquet", "results/demo/critiques/estimate.json")
-    report = json.loads((wf / "results" / "sft" / "filter_report.json").read_text())
+    report = json.loads((wf / "results" / "demo" / "sft" / "filter_report.json").read_text())
     assert report["records_in"] > 0 and report["kept"] > 0 and report["val"] >= 1
     assert report["records_in"] == report["kept"] + report["dropped_total"]
-    rows = read_table(wf / "results" / "critiques" / "hh_rlhf.parquet", CRITIQUES).to_pylist()
+    rows = read_table(wf / "results" / "demo" / "critiques" / "hh_rlhf.parquet", CRITIQUES).to_pylist()
     assert rows and all(r["backend"] == "standin" and r["model"] == "bpo-standin" for r in rows)
-    estimate = json.loads((wf / "results" / "critiques" / "estimate.json").read_text())
+    estimate = json.loads((wf / "results" / "demo" / "critiques" / "estimate.json").read_text())
     assert set(estimate["sources"]) == {"hh_rlhf", "oasst1", "chatbot_arena", "alpaca_gpt4"}
-    assert "not a real model" in (wf / "logs" / "critique" / "critique.hh_rlhf.log").read_text().lower()
+    assert "not a real model" in (wf / "logs" / "demo" / "critique" / "critique.hh_rlhf.log").read_text().lower()
 
     def planned():
         out = snakemake(wf, "-n", "--cores", "1", "results/demo/sft/train.parquet").stdout
