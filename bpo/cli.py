@@ -101,6 +101,11 @@ def _optimize(args: argparse.Namespace) -> int:
     from bpo.optimizer import optimize_prompts
 
     setup_logging(None)
+    from bpo.config_inputs import model_location_problem
+
+    problem = model_location_problem(args.model)
+    if problem:
+        raise CLIError(f"--model {problem}")
     try:
         settings = _generation_settings(args)
     except ValueError as exc:
@@ -190,9 +195,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class CLIError(Exception):
+    """A problem the user can fix, reported as one ``bpo: error:`` line."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run a subcommand; an error is one line on stderr (exit 1), its traceback only with --debug."""
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is taken anywhere before a "--", so it also works after a subcommand
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    args = parser.parse_args([a for a in argv[:end] if a != "--debug"] + argv[end:])
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        from bpo.redact import redact
+
+        detail = str(exc).strip().splitlines()
+        what = "" if isinstance(exc, CLIError) else f"{type(exc).__name__}: "
+        print(f"bpo: error: {what}{redact(detail[0] if detail else '')}"
+              + ("" if len(detail) < 2 else " (more with --debug)"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ keeping the copy from the source listed first in config. Sampling comes before t
 step, so a source can end with fewer than N pairs in ``all.parquet``, by exactly the
 ``duplicate_across_sources`` count its stats report (exact duplicates across
 different datasets are rare). Every dropped candidate is counted by reason; the
-counts add up: ``candidates == pairs + sum(dropped)``.
+counts add up: ``candidates == pairs + sum(dropped)``. A drop for bad input also names where
+the record was read and the field (the first few per reason, ``locations`` in the stats).
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ import hashlib
 import json
 import logging
 import os
-from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import pyarrow as pa
 
 from bpo.atomic import write_json
+from bpo.drops import Drops, locations_of
 from bpo.schemas import PAIRS, read_table, write_table
 from bpo.settings.data import MergeSettings, PairsSourceSettings
 from bpo.sources import load_source
@@ -65,35 +66,39 @@ def clean_pairs(
     max_instruction_chars: int,
     max_context_chars: int,
     max_response_chars: int,
-) -> tuple[list[dict], Counter]:
-    """Strip the texts and keep the pairs within the limits; the rest are counted by reason."""
+    locate: Callable[[int], str] | None = None,
+) -> tuple[list[dict], Drops]:
+    """Strip the texts and keep the pairs within the limits; the rest are counted by reason
+    (``locate``: candidate index -> where it was read, kept for the first few of each reason)."""
     kept: list[dict] = []
-    dropped: Counter = Counter()
-    for p in candidates:
+    dropped = Drops()
+    for k, p in enumerate(candidates):
         ins = p["instruction"].strip()
         ctx = (p["context"] or "").strip()
         good = p["good_response"].strip()
         bad = p["bad_response"].strip()
+        response = "good_response" if not good or len(good) < min_chars or len(good) > max_response_chars \
+            else "bad_response"
         if not ins:
-            why = "empty_instruction"
+            why, field = "empty_instruction", "instruction"
         elif not good or not bad:
-            why = "empty_response"
+            why, field = "empty_response", response
         elif len(ins) < min_chars:
-            why = "short_instruction"
+            why, field = "short_instruction", "instruction"
         elif len(good) < min_chars or len(bad) < min_chars:
-            why = "short_response"
+            why, field = "short_response", response
         elif len(ins) > max_instruction_chars:
-            why = "long_instruction"
+            why, field = "long_instruction", "instruction"
         elif len(ctx) > max_context_chars:
-            why = "long_context"
+            why, field = "long_context", "context"
         elif len(good) > max_response_chars or len(bad) > max_response_chars:
-            why = "long_response"
+            why, field = "long_response", response
         elif good == bad:
-            why = "same_responses"
+            why, field = "same_responses", None
         else:
             kept.append({**p, "instruction": ins, "context": ctx, "good_response": good, "bad_response": bad})
             continue
-        dropped[why] += 1
+        dropped.add(why, locate and (lambda: locate(k)), field)
     return kept, dropped
 
 
@@ -155,10 +160,11 @@ def build_source_pairs(
     source, section, cleaning = settings.source.name, settings.source.section(), settings.cleaning
     limits = {f.name: getattr(cleaning, f.name) for f in dataclasses.fields(cleaning)}  # seed first
     parsed = load_source(source, section)
-    dropped = Counter(parsed.dropped)
+    dropped = Drops()
+    dropped.merge(parsed.dropped)
     kept, cleaning_drops = clean_pairs(
-        parsed.pairs, **{k: v for k, v in limits.items() if k != "seed"})
-    dropped.update(cleaning_drops)
+        parsed.pairs, locate=parsed.candidate_location, **{k: v for k, v in limits.items() if k != "seed"})
+    dropped.merge(cleaning_drops)
     unique, duplicates = assign_ids(kept, source)
     if duplicates:
         dropped["duplicate"] = duplicates
@@ -177,6 +183,9 @@ def build_source_pairs(
         "dropped": dict(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))),
         "other": parsed.other,
         "settings": {"source": section, "pairs": limits},
+        # where the first few drops of each reason were read (file:line, file row N, hub row N)
+        "locations": locations_of(dropped),
+        "other_locations": parsed.other_locations,
     }
     if stats["candidates"] != stats["pairs"] + stats["dropped_total"]:  # a bug, not bad input
         raise AssertionError(f"{source}: counts do not add up: {stats}")

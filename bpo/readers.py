@@ -16,6 +16,10 @@ invalid JSON line) makes it fail as a whole. The reader then reads the files
 record by record, keeps every record that fits the features and counts the rest
 by reason, so a malformed record is a counted drop rather than a crash. A missing
 or unreadable file is a :class:`ReadError` that names the file.
+
+Every row of a :class:`RawTable` can be located (:meth:`RawTable.location`): ``file:line`` for
+JSON lines, ``file record N`` for a JSON array, ``file row N`` (from 0) for Parquet,
+``hub:<id> split=<s> row N`` for the hub, so a parser's drop names the record.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from bpo.drops import Drops
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +59,16 @@ class RawTable:
 
     table: pa.Table
     origin: str  # what was read, for logs and stats
-    dropped: Counter = field(default_factory=Counter)  # records the reader could not use
+    dropped: Counter = field(default_factory=Drops)  # records the reader could not use (located)
+    locate: Callable[[int], str] | None = None  # row index -> where it was read
 
     @property
     def records_read(self) -> int:
         return self.table.num_rows + sum(self.dropped.values())
+
+    def location(self, row: int) -> str:
+        """Where row ``row`` of ``table`` was read (file:line, file row N, hub id + row)."""
+        return self.locate(row) if self.locate else f"{self.origin} row {row}"
 
 
 def _suffix(path: Path) -> str | None:
@@ -143,7 +154,7 @@ def read_hub(hub_id: str, *, features, columns: Sequence[str], split: str = "tra
     missing = [c for c in columns if c not in table.column_names]
     if missing and not allow_missing:
         raise ReadError(f"{origin}: dataset has no column(s) {missing} (has {table.column_names})")
-    return RawTable(_conform(table, _schema(features, columns), origin), origin)
+    return RawTable(_conform(table, _schema(features, columns), origin), origin, locate=lambda i: f"{origin} row {i}")
 
 
 # ---------------------------------------------------------------- local files
@@ -209,6 +220,46 @@ def _iter_json_records(path: Path, *, lines: bool = False) -> Iterator[tuple[int
 
 
 
+def _is_json_array(path: Path) -> bool:
+    with _open_text(path) as fh:
+        for line in fh:
+            if line.strip():
+                return line.lstrip().startswith("[")
+    return False
+
+
+def _labeler(path: Path) -> Callable[[int], str]:
+    """How a record of ``path`` is named from what the readers yield: a line number (JSON
+    lines), a 1-based array index (a JSON array) or a 0-based row (Parquet)."""
+    if _suffix(path) in PARQUET_SUFFIXES:
+        return lambda where: f"{path} row {where}"
+    if _is_json_array(path):
+        return lambda where: f"{path} record {where}"
+    return lambda where: f"{path}:{where}"
+
+
+def _file_locations(path: Path) -> list[str]:
+    """The location of every record of a file that the typed read turns into rows, in order."""
+    if _suffix(path) in PARQUET_SUFFIXES:
+        return [f"{path} row {i}" for i in range(pq.ParquetFile(path).metadata.num_rows)]
+    label = _labeler(path)
+    return [label(where) for where, _ in _iter_json_records(path)]
+
+
+def _lazy_locator(files: list[Path]) -> Callable[[int], str]:
+    """Row -> location for a typed read of ``files``, worked out on the first call only (a read
+    without drops never pays for it)."""
+    cache: list[str] = []
+
+    def locate(row: int) -> str:
+        if not cache:
+            for f in files:
+                cache.extend(_file_locations(f))
+        return cache[row] if row < len(cache) else f"{', '.join(map(str, files))} row {row}"
+
+    return locate
+
+
 def _fits(value, typ: pa.DataType) -> bool:
     """Whether a decoded JSON value can be stored as ``typ`` without coercion (null fits all)."""
     if value is None:
@@ -228,17 +279,20 @@ def _fits(value, typ: pa.DataType) -> bool:
     raise TypeError(f"feature type {typ} is not supported by the record-by-record reader")
 
 
-def _tolerant_read(files: list[Path], schema: pa.Schema) -> tuple[pa.Table, Counter]:
+def _tolerant_read(files: list[Path], schema: pa.Schema) -> tuple[pa.Table, Drops, list[str]]:
     rows: list[dict] = []
-    dropped: Counter = Counter()
+    where_rows: list[str] = []  # the location of each kept row
+    dropped = Drops()
     for path in files:
         kept_before, bad_before = len(rows), sum(dropped.values())
         try:
+            label = _labeler(path)
             if _suffix(path) in PARQUET_SUFFIXES:
-                records: Iterable = enumerate(pq.read_table(path).to_pylist(), 1)
+                records: Iterable = enumerate(pq.read_table(path).to_pylist())
             else:
                 records = _iter_json_records(path)
             for where, rec in records:
+                bad = None
                 if rec is _INVALID:
                     reason = "malformed_invalid_json"
                 elif not isinstance(rec, dict):
@@ -247,19 +301,19 @@ def _tolerant_read(files: list[Path], schema: pa.Schema) -> tuple[pa.Table, Coun
                     bad = next((f.name for f in schema if not _fits(rec.get(f.name), f.type)), None)
                     if bad is None:
                         rows.append({f.name: rec.get(f.name) for f in schema})
+                        where_rows.append(label(where))
                         continue
                     reason = "malformed_wrong_type"
-                    where = f"{where} (field {bad!r})"
-                dropped[reason] += 1
+                dropped.add(reason, label(where), bad)
                 if dropped[reason] <= _EXAMPLES_PER_REASON:
-                    log.warning("%s:%s: record dropped: %s", path, where, reason)
+                    log.warning("%s: record dropped: %s", dropped.locations[reason][-1], reason)
         except ReadError:
             raise
         except (OSError, EOFError, UnicodeDecodeError, pa.ArrowException) as exc:
             raise ReadError(f"{path}: unreadable: {type(exc).__name__}: {exc}") from exc
         if len(rows) == kept_before and sum(dropped.values()) > bad_before:
             raise ReadError(f"{path}: no record could be read ({sum(dropped.values()) - bad_before} malformed)")
-    return pa.Table.from_pylist(rows, schema=schema), dropped
+    return pa.Table.from_pylist(rows, schema=schema), dropped, where_rows
 
 
 def read_local(path: str | Path, *, features, columns: Sequence[str]) -> RawTable:
@@ -275,11 +329,11 @@ def read_local(path: str | Path, *, features, columns: Sequence[str]) -> RawTabl
             "%s: typed read failed (%s: %s); reading record by record",
             origin, type(cause).__name__, str(cause).splitlines()[0][:300] if str(cause) else "",
         )
-        table, dropped = _tolerant_read(files, schema)
+        table, dropped, where_rows = _tolerant_read(files, schema)
         if dropped:
             log.warning("%s: %d record(s) unreadable: %s", origin, sum(dropped.values()), dict(dropped))
-        return RawTable(table, origin, dropped)
-    return RawTable(_conform(table, schema, origin), origin)
+        return RawTable(table, origin, dropped, locate=where_rows.__getitem__)
+    return RawTable(_conform(table, schema, origin), origin, locate=_lazy_locator(files))
 
 
 def read_dataset(

@@ -3,12 +3,18 @@ import os
 import re
 from urllib.parse import urlparse
 
-from snakemake.utils import validate
-
+from bpo.config_inputs import check_inputs
+from bpo.settings.config import load_schema, validate_config
 from bpo.sources import SOURCES
 
 
-validate(config, schema="../config/schema.yaml")
+# One line per problem (key path, "did you mean"); schema defaults filled in. The schema is
+# this workflow's own (not the one beside the installed bpo package).
+validate_config(config, load_schema(os.path.join(workflow.basedir, "config", "schema.yaml")))
+# Every configured local input must exist, checked here and not left to the rules' inputs:
+# Snakemake takes an existing output as a plain input when the job producing it cannot be
+# planned, so a missing input would pass silently once outputs exist (see bpo/config_inputs.py).
+check_inputs(config)
 
 
 # Each config writes under its own roots (run_name), so two configs never touch each other's

@@ -93,6 +93,17 @@ def test_missing_local_file_fails_at_dag_build_naming_it(workflow_copy):
     assert proc.returncode != 0 and "data/missing.jsonl" in _out(proc)
 
 
+def test_missing_input_is_an_error_even_when_outputs_exist(ran):
+    """Once outputs exist Snakemake would take them as plain inputs of the merge when the job
+    reading the missing file cannot be planned ("Nothing to be done", rc 0): the config's paths
+    are checked before planning instead."""
+    with edited_config(ran, lambda c: c["sources"]["hh_rlhf"].__setitem__("path", "data/missing.jsonl")):
+        proc = snakemake(ran, "-n", "--cores", "1", TARGET, check=False)
+    assert proc.returncode != 0
+    assert "config sources.hh_rlhf.path: data/missing.jsonl does not exist" in _out(proc)
+    assert "Nothing to be done" not in _out(proc)
+
+
 def test_real_run_writes_pairs_stats_and_logs(ran):
     merged = read_table(ran / TARGET, PAIRS)
     stats = json.loads((ran / "results/demo/pairs/all.stats.json").read_text())

@@ -543,3 +543,42 @@ def test_demo_files_are_in_the_exact_hub_schema(path, features, caplog):
     raw = read_dataset(path=REPO / path, hub_id=None, features=features)
     assert "typed read failed" not in caplog.text
     assert raw.table.schema == features.arrow_schema and raw.table.num_rows > 10 and not raw.dropped
+
+
+# ---------------------------------------------------------------- drop locations
+
+
+def test_drops_are_located_in_every_kind_of_input(tmp_path, monkeypatch):
+    """file:line (JSON lines, also over a folder of several files), file record N (a JSON array),
+    file row N (Parquet, from 0), hub id + row: each with the field to blame."""
+    import datasets
+
+    good, missing = hh("Hi?", good="Hello there.", bad="Go away."), {"chosen": dialogue("Hi?", "Yes.")}
+    write_jsonl(tmp_path / "d" / "a.jsonl", [good])
+    write_jsonl(tmp_path / "d" / "b.jsonl", [good, missing], raw_lines=[""])
+    (tmp_path / "arr.json").write_text(json.dumps([good, missing]))
+    pq.write_table(pa.Table.from_pylist([good, good, {"chosen": good["chosen"], "rejected": None}]), tmp_path / "p.parquet")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    write_jsonl(tmp_path / "repo" / "train.jsonl", [good, missing])
+    cases = {
+        "d": f"{tmp_path / 'd' / 'b.jsonl'}:2",
+        "arr.json": f"{tmp_path / 'arr.json'} record 2",
+        "p.parquet": f"{tmp_path / 'p.parquet'} row 2",
+    }
+    for name, where in cases.items():
+        res = load_source("hh_rlhf", {"path": str(tmp_path / name)})
+        assert res.dropped == Counter({"malformed_missing_field": 1})
+        assert res.dropped.locations == {"malformed_missing_field": [f"{where} (field 'rejected')"]}, name
+    res = load_source("hh_rlhf", {"hub_id": str(tmp_path / "repo"), "split": "train"})
+    assert res.dropped.locations == {
+        "malformed_missing_field": [f"hub:{tmp_path / 'repo'} split=train row 1 (field 'rejected')"]}
+
+
+def test_locations_are_bounded_per_reason(tmp_path):
+    from bpo.drops import LOCATIONS_PER_REASON
+
+    rows = [hh("Hi?", good="Hello there.", bad="Go away.")] + [{"chosen": dialogue("Hi?", "Yes.")}] * 50
+    res = load_source("hh_rlhf", {"path": str(write_jsonl(tmp_path / "m.jsonl", rows))})
+    assert res.dropped["malformed_missing_field"] == 50
+    assert res.dropped.locations["malformed_missing_field"] == [
+        f"{tmp_path / 'm.jsonl'}:{n} (field 'rejected')" for n in range(2, 2 + LOCATIONS_PER_REASON)]

@@ -43,12 +43,47 @@ def schema_errors(config: dict, schema: Mapping | None = None) -> list:
     return sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
 
 
+def _key_path(path) -> str:
+    return ".".join(map(str, path)) or "<top>"
+
+
+def _did_you_mean(word: object, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _error_lines(error) -> list[str]:
+    """One readable line per problem: the key path, what is wrong and a "did you mean" for an
+    unknown key or enum value. Built from the error's parts, never from ``str(error)``
+    (that one dumps the schema)."""
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list((error.schema.get("properties") or {}))
+        unknown = [k for k in error.instance if k not in known]
+        return [f"{_key_path([*error.absolute_path, k])}: unknown key"
+                + (_did_you_mean(k, known) or f" (known: {', '.join(known)})") for k in unknown]
+    if error.validator == "enum":
+        choices = error.validator_value
+        return [f"{where}: {error.instance!r} is not one of {', '.join(map(repr, choices))}"
+                f"{_did_you_mean(error.instance, choices)}"]
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        return [f"{where}: " + " or ".join(sorted({e.message for e in error.context}))]
+    return [f"{where}: {error.message}"]
+
+
+def config_problems(config: dict, schema: Mapping | None = None) -> list[str]:
+    """Every schema problem of ``config`` as one line each (defaults are filled in place)."""
+    return [line for e in schema_errors(config, schema) for line in _error_lines(e)]
+
+
 def validate_config(config: dict, schema: Mapping | None = None) -> dict:
-    """Fill defaults into ``config`` in place and return it; a :class:`ConfigError` lists every problem."""
-    errors = schema_errors(config, schema)
-    if errors:
-        lines = [f"{'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors]
-        raise ConfigError("config does not validate:\n  " + "\n  ".join(lines))
+    """Fill defaults into ``config`` in place and return it; a :class:`ConfigError` lists every
+    problem, one line each (``config pairs.max_respnse_chars: unknown key (did you mean ...?)``)."""
+    problems = config_problems(config, schema)
+    if problems:
+        raise ConfigError("\n".join(f"config {line}" for line in problems))
     return config
 
 

@@ -12,11 +12,10 @@ Two layouts:
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pyarrow as pa
 from datasets import Features, List, Value
 
+from bpo.drops import Drops
 from bpo.readers import read_dataset
 from bpo.sources.base import ParseResult, pair, read_source, record_read
 
@@ -33,32 +32,39 @@ def _rows(table: pa.Table):
     return zip(*(table.column(c).to_pylist() for c in COLUMNS))
 
 
-def parse_pair(good: pa.Table, bad: pa.Table) -> ParseResult:
+def _missing(instruction, output) -> str | None:
+    return "instruction" if instruction is None else "output" if output is None else None
+
+
+def parse_pair(good: pa.Table, bad: pa.Table, *, locate=None, locate_bad=None) -> ParseResult:
     """Join the GPT-4 and text-davinci-003 records on (instruction, input); a missing
-    input is the empty string (some copies of Alpaca leave it out)."""
-    res = ParseResult(unit="instruction")
+    input is the empty string (some copies of Alpaca leave it out). ``locate``/``locate_bad``:
+    row index -> where it was read in each file, for the drops."""
+    res = ParseResult(unit="instruction", locate=locate)
     answers: dict[tuple[str, str], str] = {}
-    other: Counter = Counter()
-    for instruction, context, output in _rows(bad):
+    other = Drops()
+    where_bad = locate_bad or (lambda row: f"bad row {row}")
+    for row, (instruction, context, output) in enumerate(_rows(bad)):
         key = (instruction, context or "")
-        if instruction is None or output is None:
-            other["bad_malformed_missing_field"] += 1
+        if _missing(instruction, output):
+            other.add("bad_malformed_missing_field", where_bad(row), _missing(instruction, output))
         elif key in answers:
-            other["bad_duplicate_key"] += 1  # the first answer is the one used
+            other.add("bad_duplicate_key", where_bad(row))  # the first answer is the one used
         else:
             answers[key] = output
     used: set[tuple[str, str]] = set()
     for i, (instruction, context, output) in enumerate(_rows(good)):
         key = (instruction, context or "")
-        if instruction is None or output is None:
-            res.dropped["malformed_missing_field"] += 1
+        if _missing(instruction, output):
+            res.drop("malformed_missing_field", i, _missing(instruction, output))
         elif key in used:
-            res.dropped["duplicate_key"] += 1
+            res.drop("duplicate_key", i, "instruction")
         elif key not in answers:
-            res.dropped["unmatched"] += 1
+            res.drop("unmatched", i, "instruction")
         else:
             used.add(key)
-            res.pairs.append(
+            res.keep(
+                i,
                 pair(
                     source_id=i,
                     instruction=instruction,
@@ -70,31 +76,31 @@ def parse_pair(good: pa.Table, bad: pa.Table) -> ParseResult:
                 )
             )
     other["bad_unmatched"] = len(answers) - len(used)
-    res.other["bad_records"] = dict(sorted(other.items()))
+    res.set_other("bad_records", other)
     return res
 
 
-def parse_comparison(table: pa.Table) -> ParseResult:
-    res = ParseResult(unit="record")
+def parse_comparison(table: pa.Table, *, locate=None) -> ParseResult:
+    res = ParseResult(unit="record", locate=locate)
     for i, (instruction, context, output) in enumerate(_rows(table)):
-        if instruction is None or output is None:
-            res.dropped["malformed_missing_field"] += 1
+        if _missing(instruction, output):
+            res.drop("malformed_missing_field", i, _missing(instruction, output))
         elif len(output) != 2 or output[0] is None or output[1] is None:
-            res.dropped["malformed_output_not_a_pair"] += 1
+            res.drop("malformed_output_not_a_pair", i, "output")
         else:
-            res.pairs.append(pair(source_id=i, instruction=instruction, context=context or "", good=output[0], bad=output[1]))
+            res.keep(i, pair(source_id=i, instruction=instruction, context=context or "", good=output[0], bad=output[1]))
     return res
 
 
 def load(settings: dict) -> ParseResult:
     if settings.get("format", "pair") == "comparison":
         raw = read_source(NAME, settings, COMPARISON_FEATURES)
-        return record_read(parse_comparison(raw.table), raw)
+        return record_read(parse_comparison(raw.table, locate=raw.location), raw)
     good = read_source(NAME, settings, FEATURES)
     bad = read_dataset(
         path=settings.get("bad_path"), hub_id=settings.get("bad_hub_id"), split=settings.get("split", "train"),
         features=FEATURES, what=f"sources.{NAME} (bad_path/bad_hub_id)",
     )
-    res = record_read(parse_pair(good.table, bad.table), good)
+    res = record_read(parse_pair(good.table, bad.table, locate=good.location, locate_bad=bad.location), good)
     # an unreadable bad record is not a candidate: counted with the other bad records
     return record_read(res, bad, unreadable_as="bad_records")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
+from bpo.drops import Drops, locations_of
 from bpo.readers import RawTable, read_dataset
 
 # Candidate pairs carry these fields; bpo.pairs adds pair_id and source after cleaning.
@@ -32,18 +33,49 @@ class ParseResult:
     ``unit`` says what a candidate is for this source (a dialogue row, a prompter
     message, an instruction), so ``candidates == len(pairs) + sum(dropped.values())``.
     ``other`` holds counts that are not candidates (e.g. oasst1 replies skipped).
+
+    Drops are located: ``locate`` turns a raw row index into where it was read (see
+    :meth:`bpo.readers.RawTable.location`), ``rows`` holds the raw row of each pair, and
+    ``other_locations`` the first locations of each ``other`` count.
     """
 
     unit: str
     pairs: list[dict] = field(default_factory=list)
-    dropped: Counter = field(default_factory=Counter)
+    dropped: Drops = field(default_factory=Drops)
     other: dict = field(default_factory=dict)
     origin: list[str] = field(default_factory=list)
     records_read: int = 0
+    locate: Callable[[int], str] | None = None
+    rows: list[int] = field(default_factory=list)
+    other_locations: dict = field(default_factory=dict)
 
     @property
     def candidates(self) -> int:
         return len(self.pairs) + sum(self.dropped.values())
+
+    def where(self, row: int) -> str:
+        """Where raw row ``row`` was read."""
+        return self.locate(row) if self.locate else f"row {row}"
+
+    def drop(self, reason: str, row: int, field: str | None = None) -> None:
+        """Count a dropped candidate (raw row ``row``; ``field``: the field to blame)."""
+        self.dropped.add(reason, lambda: self.where(row), field)
+
+    def keep(self, row: int, candidate: dict) -> None:
+        self.pairs.append(candidate)
+        self.rows.append(row)
+
+    def candidate_location(self, k: int) -> str:
+        """Where candidate pair ``k`` (an index into ``pairs``) was read (pairs added without
+        :meth:`keep` are named by their index)."""
+        return self.where(self.rows[k]) if k < len(self.rows) else f"candidate {k}"
+
+    def set_other(self, key: str, counts: Counter) -> None:
+        """Record counts that are not candidates (sorted), with their locations when known."""
+        self.other[key] = dict(sorted(counts.items()))
+        located = locations_of(counts)
+        if located:
+            self.other_locations[key] = located
 
 
 def render_dialogue(turns: Iterable[tuple[str, str]]) -> str:
@@ -105,9 +137,10 @@ def record_read(res: ParseResult, raw: RawTable, *, unreadable_as: str | None = 
     res.origin.append(raw.origin)
     res.records_read += raw.records_read
     if unreadable_as is None:
-        res.dropped.update(raw.dropped)
+        res.dropped.merge(raw.dropped)
     elif raw.dropped:
-        counts = Counter(res.other.get(unreadable_as, {}))
-        counts.update(raw.dropped)
-        res.other[unreadable_as] = dict(sorted(counts.items()))
+        counts = Drops(res.other.get(unreadable_as, {}))
+        counts.locations = {k: list(v) for k, v in res.other_locations.get(unreadable_as, {}).items()}
+        counts.merge(raw.dropped)
+        res.set_other(unreadable_as, counts)
     return res

@@ -74,6 +74,7 @@ COLUMNS = [
     "openai_moderation",
     "toxic_chat_tag",
 ]
+_REQUIRED = ("question_id", "model_a", "model_b", "winner", "conversation_a", "conversation_b")
 WINNERS = {"model_a", "model_b", "tie", "tie (bothbad)"}
 _ROLES = {"user": USER, "assistant": ASSISTANT}
 
@@ -104,25 +105,27 @@ def _flagged(row: dict) -> bool:
 
 
 def parse(
-    table: pa.Table, *, languages=("English",), multi_turn: bool = False, drop_flagged: bool = True
+    table: pa.Table, *, languages=("English",), multi_turn: bool = False, drop_flagged: bool = True, locate=None
 ) -> ParseResult:
-    res = ParseResult(unit="conversation")
+    res = ParseResult(unit="conversation", locate=locate)
     keep_lang = language_filter(languages)
-    for row in table.to_pylist():
-        if any(row[k] is None for k in ("question_id", "model_a", "model_b", "winner", "conversation_a", "conversation_b")):
-            why = "malformed_missing_field"
+    for i, row in enumerate(table.to_pylist()):
+        blame = None
+        missing = [k for k in _REQUIRED if row[k] is None]
+        if missing:
+            why, blame = "malformed_missing_field", missing[0]
         elif row["winner"] not in WINNERS:
-            why = "malformed_winner"
+            why, blame = "malformed_winner", "winner"
         else:
             turns_a, turns_b = _turns(row["conversation_a"]), _turns(row["conversation_b"])
             if turns_a is None or turns_b is None:
-                why = "malformed_turn_order"
+                why, blame = "malformed_turn_order", "conversation_a" if turns_a is None else "conversation_b"
             elif turns_a[::2] != turns_b[::2]:  # both models must answer the same user turns
                 why = "malformed_conversations_differ"
             elif row["winner"].startswith("tie"):
                 why = "tie"
             elif keep_lang is not None and row["language"] not in keep_lang:
-                why = "language"
+                why, blame = "language", "language"
             elif drop_flagged and _flagged(row):
                 why = "flagged"
             elif len(turns_a) > 2 and not multi_turn:
@@ -130,13 +133,14 @@ def parse(
             else:
                 why = None
         if why:
-            res.dropped[why] += 1
+            res.drop(why, i, blame)
             continue
         if row["winner"] == "model_a":
             good, bad, good_model, bad_model = turns_a, turns_b, row["model_a"], row["model_b"]
         else:
             good, bad, good_model, bad_model = turns_b, turns_a, row["model_b"], row["model_a"]
-        res.pairs.append(
+        res.keep(
+            i,
             pair(
                 source_id=row["question_id"],
                 instruction=good[-2][1],
@@ -159,5 +163,6 @@ def load(settings: dict) -> ParseResult:
         languages=settings.get("languages", ["English"]),
         multi_turn=bool(settings.get("multi_turn", False)),
         drop_flagged=bool(settings.get("drop_flagged", True)),
+        locate=raw.location,
     )
     return record_read(res, raw)

@@ -13,7 +13,6 @@ the 160,800 rows of the full train split parse in about a second of CPU
 from __future__ import annotations
 
 import re
-from collections import Counter
 
 import pyarrow as pa
 from datasets import Features, Value
@@ -43,57 +42,54 @@ def _earlier_turns(earlier: str) -> list[tuple[str, str]] | None:
     return turns if turns and turns[-1][0] == ASSISTANT else None
 
 
-def parse(table: pa.Table, *, multi_turn: bool = False) -> ParseResult:
-    """Turn ``chosen``/``rejected`` columns into candidate pairs (source_id = row index)."""
-    res = ParseResult(unit="dialogue")
-    drops: Counter = res.dropped
-    out = res.pairs
+def parse(table: pa.Table, *, multi_turn: bool = False, locate=None) -> ParseResult:
+    """Turn ``chosen``/``rejected`` columns into candidate pairs (source_id = row index);
+    ``locate``: row index -> where it was read, for the drops."""
+    res = ParseResult(unit="dialogue", locate=locate)
     chosen = table.column("chosen").to_pylist()
     rejected = table.column("rejected").to_pylist()
     for i, (c, r) in enumerate(zip(chosen, rejected)):
-        if c is None or r is None:
-            drops["malformed_missing_field"] += 1
-            continue
-        prefix, sep, good = c.rpartition(ASSISTANT_MARK)
-        prefix_r, sep_r, bad = r.rpartition(ASSISTANT_MARK)
-        if not sep or not sep_r:
-            drops["malformed_no_assistant_turn"] += 1
-            continue
-        if prefix != prefix_r:
-            drops["malformed_dialogues_differ"] += 1
-            continue
-        if HUMAN_MARK in good or HUMAN_MARK in bad:  # the dialogue ends with a Human turn
-            drops["malformed_turn_order"] += 1
-            continue
-        earlier, sep, instruction = prefix.rpartition(HUMAN_MARK)
-        if not sep:
-            drops["malformed_no_human_turn"] += 1
-            continue
-        if ASSISTANT_MARK in instruction:  # two Assistant turns in a row
-            drops["malformed_turn_order"] += 1
-            continue
-        context = ""
-        num_turns = 1
-        if earlier:
-            if not earlier.startswith(HUMAN_MARK):
-                drops["malformed_text_before_first_turn"] += 1
-                continue
-            num_turns += earlier.count(HUMAN_MARK)
-            if not multi_turn:
-                drops["multi_turn"] += 1
-                continue
-            turns = _earlier_turns(earlier)
-            if turns is None:
-                drops["malformed_turn_order"] += 1
-                continue
-            context = render_dialogue(turns)
-        out.append(
-            pair(source_id=i, instruction=instruction, context=context, good=good, bad=bad, num_turns=num_turns)
-        )
+        found = _parse_row(i, c, r, multi_turn)
+        if isinstance(found, dict):
+            res.keep(i, found)
+        else:
+            res.drop(found[0], i, found[1])
     return res
+
+
+def _parse_row(i: int, c: str | None, r: str | None, multi_turn: bool) -> dict | tuple[str, str | None]:
+    """Row ``i``'s candidate pair, or why not: (reason, the field to blame or None)."""
+    if c is None or r is None:
+        return "malformed_missing_field", "chosen" if c is None else "rejected"
+    prefix, sep, good = c.rpartition(ASSISTANT_MARK)
+    prefix_r, sep_r, bad = r.rpartition(ASSISTANT_MARK)
+    if not sep or not sep_r:
+        return "malformed_no_assistant_turn", "chosen" if not sep else "rejected"
+    if prefix != prefix_r:
+        return "malformed_dialogues_differ", None
+    if HUMAN_MARK in good or HUMAN_MARK in bad:  # the dialogue ends with a Human turn
+        return "malformed_turn_order", "chosen" if HUMAN_MARK in good else "rejected"
+    earlier, sep, instruction = prefix.rpartition(HUMAN_MARK)
+    if not sep:
+        return "malformed_no_human_turn", "chosen"
+    if ASSISTANT_MARK in instruction:  # two Assistant turns in a row
+        return "malformed_turn_order", "chosen"
+    context = ""
+    num_turns = 1
+    if earlier:
+        if not earlier.startswith(HUMAN_MARK):
+            return "malformed_text_before_first_turn", "chosen"
+        num_turns += earlier.count(HUMAN_MARK)
+        if not multi_turn:
+            return "multi_turn", None
+        turns = _earlier_turns(earlier)
+        if turns is None:
+            return "malformed_turn_order", "chosen"
+        context = render_dialogue(turns)
+    return pair(source_id=i, instruction=instruction, context=context, good=good, bad=bad, num_turns=num_turns)
 
 
 def load(settings: dict) -> ParseResult:
     raw = read_source(NAME, settings, FEATURES, COLUMNS, data_dir=settings.get("hub_data_dir"))
-    res = parse(raw.table, multi_turn=bool(settings.get("multi_turn", False)))
+    res = parse(raw.table, multi_turn=bool(settings.get("multi_turn", False)), locate=raw.location)
     return record_read(res, raw)  # unreadable rows are dialogues too

@@ -10,11 +10,12 @@ thread (root to parent) as the context, provided every message on it is usable.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 import pyarrow as pa
 from datasets import Features, List, Value
 
+from bpo.drops import Drops
 from bpo.sources.base import (
     ASSISTANT,
     USER,
@@ -63,6 +64,12 @@ FEATURES = Features(
 COLUMNS = ["message_id", "parent_id", "text", "role", "lang", "review_result", "deleted", "rank", "model_name"]
 
 
+# The field behind a prompt's drop reason, where one is to blame.
+_BLAME = {"deleted": "deleted", "not_reviewed": "review_result", "review_rejected": "review_result",
+          "language": "lang", "multi_turn": "parent_id", "ancestor_missing": "parent_id", "tied_ranks": "rank",
+          "unranked": "rank"}
+
+
 def _usable(msg: dict) -> str | None:
     """None when the message may be used, else why not."""
     if msg["deleted"]:
@@ -74,28 +81,47 @@ def _usable(msg: dict) -> str | None:
     return None
 
 
-def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False) -> ParseResult:
-    res = ParseResult(unit="prompter message")
-    skipped: Counter = Counter()  # messages that are not candidates (replies, broken rows)
+def _malformed_field(msg: dict) -> str | None:
+    """The field that makes a message unusable, or None."""
+    if not msg["message_id"]:
+        return "message_id"
+    if msg["role"] not in ("prompter", "assistant"):
+        return "role"
+    return "text" if msg["text"] is None else None
+
+
+def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locate=None) -> ParseResult:
+    res = ParseResult(unit="prompter message", locate=locate)
+    skipped = Drops()  # messages that are not candidates (replies, broken rows), located
     keep_lang = language_filter(languages)
 
     by_id: dict[str, dict] = {}
+    row_of: dict[str, int] = {}  # message id -> raw row, for locations
     replies: dict[str, list[dict]] = defaultdict(list)
     prompts: list[dict] = []
-    for msg in table.to_pylist():
-        if not msg["message_id"] or msg["role"] not in ("prompter", "assistant") or msg["text"] is None:
-            skipped["malformed_message"] += 1
+    for row, msg in enumerate(table.to_pylist()):
+        bad_field = _malformed_field(msg)
+        if bad_field:
+            skipped.add("malformed_message", lambda: res.where(row), bad_field)
             continue
         if msg["message_id"] in by_id:
-            skipped["duplicate_message_id"] += 1
+            skipped.add("duplicate_message_id", lambda: res.where(row), "message_id")
             continue
         by_id[msg["message_id"]] = msg
+        row_of[msg["message_id"]] = row
         if msg["role"] == "prompter":
             prompts.append(msg)
         elif msg["parent_id"]:
             replies[msg["parent_id"]].append(msg)
-        else:
-            skipped["malformed_message"] += 1  # an assistant message cannot start a tree
+        else:  # an assistant message cannot start a tree
+            skipped.add("malformed_message", lambda: res.where(row), "parent_id")
+    # replies that no prompt will ever look at are counted, not lost
+    for parent_id, group in replies.items():
+        parent = by_id.get(parent_id)
+        if parent is None or parent["role"] != "prompter":
+            reason = "reply_parent_missing" if parent is None else "reply_parent_not_prompter"
+            for rep in group:
+                skipped.add(reason, lambda: res.where(row_of[rep["message_id"]]), "parent_id")
 
     def thread(msg: dict) -> list[dict] | str:
         """Messages from the root down to ``msg``'s parent, or the reason it is unusable."""
@@ -131,7 +157,7 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False) -> Pa
                 if skip is None and rep["rank"] is None:
                     skip = "unranked"
                 if skip:
-                    skipped[f"reply_{skip}"] += 1
+                    skipped.add(f"reply_{skip}", lambda: res.where(row_of[rep["message_id"]]), _BLAME.get(skip))
                 else:
                     ranked.append(rep)
             if len(ranked) < 2:
@@ -146,13 +172,14 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False) -> Pa
             else:
                 path = found
         if why:
-            res.dropped[why] += 1
+            res.drop(why, row_of[msg["message_id"]], _BLAME.get(why))
             continue
         # min/max keep the first of equal ranks, in file order
         best = min(ranked, key=lambda r: r["rank"])
         worst = max(ranked, key=lambda r: r["rank"])
         context = render_dialogue((USER if m["role"] == "prompter" else ASSISTANT, m["text"]) for m in path)
-        res.pairs.append(
+        res.keep(
+            row_of[msg["message_id"]],
             pair(
                 source_id=msg["message_id"],
                 instruction=msg["text"],
@@ -166,7 +193,7 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False) -> Pa
             )
         )
     if skipped:
-        res.other["messages_skipped"] = dict(sorted(skipped.items()))
+        res.set_other("messages_skipped", skipped)
     return res
 
 
@@ -176,6 +203,7 @@ def load(settings: dict) -> ParseResult:
         raw.table,
         languages=settings.get("languages", ["en"]),
         multi_turn=bool(settings.get("multi_turn", False)),
+        locate=raw.location,
     )
     # an unreadable row is a message, not a candidate prompt
     return record_read(res, raw, unreadable_as="messages_skipped")

@@ -1,0 +1,151 @@
+"""Check every local input a config names, before any job is planned.
+
+Why here and not in the rules' inputs: Snakemake accepts an existing output as a plain input
+when the job that would produce it cannot be planned. After a finished run, a configured file
+that went missing only makes its consumer job unplannable, so the job's old outputs stand in
+and the run says "Nothing to be done". Checking the config's paths when the workflow is parsed
+gives the same clear error whether or not outputs exist (rules/common.smk calls
+:func:`check_inputs` right after validating the config).
+
+Only inputs the run uses are checked (active sources, the SFT mode's dataset, the evaluation's
+test sets, templates and models when something is evaluated). A value that may be a hub id
+(``namespace/name``) and is not a local folder is taken as a hub id, not as a missing path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from bpo.settings.config import ConfigError
+
+# What the hub accepts as a repo id: "name" or "namespace/name", no "..", "--" or leading dot.
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
+
+
+def is_hub_id(value: str) -> bool:
+    """Whether ``value`` can be a hub repo id (a path like ``results/models/x`` or ``./x`` cannot)."""
+    return bool(_HUB_ID.match(value)) and ".." not in value and "--" not in value
+
+
+def model_location_problem(value: str) -> str | None:
+    """Why a model given as a local folder or hub id cannot be used, or None (hub ids are not
+    checked here: that needs the network)."""
+    path = Path(value).expanduser()
+    if path.exists():
+        return None if path.is_dir() else f"{value} is not a folder"
+    if is_hub_id(value):
+        return None
+    return f"{value} does not exist (and is not a hub id: those read namespace/name)"
+
+
+def _data_path_problem(value: str) -> str | None:
+    from bpo.readers import ReadError, data_files
+
+    if not Path(value).exists():
+        return f"{value} does not exist"
+    try:
+        data_files(value)
+    except ReadError as exc:
+        return str(exc)
+    return None
+
+
+def _file_problem(value: str) -> str | None:
+    path = Path(value)
+    if not path.exists():
+        return f"{value} does not exist"
+    return None if path.is_file() else f"{value} is not a file"
+
+
+def _template_problem(value: str, kind: str) -> str | None:
+    """Missing file, or a template its loader rejects (e.g. a required placeholder missing)."""
+    problem = _file_problem(value)
+    if problem:
+        return problem
+    if kind == "critique":
+        from bpo.critique import TemplateError, load_template
+
+        errors: tuple[type[Exception], ...] = (TemplateError,)
+    else:
+        from bpo.eval.judge import JudgeTemplateError, load_template
+
+        errors = (JudgeTemplateError,)
+    try:
+        load_template(value)
+    except errors as exc:
+        return str(exc)
+    return None
+
+
+def _active(section: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    return ((name, cfg) for name, cfg in section.items() if cfg.get("activate", True))
+
+
+def _source_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
+    from bpo.sources import ConfigError as SourceConfigError
+    from bpo.sources import local_inputs
+
+    for name, cfg in _active(config["sources"]):
+        try:
+            paths = local_inputs(name, dict(cfg))
+        except SourceConfigError as exc:
+            yield f"sources.{name}", str(exc).split(": ", 1)[-1]
+            continue
+        for role, value in paths.items():
+            yield f"sources.{name}.{'bad_path' if role == 'bad' else 'path'}", _data_path_problem(value)
+
+
+def _sft_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
+    if config["sft"]["source"] == "critiques":
+        yield "critique.template", _template_problem(config["critique"]["template"], "critique")
+        return
+    bpo = config["sft"]["bpo_dataset"]
+    if not bpo["hub_id"]:
+        yield "sft.bpo_dataset", None if bpo["path"] else "set path or hub_id"
+        if bpo["path"]:
+            yield "sft.bpo_dataset.path", _data_path_problem(bpo["path"])
+
+
+def _eval_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
+    ev = config["eval"]
+    targets = dict(_active(ev["targets"]))
+    testsets = dict(_active(ev["testsets"]))
+    if ev["sft_rewrite"]["activate"]:
+        path = ev["sft_rewrite"]["path"]
+        yield "eval.sft_rewrite.path", _file_problem(path) if path else "not set (activate needs an Alpaca-format file)"
+    if not (targets and testsets):
+        return  # nothing is evaluated
+    for name, cfg in testsets.items():
+        if cfg.get("path"):  # else rule download_testset fetches the url
+            yield f"eval.testsets.{name}.path", _file_problem(cfg["path"])
+    yield "eval.judge.template", _template_problem(ev["judge"]["template"], "judge")
+    if ev["optimizer"]["model"] is not None:
+        yield "eval.optimizer.model", model_location_problem(ev["optimizer"]["model"])
+    for name, cfg in targets.items():
+        if cfg.get("kind") == "hf" and cfg.get("model"):
+            yield f"eval.targets.{name}.model", model_location_problem(cfg["model"])
+
+
+def _train_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
+    train = config["train"]
+    if train["base_model"]:
+        yield "train.base_model", model_location_problem(train["base_model"])
+    if train["deepspeed"]:
+        yield "train.deepspeed", _file_problem(train["deepspeed"])
+
+
+def input_problems(config: Mapping[str, Any]) -> list[str]:
+    """One line per configured input that cannot be used, naming the key and the path:
+    ``config sources.hh_rlhf.path: /x/y.jsonl does not exist``. ``config`` is validated."""
+    checks = (_source_problems, _sft_problems, _eval_problems, _train_problems)
+    return [f"config {key}: {problem}" for check in checks for key, problem in check(config) if problem]
+
+
+def check_inputs(config: Mapping[str, Any]) -> None:
+    """Raise :class:`bpo.settings.ConfigError` listing every problem of :func:`input_problems`."""
+    problems = input_problems(config)
+    if problems:
+        raise ConfigError("\n".join(problems))
