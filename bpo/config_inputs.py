@@ -122,8 +122,11 @@ def _eval_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]
         if cfg.get("path"):  # else rule download_testset fetches the url
             yield f"eval.testsets.{name}.path", _file_problem(cfg["path"])
     yield "eval.judge.template", _template_problem(ev["judge"]["template"], "judge")
-    if ev["optimizer"]["model"] is not None:
-        yield "eval.optimizer.model", model_location_problem(ev["optimizer"]["model"])
+    for name, cfg in _active(ev["optimizers"]):
+        if cfg["kind"] == "model" and cfg.get("model"):
+            yield f"eval.optimizers.{name}.model", model_location_problem(cfg["model"])
+        elif cfg["kind"] == "llm_rewrite":
+            yield f"eval.optimizers.{name}.template", _file_problem(cfg["template"])
     for name, cfg in targets.items():
         if cfg.get("kind") == "hf" and cfg.get("model"):
             yield f"eval.targets.{name}.model", model_location_problem(cfg["model"])
