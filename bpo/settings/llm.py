@@ -62,6 +62,20 @@ class EndpointSettings(Settings):
                    api_key_env=ep.get("api_key_env", "OPENAI_API_KEY"),
                    default_headers=dict(ep.get("default_headers") or {}), local=local)
 
+    # A remote endpoint's canonical form has no `local` entry, so the params of stages on remote
+    # endpoints are what they were before backend local existed (nothing reruns for it).
+    def canonical(self) -> dict[str, Any]:
+        out = super().canonical()
+        if self.local is None:
+            del out["local"]
+        return out
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "") -> Self:
+        if isinstance(data, Mapping) and "local" not in data:
+            data = {**data, "local": None}
+        return super().from_mapping(data, where)
+
     def as_endpoint(self, limits: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The ``llm.endpoints.<name>`` mapping the LLM client takes, with runtime ``limits``."""
         out = {"backend": self.backend, "base_url": self.base_url, "api_key_env": self.api_key_env,
