@@ -171,3 +171,20 @@ def test_answer_stage_with_a_local_endpoint_target(tiny, tmp_path):
     with Cache(config["llm"]["cache"]) as cache:
         body = json.loads(next(iter(cache.rows()))["request"])
     assert body["model"] == "tiny-label" and body["max_tokens"] == 6
+
+
+@pytest.mark.parametrize("name", ["vllm-local.yaml", "local-endpoint.yaml"])
+def test_example_configs_validate_and_build_their_endpoints(name):
+    from pathlib import Path
+
+    from bpo.settings.config import DEFAULT_CONFIG_PATH
+
+    path = Path(DEFAULT_CONFIG_PATH).parent / "examples" / name
+    config = load_config(DEFAULT_CONFIG_PATH, path)
+    for target, t in config["eval"]["targets"].items():
+        if t["kind"] == "endpoint":
+            ep = EndpointTargetSettings.from_config(config, target).endpoint
+            assert (ep.local is not None) == (ep.backend == "local")
+    if name == "vllm-local.yaml":
+        ep = EndpointSettings.from_config(config, "vllm")
+        assert ep.base_url == "http://localhost:8000/v1" and ep.api_key_env is None and ep.backend == "openai"
