@@ -65,7 +65,7 @@ class _Counter:
 def test_answers_statuses_usage_batching_and_cache(tiny, tmp_path):
     config = _config(tmp_path, tiny)
     client = _client(config)
-    counter = _Counter(local_worker(tiny, "auto", "auto"))
+    counter = _Counter(local_worker(tiny, "auto"))
     try:
         requests = _requests(8)
         results = client.run(requests)
@@ -90,15 +90,19 @@ def test_answers_statuses_usage_batching_and_cache(tiny, tmp_path):
     assert "(local)" in format_report(report)
 
 
-def test_greedy_answers_equal_generate_chat(tiny, tmp_path):
-    config = _config(tmp_path, tiny)
+@pytest.mark.parametrize("engine", ["auto", "hf-generate"])
+def test_greedy_answers_equal_generate_chat(tiny, tmp_path, engine):
+    config = _config(tmp_path, tiny, engine=engine)
     conversations = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}],
                      [{"role": "user", "content": "What is the capital of France?"}]]
     requests = [ChatRequest(model="x", messages=c, temperature=0, max_tokens=5) for c in conversations]
-    results = _client(config).run(requests)
-    settings = GenerationSettings(engine="auto", temperature=1.0, top_p=1.0, max_new_tokens=5, batch_size=1, seed=0,
+    client = _client(config)
+    results = client.run(requests)
+    settings = GenerationSettings(engine=engine, temperature=1.0, top_p=1.0, max_new_tokens=5, batch_size=1, seed=0,
                                   greedy=True)
-    expected = generate_chat(load_model(tiny), conversations, settings).outputs
+    generated = generate_chat(load_model(tiny), conversations, settings)
+    expected = generated.outputs
+    assert client.last_stats["engines"] == [str(generated.engine)]  # the engine that ran, as EngineRecord says
     assert [r.text for r in results] == [g.text for g in expected]
     assert [r.completion_tokens for r in results] == [g.completion_tokens for g in expected]
     assert [r.prompt_tokens for r in results] == [g.prompt_tokens for g in expected]

@@ -270,10 +270,10 @@ class LLMClient:
             http_client = httpx2.AsyncClient(transport=transport, trust_env=False)
             base_url = STANDIN_BASE_URL
         elif self.local is not None:
-            worker = local_worker(self.local["model"], self.local["dtype"], self.local["engine"])
+            worker = local_worker(self.local["model"], self.local["dtype"])
             worker.max_batch_size = self.limits.max_batch_size
             worker.batch_wait_s = self.limits.batch_wait_s
-            transport = LocalTransport(worker, self.source, self.local["default_max_tokens"])
+            transport = LocalTransport(worker, self.local["engine"], self.source, self.local["default_max_tokens"])
             http_client = httpx2.AsyncClient(transport=transport, trust_env=False)
             base_url = LOCAL_BASE_URL
         elif self.limits.transport == "lean" and not proxy_configured(self.base_url):

@@ -5,9 +5,9 @@ a local call goes through the same client code as a paid one (caching, statuses,
 retries, the in-flight claims). The transport parses the chat-completions body, hands it to
 the model's batching worker and answers with an OpenAI-shaped reply.
 
-Batching: one worker thread per loaded model (a :class:`bpo.generation.LocalModel` is not
-thread-safe) takes the requests queued within ``batch_wait_s`` of the first one, up to
-``max_batch_size``, and generates each group with the same decoding settings in ONE
+Batching: one worker thread per loaded model and dtype (a :class:`bpo.generation.LocalModel`
+is not thread-safe) takes the requests queued within ``batch_wait_s`` of the first one, up to
+``max_batch_size``, and generates each group with the same engine and decoding in ONE
 :func:`bpo.generation.generate_chat` call.
 
 Cache label: rows are stored under the source ``local:<16 hex>``, a hash of the weights'
@@ -64,17 +64,17 @@ def _hash_file(path: Path) -> str:
 
 def weights_fingerprint(model: str) -> str:
     """What identifies ``model``'s outputs: for a folder, sha256 over its model files' names and
-    contents (memoised per process by size and mtime); for a hub id, ``hub:<id>@<commit>`` of
-    the snapshot (downloaded if needed, as loading would)."""
+    contents (memoised per process by size and mtime); for a hub id, ``hub:<id>@<commit>``, the
+    commit of its ``config.json`` in the hub cache (fetched if needed; loading needs it anyway)."""
     folder = Path(model)
     if not folder.is_dir():
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import hf_hub_download
 
         try:
-            snap = Path(snapshot_download(model))
+            config = Path(hf_hub_download(model, "config.json"))  # .../snapshots/<commit>/config.json
         except Exception as exc:  # noqa: BLE001 - any hub failure: say which model
             raise FileNotFoundError(f"backend local: {model!r} is neither a folder nor a reachable hub id: {exc}") from exc
-        return f"hub:{model}@{snap.name}"
+        return f"hub:{model}@{config.parent.name}"
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _MODEL_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"backend local: no model files (config, weights, tokenizer) in {folder}")
@@ -115,6 +115,7 @@ class Decoding:
 @dataclass
 class _Job:
     messages: list[dict[str, str]]
+    engine: str
     decoding: Decoding
     stop: tuple[str, ...]
     future: concurrent.futures.Future
@@ -188,8 +189,8 @@ class LocalWorker:
     number of conversations it generated.
     """
 
-    def __init__(self, model: str, dtype: str, engine: str):
-        self.model, self.dtype, self.engine = model, dtype, engine
+    def __init__(self, model: str, dtype: str):
+        self.model, self.dtype = model, dtype
         self._queue: queue.Queue[_Job] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -201,13 +202,13 @@ class LocalWorker:
         self.on_generate: Callable[[int], None] | None = None
         self._loaded: Any = None
 
-    def submit(self, messages, decoding: Decoding, stops: tuple[str, ...]) -> concurrent.futures.Future:
+    def submit(self, messages, engine: str, decoding: Decoding, stops: tuple[str, ...]) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name=f"bpo-local:{self.model}", daemon=True)
                 self._thread.start()
-        self._queue.put(_Job(messages, decoding, stops, fut))
+        self._queue.put(_Job(messages, engine, decoding, stops, fut))
         return fut
 
     def _take(self) -> list[_Job]:
@@ -223,12 +224,12 @@ class LocalWorker:
 
     def _loop(self) -> None:
         while True:
-            groups: dict[Decoding, list[_Job]] = {}
+            groups: dict[tuple[str, Decoding], list[_Job]] = {}
             for job in self._take():
-                groups.setdefault(job.decoding, []).append(job)
-            for decoding, jobs in groups.items():
+                groups.setdefault((job.engine, job.decoding), []).append(job)
+            for (engine, decoding), jobs in groups.items():
                 try:
-                    self._run(decoding, jobs)
+                    self._run(engine, decoding, jobs)
                 except Exception as exc:  # noqa: BLE001 - one bad request must not fail the batch
                     if len(jobs) == 1:
                         jobs[0].future.set_exception(exc)
@@ -237,7 +238,7 @@ class LocalWorker:
                                     len(jobs), type(exc).__name__, exc)
                         for job in jobs:
                             try:
-                                self._run(decoding, [job])
+                                self._run(engine, decoding, [job])
                             except Exception as one:  # noqa: BLE001
                                 job.future.set_exception(one)
 
@@ -248,22 +249,22 @@ class LocalWorker:
             self._loaded = load_model(self.model, dtype=self.dtype)
         return self._loaded
 
-    def _run(self, decoding: Decoding, jobs: list[_Job]) -> None:
+    def _run(self, engine: str, decoding: Decoding, jobs: list[_Job]) -> None:
         from bpo.generation import GenerationSettings, generate_chat
 
         model = self._model()
-        settings = GenerationSettings(engine=self.engine, temperature=decoding.temperature, top_p=decoding.top_p,
+        settings = GenerationSettings(engine=engine, temperature=decoding.temperature, top_p=decoding.top_p,
                                       max_new_tokens=decoding.max_new_tokens, batch_size=len(jobs),
                                       seed=decoding.seed, greedy=decoding.greedy)
         t = time.perf_counter()
         out = generate_chat(model, [j.messages for j in jobs], settings)
         self.generate_calls += 1
         self.generated += len(jobs)
-        engine = str(out.engine)
-        if engine not in self.engines:
-            self.engines.add(engine)
+        ran = str(out.engine)
+        if ran not in self.engines:
+            self.engines.add(ran)
             log.info("backend local: model %s (dtype %s, device %s) generates with engine %s (requested %s)",
-                     self.model, self.dtype, model.device, engine, out.engine.requested)
+                     self.model, self.dtype, model.device, ran, out.engine.requested)
         log.debug("backend local: %d conversations in one batch, %.2f s", len(jobs), time.perf_counter() - t)
         if self.on_generate is not None:
             self.on_generate(len(jobs))
@@ -275,19 +276,20 @@ class LocalWorker:
                 text, finish = cut, "stop"
                 completion_tokens = len(model.tokenizer(cut, add_special_tokens=False)["input_ids"])
             job.future.set_result({"text": text, "finish_reason": finish, "prompt_tokens": g.prompt_tokens,
-                                   "completion_tokens": completion_tokens, "engine": engine})
+                                   "completion_tokens": completion_tokens, "engine": ran})
 
 
-_WORKERS: dict[tuple[str, str, str], LocalWorker] = {}
+_WORKERS: dict[tuple[str, str], LocalWorker] = {}
 _WORKERS_LOCK = threading.Lock()
 
 
-def local_worker(model: str, dtype: str, engine: str) -> LocalWorker:
-    """The process's one worker for (model, dtype, engine)."""
-    key = (model, dtype, engine)
+def local_worker(model: str, dtype: str) -> LocalWorker:
+    """The process's one worker for ``model`` loaded with ``dtype`` (as load_model caches it;
+    requests for different engines share it and are generated in separate calls)."""
+    key = (model, dtype)
     with _WORKERS_LOCK:
         if key not in _WORKERS:
-            _WORKERS[key] = LocalWorker(model, dtype, engine)
+            _WORKERS[key] = LocalWorker(model, dtype)
         return _WORKERS[key]
 
 
@@ -301,8 +303,9 @@ class LocalTransport(httpx2.AsyncBaseTransport):
     """Answers ``POST .../chat/completions`` with a local model through its batching worker.
     The client's ``timeout_s`` does not apply: a queued request waits for its batch."""
 
-    def __init__(self, worker: LocalWorker, source: str, default_max_tokens: int):
+    def __init__(self, worker: LocalWorker, engine: str, source: str, default_max_tokens: int):
         self.worker = worker
+        self.engine = engine
         self.source = source
         self.default_max_tokens = default_max_tokens
         self.engines: set[str] = set()
@@ -316,7 +319,7 @@ class LocalTransport(httpx2.AsyncBaseTransport):
         except ValueError as exc:  # LocalRequestError, or a body that is not JSON
             return _error(400, f"backend local: {exc}")
         try:
-            out = await asyncio.wrap_future(self.worker.submit(messages, decoding, stops))
+            out = await asyncio.wrap_future(self.worker.submit(messages, self.engine, decoding, stops))
         except Exception as exc:  # noqa: BLE001 - a generation failure is this request's error
             return _error(400, f"backend local: generation failed with {self.worker.model}: {type(exc).__name__}: {exc}")
         self.engines.add(out["engine"])
