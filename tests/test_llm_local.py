@@ -192,3 +192,28 @@ def test_example_configs_validate_and_build_their_endpoints(name):
     if name == "vllm-local.yaml":
         ep = EndpointSettings.from_config(config, "vllm")
         assert ep.base_url == "http://localhost:8000/v1" and ep.api_key_env is None and ep.backend == "openai"
+
+
+@pytest.mark.slow
+def test_answer_rule_under_snakemake_with_a_local_endpoint(tiny, tmp_path):
+    """Rule answer runs end to end with a target on a local endpoint (its input placed by hand);
+    the log names the cache source and the engine that ran."""
+    import yaml
+
+    from conftest import copy_workflow, dry_run_jobs, snakemake
+
+    wf = copy_workflow(tmp_path / "wf")
+    rows = [{"item_id": "0", "testset": "dolly_eval", "instruction": "Name a colour.", "context": "",
+             "optimized_instruction": "Name one colour.", "fallback_reason": None, "reference_optimized": None}]
+    (wf / "results/demo/eval/dolly_eval").mkdir(parents=True)
+    write_table(rows, wf / "results/demo/eval/dolly_eval/optimized.parquet", OPTIMIZED)
+    (wf / "local.yaml").write_text(yaml.safe_dump({
+        "llm": {"endpoints": {"loc": {"backend": "local", "model": tiny}}},
+        "eval": {"targets": {"loc": {"kind": "endpoint", "endpoint": "loc", "model": "tiny", "max_tokens": 6}}}}))
+    target = "results/demo/eval/dolly_eval/loc/answers.parquet"
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", target, "--configfile", "local.yaml")) == {"answer": 1}
+    snakemake(wf, "--cores", "1", target, "--configfile", "local.yaml")
+    out = read_table(wf / target, ANSWERS).to_pylist()
+    assert out[0]["backend"] == "local" and out[0]["status_original"] == "truncated" and out[0]["answer_original"]
+    log = (wf / "logs/demo/eval/answer_dolly_eval_loc.log").read_text()
+    assert "cache source local:" in log and "engine lean" in log
