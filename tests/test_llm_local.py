@@ -7,6 +7,7 @@ import json
 import threading
 
 import pytest
+import yaml
 
 from bpo.generation import GenerationSettings, generate_chat, load_model
 from bpo.llm import ChatRequest, LLMError, make_client
@@ -16,6 +17,7 @@ from bpo.llm.usage import format_report, usage_report
 from bpo.schemas import ANSWERS, OPTIMIZED, read_table, write_table
 from bpo.settings import EndpointSettings, LLMRuntime, SettingsError, load_config
 from bpo.settings.evaluate import EndpointTargetSettings
+from conftest import copy_workflow, dry_run_jobs, snakemake
 from eval_helpers import save_tiny_model
 
 PAIRS = [("What is the capital of France?", "Paris is the capital of France."),
@@ -88,6 +90,20 @@ def test_answers_statuses_usage_batching_and_cache(tiny, tmp_path):
     report = usage_report(config["llm"]["cache"])
     assert report[0]["completion_tokens"] == 48 and report[0]["usd"] == 0.0
     assert "(local)" in format_report(report)
+
+
+def test_requests_with_other_decoding_are_generated_apart(tiny, tmp_path):
+    """Sampled requests are grouped by their decoding (here the seed): one generate call never
+    mixes settings."""
+    config = _config(tmp_path, tiny)
+    counter = _Counter(local_worker(tiny, "auto"))
+    try:
+        requests = [r for seed in (1, 2) for r in _requests(3, temperature=0.8, top_p=0.9, seed=seed)]
+        results = _client(config).run(requests)
+        assert counter.calls >= 2 and sum(counter.sizes) == 6 and max(counter.sizes) <= 3
+    finally:
+        counter.close()
+    assert all(r.status in ("ok", "truncated") and r.text is not None for r in results)
 
 
 @pytest.mark.parametrize("engine", ["auto", "hf-generate"])
@@ -198,10 +214,6 @@ def test_example_configs_validate_and_build_their_endpoints(name):
 def test_answer_rule_under_snakemake_with_a_local_endpoint(tiny, tmp_path):
     """Rule answer runs end to end with a target on a local endpoint (its input placed by hand);
     the log names the cache source and the engine that ran."""
-    import yaml
-
-    from conftest import copy_workflow, dry_run_jobs, snakemake
-
     wf = copy_workflow(tmp_path / "wf")
     rows = [{"item_id": "0", "testset": "dolly_eval", "instruction": "Name a colour.", "context": "",
              "optimized_instruction": "Name one colour.", "fallback_reason": None, "reference_optimized": None}]
