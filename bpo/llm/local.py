@@ -38,6 +38,8 @@ from typing import Any, Callable
 
 import httpx2
 
+from bpo.llm.limits import Limits
+
 log = logging.getLogger("bpo.llm.local")
 
 LOCAL_BASE_URL = "http://bpo-local.invalid/v1"
@@ -194,8 +196,9 @@ class LocalWorker:
         self._queue: queue.Queue[_Job] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.max_batch_size = 16
-        self.batch_wait_s = 0.05
+        # each client sets these from its endpoint's limits before it sends
+        self.max_batch_size = Limits.max_batch_size
+        self.batch_wait_s = Limits.batch_wait_s
         self.generate_calls = 0
         self.generated = 0
         self.engines: set[str] = set()
