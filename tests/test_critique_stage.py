@@ -95,7 +95,7 @@ def endpoint(server, monkeypatch):
 
 def _settings(endpoint, **kw) -> CritiqueSettings:
     ep = EndpointSettings(name="loopback", backend=endpoint["backend"], base_url=endpoint["base_url"],
-                          api_key_env=endpoint["api_key_env"], default_headers={})
+                          api_key_env=endpoint["api_key_env"], default_headers={}, local=None)
     values = {"model": "gpt-3.5-turbo", "temperature": 0.9, "top_p": 1.0, "max_tokens": 512, "seed": None, **kw}
     return CritiqueSettings(endpoint=ep, template=str(TEMPLATE), template_sha256=template_sha256(TEMPLATE), **values)
 

@@ -3,7 +3,8 @@
 It lives outside ``results/`` (path ``llm.cache``) so deleting a stage's outputs never pays a
 call twice. A row is one answered call, keyed by (request key, answer source): ``openai`` rows
 come from a real endpoint (``replay`` reads them), ``standin`` rows from the offline stand-in,
-which therefore can never be mistaken for a real model's answer. Rows are committed as answers
+which therefore can never be mistaken for a real model's answer, and ``local:<hash>`` rows from a
+local model (the hash names its weights, dtype and engine). Rows are committed as answers
 arrive (WAL + synchronous=NORMAL: a commit is a write() to the WAL, no fsync), so a process
 killed with ``kill -9`` loses only the calls in flight. Failed calls are not answers: they go to
 a separate ``failures`` table for the usage report and are retried on the next run.
@@ -28,11 +29,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bpo.llm.errors import LLMError
+from bpo.llm.local import is_local_source
 from bpo.redact import redact
 
 DEFAULT_CACHE_PATH = ".bpo-cache/llm.sqlite"
 
-# The answer sources a cache row can come from (the `backend` column).
+# The answer sources a cache row can come from (the `backend` column), besides
+# ``local:<16 hex>`` for a local model's answers (bpo.llm.local.local_source).
 SOURCES = ("openai", "standin")
 
 _COLUMNS = (
@@ -88,7 +91,7 @@ CLAIM_LEASE_S = 60.0
 CACHE_EXPORT_SCHEMA = pa.schema(
     [
         pa.field("key", pa.string(), nullable=False),
-        pa.field("backend", pa.string(), nullable=False),  # openai | standin (who answered)
+        pa.field("backend", pa.string(), nullable=False),  # openai | standin | local:<hash> (who answered)
         pa.field("stage", pa.string(), nullable=False),
         pa.field("model", pa.string(), nullable=False),  # requested model
         pa.field("response_model", pa.string()),  # model the server reported
@@ -371,9 +374,9 @@ class Cache:
             for col in ("key", "backend", "stage", "model", "status", "request"):
                 if not r.get(col):
                     raise LLMError(f"cache import: {path} row {i} has no {col}")
-            if r["backend"] not in SOURCES:
+            if r["backend"] not in SOURCES and not is_local_source(r["backend"]):
                 raise LLMError(f"cache import: {path} row {i} (key {r['key'][:12]}): backend "
-                               f"{r['backend']!r} is not one of {SOURCES}")
+                               f"{r['backend']!r} is not one of {SOURCES} or local:<16 hex>")
             if r["status"] not in ("ok", "truncated", "refused"):
                 raise LLMError(f"cache import: {path} row {i} (key {r['key'][:12]}): status {r['status']!r}")
         before = self.count()

@@ -38,15 +38,19 @@ from bpo import redact
 from bpo.llm.cache import CLAIM_LEASE_S, DEFAULT_CACHE_PATH, Cache, new_owner, result_row, retire_owner
 from bpo.llm.errors import BudgetExceeded, EndpointUnreachable, LLMError, MissingAPIKey, ReplayMiss
 from bpo.llm.limits import Limits, RateLimiter
+from bpo.llm.local import LOCAL_BASE_URL, LocalTransport, local_source, local_worker
 from bpo.llm.request import ChatRequest, ChatResult, cost_usd, price_for
 from bpo.llm.standin import STANDIN_BASE_URL, STANDIN_MODEL, StandinTransport
 from bpo.llm.transport import LeanAsyncTransport, default_ssl_context, proxy_configured
 from bpo.settings import EndpointSettings, LLMRuntime
+from bpo.settings.llm import LOCAL_KEYS
 
 log = logging.getLogger("bpo.llm")
 
-BACKENDS = ("openai", "replay", "standin")
-_ENDPOINT_KEYS = {"backend", "base_url", "api_key_env", "limits", "default_headers"}
+BACKENDS = ("openai", "replay", "standin", "local")
+_ENDPOINT_KEYS = {"backend", "base_url", "api_key_env", "limits", "default_headers", *LOCAL_KEYS}
+# Backends that cost nothing per call: no price is looked up, a budget needs none.
+_FREE = ("standin", "local")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _ERROR_TEXT_MAX = 300
 # How often a run looks for the answers of keys another process has in flight.
@@ -156,8 +160,9 @@ def _retry_after(headers: httpx2.Headers | None) -> float | None:
 class LLMClient:
     """Chat completions for one stage through one endpoint, cached in ``cache_path``.
 
-    ``endpoint`` is ``config["llm"]["endpoints"][name]``: ``{backend: openai|replay|standin,
-    base_url, api_key_env, limits: {...}, default_headers}``. For ``backend: openai`` the API key
+    ``endpoint`` is ``config["llm"]["endpoints"][name]``: ``{backend: openai|replay|standin|local,
+    base_url, api_key_env, limits: {...}, default_headers}`` (backend local: also ``model``,
+    ``dtype``, ``engine``, ``default_max_tokens``; see bpo.llm.local). For ``backend: openai`` the API key
     is read from the environment variable ``api_key_env`` here, before anything else happens
     (``check_key=False`` defers that to ``run``, e.g. for a dry-run estimate without a key).
     """
@@ -182,7 +187,14 @@ class LLMClient:
             raise LLMError("LLMClient: stage must be a non-empty string (it labels cache rows and usage)")
         self.stage = stage
         self.limits = Limits.from_config(endpoint.get("limits"), f"{where}.limits")
-        self.base_url = endpoint.get("base_url") or DEFAULT_BASE_URL
+        self.local: dict[str, Any] | None = None
+        if self.backend == "local":
+            if not endpoint.get("model"):
+                raise LLMError(f"config {where}.model is required for backend local (an HF model folder or hub id)")
+            self.local = {"model": str(endpoint["model"]), "dtype": endpoint.get("dtype") or "auto",
+                          "engine": endpoint.get("engine") or "auto",
+                          "default_max_tokens": int(endpoint.get("default_max_tokens") or 1024)}
+        self.base_url = LOCAL_BASE_URL if self.local else endpoint.get("base_url") or DEFAULT_BASE_URL
         self.api_key_env = endpoint.get("api_key_env", "OPENAI_API_KEY")
         self._where = where
         self._header_templates = dict(endpoint.get("default_headers") or {})
@@ -191,8 +203,9 @@ class LLMClient:
         self.default_budget_usd = budget_usd
         self.progress = progress
         self._ssl: ssl.SSLContext | None = None
-        # where answers come from in the cache: the stand-in's rows are never served as real ones
-        self.source = "standin" if self.backend == "standin" else "openai"
+        # where answers come from in the cache: the stand-in's rows are never served as real
+        # ones; a local model's are labelled with its weights (resolved on first use)
+        self._source: str | None = None if self.local else "standin" if self.backend == "standin" else "openai"
         self.last_stats: dict[str, Any] = {}
         self._n_failed = 0
         # whatever a server echoes of this endpoint's key or headers is masked everywhere
@@ -204,9 +217,26 @@ class LLMClient:
                 logging.getLogger(noisy).setLevel(logging.WARNING)
 
     # ---- configuration ---------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        """The cache rows this client reads and writes: ``openai``, ``standin`` or, for backend
+        local, ``local:<hash of the weights, dtype and engine>`` (bpo.llm.local)."""
+        if self._source is None:
+            assert self.local is not None
+            try:
+                self._source = local_source(self.local["model"], self.local["dtype"], self.local["engine"])
+            except (OSError, ValueError) as exc:
+                raise LLMError(f"config {self._where}.model: {exc}") from exc
+            log.info("endpoint '%s': backend local, model %s: cache source %s", self.name, self.local["model"],
+                     self._source)
+        return self._source
+
+    def _price(self, model: str) -> Mapping[str, float] | None:
+        return None if self.backend in _FREE else price_for(self.prices, model)
+
     def _api_key(self) -> str:
-        if self.backend == "standin":
-            return "standin-no-key"
+        if self.backend in _FREE:
+            return f"{self.backend}-no-key"
         env = self.api_key_env
         if env is None:  # a local server without auth: the SDK still wants a non-empty key
             return "no-key"
@@ -239,6 +269,13 @@ class LLMClient:
             transport: httpx2.AsyncBaseTransport = StandinTransport()
             http_client = httpx2.AsyncClient(transport=transport, trust_env=False)
             base_url = STANDIN_BASE_URL
+        elif self.local is not None:
+            worker = local_worker(self.local["model"], self.local["dtype"])
+            worker.max_batch_size = self.limits.max_batch_size
+            worker.batch_wait_s = self.limits.batch_wait_s
+            transport = LocalTransport(worker, self.local["engine"], self.source, self.local["default_max_tokens"])
+            http_client = httpx2.AsyncClient(transport=transport, trust_env=False)
+            base_url = LOCAL_BASE_URL
         elif self.limits.transport == "lean" and not proxy_configured(self.base_url):
             if self._ssl is None and self.base_url.startswith("https"):
                 self._ssl = default_ssl_context()
@@ -287,7 +324,9 @@ class LLMClient:
             pt, ct = req.estimated_prompt_tokens(), req.estimated_completion_tokens()
             est.prompt_tokens += pt
             est.completion_tokens += ct
-            price = price_for(self.prices, req.model)
+            if self.backend in _FREE:
+                continue
+            price = self._price(req.model)
             if price is None:
                 unpriced.add(req.model)
             else:
@@ -310,7 +349,7 @@ class LLMClient:
             self._api_key()  # before anything: a missing key sends nothing
             self._headers()
         budget = self.default_budget_usd if budget_usd is None else budget_usd
-        if budget is not None and self.backend != "standin":  # the stand-in is free: unpriced costs 0
+        if budget is not None and self.backend not in _FREE:  # stand-in and local are free
             unpriced = sorted({r.model for r in requests if price_for(self.prices, r.model) is None})
             if unpriced:
                 raise LLMError(f"stage '{self.stage}': a budget of ${budget} is set but llm.prices has no price "
@@ -355,6 +394,9 @@ class LLMClient:
                  stats["awaited"], stats["sent"],
                  stats["ok"], stats["truncated"], stats["refused"], stats["error"], stats["retries"],
                  stats["prompt_tokens"], stats["completion_tokens"], stats["spent_usd"], stats["seconds"])
+        if stats.get("engines"):
+            log.info("stage '%s': local model %s (cache source %s) generated with engine %s", self.stage,
+                     self.local["model"], self.source, ", ".join(stats["engines"]))
         if stats.get("cache_error"):
             raise LLMError(f"stage '{self.stage}': cannot write answers to the LLM cache {self.cache_path} "
                            f"(config llm.cache): {stats['cache_error']}; {stats.get('unstored', 0)} answered "
@@ -411,8 +453,9 @@ class LLMClient:
         failures: list[dict] = []
         flush_scheduled = False
         state: dict[str, Any] = {"reserved": 0.0, "stop": None}
-        # the stand-in is free and local: nothing to share with other processes
-        owner = new_owner() if self.source == "openai" else None
+        # the stand-in is free and instant: nothing to share with other processes (a local
+        # model's generations are worth not repeating, so they are claimed like paid calls)
+        owner = new_owner() if self.source != "standin" else None
 
         def cache_failed(exc: Exception, unstored: int = 0) -> None:
             state["stop"] = "cache"
@@ -500,7 +543,7 @@ class LLMClient:
                 if item is None:
                     return
                 key, req = item
-                price = price_for(self.prices, req.model)
+                price = self._price(req.model)
                 reserve = 0.0
                 if budget is not None:
                     reserve = cost_usd(price, req.estimated_prompt_tokens(), req.estimated_completion_tokens()) or 0.0
@@ -558,6 +601,8 @@ class LLMClient:
             await client.close()
             if transport is not None:
                 await transport.aclose()
+        if isinstance(transport, LocalTransport):
+            stats["engines"] = sorted(transport.engines)
         if breaker.tripped.is_set():
             stats["unreachable"] = (f"{breaker.failures} connection attempts in a row failed over "
                                     f"{self.limits.circuit_breaker_s:g} s (last: {breaker.last_error})")

@@ -29,6 +29,8 @@ class Limits:
     backoff_max_s: float = 60.0
     transport: str = "lean"  # lean | httpx (see bpo.llm.transport)
     circuit_breaker_s: float = 30.0  # stop after this long with only unreachable/refused calls
+    max_batch_size: int = 16  # backend local: conversations generated together
+    batch_wait_s: float = 0.05  # backend local: how long a batch waits for more requests
 
     @classmethod
     def from_config(cls, cfg: Mapping | None, where: str = "limits") -> "Limits":
@@ -51,6 +53,10 @@ class Limits:
             raise LLMError(f"config {where}.max_retries must be >= 0, got {lim.max_retries}")
         if lim.circuit_breaker_s <= 0:
             raise LLMError(f"config {where}.circuit_breaker_s must be > 0, got {lim.circuit_breaker_s}")
+        if int(lim.max_batch_size) < 1:
+            raise LLMError(f"config {where}.max_batch_size must be >= 1, got {lim.max_batch_size}")
+        if lim.batch_wait_s < 0:
+            raise LLMError(f"config {where}.batch_wait_s must be >= 0, got {lim.batch_wait_s}")
         if lim.transport not in ("lean", "httpx"):
             raise LLMError(f"config {where}.transport must be 'lean' or 'httpx', got {lim.transport!r}")
         return lim

@@ -146,7 +146,7 @@ class ChatResult:
     completion_tokens: int | None = None
     cached: bool = False
     error: str | None = None
-    backend: str = "openai"  # openai | replay | standin
+    backend: str = "openai"  # openai | replay | standin | local
     model: str | None = None  # the model that answered, as the server reported it
     finish_reason: str | None = None
     choices: tuple = ()  # all choice texts when n > 1 (choices[0] == text)

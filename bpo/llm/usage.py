@@ -10,16 +10,17 @@ from typing import Mapping
 import yaml
 
 from bpo.llm.cache import Cache
+from bpo.llm.local import is_local_source
 from bpo.llm.request import cost_usd, price_for
 
 
 def usage_report(cache_path: str | Path, prices: Mapping | None = None) -> list[dict]:
     """One row per (stage, model, backend): calls, status counts, failed (never answered) keys,
-    tokens and ``usd`` (None when the model has no price; 0 for the stand-in, which is free)."""
+    tokens and ``usd`` (None when the model has no price; 0 for the stand-in and local models)."""
     with Cache(cache_path) as cache:
         rows = cache.usage()
     for r in rows:
-        if r["backend"] == "standin":
+        if r["backend"] == "standin" or is_local_source(r["backend"]):
             r["usd"] = 0.0
         else:
             r["usd"] = cost_usd(price_for(prices, r["model"]), r["prompt_tokens"], r["completion_tokens"])
@@ -36,6 +37,8 @@ def format_report(rows: list[dict]) -> str:
         usd = "n/a (no price)" if r["usd"] is None else f"{r['usd']:.4f}"
         if r["backend"] == "standin":
             usd += " (stand-in)"
+        elif is_local_source(r["backend"]):
+            usd += " (local)"
         table.append([r["stage"], r["model"], r["backend"], r["calls"], r["ok"], r["truncated"], r["refused"],
                       r["failed"], r["prompt_tokens"], r["completion_tokens"], usd])
     billable = [r for r in rows if r["backend"] != "standin"]
@@ -50,7 +53,7 @@ def format_report(rows: list[dict]) -> str:
              for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.insert(-1, "  ".join("-" * w for w in widths))
-    note = ["", "usd: estimated from llm.prices (USD per million tokens); the stand-in is free and not a real model."]
+    note = ["", "usd: estimated from llm.prices (USD per million tokens); the stand-in is free and not a real model; local models (backend local:<hash>) are free."]
     if unpriced:
         note.append(f"no price in llm.prices for: {', '.join(unpriced)} (not in the total)")
     return "\n".join(lines + note)

@@ -8,7 +8,7 @@ from bpo.settings.base import Settings, SettingsError
 from bpo.settings.critique import BPODatasetSettings, CritiqueEstimateSettings, CritiqueSettings, SFTSettings, critique_runtime
 from bpo.settings.data import CleaningSettings, MergeSettings, PairsSourceSettings, SourceSettings
 from bpo.settings.config import ConfigError, load_config, validate_config
-from bpo.settings.llm import EndpointSettings, LLMRuntime
+from bpo.settings.llm import EndpointSettings, LLMRuntime, LocalModelSettings
 
 __all__ = [
     "BPODatasetSettings",
@@ -22,6 +22,7 @@ __all__ = [
     "critique_runtime",
     "ConfigError",
     "EndpointSettings",
+    "LocalModelSettings",
     "LLMRuntime",
     "Settings",
     "SettingsError",

@@ -23,6 +23,20 @@ def endpoint_section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return endpoints[name]
 
 
+# The endpoint keys only ``backend: local`` uses (LocalModelSettings' fields).
+LOCAL_KEYS = ("model", "dtype", "engine", "default_max_tokens")
+
+
+@dataclass(frozen=True)
+class LocalModelSettings(Settings):
+    """What a ``backend: local`` endpoint generates with (bpo.llm.local)."""
+
+    model: str  # HF folder or hub id
+    dtype: str  # auto: bf16 on a GPU that supports it, else float32
+    engine: str  # auto | lean | hf-generate | vllm (bpo.generation)
+    default_max_tokens: int  # reply limit of a request without max_tokens
+
+
 @dataclass(frozen=True)
 class EndpointSettings(Settings):
     name: str
@@ -30,20 +44,45 @@ class EndpointSettings(Settings):
     base_url: str | None
     api_key_env: str | None
     default_headers: Mapping[str, str]
+    local: LocalModelSettings | None  # backend local only
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
         ep = endpoint_section(config, name)
+        local = None
+        if ep["backend"] == "local":
+            if not ep.get("model"):
+                raise SettingsError(f"config llm.endpoints.{name}.model is required for backend local "
+                                    "(an HF model folder or hub id)")
+            local = LocalModelSettings.from_mapping({k: ep[k] for k in LOCAL_KEYS}, f"llm.endpoints.{name}")
+        elif ep.get("model") is not None:
+            raise SettingsError(f"config llm.endpoints.{name}.model is only for backend local; backend "
+                                f"{ep['backend']} takes the model name from each stage's own `model` key")
         return cls(name=name, backend=ep["backend"], base_url=ep.get("base_url"),
-                   # the schema's default; endpoints sit under additionalProperties, where
-                   # validation fills no defaults
                    api_key_env=ep.get("api_key_env", "OPENAI_API_KEY"),
-                   default_headers=dict(ep.get("default_headers") or {}))
+                   default_headers=dict(ep.get("default_headers") or {}), local=local)
+
+    # A remote endpoint's canonical form has no `local` entry, so the params of stages on remote
+    # endpoints are what they were before backend local existed (nothing reruns for it).
+    def canonical(self) -> dict[str, Any]:
+        out = super().canonical()
+        if self.local is None:
+            del out["local"]
+        return out
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "") -> Self:
+        if isinstance(data, Mapping) and "local" not in data:
+            data = {**data, "local": None}
+        return super().from_mapping(data, where)
 
     def as_endpoint(self, limits: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The ``llm.endpoints.<name>`` mapping the LLM client takes, with runtime ``limits``."""
-        return {"backend": self.backend, "base_url": self.base_url, "api_key_env": self.api_key_env,
-                "default_headers": dict(self.default_headers), "limits": dict(limits or {})}
+        out = {"backend": self.backend, "base_url": self.base_url, "api_key_env": self.api_key_env,
+               "default_headers": dict(self.default_headers), "limits": dict(limits or {})}
+        if self.local is not None:
+            out.update(self.local.canonical())
+        return out
 
 
 @dataclass(frozen=True)
