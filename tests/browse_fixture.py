@@ -28,13 +28,17 @@ def _text(rng: random.Random, lo: int, hi: int) -> str:
     return " ".join(rng.choices(VOCAB, k=rng.randint(lo, hi)))
 
 
+# Columns that issue 12 added (optimizer level, categories, protocol, verdict rules): the old layout has none.
+NEW_COLUMNS = {"optimizer", "category", "protocol", "rule_optimized_first", "rule_original_first"}
+
+
 def _write(rows: list[dict], path: Path, schema: pa.Schema, layout: str, extra: dict[str, pa.DataType]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if layout == "old":
-        write_table(rows, path, schema)
-    else:  # the newer layout's extra columns: written directly (the schemas here are today's)
-        full = pa.schema(list(schema) + [pa.field(k, t) for k, t in extra.items()])
-        pq.write_table(pa.Table.from_pylist(rows, schema=full), path)
+    if layout == "new":  # today's schemas; columns the fixture does not draw are null
+        write_table([{**dict.fromkeys(schema.names), **r} for r in rows], path, schema)
+    else:  # artifacts written before evaluation had an optimizer level
+        old = pa.schema([f for f in schema if f.name not in NEW_COLUMNS])
+        pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in old.names} for r in rows], schema=old), path)
     return str(path)
 
 

@@ -29,17 +29,19 @@ def _winrates(paths, out_dir):
 
     settings = ReportSettings.from_config(load_config(overrides={"eval": {"report": {"bootstrap_samples": 200}}}))
     out = {k: out_dir / name for k, name in [("table", "winrates.parquet"), ("summary", "summary.md"),
-                                             ("plot", "winrates.png"), ("intrinsic", "intrinsic.json")]}
+                                             ("plot", "winrates.png"), ("compare", "compare.png"),
+                                             ("intrinsic", "intrinsic.json")]}
     build_report(paths["judgments"], paths["answers"], paths["optimized"], settings, out_table=out["table"],
-                 out_summary=out["summary"], out_plot=out["plot"], out_intrinsic=out["intrinsic"])
+                 out_summary=out["summary"], out_plot=out["plot"], out_compare_plot=out["compare"],
+                 out_intrinsic=out["intrinsic"])
     return out["table"]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """Artifacts in today's layout, their report, and the browse page built from both."""
+    """Artifacts in the workflow's layout, their report, and the browse page built from both."""
     root = tmp_path_factory.mktemp("browse")
-    paths = write_artifacts(root, TESTSETS, ["trained"], TARGETS, layout="old", seed=3)
+    paths = write_artifacts(root, TESTSETS, ["trained"], TARGETS, layout="new", seed=3)
     winrates = _winrates(paths, root / "report")
     html = root / "report" / "browse.html"
     build_browse(paths["optimized"], paths["answers"], paths["judgments"], [winrates], html)
@@ -52,10 +54,10 @@ def _embedded(html_path) -> dict:
     return json.loads(gzip.decompress(base64.b64decode(blob)))
 
 
-def test_old_layout_rows_and_page_data(demo):
+def test_rows_and_page_data(demo):
     rows = load_rows(demo["paths"]["optimized"], demo["paths"]["answers"], demo["paths"]["judgments"])
     assert len(rows) == sum(TESTSETS.values()) * len(TARGETS)
-    assert {r.optimizer for r in rows} == {"trained"} and {r.category for r in rows} == {None}
+    assert {r.optimizer for r in rows} == {"trained"}
     judged = {(r["testset"], r["target"], r["item_id"]): r
               for p in demo["paths"]["judgments"] for r in pq.read_table(p).to_pylist()}
     for r in rows:
