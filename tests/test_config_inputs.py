@@ -38,8 +38,8 @@ def test_default_and_paper_configs_have_no_input_problems():
          "config critique.template: config/templates/nope.txt does not exist"),
         ({"eval": {"judge": {"template": "config/templates/nope.txt"}}},
          "config eval.judge.template: config/templates/nope.txt does not exist"),
-        ({"eval": {"optimizer": {"model": "results/models/nope"}}},
-         "config eval.optimizer.model: results/models/nope does not exist (and is not a hub id"),
+        ({"eval": {"optimizers": {"mine": {"kind": "model", "model": "results/models/nope"}}}},
+         "config eval.optimizers.mine.model: results/models/nope does not exist (and is not a hub id"),
         ({"eval": {"targets": {"local": {"kind": "hf", "model": "./models/nope"}}}},
          "config eval.targets.local.model: ./models/nope does not exist (and is not a hub id"),
         ({"train": {"base_model": "/models/llama/nope"}},
@@ -70,7 +70,7 @@ def test_every_problem_is_one_line_and_check_inputs_raises_them_all():
 
 def test_hub_ids_and_unused_inputs_are_not_checked():
     assert problems({
-        "eval": {"optimizer": {"model": "THUDM/BPO"}, "targets": {"llama": {"kind": "hf", "model": "gpt2"}}},
+        "eval": {"optimizers": {"bpo": {"kind": "model", "model": "THUDM/BPO"}}, "targets": {"llama": {"kind": "hf", "model": "gpt2"}}},
         "train": {"base_model": "meta-llama/Llama-2-7b-chat-hf"},
         "sources": {"hh_rlhf": {"path": MISSING, "hub_id": "Anthropic/hh-rlhf"},  # the hub id replaces path
                     "oasst1": {"activate": False, "path": MISSING}},

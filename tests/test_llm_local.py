@@ -14,7 +14,7 @@ from bpo.llm import ChatRequest, LLMError, make_client
 from bpo.llm.cache import Cache
 from bpo.llm.local import local_worker
 from bpo.llm.usage import format_report, usage_report
-from bpo.schemas import ANSWERS, OPTIMIZED, read_table, write_table
+from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_table, write_table
 from bpo.settings import EndpointSettings, LLMRuntime, SettingsError, load_config
 from bpo.settings.evaluate import EndpointTargetSettings
 from conftest import copy_workflow, dry_run_jobs, snakemake
@@ -176,18 +176,25 @@ def test_config_errors_name_the_key(tmp_path, tiny):
 def test_answer_stage_with_a_local_endpoint_target(tiny, tmp_path):
     """The answer stage's library entry point (rule answer) with a target on a local endpoint."""
     from bpo.eval.answer import answer_testset
+    from bpo.schemas import ORIGINAL_ANSWERS
 
-    rows = [{"item_id": str(i), "testset": "demo", "instruction": ins, "context": "", "optimized_instruction": opt,
-             "fallback_reason": None, "reference_optimized": None}
-            for i, (ins, opt) in enumerate([("Name a colour.", "Name one colour."), ("Capital of France?", "What is the capital of France?")])]
+    pairs = [("Name a colour.", "Name one colour."), ("Capital of France?", "What is the capital of France?")]
+    rows = [{"item_id": str(i), "testset": "demo", "optimizer": "trained", "category": None, "instruction": ins,
+             "context": "", "optimized_instruction": opt, "fallback_reason": None, "reference_optimized": None}
+            for i, (ins, opt) in enumerate(pairs)]
     write_table(rows, tmp_path / "optimized.parquet", OPTIMIZED)
+    write_table([{"item_id": str(i), "testset": "demo", "target": "loc", "category": None, "question": ins,
+                  "answer": "an earlier answer", "status": "ok", "backend": "standin"}
+                 for i, (ins, _) in enumerate(pairs)], tmp_path / "original.parquet", ORIGINAL_ANSWERS)
     config = _config(tmp_path, tiny)
     target = EndpointTargetSettings.from_config(config, "loc")
     runtime = LLMRuntime.from_config(config, "loc")
-    answer_testset(tmp_path / "optimized.parquet", tmp_path / "answers.parquet", target, runtime)
+    answer_testset(tmp_path / "optimized.parquet", tmp_path / "original.parquet", tmp_path / "answers.parquet",
+                   target, runtime)
     out = read_table(tmp_path / "answers.parquet", ANSWERS).to_pylist()
     assert [r["item_id"] for r in out] == ["0", "1"]
-    assert all(r["backend"] == "local" and r["status_original"] == "truncated" and r["answer_optimized"] for r in out)
+    assert all(r["backend"] == "local+standin" and r["status_optimized"] == "truncated" and r["answer_optimized"]
+               for r in out)
     with Cache(config["llm"]["cache"]) as cache:
         body = json.loads(next(iter(cache.rows()))["request"])
     assert body["model"] == "tiny-label" and body["max_tokens"] == 6
@@ -212,20 +219,17 @@ def test_example_configs_validate_and_build_their_endpoints(name):
 
 @pytest.mark.slow
 def test_answer_rule_under_snakemake_with_a_local_endpoint(tiny, tmp_path):
-    """Rule answer runs end to end with a target on a local endpoint (its input placed by hand);
+    """Rule answer_original runs end to end with a target on a local endpoint;
     the log names the cache source and the engine that ran."""
     wf = copy_workflow(tmp_path / "wf")
-    rows = [{"item_id": "0", "testset": "dolly_eval", "instruction": "Name a colour.", "context": "",
-             "optimized_instruction": "Name one colour.", "fallback_reason": None, "reference_optimized": None}]
-    (wf / "results/demo/eval/dolly_eval").mkdir(parents=True)
-    write_table(rows, wf / "results/demo/eval/dolly_eval/optimized.parquet", OPTIMIZED)
     (wf / "local.yaml").write_text(yaml.safe_dump({
         "llm": {"endpoints": {"loc": {"backend": "local", "model": tiny}}},
         "eval": {"targets": {"loc": {"kind": "endpoint", "endpoint": "loc", "model": "tiny", "max_tokens": 6}}}}))
-    target = "results/demo/eval/dolly_eval/loc/answers.parquet"
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", target, "--configfile", "local.yaml")) == {"answer": 1}
+    target = "results/demo/eval/dolly_eval/loc/original_answers.parquet"
+    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", target, "--configfile", "local.yaml")) == {
+        "answer_original": 1}
     snakemake(wf, "--cores", "1", target, "--configfile", "local.yaml")
-    out = read_table(wf / target, ANSWERS).to_pylist()
-    assert out[0]["backend"] == "local" and out[0]["status_original"] == "truncated" and out[0]["answer_original"]
-    log = (wf / "logs/demo/eval/answer_dolly_eval_loc.log").read_text()
+    out = read_table(wf / target, ORIGINAL_ANSWERS).to_pylist()
+    assert out[0]["backend"] == "local" and out[0]["status"] == "truncated" and out[0]["answer"]
+    log = (wf / "logs/demo/eval/answer_original_dolly_eval_loc.log").read_text()
     assert "cache source local:" in log and "engine lean" in log
