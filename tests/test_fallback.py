@@ -143,8 +143,8 @@ def test_release_reference_rewrites_are_kept(shared_data):
 
 def test_fast_enough():
     rows = _load()
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust to other jobs on shared cores
     for r in rows:
         degenerate_reason(r["output"], r["hit_limit"], r["prompt"])
-    per_output = (time.perf_counter() - start) / len(rows)
-    assert per_output < 0.005, f"{per_output * 1e3:.2f} ms per output"  # ~0.1 ms on an idle core
+    per_output = (time.process_time() - start) / len(rows)
+    assert per_output < 0.005, f"{per_output * 1e3:.2f} ms per output"  # ~0.3 ms for a 300-character pair
