@@ -156,7 +156,12 @@ _FUNCTION = {
     "nl": {"de", "het", "een", "en", "is", "van", "dat", "niet", "voor", "met", "hoe", "wat", "ik", "mijn", "je",
            "zijn", "kun", "kunt", "ook", "op", "leg", "uit"},
 }
-_FUNCTION_ALL = frozenset().union(*_FUNCTION.values())
+# Function words shared between those languages: no use for telling them apart, but counted
+# with the rest as function words (gibberish, repetition checks)
+_SHARED_FUNCTION = {"a", "in", "as", "by", "not", "all", "if", "so", "but", "we", "he", "she", "his", "her", "them",
+                    "its", "has", "had", "been", "than", "there", "into", "more", "any", "who", "when", "where", "why",
+                    "e", "la", "un", "en", "de", "per", "se", "no", "si", "non"}
+_FUNCTION_ALL = frozenset().union(*_FUNCTION.values(), _SHARED_FUNCTION)
 
 
 def _language(words: list[str]) -> tuple[str | None, float, dict]:
