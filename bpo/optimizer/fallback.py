@@ -349,12 +349,14 @@ def _lost_entities(text: str, original: str) -> bool:
 # ---------------------------------------------------------------------------------- answer
 _ANSWER_OPENERS = re.compile(
     r"^\W*(?:sure|certainly|of course|absolutely|great question|here(?:'s| is| are)|i'd be happy|i would be happy|"
-    r"i'm happy|happy to help|as an ai|the answer is|yes[,!.]|no[,!.]|okay[,!.]|ok[,!.]|thank you|thanks for)",
+    r"i'm happy|happy to help|as an ai|the answer|yes[,!.]|no[,!.]|okay[,!.]|ok[,!.]|thank you|thanks for|a:|"
+    r"i'm sorry|i am sorry|i'll |dear |the original prompt is|to (?:\w+ ){1,8}?\w+, (?:you|it's|we|follow|start))",
     re.I)
 _REQUEST = re.compile(
     r"\?|\b(?:please|explain|describe|write|tell|give|list|provide|create|generate|compose|suggest|summari[sz]e|"
     r"translate|help|can you|could you|would you|i want|i need|i'd like|include|make sure|discuss|compare|analy[sz]e|"
-    r"outline|identify|classify|rewrite|find|share|recommend|what|how|why)\b", re.I)
+    r"outline|identify|classify|rewrite|find|share|recommend|plan|list|show|calculate|convert|complete|answer|"
+    r"your task|you are|imagine|pretend|act as|let's|should i|must|focus)\b", re.I)
 
 
 def _answer(text: str, words: list[str], original: str) -> bool:
@@ -362,7 +364,10 @@ def _answer(text: str, words: list[str], original: str) -> bool:
     if _ANSWER_OPENERS.match(text) and not _ANSWER_OPENERS.match(orig_start):
         return True
     n_orig = max(len(_WORD.findall(original)), 1)
-    if len(words) >= max(3 * n_orig, 40) and not _REQUEST.search(text) and _REQUEST.search(original):
+    # a rewrite of a request is still a request (a question, an imperative, "you ..."); a
+    # statement in reply to one is an answer
+    if (len(words) >= 4 and not _REQUEST.search(text) and _REQUEST.search(original)
+            and _language(_WORD.findall(original))[0] in (None, "en") and _language(words)[0] in (None, "en")):
         return True
     return False
 
