@@ -21,7 +21,8 @@ never rename one without migrating readers), checked in this order:
 - ``lost_entities``: the rewrite dropped a number, a quoted string, a code span or a
   capitalised multi-word name (``Harry Potter``) of the original.
 - ``answer``: it answers the prompt instead of rewriting it: opens like an answer ("Sure, here
-  are..."), or is far longer than the prompt with no request in it.
+  are...", "To fix a tire, follow..."), or, for an English request, is a statement with no
+  request in it (no question, imperative or "can you").
 
 The checks that compare with the prompt (script, language, entities, answer) run only when
 ``original`` is given. Thresholds were calibrated on real outputs (SmolLM2-135M-Instruct before
@@ -363,7 +364,6 @@ def _answer(text: str, words: list[str], original: str) -> bool:
     orig_start = original.strip()[:40]
     if _ANSWER_OPENERS.match(text) and not _ANSWER_OPENERS.match(orig_start):
         return True
-    n_orig = max(len(_WORD.findall(original)), 1)
     # a rewrite of a request is still a request (a question, an imperative, "you ..."); a
     # statement in reply to one is an answer
     if (len(words) >= 4 and not _REQUEST.search(text) and _REQUEST.search(original)
