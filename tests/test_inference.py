@@ -140,7 +140,9 @@ def test_lean_loop_equals_generate_when_rows_end_at_different_steps(eos_model_di
         monkeypatch.setattr(lean, "_headroom", lambda width, max_new_tokens: 5)
     prompts, reference = PROMPTS + MORE_PROMPTS, eos_reference
     lengths = {len(r.raw) for r in reference}
-    assert {r.fallback_reason for r in reference} >= {None, TRUNCATED} and len(lengths) > 5  # EOS at many steps
+    # EOS at many steps: some rows stop early, some hit the limit (the tiny model's text itself
+    # is gibberish, which the fallback now rejects; only where each row stopped matters here)
+    assert {r.fallback_reason == TRUNCATED for r in reference} == {True, False} and len(lengths) > 5
     with caplog.at_level(logging.DEBUG, logger="bpo.generation.lean"):
         got = optimize_prompts(eos_model_dir, prompts, max_new_tokens=24, batch_size=batch_size, greedy=True,
                                 engine="lean", **DECODE)

@@ -78,7 +78,7 @@ def optimize_prompts(model_dir: str, prompts: Sequence[str], settings: Generatio
         out = generate(model, [encode_prompt(model.tokenizer, prompts[i]) for i in todo], settings)
         engine = out.engine
         for i, gen in zip(todo, out.outputs):
-            reason = degenerate_reason(gen.text, gen.hit_limit)
+            reason = degenerate_reason(gen.text, gen.hit_limit, prompts[i])
             results[i] = OptimizeResult(prompts[i] if reason else gen.text.strip(), reason, gen.text)
     reasons = Counter(r.fallback_reason for r in results if r.fallback_reason)
     if reasons:

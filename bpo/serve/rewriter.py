@@ -179,7 +179,7 @@ class RemoteRewriter(Rewriter):
             raise RewriterError(f"remote optimizer {self.url}: unexpected reply ({type(exc).__name__}: {exc})") from None
         results = []
         for prompt, (raw, hit_limit) in zip(prompts, outs):
-            reason = degenerate_reason(raw, hit_limit) if prompt.strip() else EMPTY_INPUT
+            reason = degenerate_reason(raw, hit_limit, prompt) if prompt.strip() else EMPTY_INPUT
             results.append(Rewrite(prompt if reason else raw.strip(), reason))
         return results
 
