@@ -14,7 +14,6 @@ reason puts ``truncated`` first.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -149,12 +148,3 @@ def test_release_reference_rewrites_are_kept(shared_data):
     rejected = sum(n for reason, n in reasons.items() if reason is not None)
     print(f"\nreference rewrites rejected: {rejected}/{len(rows)} {dict(reasons)}")
     assert rejected / len(rows) <= 0.04, reasons  # 6 of 200 at calibration: most drop a number or name
-
-
-def test_fast_enough():
-    rows = _load()
-    start = time.process_time()  # CPU time: robust to other jobs on shared cores
-    for r in rows:
-        degenerate_reason(r["output"], r["hit_limit"], r["prompt"])
-    per_output = (time.process_time() - start) / len(rows)
-    assert per_output < 0.005, f"{per_output * 1e3:.2f} ms per output"  # ~0.3 ms for a 300-character pair
