@@ -59,14 +59,18 @@ def evaluated(tmp_path_factory):
 
 def test_offline_evaluation_outputs(evaluated):
     wf = evaluated
-    table = pq.read_table(wf / "results/demo/report/winrates.parquet").to_pylist()
+    rows = pq.read_table(wf / "results/demo/report/winrates.parquet").to_pylist()
+    table = [r for r in rows if r["category"] is None]  # the overall rows; the others break down by category
     assert len(table) == 8  # 2 test sets x 2 optimizers x 2 targets
+    assert {r["category"] for r in rows} > {None}  # Dolly's categories
     assert {(r["testset"], r["target"]) for r in table} == {
         (ts, tg) for ts in ("dolly_eval", "bpo_test") for tg in ("standin", "tiny_hf")}
     for r in table:
         assert r["judge_model"] == "bpo-standin-judge"
         assert r["backend"] == "standin"
         assert r["n"] >= 5 and r["win"] + r["tie"] + r["lose"] == pytest.approx(100.0)
+        if r["optimizer"] == "identity":
+            assert r["tie"] == 100.0
         assert r["delta_wr_low"] <= r["delta_wr"] <= r["delta_wr_high"]
     summary = (wf / "results/demo/report/summary.md").read_text()
     assert "come from the offline stand-in, not from a model" in summary
