@@ -59,11 +59,12 @@ class OptimizeSettings(Settings):
     testset: TestsetSettings
     model: str | None
     context_mode: str
+    prompt_format: str | None  # used where the model folder records none (e.g. a hub id)
     generation: GenerationSettings
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], testset: str) -> Self:
         opt = config["eval"]["optimizer"]
         return cls(testset=TestsetSettings.from_config(config, testset), model=opt["model"],
-                   context_mode=opt["context_mode"],
+                   context_mode=opt["context_mode"], prompt_format=opt["prompt_format"],
                    generation=GenerationSettings.from_config(config, "eval.optimizer"))
