@@ -89,7 +89,7 @@ def main() -> None:
                 for mode in ("packing", "padding"):
                     root = tmp / f"b{batch_size}-{mode}{rep}"
                     config = load_config(overrides={"train": dict(
-                        tiny=tiny, max_length=1024, max_steps=args.steps, global_batch_size=batch_size,
+                        base_model=None, prompt_format="plain", tiny=tiny, max_length=1024, max_steps=args.steps, global_batch_size=batch_size,
                         per_device_batch_size=batch_size, learning_rate=1e-3, deepspeed=None,
                         packing=mode == "packing", seed=0, eval_steps=0,
                         checkpoint={"dir": str(root / "ckpt"), "save_steps": 0})})

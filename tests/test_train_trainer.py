@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 HP = dict(
+    base_model=None, prompt_format="plain",  # the tiny from-scratch model, not the demo's SmolLM2
     tiny={"hidden_size": 48, "intermediate_size": 128, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2},
     max_steps=10, global_batch_size=8, per_device_batch_size=4, learning_rate=3e-3,
     warmup_ratio=0.1, deepspeed=None, eval_steps=5, seed=7,
