@@ -152,3 +152,7 @@ def _models(args, prompts, decode):
             yield (f"{n_params / 1e6:.2f}M", tmp, tok,
                    f"random tiny Llama, {n_params / 1e6:.2f} M parameters (hidden {hidden}, {layers} layers, "
                    f"{heads} heads / {max(1, heads // 2)} kv), fp32")
+
+
+if __name__ == "__main__":
+    main()
