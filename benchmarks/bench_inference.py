@@ -16,8 +16,12 @@ tokens in every mode (equal work). ``--eos-rate R`` instead points the EOS embed
 the model's mean final hidden state so that EOS is sampled at roughly rate R per step, as a
 trained optimizer ends its rewrites at different lengths; every mode then stops at EOS.
 
+``--model FOLDER`` benchmarks a real optimizer instead (e.g. the demo's, fine-tuned from
+SmolLM2-135M-Instruct: ``results/demo/models/optimizer``), in the prompt format its folder
+records; a trained model ends its rewrites at EOS by itself, so output tokens/s are compared.
+
     python benchmarks/bench_inference.py [--prompts 64] [--batch-sizes 8,16,32] [--max-new-tokens 128]
-        [--models 64x2,256x4] [--repeats 3] [--threads N] [--eos-rate 0.02]
+        [--models 64x2,256x4 | --model FOLDER] [--repeats 3] [--threads N] [--eos-rate 0.02]
 """
 
 from __future__ import annotations
@@ -42,10 +46,10 @@ def make_eos_likely(model, tok, prompts, rate: float, temperature: float) -> Non
     head changes."""
     import torch
 
-    from bpo.train.data import encode_prompt
+    from bpo.prompt_format import PLAIN, encode_prompt
 
     with torch.no_grad():
-        hidden = [model.model(torch.tensor([encode_prompt(tok, p)])).last_hidden_state[0] for p in prompts[:8]]
+        hidden = [model.model(torch.tensor([encode_prompt(p, PLAIN, tok)])).last_hidden_state[0] for p in prompts[:8]]
         m = torch.cat(hidden).mean(0)
         vocab = model.config.vocab_size
         alpha = temperature * math.log(rate * (vocab - 1) / (1 - rate))
@@ -61,6 +65,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--eos-rate", type=float, default=0.0, help="make EOS likely at about this rate per step")
+    ap.add_argument("--model", default=None, help="a trained optimizer folder instead of the random tiny models")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
@@ -68,7 +73,6 @@ def main() -> None:
 
     from bpo.generation import GenerationSettings
     from bpo.optimizer import optimize_prompts
-    from bpo.train.tiny_model import build_tiny
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,6 +86,56 @@ def main() -> None:
                                                                "hf-generate", max(sizes))]
     modes += [(f"lean loop, batch {b}", "lean", b) for b in sizes]
     summary = []
+    real = args.model is not None
+    for name, folder, tok, description in _models(args, prompts, decode):
+        lens = sorted(len(tok(p, add_special_tokens=False).input_ids) for p in prompts)
+        for engine in ("hf-generate", "lean"):  # load + warm up both code paths
+            optimize_prompts(folder, prompts[:2], decode.replace(batch_size=2, engine=engine))
+        print(f"model: {description}, torch threads {torch.get_num_threads()}")
+        print(f"  {len(prompts)} prompts of {lens[0]}-{lens[-1]} tokens (median {lens[len(lens) // 2]}) "
+              f"+ template; top-p 0.9, temperature 0.6, up to {args.max_new_tokens} new tokens"
+              + (f", EOS made likely (rate {args.eos_rate})" if args.eos_rate else ""))
+        times: dict[str, list[float]] = {label: [] for label, _, _ in modes}
+        work: dict[str, list[int]] = {label: [] for label, _, _ in modes}  # prompts or output tokens
+        for rep in range(args.repeats):
+            for label, engine, b in modes:
+                t0 = time.perf_counter()
+                res = optimize_prompts(folder, prompts, decode.replace(batch_size=b, engine=engine)).results
+                dt = time.perf_counter() - t0
+                out_tokens = sum(len(tok(r.raw or "", add_special_tokens=False).input_ids) for r in res)
+                times[label].append(dt)
+                work[label].append(out_tokens if args.eos_rate or real else len(prompts))
+                print(f"  run {rep + 1} {label:34s}: {len(prompts) / dt:7.2f} prompts/s, "
+                      f"~{out_tokens / dt:7.0f} output tokens/s ({dt:.1f} s, mean output "
+                      f"{out_tokens / len(res):.0f} tokens)")
+        # With EOS, sampled output lengths differ between modes: compare output tokens/s.
+        rate = {label: max(work[label][i] / t for i, t in enumerate(times[label])) for label in times}
+        for label, _, _ in modes[1:]:
+            summary.append((name, label, rate[label], rate[modes[0][0]]))
+    unit = "output tokens/s" if args.eos_rate or real else "prompts/s"
+    print(f"{'model':>6s}  {'mode':34s}  {unit:>15s}  {'one at a time':>13s}  speed-up")
+    for name, label, fast, slow in summary:
+        print(f"{name:>6s}  {label:34s}  {fast:15.1f}  {slow:13.1f}  {fast / slow:7.1f}x")
+    best = max((r for r in summary if r[1].startswith("lean")), key=lambda r: r[2] / r[3])
+    print(f"RESULT inference {unit}: best batched/one-at-a-time {best[2] / best[3]:.1f}x ({best[0]} model, {best[1]}); "
+          f"target >= {6 if real else 8}x")
+
+
+def _models(args, prompts, decode):
+    """``(name, folder, tokenizer, description)`` per benchmarked model; a random model's
+    temporary folder is removed when the next one is asked for."""
+    if args.model:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from bpo.prompt_format import read_format_record
+
+        cfg = AutoConfig.from_pretrained(args.model)
+        yield (Path(args.model).name, args.model, AutoTokenizer.from_pretrained(args.model),
+               f"{args.model} ({cfg.model_type}, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers), "
+               f"prompt format {read_format_record(args.model) or 'plain'}, fp32")
+        return
+    from bpo.train.tiny_model import build_tiny
+
     for spec in args.models.split(","):
         hidden, layers = (int(x) for x in spec.split("x"))
         heads = max(1, hidden // 16)
@@ -95,38 +149,9 @@ def main() -> None:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             n_params = sum(p.numel() for p in model.parameters())
-            lens = sorted(len(tok(p, add_special_tokens=False).input_ids) for p in prompts)
-            for engine in ("hf-generate", "lean"):  # load + warm up both code paths
-                optimize_prompts(tmp, prompts[:2], decode.replace(batch_size=2, engine=engine))
-            print(f"model: random tiny Llama, {n_params / 1e6:.2f} M parameters (hidden {hidden}, {layers} layers, "
-                  f"{heads} heads / {max(1, heads // 2)} kv), fp32, torch threads {torch.get_num_threads()}")
-            print(f"  {len(prompts)} prompts of {lens[0]}-{lens[-1]} tokens (median {lens[len(lens) // 2]}) "
-                  f"+ template; top-p 0.9, temperature 0.6, up to {args.max_new_tokens} new tokens"
-                  + (f", EOS made likely (rate {args.eos_rate})" if args.eos_rate else ""))
-            times: dict[str, list[float]] = {label: [] for label, _, _ in modes}
-            work: dict[str, list[int]] = {label: [] for label, _, _ in modes}  # prompts or output tokens
-            for rep in range(args.repeats):
-                for label, engine, b in modes:
-                    t0 = time.perf_counter()
-                    res = optimize_prompts(tmp, prompts, decode.replace(batch_size=b, engine=engine)).results
-                    dt = time.perf_counter() - t0
-                    out_tokens = sum(len(tok(r.raw or "", add_special_tokens=False).input_ids) for r in res)
-                    times[label].append(dt)
-                    work[label].append(out_tokens if args.eos_rate else len(prompts))
-                    print(f"  run {rep + 1} {label:34s}: {len(prompts) / dt:7.2f} prompts/s, "
-                          f"~{out_tokens / dt:7.0f} output tokens/s ({dt:.1f} s, mean output "
-                          f"{out_tokens / len(res):.0f} tokens)")
-            # With EOS, sampled output lengths differ between modes: compare output tokens/s.
-            rate = {label: max(work[label][i] / t for i, t in enumerate(times[label])) for label in times}
-            for label, _, _ in modes[1:]:
-                summary.append((f"{n_params / 1e6:.2f}M", label, rate[label], rate[modes[0][0]]))
-    unit = "output tokens/s" if args.eos_rate else "prompts/s"
-    print(f"{'model':>6s}  {'mode':34s}  {unit:>15s}  {'one at a time':>13s}  speed-up")
-    for name, label, fast, slow in summary:
-        print(f"{name:>6s}  {label:34s}  {fast:15.1f}  {slow:13.1f}  {fast / slow:7.1f}x")
-    best = max((r for r in summary if r[1].startswith("lean")), key=lambda r: r[2] / r[3])
-    print(f"RESULT inference {unit}: best batched/one-at-a-time {best[2] / best[3]:.1f}x ({best[0]} model, {best[1]}); "
-          f"target >= 8x")
+            yield (f"{n_params / 1e6:.2f}M", tmp, tok,
+                   f"random tiny Llama, {n_params / 1e6:.2f} M parameters (hidden {hidden}, {layers} layers, "
+                   f"{heads} heads / {max(1, heads // 2)} kv), fp32")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def main() -> None:
     from bpo.settings import load_config
     from bpo.settings.train import CheckpointRuntime, TrainSettings
     from bpo.schemas import TRAIN_METRICS, read_frame
-    from bpo.train.data import encode_pairs, encode_prompt, load_sft_pairs, prepare_tokenizer
+    from bpo.prompt_format import PLAIN, encode_prompt
+    from bpo.train.data import encode_pairs, load_sft_pairs, prepare_tokenizer
     from bpo.train.tiny_model import build_tiny
     from bpo.train.launch import launch_training
     from bpo.train.spec import TrainSpec
@@ -62,10 +63,10 @@ def main() -> None:
         pairs = load_sft_pairs(train)
         model, tok = build_tiny([(p, o) for _, p, o in pairs], tiny, seed=0)
         prepare_tokenizer(tok)
-        examples, _ = encode_pairs(tok, pairs, 1024)
+        examples, _ = encode_pairs(tok, pairs, 1024, prompt_format=PLAIN)
         lengths = sorted(len(e["input_ids"]) for e in examples)
         targets = sorted(sum(1 for t in e["labels"] if t != -100) for e in examples)
-        template_len = len(encode_prompt(tok, ""))  # BOS + the template around an empty prompt
+        template_len = len(encode_prompt("", PLAIN, tok))  # BOS + the template around an empty prompt
         user = sorted(len(e["input_ids"]) - template_len for e in examples)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"model: tiny Llama, {n_params / 1e6:.2f} M parameters (hidden {args.hidden}, {args.layers} layers), "
@@ -88,7 +89,7 @@ def main() -> None:
                 for mode in ("packing", "padding"):
                     root = tmp / f"b{batch_size}-{mode}{rep}"
                     config = load_config(overrides={"train": dict(
-                        tiny=tiny, max_length=1024, max_steps=args.steps, global_batch_size=batch_size,
+                        base_model=None, prompt_format="plain", tiny=tiny, max_length=1024, max_steps=args.steps, global_batch_size=batch_size,
                         per_device_batch_size=batch_size, learning_rate=1e-3, deepspeed=None,
                         packing=mode == "packing", seed=0, eval_steps=0,
                         checkpoint={"dir": str(root / "ckpt"), "save_steps": 0})})

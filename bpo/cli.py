@@ -90,7 +90,8 @@ def optimize_file(df, args: argparse.Namespace, settings) -> int:
         items.append(TestItem(item_id=str(df[id_col].iloc[i]) if id_col else str(i), instruction=df[args.column].iloc[i],
                               context=ctx if isinstance(ctx, str) else "",
                               reference_optimized=ref if isinstance(ref, str) else None))
-    rewritten, engine = optimize_items(items, args.model, settings, context_mode="with_context")
+    rewritten, engine = optimize_items(items, args.model, settings, context_mode="with_context",
+                                       format_override=args.format)
     # the optimizer column names the model that rewrote (there is no eval.optimizers entry here)
     write_optimized(items, rewritten, Path(args.input).name.split(".")[0], args.model, engine, args.output)
     return sum(reason is not None for _, reason in rewritten)
@@ -129,7 +130,7 @@ def _optimize(args: argparse.Namespace) -> int:
     if not args.prompts:
         print("bpo optimize: give one or more prompts, or --input FILE", file=sys.stderr)
         return 2
-    rewrites = optimize_prompts(args.model, args.prompts, settings)
+    rewrites = optimize_prompts(args.model, args.prompts, settings, format_override=args.format)
     for prompt, r in zip(args.prompts, rewrites.results):
         if len(args.prompts) > 1:
             print(f"### {prompt}")
@@ -174,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--batch-size", type=int, default=d["batch_size"])
     opt.add_argument("--seed", type=int, default=d["seed"])
     opt.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    from bpo.prompt_format import FORMATS
+
+    opt.add_argument("--format", choices=FORMATS, default=None,
+                     help="the optimizer's input format; default: the one the model folder records "
+                          "(bpo_prompt_format.json), else plain (e.g. bpo-release for THUDM/BPO)")
     opt.set_defaults(func=_optimize)
 
     usage = sub.add_parser("usage", help="LLM calls, tokens and estimated cost per stage and model")

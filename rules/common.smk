@@ -134,6 +134,13 @@ def train_settings():
     return TrainSettings.from_config(config).canonical()
 
 
+def train_threads():
+    """One torch thread for the tiny from-scratch model (OpenMP threads of a model that small
+    mostly wait on each other, badly so on shared cores); every core for a pretrained base
+    (Snakemake scales this down to --cores)."""
+    return 1 if config["train"]["base_model"] is None else 64
+
+
 def deepspeed_config_input():
     path = config["train"]["deepspeed"]
     return [path] if path else []
@@ -245,8 +252,9 @@ def downloaded_testsets():
 
 
 def local_model_input(model):
-    """A model folder as an input when it is a local path (a hub id is a param only)."""
-    return [model] if os.path.exists(model) else []
+    """A model folder as an input when it is a local path or one rule base_model builds (then
+    Snakemake builds it first); a hub id is a param only."""
+    return wheel_model_input(model) or ([model] if os.path.exists(model) else [])
 
 
 # The LLM rules of evaluation and the report pass ONE param each: their settings' canonical form.

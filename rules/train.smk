@@ -9,6 +9,7 @@ rule train_optimizer:
         train=result("sft/train.parquet"),
         val=result("sft/val.parquet"),
         deepspeed=deepspeed_config_input(),
+        base=wheel_model_input(config["train"]["base_model"]),
     output:
         model=directory(result("models/optimizer")),
         metrics=result("models/optimizer_metrics/train_metrics.parquet"),
@@ -25,10 +26,9 @@ rule train_optimizer:
         benchmark_file("train/train_optimizer.tsv")
     conda:
         "../envs/train.yaml"
-    # One torch thread on CPU: the tiny default runs fastest so (OpenMP threads of a model
-    # this small mostly wait on each other, badly so on shared cores). A bigger CPU model:
-    # --set-threads train_optimizer=N. With GPUs the threads setting is not applied.
-    threads: 1
+    # CPU threads: see train_threads(); --set-threads train_optimizer=N overrides. With GPUs
+    # the threads setting is not applied.
+    threads: train_threads()
     # Sized for the CPU default; profiles/slurm sets GPUs, memory and time for real runs
     # (bpo.train.launch reads the allocation and starts one rank per GPU).
     resources:

@@ -36,6 +36,17 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+# The tiny from-scratch optimizer the demo trained before it fine-tuned SmolLM2: what fast
+# workflow tests train (seconds instead of minutes), and no SmolLM2 target.
+TINY_TRAIN = {"base_model": None, "prompt_format": "plain", "learning_rate": 3.0e-3, "max_steps": 12}
+
+
+def use_tiny_optimizer(cfg: dict) -> None:
+    """Edit a loaded config.yaml mapping in place to train the tiny optimizer (no real model)."""
+    cfg["train"].update(TINY_TRAIN)
+    cfg["eval"]["targets"].pop("smollm2", None)
+
+
 @pytest.fixture
 def workflow_copy(tmp_path: Path) -> Path:
     return copy_workflow(tmp_path / "wf")

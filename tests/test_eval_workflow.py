@@ -48,6 +48,7 @@ def evaluated(tmp_path_factory):
         # a second target: a local HF model (rule answer_hf, not a local rule)
         cfg["eval"]["targets"]["tiny_hf"] = {"kind": "hf", "model": "models/tiny_optimizer", "max_tokens": 8,
                                              "batch_size": 4}
+        cfg["eval"]["targets"].pop("smollm2")  # the demo's real target: the full-demo test runs it
         # two of the four demo sets keep the test lean: one with contexts, one with references
         for name in ("vicuna_eval", "self_instruct"):
             cfg["eval"]["testsets"][name]["activate"] = False

@@ -88,7 +88,7 @@ def eos_model_dir(model_dir, tmp_path_factory):
 
     from transformers import AutoModelForCausalLM
 
-    from bpo.train.data import encode_prompt
+    from bpo.prompt_format import PLAIN, encode_prompt
 
     loaded = load_optimizer(model_dir)
     model, tok = loaded.hf(), loaded.tokenizer
@@ -96,7 +96,7 @@ def eos_model_dir(model_dir, tmp_path_factory):
     prompts = PROMPTS + MORE_PROMPTS
     with torch.inference_mode():
         for p in prompts:
-            ids = encode_prompt(tok, p)
+            ids = encode_prompt(p, PLAIN, tok)
             out = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False,
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[0, len(ids):].tolist()
             for t in set(out):

@@ -130,8 +130,66 @@ def test_training_target_ends_with_eos_exactly_once(tokenizers):
 
 @pytest.mark.slow
 def test_plain_ids_are_what_training_used_before(tokenizers):
+    """``plain`` is byte-identical to the encoding before formats existed: the template text
+    tokenized whole (trailing EOS dropped), then the stripped target and one EOS."""
     from bpo.train.data import encode_example
 
     for tok in tokenizers:
-        inp, target = encode_training_pair("Tell me about Harry Potter", "Describe the books.", PLAIN, tok)
-        assert encode_example(tok, "Tell me about Harry Potter", "Describe the books.", 10_000)["input_ids"] == inp + target
+        before = tok(build_prompt("Tell me about Harry Potter")).input_ids
+        before = before[:-1] if before[-1] == tok.eos_token_id else before
+        before += tok("Describe the books.", add_special_tokens=False).input_ids + [tok.eos_token_id]
+        inp, target = encode_training_pair("Tell me about Harry Potter", " Describe the books. ", PLAIN, tok)
+        assert inp + target == before
+        assert encode_example(tok, "Tell me about Harry Potter", "Describe the books.", 10_000,
+                              PLAIN)["input_ids"] == before
+
+
+@pytest.fixture()
+def unrecorded_smollm2(smollm2_dir, tmp_path):
+    """The SmolLM2 folder without a format record (as a downloaded hub model): links to its files."""
+    folder = tmp_path / "SmolLM2-no-record"
+    folder.mkdir()
+    for f in smollm2_dir.iterdir():
+        if f.name != RECORD_NAME:
+            (folder / f.name).symlink_to(f)
+    return folder
+
+
+@pytest.mark.slow
+def test_optimizer_feeds_the_model_the_resolved_format(unrecorded_smollm2, monkeypatch, caplog):
+    """End to end through bpo.optimizer.optimize_prompts on a real Llama-architecture folder:
+    configured bpo-release (as eval.optimizer.prompt_format for THUDM/BPO) reaches the model as
+    exactly one BOS + the released input; a folder record wins over the configured format;
+    --format (format_override) wins over both."""
+    from transformers import AutoTokenizer
+
+    import bpo.optimizer.rewrite as rewrite
+    from bpo.settings.generation import GenerationSettings
+
+    seen = []
+    real_generate = rewrite.generate
+
+    def spy(model, inputs, settings):  # records what the model is fed, then generates for real
+        seen.append([list(ids) for ids in inputs])
+        return real_generate(model, inputs, settings)
+
+    monkeypatch.setattr(rewrite, "generate", spy)
+    caplog.set_level(logging.INFO, logger="bpo.prompt_format")
+    tok = AutoTokenizer.from_pretrained(unrecorded_smollm2)
+    settings = GenerationSettings(engine="auto", temperature=0.0, top_p=1.0, max_new_tokens=3, batch_size=2,
+                                  seed=0, greedy=True)
+    hp = "Tell me about Harry Potter"
+
+    out = rewrite.optimize_prompts(str(unrecorded_smollm2), [hp], settings, prompt_format=BPO_RELEASE)
+    assert len(out.results) == 1 and out.results[0].raw is not None
+    assert seen[-1] == [[tok.bos_token_id] + tok(RELEASED_INPUT, add_special_tokens=False).input_ids]
+    assert "prompt format 'bpo-release' (from config)" in caplog.text
+
+    write_format_record(unrecorded_smollm2, CHAT_TEMPLATE)
+    rewrite.optimize_prompts(str(unrecorded_smollm2), [hp], settings, prompt_format=BPO_RELEASE)
+    assert seen[-1] == [encode_prompt(hp, CHAT_TEMPLATE, tok)]
+    assert tok.decode(seen[-1][0]) == format_prompt(hp, CHAT_TEMPLATE, tok)
+    rewrite.optimize_prompts(str(unrecorded_smollm2), [hp], settings, prompt_format=PLAIN,
+                             format_override=BPO_RELEASE)
+    assert seen[-1][0][0] == tok.bos_token_id and tok.decode(seen[-1][0][1:]) == RELEASED_INPUT
+    assert "prompt format 'bpo-release' (from override)" in caplog.text

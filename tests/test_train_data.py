@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from bpo.prompt_format import build_prompt
-from bpo.train.data import IGNORE_INDEX, encode_example, encode_pairs, encode_prompt, make_collator, prepare_tokenizer
+from bpo.prompt_format import PLAIN, encode_prompt
+from bpo.train.data import IGNORE_INDEX, encode_example, encode_pairs, make_collator, prepare_tokenizer
 from bpo.train.tiny_model import build_tiny, train_tokenizer
 
 from sft_fixture import sft_rows
@@ -27,8 +28,8 @@ def test_labels_mask_the_prompt_and_keep_target_and_eos(tiny):
     _, tok, rows = tiny
     prompt = "explain tides  for a school project\n"
     optimized = "  Please explain tides clearly, with one example.  "
-    enc = encode_example(tok, prompt, optimized, max_length=512)
-    p_ids = encode_prompt(tok, prompt)
+    enc = encode_example(tok, prompt, optimized, max_length=512, prompt_format=PLAIN)
+    p_ids = encode_prompt(prompt, PLAIN, tok)
     n = len(p_ids)
     # Input: BOS + template exactly as inference feeds it, then the target and EOS.
     assert p_ids[0] == tok.bos_token_id
@@ -51,7 +52,7 @@ def test_drops_are_counted_with_reasons(tiny, caplog):
         ("c", "ok prompt", ""),
         ("d", "word " * 400, "Please do it."),
     ]
-    examples, report = encode_pairs(tok, pairs, max_length=256)
+    examples, report = encode_pairs(tok, pairs, max_length=256, prompt_format=PLAIN)
     assert len(examples) == 1 and report.n_kept == 1 and report.n_rows == 4
     assert dict(report.dropped) == {"empty_prompt": 1, "empty_optimized_prompt": 1, "too_long": 1}
     assert "dropped 3 of 4" in caplog.text
@@ -79,7 +80,8 @@ def test_packed_batch_gives_the_losses_of_examples_run_one_by_one(tiny, attn):
     the restarting position ids. Both must equal the examples run alone."""
     model, tok, rows = tiny
     model.set_attn_implementation(attn)
-    examples, _ = encode_pairs(tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[:6]], 512)
+    examples, _ = encode_pairs(tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[:6]], 512,
+                               prompt_format=PLAIN)
     lengths = [len(e["input_ids"]) for e in examples]
     assert len(set(lengths)) > 1  # variable lengths, the case packing is for
 
@@ -114,7 +116,8 @@ def test_packed_batch_gives_the_losses_of_examples_run_one_by_one(tiny, attn):
 
 def test_padded_batch_gives_the_same_losses(tiny):
     model, tok, rows = tiny
-    examples, _ = encode_pairs(tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[6:10]], 512)
+    examples, _ = encode_pairs(tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[6:10]], 512,
+                               prompt_format=PLAIN)
     batch = make_collator(tok, packing=False)(examples)
     assert batch["input_ids"].shape[0] == len(examples)
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""Rule train_optimizer through Snakemake with the embedded default config (tiny model)."""
+"""Rule train_optimizer through Snakemake with the embedded default config switched to the tiny
+model (the default's SmolLM2 fine-tune runs in the full-demo test of test_eval_workflow)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ import pytest
 
 from bpo.schemas import TRAIN_METRICS, read_frame
 
-from conftest import dry_run_jobs, snakemake
+from conftest import dry_run_jobs, snakemake, use_tiny_optimizer
 from sft_fixture import write_sft
 
 pytestmark = pytest.mark.slow
 
 
-def test_train_rule_trains_the_default_tiny_optimizer_and_reruns_on_a_param_edit(workflow_copy):
+def test_train_rule_trains_the_tiny_optimizer_and_reruns_on_a_param_edit(workflow_copy):
+    import yaml
+
     wf = workflow_copy
+    cfg = wf / "config" / "config.yaml"
+    config = yaml.safe_load(cfg.read_text())
+    use_tiny_optimizer(config)
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     write_sft(wf / "results" / "demo" / "sft", n_train=40, n_val=8)
     target = "results/demo/models/optimizer_metrics/train_metrics.parquet"
     snakemake(wf, target, "--cores", "2", "--allowed-rules", "train_optimizer")
@@ -36,19 +43,19 @@ def test_train_rule_trains_the_default_tiny_optimizer_and_reruns_on_a_param_edit
     # Nothing to do now; an edited hyper-parameter retrains, an edited checkpoint setting does not.
     dry = snakemake(wf, target, "-n", "--allowed-rules", "train_optimizer")
     assert "train_optimizer" not in dry.stdout + dry.stderr or "Nothing to be done" in dry.stdout + dry.stderr
-    cfg = wf / "config" / "config.yaml"
     text = cfg.read_text()
     cfg.write_text(text.replace("save_steps: 500", "save_steps: 7"))
     dry = snakemake(wf, target, "-n", "--allowed-rules", "train_optimizer")
     assert "Nothing to be done" in dry.stdout + dry.stderr
-    cfg.write_text(re.sub(r"learning_rate: 3\.0e-3", "learning_rate: 1.0e-3", text, count=1))
+    cfg.write_text(re.sub(r"learning_rate: 0\.003", "learning_rate: 0.001", text, count=1))
     dry = snakemake(wf, target, "-n", "--allowed-rules", "train_optimizer")
     out = dry.stdout + dry.stderr
     assert "train_optimizer" in out and "params" in out.lower()
 
 
 UPSTREAM = {"pairs_source", "pairs_merge", "critique", "critique_estimate", "sft", "download_testset"}
-DOWNSTREAM = {"train_optimizer", "optimize_testset", "answer", "judge", "report", "browse", "all"}  # all: the target rule
+# all: the target rule; answer_hf: the demo's SmolLM2 target
+DOWNSTREAM = {"train_optimizer", "optimize_testset", "answer", "answer_hf", "judge", "report", "browse", "all"}
 
 
 def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a_runtime_edit(workflow_copy):
@@ -79,5 +86,6 @@ def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a
     jobs = dry_run_after(lambda t: t.update(learning_rate=1.0e-3))
     assert set(jobs) == DOWNSTREAM and not set(jobs) & UPSTREAM
     assert jobs["train_optimizer"] == 1 and jobs["optimize_testset"] == 2 and jobs["report"] == 1
-    # one target x two test sets, the trained branch only: identity and the original answers stay
-    assert jobs["answer"] == 2 and jobs["judge"] == 2
+    # two targets (stand-in endpoint, SmolLM2 hf) x two test sets, the trained branch only: identity and the
+    # original answers stay
+    assert jobs["answer"] == 2 and jobs["answer_hf"] == 2 and jobs["judge"] == 4

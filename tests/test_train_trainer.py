@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from bpo.prompt_format import read_format_record
 from bpo.schemas import TRAIN_METRICS, read_frame
 from bpo.settings import ConfigError, SettingsError, load_config
 from bpo.settings.train import CheckpointRuntime, TrainSettings
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 HP = dict(
+    base_model=None, prompt_format="plain",  # the tiny from-scratch model, not the demo's SmolLM2
     tiny={"hidden_size": 48, "intermediate_size": 128, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2},
     max_steps=10, global_batch_size=8, per_device_batch_size=4, learning_rate=3e-3,
     warmup_ratio=0.1, deepspeed=None, eval_steps=5, seed=7,
@@ -84,6 +86,10 @@ def test_training_loss_falls_and_outputs_are_written(full_run):
     assert record["hparams"]["learning_rate"] == 3e-3 and record["global_steps"] == 10
     assert record["gradient_accumulation_steps"] == 2 and record["data"]["train"]["kept"] == 48
     assert record["base"]["kind"] == "tiny_from_scratch"
+    # The format is recorded where inference reads it; auto keeps the tiny model in fp32 on CPU.
+    assert record["prompt_format"] == "plain" and read_format_record(root / "model") == "plain"
+    if not torch.cuda.is_available():
+        assert record["precision"] == "fp32" and "tiny" in record["precision_reason"]
 
 
 def test_saved_model_reproduces_the_validation_loss(full_run, data):
@@ -91,13 +97,14 @@ def test_saved_model_reproduces_the_validation_loss(full_run, data):
     validation loss, computed with the same data code."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from bpo.prompt_format import PLAIN
     from bpo.train.data import encode_pairs, load_sft_pairs, make_collator
 
     root, spec, summary = full_run
     tok = AutoTokenizer.from_pretrained(root / "model")
     model = AutoModelForCausalLM.from_pretrained(root / "model").eval()
     assert model.config.use_cache  # restored for generation after training
-    examples, _ = encode_pairs(tok, load_sft_pairs(data[1]), 512)
+    examples, _ = encode_pairs(tok, load_sft_pairs(data[1]), 512, prompt_format=PLAIN)
     assert len(examples) == 8
     with torch.no_grad():
         # The Trainer's eval loss: the mean over its batches (4 examples each, packed).
@@ -106,6 +113,24 @@ def test_saved_model_reproduces_the_validation_loss(full_run, data):
             for i in range(0, 8, 4)
         ]
     assert summary["eval_loss"] == pytest.approx(sum(batch_losses) / 2, rel=1e-4)
+
+
+def test_bf16_autocast_loss_stays_within_tolerance_of_fp32(tmp_path, data):
+    """Same data, seed and init: the per-step training loss under bf16 autocast (what
+    precision auto picks on a CPU with native bf16, or a GPU) follows fp32's. Tolerance 3%
+    relative per step: bf16 keeps 8 mantissa bits (~0.4% rounding per op), which over a few
+    layers and steps moves the loss by ~1%; a broken autocast or loss path (fp16 overflow,
+    low-precision master weights) diverges by far more."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        spec = spec_for(tmp_path / precision, data, precision=precision, max_steps=6, eval_steps=0)
+        summary = launch_training(spec)
+        assert summary["precision"] == precision
+        losses[precision] = read_frame(spec.metrics, TRAIN_METRICS).dropna(subset=["loss"])["loss"].tolist()
+    assert len(losses["fp32"]) == len(losses["bf16"]) == 6
+    assert losses["fp32"] != losses["bf16"]  # autocast really ran in bf16
+    for step, (a, b) in enumerate(zip(losses["fp32"], losses["bf16"]), start=1):
+        assert abs(a - b) <= 0.03 * a, f"step {step}: fp32 loss {a:.4f} vs bf16 {b:.4f}"
 
 
 def test_resume_from_checkpoint_continues_the_same_run(full_run, data, tmp_path):

@@ -53,15 +53,18 @@ def split_context(output: str, context: str) -> tuple[str | None, str | None]:
 
 def optimize_items(
     items: Sequence[TestItem], model: str, settings: GenerationSettings, *, context_mode: str,
+    prompt_format: str | None = None, format_override: str | None = None,
 ) -> tuple[list[tuple[str, str | None]], EngineRecord | None]:
-    """``(optimized_instruction, fallback_reason)`` per item, and the engine that generated."""
+    """``(optimized_instruction, fallback_reason)`` per item, and the engine that generated.
+    ``prompt_format``/``format_override``: see :func:`bpo.optimizer.optimize_prompts`."""
     if context_mode not in CONTEXT_MODES:
         raise ValueError(f"eval.optimizers.<name>.context_mode: unknown mode '{context_mode}' (known: {CONTEXT_MODES})")
     if context_mode == "with_context":
         prompts = [render_question(it.instruction, it.context) for it in items]
     else:
         prompts = [it.instruction for it in items]
-    rewrites = optimize_prompts(model, prompts, settings)
+    rewrites = optimize_prompts(model, prompts, settings, prompt_format=prompt_format,
+                                format_override=format_override)
     if len(rewrites.results) != len(items):
         raise RuntimeError(f"optimizer returned {len(rewrites.results)} results for {len(items)} prompts")
     out: list[tuple[str, str | None]] = []
@@ -109,7 +112,8 @@ def optimize_testset(out_path: str | Path, settings: OptimizeSettings, model: st
     """Load the test set of ``settings``, rewrite it with the optimizer at ``model`` (a folder or
     hub id: the trained optimizer's folder when ``settings.model`` is None), write ``out_path``."""
     ts = load_configured(settings.testset)
-    rewritten, engine = optimize_items(ts.items, model, settings.generation, context_mode=settings.context_mode)
+    rewritten, engine = optimize_items(ts.items, model, settings.generation, context_mode=settings.context_mode,
+                                       prompt_format=settings.prompt_format)
     write_optimized(ts.items, rewritten, settings.testset.name, settings.name, engine, out_path)
     return {**_finish(settings.name, settings.testset.name, rewritten, ts.dropped, str(engine)),
             "engine": str(engine) if engine else None}

@@ -1,7 +1,8 @@
 """Rewrite prompts with a trained optimizer (an optimizer folder or hub id).
 
-The optimizer sees :mod:`bpo.prompt_format`'s template, encoded as in training
-(:func:`bpo.train.data.encode_prompt`); :mod:`bpo.generation` decodes. Decoding follows the
+The optimizer sees its prompt format (:mod:`bpo.prompt_format`: the one its folder records, else
+the configured one, unless overridden), encoded by the same function as in training
+(:func:`bpo.prompt_format.encode_prompt`); :mod:`bpo.generation` decodes. Decoding follows the
 paper (top-p 0.9, temperature 0.6) unless the settings say otherwise. Unusable outputs fall
 back to the original prompt with a reason (:mod:`bpo.optimizer.fallback`).
 """
@@ -60,11 +61,14 @@ def load_optimizer(model_dir: str, device: str | None = None) -> LocalModel:
         raise FileNotFoundError(f"cannot load the optimizer from {model_dir!r}: {exc}") from exc
 
 
-def optimize_prompts(model_dir: str, prompts: Sequence[str], settings: GenerationSettings) -> Rewrites:
+def optimize_prompts(model_dir: str, prompts: Sequence[str], settings: GenerationSettings, *,
+                     prompt_format: str | None = None, format_override: str | None = None) -> Rewrites:
     """Rewrite ``prompts`` with the optimizer in ``model_dir``; one result per prompt, in order.
 
-    Greedy decoding is deterministic (batched == one-at-a-time output); sampling is seeded."""
-    from bpo.train.data import encode_prompt
+    The input format is ``format_override`` (``bpo optimize --format``), else the folder's record,
+    else ``prompt_format`` (the configured one), else ``plain``; the choice is logged. Greedy
+    decoding is deterministic (batched == one-at-a-time output); sampling is seeded."""
+    from bpo.prompt_format import encode_prompt, resolve_prompt_format
 
     prompts = list(prompts)
     for i, p in enumerate(prompts):
@@ -74,8 +78,9 @@ def optimize_prompts(model_dir: str, prompts: Sequence[str], settings: Generatio
     results: list[OptimizeResult | None] = [None if p.strip() else OptimizeResult(p, EMPTY_INPUT) for p in prompts]
     engine = None
     if todo:
+        fmt, _ = resolve_prompt_format(model_dir, override=format_override, configured=prompt_format)
         model = load_optimizer(model_dir)
-        out = generate(model, [encode_prompt(model.tokenizer, prompts[i]) for i in todo], settings)
+        out = generate(model, [encode_prompt(prompts[i], fmt, model.tokenizer) for i in todo], settings)
         engine = out.engine
         for i, gen in zip(todo, out.outputs):
             reason = degenerate_reason(gen.text, gen.hit_limit, prompts[i])

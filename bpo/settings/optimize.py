@@ -84,6 +84,7 @@ class OptimizeSettings(Settings):
     model: str | None
     prompt_format: str | None  # None: the format recorded in the model folder
     context_mode: str
+    prompt_format: str | None  # used where the model folder records none (e.g. a hub id)
     generation: GenerationSettings
 
     @classmethod

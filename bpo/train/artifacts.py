@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bpo.atomic import save_figure, write_json
-from bpo.prompt_format import TEMPLATE_VERSION
+from bpo.prompt_format import TEMPLATE_VERSION, write_format_record
 from bpo.schemas import TRAIN_METRICS, write_table
 from bpo.train.spec import TrainSpec
 
@@ -97,6 +97,7 @@ def save_model(trainer, tokenizer, spec: TrainSpec, base_desc: Mapping, ds_confi
         trainer.save_model(str(model_dir))
     if trainer.args.should_save:
         tokenizer.save_pretrained(model_dir)
+        write_format_record(model_dir, spec.settings.prompt_format)  # inference reads it back
         record = {
             "bpo_template_version": TEMPLATE_VERSION,
             "base": {k: v for k, v in base_desc.items() if k != "path"},

@@ -1,10 +1,10 @@
 """SFT examples -> token ids with the loss on the optimized prompt and EOS only.
 
-An example is ``BOS + template(prompt)`` followed by ``optimized + EOS``. The two
-halves are tokenized separately and concatenated, so the boundary between
-"input" (label -100) and "target" is exact at the token level and identical to
-what inference feeds the model (it tokenizes the same template text and lets
-the model continue).
+An example is the optimizer input in the run's prompt format (``train.prompt_format``,
+:func:`bpo.prompt_format.encode_prompt`) followed by ``optimized + EOS``. The two halves are
+tokenized separately and concatenated (:func:`bpo.prompt_format.encode_training_pair`), so the
+boundary between "input" (label -100) and "target" is exact at the token level and identical to
+what inference feeds the model (the same function encodes it there, then the model continues).
 
 Batching: padding-free packing (``DataCollatorWithFlattening``: one row of
 concatenated examples with ``position_ids`` restarting at 0 per example, which
@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpo.prompt_format import build_prompt
+from bpo.prompt_format import encode_training_pair
 from bpo.schemas import SFT, read_table
 
 log = logging.getLogger(__name__)
@@ -66,17 +66,7 @@ def prepare_tokenizer(tokenizer):
     return tokenizer
 
 
-def encode_prompt(tokenizer, user_prompt: str) -> list[int]:
-    """Token ids of the optimizer input (template around ``user_prompt``), BOS included when
-    the tokenizer adds one. Shared by training and inference."""
-    ids = tokenizer(build_prompt(user_prompt)).input_ids
-    # Some tokenizers also append EOS; the model must not see the input as finished.
-    if ids and ids[-1] == tokenizer.eos_token_id:
-        ids = ids[:-1]
-    return ids
-
-
-def encode_example(tokenizer, prompt: str, optimized: str, max_length: int) -> dict | str:
+def encode_example(tokenizer, prompt: str, optimized: str, max_length: int, prompt_format: str) -> dict | str:
     """``{"input_ids", "labels"}`` for one pair, or the reason it is dropped.
 
     Examples longer than ``max_length`` are dropped rather than truncated: a cut
@@ -86,8 +76,7 @@ def encode_example(tokenizer, prompt: str, optimized: str, max_length: int) -> d
         return "empty_prompt"
     if not optimized or not optimized.strip():
         return "empty_optimized_prompt"
-    prompt_ids = encode_prompt(tokenizer, prompt)
-    target_ids = tokenizer(optimized.strip(), add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    prompt_ids, target_ids = encode_training_pair(prompt, optimized, prompt_format, tokenizer)
     if len(prompt_ids) + len(target_ids) > max_length:
         return "too_long"
     return {
@@ -96,13 +85,15 @@ def encode_example(tokenizer, prompt: str, optimized: str, max_length: int) -> d
     }
 
 
-def encode_pairs(tokenizer, pairs, max_length: int, what: str = "sft") -> tuple[list[dict], EncodeReport]:
-    """Encode ``(pair_id, prompt, optimized)`` rows; drops are counted by reason and logged."""
+def encode_pairs(tokenizer, pairs, max_length: int, *, prompt_format: str,
+                 what: str = "sft") -> tuple[list[dict], EncodeReport]:
+    """Encode ``(pair_id, prompt, optimized)`` rows in ``prompt_format`` (one of
+    :data:`bpo.prompt_format.FORMATS`); drops are counted by reason and logged."""
     report = EncodeReport()
     examples = []
     for pair_id, prompt, optimized in pairs:
         report.n_rows += 1
-        enc = encode_example(tokenizer, prompt, optimized, max_length)
+        enc = encode_example(tokenizer, prompt, optimized, max_length, prompt_format)
         if isinstance(enc, str):
             report.dropped[enc] += 1
             log.debug("%s: dropped pair %s (%s)", what, pair_id, enc)

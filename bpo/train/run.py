@@ -25,20 +25,45 @@ from bpo.train.spec import TrainSpec
 log = logging.getLogger("bpo.train.run")  # also when run as __main__ under torchrun
 
 
-def resolve_precision(precision: str) -> str:
-    """``auto`` -> bf16 on a GPU that supports it, else fp32 (CPU bf16 autocast is slow
-    without AMX and buys nothing for a tiny model)."""
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX): then CPU autocast in bf16
+    roughly doubles training speed; without them it emulates and is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        flags = []
+    if flags:  # Linux: the CPU's own flags
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    import torch
+
+    check = getattr(torch.backends.mkldnn, "is_bf16_supported", None)  # not in every build
+    try:
+        return bool(check and check())
+    except RuntimeError:
+        return False
+
+
+def resolve_precision(precision: str, pretrained: bool = True) -> tuple[str, str]:
+    """``(precision, why)``. ``auto`` -> bf16 on a GPU that supports it, bf16 autocast on a CPU
+    with native bf16 (AVX512-BF16/AMX) for a pretrained base, else fp32. The tiny from-scratch
+    model stays fp32 on CPU: at its size bf16 buys nothing, and its demo stays bit-identical."""
     import torch
 
     if precision == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return "bf16"
-        return "fp32"
-    if precision == "bf16" and not torch.cuda.is_available():
-        log.warning("precision bf16 requested on CPU: CPU autocast in bf16 (slow without AMX)")
+        if torch.cuda.is_available():
+            if torch.cuda.is_bf16_supported():
+                return "bf16", "auto: GPU supports bf16"
+            return "fp32", "auto: GPU without bf16"
+        if not cpu_supports_bf16():
+            return "fp32", "auto: CPU without native bf16 (avx512_bf16/amx)"
+        if not pretrained:
+            return "fp32", "auto: tiny from-scratch model on CPU (bf16 buys nothing at its size)"
+        return "bf16", "auto: CPU with native bf16 (autocast over fp32 weights)"
+    if precision == "bf16" and not torch.cuda.is_available() and not cpu_supports_bf16():
+        log.warning("precision bf16 requested on a CPU without native bf16: emulated, slower than fp32")
     if precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("config train.precision: fp16 needs a GPU; use bf16 or fp32 on CPU")
-    return precision
+    return precision, "configured"
 
 
 def grad_accumulation(global_batch: int, per_device: int, world_size: int) -> int:
@@ -156,7 +181,7 @@ def run(spec: TrainSpec, resume_from: str | None = None) -> dict:
     hp = spec.settings
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     set_seed(hp.seed)
-    precision = resolve_precision(hp.precision)
+    precision, precision_why = resolve_precision(hp.precision, pretrained=bool(hp.base_model))
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     accum = grad_accumulation(hp.global_batch_size, hp.per_device_batch_size, world_size)
 
@@ -168,8 +193,10 @@ def run(spec: TrainSpec, resume_from: str | None = None) -> dict:
     ds_config = load_deepspeed_config(hp.deepspeed)
     tokenizer, model, base_desc = load_tokenizer_and_tiny(hp, train_pairs)
     prepare_tokenizer(tokenizer)
-    train_ex, train_report = encode_pairs(tokenizer, train_pairs, hp.max_length, what=spec.train)
-    val_ex, val_report = encode_pairs(tokenizer, val_pairs, hp.max_length, what=str(spec.val))
+    train_ex, train_report = encode_pairs(tokenizer, train_pairs, hp.max_length, prompt_format=hp.prompt_format,
+                                           what=spec.train)
+    val_ex, val_report = encode_pairs(tokenizer, val_pairs, hp.max_length, prompt_format=hp.prompt_format,
+                                       what=str(spec.val))
     if not train_ex:
         raise ValueError(
             f"{spec.train}: every pair was dropped ({dict(train_report.dropped)}); "
@@ -201,9 +228,9 @@ def run(spec: TrainSpec, resume_from: str | None = None) -> dict:
     )
     log.info(
         "training: %d examples, world size %d, per-device batch %d x accumulation %d = global %d, "
-        "precision %s, deepspeed %s, packing %s, LoRA %s",
+        "precision %s (%s), prompt format %s, deepspeed %s, packing %s, LoRA %s",
         len(train_ex), world_size, hp.per_device_batch_size, accum, hp.global_batch_size,
-        precision, hp.deepspeed or "off", hp.packing, hp.lora.enabled,
+        precision, precision_why, hp.prompt_format, hp.deepspeed or "off", hp.packing, hp.lora.enabled,
     )
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
@@ -214,6 +241,8 @@ def run(spec: TrainSpec, resume_from: str | None = None) -> dict:
         "world_size": world_size,
         "gradient_accumulation_steps": accum,
         "precision": precision,
+        "precision_reason": precision_why,
+        "prompt_format": hp.prompt_format,
         "global_steps": trainer.state.global_step,
         "train_loss": result.training_loss,
         "eval_loss": final_eval.get("eval_loss"),
