@@ -36,9 +36,17 @@ def model_location_problem(value: str) -> str | None:
     path = Path(value).expanduser()
     if path.exists():
         return None if path.is_dir() else f"{value} is not a folder"
-    if is_hub_id(value):
+    if is_hub_id(value) or built_by_workflow(value):
         return None
     return f"{value} does not exist (and is not a hub id: those read namespace/name)"
+
+
+def built_by_workflow(value: str) -> bool:
+    """A base-model folder that rule base_model builds from a pinned wheel (.bpo-cache/models/<name>)."""
+    from bpo.base_models import DEFAULT_CACHE_DIR, WHEEL_MODELS
+
+    path = Path(value)
+    return path.parent == DEFAULT_CACHE_DIR and path.name in WHEEL_MODELS
 
 
 def _data_path_problem(value: str) -> str | None:
