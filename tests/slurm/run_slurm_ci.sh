@@ -69,6 +69,13 @@ done
 cd "$WORK"
 SM=("$PY" -m snakemake --profile profiles/slurm --profile profiles/slurm-ci)
 CHECK=("$PY" "$HERE/slurm_ci_check.py")
+# The cluster mechanics (sbatch per job, requeue + resume, edit-rerun) are what this checks, so the
+# optimizer is the tiny from-scratch model and the SmolLM2 target is off: seconds per job, not minutes
+# (the SmolLM2 demo itself runs in the test suite).
+for kv in train.base_model=null train.prompt_format=plain train.learning_rate=3.0e-3 train.max_steps=12 \
+          eval.targets.smollm2.activate=false; do
+  "${CHECK[@]}" edit config/config.yaml "$kv"
+done
 JOBCOMP="$BPO_SLURM_STATE/log/jobcomp.txt"
 GPU_ARGS=()
 REQUEUE=0
