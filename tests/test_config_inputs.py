@@ -77,7 +77,7 @@ def test_hub_ids_and_unused_inputs_are_not_checked():
         "sft": {"bpo_dataset": {"path": MISSING}},  # sft.source is critiques
     }) == []
     # nothing is evaluated without an active target: test sets and the judge are unused
-    assert problems({"eval": {"targets": {"standin": {"activate": False}},
+    assert problems({"eval": {"targets": {"standin": {"activate": False}, "smollm2": {"activate": False}},
                               "testsets": {"vicuna_eval": {"path": MISSING}}}}) == []
 
 

@@ -172,16 +172,27 @@ class Cache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # autocommit mode: we open transactions ourselves, one per batch of answers
-            self._db = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA_SQL)
-        except sqlite3.DatabaseError as exc:
-            raise LLMError(f"LLM cache {self.path} (config llm.cache) cannot be opened: {exc}") from None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Processes that open a new cache at the same moment can get "database is locked" from the
+        # switch to WAL, which SQLite does not always retry itself: retry the set-up for a while.
+        deadline = time.monotonic() + 60.0
+        while True:
+            try:
+                # autocommit mode: we open transactions ourselves, one per batch of answers
+                self._db = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None,
+                                           check_same_thread=False)
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA_SQL)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise LLMError(f"LLM cache {self.path} (config llm.cache) cannot be opened: {exc}") from None
+                self._db.close()
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as exc:
+                raise LLMError(f"LLM cache {self.path} (config llm.cache) cannot be opened: {exc}") from None
 
     def close(self) -> None:
         self._db.close()
