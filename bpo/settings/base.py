@@ -29,6 +29,21 @@ def file_sha256(path: str, key: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+# What a target of the wrong kind is told, by the kind the caller needs.
+_WRONG_KIND = {"endpoint": "config eval.targets.{name}: kind '{kind}' is not an LLM endpoint target",
+               "hf": "config: eval.targets.{name} has kind '{kind}', not hf"}
+
+
+def target_section(config: Mapping[str, Any], name: str, kind: str) -> Mapping[str, Any]:
+    """``eval.targets.<name>``, which must exist and be of ``kind`` (endpoint | hf)."""
+    targets = config["eval"]["targets"]
+    if name not in targets:
+        raise SettingsError(f"config: eval.targets has no target '{name}' (defined: {sorted(targets)})")
+    if targets[name]["kind"] != kind:
+        raise SettingsError(_WRONG_KIND[kind].format(name=name, kind=targets[name]["kind"]))
+    return targets[name]
+
+
 def _canonical(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return value.canonical()

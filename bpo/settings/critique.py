@@ -7,22 +7,12 @@ never what it writes: they are runtime settings (:func:`critique_runtime`), read
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 
-from bpo.settings.base import Settings, SettingsError
+from bpo.settings.base import Settings, file_sha256
 from bpo.settings.llm import EndpointSettings, LLMRuntime
-
-
-def file_sha256(path: str | Path, key: str) -> str:
-    """Hash of a file's bytes; ``key`` names the config entry in the error."""
-    path = Path(path)
-    if not path.is_file():
-        raise SettingsError(f"config {key}: {path}: no such file")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from bpo.settings.base import Settings, SettingsError, file_sha256
+from bpo.settings.base import Settings, SettingsError, file_sha256, target_section
 from bpo.settings.llm import EndpointSettings
 from bpo.settings.optimize import TestsetSettings
 
@@ -30,12 +30,7 @@ class EndpointTargetSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
-        targets = config["eval"]["targets"]
-        if name not in targets:
-            raise SettingsError(f"config: eval.targets has no target '{name}' (defined: {sorted(targets)})")
-        t = targets[name]
-        if t["kind"] != "endpoint":
-            raise SettingsError(f"config eval.targets.{name}: kind '{t['kind']}' is not an LLM endpoint target")
+        t = target_section(config, name, "endpoint")
         if not t["endpoint"]:
             raise SettingsError(f"config eval.targets.{name}.endpoint: kind endpoint needs a name under llm.endpoints")
         return cls(name=name, endpoint=EndpointSettings.from_config(config, t["endpoint"]), model=t["model"],

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from bpo.settings.base import SettingsError, Settings
+from bpo.settings.base import Settings, target_section
 from bpo.settings.generation import GenerationSettings
 from bpo.settings.optimize import TestsetSettings
 
@@ -21,12 +21,7 @@ class HFTargetSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
-        targets = config["eval"]["targets"]
-        if name not in targets:
-            raise SettingsError(f"config: eval.targets has no target '{name}' (defined: {sorted(targets)})")
-        cfg = targets[name]
-        if cfg["kind"] != "hf":
-            raise SettingsError(f"config: eval.targets.{name} has kind {cfg['kind']!r}, not hf")
+        cfg = target_section(config, name, "hf")
         return cls(name=name, model=cfg["model"], dtype=cfg["dtype"], system_prompt=cfg["system_prompt"],
                    generation=GenerationSettings.from_config(config, f"eval.targets.{name}"))
 
