@@ -65,7 +65,7 @@ SFT = pa.schema(
     ]
 )
 
-# results/models/optimizer/train_metrics.parquet
+# results/<run>/models/optimizer_metrics/train_metrics.parquet
 TRAIN_METRICS = pa.schema(
     [
         pa.field("step", _i64, nullable=False),

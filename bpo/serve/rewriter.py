@@ -7,7 +7,7 @@ This is the serving package's ONE adapter to the optimizer's generation code
   prompts is one ``optimize_prompts`` call, batched and continuously batched there).
 - :class:`RemoteRewriter` sends a batch as one ``/v1/completions`` request (a list of prompts in
   the optimizer's input format) to an OpenAI-compatible server that serves the optimizer, e.g.
-  ``vllm serve results/models/optimizer``; that engine then batches on its GPUs.
+  ``vllm serve results/demo/models/optimizer``; that engine then batches on its GPUs.
 - :class:`IdentityRewriter` returns the prompt unchanged (a proxy that only audits and measures;
   the latency benchmark's mode).
 
