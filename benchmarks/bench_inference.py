@@ -16,6 +16,9 @@ tokens in every mode (equal work). ``--eos-rate R`` instead points the EOS embed
 the model's mean final hidden state so that EOS is sampled at roughly rate R per step, as a
 trained optimizer ends its rewrites at different lengths; every mode then stops at EOS.
 
+Weights in the dtype ``auto`` picks (:func:`bpo.generation.model.resolve_dtype`), the same in every
+mode: float32 for the tiny models, bfloat16 for SmolLM2 on a CPU with native bf16.
+
 ``--model FOLDER`` benchmarks a real optimizer instead (e.g. the demo's, fine-tuned from
 SmolLM2-135M-Instruct: ``results/demo/models/optimizer``), in the prompt format its folder
 records; a trained model ends its rewrites at EOS by itself, so output tokens/s are compared.
@@ -73,6 +76,7 @@ def main() -> None:
 
     from bpo.generation import GenerationSettings
     from bpo.optimizer import optimize_prompts
+    from bpo.optimizer.rewrite import load_optimizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,7 +95,8 @@ def main() -> None:
         lens = sorted(len(tok(p, add_special_tokens=False).input_ids) for p in prompts)
         for engine in ("hf-generate", "lean"):  # load + warm up both code paths
             optimize_prompts(folder, prompts[:2], decode.replace(batch_size=2, engine=engine))
-        print(f"model: {description}, torch threads {torch.get_num_threads()}")
+        print(f"model: {description}, weights {load_optimizer(folder).resolved_dtype} (dtype auto), "
+              f"torch threads {torch.get_num_threads()}")
         print(f"  {len(prompts)} prompts of {lens[0]}-{lens[-1]} tokens (median {lens[len(lens) // 2]}) "
               f"+ template; top-p 0.9, temperature 0.6, up to {args.max_new_tokens} new tokens"
               + (f", EOS made likely (rate {args.eos_rate})" if args.eos_rate else ""))
@@ -132,7 +137,7 @@ def _models(args, prompts, decode):
         cfg = AutoConfig.from_pretrained(args.model)
         yield (Path(args.model).name, args.model, AutoTokenizer.from_pretrained(args.model),
                f"{args.model} ({cfg.model_type}, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers), "
-               f"prompt format {read_format_record(args.model) or 'plain'}, fp32")
+               f"prompt format {read_format_record(args.model) or 'plain'}")
         return
     from bpo.train.tiny_model import build_tiny
 
@@ -151,7 +156,7 @@ def _models(args, prompts, decode):
             n_params = sum(p.numel() for p in model.parameters())
             yield (f"{n_params / 1e6:.2f}M", tmp, tok,
                    f"random tiny Llama, {n_params / 1e6:.2f} M parameters (hidden {hidden}, {layers} layers, "
-                   f"{heads} heads / {max(1, heads // 2)} kv), fp32")
+                   f"{heads} heads / {max(1, heads // 2)} kv)")
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ def test_summary_says_stand_in_and_labels_rows(tmp_path):
     _, out = _report(tmp_path, _trained(tmp_path))
     text = out["summary"].read_text()
     assert "come from the offline stand-in, not from a model" in text
-    assert "target answers also come from the offline stand-in" in text
+    assert "answers of target(s) t1 also come from the offline stand-in" in text
     assert "| 3 (judge call failed: 1, missing answer: 1, unparseable: 1) | 4 (context altered: 4) |" in text
     assert "| standin (stand-in, not a model) | standin (stand-in, not a model) |" in text
     assert "| trained | demo | 9 | 5 | context altered: 4 |" in text  # optimizer section
@@ -169,6 +169,32 @@ def test_summary_says_stand_in_and_labels_rows(tmp_path):
     page = out["summary_html"].read_text()
     assert page.startswith("<!DOCTYPE html>") and "<tr class=standin>" in page
     assert "come from the offline stand-in, not from a model" in page and "<h2>Per category</h2>" in page
+
+
+def test_first_page_names_real_and_standin_models(tmp_path):
+    """The demo's models: the optimizer fine-tuned from SmolLM2 and the SmolLM2 target are real;
+    the stand-in target, the critic and the judge are not. Said before the win rates."""
+    settings = ReportSettings.from_config(load_config())
+    roles = {(m.role, m.name): m for m in settings.models}
+    assert set(roles) == {("optimizer", "trained"), ("optimizer", "identity"), ("critic", "critic"),
+                          ("target", "standin"), ("target", "smollm2"), ("judge", "judge")}
+    assert roles["optimizer", "trained"].real is True
+    assert "fine-tuned from .bpo-cache/models/SmolLM2-135M-Instruct" in roles["optimizer", "trained"].source
+    assert roles["target", "smollm2"].real is True and roles["target", "smollm2"].model.endswith("SmolLM2-135M-Instruct")
+    assert [roles[k].real for k in (("target", "standin"), ("critic", "critic"), ("judge", "judge"))] == [False] * 3
+    assert roles["optimizer", "identity"].real is None
+    assert ReportSettings.from_params(settings.canonical()) == settings  # what the rule passes round-trips
+    tiny = ReportSettings.from_config(load_config(overrides={"train": {"base_model": None}}))
+    assert next(m for m in tiny.models if m.name == "trained").real is False
+
+    _, out = _report(tmp_path, _trained(tmp_path))
+    text = out["summary"].read_text()
+    models_at, winrates_at = text.index("| role | name | model | runs as | real model |"), text.index("## Win rates")
+    assert models_at < winrates_at
+    assert "| target | smollm2 | .bpo-cache/models/SmolLM2-135M-Instruct | local model (kind hf) | yes |" in text
+    assert "| judge | judge | bpo-standin-judge | offline stand-in: deterministic text, NOT a model | NO (stand-in) |" in text
+    page = out["summary_html"].read_text()
+    assert page.index("<th>real model</th>") < page.index("<h2>Win rates</h2>")
 
 
 def test_real_judge_backend_has_no_stand_in_banner(tmp_path):

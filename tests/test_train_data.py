@@ -129,3 +129,32 @@ def test_padded_batch_gives_the_same_losses(tiny):
             assert _per_example_losses(logits[i], batch["labels"][i], [(0, n)]) == pytest.approx(
                 _per_example_losses(alone, torch.tensor(e["labels"]), [(0, n)]), rel=1e-5
             )
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_scored_position_logits_give_the_models_loss_and_gradients(tiny, packing):
+    """bpo.train.loss: logits only where the next token is a target give the model's own loss
+    (mean, and sum over a given token count) and the same gradients, on fewer positions."""
+    from bpo.train.loss import scored_positions, target_logits_loss
+
+    model, tok, rows = tiny
+    examples, _ = encode_pairs(tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[10:16]], 512,
+                               prompt_format=PLAIN)
+    batch = make_collator(tok, packing=packing)(examples)
+    keep = scored_positions(batch["labels"])
+    assert 0 < len(keep) < batch["labels"].shape[1]  # prompt positions are skipped
+    model.zero_grad()
+    reference = model(**batch, use_cache=False).loss
+    reference.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    loss = target_logits_loss(model, {**batch, "use_cache": False})
+    loss.backward()
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, grads[name], rtol=1e-4, atol=1e-6), name
+    n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    summed = target_logits_loss(model, batch, num_items_in_batch=torch.tensor(2 * n))
+    assert summed.item() == pytest.approx(reference.item() / 2, rel=1e-5)
+    model.zero_grad()
+    assert target_logits_loss(model, {**batch, "labels": torch.full_like(batch["labels"], IGNORE_INDEX)}) is None

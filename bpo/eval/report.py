@@ -294,8 +294,10 @@ class Summary:
                        "API. Its win rates say nothing about the optimizer or the prompts; they only show that every "
                        "stage ran. Point eval.judge.endpoint at a real model for meaningful numbers. Rows whose "
                        "backend columns say standin are marked.")
-        if STANDIN in self.answer_backends:
-            out.append("The target answers also come from the offline stand-in, not from a model.")
+        standin_targets = sorted({r["target"] for r in self.overall if STANDIN in r["answer_backend"].split("+")})
+        if standin_targets:
+            out.append(f"The answers of target(s) {', '.join(standin_targets)} also come from the offline stand-in, "
+                       "not from a model.")
         for opt, testsets in self._unusable_optimizers().items():
             out.append(f"The output of optimizer '{opt}' was unusable for every prompt of {', '.join(testsets)}: "
                        "each original prompt was compared with itself, so those rows say nothing about prompt "
@@ -341,6 +343,14 @@ class Summary:
         return out
 
     # -- tables --------------------------------------------------------------------------------
+
+    def models_table(self) -> _Table | None:
+        roles = self.settings.models
+        if not roles:
+            return None
+        real = {True: "yes", False: "NO (stand-in)", None: "–"}
+        rows = [[m.role, m.name, m.model, m.source, real[m.real]] for m in roles]
+        return _Table(["role", "name", "model", "runs as", "real model"], rows, set(), [m.real is False for m in roles])
 
     def main_table(self) -> _Table:
         headers = ["optimizer", "test set", "target", "n", "win / tie / lose %", "ΔWR [CI]", "LC ΔWR [CI]",
@@ -408,8 +418,10 @@ class Summary:
         category = self.category_table()
         intrinsic = self.intrinsic_table()
         out = [
-            ("BPO evaluation: answers to optimized prompts vs answers to the original prompts", self.method(),
-             self.main_table()),
+            ("BPO evaluation: answers to optimized prompts vs answers to the original prompts",
+             ["The models behind these numbers: which are real and which are the offline stand-in."],
+             self.models_table()),
+            ("Win rates", self.method(), self.main_table()),
         ]
         if category is not None:
             out.append(("Per category", ["The same figures for each category of the test sets that have one."],

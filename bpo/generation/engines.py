@@ -3,6 +3,7 @@ transformers ``generate`` on static batches (``hf-generate``) and vLLM (``vllm``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,16 +21,19 @@ class EngineRecord:
     engine: str  # lean | hf-generate | vllm (resolved, never auto)
     version: str  # e.g. bpo-0.1.0 (the lean loop is this project's code), transformers-5.23.0, vllm-0.33.0
     requested: str  # what the settings asked for (auto | lean | hf-generate | vllm)
+    dtype: str | None = None  # the weights' dtype (lean, hf-generate); None: vLLM's own choice
 
     def __str__(self) -> str:
         return f"{self.engine} {self.version}"
 
     def metadata(self) -> dict[str, str]:
         """Parquet key-value metadata for an artifact written from this engine's text: the
-        engine and every library version its numbers depend on."""
+        engine, the weights' dtype and every library version its numbers depend on."""
         from importlib.metadata import version
 
         meta = {"generation_engine": str(self), "generation_engine_requested": self.requested}
+        if self.dtype is not None:
+            meta["generation_dtype"] = self.dtype
         for pkg in ("torch", "transformers"):
             meta[f"generation_{pkg}"] = version(pkg)
         return meta
@@ -175,7 +179,8 @@ def generate(model: LocalModel, prompts: Sequence[Sequence[int]], settings: Gene
                    prompt_tokens=len(prompt), completion_tokens=n_new)
         for prompt, (ids, hit_limit, n_new) in zip(encoded, run(model, encoded, settings))
     ]
-    log.debug("%s generated %d texts", record, len(outputs))
+    record = dataclasses.replace(record, dtype=model.resolved_dtype)
+    log.debug("%s (%s) generated %d texts", record, record.dtype, len(outputs))
     return Generated(outputs, record)
 
 

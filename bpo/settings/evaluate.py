@@ -81,18 +81,89 @@ class JudgeSettings(Settings):
 
 
 @dataclass(frozen=True)
+class ModelRole(Settings):
+    """One model the report's numbers come from, and whether it is a real model: the report's
+    first page says which are real and which are the offline stand-in."""
+
+    role: str  # optimizer | critic | target | judge
+    name: str  # the optimizer's or target's name; the role again for critic and judge
+    model: str  # model name, folder or hub id
+    source: str  # where it runs, in words
+    real: bool | None  # None: no model at all (identity) or not known (replay from the cache)
+
+
+def _endpoint_role(role: str, name: str, model: str, ep: EndpointSettings) -> ModelRole:
+    if ep.backend == "standin":
+        return ModelRole(role, name, model, "offline stand-in: deterministic text, NOT a model", False)
+    if ep.backend == "local":
+        return ModelRole(role, name, ep.local.model, f"local model (endpoint {ep.name}, backend local)", True)
+    if ep.backend == "replay":
+        return ModelRole(role, name, model, f"replayed from the LLM cache (endpoint {ep.name})", None)
+    return ModelRole(role, name, model, f"API endpoint {ep.name} ({ep.base_url or 'the OpenAI default URL'})", True)
+
+
+def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
+    """Every model behind an active optimizer, target and the judge, and the critic whose
+    rewrites trained a ``trained`` optimizer."""
+    ev = config["eval"]
+    out: list[ModelRole] = []
+    for name, opt in ev["optimizers"].items():
+        if not opt["activate"]:
+            continue
+        kind = opt["kind"]
+        if kind == "trained":
+            base = config["train"]["base_model"]
+            out.append(ModelRole("optimizer", name, "trained by this workflow",
+                                 f"fine-tuned from {base}" if base else
+                                 "tiny model trained from scratch (exercises the code, NOT a useful optimizer)",
+                                 bool(base)))
+        elif kind == "model":
+            out.append(ModelRole("optimizer", name, opt["model"], "local folder or hub id", True))
+        elif kind == "identity":
+            out.append(ModelRole("optimizer", name, "none", "no rewrite (the original prompt)", None))
+        else:
+            out.append(_endpoint_role("optimizer", name, opt["model"],
+                                      EndpointSettings.from_config(config, opt["endpoint"])))
+    if any(o["activate"] and o["kind"] == "trained" for o in ev["optimizers"].values()):
+        if config["sft"]["source"] == "critiques":
+            c = config["critique"]
+            out.append(_endpoint_role("critic", "critic", c["model"], EndpointSettings.from_config(config, c["endpoint"])))
+        else:
+            d = config["sft"]["bpo_dataset"]
+            out.append(ModelRole("critic", "critic", d["hub_id"] or d["path"] or "?", "a ready-made BPO dataset", None))
+    for name, t in ev["targets"].items():
+        if not t["activate"]:
+            continue
+        if t["kind"] == "hf":
+            out.append(ModelRole("target", name, t["model"], "local model (kind hf)", True))
+        else:
+            out.append(_endpoint_role("target", name, t["model"], EndpointSettings.from_config(config, t["endpoint"])))
+    j = ev["judge"]
+    out.append(_endpoint_role("judge", "judge", j["model"], EndpointSettings.from_config(config, j["endpoint"])))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class ReportSettings(Settings):
     """``eval.report``: the bootstrap intervals of ΔWR and LC ΔWR; the fewest valid pairs a
-    length-controlled fit is attempted on (per row, categories included)."""
+    length-controlled fit is attempted on (per row, categories included); the models behind
+    the numbers (named on the first page)."""
 
     bootstrap_samples: int
     seed: int
     confidence: float
     lc_min_pairs: int
+    models: tuple[ModelRole, ...]
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        return cls.from_mapping(config["eval"]["report"], "eval.report")
+        r = config["eval"]["report"]
+        return cls(bootstrap_samples=r["bootstrap_samples"], seed=r["seed"], confidence=r["confidence"],
+                   lc_min_pairs=r["lc_min_pairs"], models=model_roles(config))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Self:
+        return cls(**{**params, "models": tuple(ModelRole.from_mapping(m, "models") for m in params["models"])})
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,6 @@ class OptimizeSettings(Settings):
     name: str  # the {optimizer} wildcard; written into every row
     testset: TestsetSettings
     model: str | None
-    prompt_format: str | None  # None: the format recorded in the model folder
     context_mode: str
     prompt_format: str | None  # used where the model folder records none (e.g. a hub id)
     generation: GenerationSettings

@@ -17,30 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+from bpo.hardware import cpu_supports_bf16
 from bpo.settings.train import TrainSettings
 from bpo.train.artifacts import save_model, write_metrics, zero_stage
 from bpo.train.model import apply_lora, load_pretrained, load_tokenizer_and_tiny
 from bpo.train.spec import TrainSpec
 
 log = logging.getLogger("bpo.train.run")  # also when run as __main__ under torchrun
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX): then CPU autocast in bf16
-    roughly doubles training speed; without them it emulates and is slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        flags = []
-    if flags:  # Linux: the CPU's own flags
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    import torch
-
-    check = getattr(torch.backends.mkldnn, "is_bf16_supported", None)  # not in every build
-    try:
-        return bool(check and check())
-    except RuntimeError:
-        return False
 
 
 def resolve_precision(precision: str, pretrained: bool = True) -> tuple[str, str]:
@@ -92,6 +75,8 @@ def load_deepspeed_config(path: str | None) -> dict | None:
 def _make_trainer_class():
     from transformers import Trainer, TrainerCallback
 
+    from bpo.train.loss import target_logits_loss
+
     class _Clock(TrainerCallback):
         def __init__(self):
             self.t = None
@@ -103,13 +88,28 @@ def _make_trainer_class():
                 self.tokens = state.num_input_tokens_seen
 
     class BPOTrainer(Trainer):
-        """Adds tokens/s over each logging interval (non-padding tokens, all ranks) to the
-        training logs, so it lands in ``state.log_history`` and survives a resume."""
+        """Computes the training loss from the scored positions' logits only, and adds tokens/s
+        over each logging interval (non-padding tokens, all ranks) to the training logs, so it
+        lands in ``state.log_history`` and survives a resume."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self._clock = _Clock()
             self.add_callback(self._clock)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """Training steps take the logits of the scored positions only (bpo.train.loss);
+            evaluation and anything unusual go the Trainer's way."""
+            if return_outputs or not model.training or "labels" not in inputs or self.label_smoother is not None \
+                    or not self.model_accepts_loss_kwargs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = target_logits_loss(model, inputs, num_items_in_batch)
+            if loss is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # as Trainer.compute_loss: num_items_in_batch counts every rank's tokens
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            return loss
 
         def log(self, logs, start_time=None):
             if "loss" in logs and self._clock.t is not None:
