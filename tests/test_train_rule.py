@@ -58,11 +58,16 @@ UPSTREAM = {"pairs_source", "pairs_merge", "critique", "critique_estimate", "sft
 DOWNSTREAM = {"train_optimizer", "optimize_testset", "answer", "answer_hf", "judge", "report", "browse", "all"}
 
 
-def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a_runtime_edit(workflow_copy):
+def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a_runtime_edit(workflow_copy, capsys):
     """After a demo run (two test sets, to stay lean): train.learning_rate is in the rule's one
     settings param, so it retrains and reruns every evaluation job that uses the optimizer, and
-    nothing upstream; train.checkpoint.save_steps is read at run time and reruns nothing."""
+    nothing upstream; train.checkpoint.save_steps is read at run time and reruns nothing.
+    Also what a user sees after the demo: a fluent rewrite from `bpo optimize`, fallbacks
+    counted by reason, and the report's first page naming the real models and the stand-in."""
     import yaml
+
+    from bpo.cli import main as bpo_main
+    from bpo.optimizer.fallback import degenerate_reason
 
     wf = workflow_copy
     cfg_path = wf / "config" / "config.yaml"
@@ -72,6 +77,23 @@ def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     snakemake(wf, "--cores", "2", timeout=1800)
     assert dry_run_jobs(snakemake(wf, "-n")) == {}
+
+    prompt = "Tell me about Harry Potter"
+    capsys.readouterr()
+    assert bpo_main(["optimize", "--model", str(wf / "results/demo/models/optimizer"), prompt]) == 0
+    rewrite = capsys.readouterr().out.strip()
+    # neither the original (a fallback prints it) nor junk nor an answer, and the name is kept
+    assert rewrite != prompt and "Harry Potter" in rewrite and degenerate_reason(rewrite, False, prompt) is None
+    summary = (wf / "results/demo/report/summary.md").read_text()
+    assert "| optimizer | test set | prompts | rewritten | kept original (reason: count) |" in summary
+    page = (wf / "results/demo/report/summary.html").read_text()
+    first = page[: page.index("<h2>Win rates</h2>")]
+    assert ("<td>target</td><td>smollm2</td><td>.bpo-cache/models/SmolLM2-135M-Instruct</td>"
+            "<td>local model (kind hf)</td><td>yes</td>") in first
+    assert "<td>optimizer</td><td>trained</td>" in first and "fine-tuned from .bpo-cache/models/SmolLM2" in first
+    for role in ("judge", "critic"):
+        assert f"<td>{role}</td><td>{role}</td>" in first
+    assert first.count("<td>NO (stand-in)</td>") == 3  # the stand-in target, the critic, the judge
 
     def dry_run_after(edit):
         edited = yaml.safe_load(cfg_path.read_text())
