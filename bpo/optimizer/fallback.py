@@ -18,8 +18,9 @@ never rename one without migrating readers), checked in this order:
   prompt), by Unicode script of the letters.
 - ``wrong_language``: same script but another language (English for a Spanish prompt), by a
   small function-word profile for en, es, fr, de, it, pt, nl; only when both are clear.
-- ``lost_entities``: the rewrite dropped a number, a quoted string, a code span or a
-  capitalised multi-word name (``Harry Potter``) of the original.
+- ``lost_entities``: the rewrite dropped a number, a short quoted string, a code span or a
+  capitalised multi-word name (``Harry Potter``) of the original, or most words of a longer
+  quoted passage (the text the prompt asks to work on).
 - ``answer``: it answers the prompt instead of rewriting it: opens like an answer ("Sure, here
   are...", "To fix a tire, follow..."), or, for an English request, is a statement with no
   request in it (no question, imperative or "can you").
@@ -285,6 +286,7 @@ def _gibberish(text: str, words: list[str], original: str | None) -> bool:
 
 # -------------------------------------------------------------------------------- entities
 _CODE = re.compile(r"```.*?```|`[^`\n]+`", re.S)
+_PASSAGE = "\0passage:"  # marks a long quoted string among the entities (checked by its words)
 _QUOTED = re.compile(r"\"([^\"\n]{1,80})\"|“([^”\n]{1,80})”|«([^»\n]{1,80})»")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 _NAME = re.compile(r"\b[A-Z][\w'’-]*(?:[ \t]+(?:(?:of|of the|de|van|von)[ \t]+)?[A-Z][\w'’-]*)+")
@@ -312,6 +314,8 @@ def _entities(original: str) -> set[str]:
         q = next(g for g in m.groups() if g is not None)
         if q.strip() and len(q.split()) <= 5:  # a quoted name or phrase, not a quoted instruction
             found.add(q)
+        elif q.strip():  # a quoted passage (text to work on): kept when most of its words are
+            found.add(_PASSAGE + q)
     plain = _strip_code(original)
     found.update(n.replace(",", "") for n in _NUMBER.findall(plain))
     for m in _NAME.finditer(plain):
@@ -326,6 +330,9 @@ def _entities(original: str) -> set[str]:
 
 
 def _kept(entity: str, out: str, out_words: set[str]) -> bool:
+    if entity.startswith(_PASSAGE):
+        words = _WORD.findall(_norm(entity[len(_PASSAGE):]))
+        return sum(w in out_words for w in words) * 2 >= len(words)
     e = _norm(entity).replace(",", "")
     if e in out:
         return True
