@@ -158,3 +158,31 @@ def test_scored_position_logits_give_the_models_loss_and_gradients(tiny, packing
     assert summed.item() == pytest.approx(reference.item() / 2, rel=1e-5)
     model.zero_grad()
     assert target_logits_loss(model, {**batch, "labels": torch.full_like(batch["labels"], IGNORE_INDEX)}) is None
+
+
+def test_varlen_attention_runs_in_fp32_on_cpu_under_bf16(monkeypatch):
+    """bpo.train.attention: on CPU, bf16 inputs under autocast attend in fp32 with autocast off
+    there (the bf16 backward kernel is 2.2x slower); the output keeps the caller's dtype and
+    equals per-sequence causal attention."""
+    from types import SimpleNamespace
+
+    from bpo.train.attention import sdpa_varlen_attention_forward
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 10, 8) for _ in range(3))
+    cu = torch.tensor([0, 4, 10])
+    expected = torch.cat([F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], is_causal=True)
+                          for s, e in ((0, 4), (4, 10))], dim=2).transpose(1, 2)
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append((args[0].dtype, torch.is_autocast_enabled("cpu")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = sdpa_varlen_attention_forward(SimpleNamespace(num_key_value_groups=1), q.bfloat16(), k.bfloat16(),
+                                               v.bfloat16(), None, cu_seq_lens_q=cu)
+    assert out.dtype == torch.bfloat16 and set(seen) == {(torch.float32, False)}
+    assert torch.allclose(out.float(), expected, atol=3e-2)
