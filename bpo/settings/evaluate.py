@@ -113,7 +113,8 @@ def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
         kind = opt["kind"]
         if kind == "trained":
             base = config["train"]["base_model"]
-            out.append(ModelRole("optimizer", name, "trained by this workflow",
+            folder = f"results/{config['run_name']}/models/optimizer"
+            out.append(ModelRole("optimizer", name, f"{folder} (trained by this workflow)",
                                  f"fine-tuned from {base}" if base else
                                  "tiny model trained from scratch (exercises the code, NOT a useful optimizer)",
                                  bool(base)))
