@@ -65,6 +65,14 @@ def _settings_class(tp: Any) -> type | None:
     return None
 
 
+def _settings_items(tp: Any) -> type | None:
+    """The Settings subclass ``X`` of a ``tuple[X, ...]`` field, if it is one."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return _settings_class(args[0])
+    return None
+
+
 def _frozen(value: Any) -> Any:
     # lists become tuples so a frozen settings object stays hashable and cannot be mutated
     if isinstance(value, list):
@@ -77,7 +85,8 @@ def _frozen(value: Any) -> Any:
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Frozen, typed settings. Subclasses are ``@dataclass(frozen=True)`` with annotated fields and
-    no defaults. A field typed as another Settings class is built from its sub-mapping."""
+    no defaults. A field typed as another Settings class is built from its sub-mapping, a
+    ``tuple[X, ...]`` of them from a list of mappings."""
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "") -> Self:
@@ -98,6 +107,11 @@ class Settings:
             value, sub = data[name], _settings_class(hints[name])
             if sub is not None and value is not None and not isinstance(value, sub):
                 value = sub.from_mapping(value, prefix + name)
+            item = _settings_items(hints[name])
+            if item is not None:
+                sub = item
+                value = tuple(v if isinstance(v, item) else item.from_mapping(v, f"{prefix}{name}[{i}]")
+                              for i, v in enumerate(value))
             values[name] = _frozen(value) if sub is None else value
         return cls(**values)
 

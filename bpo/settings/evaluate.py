@@ -107,14 +107,14 @@ def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
     rewrites trained a ``trained`` optimizer."""
     ev = config["eval"]
     out: list[ModelRole] = []
+    trained = False
     for name, opt in ev["optimizers"].items():
         if not opt["activate"]:
             continue
         kind = opt["kind"]
         if kind == "trained":
-            base = config["train"]["base_model"]
-            folder = f"results/{config['run_name']}/models/optimizer"
-            out.append(ModelRole("optimizer", name, f"{folder} (trained by this workflow)",
+            trained, base = True, config["train"]["base_model"]
+            out.append(ModelRole("optimizer", name, "trained by this workflow (rule train_optimizer)",
                                  f"fine-tuned from {base}" if base else
                                  "tiny model trained from scratch (exercises the code, NOT a useful optimizer)",
                                  bool(base)))
@@ -125,7 +125,7 @@ def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
         else:
             out.append(_endpoint_role("optimizer", name, opt["model"],
                                       EndpointSettings.from_config(config, opt["endpoint"])))
-    if any(o["activate"] and o["kind"] == "trained" for o in ev["optimizers"].values()):
+    if trained:
         if config["sft"]["source"] == "critiques":
             c = config["critique"]
             out.append(_endpoint_role("critic", "critic", c["model"], EndpointSettings.from_config(config, c["endpoint"])))
@@ -158,13 +158,7 @@ class ReportSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        r = config["eval"]["report"]
-        return cls(bootstrap_samples=r["bootstrap_samples"], seed=r["seed"], confidence=r["confidence"],
-                   lc_min_pairs=r["lc_min_pairs"], models=model_roles(config))
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> Self:
-        return cls(**{**params, "models": tuple(ModelRole.from_mapping(m, "models") for m in params["models"])})
+        return cls.from_mapping({**config["eval"]["report"], "models": model_roles(config)}, "eval.report")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ mask. Anything else (padded batches, generation with a KV cache) is plain ``sdpa
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -32,12 +34,13 @@ def sdpa_varlen_attention_forward(module, query, key, value, attention_mask, dro
         key, value = repeat_kv(key, n_rep), repeat_kv(value, n_rep)
     bounds = cu.tolist() if isinstance(cu, torch.Tensor) else list(cu)
     dtype = query.dtype
-    fp32_on_cpu = query.device.type == "cpu" and (dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu"))
-    if fp32_on_cpu:
+    keep = contextlib.nullcontext()
+    if query.device.type == "cpu" and (dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
         # CPU sdpa's backward runs 2.2x slower in bf16 than in fp32 (SmolLM2 under bf16 autocast:
         # 17% of a training step); the casts cost far less. Autocast would cast back to bf16.
         query, key, value = query.float(), key.float(), value.float()
-    with torch.autocast("cpu", enabled=not fp32_on_cpu and torch.is_autocast_enabled("cpu")):
+        keep = torch.autocast("cpu", enabled=False)
+    with keep:
         outs = [
             F.scaled_dot_product_attention(
                 query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], dropout_p=dropout, scale=scaling, is_causal=True
