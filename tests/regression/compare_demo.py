@@ -4,6 +4,9 @@ compare every Parquet artifact row for row.
 
     python3 tests/regression/compare_demo.py c37fa41            # that commit vs the working tree
     python3 tests/regression/compare_demo.py c37fa41 main       # two commits
+    python3 tests/regression/compare_demo.py --old-tree /tmp/old --reuse-cache HEAD
+        # an already-run tree as the old side; the new side starts from its LLM cache and the script
+        # reports how many LLM calls the new version paid (0 when request keys did not change)
 
 Each version runs in its own temp copy with its own LLM cache and imports its own ``bpo`` package.
 Columns that measure wall time (``tokens_per_second``) are left out of the comparison: they differ
@@ -54,6 +57,17 @@ def run_demo(tree: Path, cores: int) -> float:
     return time.monotonic() - start
 
 
+def cached_calls(tree: Path) -> int:
+    """Rows in the LLM cache's ``calls`` table (one per answered request key)."""
+    import sqlite3
+
+    path = tree / ".bpo-cache" / "llm.sqlite"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+
 def artifacts(tree: Path) -> dict[str, Path]:
     """Parquet files under results/, keyed by their path below the results root. A tree that writes
     under a per-config root (results/<run_name>/...) is keyed without that level."""
@@ -92,17 +106,35 @@ def compare(a: Path, b: Path) -> tuple[int, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("old", help="commit to compare against")
+    ap.add_argument("old", nargs="?", help="commit to compare against (or --old-tree)")
+    ap.add_argument("--old-tree", type=Path, help="an already-run tree (e.g. one kept with --keep) as the old side")
+    ap.add_argument("--reuse-cache", action="store_true",
+                    help="start the new run from the old tree's LLM cache and report the calls it paid")
     ap.add_argument("new", nargs="?", default="WORKTREE", help="commit, or WORKTREE (default)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the temp trees")
     args = ap.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="bpo-compare-"))
+    if (args.old is None) == (args.old_tree is None):
+        ap.error("give either OLD (a commit) or --old-tree")
     trees = {}
     for label, rev in (("old", args.old), ("new", args.new)):
+        if label == "old" and args.old_tree:
+            trees["old"] = args.old_tree.resolve()
+            print(f"old: {trees['old']} (already run)", flush=True)
+            continue
         trees[label] = base / label
         checkout(rev, trees[label])
+        before = 0
+        if label == "new" and args.reuse_cache:
+            (trees["new"] / ".bpo-cache").mkdir(exist_ok=True)
+            for f in (trees["old"] / ".bpo-cache").glob("llm.sqlite*"):
+                shutil.copy2(f, trees["new"] / ".bpo-cache" / f.name)
+            before = cached_calls(trees["new"])
         print(f"{label}: {rev}: demo ran in {run_demo(trees[label], args.cores):.0f} s", flush=True)
+        if label == "new" and args.reuse_cache:
+            print(f"new: LLM calls paid with the old cache: {cached_calls(trees['new']) - before} "
+                  f"(cache held {before})", flush=True)
     old, new = artifacts(trees["old"]), artifacts(trees["new"])
     new = align(old, new)
     bad = 0
