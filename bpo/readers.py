@@ -204,6 +204,7 @@ _INVALID = Unparsed("malformed_invalid_json")  # not JSON
 _NOT_UTF8 = Unparsed("malformed_not_utf8")  # bytes that are not UTF-8 (or a JSON escape of a lone surrogate)
 _TOO_DEEP = Unparsed("malformed_too_deep")  # nested deeper than the JSON parser goes
 _TRUNCATED = Unparsed("malformed_truncated")  # the cut-off last line of a truncated .gz
+_WRONG_CELLS = Unparsed("malformed_cell_count")  # a .csv/.tsv row with more or fewer cells than the header
 
 _BOM = b"\xef\xbb\xbf"
 # A JSON escape of a UTF-16 surrogate: only a lone one survives decoding, and it is no text.
@@ -563,17 +564,29 @@ def _json_document(path: Path) -> list:
 
 
 def _table_rows(path: Path) -> list:
-    """The rows of a .csv/.tsv file, cells as text; a row holding bytes that are not UTF-8 is
-    :data:`_NOT_UTF8`."""
-    import pandas as pd
+    """The rows of a .csv/.tsv file (first line: the header), cells as text. The csv module, not
+    pandas: it takes bytes that are not UTF-8 (kept as surrogates), so they spoil only their row."""
+    import csv
+    import io
 
+    text, _ = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if path.name.lower().endswith(".tsv") else ",")
     try:
-        frame = pd.read_csv(path, sep="\t" if path.name.lower().endswith(".tsv") else ",", dtype=str,
-                            keep_default_na=False, encoding="utf-8-sig", encoding_errors="surrogateescape")
-    except (ValueError, OSError) as exc:  # pandas' ParserError is a ValueError
-        detail = str(exc).strip().splitlines()
-        raise ReadError(f"{path}: unreadable: {detail[0] if detail else type(exc).__name__}") from None
-    return [rec if _holds_text(rec) else _NOT_UTF8 for rec in frame.to_dict(orient="records")]
+        header = next(reader, None)
+        if header is None:
+            return []
+        rows: list = []
+        for cells in reader:
+            if not cells:
+                continue  # a blank line
+            if len(cells) != len(header):
+                rows.append(_WRONG_CELLS)
+            else:
+                rec = dict(zip(header, cells))
+                rows.append(rec if _holds_text(rec) else _NOT_UTF8)
+    except csv.Error as exc:
+        raise ReadError(f"{path}: unreadable: {exc}") from None
+    return rows
 
 
 def read_records(path: str | Path) -> Records:
