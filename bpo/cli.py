@@ -66,7 +66,8 @@ def _prompt_problem(row: dict, column: str, context_column: str | None) -> tuple
         return "malformed_missing_field", column
     if not isinstance(row[column], str):
         return "malformed_wrong_type", column
-    if context_column and not (row.get(context_column) is None or isinstance(row[context_column], str)):
+    ctx = row.get(context_column) if context_column else None
+    if not (ctx is None or isinstance(ctx, str) or (isinstance(ctx, float) and ctx != ctx)):  # NaN: pandas' null
         return "malformed_wrong_type", context_column
     return None
 
