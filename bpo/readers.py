@@ -1,8 +1,8 @@
 """The one reader of raw records: datasets from the hub or local files, typed or as plain rows.
 
 Every stage that reads records someone else wrote goes through here: the preference sources
-(``bpo.sources``), a BPO-format SFT dataset (``bpo.sft.bpo_dataset``) and the evaluation test
-sets (``bpo.eval.testsets``, through :func:`read_records`).
+(``bpo.sources``), a BPO-format SFT dataset (``bpo.sft.bpo_dataset``), the evaluation test
+sets (``bpo.eval.testsets``) and ``bpo optimize --input`` (both through :func:`read_records`).
 
 Two ways in for a typed table (:func:`read_dataset`), chosen by config:
 
@@ -12,10 +12,16 @@ Two ways in for a typed table (:func:`read_dataset`), chosen by config:
   ``datasets.load_dataset`` and the source's explicit :class:`datasets.Features`.
 
 The typed read of local files is strict: one record of the wrong type (or an
-invalid JSON line) makes it fail as a whole. The reader then reads the files
-record by record, keeps every record that fits the features and counts the rest
-by reason, so a malformed record is a counted drop rather than a crash. A missing
-or unreadable file is a :class:`ReadError` that names the file.
+invalid JSON line, or text that is not UTF-8, which pyarrow would otherwise take as
+a string) makes it fail as a whole. The reader then reads the files record by
+record, keeps every record that fits the features and counts the rest by reason, so
+a malformed record is one counted drop rather than a crash: ``malformed_invalid_json``,
+``malformed_not_utf8`` (bad bytes, or a JSON escape of a lone surrogate),
+``malformed_too_deep`` (nesting past the JSON parser's recursion limit),
+``malformed_not_an_object``, ``malformed_wrong_type``, ``malformed_truncated`` (the
+cut-off last line of a truncated .gz). A BOM is not a record's first character. A
+file unreadable as a whole (missing, empty, not gzip, a JSON array that does not
+parse) is a :class:`ReadError` that names the file, in one line.
 
 Every row of a :class:`RawTable` can be located (:meth:`RawTable.location`): ``file:line`` for
 JSON lines, ``file record N`` for a JSON array, ``file row N`` (from 0) for Parquet,
