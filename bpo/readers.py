@@ -526,7 +526,8 @@ class Records:
     label: Callable[[int], str] = str  # a place -> its location, e.g. file:line
 
     def location(self, i: int) -> str:
-        """Where ``rows[i]`` was read: file:line (JSON lines), file record N, file row N (from 0)."""
+        """Where ``rows[i]`` was read: file:line (JSON lines), file record N (a JSON array, from 1),
+        file row N (Parquet, csv/tsv data rows; from 0)."""
         return self.label(self.places[i])
 
     @property
@@ -609,7 +610,7 @@ def read_records(path: str | Path) -> Records:
         records: Iterable = _iter_json_records(path, lines=True)
         label = lambda where: f"{path}:{where}"  # noqa: E731
     elif name.endswith((".json", ".json.gz")):
-        records = enumerate(_json_document(path))
+        records = enumerate(_json_document(path), 1)  # from 1, as the typed reader counts array items
         label = lambda where: f"{path} record {where}"  # noqa: E731
     elif name.endswith(PARQUET_SUFFIXES):
         records = _parquet_records(path)

@@ -195,8 +195,8 @@ def _plain_cases():
             ("hh_bom.jsonl.gz", "malformed_invalid_json", "{f}:2"),
             ("hh_not_an_object.jsonl", "malformed_not_an_object", "{f}:2"),
             ("hh_lone_surrogate.jsonl", "malformed_not_utf8", "{f}:2"),
-            ("hh_bad_bytes_array.json", "malformed_not_utf8", "{f} record 1"),  # from 0, as test-set records
-            ("hh_deep_nesting_array.json", "malformed_too_deep", "{f} record 1")]
+            ("hh_bad_bytes_array.json", "malformed_not_utf8", "{f} record 2"),
+            ("hh_deep_nesting_array.json", "malformed_too_deep", "{f} record 2")]
 
 
 @pytest.mark.parametrize("name, reason, location", _plain_cases(), ids=[c[0] for c in _plain_cases()])

@@ -96,8 +96,8 @@ def test_csv_user_file(tmp_path):
 @pytest.mark.parametrize(
     "content, fmt, columns, match",
     [
-        ('[{"text": "x"}]', "vicuna", None, r"record 0: missing column 'question_id'"),
-        ('[{"question_id": 1, "text": "a"}, {"question_id": 1, "text": "b"}]', "vicuna", None, r"record 1: duplicate id '1'"),
+        ('[{"text": "x"}]', "vicuna", None, r"bad.json record 1: missing column 'question_id'"),
+        ('[{"question_id": 1, "text": "a"}, {"question_id": 1, "text": "b"}]', "vicuna", None, r"bad.json record 2: duplicate id '1' \(also .*bad.json record 1\)"),
         ('{"a": 1, "b": 2}', "vicuna", None, "expected a JSON list"),
         ('[{"question_id": 1, "text": ["a"]}]', "vicuna", None, "column 'text' holds a list"),
         ('[{"question_id": 1, "text": "a"}]', "custom", {"id": "question_id"}, "needs columns.instruction"),

@@ -408,7 +408,7 @@ def test_plain_records_of_every_file_type(tmp_path):
     (tmp_path / "list.json").write_text('[{"q": "a"}, 3]')
     listed = read_records(tmp_path / "list.json")
     assert listed.rows == [{"q": "a"}]
-    assert listed.dropped.locations == {"malformed_not_an_object": [f"{tmp_path}/list.json record 1"]}
+    assert listed.dropped.locations == {"malformed_not_an_object": [f"{tmp_path}/list.json record 2"]}
     (tmp_path / "bytes.csv").write_bytes(b"q,n\ncaf\xe9,1\nb,2\n")
     csv = read_records(tmp_path / "bytes.csv")
     assert csv.rows == [{"q": "b", "n": "2"}] and csv.numbers == [1]

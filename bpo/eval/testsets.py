@@ -120,14 +120,15 @@ def _text(value: Any, *, where: str, column: str) -> str | None:
 
 
 def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, where: str,
-              numbers: list[int] | None = None) -> tuple[list[TestItem], Drops]:
+              numbers: list[int] | None = None, locations: list[str] | None = None) -> tuple[list[TestItem], Drops]:
     """Map raw rows to :class:`TestItem`; drops are counted by reason and located, never silent.
-    ``numbers``: each row's record number in the file (the id when the layout has none)."""
+    ``numbers``: each row's record number in the file (the id when the layout has none);
+    ``locations``: where each row was read (file:line, file record N), for messages."""
     items: list[TestItem] = []
     dropped = Drops()
-    seen: dict[str, int] = {}
-    for i, row in zip(numbers if numbers is not None else range(len(rows)), rows):
-        rec = f"{where}: record {i}"
+    seen: dict[str, str] = {}
+    for k, (i, row) in enumerate(zip(numbers if numbers is not None else range(len(rows)), rows)):
+        rec = locations[k] if locations is not None else f"{where}: record {i}"
         for key in ("instruction", "id", "context", "reference_optimized"):
             col = mapping.get(key)
             if col is not None and col not in row:
@@ -150,8 +151,8 @@ def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, 
         cat_col = mapping.get("category")
         category = _text(row.get(cat_col), where=rec, column=cat_col) if cat_col else None
         if item_id in seen:
-            raise TestSetError(f"{rec}: duplicate id '{item_id}' (also record {seen[item_id]}); ids must be unique")
-        seen[item_id] = i
+            raise TestSetError(f"{rec}: duplicate id '{item_id}' (also {seen[item_id]}); ids must be unique")
+        seen[item_id] = rec
         items.append(TestItem(item_id, instruction, context, reference, category))
     return items, dropped
 
@@ -168,7 +169,8 @@ def load_testset(
     """Read and normalise one test set; ``sample`` > 0 keeps that many items (seeded, file order)."""
     mapping = column_mapping(fmt, columns)
     records = read_records(path)
-    items, dropped = normalise(records.rows, mapping, where=str(path), numbers=records.numbers)
+    items, dropped = normalise(records.rows, mapping, where=str(path), numbers=records.numbers,
+                               locations=[records.location(k) for k in range(len(records.rows))])
     dropped.merge(records.dropped)
     if sample and sample < len(items):
         keep = sorted(random.Random(f"{seed}:{name}").sample(range(len(items)), sample))
