@@ -6,7 +6,10 @@ folder checks of ``bpo optimize`` and ``bpo serve`` too."""
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,17 +148,13 @@ def test_bad_input_is_a_clear_error(run, expected):
     assert len(message.splitlines()) == 1  # one problem, one line: no schema dump, no traceback text
 
 
-def _truncated_array(cache=[]):
+@functools.lru_cache(maxsize=1)
+def _truncated_array() -> Path:
     """A .json.gz holding a JSON array, cut off: unreadable as a whole (made once, in a temp dir)."""
-    import gzip
-    import tempfile
-
-    if not cache:
-        path = Path(tempfile.mkdtemp(prefix="bpo-bad-")) / "cut.json.gz"
-        data = gzip.compress(json.dumps([{"q": f"question {i}"} for i in range(50)]).encode())
-        path.write_bytes(data[: len(data) // 2])
-        cache.append(path)
-    return cache[0]
+    path = Path(tempfile.mkdtemp(prefix="bpo-bad-")) / "cut.json.gz"
+    data = gzip.compress(json.dumps([{"q": f"question {i}"} for i in range(50)]).encode())
+    path.write_bytes(data[: len(data) // 2])
+    return path
 
 
 # ---------------------------------------------------------------- test-set files
