@@ -7,7 +7,6 @@ below: Parquet out, through the evaluation stage's code so the rows match the wo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,39 +28,48 @@ def _generation_settings(args: argparse.Namespace):
 
 
 def read_prompt_file(path: str, column: str, context_column: str | None):
-    """Rows of a jsonl/json/parquet file as a DataFrame with the prompt (and context) columns
-    checked. JSON may be a list of objects or ``{"data": [...]}``."""
+    """The prompts of a jsonl[.gz]/json/parquet/csv/tsv file (JSON: a list of objects or
+    ``{"data": [...]}``) as a DataFrame indexed by each record's number in the file, and the
+    counted, located drops: a record that cannot be parsed, lacks the prompt column or holds no
+    text there is dropped; a file unreadable as a whole is a ValueError naming it."""
     import pandas as pd
 
-    p = Path(path)
-    if not p.exists():
+    from bpo.readers import ReadError, read_records
+
+    if not Path(path).exists():
         raise FileNotFoundError(f"--input {path}: no such file")
-    suffix = "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
-    if suffix in (".jsonl", ".jsonl.gz"):
-        df = pd.read_json(p, lines=True, dtype=False)
-    elif suffix == ".json":
-        data = json.loads(p.read_text())
-        if isinstance(data, dict):
-            lists = [v for v in data.values() if isinstance(v, list)]
-            if len(lists) != 1:
-                raise ValueError(f"--input {path}: a JSON object must hold exactly one list of records")
-            data = lists[0]
-        df = pd.DataFrame(data)
-    elif suffix == ".parquet":
-        df = pd.read_parquet(p)
-    else:
-        raise ValueError(f"--input {path}: unsupported format {suffix!r} (jsonl, json or parquet)")
+    try:
+        records = read_records(path)
+    except ReadError as exc:
+        raise ValueError(f"--input {exc}") from None
+    if not records.records_read:
+        raise ValueError(f"--input {path}: no records (the file is empty)")
+    present = set().union(*records.rows)
     for col in [column] + ([context_column] if context_column else []):
-        if col not in df.columns:
-            raise ValueError(f"--input {path}: no column {col!r} (columns: {list(df.columns)})")
-    for i, v in enumerate(df[column]):
-        if not isinstance(v, str):
-            raise ValueError(f"--input {path}: row {i}: {column!r} is {type(v).__name__}, not text")
-    if context_column:
-        for i, v in enumerate(df[context_column]):
-            if not (v is None or isinstance(v, str) or (isinstance(v, float) and v != v)):
-                raise ValueError(f"--input {path}: row {i}: {context_column!r} is {type(v).__name__}, not text or null")
-    return df
+        if records.rows and col not in present:
+            raise ValueError(f"--input {path}: no column {col!r} (columns: {sorted(present)})")
+    keep = []
+    for i, row in enumerate(records.rows):
+        problem = _prompt_problem(row, column, context_column)
+        if problem:
+            reason, field = problem
+            records.count_drop(reason, records.location(i), field)
+        else:
+            keep.append(i)
+    df = pd.DataFrame([records.rows[i] for i in keep], index=[records.numbers[i] for i in keep])
+    return df, records.dropped
+
+
+def _prompt_problem(row: dict, column: str, context_column: str | None) -> tuple[str, str] | None:
+    """(drop reason, field) when a record cannot be rewritten, else None."""
+    if column not in row:
+        return "malformed_missing_field", column
+    if not isinstance(row[column], str):
+        return "malformed_wrong_type", column
+    ctx = row.get(context_column) if context_column else None
+    if not (ctx is None or isinstance(ctx, str) or (isinstance(ctx, float) and ctx != ctx)):  # NaN: pandas' null
+        return "malformed_wrong_type", context_column
+    return None
 
 
 def _first_column(df, names):
@@ -87,7 +95,9 @@ def optimize_file(df, args: argparse.Namespace, settings) -> int:
     for i in range(len(df)):
         ctx = df[args.context_column].iloc[i] if args.context_column else ""
         ref = df[ref_col].iloc[i] if ref_col else None
-        items.append(TestItem(item_id=str(df[id_col].iloc[i]) if id_col else str(i), instruction=df[args.column].iloc[i],
+        # without an id column, the record's number in the file: it does not shift when a line is dropped
+        item_id = str(df[id_col].iloc[i]) if id_col else str(df.index[i])
+        items.append(TestItem(item_id=item_id, instruction=df[args.column].iloc[i],
                               context=ctx if isinstance(ctx, str) else "",
                               reference_optimized=ref if isinstance(ref, str) else None))
     rewritten, engine = optimize_items(items, args.model, settings, context_mode="with_context",
@@ -102,9 +112,9 @@ def _optimize(args: argparse.Namespace) -> int:
     from bpo.optimizer import optimize_prompts
 
     setup_logging(None)
-    from bpo.config_inputs import model_location_problem
+    from bpo.generation.model import model_folder_problem
 
-    problem = model_location_problem(args.model)
+    problem = model_folder_problem(args.model)
     if problem:
         raise CLIError(f"--model {problem}")
     try:
@@ -120,12 +130,19 @@ def _optimize(args: argparse.Namespace) -> int:
             print("bpo optimize: --input needs --output FILE.parquet", file=sys.stderr)
             return 2
         try:
-            df = read_prompt_file(args.input, args.column, args.context_column)
+            df, dropped = read_prompt_file(args.input, args.column, args.context_column)
         except (OSError, ValueError) as exc:
             print(f"bpo optimize: {exc}", file=sys.stderr)
             return 2
+        for reason, places in sorted(dropped.locations.items()):
+            print(f"bpo optimize: dropped {dropped[reason]} record(s) of --input as {reason}: {', '.join(places)}"
+                  + (" ..." if dropped[reason] > len(places) else ""), file=sys.stderr)
+        if df.empty:
+            print(f"bpo optimize: --input {args.input}: no usable record ({dict(dropped)})", file=sys.stderr)
+            return 2
         n_fb = optimize_file(df, args, settings)
-        print(f"wrote {len(df)} rows to {args.output} ({n_fb} kept the original prompt)", file=sys.stderr)
+        print(f"wrote {len(df)} rows to {args.output} ({n_fb} kept the original prompt, "
+              f"{sum(dropped.values())} record(s) dropped)", file=sys.stderr)
         return 0
     if not args.prompts:
         print("bpo optimize: give one or more prompts, or --input FILE", file=sys.stderr)

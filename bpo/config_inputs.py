@@ -14,31 +14,20 @@ test sets, templates and models when something is evaluated). A value that may b
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from bpo.generation.model import is_hub_id, model_folder_problem  # noqa: F401 (is_hub_id: re-exported)
 from bpo.settings.config import ConfigError
-
-# What the hub accepts as a repo id: "name" or "namespace/name", no "..", "--" or leading dot.
-_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
-
-
-def is_hub_id(value: str) -> bool:
-    """Whether ``value`` can be a hub repo id (a path like ``results/models/x`` or ``./x`` cannot)."""
-    return bool(_HUB_ID.match(value)) and ".." not in value and "--" not in value
-
 
 def model_location_problem(value: str) -> str | None:
     """Why a model given as a local folder or hub id cannot be used, or None (hub ids are not
-    checked here: that needs the network)."""
-    path = Path(value).expanduser()
-    if path.exists():
-        return None if path.is_dir() else f"{value} is not a folder"
-    if is_hub_id(value) or built_by_workflow(value):
+    checked here: that needs the network). The folder's files are checked when it is loaded:
+    a workflow may build it later."""
+    if not Path(value).expanduser().exists() and built_by_workflow(value):
         return None
-    return f"{value} does not exist (and is not a hub id: those read namespace/name)"
+    return model_folder_problem(value, tokenizer=False)
 
 
 def built_by_workflow(value: str) -> bool:

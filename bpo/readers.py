@@ -1,8 +1,8 @@
 """The one reader of raw records: datasets from the hub or local files, typed or as plain rows.
 
 Every stage that reads records someone else wrote goes through here: the preference sources
-(``bpo.sources``), a BPO-format SFT dataset (``bpo.sft.bpo_dataset``) and the evaluation test
-sets (``bpo.eval.testsets``, through :func:`read_records`).
+(``bpo.sources``), a BPO-format SFT dataset (``bpo.sft.bpo_dataset``), the evaluation test
+sets (``bpo.eval.testsets``) and ``bpo optimize --input`` (both through :func:`read_records`).
 
 Two ways in for a typed table (:func:`read_dataset`), chosen by config:
 
@@ -12,10 +12,16 @@ Two ways in for a typed table (:func:`read_dataset`), chosen by config:
   ``datasets.load_dataset`` and the source's explicit :class:`datasets.Features`.
 
 The typed read of local files is strict: one record of the wrong type (or an
-invalid JSON line) makes it fail as a whole. The reader then reads the files
-record by record, keeps every record that fits the features and counts the rest
-by reason, so a malformed record is a counted drop rather than a crash. A missing
-or unreadable file is a :class:`ReadError` that names the file.
+invalid JSON line, or text that is not UTF-8, which pyarrow would otherwise take as
+a string) makes it fail as a whole. The reader then reads the files record by
+record, keeps every record that fits the features and counts the rest by reason, so
+a malformed record is one counted drop rather than a crash: ``malformed_invalid_json``,
+``malformed_not_utf8`` (bad bytes, or a JSON escape of a lone surrogate),
+``malformed_too_deep`` (nesting past the JSON parser's recursion limit),
+``malformed_not_an_object``, ``malformed_wrong_type``, ``malformed_truncated`` (the
+cut-off last line of a truncated .gz). A BOM is not a record's first character. A
+file unreadable as a whole (missing, empty, not gzip, a JSON array that does not
+parse) is a :class:`ReadError` that names the file, in one line.
 
 Every row of a :class:`RawTable` can be located (:meth:`RawTable.location`): ``file:line`` for
 JSON lines, ``file record N`` for a JSON array, ``file row N`` (from 0) for Parquet,
@@ -28,7 +34,9 @@ import contextlib
 import gzip
 import json
 import logging
+import re
 import tempfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,43 +197,162 @@ def _typed_read(files: list[Path], features) -> pa.Table:
         return ds.data.table if ds.num_rows else features.arrow_schema.empty_table()
 
 
-_INVALID = object()  # stands for a line that is not JSON
+class Unparsed:
+    """What a reader yields in place of a record it cannot parse: the drop reason."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
 
 
-def _open_text(path: Path):
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+_INVALID = Unparsed("malformed_invalid_json")  # not JSON
+_NOT_UTF8 = Unparsed("malformed_not_utf8")  # bytes that are not UTF-8 (or a JSON escape of a lone surrogate)
+_TOO_DEEP = Unparsed("malformed_too_deep")  # nested deeper than the JSON parser goes
+_TRUNCATED = Unparsed("malformed_truncated")  # the cut-off last line of a truncated .gz
+_WRONG_CELLS = Unparsed("malformed_cell_count")  # a .csv/.tsv row with more or fewer cells than the header
+
+_BOM = b"\xef\xbb\xbf"
+# A JSON escape of a UTF-16 surrogate: only a lone one survives decoding, and it is no text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# What matters to find the end of a JSON value without parsing it: escapes, quotes, brackets, commas.
+_JSON_TOKEN = re.compile(r'\\.|["\[\]{},]', re.S)
+
+
+def _gunzip(data: bytes) -> tuple[bytes, bool]:
+    """The content of a (multi-member) gzip file, and whether it was cut off before its end."""
+    out, rest = [], data
+    while rest:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            out.append(d.decompress(rest))
+        except zlib.error as exc:
+            if out:  # trailing garbage after a complete member, as gzip itself tolerates
+                break
+            raise ReadError(f"not a gzip file ({exc})") from None
+        if not d.eof:
+            return b"".join(out), True
+        rest = d.unused_data
+    return b"".join(out), False
+
+
+def _read_text(path: Path) -> tuple[str, bool]:
+    """The text of a file and whether it is a truncated .gz. Bytes that are not UTF-8 are kept as
+    lone surrogates (``surrogateescape``), so they spoil only the records holding them; a BOM goes."""
+    try:
+        data = path.read_bytes()
+        truncated = False
+        if path.name.lower().endswith(".gz"):
+            data, truncated = _gunzip(data)
+    except ReadError as exc:
+        raise ReadError(f"{path}: unreadable: {exc}") from None
+    except OSError as exc:
+        raise ReadError(f"{path}: unreadable: {type(exc).__name__}: {exc.strerror or exc}") from None
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    return data.decode("utf-8", "surrogateescape"), truncated
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _parse(text: str) -> object:
+    """One JSON value, or the marker of why it is not a usable record."""
+    if not _is_text(text):
+        return _NOT_UTF8
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return _INVALID
+    except RecursionError:
+        return _TOO_DEEP
+    return _NOT_UTF8 if _SURROGATE_ESCAPE.search(text) and not _holds_text(value) else value
+
+
+def _holds_text(value) -> bool:
+    """Whether every string in a decoded value is encodable text (no lone surrogate)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
+
+
+def _array_items(text: str, path: Path) -> Iterator[str]:
+    """The text of each item of the JSON array ``text``, found by bracket depth (strings skipped)
+    without parsing: for an array json.loads cannot take whole because one item nests too deep."""
+    depth, start, in_string = 0, text.index("[") + 1, False
+    for m in _JSON_TOKEN.finditer(text, start):
+        tok = m.group()
+        if in_string:
+            in_string = tok != '"'
+        elif tok == '"':
+            in_string = True
+        elif tok in "[{":
+            depth += 1
+        elif tok in "]}" and depth:
+            depth -= 1
+        elif tok == "]":  # the array's own end
+            if text[start:m.start()].strip():
+                yield text[start:m.start()]
+            return
+        elif tok == "," and not depth:
+            yield text[start:m.start()]
+            start = m.end()
+    raise ReadError(f"{path}: not valid JSON: the array is not closed")
 
 
 def _iter_json_records(path: Path, *, lines: bool = False) -> Iterator[tuple[int, object]]:
-    """(line number, parsed value) for every record; ``_INVALID`` for a line that is not JSON.
-    A file that starts with ``[`` is one JSON array, unless ``lines`` says it is JSON lines."""
-    with _open_text(path) as fh:
-        text = fh.read()
+    """(line number, parsed value) for every record, or (for a file that starts with ``[``,
+    unless ``lines``) (index from 1, value) for every item of one JSON array. A record that
+    cannot be parsed yields an :class:`Unparsed` in place of its value."""
+    text, truncated = _read_text(path)
     if not lines and text.lstrip().startswith("["):  # one JSON array of records
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ReadError(f"{path}: not valid JSON: {exc}") from exc
-        for i, rec in enumerate(doc):
-            yield i + 1, rec
+        yield from enumerate(_array_records(text, path, truncated), 1)
         return
-    for lineno, line in enumerate(text.splitlines(), 1):  # JSON lines
+    # split on newlines only: str.splitlines would also cut at U+2028 etc., legal inside JSON strings
+    numbered = list(enumerate(text.split("\n"), 1))
+    tail = numbered.pop() if truncated else None  # the last line of a cut-off file is incomplete
+    for lineno, line in numbered:
         if line.strip():
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError:
-                yield lineno, _INVALID
+            yield lineno, _parse(line)
+    if tail is not None:
+        log.warning("%s: the gzip data ends early (a truncated file); its last line is dropped", path)
+        yield tail[0], _TRUNCATED
 
+
+def _array_records(text: str, path: Path, truncated: bool) -> list:
+    if truncated:
+        raise ReadError(f"{path}: a truncated gzip file: its JSON array is cut off")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReadError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:  # one item nests too deep: take the items one by one
+        return [_parse(item) for item in _array_items(text, path)]
+    if _is_text(text) and not _SURROGATE_ESCAPE.search(text):
+        return doc
+    return [rec if _holds_text(rec) else _NOT_UTF8 for rec in doc]
 
 
 def _is_json_array(path: Path) -> bool:
-    with _open_text(path) as fh:
-        for line in fh:
-            if line.strip():
-                return line.lstrip().startswith("[")
-    return False
+    """Whether the file's first non-blank character (after a BOM) is ``[``: read only that far."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        head = fh.read(len(_BOM))
+        head = head[len(_BOM):] if head == _BOM else head
+        while True:
+            stripped = head.lstrip()
+            if stripped:
+                return stripped.startswith(b"[")
+            head = fh.read(4096)
+            if not head:
+                return False
 
 
 def _labeler(path: Path) -> Callable[[int], str]:
@@ -279,6 +406,24 @@ def _fits(value, typ: pa.DataType) -> bool:
     raise TypeError(f"feature type {typ} is not supported by the record-by-record reader")
 
 
+def _parquet_records(path: Path, batch_rows: int = 4096) -> Iterator[tuple[int, object]]:
+    """(row from 0, record) for every row of a Parquet file; a row whose text is not UTF-8 (the
+    Parquet reader does not check) is :data:`_NOT_UTF8`, found row by row only in its batch."""
+    row = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        try:
+            recs = batch.to_pylist()
+        except UnicodeDecodeError:
+            recs = []
+            for i in range(batch.num_rows):
+                try:
+                    recs.append(batch.slice(i, 1).to_pylist()[0])
+                except UnicodeDecodeError:
+                    recs.append(_NOT_UTF8)
+        yield from enumerate(recs, row)
+        row += batch.num_rows
+
+
 def _tolerant_read(files: list[Path], schema: pa.Schema) -> tuple[pa.Table, Drops, list[str]]:
     rows: list[dict] = []
     where_rows: list[str] = []  # the location of each kept row
@@ -288,13 +433,13 @@ def _tolerant_read(files: list[Path], schema: pa.Schema) -> tuple[pa.Table, Drop
         try:
             label = _labeler(path)
             if _suffix(path) in PARQUET_SUFFIXES:
-                records: Iterable = enumerate(pq.read_table(path).to_pylist())
+                records: Iterable = _parquet_records(path)
             else:
                 records = _iter_json_records(path)
             for where, rec in records:
                 bad = None
-                if rec is _INVALID:
-                    reason = "malformed_invalid_json"
+                if isinstance(rec, Unparsed):
+                    reason = rec.reason
                 elif not isinstance(rec, dict):
                     reason = "malformed_not_an_object"
                 else:
@@ -323,6 +468,7 @@ def read_local(path: str | Path, *, features, columns: Sequence[str]) -> RawTabl
     schema = _schema(features, columns)
     try:
         table = _typed_read(files, features)
+        table.validate(full=True)  # pyarrow's JSON and Parquet readers take bytes that are not UTF-8 as text
     except Exception as exc:  # datasets wraps the cause in its own error types
         cause = exc.__cause__ or exc
         log.warning(
@@ -332,8 +478,12 @@ def read_local(path: str | Path, *, features, columns: Sequence[str]) -> RawTabl
         table, dropped, where_rows = _tolerant_read(files, schema)
         if dropped:
             log.warning("%s: %d record(s) unreadable: %s", origin, sum(dropped.values()), dict(dropped))
-        return RawTable(table, origin, dropped, locate=where_rows.__getitem__)
-    return RawTable(_conform(table, schema, origin), origin, locate=_lazy_locator(files))
+        raw = RawTable(table, origin, dropped, locate=where_rows.__getitem__)
+    else:
+        raw = RawTable(_conform(table, schema, origin), origin, locate=_lazy_locator(files))
+    if not raw.records_read:
+        raise ReadError(f"{origin}: no records (the file is empty)" if len(files) == 1 else f"{origin}: no records")
+    return raw
 
 
 def read_dataset(
@@ -364,41 +514,123 @@ def read_dataset(
 TABLE_SUFFIXES = (".csv", ".tsv")
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """Every record of one file as a plain dict, strictly (the first bad record is a
-    :class:`ReadError` naming it): .json (a list, or an object holding one list), .jsonl[.gz],
-    .parquet, .csv or .tsv (cells as text)."""
+@dataclass
+class Records:
+    """The usable records of one file as plain dicts, and the counted, located drops."""
+
+    path: Path
+    rows: list[dict]
+    numbers: list[int]  # each row's record number in the file, from 0, dropped records counted
+    dropped: Drops = field(default_factory=Drops)
+    places: list[int] = field(default_factory=list)  # each row's line (JSON lines) or record/row index
+    label: Callable[[int], str] = str  # a place -> its location, e.g. file:line
+
+    def location(self, i: int) -> str:
+        """Where ``rows[i]`` was read: file:line (JSON lines), file record N (a JSON array, from 1),
+        file row N (Parquet, csv/tsv data rows; from 0)."""
+        return self.label(self.places[i])
+
+    @property
+    def records_read(self) -> int:
+        return len(self.rows) + sum(self.dropped.values())
+
+    def count_drop(self, reason: str, where: str, field_name: str | None = None) -> None:
+        """Count a record as dropped (logged with its location for the first few of a reason)."""
+        self.dropped.add(reason, where, field_name)
+        if self.dropped[reason] <= _EXAMPLES_PER_REASON:
+            log.warning("%s: record dropped: %s", self.dropped.locations[reason][-1], reason)
+
+
+# {"data": [...]}: an object whose one value is the list of records, up to that list's "["
+_WRAPPER_HEAD = re.compile(r'\s*\{\s*"[^"\\]*"\s*:\s*\[')
+
+
+def _json_document(path: Path) -> list:
+    """The items of a .json file: a list of records, or an object holding exactly one list."""
+    text, truncated = _read_text(path)
+    if text.lstrip().startswith("["):
+        return _array_records(text, path, truncated)
+    if truncated:
+        raise ReadError(f"{path}: a truncated gzip file: its JSON is cut off")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReadError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        head = _WRAPPER_HEAD.match(text)
+        if not head:
+            raise ReadError(f"{path}: nested too deep for the JSON parser") from None
+        return [_parse(item) for item in _array_items(text[head.end() - 1:], path)]
+    lists = [v for v in data.values() if isinstance(v, list)] if isinstance(data, dict) else []
+    if len(lists) != 1:
+        what = "an object without exactly one list" if isinstance(data, dict) else type(data).__name__
+        raise ReadError(f"{path}: expected a JSON list of records, got {what}")
+    if _is_text(text) and not _SURROGATE_ESCAPE.search(text):
+        return lists[0]
+    return [rec if _holds_text(rec) else _NOT_UTF8 for rec in lists[0]]
+
+
+def _table_rows(path: Path) -> list:
+    """The rows of a .csv/.tsv file (first line: the header), cells as text. The csv module, not
+    pandas: it takes bytes that are not UTF-8 (kept as surrogates), so they spoil only their row."""
+    import csv
+    import io
+
+    text, _ = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if path.name.lower().endswith(".tsv") else ",")
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        rows: list = []
+        for cells in reader:
+            if not cells:
+                continue  # a blank line
+            if len(cells) != len(header):
+                rows.append(_WRONG_CELLS)
+            else:
+                rec = dict(zip(header, cells))
+                rows.append(rec if _holds_text(rec) else _NOT_UTF8)
+    except csv.Error as exc:
+        raise ReadError(f"{path}: unreadable: {exc}") from None
+    return rows
+
+
+def read_records(path: str | Path) -> Records:
+    """The records of one file as plain dicts: .json (a list, or an object holding one list),
+    .jsonl[.gz], .parquet, .csv or .tsv (cells as text). A record that cannot be read (not JSON,
+    not UTF-8, nested too deep, not an object) is a counted drop located in the file; a file
+    that cannot be read as a whole is a :class:`ReadError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise ReadError(f"{path}: file not found")
     name = path.name.lower()
+    label: Callable[[int], str]
     if name.endswith((".jsonl", ".jsonl.gz")):
-        rows = []
-        for lineno, rec in _iter_json_records(path, lines=True):
-            if rec is _INVALID:
-                raise ReadError(f"{path}:{lineno}: not valid JSON")
-            rows.append(rec)
+        records: Iterable = _iter_json_records(path, lines=True)
+        label = lambda where: f"{path}:{where}"  # noqa: E731
     elif name.endswith((".json", ".json.gz")):
-        with _open_text(path) as fh:
-            try:
-                data = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise ReadError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-        if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
-            data = next(iter(data.values()))  # {"data": [...]} wrappers
-        if not isinstance(data, list):
-            raise ReadError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
-        rows = data
+        records = enumerate(_json_document(path), 1)  # from 1, as the typed reader counts array items
+        label = lambda where: f"{path} record {where}"  # noqa: E731
     elif name.endswith(PARQUET_SUFFIXES):
-        rows = pq.read_table(path).to_pylist()
+        records = _parquet_records(path)
+        label = lambda where: f"{path} row {where}"  # noqa: E731
     elif name.endswith(TABLE_SUFFIXES):
-        import pandas as pd
-
-        frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", dtype=str, keep_default_na=False)
-        rows = frame.to_dict(orient="records")
+        records = enumerate(_table_rows(path))
+        label = lambda where: f"{path} row {where}"  # noqa: E731
     else:
         raise ReadError(f"{path}: unknown file type (use .json, .jsonl, .jsonl.gz, .parquet, .csv or .tsv)")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ReadError(f"{path}: record {i} is a {type(row).__name__}, not an object")
-    return rows
+    out = Records(path, [], [], label=label)
+    try:
+        for number, (where, rec) in enumerate(records):
+            if isinstance(rec, dict):
+                out.rows.append(rec)
+                out.numbers.append(number)
+                out.places.append(where)
+            else:
+                out.count_drop(rec.reason if isinstance(rec, Unparsed) else "malformed_not_an_object", label(where))
+    except (OSError, EOFError, pa.ArrowException) as exc:
+        raise ReadError(f"{path}: unreadable: {type(exc).__name__}: {exc}") from None
+    if out.dropped:
+        log.warning("%s: %d record(s) unreadable: %s", path, sum(out.dropped.values()), dict(out.dropped))
+    return out

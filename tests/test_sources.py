@@ -391,7 +391,8 @@ def test_unreadable_file_is_a_clear_error_naming_it(tmp_path, name, content):
 
 
 def test_plain_records_of_every_file_type(tmp_path):
-    """read_records: the untyped, strict reader the test sets use."""
+    """read_records: the untyped reader of the test sets and bpo optimize --input; a bad record
+    is a counted, located drop, a file unreadable as a whole an error naming it."""
     from bpo.readers import read_records
 
     rows = [{"q": "a", "n": 1}, {"q": "b", "n": 2}]
@@ -399,14 +400,23 @@ def test_plain_records_of_every_file_type(tmp_path):
     with gzip.open(tmp_path / "r.jsonl.gz", "wt") as fh:
         fh.write("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "r.csv").write_text("q,n\na,1\nb,2\n")
-    assert read_records(tmp_path / "r.json") == rows == read_records(tmp_path / "r.jsonl.gz")
-    assert read_records(tmp_path / "r.csv") == [{"q": "a", "n": "1"}, {"q": "b", "n": "2"}]  # cells as text
+    assert read_records(tmp_path / "r.json").rows == rows == read_records(tmp_path / "r.jsonl.gz").rows
+    assert read_records(tmp_path / "r.csv").rows == [{"q": "a", "n": "1"}, {"q": "b", "n": "2"}]  # cells as text
     (tmp_path / "bad.jsonl").write_text('{"q": "a"}\n{broken\n')
-    with pytest.raises(ReadError, match=r"bad.jsonl:2: not valid JSON"):
-        read_records(tmp_path / "bad.jsonl")
+    bad = read_records(tmp_path / "bad.jsonl")
+    assert bad.rows == [{"q": "a"}] and bad.dropped.locations == {"malformed_invalid_json": [f"{tmp_path}/bad.jsonl:2"]}
     (tmp_path / "list.json").write_text('[{"q": "a"}, 3]')
-    with pytest.raises(ReadError, match="record 1 is a int"):
-        read_records(tmp_path / "list.json")
+    listed = read_records(tmp_path / "list.json")
+    assert listed.rows == [{"q": "a"}]
+    assert listed.dropped.locations == {"malformed_not_an_object": [f"{tmp_path}/list.json record 2"]}
+    (tmp_path / "bytes.csv").write_bytes(b"q,n\ncaf\xe9,1\nb,2\n")
+    csv = read_records(tmp_path / "bytes.csv")
+    assert csv.rows == [{"q": "b", "n": "2"}] and csv.numbers == [1]
+    assert csv.dropped.locations == {"malformed_not_utf8": [f"{tmp_path}/bytes.csv row 0"]}
+    (tmp_path / "ragged.tsv").write_text('q\tn\na\t1\n\nb\n\ufeffc\t3\n')
+    ragged = read_records(tmp_path / "ragged.tsv")
+    assert ragged.rows == [{"q": "a", "n": "1"}, {"q": "\ufeffc", "n": "3"}]  # only a leading BOM is one
+    assert ragged.dropped.locations == {"malformed_cell_count": [f"{tmp_path}/ragged.tsv row 1"]}
     with pytest.raises(ReadError, match="not found"):
         read_records(tmp_path / "missing.json")
 

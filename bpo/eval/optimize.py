@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from bpo.drops import locations_of
 from bpo.eval.testsets import TestItem, load_configured, render_question
 from bpo.generation import EngineRecord, GenerationSettings
 from bpo.optimizer import optimize_prompts
@@ -105,7 +106,8 @@ def _finish(name: str, testset: str, rewritten: list, dropped, how: str) -> dict
     fallbacks = Counter(reason for _, reason in rewritten if reason is not None)
     log.info("%s on %s: %d prompts optimized with %s, %d fell back to the original (%s)", name, testset,
              len(rewritten), how, sum(fallbacks.values()), dict(fallbacks) or "none")
-    return {"items": len(rewritten), "fallbacks": dict(fallbacks), "dropped": dict(dropped)}
+    return {"items": len(rewritten), "fallbacks": dict(fallbacks), "dropped": dict(dropped),
+            "drop_locations": locations_of(dropped)}
 
 
 def optimize_testset(out_path: str | Path, settings: OptimizeSettings, model: str) -> dict:

@@ -34,7 +34,9 @@ def answer_sft(optimized_path: str | Path, source_path: str | Path, settings: SF
     """Answer the optimized instructions; write the reproduce and the SFT file. Returns counts."""
     target = settings.target
     optimized = read_table(optimized_path, OPTIMIZED).to_pylist()
-    source = read_records(source_path)  # item_id of the alpaca format is the record number
+    # item_id of the alpaca format is the record number in the file (dropped records counted)
+    records = read_records(source_path)
+    source = dict(zip(records.numbers, records.rows))
     questions = [render_question(r["optimized_instruction"], r["context"]) for r in optimized]
     results = answer_questions(questions, target, runtime, stage="sft_rewrite")
     reproduce, sft, dropped = [], [], Counter()

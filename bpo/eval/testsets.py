@@ -1,8 +1,10 @@
 """Evaluation test sets, normalised to (item_id, instruction, context, reference_optimized).
 
 The paper's four sets come in four layouts; a user file is read through a column mapping.
-Each record is checked: a record without a usable instruction is dropped and counted with
-its reason, a malformed file or missing column is an error naming the file and record.
+Each record is checked: a record the reader cannot parse (not JSON, not UTF-8, nested too
+deep, not an object) or without a usable instruction is dropped and counted with its reason and
+location; a file unreadable as a whole or a missing column is an error naming the file and record.
+Ids taken from the row number count dropped records too, so they do not shift when a line breaks.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from bpo.drops import Drops
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class TestSet:
     name: str
     items: list[TestItem]
     n_read: int
-    dropped: Counter = field(default_factory=Counter)  # reason -> records dropped
+    dropped: Counter = field(default_factory=Drops)  # reason -> records dropped (located: Drops.locations)
 
 
 def render_question(instruction: str, context: str | None) -> str:
@@ -76,9 +80,10 @@ def render_question(instruction: str, context: str | None) -> str:
     return f"{instruction}\n{context}"
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a .json (list of objects), .jsonl[.gz], .parquet, .csv or .tsv file (the project's
-    one reader, :func:`bpo.readers.read_records`); its errors become :class:`TestSetError`."""
+def read_records(path: str | Path):
+    """The records of a .json (list of objects), .jsonl[.gz], .parquet, .csv or .tsv file, with
+    the reader's counted drops (the project's one reader, :func:`bpo.readers.read_records`); a
+    file unreadable as a whole is a :class:`TestSetError`."""
     from bpo.readers import ReadError, read_records as read_file_records
 
     try:
@@ -114,13 +119,16 @@ def _text(value: Any, *, where: str, column: str) -> str | None:
     raise TestSetError(f"{where}: column '{column}' holds a {type(value).__name__}, expected text")
 
 
-def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, where: str) -> tuple[list[TestItem], Counter]:
-    """Map raw rows to :class:`TestItem`; drops are counted by reason, never silent."""
+def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, where: str,
+              numbers: list[int] | None = None, locations: list[str] | None = None) -> tuple[list[TestItem], Drops]:
+    """Map raw rows to :class:`TestItem`; drops are counted by reason and located, never silent.
+    ``numbers``: each row's record number in the file (the id when the layout has none);
+    ``locations``: where each row was read (file:line, file record N), for messages."""
     items: list[TestItem] = []
-    dropped: Counter = Counter()
-    seen: dict[str, int] = {}
-    for i, row in enumerate(rows):
-        rec = f"{where}: record {i}"
+    dropped = Drops()
+    seen: dict[str, str] = {}
+    for k, (i, row) in enumerate(zip(numbers if numbers is not None else range(len(rows)), rows)):
+        rec = locations[k] if locations is not None else f"{where}: record {i}"
         for key in ("instruction", "id", "context", "reference_optimized"):
             col = mapping.get(key)
             if col is not None and col not in row:
@@ -131,7 +139,7 @@ def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, 
             raise TestSetError(f"{rec}: empty id in column '{id_col}'")
         instruction = _text(row[mapping["instruction"]], where=rec, column=mapping["instruction"])
         if instruction is None or not instruction.strip():
-            dropped["empty instruction"] += 1
+            dropped.add("empty instruction", rec, mapping["instruction"])
             log.warning("%s (id %s): empty instruction, dropped", rec, item_id)
             continue
         ctx_col = mapping.get("context")
@@ -143,8 +151,8 @@ def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, 
         cat_col = mapping.get("category")
         category = _text(row.get(cat_col), where=rec, column=cat_col) if cat_col else None
         if item_id in seen:
-            raise TestSetError(f"{rec}: duplicate id '{item_id}' (also record {seen[item_id]}); ids must be unique")
-        seen[item_id] = i
+            raise TestSetError(f"{rec}: duplicate id '{item_id}' (also {seen[item_id]}); ids must be unique")
+        seen[item_id] = rec
         items.append(TestItem(item_id, instruction, context, reference, category))
     return items, dropped
 
@@ -160,15 +168,19 @@ def load_testset(
 ) -> TestSet:
     """Read and normalise one test set; ``sample`` > 0 keeps that many items (seeded, file order)."""
     mapping = column_mapping(fmt, columns)
-    rows = read_records(path)
-    items, dropped = normalise(rows, mapping, where=str(path))
+    records = read_records(path)
+    items, dropped = normalise(records.rows, mapping, where=str(path), numbers=records.numbers,
+                               locations=[records.location(k) for k in range(len(records.rows))])
+    dropped.merge(records.dropped)
     if sample and sample < len(items):
         keep = sorted(random.Random(f"{seed}:{name}").sample(range(len(items)), sample))
         items = [items[i] for i in keep]
     if not items:
-        raise TestSetError(f"{path}: test set '{name}' has no usable items (read {len(rows)}, dropped {dict(dropped)})")
-    log.info("test set %s: %d items from %s (%d records, dropped %s)", name, len(items), path, len(rows), dict(dropped) or "none")
-    return TestSet(name=name, items=items, n_read=len(rows), dropped=dropped)
+        raise TestSetError(f"{path}: test set '{name}' has no usable items "
+                           f"(read {records.records_read}, dropped {dict(dropped)})")
+    log.info("test set %s: %d items from %s (%d records, dropped %s)", name, len(items), path, records.records_read,
+             dict(dropped) or "none")
+    return TestSet(name=name, items=items, n_read=records.records_read, dropped=dropped)
 
 
 def load_configured(settings) -> TestSet:

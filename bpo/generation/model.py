@@ -4,8 +4,10 @@ vLLM engine when an engine first needs them."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -19,6 +21,32 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 CPU_BF16_MIN_PARAMS = 50_000_000
 
 _LOADED: dict[tuple, "LocalModel"] = {}
+
+# What the hub accepts as a repo id: "name" or "namespace/name", no "..", "--" or leading dot.
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
+# Files a transformers tokenizer is loaded from (fast, sentencepiece, BPE/WordPiece vocabularies, tiktoken).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
+                   "sentencepiece.bpe.model")
+
+
+def is_hub_id(value: str) -> bool:
+    """Whether ``value`` can be a hub repo id (a path like ``results/models/x`` or ``./x`` cannot)."""
+    return bool(_HUB_ID.match(value)) and ".." not in value and "--" not in value
+
+
+def model_folder_problem(value: str, *, tokenizer: bool = True) -> str | None:
+    """Why a model given as a local folder or hub id cannot be loaded, in one line, or None (a
+    hub id is not checked: that needs the network). The one check behind ``bpo optimize --model``,
+    ``bpo serve --optimizer`` and :func:`load_model`, so all say the same."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        return None if is_hub_id(value) else f"{value} does not exist (and is not a hub id: those read namespace/name)"
+    if not path.is_dir():
+        return f"{value} is not a folder"
+    if tokenizer and not any((path / name).is_file() for name in TOKENIZER_FILES) \
+            and not any(path.glob("*.tiktoken")):
+        return f"no tokenizer files in {value} (looked for {', '.join(TOKENIZER_FILES)}, *.tiktoken)"
+    return None
 
 
 def default_device() -> str:
@@ -133,6 +161,9 @@ def load_model(model: str, *, dtype: str = "auto", device: str | None = None) ->
     device = device or default_device()
     key = (str(model), dtype, device)
     if key not in _LOADED:
+        problem = model_folder_problem(str(model))
+        if problem:
+            raise FileNotFoundError(problem)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(model))
         except OSError as exc:

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from bpo.generation.model import model_folder_problem
 from bpo.optimizer import degenerate_reason, optimize_prompts
 from bpo.optimizer.fallback import EMPTY_INPUT
 from bpo.settings.generation import GenerationSettings
@@ -98,6 +99,9 @@ class LocalRewriter(Rewriter):
     def __init__(self, settings: RewriterSettings, batch_size: int):
         if not settings.optimizer:
             raise ValueError("rewriter.optimizer (--optimizer): the optimizer folder or hub id is needed")
+        problem = model_folder_problem(settings.optimizer)  # the check bpo optimize --model makes
+        if problem:
+            raise ValueError(f"rewriter.optimizer (--optimizer): {problem}")
         self.settings = settings
         self.batch_size = batch_size
         self.identity = json.dumps({"kind": "local", "model": _fingerprint(settings.optimizer),

@@ -66,7 +66,7 @@ COLUMNS = ["message_id", "parent_id", "text", "role", "lang", "review_result", "
 
 # The field behind a prompt's drop reason, where one is to blame.
 _BLAME = {"deleted": "deleted", "not_reviewed": "review_result", "review_rejected": "review_result",
-          "language": "lang", "multi_turn": "parent_id", "ancestor_missing": "parent_id", "tied_ranks": "rank",
+          "language": "lang", "multi_turn": "parent_id", "self_parent": "parent_id", "ancestor_missing": "parent_id", "tied_ranks": "rank",
           "unranked": "rank"}
 
 
@@ -111,6 +111,8 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locat
         row_of[msg["message_id"]] = row
         if msg["role"] == "prompter":
             prompts.append(msg)
+        elif msg["parent_id"] == msg["message_id"]:  # a reply to itself: no prompt will ever see it
+            skipped.add("self_parent", lambda: res.where(row), "parent_id")
         elif msg["parent_id"]:
             replies[msg["parent_id"]].append(msg)
         else:  # an assistant message cannot start a tree
@@ -145,7 +147,7 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locat
         return path
 
     for msg in prompts:
-        why = _usable(msg)
+        why = "self_parent" if msg["parent_id"] == msg["message_id"] else _usable(msg)
         if why is None and keep_lang is not None and msg["lang"] not in keep_lang:
             why = "language"
         if why is None and msg["parent_id"] and not multi_turn:
