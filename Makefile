@@ -24,7 +24,7 @@ SETUP_FILES := requirements.lock requirements-models.txt pyproject.toml
 SETUP_KEY := $(shell { cat $(SETUP_FILES); command -v $(PYTHON); } | sha256sum | cut -c1-16)
 STAMP := .bpo-cache/setup/$(SETUP_KEY).done
 
-.PHONY: demo test setup lock check-lock
+.PHONY: demo test setup lock check-lock device-kit
 
 demo: $(STAMP)
 	$(PYTHON) -m snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
@@ -65,3 +65,9 @@ check-lock:
 	@! grep -inE '^(nvidia-|triton==|cuda-)' requirements.lock || { echo "requirements.lock holds CUDA packages"; exit 1; }
 	@grep -q '^torch==2.13.0$$' requirements.lock || { echo "requirements.lock must pin torch==2.13.0"; exit 1; }
 	@echo "requirements.lock: $$(grep -c '^[A-Za-z0-9].*==' requirements.lock) pins, no CUDA package"
+
+# A wheelhouse (kit/) for an offline GPU machine whose image has CUDA torch: what this project needs
+# there and the image lacks (benchmarks/gpu_image_packages.txt), at the lock's versions, DeepSpeed
+# built here with DS_BUILD_OPS=0, and this project's wheel. Prints its size and the install line.
+device-kit: $(STAMP)
+	$(PYTHON) benchmarks/gpu_check_kit.py --out kit

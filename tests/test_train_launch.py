@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bpo.train.launch import LaunchPlan, plan_launch, single_process_env
+from bpo.train.launch import SLURM_PORT_RANGE, LaunchPlan, plan_launch, single_process_env
 
 
 def fake_hostnames(nodelist):
@@ -16,7 +16,9 @@ def fake_hostnames(nodelist):
 
 def plan(env, **kw):
     kw.setdefault("cuda_devices", 0)
-    kw.setdefault("allocation", lambda job_id: None)  # no slurmctld to ask
+    # no slurmctld to ask: the job is what the step's environment says
+    kw.setdefault("allocation", lambda job_id: (int(env.get("SLURM_NNODES", 1)), env.get("SLURM_JOB_NODELIST")))
+    kw.setdefault("node_addr", lambda name: {"gpu07": "10.0.0.7"}.get(name, name))
     return plan_launch(env, spec_path="/ckpt/spec.json", python="PY", hostnames=fake_hostnames,
                        free_port=lambda: 40000, **kw)
 
@@ -60,11 +62,11 @@ def test_multi_node_slurm_job_runs_torchrun_on_every_node_with_c10d_rendezvous()
     }
     p = plan(env, cuda_devices=8)
     assert (p.nnodes, p.nproc_per_node, p.world_size) == (2, 8, 16)
-    assert p.master_addr == "gpu07" and p.master_port == 29500 + 4242
+    assert p.master_addr == "10.0.0.7" and SLURM_PORT_RANGE[0] <= p.master_port < SLURM_PORT_RANGE[1]
     assert p.command == [
         "srun", "--jobid=4242", "--overlap", "--nodes=2", "--ntasks-per-node=1", "--ntasks=2", "--kill-on-bad-exit=1",
-        "PY", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "8",
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", "gpu07:33742", "--rdzv-id", "bpo-4242",
+        "--label", "PY", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "8",
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"10.0.0.7:{p.master_port}", "--rdzv-id", "bpo-4242",
         "-m", "bpo.train.run", "--spec", "/ckpt/spec.json",
     ]
 
@@ -79,7 +81,7 @@ def test_inside_a_job_step_the_whole_allocation_comes_from_slurmctld():
     asked = []
     p = plan(env, cuda_devices=4, allocation=lambda job_id: asked.append(job_id) or (2, "gpu[07-08]"))
     assert asked == ["4242"]
-    assert (p.nnodes, p.world_size, p.master_addr) == (2, 8, "gpu07")
+    assert (p.nnodes, p.world_size, p.master_addr) == (2, 8, "10.0.0.7")
     assert p.command[:5] == ["srun", "--jobid=4242", "--overlap", "--nodes=2", "--cpus-per-task=32"]
 
 

@@ -4,7 +4,10 @@ from bpo.logging_setup import setup_logging
 
 setup_logging(snakemake.log[0], config=snakemake.config)  # noqa: F821 (injected by the script directive)
 
-from bpo.settings.train import CheckpointRuntime, TrainSettings  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from bpo.settings.train import CheckpointRuntime, TrackingRuntime, TrainSettings  # noqa: E402
 from bpo.train.launch import launch_training  # noqa: E402
 from bpo.train.spec import TrainSpec  # noqa: E402
 
@@ -18,5 +21,9 @@ spec = TrainSpec(
     model_dir=sm.output.model,
     metrics=sm.output.metrics,
     loss_curve=sm.output.loss_curve,
+    # Runtime too: a tracker watches the run. TensorBoard's files go beside the rule's log, one
+    # folder per start (logs/<run_name>/train/tensorboard/<time>).
+    tracking=TrackingRuntime.from_config(
+        sm.config, str(Path(sm.log[0]).parent / "tensorboard" / time.strftime("%Y%m%d-%H%M%S"))),
 )
 launch_training(spec, threads=sm.threads)

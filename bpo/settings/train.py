@@ -3,18 +3,20 @@
 :class:`TrainSettings` is every ``train.*`` key that changes the trained model: the rule passes its
 canonical form as ``params.settings``, so an edit retrains. :class:`CheckpointRuntime` is
 ``train.checkpoint``: where and how often to checkpoint for a resume, never what the model is, so
-the script reads it from the config at run time and an edit reruns nothing.
+the script reads it from the config at run time and an edit reruns nothing. :class:`TrackingRuntime`
+(``train.report_to``) is runtime for the same reason: a tracker watches a run, it does not change it.
 Defaults live only in ``config/schema.yaml``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from bpo.settings.base import Settings
+from bpo.settings.base import Settings, SettingsError
 from bpo.settings.config import validate_config
 
 
@@ -53,7 +55,7 @@ class LoraSettings(Settings):
 
 @dataclass(frozen=True)
 class TrainSettings(Settings):
-    """Every result-relevant ``train`` key (all of them but ``checkpoint``)."""
+    """Every result-relevant ``train`` key (all of them but the runtime ones, RUNTIME_KEYS)."""
 
     base_model: str | None
     tiny: TinySettings
@@ -84,8 +86,42 @@ class TrainSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        section = {k: v for k, v in config["train"].items() if k != "checkpoint"}
+        # The rule builds its params from this at parse time: a tracker that is not installed
+        # fails there, not after the job has queued and trained.
+        check_tracker(config["train"]["report_to"])
+        section = {k: v for k, v in config["train"].items() if k not in RUNTIME_KEYS}
         return cls.from_mapping(section, "train")
+
+
+RUNTIME_KEYS = ("checkpoint", "report_to")
+# train.report_to -> the module the Trainer's integration imports
+TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def check_tracker(report_to: str) -> None:
+    """A clear error naming the key when the tracker's package is not installed."""
+    module = TRACKER_MODULES.get(report_to)
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise SettingsError(
+            f"config train.report_to: {report_to!r} needs the {module} package, which is not installed: "
+            f"pip install '.[tracking]' (or pip install {module}), or set train.report_to: none"
+        )
+
+
+@dataclass(frozen=True)
+class TrackingRuntime(Settings):
+    """Where training reports: ``train.report_to``, the tracker's run name and TensorBoard's folder."""
+
+    report_to: str
+    run_name: str  # <run_name>/train: the run and stage
+    logging_dir: str | None  # TensorBoard event files; None: under the checkpoint folder
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], logging_dir: str | None = None) -> Self:
+        report_to = config["train"]["report_to"]
+        check_tracker(report_to)
+        return cls.from_mapping({"report_to": report_to, "run_name": f"{config['run_name']}/train",
+                                 "logging_dir": logging_dir}, "train.report_to")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ unit-tested with fake SLURM environments.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import logging
 import os
 import shlex
@@ -31,8 +33,6 @@ from bpo.train.checkpoint import prepare_checkpoint_dir
 from bpo.train.spec import TrainSpec
 
 log = logging.getLogger(__name__)
-
-DEFAULT_RDZV_PORT = 29500
 
 
 @dataclass
@@ -77,21 +77,79 @@ def slurm_hostnames(nodelist: str) -> list[str]:
     return hosts
 
 
-def slurm_job_allocation(job_id: str) -> tuple[int, str] | None:
+def _scontrol(*args: str) -> str:
+    """stdout of ``scontrol ARGS``; any failure is an error (never a silent one-node guess)."""
+    cmd = ["scontrol", *args]
+    try:
+        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(
+            f"`{shlex.join(cmd)}` failed with exit status {exc.returncode}: {(exc.stderr or '').strip()}"
+        ) from exc
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"`{shlex.join(cmd)}` failed: {exc}") from exc
+
+
+def _scontrol_fields(out: str) -> dict[str, str]:
+    return dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
+
+
+def slurm_job_allocation(job_id: str) -> tuple[int, str]:
     """(node count, node list) of the whole job, from slurmctld. Inside a job step (the
     Snakemake SLURM executor runs every rule under ``srun -n1``) SLURM_NNODES and
-    SLURM_JOB_NODELIST describe the step, i.e. one node, not the allocation."""
-    try:
-        out = subprocess.run(
-            ["scontrol", "show", "job", "-o", job_id], check=True, capture_output=True, text=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    fields = dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
+    SLURM_JOB_NODELIST describe the step, i.e. one node, not the allocation, so an unanswered
+    ``scontrol`` is an error: guessing would train a multi-node job on one node."""
+    fields = _scontrol_fields(_scontrol("show", "job", "-o", job_id))
     try:
         return int(fields["NumNodes"].split("-")[0]), fields["NodeList"]
-    except (KeyError, ValueError):
+    except (KeyError, ValueError) as exc:
+        raise RuntimeError(f"`scontrol show job -o {job_id}` gave no NumNodes/NodeList: {exc}") from exc
+
+
+def slurm_node_addr(node: str) -> str:
+    """The address of SLURM node ``node`` (its NodeAddr): a NodeName need not resolve."""
+    addr = _scontrol_fields(_scontrol("show", "node", "-o", node)).get("NodeAddr")
+    if not addr:
+        raise RuntimeError(f"`scontrol show node -o {node}` gave no NodeAddr")
+    return addr
+
+
+# Rendezvous ports of SLURM jobs: below Linux's ephemeral range (32768+, where outgoing
+# connections take their ports) and above the usual service ports.
+SLURM_PORT_RANGE = (20000, 32000)
+
+
+def port_free(addr: str, port: int) -> bool | None:
+    """Whether ``port`` can be bound on ``addr``; None when ``addr`` is not this machine's (the
+    launcher runs on another node than the rendezvous host: nothing to check here)."""
+    try:
+        infos = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)
+    except OSError:
         return None
+    family, _, _, _, sockaddr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(sockaddr)
+        except OSError as exc:
+            return False if exc.errno == errno.EADDRINUSE else None
+    return True
+
+
+def slurm_rdzv_port(job_id: str, addr: str, free: Callable[[str, int], bool | None] = port_free) -> int:
+    """The job's rendezvous port: spread over SLURM_PORT_RANGE by a hash of the job id (jobs
+    whose ids differ by a round number do not meet, as with ``id % 10000``), then the next free
+    one where the rendezvous host is this machine. The launcher passes it to every node on the
+    srun command line, so the nodes never have to agree on it by themselves."""
+    lo, hi = SLURM_PORT_RANGE
+    span = hi - lo
+    start = int.from_bytes(hashlib.sha256(f"bpo-rdzv-{job_id}".encode()).digest()[:8], "big") % span
+    for i in range(64):
+        port = lo + (start + i) % span
+        if free(addr, port) is not False:
+            if i:
+                log.info("rendezvous port %d taken on %s: using %d", lo + start, addr, port)
+            return port
+    raise RuntimeError(f"no free rendezvous port on {addr} in 64 tries from {lo + start}")
 
 
 def plan_launch(
@@ -102,8 +160,10 @@ def plan_launch(
     spec_path: str = "SPEC.json",
     python: str = sys.executable,
     hostnames: Callable[[str], list[str]] = slurm_hostnames,
-    allocation: Callable[[str], tuple[int, str] | None] = slurm_job_allocation,
+    allocation: Callable[[str], tuple[int, str]] = slurm_job_allocation,
+    node_addr: Callable[[str], str] = slurm_node_addr,
     free_port: Callable[[], int] | None = None,
+    port_check: Callable[[str, int], bool | None] = port_free,
 ) -> LaunchPlan:
     """How to start training, from the environment.
 
@@ -115,9 +175,7 @@ def plan_launch(
     nnodes = int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or 1) if under_slurm else 1
     job_nodelist = None
     if under_slurm:
-        alloc = allocation(env["SLURM_JOB_ID"])
-        if alloc:
-            nnodes, job_nodelist = alloc
+        nnodes, job_nodelist = allocation(env["SLURM_JOB_ID"])
     gpus = None
     if under_slurm:
         gpus = _count_devices(env.get("SLURM_GPUS_ON_NODE"))
@@ -136,12 +194,11 @@ def plan_launch(
         nodelist = job_nodelist or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
         if not nodelist:
             raise RuntimeError("SLURM_NNODES > 1 but SLURM_JOB_NODELIST is not set")
-        master = hostnames(nodelist)[0]
+        master = node_addr(hostnames(nodelist)[0])
     else:
         master = "127.0.0.1"
-    # A fixed port derived from the job id: every node computes the same one without talking.
     if under_slurm:
-        port = DEFAULT_RDZV_PORT + int(env["SLURM_JOB_ID"]) % 10000
+        port = slurm_rdzv_port(env["SLURM_JOB_ID"], master, port_check)
     else:
         port = int(env["MASTER_PORT"]) if env.get("MASTER_PORT") else (free_port or _free_port)()
     rdzv_id = f"bpo-{env['SLURM_JOB_ID']}" if under_slurm else "bpo-local"
@@ -161,6 +218,7 @@ def plan_launch(
             "srun", f"--jobid={env['SLURM_JOB_ID']}", "--overlap", f"--nodes={nnodes}",
             # the job's CPUs per node for each node's torchrun (a step task defaults to one)
             *([f"--cpus-per-task={env['SLURM_CPUS_PER_TASK']}"] if env.get("SLURM_CPUS_PER_TASK") else []), "--ntasks-per-node=1", f"--ntasks={nnodes}", "--kill-on-bad-exit=1",
+            "--label",  # each output line starts with its node's task number
             python, "-m", "torch.distributed.run",
             "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{master}:{port}", "--rdzv-id", rdzv_id,
@@ -231,10 +289,22 @@ def launch_training(spec: TrainSpec, env: Mapping[str, str] | None = None, threa
         # Split the cores between the CPU ranks instead of oversubscribing them.
         cores = int(threads) if threads else (os.cpu_count() or 1)
         child_env["OMP_NUM_THREADS"] = str(max(1, cores // plan.nproc_per_node))
-    proc = subprocess.run(cmd, env=child_env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"training ranks failed with exit status {proc.returncode}: {shlex.join(cmd)}")
+    status = run_ranks(cmd, child_env)
+    if status != 0:
+        raise RuntimeError(f"training ranks failed with exit status {status}: {shlex.join(cmd)}")
     return None
+
+
+def run_ranks(cmd: list[str], env: Mapping[str, str]) -> int:
+    """Run the ranks' launcher and pass every line it and the ranks print (srun forwards every
+    node's) to the ``bpo.train.ranks`` logger, so they reach the rule's log: inherited file
+    descriptors would write past the log to the terminal, i.e. to SLURM's own output file."""
+    rank_log = logging.getLogger("bpo.train.ranks")
+    with subprocess.Popen(cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace", bufsize=1) as proc:
+        for line in proc.stdout:
+            rank_log.info("%s", line.rstrip("\n"))
+        return proc.wait()
 
 
 def _run_in_process(spec: TrainSpec, plan: LaunchPlan, resume: str | None, threads: int | None) -> dict:

@@ -124,6 +124,41 @@ def _make_trainer_class():
     return BPOTrainer
 
 
+def _attach_tracking(trainer, spec: TrainSpec) -> None:
+    """Point TensorBoard at the run's folder and log the settings to the tracker (rank 0)."""
+    from transformers import TrainerCallback
+    from transformers.integrations import TensorBoardCallback
+
+    if spec.tracking is None or spec.tracking.report_to == "none":
+        return
+    tensorboard = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TensorBoardCallback)), None)
+    if tensorboard is not None and spec.tracking.logging_dir:
+        # The Trainer's default is inside the checkpoint folder, which a finished run removes.
+        tensorboard.logging_dir = spec.tracking.logging_dir
+    settings = spec.settings.canonical()
+    report_to = spec.tracking.report_to
+
+    class _LogSettings(TrainerCallback):
+        # after the integration's own on_train_begin (callbacks run in order): its run is open
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            if report_to == "tensorboard" and tensorboard is not None and tensorboard.tb_writer is not None:
+                tensorboard.tb_writer.add_text("bpo_settings", f"```\n{json.dumps(settings, indent=1)}\n```")
+            elif report_to == "wandb":
+                import wandb
+
+                if wandb.run is not None:
+                    wandb.config.update({"bpo_settings": settings}, allow_val_change=True)
+            elif report_to == "mlflow":
+                import mlflow
+
+                if mlflow.active_run() is not None:
+                    mlflow.log_dict(settings, "bpo_settings.json")
+
+    trainer.add_callback(_LogSettings())
+
+
 def _training_arguments(hp: TrainSettings, spec: TrainSpec, *, accum: int, precision: str, has_eval: bool,
                         ds_config: dict | None, use_cpu: bool):
     from transformers import TrainingArguments
@@ -163,7 +198,8 @@ def _training_arguments(hp: TrainSettings, spec: TrainSpec, *, accum: int, preci
         save_steps=ckpt.save_steps if ckpt.save_steps > 0 else 500,
         save_total_limit=ckpt.save_total_limit,
         include_num_input_tokens_seen="non_padding",
-        report_to="none",
+        report_to=[spec.tracking.report_to] if spec.tracking and spec.tracking.report_to != "none" else "none",
+        run_name=spec.tracking.run_name if spec.tracking else None,
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=True,
@@ -226,6 +262,7 @@ def run(spec: TrainSpec, resume_from: str | None = None) -> dict:
         data_collator=make_collator(tokenizer, hp.packing, hp.attn_implementation),
         processing_class=tokenizer,
     )
+    _attach_tracking(trainer, spec)
     log.info(
         "training: %d examples, world size %d, per-device batch %d x accumulation %d = global %d, "
         "precision %s (%s), prompt format %s, deepspeed %s, packing %s, LoRA %s",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bpo.atomic import write_json
-from bpo.settings.train import CheckpointRuntime, TrainSettings
+from bpo.settings.train import CheckpointRuntime, TrackingRuntime, TrainSettings
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class TrainSpec:
     model_dir: str
     metrics: str  # TRAIN_METRICS Parquet
     loss_curve: str  # PNG
+    tracking: TrackingRuntime | None = None  # None: report to no tracker
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +36,7 @@ class TrainSpec:
             "model_dir": str(self.model_dir),
             "metrics": str(self.metrics),
             "loss_curve": str(self.loss_curve),
+            "tracking": self.tracking.canonical() if self.tracking else None,
         }
 
     @classmethod
@@ -44,6 +46,7 @@ class TrainSpec:
             checkpoint=CheckpointRuntime.from_params(data["checkpoint"]),
             train=data["train"], val=data["val"], model_dir=data["model_dir"],
             metrics=data["metrics"], loss_curve=data["loss_curve"],
+            tracking=TrackingRuntime.from_params(data["tracking"]) if data.get("tracking") else None,
         )
 
     def write(self, path: str | Path) -> None:
