@@ -679,9 +679,12 @@ class LLMClient:
         first = choices[0]
         msg = first.get("message") or {}
         finish = first.get("finish_reason")
-        refusal = msg.get("refusal")
-        text = msg.get("content")
-        texts = tuple((c.get("message") or {}).get("content") for c in choices)
+        # Redacted here, once: the cache row, the result and every artifact column built from it
+        # (critiques, answers, verdicts, rewrites) never hold a key the server echoed. The cache
+        # key is the request's, so a redacted reply is still the cached answer to its request.
+        refusal = redact.redact(msg.get("refusal"))
+        text = redact.redact(msg.get("content"))
+        texts = tuple(redact.redact((c.get("message") or {}).get("content")) for c in choices)
         error = None
         if refusal or finish == "content_filter":
             status = "refused"
@@ -700,7 +703,7 @@ class LLMClient:
             pt = req.estimated_prompt_tokens()
         if ct is None:
             ct = sum((len(t or "") + 3) // 4 for t in texts)
-        model = data.get("model") or req.model
+        model = redact.redact(data.get("model")) or req.model
         row = result_row(key=req.key, backend=self.source, stage=self.stage, model=req.model, request=req.body_json,
                          status=status, text=text, choices=texts, finish_reason=finish, prompt_tokens=pt,
                          completion_tokens=ct, error=error, response_model=model, latency_s=round(latency, 4),
@@ -735,12 +738,16 @@ def _parse(content: bytes) -> dict | str:
 
 
 def _from_row(row: dict, backend: str) -> ChatResult:
-    texts: tuple = (row["text"],)
+    # rows are redacted when written; this also masks rows of a cache written before that
+    # (or keys configured since), so no artifact built from a cached reply holds a key
+    text = redact.redact(row["text"])
+    texts: tuple = (text,)
     if row.get("choices"):
-        texts = tuple(json.loads(row["choices"]))
-    return ChatResult(key=row["key"], status=row["status"], text=row["text"], prompt_tokens=row["prompt_tokens"],
-                      completion_tokens=row["completion_tokens"], cached=True, error=row["error"], backend=backend,
-                      model=row["response_model"], finish_reason=row["finish_reason"], choices=texts)
+        texts = tuple(redact.redact(t) for t in json.loads(row["choices"]))
+    return ChatResult(key=row["key"], status=row["status"], text=text, prompt_tokens=row["prompt_tokens"],
+                      completion_tokens=row["completion_tokens"], cached=True, error=redact.redact(row["error"]),
+                      backend=backend, model=redact.redact(row["response_model"]), finish_reason=row["finish_reason"],
+                      choices=texts)
 
 
 def make_client(endpoint: EndpointSettings, runtime: LLMRuntime, stage: str, *, check_key: bool = True,
