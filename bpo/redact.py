@@ -15,7 +15,8 @@ Two kinds of secret are masked:
 :func:`redact` runs on every stored reply and every log write, so it is cheap: the secret values
 are recomputed only when the registrations or the environment change (a C-level comparison of
 the environment's keys and of the watched values per call), each value is looked for with
-``str.__contains__``, and the shape regex only runs on text that holds one of its prefixes.
+``str.__contains__``, and the shape regex only stops at characters rare in prose
+(``benchmarks/bench_redact.py``).
 
 No heavy imports: the logging setup of every workflow script imports this before anything else.
 """
@@ -38,33 +39,32 @@ _SECRET_NAME = re.compile(r"(?i)(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PAS
 _WELL_KNOWN = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN",
                "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
 
-# Credential shapes, each led by its literal and then checked for a word boundary before it (a
-# lookbehind): a regex whose branches all start with literals skips ahead to their first
-# characters, where a \b-led alternation tries every branch at every position (3x slower).
-# Boundaries keep ordinary words ("task-force", "ask-...") and hex cache keys intact. An
-# Authorization value needs a digit or 24+ characters, so that model text such as "Basic
-# arithmetic" or "Bearer authentication" stays as written (a configured key is masked by value).
-_W = "[A-Za-z0-9_]"
+# Credential shapes. Each branch starts at a character that is rare in prose ("-", "_", "B",
+# "A") and checks the key's prefix and a word boundary before it with a lookbehind: the regex
+# then only stops at those characters (1.5x faster than a \b-led alternation, which stops at
+# every "s", "h", "g"...), and text without any of them skips it (four memchr calls). A match
+# is widened back over its prefix ("sk", "ghp", ...) when masked. Boundaries keep ordinary words
+# ("task-force", "ask-...") and hex cache keys intact. An Authorization value needs a digit or
+# 24+ characters, so that model text such as "Basic arithmetic" or "Bearer authentication"
+# stays as written (a configured key is masked by its value whatever its shape).
 _AUTH_TOKEN = r"\s+(?=[A-Za-z._~+/\-]*[0-9]|[A-Za-z0-9._~+/\-]{24})[A-Za-z0-9._~+/\-]{8,}=*"
-_SHAPES = "|".join((
-    rf"sk-(?<!{_W}sk-)[A-Za-z0-9_\-]{{8,}}",  # OpenAI / Anthropic / many proxies
-    rf"Bearer(?<!{_W}Bearer){_AUTH_TOKEN}",  # an Authorization header value
-    rf"Basic(?<!{_W}Basic){_AUTH_TOKEN}",
-    rf"hf_(?<!{_W}hf_)[A-Za-z0-9]{{8,}}",  # Hugging Face
-    rf"gh[pousr]_(?<!{_W}gh._)[A-Za-z0-9]{{20,}}",  # GitHub
-    rf"github_pat_(?<!{_W}github_pat_)[A-Za-z0-9_]{{20,}}",
-    rf"AKIA(?<!{_W}AKIA)[0-9A-Z]{{16}}\b",  # AWS access key id
-    rf"AIza(?<!{_W}AIza)[0-9A-Za-z_\-]{{30,}}",  # Google API key
-    rf"xox[abprs]-(?<!{_W}xox.-)[A-Za-z0-9\-]{{10,}}",  # Slack
-))
+_SHAPES = re.compile("|".join((
+    r"-(?<=\bsk-)[A-Za-z0-9_\-]{8,}",  # OpenAI / Anthropic / many proxies
+    rf"B(?<!\wB)(?:earer|asic){_AUTH_TOKEN}",  # an Authorization header value
+    r"_(?<=\bhf_)[A-Za-z0-9]{8,}",  # Hugging Face
+    r"_(?<=\bgh[pousr]_)[A-Za-z0-9]{20,}",  # GitHub
+    r"_(?<=\bgithub_pat_)[A-Za-z0-9_]{20,}",
+    r"A(?<!\wA)(?:KIA[0-9A-Z]{16}\b|Iza[0-9A-Za-z_\-]{30,})",  # AWS access key id, Google API key
+    r"-(?<=\bxox[abprs]-)[A-Za-z0-9\-]{10,}",  # Slack
+)))
+_WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 _lock = threading.Lock()
 _env_names: set[str] = set(_WELL_KNOWN)
 _values: set[str] = set()
 _version = 0  # bumped by every registration: the next redact() recomputes the secret values
 # (registration version, environment keys, watched variable names, their raw values, secret
-# values longest first, the one pattern of values and shapes): replaced whole, so readers never
-# see a half-built state
+# values longest first): replaced whole, so readers never see a half-built state
 _state: tuple | None = None
 # os.environ's backing dict (bytes on POSIX): its keys and values compare in C, with no decoding
 _ENV_DATA = getattr(os.environ, "_data", None)
@@ -143,9 +143,7 @@ def _rebuild(env) -> tuple:
                 found.add(value)
     raw = [os.environ.encodekey(n) for n in watched] if env is _ENV_DATA else watched
     values = tuple(sorted(found, key=len, reverse=True))
-    # values first and longest first: a key that contains another (or a shape) is masked whole
-    pattern = re.compile("|".join([*map(re.escape, values), _SHAPES]))
-    _state = (version, frozenset(env.keys()), raw, list(map(env.get, raw)), values, pattern)
+    _state = (version, frozenset(env.keys()), raw, list(map(env.get, raw)), values)
     return _state
 
 
@@ -153,7 +151,29 @@ def redact(text: Any) -> Any:
     """``text`` with every secret replaced by ``[REDACTED]`` (non-strings are returned as they are)."""
     if not isinstance(text, str) or not text:
         return text
-    return _current()[5].sub(MASK, text)
+    # values first, longest first: a key that contains another (or a shape) is masked whole.
+    # str.__contains__ skips ahead by the needle's length: ~1 us per 40-char key and 2 KB.
+    for value in _current()[4]:
+        if value in text:
+            text = text.replace(value, MASK)
+    if "-" in text or "_" in text or "B" in text or "A" in text:
+        return _mask_shapes(text)
+    return text
+
+
+def _mask_shapes(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for m in _SHAPES.finditer(text):
+        start = m.start()
+        while start > pos and text[start - 1] in _WORD_CHARS:  # the prefix the lookbehind checked
+            start -= 1
+        out += (text[pos:start], MASK)
+        pos = m.end()
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
 
 
 class RedactingFormatter(logging.Formatter):
