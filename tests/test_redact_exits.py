@@ -40,11 +40,13 @@ KEYS = (SHAPELESS, SK_KEY)
 
 
 class EchoKeyServer(LoopbackServer):
-    """Answers like the loopback server, and quotes the keys it received everywhere it can."""
+    """Answers like the loopback server, and quotes the keys it received everywhere it can
+    (``odd=True``: also in fields of the wrong type, where a string or a number belongs)."""
 
-    def __init__(self, **kw):
+    def __init__(self, odd: bool = False, **kw):
         super().__init__(responder=self._reply, **kw)
         self._seen = ""
+        self.odd = odd
 
     def _reply(self, body: dict) -> tuple[str, str]:
         text, finish = standin_responder(body)
@@ -61,6 +63,13 @@ class EchoKeyServer(LoopbackServer):
                 data["system_fingerprint"] = self._seen  # an extra field
                 data["echo"] = {"headers": rec.headers}
                 data["model"] = f"{data['model']} for {self._seen}"
+                if self.odd:
+                    data["model"] = {"id": data["model"]}
+                    data["usage"] = {"prompt_tokens": self._seen, "completion_tokens": [self._seen]}
+                    choice = data["choices"][0]
+                    choice["finish_reason"] = {"reason": self._seen}
+                    if "refuse" in req["messages"][-1]["content"]:
+                        choice["message"].update(content=None, refusal={"detail": self._seen})
             else:
                 data["error"]["message"] += f" (key {self._seen})"
             send(status, json.dumps(data).encode(), {**(extra or {}), "x-echo-key": self._seen}, content_type)
@@ -131,6 +140,23 @@ def test_echoed_keys_are_stored_nowhere_and_a_rerun_pays_nothing(tmp_path, keys,
                                       for r in exported)
     with sqlite3.connect(cache_path) as db:
         assert db.execute("SELECT COUNT(*) FROM failures WHERE error LIKE '%[REDACTED]%[REDACTED]%'").fetchone()[0] == 1
+    assert _leaks(tmp_path) == []
+
+
+def test_keys_in_fields_of_the_wrong_type_are_not_stored(tmp_path, keys):
+    """The neighbours: a key in a dict where the model name belongs, in a finish_reason object,
+    a refusal object, and as token counts. The run answers, stores, exports, and leaks nothing."""
+    cache_path = tmp_path / "llm.sqlite"
+    reqs = _reqs(3) + [ChatRequest(model="gpt-test", messages=[{"role": "user", "content": "please refuse"}])]
+    with EchoKeyServer(odd=True) as srv:
+        out = LLMClient(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(reqs)
+        assert SHAPELESS in srv._seen
+    assert [r.status for r in out] == ["ok"] * 3 + ["refused"]
+    assert all(r.model == "gpt-test" and r.finish_reason is None for r in out)
+    assert all(isinstance(r.prompt_tokens, int) and isinstance(r.completion_tokens, int) for r in out)
+    assert out[3].text == json.dumps({"detail": f"{redact.MASK} / {redact.MASK}"})
+    with Cache(cache_path) as cache:
+        assert cache.export_parquet(tmp_path / "export.parquet") == 4
     assert _leaks(tmp_path) == []
 
 
