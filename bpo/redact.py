@@ -64,10 +64,9 @@ _env_names: set[str] = set(_WELL_KNOWN)
 _values: set[str] = set()
 _version = 0  # bumped by every registration: the next redact() recomputes the secret values
 # (registration version, environment keys, watched variable names, their raw values, secret
-# values longest first): replaced whole, so readers never see a half-built state
+# values longest first, the environment mapping read): replaced whole, so readers never see a
+# half-built state
 _state: tuple | None = None
-# os.environ's backing dict (bytes on POSIX): its keys and values compare in C, with no decoding
-_ENV_DATA = getattr(os.environ, "_data", None)
 
 
 def register_env(*names: str | None) -> None:
@@ -121,8 +120,9 @@ def secrets() -> list[str]:
 def _current() -> tuple:
     """The current state, recomputed only when a registration or the environment changed."""
     state = _state
-    env = _ENV_DATA if _ENV_DATA is not None else os.environ
-    if (state is not None and state[0] == _version and env.keys() == state[1]
+    # os.environ's backing dict (bytes on POSIX): its keys and values compare in C, no decoding
+    env = getattr(os.environ, "_data", os.environ)
+    if (state is not None and state[0] == _version and state[5] is env and env.keys() == state[1]
             and list(map(env.get, state[2])) == state[3]):
         return state
     return _rebuild(env)
@@ -130,20 +130,21 @@ def _current() -> tuple:
 
 def _rebuild(env) -> tuple:
     global _state
+    environ = os.environ
     with _lock:
         version = _version
         names = set(_env_names)
         found = set(_values)
     watched = []
-    for name in os.environ:
+    for name in environ:
         if name in names or _SECRET_NAME.search(name):
             watched.append(name)
-            value = os.environ[name].strip()
+            value = environ[name].strip()
             if len(value) >= MIN_SECRET_LEN:
                 found.add(value)
-    raw = [os.environ.encodekey(n) for n in watched] if env is _ENV_DATA else watched
+    raw = [environ.encodekey(n) for n in watched] if env is not environ else watched
     values = tuple(sorted(found, key=len, reverse=True))
-    _state = (version, frozenset(env.keys()), raw, list(map(env.get, raw)), values)
+    _state = (version, frozenset(env.keys()), raw, list(map(env.get, raw)), values, env)
     return _state
 
 
