@@ -73,8 +73,10 @@ def register_env(*names: str | None) -> None:
     """Mask the value of each environment variable ``name`` (read at redaction time)."""
     global _version
     with _lock:
-        _env_names.update(n for n in names if n)
-        _version += 1
+        new = {n for n in names if n} - _env_names
+        if new:
+            _env_names.update(new)
+            _version += 1
 
 
 def register_value(*values: str | None) -> None:
