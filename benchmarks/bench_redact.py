@@ -5,8 +5,9 @@ proxy) every response, so it must be cheap. Side by side in one run, on the same
 
 * ``before``: the previous algorithm, restated here (every call re-read the whole environment
   for secret values, then ran a ``\\b``-led alternation of the key shapes),
-* ``now``: ``bpo.redact.redact`` (one compiled pattern of the secret values and literal-led
-  shapes, rebuilt only when the registrations or the environment change).
+* ``now``: ``bpo.redact.redact`` (secret values recomputed only when the registrations or the
+  environment change and found with ``str.__contains__``; the shape regex starts at characters
+  rare in prose and is skipped for text holding none of them).
 
 Texts (2 KB each): real GPT-4 replies (../shared/data alpaca-gpt4 sample, joined and cut into
 2 KB pieces; the project's demo answers where that folder is absent), the same with a
