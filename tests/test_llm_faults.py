@@ -108,12 +108,13 @@ def test_redact_masks_configured_values_and_key_shapes(monkeypatch):
     redact.register_config({"llm": {"endpoints": {
         "a": {"backend": "openai", "default_headers": {"X-Auth": "${MY_PROXY_VAR}"}},
         "b": {"backend": "openai", "api_key_env": "OTHER_ENDPOINT_KEY_VAR"}}}})
-    text = ("proxy-value-zz91x abc-other-endpoint-secret sk-proj-AbCdEf0123456789 Bearer eyJhbGciOi.x.y "
+    text = ("proxy-value-zz91x abc-other-endpoint-secret sk-proj-AbCdEf0123456789 Bearer eyJhbGciOiJIUzI1NiJ9.x.y "
             "hf_abcdefghijklmnop ghp_abcdefghijklmnopqrstuvwxyz AKIAABCDEFGHIJKLMNOP")
     out = redact.redact(text)
     assert out.count(redact.MASK) == 7, out
     # ordinary text and cache keys are left alone
-    plain = "task-force risk-averse key 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 sk-1"
+    plain = ("task-force risk-averse key 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 sk-1 "
+             "ask-questionnaire Basic arithmetic. Bearer authentication")  # model text stays as written
     assert redact.redact(plain) == plain
     assert str(LLMError(f"server said {SECRET}")) == f"server said {redact.MASK}"
 

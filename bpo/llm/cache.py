@@ -10,7 +10,9 @@ killed with ``kill -9`` loses only the calls in flight. Failed calls are not ans
 a separate ``failures`` table for the usage report and are retried on the next run.
 
 What is stored: the request body (model, messages, sampling), the reply and its usage. Never
-the API key or request headers, and error texts are redacted (:mod:`bpo.redact`).
+the API key or request headers; every text column of ``calls`` and ``failures`` but the row's
+identity (key, backend) is redacted (:mod:`bpo.redact`) before it is written, and again on
+export and import, so a server that echoes a key in a reply leaves no trace of it here.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ _COLUMNS = (
     "finish_reason", "prompt_tokens", "completion_tokens", "error", "request", "created",
     "latency_s", "attempts",
 )
+# Text that may quote a server or the data: redacted on every write. key and backend are the
+# row's identity (a hash and a source label): changing them would orphan the row.
+_REDACTED = frozenset(("stage", "model", "response_model", "status", "text", "choices", "finish_reason", "error",
+                       "request"))
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -280,8 +286,8 @@ class Cache:
     def _insert_failures(self, rows: list[dict]) -> None:
         self._db.executemany(
             "INSERT INTO failures (key, backend, stage, model, error, attempts, created) VALUES (?,?,?,?,?,?,?)",
-            [(r["key"], r["backend"], r["stage"], r["model"], redact(r.get("error")), r.get("attempts"),
-              r.get("created", time.time())) for r in rows],
+            [(r["key"], r["backend"], redact(r["stage"]), redact(r["model"]), redact(r.get("error")),
+              r.get("attempts"), r.get("created", time.time())) for r in rows],
         )
 
     def store(self, answers: Sequence[dict], failures: Sequence[dict], owner: str | None) -> None:
@@ -356,9 +362,9 @@ class Cache:
     def export_parquet(self, path: str | Path) -> int:
         """Write every answered call to ``path`` (CACHE_EXPORT_SCHEMA); returns the row count."""
         cols: dict[str, list] = {c: [] for c in _COLUMNS}
-        for row in self.rows():
-            for c in _COLUMNS:
-                cols[c].append(row[c])
+        for row in self.rows():  # redacted again: rows written before redaction covered them
+            for c, v in zip(_COLUMNS, _call_values(row)):
+                cols[c].append(v)
         table = pa.table(cols, schema=CACHE_EXPORT_SCHEMA)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -395,15 +401,15 @@ class Cache:
         with _transaction(self._db):
             self._db.executemany(
                 f"INSERT OR IGNORE INTO calls ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                [tuple(r.get(c) for c in _COLUMNS) for r in rows],
+                [_call_values(r) for r in rows],
             )
         added = self.count() - before
         return added, len(rows) - added
 
 
 def _call_values(row: dict) -> tuple:
-    # the error text may quote a server's reply, which may echo a key
-    return tuple(redact(row.get(c)) if c == "error" else row.get(c) for c in _COLUMNS)
+    # a reply, an error text or a model name may quote a server that echoes a key
+    return tuple(redact(row.get(c)) if c in _REDACTED else row.get(c) for c in _COLUMNS)
 
 
 class _transaction:

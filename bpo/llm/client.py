@@ -678,10 +678,15 @@ class LLMClient:
         choices = data["choices"]
         first = choices[0]
         msg = first.get("message") or {}
-        finish = first.get("finish_reason")
-        refusal = msg.get("refusal")
-        text = msg.get("content")
-        texts = tuple((c.get("message") or {}).get("content") for c in choices)
+        # Redacted here, once: the cache row, the result and every artifact column built from it
+        # (critiques, answers, verdicts, rewrites) never hold a key the server echoed. The cache
+        # key is the request's, so a redacted reply is still the cached answer to its request.
+        # Fields of the wrong type are dropped or written as text, never stored as they came (a
+        # dict cannot be stored, a string in a token count would break the Parquet export).
+        finish = _text(first.get("finish_reason"), keep=False)
+        refusal = _text(msg.get("refusal"))
+        text = redact.redact(msg.get("content"))
+        texts = tuple(redact.redact((c.get("message") or {}).get("content")) for c in choices)
         error = None
         if refusal or finish == "content_filter":
             status = "refused"
@@ -694,13 +699,13 @@ class LLMClient:
         else:
             status = "ok"
         usage = data.get("usage") or {}
-        pt = usage.get("prompt_tokens")
-        ct = usage.get("completion_tokens")
+        pt = _count(usage.get("prompt_tokens"))
+        ct = _count(usage.get("completion_tokens"))
         if pt is None:  # servers that omit usage: fall back to the estimate so costs stay visible
             pt = req.estimated_prompt_tokens()
         if ct is None:
             ct = sum((len(t or "") + 3) // 4 for t in texts)
-        model = data.get("model") or req.model
+        model = _text(data.get("model"), keep=False) or req.model
         row = result_row(key=req.key, backend=self.source, stage=self.stage, model=req.model, request=req.body_json,
                          status=status, text=text, choices=texts, finish_reason=finish, prompt_tokens=pt,
                          completion_tokens=ct, error=error, response_model=model, latency_s=round(latency, 4),
@@ -709,6 +714,20 @@ class LLMClient:
                          cached=False, error=error, backend=self.backend, model=model, finish_reason=finish,
                          choices=texts)
         return res, row, attempts
+
+
+def _text(value: Any, keep: bool = True) -> str | None:
+    """A reply field as redacted text: a non-string is written as JSON (``keep``) or dropped."""
+    if value is None or isinstance(value, str):
+        return redact.redact(value)
+    return redact.redact(json.dumps(value, ensure_ascii=False, default=str)) if keep else None
+
+
+def _count(value: Any) -> int | None:
+    """A token count, or None when the server sent something else (the estimate is used)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2**53:
+        return None  # NaN fails the range check too
+    return int(value) if float(value).is_integer() else None
 
 
 def _parse(content: bytes) -> dict | str:
@@ -735,12 +754,16 @@ def _parse(content: bytes) -> dict | str:
 
 
 def _from_row(row: dict, backend: str) -> ChatResult:
-    texts: tuple = (row["text"],)
+    # rows are redacted when written; this also masks rows of a cache written before that
+    # (or keys configured since), so no artifact built from a cached reply holds a key
+    text = redact.redact(row["text"])
+    texts: tuple = (text,)
     if row.get("choices"):
-        texts = tuple(json.loads(row["choices"]))
-    return ChatResult(key=row["key"], status=row["status"], text=row["text"], prompt_tokens=row["prompt_tokens"],
-                      completion_tokens=row["completion_tokens"], cached=True, error=row["error"], backend=backend,
-                      model=row["response_model"], finish_reason=row["finish_reason"], choices=texts)
+        texts = tuple(redact.redact(t) for t in json.loads(row["choices"]))
+    return ChatResult(key=row["key"], status=row["status"], text=text, prompt_tokens=row["prompt_tokens"],
+                      completion_tokens=row["completion_tokens"], cached=True, error=redact.redact(row["error"]),
+                      backend=backend, model=redact.redact(row["response_model"]), finish_reason=row["finish_reason"],
+                      choices=texts)
 
 
 def make_client(endpoint: EndpointSettings, runtime: LLMRuntime, stage: str, *, check_key: bool = True,
