@@ -32,7 +32,8 @@ class ServeMetrics:
                                          "(queue, batch and cache included)", buckets=_REWRITE_BUCKETS, registry=r)
         self.upstream_seconds = Histogram("bpo_serve_upstream_seconds", "upstream call time (to the last byte)",
                                           ["endpoint"], buckets=_UPSTREAM_BUCKETS, registry=r)
-        self.upstream_errors = Counter("bpo_serve_upstream_errors", "upstream calls that got no HTTP response",
+        self.upstream_errors = Counter("bpo_serve_upstream_errors", "upstream calls that got no HTTP response "
+                                       "(timeout, connection) or an invalid one (invalid_reply)",
                                        ["kind"], registry=r)
 
     def render(self) -> bytes:
