@@ -286,13 +286,8 @@ class ServeState:
 
 
 def _passthrough_headers(headers: list[tuple[str, str]]) -> dict:
-    """The upstream's reply headers a client gets: framing ones dropped, values redacted (one
-    redaction pass over them all; value by value only when it found something)."""
-    kept = {k: v for k, v in headers if k not in _DROP_RESPONSE_HEADERS}
-    joined = "\n".join(kept.values())
-    if redact(joined) != joined:
-        kept = {k: redact(v) for k, v in kept.items()}
-    return kept
+    """The upstream's reply headers a client gets (framing ones dropped), not yet redacted."""
+    return {k: v for k, v in headers if k not in _DROP_RESPONSE_HEADERS}
 
 
 def _redact_bytes(data: bytes) -> bytes:
@@ -300,6 +295,16 @@ def _redact_bytes(data: bytes) -> bytes:
     text = data.decode("utf-8", "surrogateescape")
     out = redact(text)
     return data if out == text else out.encode("utf-8", "surrogateescape")
+
+
+def _redacted(content: bytes, headers: dict) -> tuple[bytes, dict]:
+    """A reply's body and header values with every secret masked: one redaction pass over them
+    all, then part by part only when it found something (most replies hold no secret)."""
+    text = content.decode("utf-8", "surrogateescape")
+    joined = "\n".join((text, *headers.values()))
+    if redact(joined) == joined:
+        return content, headers
+    return _redact_bytes(content), {k: redact(v) for k, v in headers.items()}
 
 
 def _invalid_reply(message: str) -> ApiError:
@@ -355,7 +360,7 @@ def _audit_headers(audit: dict) -> dict:
     if audit["fallback_reason"]:
         headers["x-bpo-fallback-reason"] = audit["fallback_reason"]
     if audit["rewrite"] == "rewritten":  # otherwise the client has the prompt already
-        encoded = quote(audit["prompt"], safe="")
+        encoded = quote(redact(audit["prompt"]), safe="")  # redacted before encoding hides a key's bytes
         if len(encoded) <= PROMPT_HEADER_MAX:
             headers["x-bpo-prompt"] = encoded
     return headers
@@ -524,7 +529,7 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
             body["messages"] = replace_prompt(messages, where, outcome.rewrite.text)
             changed = True
     sent = None if where is None else (outcome.rewrite.text if outcome else where.text)
-    audit = _audit(redact(sent), status, outcome)  # redacted before it is percent-encoded into a header
+    audit = _audit(sent, status, outcome)
     try:
         payload = json.dumps(body, ensure_ascii=False).encode() if changed else raw  # unchanged: the bytes as sent
     except RecursionError:
@@ -542,7 +547,7 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
             await resp.aclose()
             state.metrics.upstream_errors.labels("invalid_reply").inc()
             raise
-        out_headers = {**_passthrough_headers(resp.headers), **_audit_headers(audit)}
+        _, out_headers = _redacted(b"", {**_passthrough_headers(resp.headers), **_audit_headers(audit)})
         # background: closes the upstream reply also when the client left before the stream began
         return StreamingResponse(_stream_redacted(resp, head, rest, chunks, state.metrics, t0), status_code=200,
                                  headers=out_headers, background=BackgroundTask(resp.aclose))
@@ -555,8 +560,8 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
             raise _invalid_reply(f"upstream answered 200 with a body that is not a JSON object "
                                  f"(content-type {_content_type(headers) or 'none'!r})")
         content = _add_field(content, audit_bytes)
-    return Response(_redact_bytes(content), resp.status, headers={**_passthrough_headers(headers),
-                                                                   **_audit_headers(audit)})
+    content, out_headers = _redacted(content, {**_passthrough_headers(headers), **_audit_headers(audit)})
+    return Response(content, resp.status, headers=out_headers)
 
 
 @_endpoint("models")
@@ -567,7 +572,8 @@ async def list_models(state: ServeState, request: Request) -> Response:
     content = await state.read_upstream(resp)
     state.metrics.upstream_seconds.labels("models").observe(time.perf_counter() - t0)
     content, headers = state.checked(content, resp.headers)
-    return Response(_redact_bytes(content), resp.status, headers=_passthrough_headers(headers))
+    content, out_headers = _redacted(content, _passthrough_headers(headers))
+    return Response(content, resp.status, headers=out_headers)
 
 
 @_endpoint("rewrite")

@@ -109,6 +109,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if not self.head.done():  # an interim reply's end
             return
+        self.keep_alive = not self.closed and self.parser.should_keep_alive()  # False once parsing moved on
         self.done = True
         self._wake()
 
@@ -244,7 +245,7 @@ class Upstream:
 
     def _release(self, conn: _Connection) -> None:
         self._busy.discard(conn)
-        if conn.done and not conn.closed and conn.error is None and conn.parser.should_keep_alive():
+        if conn.done and conn.keep_alive and not conn.closed and conn.error is None:
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
         else:
