@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from urllib.parse import unquote
 
 import httpx
@@ -354,3 +355,172 @@ def test_rewrite_cache_first_answer_wins_across_connections(tmp_path):
     assert a.count() == b.count() == 2
     a.close()
     b.close()
+
+
+# ---- the bad-input corpus: the proxy ---------------------------------------------------------
+# Every malformed client body gets a 4xx with an OpenAI-style error on both body-reading
+# endpoints, never a 500 or a traceback in the log.
+_DEEP = 40_000  # ~200 KB of nesting: far past the JSON parser's recursion limit
+PROXY_BAD_BODIES = {
+    "truncated JSON": b'{"model": "m", "messages": [',
+    "not UTF-8": b'{"model": "m", "messages": [{"role": "user", "content": "\xff\xfe\xfa"}]}',
+    "UTF-16 bytes": '{"prompt": "x"}'.encode("utf-16"),
+    "deeply nested object": b'{"a": ' * _DEEP + b"1" + b"}" * _DEEP,
+    "deeply nested array": b'{"messages": ' + b"[" * _DEEP + b"]" * _DEEP + b"}",
+    "empty body": b"",
+    "JSON array": b'["a list"]',
+    "JSON string": b'"text"',
+    "NaN literal only": b"NaN",
+    "wrong types: messages a string": b'{"model": "m", "messages": "hello", "prompt": ["x"]}',
+    "wrong types: messages of numbers": b'{"model": "m", "messages": [1, 2], "prompt": 3}',
+    "wrong types: stream a string": b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes", '
+                                    b'"prompt": {"text": "x"}}',
+    "wrong types: bpo field": b'{"messages": [], "bpo": "off", "prompt": null}',
+}
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/rewrite"])
+def test_proxy_bad_bodies_are_openai_style_4xx(upstream, proxy, path, capfd, caplog):
+    h = {"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"}
+    assert all(len(b) < 1_048_576 for b in PROXY_BAD_BODIES.values())  # under the 413 limit: parsed
+    assert len(PROXY_BAD_BODIES["deeply nested object"]) > 200_000
+    with httpx.Client(base_url=proxy.base_url, headers=h) as c:
+        for name, body in PROXY_BAD_BODIES.items():
+            r = c.post(path, content=body)
+            assert 400 <= r.status_code < 500, (name, r.status_code, r.text[:200])
+            error = r.json()["error"]
+            assert set(error) == {"message", "type", "param", "code"}, name
+            assert error["type"] == "invalid_request_error" and error["message"], name
+    assert upstream.total == 0 and upstream.completion_batches == []  # nothing malformed went on
+    logged = capfd.readouterr().err + caplog.text
+    assert "Traceback" not in logged and "Exception in ASGI" not in logged
+
+
+def test_wrong_types_name_the_field(upstream, proxy):
+    h = {"authorization": f"Bearer {CLIENT_KEY}"}
+    for body, param in (({"messages": "hello"}, "messages"), ({"model": "m"}, "messages"),
+                        ({"messages": [{"role": "user", "content": "x"}], "stream": 1}, "stream"),
+                        ({"messages": [], "bpo": "off"}, "bpo")):
+        error = httpx.post(proxy.base_url + "/chat/completions", json=body, headers=h).json()["error"]
+        assert error["param"] == param and param in error["message"]
+
+
+def test_client_leaving_mid_body_is_one_log_line(upstream, proxy, capfd, caplog):
+    import socket
+
+    caplog.set_level(logging.INFO, logger="bpo.serve.app")
+    for path in ("/v1/chat/completions", "/v1/rewrite"):
+        with socket.create_connection((proxy.host, proxy.port)) as s:
+            s.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n"
+                      "content-type: application/json\r\ncontent-length: 5000\r\n\r\n".encode() + b'{"messages": [')
+            time.sleep(0.2)  # the handler is reading the body
+    for _ in range(100):  # the disconnect reaches the handler asynchronously
+        if len([r for r in caplog.records if "before its request body was complete" in r.getMessage()]) == 2:
+            break
+        time.sleep(0.05)
+    lines = [r.getMessage() for r in caplog.records if "before its request body was complete" in r.getMessage()]
+    assert len(lines) == 2 and lines[0].startswith("chat:") and lines[1].startswith("rewrite:")
+    logged = capfd.readouterr().err + caplog.text
+    assert "Traceback" not in logged and "Exception in ASGI" not in logged
+    assert httpx.get(proxy.url + "/health").status_code == 200 and upstream.total == 0
+
+
+# ---- upstream replies the proxy cannot vouch for ----------------------------------------------
+_HTML = b"<!doctype html><html><body><h1>Welcome to nginx!</h1></body></html>"
+
+
+def _reply(status: str, body: bytes, ctype: str = "application/json", extra: str = "") -> bytes:
+    return (f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+
+def test_upstream_200_not_json_or_not_a_stream_is_502_for_every_client(upstream, proxy):
+    upstream.raw("html page", _reply("200 OK", _HTML, "text/html"))
+    upstream.raw("cut json", _reply("200 OK", b'{"id": "chatcmpl-broken", "choices": [{"message": '))
+    upstream.raw("json for a stream", _reply("200 OK", b'{"id": "x", "choices": []}'))
+    upstream.raw("html as a stream", _reply("200 OK", _HTML, "text/event-stream"))
+    upstream.raw("stream cut", _reply("200 OK", b'data: {"id": "x"', "text/event-stream"))
+    upstream.raw("not http", b"SSH-2.0-OpenSSH_9.6\r\n", close=True)
+    c = client(proxy)
+    for prompt, stream in (("html page", False), ("html page", True), ("cut json", False), ("json for a stream", True),
+                           ("html as a stream", True), ("stream cut", True), ("not http", False), ("not http", True)):
+        with pytest.raises(openai.APIStatusError) as exc:
+            reply = c.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}], stream=stream,
+                                              extra_headers={"x-bpo-rewrite": "off"})
+            list(reply) if stream else None
+        assert exc.value.status_code == 502, (prompt, stream)
+        assert set(exc.value.body) == {"message", "type", "param", "code"}
+        assert exc.value.body["code"] == ("upstream_unreachable" if prompt == "not http" else "upstream_invalid_reply")
+        assert "Welcome" not in exc.value.response.text
+    m = httpx.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}).text
+    assert 'bpo_serve_upstream_errors_total{kind="invalid_reply"} 6.0' in m
+
+
+def test_upstream_framings_chunked_close_delimited_gzip_and_keepalive(upstream, tmp_path):
+    import gzip
+
+    reply = b'{"id": "chatcmpl-x", "object": "chat.completion", "choices": []}'
+    chunked = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    chunked += b"".join(b"%x\r\n%s\r\n" % (len(reply[i:i + 7]), reply[i:i + 7]) for i in range(0, len(reply), 7))
+    upstream.raw("chunked", chunked + b"0\r\n\r\n")
+    upstream.raw("until close", b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n" + reply, close=True)
+    upstream.raw("gzipped", _reply("200 OK", gzip.compress(reply), extra="content-encoding: gzip\r\n"))
+    upstream.raw("brotli", _reply("200 OK", b"\x0b\x02\x80", extra="content-encoding: br\r\n"))
+    upstream.raw("short body", _reply("200 OK", reply)[:-10], close=True)
+    s = settings(upstream, tmp_path, rewriter={"kind": "identity"})
+    app = create_app(s, environ=ENV)
+    with ServerThread(app) as proxy, httpx.Client(base_url=proxy.base_url,
+                                                  headers={"authorization": f"Bearer {CLIENT_KEY}"}) as c:
+        for prompt in ("chunked", "until close", "gzipped"):
+            r = c.post("/chat/completions", json={"messages": [{"role": "user", "content": prompt}]})
+            assert r.status_code == 200 and r.json()["id"] == "chatcmpl-x" and r.json()["bpo"]["rewrite"] == "unchanged"
+            assert "content-encoding" not in r.headers
+        r = c.post("/chat/completions", json={"messages": [{"role": "user", "content": "brotli"}]})
+        assert r.status_code == 502 and "content-encoding 'br'" in r.json()["error"]["message"]
+        r = c.post("/chat/completions", json={"messages": [{"role": "user", "content": "short body"}]})
+        assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unreachable"
+        for i in range(5):  # keep-alive: one connection serves requests one after the other
+            assert c.post("/chat/completions", json={"messages": [{"role": "user", "content": f"q{i}"}]}).status_code == 200
+        assert len(app.state.serve.upstream._idle) == 1
+
+
+# ---- no key returned through any channel --------------------------------------------------------
+SHAPELESS_KEY = "Zq7tLm2Pw9Xr4Kd8Vb3N"  # no recognisable shape, in a variable whose name says nothing
+
+
+@pytest.mark.parametrize("key_env,key", [("BPO_TEST_UPSTREAM_KEY", UPSTREAM_KEY), ("MY_LLM_GATE", SHAPELESS_KEY)])
+def test_upstream_key_never_reaches_clients(upstream, tmp_path, key_env, key):
+    """An upstream that quotes the key it got everywhere it can: 200 bodies (text and an extra
+    field), error bodies, headers, streamed events, the model list. Every byte a client gets back,
+    through the openai client and raw httpx, holds no trace of it."""
+    upstream.echo_key = True
+    upstream.fail("401", times=2, match="wrong key", echo_key=True)
+    environ = {**ENV, key_env: key}
+    s = settings(upstream, tmp_path, upstream={"api_key_env": key_env})
+    returned: list[bytes] = []
+    with ServerThread(create_app(s, environ=environ)) as proxy:
+        c = client(proxy)
+        raw = c.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        returned.append(raw.http_response.read() + str(raw.headers).encode())
+        assert "called with [REDACTED]" in raw.parse().choices[0].message.content
+        with c.chat.completions.with_streaming_response.create(
+                model="m", messages=[{"role": "user", "content": "stream me"}], stream=True) as sr:
+            returned.append(b"".join(sr.http_response.iter_bytes()) + str(sr.headers).encode())
+        assert b"[key [REDACTED]]" in returned[-1]
+        with pytest.raises(openai.AuthenticationError) as exc:
+            c.chat.completions.create(model="m", messages=[{"role": "user", "content": "wrong key"}])
+        returned.append(exc.value.response.content + str(exc.value.response.headers).encode())
+        assert "Incorrect API key provided: [REDACTED]" in exc.value.message
+        models = c.models.with_raw_response.list()
+        returned.append(models.http_response.read() + str(models.headers).encode())
+        h = {"authorization": f"Bearer {CLIENT_KEY}"}
+        for r in (httpx.post(proxy.base_url + "/chat/completions", headers=h,
+                             json={"messages": [{"role": "user", "content": "wrong key"}]}),
+                  httpx.post(proxy.base_url + "/chat/completions", headers=h,
+                             json={"messages": [{"role": "user", "content": "raw"}], "stream": True}),
+                  httpx.get(proxy.base_url + "/models", headers=h)):
+            returned.append(r.content + b"".join(k + b": " + v for k, v in r.headers.raw))
+    assert len(upstream.requests) >= 5
+    assert all(rec.headers["authorization"] == f"Bearer {key}" for rec in upstream.requests)  # it was echoed
+    everything = b"\n".join(returned)
+    assert key.encode() not in everything and key[3:15].encode() not in everything
+    assert everything.count(b"[REDACTED]") >= 10

@@ -231,9 +231,11 @@ class ServeState:
         except ClientDisconnect:
             raise ClientGone() from None
         raw = b"".join(chunks)
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:  # UnicodeDecodeError: bytes that are not UTF-8
+        try:  # UTF-8 only (RFC 8259): json.loads would also take UTF-16/32, forwarded as the bytes they are
+            body = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, f"request body is not UTF-8: {exc}", code="invalid_json") from None
+        except ValueError as exc:
             raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
         except RecursionError:
             raise ApiError(400, "request body is not valid JSON: nested too deeply", code="invalid_json") from None
