@@ -5,6 +5,7 @@ served optimizer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -297,6 +298,8 @@ def test_config_errors_and_refusals(upstream, tmp_path, capsys):
     bad.write_text("batching: {max_queue: 0}\n")
     assert main(["serve", "--config", str(bad), "--rewriter", "identity"]) == 2
     assert "batching.max_queue" in capsys.readouterr().err
+    assert main(["serve", "--workers", "0", "--rewriter", "identity", "--cache", str(tmp_path / "c")]) == 2
+    assert "workers" in capsys.readouterr().err
     assert main(["serve", "--optimizer", str(tmp_path / "no-such-optimizer"), "--cache", str(tmp_path / "c")]) == 2
     assert "cannot load the optimizer" in capsys.readouterr().err
     with pytest.raises(ValueError, match="BPO_TEST_UPSTREAM_KEY"):
@@ -524,3 +527,68 @@ def test_upstream_key_never_reaches_clients(upstream, tmp_path, key_env, key):
     everything = b"\n".join(returned)
     assert key.encode() not in everything and key[3:15].encode() not in everything
     assert everything.count(b"[REDACTED]") >= 10
+
+
+def test_workers_share_one_port_and_the_rewrite_cache(upstream, tmp_path):
+    """`bpo serve --workers 2`: two server processes on one port; a rewrite one of them paid for
+    is a cache hit for both (connections land on either process)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parents[1]
+    log = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "bpo.cli", "serve", "--workers", "2", "--port", str(port),
+           "--api-keys-env", "BPO_TEST_CLIENT_KEYS", "--upstream", upstream.base_url,
+           "--upstream-key-env", "BPO_TEST_UPSTREAM_KEY", "--rewriter", "remote", "--rewriter-url", upstream.base_url,
+           "--optimizer", "optimizer", "--cache", str(tmp_path / "rewrites.sqlite"), "--log-level", "info"]
+    env = {**os.environ, **ENV, "PYTHONPATH": str(repo)}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            assert proc.poll() is None, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        workers = [c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        assert len(workers) == 2
+        h = {"authorization": f"Bearer {CLIENT_KEY}"}
+        cached = [httpx.post(url + "/v1/rewrite", json={"prompt": "what is a tide"}, headers=h).json()["cached"]
+                  for _ in range(8)]  # a new connection each: either worker may take it
+        assert cached == [False] + [True] * 7 and upstream.completion_batches == [1]  # paid once
+        c = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        replies = [c.chat.completions.create(model="m", messages=[{"role": "user", "content": "what is a tide"}])
+                   for _ in range(4)]
+        assert all(r.bpo["cached"] and r.choices[0].message.content.endswith(REWRITE_PREFIX + "what is a tide")
+                   for r in replies)
+        assert upstream.completion_batches == [1]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    text = log.read_text()
+    assert proc.returncode == 0 and text.count("Application startup complete") == 2, text
+    assert "Traceback" not in text and UPSTREAM_KEY not in text
+
+
+def test_upstream_that_does_not_answer_is_504_sync_and_streaming(upstream, tmp_path):
+    upstream.fail("hang", times=2, match="slow", seconds=30)
+    s = settings(upstream, tmp_path, rewriter={"kind": "identity"}, upstream={"timeout_s": 0.5})
+    with ServerThread(create_app(s, environ=ENV)) as proxy:
+        for stream in (False, True):
+            t0 = time.time()
+            with pytest.raises(openai.APIStatusError) as exc:
+                client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "slow"}],
+                                                      stream=stream)
+            assert exc.value.status_code == 504 and exc.value.body["code"] == "upstream_timeout"
+            assert time.time() - t0 < 5
+        assert client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "ok"}]).choices

@@ -205,11 +205,14 @@ class Upstream:
         if method != "GET":
             head += b"content-length: %d\r\n" % len(content)
         request = head + b"\r\n" + (content if method != "GET" else b"")
-        try:
-            async with asyncio.timeout(self.read_timeout_s):  # waiting for a free connection
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise _wrap(exc) from None
+        if self._slots.locked():  # all connections busy: wait for one, within the timeout
+            try:
+                async with asyncio.timeout(self.read_timeout_s):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise _wrap(exc) from None
+        else:
+            await self._slots.acquire()  # returns at once
         conn = None
         try:
             conn = await self._connection()
