@@ -8,7 +8,9 @@ request's time. Each request scans every pooled connection and asks each idle on
 socket is readable (``has_expired``: a ``poll`` call through anyio's attribute lookups), so the
 cost grows with the number of connections. Here the event loop tells a connection when the
 server closes it (``connection_lost``), and taking an idle one is a list pop. The proxy needs
-nothing else a client library offers: it forwards bytes.
+nothing else a client library offers: it forwards bytes. ``bpo.llm.transport`` (the LLM client's
+lean transport, same idea) does not fit here: it reads bodies whole (the proxy streams) and
+answers with ``httpx2.Response`` objects, the model layer the proxy skips.
 """
 
 from __future__ import annotations
