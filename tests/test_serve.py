@@ -592,3 +592,29 @@ def test_upstream_that_does_not_answer_is_504_sync_and_streaming(upstream, tmp_p
             assert exc.value.status_code == 504 and exc.value.body["code"] == "upstream_timeout"
             assert time.time() - t0 < 5
         assert client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "ok"}]).choices
+
+
+def test_upstream_connections_closed_between_requests_large_replies_and_broken_streams(upstream, tmp_path, caplog):
+    """Idle keep-alive connections the upstream closes (as uvicorn-based servers do after 5 s)
+    are not reused; a 3 MB reply arrives whole (reading pauses and resumes); a stream the
+    upstream breaks mid-way ends the client's stream with one warning."""
+    big = json.dumps({"id": "chatcmpl-big", "object": "chat.completion",
+                      "choices": [{"index": 0, "message": {"role": "assistant", "content": "y" * 3_000_000}}]}).encode()
+    upstream.raw("big reply", _reply("200 OK", big))
+    events = b'data: {"id": "s", "choices": [{"index": 0, "delta": {"content": "part"}}]}\n\n'
+    upstream.raw("broken stream", b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 5000\r\n\r\n"
+                 + events * 3, close=True)
+    s = settings(upstream, tmp_path, rewriter={"kind": "identity"})
+    with ServerThread(create_app(s, environ=ENV)) as proxy:
+        c = client(proxy)
+        assert c.chat.completions.create(model="m", messages=[{"role": "user", "content": "one"}]).choices
+        upstream._loop.call_soon_threadsafe(lambda: [t.close() for t in list(upstream._conns)])
+        time.sleep(0.3)
+        for i in range(3):
+            assert c.chat.completions.create(model="m", messages=[{"role": "user", "content": f"again {i}"}]).choices
+        r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "big reply"}])
+        assert len(r.choices[0].message.content) == 3_000_000 and r.bpo["rewrite"] == "unchanged"
+        chunks = list(c.chat.completions.create(model="m", messages=[{"role": "user", "content": "broken stream"}],
+                                                stream=True))
+        assert [ch.choices[0].delta.content for ch in chunks] == ["part"] * 3
+    assert len([r for r in caplog.records if "upstream stream ended early" in r.getMessage()]) == 1

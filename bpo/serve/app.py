@@ -457,19 +457,25 @@ async def _open_stream(resp: UpstreamResponse, audit: bytes) -> tuple[bytes, byt
 async def _stream_redacted(resp: UpstreamResponse, head: bytes, buf: bytes, chunks: AsyncIterator[bytes],
                            metrics: ServeMetrics, t0: float):
     """The stream to the client, whole events at a time, each redacted (a key the upstream
-    splits across several events' text is not seen whole here)."""
+    splits across several events' text is not seen whole here). When the upstream breaks off,
+    the whole events already read still go out; the client sees no ``[DONE]``."""
+    cut = _complete_events(buf)
+    pending, buf = head + buf[:cut], buf[cut:]
     try:
-        yield _redact_bytes(head)
-        async for chunk in chunks:
-            buf += chunk
-            cut = _complete_events(buf) or (len(buf) if len(buf) > _MAX_EVENT else 0)
-            if cut:
-                yield _redact_bytes(buf[:cut])
-                buf = buf[cut:]
-        if buf:
-            yield _redact_bytes(buf)
-    except Exception as exc:  # the stream broke upstream: end ours (the client sees no [DONE])
-        log.warning("upstream stream ended early: %s", type(exc).__name__)
+        try:
+            yield _redact_bytes(pending)  # at once: the client's first event does not wait for the next
+            pending = b""
+            async for chunk in chunks:
+                buf += chunk
+                cut = _complete_events(buf) or (len(buf) if len(buf) > _MAX_EVENT else 0)
+                if cut:
+                    yield _redact_bytes(buf[:cut])
+                    buf = buf[cut:]
+            pending = buf
+        except Exception as exc:  # the stream broke upstream: end ours after the whole events read
+            log.warning("upstream stream ended early: %s", type(exc).__name__)
+        if pending:
+            yield _redact_bytes(pending)
     finally:  # also when the client went away mid-stream: the upstream connection goes back
         await resp.aclose()
         metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
