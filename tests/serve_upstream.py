@@ -10,7 +10,8 @@ it, ``"Please answer step by step: <prompt>"``, or degenerate repetition when th
 Misbehaviour beyond the loopback server's: :meth:`ChatUpstream.raw` answers a matching chat
 request with bytes as given (HTML, a chunked or close-delimited body, no HTTP at all), and
 ``echo_key = True`` quotes the API key the request carried in every reply it makes: in the 200
-body's text and an extra field, in a header, in a streamed event, in the model list.
+body's text and an extra field, in a header, in streamed events (spread over several events'
+text, and whole in one more event and a field), in the model list.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class ChatUpstream(LoopbackServer):
                 text, _ = self.responder(req)
                 self._record(path, headers, body, last)
                 extra = None
-                if self.echo_key:  # whole in one event (a key split over events: see bpo/serve/app.py)
+                if self.echo_key:  # in the text, which goes out 16 characters an event: the key split
+                    text = f"{text} (called with {key})"
                     extra = self._key_header(key)
                 self._loop.call_later(self.latency_s, proto._send, 200, sse_body(req, text, key if self.echo_key
                                                                                  else None), extra,

@@ -322,7 +322,7 @@ def test_identity_forwards_the_bytes_as_sent(upstream, tmp_path):
 
 
 def test_audit_field_is_spliced_into_json_objects_only():
-    from bpo.serve.app import _add_field, _inject_first_event
+    from bpo.serve.sse import add_field as _add_field, inject_first_event as _inject_first_event
 
     assert json.loads(_add_field(b'{"id": "x", "choices": []}\n', b'{"a": 1}')) == {"id": "x", "choices": [],
                                                                                      "bpo": {"a": 1}}
@@ -508,7 +508,12 @@ def test_upstream_key_never_reaches_clients(upstream, tmp_path, key_env, key):
         with c.chat.completions.with_streaming_response.create(
                 model="m", messages=[{"role": "user", "content": "stream me"}], stream=True) as sr:
             returned.append(b"".join(sr.http_response.iter_bytes()) + str(sr.headers).encode())
-        assert b"[key [REDACTED]]" in returned[-1]
+        assert b"[REDACTED]" in returned[-1]
+        chunks = list(c.chat.completions.create(model="m", messages=[{"role": "user", "content": "stream me"}],
+                                                stream=True))
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert text == (f"loopback reply to: {REWRITE_PREFIX}stream me (called with [REDACTED]) [key [REDACTED]]")
+        assert chunks[-1].choices[0].finish_reason == "stop" and key not in str([ch.model_dump() for ch in chunks])
         with pytest.raises(openai.AuthenticationError) as exc:
             c.chat.completions.create(model="m", messages=[{"role": "user", "content": "wrong key"}])
         returned.append(exc.value.response.content + str(exc.value.response.headers).encode())
@@ -616,5 +621,72 @@ def test_upstream_connections_closed_between_requests_large_replies_and_broken_s
         assert len(r.choices[0].message.content) == 3_000_000 and r.bpo["rewrite"] == "unchanged"
         chunks = list(c.chat.completions.create(model="m", messages=[{"role": "user", "content": "broken stream"}],
                                                 stream=True))
-        assert [ch.choices[0].delta.content for ch in chunks] == ["part"] * 3
+        assert "".join(ch.choices[0].delta.content for ch in chunks) == "part" * 3  # held runs flushed at the end
     assert len([r for r in caplog.records if "upstream stream ended early" in r.getMessage()]) == 1
+
+
+def _sse(obj) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def _redacted_stream(pieces: list[str], field_path=("content",)) -> tuple[list[dict], str]:
+    """Stream ``pieces`` as deltas through a StreamRedactor: (the chunks out, their text joined)."""
+    from bpo.serve.sse import StreamRedactor
+
+    def delta(text):
+        if field_path == ("content",):
+            return {"content": text}
+        return {"tool_calls": [{"index": 0, "function": {"arguments": text}}]}
+
+    events = [_sse({"id": "c", "choices": [{"index": 0, "delta": delta(p), "finish_reason": None}]}) for p in pieces]
+    events.append(_sse({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    events.append(b"data: [DONE]\n\n")
+    r = StreamRedactor()
+    out, rest = r.events(b"".join(events[:2]))
+    for e in events[2:]:
+        more, rest = r.events(rest + e)
+        out += more
+    assert rest == b""
+    chunks = [json.loads(line[6:]) for line in out.split(b"\n\n") if line.startswith(b"data: {")]
+    assert out.endswith(b"data: [DONE]\n\n") and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    text = ""
+    for ch in chunks:
+        d = ch["choices"][0]["delta"]
+        text += d.get("content") or "".join(t["function"]["arguments"] for t in d.get("tool_calls") or [])
+    return chunks, text
+
+
+def test_stream_redactor_catches_a_key_split_anywhere():
+    """Break it: the key split at every position, over two and three events, in content and in
+    tool-call arguments, shaped and shapeless (with a blank inside); the text otherwise intact."""
+    from bpo.redact import redact, register_value
+
+    shapeless = "Qm4 vT8x Lp2Zr9"  # no shape, blanks inside: caught by value only
+    register_value(shapeless)
+    for key in (UPSTREAM_KEY, shapeless):
+        full = f"Here it is: {key}, as sent. 好的，谢谢"
+        expected = redact(full)
+        assert key not in expected and "[REDACTED]" in expected
+        start = full.index(key)
+        for i in range(start, start + len(key) + 1):
+            for j in (i, min(i + 5, len(full))):
+                pieces = [p for p in (full[:i], full[i:j], full[j:]) if p]
+                for path in (("content",), ("tool_calls",)):
+                    _, text = _redacted_stream(pieces, path)
+                    assert text == expected, (key, i, j, path)
+        assert _redacted_stream(list(full))[1] == expected  # one character an event
+    for full in ("send Authorization: Bearer abcdefgh12345678 then", "hf_abcdefghijk12 and ghp_" + "x" * 24 + "."):
+        assert _redacted_stream(list(full))[1] == redact(full) != full
+
+
+def test_stream_redactor_passes_ordinary_events_as_they_came():
+    from bpo.serve.sse import StreamRedactor
+
+    r = StreamRedactor()
+    events = [b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe5\xa5\xbd\xe7\x9a\x84 "},"finish_reason":null}]}\n\n',
+              b": keep-alive\n\n", b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe8\xb0\xa2"},'
+              b'"finish_reason":null}]}\n\n', b'data: {"id":"c","choices":[],"usage":{"total_tokens":3}}\n\n']
+    out, rest = r.events(b"".join(events))
+    assert out == b"".join(events) and rest == b""  # text ending in blanks or CJK: nothing held, bytes kept
+    chunks, text = _redacted_stream(["an ordinary ", "answer with words ", "split", "ting", " across"])
+    assert text == "an ordinary answer with words splitting across"

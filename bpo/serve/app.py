@@ -18,8 +18,9 @@ none (no user text).
 Security: clients authenticate with the proxy's own keys (``api_keys_env``); the upstream key is
 added here, never taken from or shown to a client, never logged. Upstream replies (fields,
 errors, 429/5xx with Retry-After) pass through, redacted: every byte returned to a client (body,
-header values, each streamed event) goes through :func:`bpo.redact.redact`, which masks the
-upstream's and the remote rewriter's key values whatever their shape, and credential shapes.
+header values, streamed events: :class:`bpo.serve.sse.StreamRedactor`, also for a key spread over
+several events) goes through :func:`bpo.redact.redact`, which masks the upstream's and the remote
+rewriter's key values whatever their shape, and credential shapes.
 
 Edges: a malformed client body (not JSON, not UTF-8, nested too deep, fields of the wrong type)
 is an OpenAI-style 400; an upstream 200 that is not JSON, or not an event stream when one was
@@ -53,6 +54,8 @@ from bpo.serve.cache import RewriteCache
 from bpo.serve.metrics import ServeMetrics
 from bpo.serve.playground import playground_routes
 from bpo.serve.rewriter import Rewrite, Rewriter, make_rewriter
+from bpo.serve.sse import (MAX_EVENT, StreamRedactor, add_field, event_data, event_end, inject_first_event,
+                           redact_bytes)
 from bpo.serve.upstream import Upstream, UpstreamError, UpstreamResponse
 from bpo.settings.serve import ServeSettings
 
@@ -292,13 +295,6 @@ def _passthrough_headers(headers: list[tuple[str, str]]) -> dict:
     return {k: v for k, v in headers if k not in _DROP_RESPONSE_HEADERS}
 
 
-def _redact_bytes(data: bytes) -> bytes:
-    """``data`` with every secret masked; bytes that are not UTF-8 stay as they were."""
-    text = data.decode("utf-8", "surrogateescape")
-    out = redact(text)
-    return data if out == text else out.encode("utf-8", "surrogateescape")
-
-
 def _redacted(content: bytes, headers: dict) -> tuple[bytes, dict]:
     """A reply's body and header values with every secret masked: one redaction pass over them
     all, then part by part only when it found something (most replies hold no secret)."""
@@ -306,7 +302,7 @@ def _redacted(content: bytes, headers: dict) -> tuple[bytes, dict]:
     joined = "\n".join((text, *headers.values()))
     if redact(joined) == joined:
         return content, headers
-    return _redact_bytes(content), {k: redact(v) for k, v in headers.items()}
+    return redact_bytes(content), {k: redact(v) for k, v in headers.items()}
 
 
 def _invalid_reply(message: str) -> ApiError:
@@ -374,55 +370,6 @@ def _opted_out(request: Request, bpo_field: Any) -> bool:
     return isinstance(bpo_field, dict) and bpo_field.get("rewrite") is False
 
 
-def _add_field(obj: bytes, audit: bytes) -> bytes:
-    """``obj`` (a JSON object's bytes) with ``"bpo": audit`` added before its closing brace; every
-    upstream byte before it stays as it was. Anything but an object passes through unchanged."""
-    body = obj.rstrip()
-    if not (body.startswith(b"{") and body.endswith(b"}")):
-        return obj
-    inner = body[:-1].rstrip()
-    sep = b"" if inner.endswith(b"{") else b", "
-    return inner + sep + b'"bpo": ' + audit + b"}"
-
-
-def _inject_first_event(buf: bytes, audit: bytes) -> bytes:
-    """The first SSE event with the ``bpo`` field added to its JSON data (other bytes unchanged)."""
-    lines = buf.split(b"\n")
-    for i, line in enumerate(lines):
-        if line.startswith(b"data:"):
-            try:
-                obj = json.loads(line[5:])
-            except (ValueError, RecursionError):
-                return buf
-            if isinstance(obj, dict):
-                lines[i] = line[:5] + b" " + _add_field(line[5:].strip(), audit)
-            return b"\n".join(lines)
-    return buf
-
-
-_MAX_EVENT = 1 << 20  # an event longer than this is forwarded in pieces (redacted piece by piece)
-
-
-def _event_end(buf: bytes, start: int) -> tuple[int, int]:
-    """(index, length) of the first blank line ending an event at or after ``start``; (-1, 0) if none."""
-    a, b = buf.find(b"\n\n", start), buf.find(b"\r\n\r\n", start)
-    if b >= 0 and (a < 0 or b < a):
-        return b, 4
-    return (a, 2) if a >= 0 else (-1, 0)
-
-
-def _complete_events(buf: bytes) -> int:
-    """How many bytes at the start of ``buf`` are whole events."""
-    a, b = buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n")
-    return max(a + 2 if a >= 0 else 0, b + 4 if b >= 0 else 0)
-
-
-def _event_data(event: bytes) -> bytes | None:
-    """An event's data (its ``data:`` lines joined), or None for a comment or keep-alive."""
-    lines = [line[5:].strip() for line in event.splitlines() if line.startswith(b"data:")]
-    return b"\n".join(lines) if lines else None
-
-
 async def _open_stream(resp: UpstreamResponse, audit: bytes) -> tuple[bytes, bytes, AsyncIterator[bytes]]:
     """Read the upstream's stream up to its first data event, before the client's reply starts:
     (those bytes with the audit field added, the bytes read after them, the rest of the stream).
@@ -436,46 +383,49 @@ async def _open_stream(resp: UpstreamResponse, audit: bytes) -> tuple[bytes, byt
     chunks = resp.iter_bytes()
     buf, start = b"", 0
     while True:
-        end, sep = _event_end(buf, start)
+        end, sep = event_end(buf, start)
         if end < 0:
-            if len(buf) - start > _MAX_EVENT:
-                raise _invalid_reply(f"upstream event stream: no event end in its first {_MAX_EVENT} bytes")
+            if len(buf) - start > MAX_EVENT:
+                raise _invalid_reply(f"upstream event stream: no event end in its first {MAX_EVENT} bytes")
             chunk = await anext(chunks, None)
             if chunk is None:
                 raise _invalid_reply("upstream event stream ended before its first data event")
             buf += chunk
             continue
-        data = _event_data(buf[start:end])
+        data = event_data(buf[start:end])
         if data is None:  # a comment or keep-alive before the data: passed on as it came
             start = end + sep
             continue
         if data != b"[DONE]" and not _json_object(data):
             raise _invalid_reply("upstream event stream: its first data event is not a JSON object")
-        return buf[:start] + _inject_first_event(buf[start:end], audit) + buf[end : end + sep], buf[end + sep :], chunks
+        return buf[:start] + inject_first_event(buf[start:end], audit) + buf[end : end + sep], buf[end + sep :], chunks
 
 
 async def _stream_redacted(resp: UpstreamResponse, head: bytes, buf: bytes, chunks: AsyncIterator[bytes],
                            metrics: ServeMetrics, t0: float):
-    """The stream to the client, whole events at a time, each redacted (a key the upstream
-    splits across several events' text is not seen whole here). When the upstream breaks off,
-    the whole events already read still go out; the client sees no ``[DONE]``."""
-    cut = _complete_events(buf)
-    pending, buf = head + buf[:cut], buf[cut:]
+    """The stream to the client, whole events at a time, redacted by :class:`StreamRedactor`
+    (a key spread over several events too). When the upstream breaks off, the whole events read
+    still go out, then the held text; the client sees no ``[DONE]``."""
+    redactor = StreamRedactor()
     try:
+        out, _ = redactor.events(head)
+        more, buf = redactor.events(buf)
+        yield out + more  # at once: the client's first event does not wait for the next
         try:
-            yield _redact_bytes(pending)  # at once: the client's first event does not wait for the next
-            pending = b""
             async for chunk in chunks:
                 buf += chunk
-                cut = _complete_events(buf) or (len(buf) if len(buf) > _MAX_EVENT else 0)
-                if cut:
-                    yield _redact_bytes(buf[:cut])
-                    buf = buf[cut:]
-            pending = buf
-        except Exception as exc:  # the stream broke upstream: end ours after the whole events read
+                out, buf = redactor.events(buf)
+                if len(buf) > MAX_EVENT:  # no event end in sight: forward it in pieces
+                    out, buf = out + redact_bytes(buf), b""
+                if out:
+                    yield out
+            tail = redact_bytes(buf) if buf else b""  # a last event without its blank line
+        except Exception as exc:  # the stream broke upstream: end ours
             log.warning("upstream stream ended early: %s", type(exc).__name__)
-        if pending:
-            yield _redact_bytes(pending)
+            tail = b""
+        tail = redactor.flush() + tail
+        if tail:
+            yield tail
     finally:  # also when the client went away mid-stream: the upstream connection goes back
         await resp.aclose()
         metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
@@ -567,7 +517,7 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
             state.metrics.upstream_errors.labels("invalid_reply").inc()
             raise _invalid_reply(f"upstream answered 200 with a body that is not a JSON object "
                                  f"(content-type {_content_type(headers) or 'none'!r})")
-        content = _add_field(content, audit_bytes)
+        content = add_field(content, audit_bytes)
     content, out_headers = _redacted(content, {**_passthrough_headers(headers), **_audit_headers(audit)})
     return Response(content, resp.status, headers=out_headers)
 
