@@ -690,3 +690,29 @@ def test_stream_redactor_passes_ordinary_events_as_they_came():
     assert out == b"".join(events) and rest == b""  # text ending in blanks or CJK: nothing held, bytes kept
     chunks, text = _redacted_stream(["an ordinary ", "answer with words ", "split", "ting", " across"])
     assert text == "an ordinary answer with words splitting across"
+
+
+def test_client_leaving_mid_stream_frees_the_upstream_connection(upstream, tmp_path, capfd, caplog):
+    import socket
+
+    first = b'data: {"id": "s", "choices": [{"index": 0, "delta": {"content": "first words "}}]}\n\n'
+    upstream.raw("never ends", b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 99999\r\n\r\n"
+                 + first)
+    s = settings(upstream, tmp_path, rewriter={"kind": "identity"})
+    app = create_app(s, environ=ENV)
+    with ServerThread(app) as proxy:
+        body = json.dumps({"messages": [{"role": "user", "content": "never ends"}], "stream": True}).encode()
+        with socket.create_connection((proxy.host, proxy.port)) as sock:
+            sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n"
+                         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+            got = b""
+            while b"first words" not in got:
+                got += sock.recv(65536)
+        for _ in range(100):  # the proxy notices, and drops the upstream connection mid-reply
+            if not app.state.serve.upstream._busy:
+                break
+            time.sleep(0.05)
+        assert not app.state.serve.upstream._busy and not app.state.serve.upstream._idle
+        assert client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}]).choices
+    logged = capfd.readouterr().err + caplog.text
+    assert "Traceback" not in logged and "Exception in ASGI" not in logged

@@ -189,7 +189,8 @@ class Upstream:
         self._prefix = parts.path.rstrip("/")
         self._query = "?" + parts.query if parts.query else ""
         # identity: the reply's bytes are checked, redacted and forwarded as they came
-        fixed = {"host": parts.netloc, "accept-encoding": "identity", **{k.lower(): v for k, v in headers.items()}}
+        host = parts.netloc.rpartition("@")[2]  # never user:password@ of the URL
+        fixed = {"host": host, "accept-encoding": "identity", **{k.lower(): v for k, v in headers.items()}}
         self._fixed = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
         self.connect_timeout_s = min(10.0, timeout_s)
         self.read_timeout_s = timeout_s
