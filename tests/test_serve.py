@@ -577,6 +577,14 @@ def test_workers_share_one_port_and_the_rewrite_cache(upstream, tmp_path):
         assert all(r.bpo["cached"] and r.choices[0].message.content.endswith(REWRITE_PREFIX + "what is a tide")
                    for r in replies)
         assert upstream.completion_batches == [1]
+        upstream.echo_key = True  # the key from the real environment, through a worker process: never returned
+        raw = c.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "echo"}])
+        assert "called with [REDACTED]" in raw.parse().choices[0].message.content
+        streamed = httpx.post(url + "/v1/chat/completions", headers=h, json={
+            "messages": [{"role": "user", "content": "echo"}], "stream": True})
+        models = httpx.get(url + "/v1/models", headers=h)
+        for r in (raw.http_response, streamed, models):
+            assert UPSTREAM_KEY.encode() not in r.content + str(r.headers.raw).encode()
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
