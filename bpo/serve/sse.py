@@ -116,43 +116,46 @@ class StreamRedactor:
         out, start = [], 0
         while (found := event_end(buf, start))[0] >= 0:
             end, sep = found
-            out.append(self.event(buf[start : end + sep]))
+            out.append(self._event(buf[start : end + sep]))
             start = end + sep
-        return b"".join(out), buf[start:]
+        return redact_bytes(b"".join(out)), buf[start:]  # one pass: no key spans events once held back
 
-    def event(self, event: bytes) -> bytes:
-        """One whole event (its blank line included), redacted, held text taken out or put back."""
+    def flush(self) -> bytes:
+        """An event with every choice's held text, redacted (nothing when none is held)."""
+        return redact_bytes(self._flush())
+
+    def _event(self, event: bytes) -> bytes:
+        """One whole event (its blank line included), held text taken out or put back."""
         data = event_data(event)
         if data is None:
-            return redact_bytes(event)
+            return event
         if data == b"[DONE]":
-            return self.flush() + redact_bytes(event)
+            return self._flush() + event
         try:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            return redact_bytes(event)
+            return event
         if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
-            return redact_bytes(event)
+            return event
         self._base = {k: obj[k] for k in ("id", "object", "created", "model") if k in obj}
         changed = False
         for choice in obj["choices"]:
             if isinstance(choice, dict):
                 changed |= self._choice(choice)
         if not changed:
-            return redact_bytes(event)
+            return event
         lines = [line for line in event.rstrip(b"\r\n").splitlines() if not line.startswith(b"data:")]
         lines.append(b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
-        return redact_bytes(b"\n".join(lines) + b"\n\n")
+        return b"\n".join(lines) + b"\n\n"
 
-    def flush(self) -> bytes:
-        """An event with every choice's held text (nothing when none is held)."""
+    def _flush(self) -> bytes:
         if not self._held:
             return b""
         choices: dict[int, dict] = {}
         for key in list(self._held):
             self._put_back(choices.setdefault(key[0], {}), key)
         obj = {**self._base, "choices": [{"index": i, "delta": d, "finish_reason": None} for i, d in choices.items()]}
-        return redact_bytes(b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n")
+        return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
     def _choice(self, choice: dict) -> bool:
         index, delta = choice.get("index", 0), choice.get("delta")
