@@ -577,6 +577,13 @@ def test_workers_share_one_port_and_the_rewrite_cache(upstream, tmp_path):
         assert all(r.bpo["cached"] and r.choices[0].message.content.endswith(REWRITE_PREFIX + "what is a tide")
                    for r in replies)
         assert upstream.completion_batches == [1]
+        for _ in range(4):  # whichever worker answers the scrape, it counts every worker's requests
+            m = httpx.get(url + "/metrics", headers=h).text
+            assert 'bpo_serve_requests_total{code="200",endpoint="rewrite"} 8.0' in m
+            assert 'bpo_serve_requests_total{code="200",endpoint="chat"} 4.0' in m and "bpo_serve_queue_depth" in m
+        environ = dict(kv.split("=", 1) for kv in Path(f"/proc/{workers[0]}/environ").read_text().split("\0") if kv)
+        files = " ".join(f.name for f in Path(environ["PROMETHEUS_MULTIPROC_DIR"]).iterdir())
+        assert all(f"_{pid}.db" in files for pid in workers)  # both keep their values there
         upstream.echo_key = True  # the key from the real environment, through a worker process: never returned
         raw = c.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "echo"}])
         assert "called with [REDACTED]" in raw.parse().choices[0].message.content

@@ -4,7 +4,8 @@
 (the socket is bound once and shared; the kernel spreads connections over the processes; a
 worker that dies is replaced). Each worker builds its own app from the settings the parent
 checked, passed in an environment variable (names of key variables only, never a key); the
-rewrite cache is one SQLite file in WAL mode that every process reads and writes.
+rewrite cache is one SQLite file in WAL mode that every process reads and writes; ``/metrics``
+adds up every worker's values (prometheus_client's multiprocess mode, files in a temporary folder).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 
 WORKER_SETTINGS_ENV = "BPO_SERVE_WORKER_SETTINGS"
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -87,7 +89,10 @@ def cli_serve(args: argparse.Namespace) -> int:
         os.environ[WORKER_SETTINGS_ENV] = json.dumps({"settings": settings.canonical(), "log_level": args.log_level})
         config = uvicorn_config("bpo.serve.cli:worker_app", factory=True, workers=settings.workers,
                                 host=settings.host, port=settings.port, log_level=args.log_level)
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        # /metrics adds up every worker's values (bpo.serve.metrics); the files go with the server
+        with tempfile.TemporaryDirectory(prefix="bpo-serve-metrics-") as metrics_dir:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
         return 0
     server = uvicorn.Server(uvicorn_config(app, host=settings.host, port=settings.port, log_level=args.log_level))
     server.run()
