@@ -39,6 +39,7 @@ class ChatUpstream(LoopbackServer):
         self.completions_latency_s = completions_latency_s
         self.completion_batches: list[int] = []
         self.echo_key = False
+        self.models_html = False
         self._raw: list[tuple[str, bytes, bool]] = []
 
     def raw(self, match: str, reply: bytes, close: bool = False) -> None:
@@ -56,6 +57,9 @@ class ChatUpstream(LoopbackServer):
     def _handle(self, proto, method, path, headers, body):
         p = path.rstrip("/")
         key = headers.get("authorization", "").removeprefix("Bearer ")
+        if method == "GET" and p.endswith("/v1/models") and self.models_html:
+            proto._send(200, b"<html>maintenance</html>", None, "text/html")
+            return
         if method == "GET" and p.endswith("/v1/models"):
             models = {"object": "list", "data": [{"id": "loopback-chat", "object": "model", "created": 0,
                                                   "owned_by": f"loopback, called with {key}" if self.echo_key

@@ -454,8 +454,12 @@ def test_upstream_200_not_json_or_not_a_stream_is_502_for_every_client(upstream,
         assert set(exc.value.body) == {"message", "type", "param", "code"}
         assert exc.value.body["code"] == ("upstream_unreachable" if prompt == "not http" else "upstream_invalid_reply")
         assert "Welcome" not in exc.value.response.text
+    upstream.models_html = True
+    with pytest.raises(openai.APIStatusError) as exc:
+        c.models.list()
+    assert exc.value.status_code == 502 and exc.value.body["code"] == "upstream_invalid_reply"
     m = httpx.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}).text
-    assert 'bpo_serve_upstream_errors_total{kind="invalid_reply"} 6.0' in m
+    assert 'bpo_serve_upstream_errors_total{kind="invalid_reply"} 7.0' in m
 
 
 def test_upstream_framings_chunked_close_delimited_gzip_and_keepalive(upstream, tmp_path):

@@ -283,6 +283,13 @@ class ServeState:
             self.metrics.upstream_errors.labels("invalid_reply").inc()
             raise
 
+    def json_reply(self, content: bytes, headers: list[tuple[str, str]]) -> None:
+        """A 200's body must be a JSON object: anything else (an HTML page, a cut-off body) is 502."""
+        if not _json_object(content):
+            self.metrics.upstream_errors.labels("invalid_reply").inc()
+            raise _invalid_reply(f"upstream answered 200 with a body that is not a JSON object "
+                                 f"(content-type {_content_type(headers) or 'none'!r})")
+
     def upstream_failure(self, exc: UpstreamError) -> ApiError:
         self.metrics.upstream_errors.labels(exc.kind).inc()
         if exc.kind == "timeout":
@@ -513,10 +520,7 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
     state.metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
     content, headers = state.checked(content, resp.headers)
     if resp.status == 200:
-        if not _json_object(content):
-            state.metrics.upstream_errors.labels("invalid_reply").inc()
-            raise _invalid_reply(f"upstream answered 200 with a body that is not a JSON object "
-                                 f"(content-type {_content_type(headers) or 'none'!r})")
+        state.json_reply(content, headers)
         content = add_field(content, audit_bytes)
     content, out_headers = _redacted(content, {**_passthrough_headers(headers), **_audit_headers(audit)})
     return Response(content, resp.status, headers=out_headers)
@@ -530,6 +534,8 @@ async def list_models(state: ServeState, request: Request) -> Response:
     content = await state.read_upstream(resp)
     state.metrics.upstream_seconds.labels("models").observe(time.perf_counter() - t0)
     content, headers = state.checked(content, resp.headers)
+    if resp.status == 200:
+        state.json_reply(content, headers)
     content, out_headers = _redacted(content, _passthrough_headers(headers))
     return Response(content, resp.status, headers=out_headers)
 
