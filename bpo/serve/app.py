@@ -17,7 +17,15 @@ none (no user text).
 
 Security: clients authenticate with the proxy's own keys (``api_keys_env``); the upstream key is
 added here, never taken from or shown to a client, never logged. Upstream replies (fields,
-errors, 429/5xx with Retry-After) pass through unchanged.
+errors, 429/5xx with Retry-After) pass through, redacted: every byte returned to a client (body,
+header values, streamed events: :class:`bpo.serve.sse.StreamRedactor`, also for a key spread over
+several events) goes through :func:`bpo.redact.redact`, which masks the upstream's and the remote
+rewriter's key values whatever their shape, and credential shapes.
+
+Edges: a malformed client body (not JSON, not UTF-8, nested too deep, fields of the wrong type)
+is an OpenAI-style 400; an upstream 200 that is not JSON, or not an event stream when one was
+asked for, is an OpenAI-style 502 for streaming clients too (the first event is read before the
+reply starts); a client that leaves mid-body is one log line.
 """
 
 from __future__ import annotations
@@ -28,22 +36,26 @@ import json
 import logging
 import os
 import time
+import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from bpo.redact import redact, register_env, register_value
 from bpo.serve.batcher import Outcome, QueueFull, RewriteBatcher
 from bpo.serve.cache import RewriteCache
 from bpo.serve.metrics import ServeMetrics
 from bpo.serve.playground import playground_routes
 from bpo.serve.rewriter import Rewrite, Rewriter, make_rewriter
+from bpo.serve.sse import (MAX_EVENT, StreamRedactor, add_field, event_data, event_end, inject_first_event,
+                           redact_bytes)
 from bpo.serve.upstream import Upstream, UpstreamError, UpstreamResponse
 from bpo.settings.serve import ServeSettings
 
@@ -63,13 +75,19 @@ class ApiError(Exception):
     """An OpenAI-style error reply of the proxy's own."""
 
     def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                 headers: dict | None = None):
+                 headers: dict | None = None, param: str | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers
+        self.param = param
 
     def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.type, "param": None, "code": self.code}}
+        body = {"error": {"message": redact(self.message), "type": self.type, "param": self.param,
+                          "code": self.code}}
         return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its request body was complete."""
 
 
 def client_keys(settings: ServeSettings, environ=os.environ) -> list[str]:
@@ -97,6 +115,15 @@ def upstream_api_key(settings: ServeSettings, environ=os.environ) -> str | None:
     if not key:
         raise ValueError(f"upstream.api_key_env: environment variable {name} is not set")
     return key
+
+
+def _register_secrets(settings: ServeSettings, environ) -> None:
+    """Mask the upstream's and the remote rewriter's keys in everything returned or logged: by
+    variable name (read from os.environ when redacting) and by value (``environ`` may be a
+    mapping of its own, e.g. in tests)."""
+    names = [settings.upstream.api_key_env, settings.rewriter.remote_api_key_env]
+    register_env(*names)
+    register_value(*(environ.get(n) for n in names if n))
 
 
 @dataclass
@@ -147,6 +174,7 @@ class ServeState:
     def __init__(self, settings: ServeSettings, rewriter: Rewriter | None = None, environ=os.environ):
         self.settings = settings
         self.keys = client_keys(settings, environ)
+        _register_secrets(settings, environ)
         self.metrics = ServeMetrics()
         up = settings.upstream
         self.upstream_url = up.base_url.rstrip("/") if up.base_url else None
@@ -197,16 +225,23 @@ class ServeState:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"request body over the limit of {limit} bytes", code="request_too_large")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, f"request body over the limit of {limit} bytes", code="request_too_large")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"request body over the limit of {limit} bytes", code="request_too_large")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise ClientGone() from None
+        raw = b"".join(chunks)
+        try:  # UTF-8 only (RFC 8259): json.loads would also take UTF-16/32, forwarded as the bytes they are
+            body = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, f"request body is not UTF-8: {exc}", code="invalid_json") from None
+        except ValueError as exc:
             raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        except RecursionError:
+            raise ApiError(400, "request body is not valid JSON: nested too deeply", code="invalid_json") from None
         if not isinstance(body, dict):
             raise ApiError(400, f"request body must be a JSON object, got {type(body).__name__}", code="invalid_json")
         return body, raw
@@ -241,6 +276,20 @@ class ServeState:
         except UpstreamError as exc:
             raise self.upstream_failure(exc) from None
 
+    def checked(self, content: bytes, headers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
+        try:
+            return _decoded(content, headers)
+        except ApiError:
+            self.metrics.upstream_errors.labels("invalid_reply").inc()
+            raise
+
+    def json_reply(self, content: bytes, headers: list[tuple[str, str]]) -> None:
+        """A 200's body must be a JSON object: anything else (an HTML page, a cut-off body) is 502."""
+        if not _json_object(content):
+            self.metrics.upstream_errors.labels("invalid_reply").inc()
+            raise _invalid_reply(f"upstream answered 200 with a body that is not a JSON object "
+                                 f"(content-type {_content_type(headers) or 'none'!r})")
+
     def upstream_failure(self, exc: UpstreamError) -> ApiError:
         self.metrics.upstream_errors.labels(exc.kind).inc()
         if exc.kind == "timeout":
@@ -249,7 +298,54 @@ class ServeState:
 
 
 def _passthrough_headers(headers: list[tuple[str, str]]) -> dict:
+    """The upstream's reply headers a client gets (framing ones dropped), not yet redacted."""
     return {k: v for k, v in headers if k not in _DROP_RESPONSE_HEADERS}
+
+
+def _redacted(content: bytes, headers: dict) -> tuple[bytes, dict]:
+    """A reply's body and header values with every secret masked: one redaction pass over them
+    all, then part by part only when it found something (most replies hold no secret)."""
+    text = content.decode("utf-8", "surrogateescape")
+    joined = "\n".join((text, *headers.values()))
+    if redact(joined) == joined:
+        return content, headers
+    return redact_bytes(content), {k: redact(v) for k, v in headers.items()}
+
+
+def _invalid_reply(message: str) -> ApiError:
+    return ApiError(502, message, "server_error", "upstream_invalid_reply")
+
+
+_MAX_DECODED = 64 << 20
+
+
+def _decoded(content: bytes, headers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
+    """The reply's bytes without a content-encoding (identity is asked for; gzip or deflate sent
+    anyway is decoded): the JSON check and redaction need the text. Other encodings: 502."""
+    encoding = next((v.strip().lower() for k, v in headers if k == "content-encoding"), "identity")
+    if encoding == "identity":
+        return content, headers
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise _invalid_reply(f"upstream reply has content-encoding {encoding!r}, which the proxy cannot check")
+    try:
+        d = zlib.decompressobj(47)  # 32 + 15: a gzip or zlib header, detected
+        content = d.decompress(content, _MAX_DECODED)
+        if d.unconsumed_tail:
+            raise _invalid_reply(f"upstream reply over {_MAX_DECODED} bytes once decoded")
+    except zlib.error:
+        raise _invalid_reply(f"upstream reply is not valid {encoding}") from None
+    return content, [(k, v) for k, v in headers if k != "content-encoding"]
+
+
+def _json_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+
+
+def _content_type(headers: list[tuple[str, str]]) -> str:
+    return next((v for k, v in headers if k == "content-type"), "")
 
 
 def _audit(sent: str, status: str, outcome: Outcome | None) -> dict:
@@ -269,7 +365,7 @@ def _audit_headers(audit: dict) -> dict:
     if audit["fallback_reason"]:
         headers["x-bpo-fallback-reason"] = audit["fallback_reason"]
     if audit["rewrite"] == "rewritten":  # otherwise the client has the prompt already
-        encoded = quote(audit["prompt"], safe="")
+        encoded = quote(redact(audit["prompt"]), safe="")  # redacted before encoding hides a key's bytes
         if len(encoded) <= PROMPT_HEADER_MAX:
             headers["x-bpo-prompt"] = encoded
     return headers
@@ -281,50 +377,62 @@ def _opted_out(request: Request, bpo_field: Any) -> bool:
     return isinstance(bpo_field, dict) and bpo_field.get("rewrite") is False
 
 
-def _add_field(obj: bytes, audit: bytes) -> bytes:
-    """``obj`` (a JSON object's bytes) with ``"bpo": audit`` added before its closing brace; every
-    upstream byte before it stays as it was. Anything but an object passes through unchanged."""
-    body = obj.rstrip()
-    if not (body.startswith(b"{") and body.endswith(b"}")):
-        return obj
-    inner = body[:-1].rstrip()
-    sep = b"" if inner.endswith(b"{") else b", "
-    return inner + sep + b'"bpo": ' + audit + b"}"
-
-
-def _inject_first_event(buf: bytes, audit: bytes) -> bytes:
-    """The first SSE event with the ``bpo`` field added to its JSON data (other bytes unchanged)."""
-    lines = buf.split(b"\n")
-    for i, line in enumerate(lines):
-        if line.startswith(b"data:"):
-            try:
-                obj = json.loads(line[5:])
-            except ValueError:
-                return buf
-            if isinstance(obj, dict):
-                lines[i] = line[:5] + b" " + _add_field(line[5:].strip(), audit)
-            return b"\n".join(lines)
-    return buf
-
-
-async def _stream_with_audit(resp: UpstreamResponse, audit: bytes, metrics: ServeMetrics, t0: float):
-    buf, first = b"", True
-    try:
-        async for chunk in resp.iter_bytes():
-            if not first:
-                yield chunk
-                continue
+async def _open_stream(resp: UpstreamResponse, audit: bytes) -> tuple[bytes, bytes, AsyncIterator[bytes]]:
+    """Read the upstream's stream up to its first data event, before the client's reply starts:
+    (those bytes with the audit field added, the bytes read after them, the rest of the stream).
+    A reply that is not an event stream of JSON data is :class:`ApiError` 502."""
+    ctype = _content_type(resp.headers)
+    if not ctype.lower().startswith("text/event-stream"):
+        raise _invalid_reply(f"upstream answered a streaming request with content-type {ctype or 'none'!r}, "
+                             "not an event stream")
+    if any(k == "content-encoding" and v.strip().lower() != "identity" for k, v in resp.headers):
+        raise _invalid_reply("upstream event stream has a content-encoding, which the proxy cannot check")
+    chunks = resp.iter_bytes()
+    buf, start = b"", 0
+    while True:
+        end, sep = event_end(buf, start)
+        if end < 0:
+            if len(buf) - start > MAX_EVENT:
+                raise _invalid_reply(f"upstream event stream: no event end in its first {MAX_EVENT} bytes")
+            chunk = await anext(chunks, None)
+            if chunk is None:
+                raise _invalid_reply("upstream event stream ended before its first data event")
             buf += chunk
-            end = buf.find(b"\n\n")
-            if end < 0 and len(buf) < 1 << 20:
-                continue
-            head, rest = (buf[: end], buf[end:]) if end >= 0 else (buf, b"")
-            yield _inject_first_event(head, audit) + rest
-            first, buf = False, b""
-        if first and buf:
-            yield _inject_first_event(buf, audit)
-    except Exception as exc:  # the stream broke upstream: end ours (the client sees no [DONE])
-        log.warning("upstream stream ended early: %s", type(exc).__name__)
+            continue
+        data = event_data(buf[start:end])
+        if data is None:  # a comment or keep-alive before the data: passed on as it came
+            start = end + sep
+            continue
+        if data != b"[DONE]" and not _json_object(data):
+            raise _invalid_reply("upstream event stream: its first data event is not a JSON object")
+        return buf[:start] + inject_first_event(buf[start:end], audit) + buf[end : end + sep], buf[end + sep :], chunks
+
+
+async def _stream_redacted(resp: UpstreamResponse, head: bytes, buf: bytes, chunks: AsyncIterator[bytes],
+                           metrics: ServeMetrics, t0: float):
+    """The stream to the client, whole events at a time, redacted by :class:`StreamRedactor`
+    (a key spread over several events too). When the upstream breaks off, the whole events read
+    still go out, then the held text; the client sees no ``[DONE]``."""
+    redactor = StreamRedactor()
+    try:
+        out, _ = redactor.events(head)
+        more, buf = redactor.events(buf)
+        yield out + more  # at once: the client's first event does not wait for the next
+        try:
+            async for chunk in chunks:
+                buf += chunk
+                out, buf = redactor.events(buf)
+                if len(buf) > MAX_EVENT:  # no event end in sight: forward it in pieces
+                    out, buf = out + redact_bytes(buf), b""
+                if out:
+                    yield out
+            tail = redact_bytes(buf) if buf else b""  # a last event without its blank line
+        except Exception as exc:  # the stream broke upstream: end ours
+            log.warning("upstream stream ended early: %s", type(exc).__name__)
+            tail = b""
+        tail = redactor.flush() + tail
+        if tail:
+            yield tail
     finally:  # also when the client went away mid-stream: the upstream connection goes back
         await resp.aclose()
         metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
@@ -341,6 +449,9 @@ def _endpoint(name: str):
                 resp = await fn(state, request)
             except ApiError as exc:
                 resp = exc.response()
+            except ClientGone:  # nobody to answer: one line, no traceback
+                log.info("%s: the client closed its connection before its request body was complete", name)
+                resp = Response(status_code=499)
             state.metrics.requests.labels(name, str(resp.status_code)).inc()
             return resp
 
@@ -359,8 +470,16 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
     changed = "bpo" in body
     bpo_field = body.pop("bpo", None)
     if bpo_field is not None and not isinstance(bpo_field, dict):
-        raise ApiError(400, 'body field "bpo" must be an object, e.g. {"rewrite": false}', code="invalid_bpo_field")
-    where = locate_prompt(body.get("messages"))
+        raise ApiError(400, 'body field "bpo" must be an object, e.g. {"rewrite": false}', code="invalid_bpo_field",
+                       param="bpo")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise ApiError(400, 'body field "messages" must be an array of message objects', code="invalid_messages",
+                       param="messages")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool) and stream is not None:
+        raise ApiError(400, 'body field "stream" must be true or false', code="invalid_stream", param="stream")
+    where = locate_prompt(messages)
     outcome = None
     if _opted_out(request, bpo_field):
         status = "off"
@@ -372,23 +491,38 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
         outcome = await state.rewrite(where.text)
         status = _status(outcome, where.text)
         if outcome.rewrite.text != where.text:
-            body["messages"] = replace_prompt(body["messages"], where, outcome.rewrite.text)
+            body["messages"] = replace_prompt(messages, where, outcome.rewrite.text)
             changed = True
     sent = None if where is None else (outcome.rewrite.text if outcome else where.text)
     audit = _audit(sent, status, outcome)
-    payload = json.dumps(body, ensure_ascii=False).encode() if changed else raw  # unchanged: the bytes as sent
+    try:
+        payload = json.dumps(body, ensure_ascii=False).encode() if changed else raw  # unchanged: the bytes as sent
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply", code="invalid_json") from None
+    audit_bytes = json.dumps(audit, ensure_ascii=False).encode()
     t0 = time.perf_counter()
     resp = await state.call_upstream(request, "POST", "/chat/completions", payload)
-    out_headers = {**_passthrough_headers(resp.headers), **_audit_headers(audit)}
-    if body.get("stream") is True and resp.status == 200:
-        audit_bytes = json.dumps(audit, ensure_ascii=False).encode()
+    if stream and resp.status == 200:
+        try:
+            head, rest, chunks = await _open_stream(resp, audit_bytes)
+        except UpstreamError as exc:
+            await resp.aclose()
+            raise state.upstream_failure(exc) from None
+        except ApiError:
+            await resp.aclose()
+            state.metrics.upstream_errors.labels("invalid_reply").inc()
+            raise
+        _, out_headers = _redacted(b"", {**_passthrough_headers(resp.headers), **_audit_headers(audit)})
         # background: closes the upstream reply also when the client left before the stream began
-        return StreamingResponse(_stream_with_audit(resp, audit_bytes, state.metrics, t0), status_code=200,
+        return StreamingResponse(_stream_redacted(resp, head, rest, chunks, state.metrics, t0), status_code=200,
                                  headers=out_headers, background=BackgroundTask(resp.aclose))
     content = await state.read_upstream(resp)
     state.metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
-    if resp.status == 200 and "content-encoding" not in dict(resp.headers):
-        content = _add_field(content, json.dumps(audit, ensure_ascii=False).encode())
+    content, headers = state.checked(content, resp.headers)
+    if resp.status == 200:
+        state.json_reply(content, headers)
+        content = add_field(content, audit_bytes)
+    content, out_headers = _redacted(content, {**_passthrough_headers(headers), **_audit_headers(audit)})
     return Response(content, resp.status, headers=out_headers)
 
 
@@ -399,7 +533,11 @@ async def list_models(state: ServeState, request: Request) -> Response:
     resp = await state.call_upstream(request, "GET", "/models")
     content = await state.read_upstream(resp)
     state.metrics.upstream_seconds.labels("models").observe(time.perf_counter() - t0)
-    return Response(content, resp.status, headers=_passthrough_headers(resp.headers))
+    content, headers = state.checked(content, resp.headers)
+    if resp.status == 200:
+        state.json_reply(content, headers)
+    content, out_headers = _redacted(content, _passthrough_headers(headers))
+    return Response(content, resp.status, headers=out_headers)
 
 
 @_endpoint("rewrite")

@@ -1,8 +1,15 @@
-"""The proxy's Prometheus metrics (``GET /metrics``), in a registry of its own per app."""
+"""The proxy's Prometheus metrics (``GET /metrics``), in a registry of its own per app.
+
+Under ``bpo serve --workers N`` the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before it starts
+the workers: prometheus_client then keeps every value in a file there, and a scrape answered by
+any worker adds up all of them (the queue depth too: live processes only)."""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # Rewrites take ms (cache) to seconds (a model on CPU); upstream LLM calls up to minutes.
@@ -25,15 +32,21 @@ class ServeMetrics:
         self.skipped = Counter("bpo_serve_rewrites_skipped", "requests not rewritten, by reason (opt_out, "
                                "no_user_text)", ["reason"], registry=r)
         self.rejected = Counter("bpo_serve_queue_rejected", "rewrites refused with 429: queue full", registry=r)
-        self.queue_depth = Gauge("bpo_serve_queue_depth", "rewrites waiting for a batch", registry=r)
+        self.queue_depth = Gauge("bpo_serve_queue_depth", "rewrites waiting for a batch", registry=r,
+                                 multiprocess_mode="livesum")
         self.batch_size = Histogram("bpo_serve_rewrite_batch_size", "prompts per optimizer batch",
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
         self.rewrite_seconds = Histogram("bpo_serve_rewrite_seconds", "time to the rewrite of one request "
                                          "(queue, batch and cache included)", buckets=_REWRITE_BUCKETS, registry=r)
         self.upstream_seconds = Histogram("bpo_serve_upstream_seconds", "upstream call time (to the last byte)",
                                           ["endpoint"], buckets=_UPSTREAM_BUCKETS, registry=r)
-        self.upstream_errors = Counter("bpo_serve_upstream_errors", "upstream calls that got no HTTP response",
+        self.upstream_errors = Counter("bpo_serve_upstream_errors", "upstream calls that got no HTTP response "
+                                       "(timeout, connection) or an invalid one (invalid_reply)",
                                        ["kind"], registry=r)
 
     def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # every worker's values
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)

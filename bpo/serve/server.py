@@ -9,10 +9,11 @@ import threading
 import uvicorn
 
 
-def uvicorn_config(app, *, host: str, port: int, log_level: str = "info", access_log: bool = False) -> uvicorn.Config:
+def uvicorn_config(app, *, host: str, port: int, log_level: str = "info", access_log: bool = False,
+                   **extra) -> uvicorn.Config:
     # server_header off: nothing about the stack leaks; uvloop/httptools when installed.
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                          server_header=False, timeout_keep_alive=30, backlog=4096, lifespan="on")
+                          server_header=False, timeout_keep_alive=30, backlog=4096, lifespan="on", **extra)
 
 
 class ServerThread:

@@ -51,6 +51,7 @@ class BatchingSettings(Settings):
 class ServeSettings(Settings):
     host: str
     port: int
+    workers: int
     api_keys_env: str | None
     max_request_bytes: int
     cache: str | None
