@@ -128,7 +128,7 @@ def test_target_settings_hold_the_endpoint_and_leave_runtime_out(tmp_path):
                       "endpoint": {"name": "loop", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
                                    "api_key_env": "OPENAI_API_KEY", "default_headers": {}}}
     assert EndpointTargetSettings.from_params(params) == target
-    runtime = LLMRuntime.from_config(config, target.endpoint.name)
+    runtime = LLMRuntime.from_config(config, target.call.endpoint.name)
     assert (runtime.cache_path, runtime.limits["max_concurrency"]) == (str(tmp_path / "c.sqlite"), 2)
     assert runtime.prices == {"target-model": {"input": 1.0, "output": 2.0}}
     with pytest.raises(SettingsError, match="eval.targets.local: kind 'hf' is not an LLM endpoint target"):
@@ -190,8 +190,7 @@ def test_local_hf_target_batched_greedy(tiny_target):
 def test_optional_request_fields_null_are_not_sent(tmp_path, monkeypatch):
     """top_p, max_tokens and seed null leave the field out of the body (some APIs reject them);
     set, they are sent and the request key is the one a request with those fields always had."""
-    from bpo.eval.calls import chat_request
-    from bpo.llm import ChatRequest
+    from bpo.llm import ChatRequest, call_request
 
     with LoopbackServer(responder="echo") as srv:
         config = loopback_config(srv, monkeypatch, tmp_path, eval={
@@ -204,7 +203,8 @@ def test_optional_request_fields_null_are_not_sent(tmp_path, monkeypatch):
     for body in bodies:
         assert "top_p" not in body and "max_tokens" not in body and "seed" not in body
         assert body["temperature"] == 0.0
-    sent = chat_request("m", "q", system=None, temperature=0.0, top_p=0.9, max_tokens=64, seed=3)
+    call = settings.target.call.replace(model="m", top_p=0.9, max_tokens=64, seed=3)
+    sent = call_request(call, "q")
     assert sent.body == {"model": "m", "messages": [{"role": "user", "content": "q"}], "temperature": 0.0,
                          "top_p": 0.9, "max_tokens": 64, "seed": 3}
     assert sent.key == ChatRequest(model="m", messages=[{"role": "user", "content": "q"}], temperature=0.0, top_p=0.9,

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from bpo.eval.calls import chat_request, run_unique
+from bpo.eval.calls import run_unique
 from bpo.eval.testsets import load_configured, render_question
 from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_table, write_table
 from bpo.settings import LLMRuntime
@@ -34,13 +34,11 @@ Answer = tuple[str | None, str, str]
 def answer_questions(questions: Sequence[str], target: EndpointTargetSettings, runtime: LLMRuntime, *,
                      stage: str) -> list[Answer]:
     """One :data:`Answer` per question from an endpoint target; identical questions are one call."""
-    from bpo.llm import make_client
+    from bpo.llm import call_request, make_client
 
-    client = make_client(target.endpoint, runtime, stage)
-    requests = [chat_request(target.model, q, temperature=target.temperature, top_p=target.top_p,
-                             max_tokens=target.max_tokens, seed=target.seed, system=target.system_prompt)
-                for q in questions]
-    results = run_unique(client, requests, what=f"{stage} {target.name} ({target.model})")
+    client = make_client(target.call.endpoint, runtime, stage)
+    requests = [call_request(target.call, q) for q in questions]
+    results = run_unique(client, requests, what=f"{stage} {target.name} ({target.call.model})")
     for q, r in zip(questions, results):
         if r.status == "error":
             log.warning("%s: call failed for %r: %s", target.name, q[:80], r.error)

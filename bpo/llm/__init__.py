@@ -7,7 +7,7 @@ Public API (contract in docs/architecture.md)::
 
 from bpo.llm.client import BACKENDS, Estimate, LLMClient, make_client
 from bpo.llm.errors import BudgetExceeded, EndpointUnreachable, LLMError, MissingAPIKey, ReplayMiss
-from bpo.llm.request import ChatRequest, ChatResult
+from bpo.llm.request import ChatRequest, ChatResult, call_request
 from bpo.llm.standin import STANDIN_MODEL
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "BudgetExceeded",
     "EndpointUnreachable",
     "ChatRequest",
+    "call_request",
     "ChatResult",
     "Estimate",
     "LLMClient",

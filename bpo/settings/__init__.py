@@ -8,7 +8,7 @@ from bpo.settings.base import Settings, SettingsError
 from bpo.settings.critique import BPODatasetSettings, CritiqueEstimateSettings, CritiqueSettings, SFTSettings, critique_runtime
 from bpo.settings.data import CleaningSettings, MergeSettings, PairsSourceSettings, SourceSettings
 from bpo.settings.config import ConfigError, load_config, validate_config
-from bpo.settings.llm import EndpointSettings, LLMRuntime, LocalModelSettings
+from bpo.settings.llm import EndpointSettings, LLMCall, LLMRuntime, LocalModelSettings
 
 __all__ = [
     "BPODatasetSettings",
@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "EndpointSettings",
     "LocalModelSettings",
+    "LLMCall",
     "LLMRuntime",
     "Settings",
     "SettingsError",

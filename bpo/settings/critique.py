@@ -9,29 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from bpo.settings.base import Settings, file_sha256
-from bpo.settings.llm import EndpointSettings, LLMRuntime
+from bpo.settings.llm import LLMCall, LLMRuntime
 
 
 @dataclass(frozen=True)
 class CritiqueSettings(Settings):
-    endpoint: EndpointSettings
-    model: str
-    temperature: float
-    top_p: float | None  # None: not sent
-    max_tokens: int | None  # None: not sent
-    seed: int | None
+    call: LLMCall
     template: str  # path, for messages
     template_sha256: str  # content: what reruns the stage
+
+    inline: ClassVar = ("call",)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         cfg = config["critique"]
-        return cls(endpoint=EndpointSettings.from_config(config, cfg["endpoint"]), model=cfg["model"],
-                   temperature=cfg["temperature"], top_p=cfg["top_p"], max_tokens=cfg["max_tokens"],
-                   seed=cfg["seed"], template=cfg["template"],
+        return cls(call=LLMCall.from_section(config, cfg, "critique", "the critique stage"), template=cfg["template"],
                    template_sha256=file_sha256(cfg["template"], "critique.template"))
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from bpo.settings.base import Settings, SettingsError, file_sha256, target_section
-from bpo.settings.llm import EndpointSettings
+from bpo.settings.critique import CritiqueSettings
+from bpo.settings.llm import LLMCall
 from bpo.settings.optimize import TestsetSettings
 
 
@@ -20,22 +21,14 @@ class EndpointTargetSettings(Settings):
     """A target LLM reached through a named endpoint (``eval.targets.<name>`` of kind endpoint)."""
 
     name: str  # the {target} wildcard; written into every answer row
-    endpoint: EndpointSettings
-    model: str
-    temperature: float
-    top_p: float | None  # None: not sent
-    max_tokens: int | None  # None: not sent
-    seed: int | None
-    system_prompt: str | None
+    call: LLMCall
+
+    inline: ClassVar = ("call",)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
-        t = target_section(config, name, "endpoint")
-        if not t["endpoint"]:
-            raise SettingsError(f"config eval.targets.{name}.endpoint: kind endpoint needs a name under llm.endpoints")
-        return cls(name=name, endpoint=EndpointSettings.from_config(config, t["endpoint"]), model=t["model"],
-                   temperature=t["temperature"], top_p=t["top_p"], max_tokens=t["max_tokens"], seed=t["seed"],
-                   system_prompt=t["system_prompt"])
+        section = target_section(config, name, "endpoint")
+        return cls(name=name, call=LLMCall.from_section(config, section, f"eval.targets.{name}", "kind endpoint"))
 
 
 @dataclass(frozen=True)
@@ -56,13 +49,7 @@ class OriginalAnswerSettings(Settings):
 class JudgeSettings(Settings):
     """``eval.judge``; the template by path and content hash (an edit reruns, a touch does not)."""
 
-    endpoint: EndpointSettings
-    model: str
-    temperature: float
-    top_p: float | None  # None: not sent
-    max_tokens: int | None  # None: not sent
-    seed: int | None
-    system_prompt: str | None
+    call: LLMCall
     identical_as_tie: bool
     template: str
     template_sha256: str
@@ -70,12 +57,13 @@ class JudgeSettings(Settings):
     order_seed: int  # of the single_random order
     lenient_verdicts: bool
 
+    inline: ClassVar = ("call",)
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         j = config["eval"]["judge"]
-        return cls(endpoint=EndpointSettings.from_config(config, j["endpoint"]), model=j["model"],
-                   temperature=j["temperature"], top_p=j["top_p"], max_tokens=j["max_tokens"], seed=j["seed"],
-                   system_prompt=j["system_prompt"], identical_as_tie=j["identical_as_tie"], template=j["template"],
+        return cls(call=LLMCall.from_section(config, j, "eval.judge", "the judge"), identical_as_tie=j["identical_as_tie"],
+                   template=j["template"],
                    template_sha256=file_sha256(j["template"], "eval.judge.template"), protocol=j["protocol"],
                    order_seed=j["order_seed"], lenient_verdicts=j["lenient_verdicts"])
 
@@ -92,7 +80,8 @@ class ModelRole(Settings):
     real: bool | None  # None: no model at all (identity) or not known (replay from the cache)
 
 
-def _endpoint_role(role: str, name: str, model: str, ep: EndpointSettings) -> ModelRole:
+def _endpoint_role(role: str, name: str, call: LLMCall) -> ModelRole:
+    model, ep = call.model, call.endpoint
     if ep.backend == "standin":
         return ModelRole(role, name, model, "offline stand-in: deterministic text, NOT a model", False)
     if ep.backend == "local":
@@ -123,12 +112,11 @@ def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
         elif kind == "identity":
             out.append(ModelRole("optimizer", name, "none", "no rewrite (the original prompt)", None))
         else:
-            out.append(_endpoint_role("optimizer", name, opt["model"],
-                                      EndpointSettings.from_config(config, opt["endpoint"])))
+            out.append(_endpoint_role("optimizer", name, LLMCall.from_section(config, opt, f"eval.optimizers.{name}",
+                                                                              f"kind {kind}")))
     if trained:
         if config["sft"]["source"] == "critiques":
-            c = config["critique"]
-            out.append(_endpoint_role("critic", "critic", c["model"], EndpointSettings.from_config(config, c["endpoint"])))
+            out.append(_endpoint_role("critic", "critic", CritiqueSettings.from_config(config).call))
         else:
             d = config["sft"]["bpo_dataset"]
             out.append(ModelRole("critic", "critic", d["hub_id"] or d["path"] or "?", "a ready-made BPO dataset", None))
@@ -138,9 +126,8 @@ def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
         if t["kind"] == "hf":
             out.append(ModelRole("target", name, t["model"], "local model (kind hf)", True))
         else:
-            out.append(_endpoint_role("target", name, t["model"], EndpointSettings.from_config(config, t["endpoint"])))
-    j = ev["judge"]
-    out.append(_endpoint_role("judge", "judge", j["model"], EndpointSettings.from_config(config, j["endpoint"])))
+            out.append(_endpoint_role("target", name, EndpointTargetSettings.from_config(config, name).call))
+    out.append(_endpoint_role("judge", "judge", JudgeSettings.from_config(config).call))
     return tuple(out)
 
 

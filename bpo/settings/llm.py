@@ -9,6 +9,7 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
@@ -83,6 +84,32 @@ class EndpointSettings(Settings):
         if self.local is not None:
             out.update(self.local.canonical())
         return out
+
+
+@dataclass(frozen=True)
+class LLMCall(Settings):
+    """How a stage calls its LLM: the endpoint, the model name sent, the sampling and the system
+    prompt (``top_p``, ``max_tokens``, ``seed``, ``system_prompt`` None are not sent). Its keys sit
+    flat in the stage's config section, and flat in the stage's canonical form (``inline``), so a
+    sampling field is declared here once; bpo.llm.request.call_request turns it into requests."""
+
+    endpoint: EndpointSettings
+    model: str
+    temperature: float
+    top_p: float | None
+    max_tokens: int | None
+    seed: int | None
+    system_prompt: str | None
+
+    @classmethod
+    def from_section(cls, config: Mapping[str, Any], section: Mapping[str, Any], key: str, needs: str) -> Self:
+        """From ``section`` (config key ``key``, for errors); ``needs`` names the caller in the error
+        of a missing endpoint or model (e.g. ``kind llm_rewrite``)."""
+        for name, what in (("endpoint", "a name under llm.endpoints"), ("model", "a model name")):
+            if not section.get(name):
+                raise SettingsError(f"config {key}.{name}: {needs} needs {what}")
+        values = {f.name: section[f.name] for f in dataclasses.fields(cls) if f.name != "endpoint"}
+        return cls.from_mapping({**values, "endpoint": EndpointSettings.from_config(config, section["endpoint"])}, key)
 
 
 @dataclass(frozen=True)

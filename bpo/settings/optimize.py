@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from bpo.settings.base import Settings, SettingsError, file_sha256
 from bpo.settings.generation import GenerationSettings
-from bpo.settings.llm import EndpointSettings
+from bpo.settings.llm import LLMCall
 
 # The name under which the SFT-rewrite input (eval.sft_rewrite, an Alpaca file) is optimized.
 SFT_REWRITE = "sft_rewrite"
@@ -113,31 +113,23 @@ class IdentitySettings(Settings):
 @dataclass(frozen=True)
 class LLMRewriteSettings(Settings):
     """An endpoint asked to improve each instruction with ``template`` (kind llm_rewrite); the
-    template by path and content hash. ``top_p``, ``max_tokens``, ``seed`` None are not sent."""
+    template by path and content hash."""
 
     name: str
     testset: TestsetSettings
-    endpoint: EndpointSettings
-    model: str
+    call: LLMCall
     template: str
     template_sha256: str
-    temperature: float
-    top_p: float | None
-    max_tokens: int | None
-    seed: int | None
+
+    inline: ClassVar = ("call",)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], testset: str, optimizer: str) -> Self:
         opt = _check_kind(config, optimizer, ("llm_rewrite",))
         key = f"eval.optimizers.{optimizer}"
-        for field in ("endpoint", "model"):
-            if not opt[field]:
-                raise SettingsError(f"config {key}.{field}: kind llm_rewrite needs one")
         return cls(name=optimizer, testset=TestsetSettings.from_config(config, testset),
-                   endpoint=EndpointSettings.from_config(config, opt["endpoint"]), model=opt["model"],
-                   template=opt["template"], template_sha256=file_sha256(opt["template"], f"{key}.template"),
-                   temperature=opt["temperature"], top_p=opt["top_p"], max_tokens=opt["max_new_tokens"],
-                   seed=opt["seed"])
+                   call=LLMCall.from_section(config, opt, key, "kind llm_rewrite"),
+                   template=opt["template"], template_sha256=file_sha256(opt["template"], f"{key}.template"))
 
 
 OPTIMIZER_SETTINGS: dict[str, type[Settings]] = {

@@ -5,13 +5,7 @@ commit 5423dc9 (before the LLMCall settings type): run once there from the repo 
 
 import json
 
-from bpo.critique import _requests, load_template as critique_template
-from bpo.eval.calls import chat_request
-from bpo.eval.judge import load_template as judge_template
-from bpo.eval.optimize import _REWRITE_PLACEHOLDER, load_rewrite_template
-from bpo.settings import CritiqueSettings, load_config
-from bpo.settings.evaluate import EndpointTargetSettings, JudgeSettings
-from bpo.settings.optimize import LLMRewriteSettings
+from bpo.settings import load_config
 
 PAIRS = [{"instruction": "Name a fruit.", "context": "", "bad_response": "car", "good_response": "apple"},
          {"instruction": "Sum it.", "context": "2 and 3", "bad_response": "6", "good_response": "5"}]
@@ -23,6 +17,15 @@ VARIANTS = {"": {}, "+system": {"eval": {"judge": {"system_prompt": "You judge."
 
 
 def keys(config: dict) -> dict:
+    # the code of commit 5423dc9 (imported here: the test imports this module's inputs only)
+    from bpo.critique import _requests, load_template as critique_template
+    from bpo.eval.calls import chat_request
+    from bpo.eval.judge import load_template as judge_template
+    from bpo.eval.optimize import _REWRITE_PLACEHOLDER, load_rewrite_template
+    from bpo.settings import CritiqueSettings
+    from bpo.settings.evaluate import EndpointTargetSettings, JudgeSettings
+    from bpo.settings.optimize import LLMRewriteSettings
+
     out = {}
     crit = CritiqueSettings.from_config(config)
     out["critique"] = [r.key for r in _requests(PAIRS, critique_template(crit.template), crit)]
