@@ -27,6 +27,7 @@ from bpo.settings import (
     CritiqueSettings,
     EndpointSettings,
     LLMCall,
+    endpoint_config,
     LLMRuntime,
     critique_runtime,
     load_config,
@@ -111,8 +112,8 @@ def _call(**kw) -> LLMCall:
 
 
 def _runtime(endpoint, cache, prices=None, budget_usd=None, max_error_fraction=0.0) -> LLMRuntime:
-    return LLMRuntime(cache_path=str(cache), limits=dict(endpoint["limits"]), prices=prices or {},
-                      budget_usd=budget_usd, max_error_fraction=max_error_fraction)
+    config = endpoint_config("loopback", endpoint, cache=str(cache), prices=prices or {})
+    return LLMRuntime.from_config(config, "loopback", budget_usd=budget_usd, max_error_fraction=max_error_fraction)
 
 
 def _run(pairs_file, out, endpoint, cache, source="alpaca_gpt4", prices=None, budget_usd=None, max_error_fraction=0.0):
@@ -204,7 +205,7 @@ def test_settings_from_config_leave_the_runtime_out():
     assert not {"limits", "budget_usd", "max_error_fraction", "cache", "prices"} & set(params)
     assert CritiqueSettings.from_params(params) == settings
     runtime = critique_runtime(config)
-    assert runtime.limits["max_concurrency"] == 3 and runtime.cache_path == "cache/llm.sqlite"
+    assert runtime.limits.max_concurrency == 3 and runtime.limits.max_retries == 6 and runtime.cache_path == "cache/llm.sqlite"
     assert runtime.budget_usd == 2.0 and runtime.max_error_fraction == 0.2
     assert runtime.prices == config["llm"]["prices"]
     estimate = CritiqueEstimateSettings.from_config(config)

@@ -129,7 +129,7 @@ def test_target_settings_hold_the_endpoint_and_leave_runtime_out(tmp_path):
                                    "api_key_env": "OPENAI_API_KEY", "default_headers": {}}}
     assert EndpointTargetSettings.from_params(params) == target
     runtime = LLMRuntime.from_config(config, target.call.endpoint.name)
-    assert (runtime.cache_path, runtime.limits["max_concurrency"]) == (str(tmp_path / "c.sqlite"), 2)
+    assert (runtime.cache_path, runtime.limits.max_concurrency) == (str(tmp_path / "c.sqlite"), 2)
     assert runtime.prices == {"target-model": {"input": 1.0, "output": 2.0}}
     with pytest.raises(SettingsError, match="eval.targets.local: kind 'hf' is not an LLM endpoint target"):
         EndpointTargetSettings.from_config(config, "local")

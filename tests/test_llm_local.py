@@ -210,7 +210,7 @@ def test_example_configs_validate_and_build_their_endpoints(name):
     config = load_config(DEFAULT_CONFIG_PATH, path)
     for target, t in config["eval"]["targets"].items():
         if t["kind"] == "endpoint":
-            ep = EndpointTargetSettings.from_config(config, target).endpoint
+            ep = EndpointTargetSettings.from_config(config, target).call.endpoint
             assert (ep.local is not None) == (ep.backend == "local")
     if name == "vllm-local.yaml":
         ep = EndpointSettings.from_config(config, "vllm")

@@ -10,6 +10,6 @@ from bpo.settings.evaluate import EndpointTargetSettings  # noqa: E402
 
 settings = EndpointTargetSettings.from_params(snakemake.params.settings)  # noqa: F821
 # limits, cache path, prices: runtime settings, read from config at run time (edits rerun nothing)
-runtime = LLMRuntime.from_config(snakemake.config, settings.endpoint.name)  # noqa: F821
+runtime = LLMRuntime.from_config(snakemake.config, settings.call.endpoint.name)  # noqa: F821
 inp = snakemake.input  # noqa: F821
 answer_testset(inp.optimized, inp.original, snakemake.output.answers, settings, runtime)  # noqa: F821

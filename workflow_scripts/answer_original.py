@@ -10,5 +10,5 @@ from bpo.settings.evaluate import OriginalAnswerSettings  # noqa: E402
 
 settings = OriginalAnswerSettings.from_params(snakemake.params.settings)  # noqa: F821
 # limits, cache path, prices: runtime settings, read from config at run time (edits rerun nothing)
-runtime = LLMRuntime.from_config(snakemake.config, settings.target.endpoint.name)  # noqa: F821
+runtime = LLMRuntime.from_config(snakemake.config, settings.target.call.endpoint.name)  # noqa: F821
 answer_original_testset(snakemake.output.answers, settings, runtime)  # noqa: F821

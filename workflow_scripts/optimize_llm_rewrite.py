@@ -10,5 +10,5 @@ from bpo.settings.optimize import LLMRewriteSettings  # noqa: E402
 
 settings = LLMRewriteSettings.from_params(snakemake.params.settings)  # noqa: F821
 # limits, cache path, prices: runtime settings, read from config at run time (edits rerun nothing)
-runtime = LLMRuntime.from_config(snakemake.config, settings.endpoint.name)  # noqa: F821
+runtime = LLMRuntime.from_config(snakemake.config, settings.call.endpoint.name)  # noqa: F821
 llm_rewrite_testset(snakemake.output.optimized, settings, runtime)  # noqa: F821

@@ -5,7 +5,7 @@ Public API (contract in docs/architecture.md)::
     from bpo.llm import ChatRequest, ChatResult, LLMClient, LLMError, BudgetExceeded
 """
 
-from bpo.llm.client import BACKENDS, Estimate, LLMClient, make_client
+from bpo.llm.client import BACKENDS, Estimate, LLMClient, client_from_mapping, make_client
 from bpo.llm.errors import BudgetExceeded, EndpointUnreachable, LLMError, MissingAPIKey, ReplayMiss
 from bpo.llm.request import ChatRequest, ChatResult, call_request
 from bpo.llm.standin import STANDIN_MODEL
@@ -19,6 +19,7 @@ __all__ = [
     "ChatResult",
     "Estimate",
     "LLMClient",
+    "client_from_mapping",
     "LLMError",
     "MissingAPIKey",
     "ReplayMiss",

@@ -8,7 +8,7 @@ from bpo.settings.base import Settings, SettingsError
 from bpo.settings.critique import BPODatasetSettings, CritiqueEstimateSettings, CritiqueSettings, SFTSettings, critique_runtime
 from bpo.settings.data import CleaningSettings, MergeSettings, PairsSourceSettings, SourceSettings
 from bpo.settings.config import ConfigError, load_config, validate_config
-from bpo.settings.llm import EndpointSettings, LLMCall, LLMRuntime, LocalModelSettings
+from bpo.settings.llm import EndpointLimits, EndpointSettings, LLMCall, LLMRuntime, LocalModelSettings, endpoint_config
 
 __all__ = [
     "BPODatasetSettings",
@@ -21,7 +21,9 @@ __all__ = [
     "SourceSettings",
     "critique_runtime",
     "ConfigError",
+    "EndpointLimits",
     "EndpointSettings",
+    "endpoint_config",
     "LocalModelSettings",
     "LLMCall",
     "LLMRuntime",
