@@ -167,14 +167,15 @@ def optimize_settings(wildcards):
 
 
 def sft_rewrite_optimize_settings(wildcards):
-    from bpo.settings.optimize import SFT_REWRITE, OptimizeSettings
+    from bpo.settings.optimize import OptimizeSettings
+    from bpo.settings.testsets import SFT_REWRITE
 
     return OptimizeSettings.from_config(config, SFT_REWRITE, config["eval"]["sft_rewrite"]["optimizer"]).canonical()
 
 
 def optimize_testset_input(wildcards):
     """The test set file (a local path, or where rule download_testset puts it)."""
-    from bpo.settings.optimize import TestsetSettings
+    from bpo.settings.testsets import TestsetSettings
 
     return TestsetSettings.from_config(config, wildcards.testset).path
 

@@ -1,4 +1,4 @@
-"""Settings of the critique stage (rules critique, critique_estimate) and of the SFT dataset (rule sft).
+"""Settings of the critique stage (rules critique, critique_estimate).
 
 The critique template is tracked by path AND content hash, so editing the file reruns the
 critiques while a touch does not. Budget and error tolerance decide whether a run may finish,
@@ -48,36 +48,3 @@ def critique_runtime(config: Mapping[str, Any]) -> LLMRuntime:
     cfg = config["critique"]
     return LLMRuntime.from_config(config, cfg["endpoint"], budget_usd=cfg["budget_usd"],
                                   max_error_fraction=cfg["max_error_fraction"])
-
-
-@dataclass(frozen=True)
-class BPODatasetSettings(Settings):
-    """``sft.bpo_dataset``: a ready-made BPO-format dataset as the SFT source."""
-
-    hub_id: str | None
-    path: str | None
-    split: str
-    apply_filters: bool
-
-
-@dataclass(frozen=True)
-class SFTSettings(Settings):
-    """``sft.*``; ``bpo_dataset`` is None unless ``source`` is ``bpo_dataset`` (so editing it in
-    critiques mode reruns nothing)."""
-
-    source: str
-    seed: int
-    val_fraction: float
-    max_original_to_optimized: float | None
-    max_optimized_to_original: float | None
-    protected_markers: tuple[str, ...]
-    length_rules_with_context: bool
-    context_formats: tuple[str, ...]
-    bpo_dataset: BPODatasetSettings | None
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Self:
-        cfg = dict(config["sft"])
-        if cfg["source"] != "bpo_dataset":
-            cfg["bpo_dataset"] = None
-        return cls.from_mapping(cfg, "sft")

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Self
 from bpo.settings.base import Settings, SettingsError, file_sha256, target_section
 from bpo.settings.critique import CritiqueSettings
 from bpo.settings.llm import LLMCall
-from bpo.settings.optimize import TestsetSettings
+from bpo.settings.testsets import TestsetSettings
 
 
 @dataclass(frozen=True)
