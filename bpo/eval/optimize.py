@@ -21,14 +21,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from bpo.eval.testsets import TestItem, load_configured, render_question
 from bpo.generation import EngineRecord, GenerationSettings
 from bpo.optimizer import optimize_prompts
 from bpo.schemas import OPTIMIZED, write_table
 from bpo.settings import LLMRuntime
-from bpo.settings.optimize import IdentitySettings, LLMRewriteSettings, OptimizeSettings
+from bpo.settings.optimize import IdentitySettings, LLMRewriteSettings, OptimizeSettings, optimizer_kind
 
 log = logging.getLogger(__name__)
 
@@ -206,3 +206,22 @@ def llm_rewrite_testset(out_path: str | Path, settings: LLMRewriteSettings, runt
     write_optimized(ts.items, rewritten, settings.testset.name, settings.name, None, out_path,
                     metadata={"optimizer_kind": "llm_rewrite", "rewrite_model": settings.call.model})
     return _finish(settings.name, settings.testset.name, rewritten, ts.dropped, f"llm_rewrite {settings.call.model}")
+
+
+def run_optimizer(out_path: str | Path, config: Mapping[str, Any], params: Mapping[str, Any],
+                  model_input: str | None = None) -> dict:
+    """Rewrite a test set with the optimizer whose canonical settings are ``params``, through the
+    library function its kind registers (bpo.settings.optimize.OPTIMIZER_KINDS). ``model_input``:
+    the rule's model folder, if any (else a kind with a model input uses the hub id it names);
+    the runtime (limits, cache, prices) of a kind that calls an LLM comes from ``config``."""
+    import importlib
+
+    kind = optimizer_kind(config, params["name"])
+    settings = kind.settings.from_params(params)
+    extra: dict[str, Any] = {}
+    if kind.model_input:
+        extra["model"] = model_input or settings.model
+    if hasattr(settings, "call"):
+        extra["runtime"] = LLMRuntime.from_config(config, settings.call.endpoint.name)
+    module, function = kind.run.split(":")
+    return getattr(importlib.import_module(module), function)(out_path, settings, **extra)

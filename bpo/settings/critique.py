@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Self
 
 from bpo.settings.base import Settings, file_sha256
 from bpo.settings.llm import LLMCall, LLMRuntime
+from bpo.settings.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,7 @@ class CritiqueEstimateSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        sources = tuple(name for name, cfg in config["sources"].items() if cfg["activate"])
-        return cls(critique=CritiqueSettings.from_config(config), sources=sources)
+        return cls(critique=CritiqueSettings.from_config(config), sources=Plan.from_config(config).sources)
 
 
 def critique_runtime(config: Mapping[str, Any]) -> LLMRuntime:

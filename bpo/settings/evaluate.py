@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Self
 from bpo.settings.base import Settings, SettingsError, file_sha256, target_section
 from bpo.settings.critique import CritiqueSettings
 from bpo.settings.llm import LLMCall
+from bpo.settings.plan import Plan
 from bpo.settings.testsets import TestsetSettings
 
 
@@ -94,37 +95,32 @@ def _endpoint_role(role: str, name: str, call: LLMCall) -> ModelRole:
 def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
     """Every model behind an active optimizer, target and the judge, and the critic whose
     rewrites trained a ``trained`` optimizer."""
-    ev = config["eval"]
+    ev, plan = config["eval"], Plan.from_config(config)
     out: list[ModelRole] = []
-    trained = False
-    for name, opt in ev["optimizers"].items():
-        if not opt["activate"]:
-            continue
-        kind = opt["kind"]
-        if kind == "trained":
-            trained, base = True, config["train"]["base_model"]
+    for name, kind_name in plan.optimizers.items():
+        opt, kind = ev["optimizers"][name], plan.kind(name)
+        if kind.model_input == "trained":
+            base = config["train"]["base_model"]
             out.append(ModelRole("optimizer", name, "trained by this workflow (rule train_optimizer)",
                                  f"fine-tuned from {base}" if base else
                                  "tiny model trained from scratch (exercises the code, NOT a useful optimizer)",
                                  bool(base)))
-        elif kind == "model":
+        elif kind.model_input == "model":
             out.append(ModelRole("optimizer", name, opt["model"], "local folder or hub id", True))
-        elif kind == "identity":
-            out.append(ModelRole("optimizer", name, "none", "no rewrite (the original prompt)", None))
-        else:
+        elif kind.no_model:
+            out.append(ModelRole("optimizer", name, "none", kind.no_model, None))
+        else:  # the kind calls an LLM
             out.append(_endpoint_role("optimizer", name, LLMCall.from_section(config, opt, f"eval.optimizers.{name}",
-                                                                              f"kind {kind}")))
-    if trained:
+                                                                              f"kind {kind_name}")))
+    if plan.trains_optimizer:
         if config["sft"]["source"] == "critiques":
             out.append(_endpoint_role("critic", "critic", CritiqueSettings.from_config(config).call))
         else:
             d = config["sft"]["bpo_dataset"]
             out.append(ModelRole("critic", "critic", d["hub_id"] or d["path"] or "?", "a ready-made BPO dataset", None))
-    for name, t in ev["targets"].items():
-        if not t["activate"]:
-            continue
-        if t["kind"] == "hf":
-            out.append(ModelRole("target", name, t["model"], "local model (kind hf)", True))
+    for name, target_kind in plan.targets.items():
+        if target_kind == "hf":
+            out.append(ModelRole("target", name, ev["targets"][name]["model"], "local model (kind hf)", True))
         else:
             out.append(_endpoint_role("target", name, EndpointTargetSettings.from_config(config, name).call))
     out.append(_endpoint_role("judge", "judge", JudgeSettings.from_config(config).call))

@@ -1,5 +1,6 @@
-"""Settings of the optimize stage: one class per optimizer kind (``eval.optimizers.<name>``); rules
-optimize_testset, optimize_identity, optimize_llm_rewrite and sft_rewrite_optimize."""
+"""Settings of the optimize stage: one class per optimizer kind (``eval.optimizers.<name>``) and the
+registry of kinds (:data:`OPTIMIZER_KINDS`); rules optimize_testset, optimize_identity,
+optimize_llm_rewrite and sft_rewrite_optimize."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from bpo.settings.testsets import TestsetSettings
 # optimize_testset), identity copies the prompts (optimize_identity), llm_rewrite asks an
 # endpoint (optimize_llm_rewrite).
 GENERATING_KINDS = ("trained", "model")
-OPTIMIZER_KINDS = (*GENERATING_KINDS, "identity", "llm_rewrite")
 
 
 def optimizer_section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -91,12 +91,42 @@ class LLMRewriteSettings(Settings):
                    template=opt["template"], template_sha256=file_sha256(opt["template"], f"{key}.template"))
 
 
-OPTIMIZER_SETTINGS: dict[str, type[Settings]] = {
-    "trained": OptimizeSettings, "model": OptimizeSettings, "identity": IdentitySettings,
-    "llm_rewrite": LLMRewriteSettings,
+@dataclass(frozen=True)
+class OptimizerKind:
+    """What the workflow needs to know of one optimizer kind (eval.optimizers.<name>.kind).
+
+    ``settings`` is built by ``from_config(config, testset, optimizer)``; ``run`` names the library
+    function (``module:function``) that workflow_scripts/optimize.py calls with the output path and
+    the settings, plus ``model`` (the model folder or hub id) when ``model_input`` is set and
+    ``runtime`` (bpo.settings.LLMRuntime) when the settings have an LLM ``call``. ``model_input``:
+    ``trained`` = the optimizer this workflow trains, ``model`` = the folder or hub id in ``model``.
+    ``no_model``: for a kind without any model, what it does (the report's models table)."""
+
+    settings: type[Settings]
+    run: str
+    model_input: str | None = None
+    no_model: str | None = None
+
+
+# A new kind: its settings class and an entry here, its library function, its rule (rules/evaluate.smk,
+# script workflow_scripts/optimize.py) and its name and keys in config/schema.yaml.
+OPTIMIZER_KINDS: dict[str, OptimizerKind] = {
+    "trained": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="trained"),
+    "model": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="model"),
+    "identity": OptimizerKind(IdentitySettings, "bpo.eval.optimize:identity_testset",
+                              no_model="no rewrite (the original prompt)"),
+    "llm_rewrite": OptimizerKind(LLMRewriteSettings, "bpo.eval.optimize:llm_rewrite_testset"),
 }
+
+
+def optimizer_kind(config: Mapping[str, Any], name: str) -> OptimizerKind:
+    """The registered kind of optimizer ``name``."""
+    kind = optimizer_section(config, name)["kind"]
+    if kind not in OPTIMIZER_KINDS:
+        raise SettingsError(f"config eval.optimizers.{name}.kind: '{kind}' is not one of {', '.join(OPTIMIZER_KINDS)}")
+    return OPTIMIZER_KINDS[kind]
 
 
 def optimizer_settings(config: Mapping[str, Any], testset: str, optimizer: str) -> Settings:
     """The settings of ``optimizer`` (by its kind) rewriting ``testset``."""
-    return OPTIMIZER_SETTINGS[optimizer_section(config, optimizer)["kind"]].from_config(config, testset, optimizer)
+    return optimizer_kind(config, optimizer).settings.from_config(config, testset, optimizer)
