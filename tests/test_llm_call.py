@@ -81,3 +81,21 @@ def test_missing_endpoint_or_model_names_the_key():
         JudgeSettings.from_config(config)
     with pytest.raises(SettingsError, match="missing key"):
         LLMCall.from_mapping({"model": "m"}, "x")
+
+
+def test_every_stage_keeps_its_params():
+    """The canonical params of the critique, judge, answer, optimize and report stages are those
+    recorded before LLMCall and the plan (tests/data/record_stage_params.py): nothing reruns."""
+    from tests.data.record_stage_params import stage_params
+
+    assert stage_params() == json.loads((DATA / "stage_params.json").read_text())
+
+
+def test_a_later_optional_field_is_left_out_while_unset():
+    config = load_config()
+    crit = CritiqueSettings.from_config(config)
+    assert "system_prompt" not in crit.canonical() and CritiqueSettings.from_params(crit.canonical()) == crit
+    judge = JudgeSettings.from_config(config)
+    assert judge.canonical()["system_prompt"] is None  # a judge always had one: kept as it was
+    set_ = CritiqueSettings.from_config(load_config(overrides={"critique": {"system_prompt": "Be strict."}}))
+    assert set_.canonical()["system_prompt"] == "Be strict." and CritiqueSettings.from_params(set_.canonical()) == set_

@@ -97,9 +97,12 @@ class Settings:
     """Frozen, typed settings. Subclasses are ``@dataclass(frozen=True)`` with annotated fields and
     no defaults. A field typed as another Settings class is built from its sub-mapping, a
     ``tuple[X, ...]`` of them from a list of mappings. A field named in ``inline`` is flat in the
-    canonical form (its fields sit beside the owner's, as they do in the config section)."""
+    canonical form (its fields sit beside the owner's, as they do in the config section). A key
+    named in ``omit_none`` (own or inlined) is left out of the canonical form while None, so a
+    field a stage gained later (critique's system_prompt) changes no params and reruns nothing."""
 
     inline: ClassVar[tuple[str, ...]] = ()
+    omit_none: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "") -> Self:
@@ -108,11 +111,13 @@ class Settings:
             raise SettingsError(f"config {where or cls.__name__}: expected a mapping, got {type(data).__name__}")
         hints = typing.get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]
+        data = {**dict.fromkeys(set(cls.omit_none) & set(names)), **data}
         for name in cls.inline:
             if name not in data:  # flat, as canonical() writes it
                 sub_names = {f.name for f in dataclasses.fields(_settings_class(hints[name]))}
                 data = {**{k: v for k, v in data.items() if k not in sub_names},
-                        name: {k: v for k, v in data.items() if k in sub_names}}
+                        name: {**dict.fromkeys(set(cls.omit_none) & sub_names),
+                               **{k: v for k, v in data.items() if k in sub_names}}}
         missing = [n for n in names if n not in data]
         unknown = sorted(set(data) - set(names))
         prefix = f"{where}." if where else ""
@@ -150,7 +155,7 @@ class Settings:
                 out.update(value)
             else:
                 out[f.name] = value
-        return dict(sorted(out.items()))
+        return {k: out[k] for k in sorted(out) if not (k in self.omit_none and out[k] is None)}
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)

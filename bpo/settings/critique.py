@@ -23,6 +23,7 @@ class CritiqueSettings(Settings):
     template_sha256: str  # content: what reruns the stage
 
     inline: ClassVar = ("call",)
+    omit_none: ClassVar = ("system_prompt",)  # added later: unset, the params are as before
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:

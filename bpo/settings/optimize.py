@@ -81,6 +81,7 @@ class LLMRewriteSettings(Settings):
     template_sha256: str
 
     inline: ClassVar = ("call",)
+    omit_none: ClassVar = ("system_prompt",)  # added later: unset, the params are as before
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], testset: str, optimizer: str) -> Self:
