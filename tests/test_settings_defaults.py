@@ -22,7 +22,8 @@ def _settings_classes() -> list[type]:
     found = {Limits}
     for mod in pkgutil.iter_modules(bpo.settings.__path__):
         module = importlib.import_module(f"bpo.settings.{mod.name}")
-        found |= {v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Settings) and v is not Settings}
+        found |= {v for v in vars(module).values()
+                  if isinstance(v, type) and issubclass(v, Settings) and v is not Settings}
     return sorted(found, key=lambda c: (c.__module__, c.__name__))
 
 
@@ -33,7 +34,8 @@ def test_every_settings_class_is_found():
     names = {c.__name__ for c in CLASSES}
     assert {"EndpointSettings", "EndpointLimits", "LLMCall", "LLMRuntime", "LocalModelSettings", "CritiqueSettings",
             "JudgeSettings", "EndpointTargetSettings", "LLMRewriteSettings", "GenerationSettings", "SourceSettings",
-            "TestsetSettings", "SFTSettings", "ReportSettings", "Limits"} <= names
+            "TestsetSettings", "SFTSettings", "ReportSettings", "Limits", "HHRLHFOptions", "OASST1Options",
+            "ChatbotArenaOptions", "AlpacaGPT4Options"} <= names
     assert len(CLASSES) >= 30
 
 
@@ -66,3 +68,19 @@ def test_local_endpoint_options_get_the_schema_values():
     ep = EndpointSettings.from_config(endpoint_config("loc", {"backend": "local", "model": "some/model"}), "loc")
     assert ep.local.canonical() == {"model": "some/model", **{k: schema[k]["default"] for k in
                                                               ("default_max_tokens", "dtype", "engine")}}
+
+
+def test_source_options_are_typed_with_the_schema_values():
+    from bpo.settings import SourceSettings, load_config
+    from bpo.settings.data import SOURCE_OPTIONS
+
+    schema = load_schema()["properties"]["sources"]["properties"]
+    config = load_config()
+    for name, cls in SOURCE_OPTIONS.items():
+        options = SourceSettings.from_config(config, name).options
+        assert isinstance(options, cls)
+        assert {k: v for k, v in options.canonical().items()} == {
+            f.name: config["sources"][name][f.name] for f in dataclasses.fields(cls)}
+        assert set(options.canonical()) | {"activate", "path", "hub_id", "split", "sample"} == set(schema[name]["properties"])
+    assert SourceSettings.from_config(load_config(overrides={"sources": {"oasst1": {"languages": ["de"]}}}),
+                                      "oasst1").options.languages == ("de",)

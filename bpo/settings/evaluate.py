@@ -63,8 +63,8 @@ class JudgeSettings(Settings):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         j = config["eval"]["judge"]
-        return cls(call=LLMCall.from_section(config, j, "eval.judge", "the judge"), identical_as_tie=j["identical_as_tie"],
-                   template=j["template"],
+        return cls(call=LLMCall.from_section(config, j, "eval.judge", "the judge"),
+                   identical_as_tie=j["identical_as_tie"], template=j["template"],
                    template_sha256=file_sha256(j["template"], "eval.judge.template"), protocol=j["protocol"],
                    order_seed=j["order_seed"], lenient_verdicts=j["lenient_verdicts"])
 

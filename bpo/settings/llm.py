@@ -133,7 +133,8 @@ class LLMRuntime(Settings):
     def from_config(cls, config: Mapping[str, Any], endpoint: str, *, budget_usd: float | None = None,
                     max_error_fraction: float = 0.0) -> Self:
         llm = config["llm"]
-        limits = EndpointLimits.from_mapping(endpoint_section(config, endpoint)["limits"], f"llm.endpoints.{endpoint}.limits")
+        limits = EndpointLimits.from_mapping(endpoint_section(config, endpoint)["limits"],
+                                             f"llm.endpoints.{endpoint}.limits")
         return cls(cache_path=llm["cache"], limits=limits, prices=dict(llm["prices"]), budget_usd=budget_usd,
                    max_error_fraction=max_error_fraction)
 

@@ -19,7 +19,8 @@ def stage_params() -> dict:
         c = load_config(*paths)
         d = out[name] = {"critique": CritiqueSettings.from_config(c).canonical(),
                          "estimate": CritiqueEstimateSettings.from_config(c).canonical(),
-                         "sft": SFTSettings.from_config(c).canonical(), "judge": JudgeSettings.from_config(c).canonical(),
+                         "sft": SFTSettings.from_config(c).canonical(),
+                         "judge": JudgeSettings.from_config(c).canonical(),
                          "report": ReportSettings.from_config(c).canonical()}
         ts = next(iter(c["eval"]["testsets"]))
         for t, cfg in c["eval"]["targets"].items():
