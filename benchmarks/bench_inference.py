@@ -63,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--batch-sizes", default="8,16,32")
-    ap.add_argument("--max-new-tokens", type=int, default=128, help="config eval.optimizers.trained.max_new_tokens: 128")
+    ap.add_argument("--max-new-tokens", type=int, default=128, help="config eval.optimizers.trained.max_tokens: 128")
     ap.add_argument("--models", default="64x2,256x4", help="hidden x layers of each model (64x2 = the default tiny)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

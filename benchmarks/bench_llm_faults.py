@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from bpo.llm import ChatRequest, LLMClient  # noqa: E402
+from bpo.llm import ChatRequest, client_from_mapping  # noqa: E402
 from bpo.llm.errors import EndpointUnreachable  # noqa: E402
 from bpo.settings.config import load_schema  # noqa: E402
 from llm_fault_cases import (KEY_ENV, SECRET, closed_port_url, concurrent_runs, kill_owner_run,  # noqa: E402
@@ -42,7 +42,7 @@ def schema_limits() -> dict:
 def unreachable(tmp: Path, n: int) -> tuple[float, dict, str]:
     limits = schema_limits()
     endpoint = {"backend": "openai", "base_url": closed_port_url(), "api_key_env": KEY_ENV, "limits": limits}
-    client = LLMClient(endpoint, tmp / "unreachable.sqlite", "critique", name="remote", progress=False)
+    client = client_from_mapping(endpoint, tmp / "unreachable.sqlite", "critique", name="remote", progress=False)
     requests = [ChatRequest(model="gpt-3.5-turbo", messages=[{"role": "user", "content": f"pair {i}"}])
                 for i in range(n)]
     t0 = time.monotonic()

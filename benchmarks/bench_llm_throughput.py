@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 import openai  # noqa: E402
 
-from bpo.llm import ChatRequest, LLMClient  # noqa: E402
+from bpo.llm import ChatRequest, client_from_mapping  # noqa: E402
 
 KEY_ENV = "BPO_BENCH_API_KEY"
 
@@ -106,7 +106,7 @@ def make_requests(n: int, tag: str, template: str) -> list[ChatRequest]:
 def bench_client(base_url: str, cache: Path, conc: int, reqs: list[ChatRequest]) -> dict:
     endpoint = {"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV,
                 "limits": {"max_concurrency": conc, "timeout_s": 60, "max_retries": 2}}
-    client = LLMClient(endpoint, cache, "bench", progress=True)  # the bar's bookkeeping is part of the cost
+    client = client_from_mapping(endpoint, cache, "bench", progress=True)  # the bar's bookkeeping is part of the cost
     c0 = time.process_time()
     t0 = time.perf_counter()
     results = client.run(reqs)
@@ -213,7 +213,7 @@ def main() -> None:
             fill_s = time.perf_counter() - fill_t
             server_cpu = process_cpu_s(proc.pid)
             before = server_call(base_url, "/stats")["total"]
-            client = LLMClient({"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV,
+            client = client_from_mapping({"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV,
                                 "limits": {"max_concurrency": 64}}, tmp / "cached.sqlite", "bench", progress=False)
             t0 = time.perf_counter()
             rerun_reqs = make_requests(args.cached, "cached", template)

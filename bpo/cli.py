@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "hf-generate or vllm")
     opt.add_argument("--temperature", type=float, default=d["temperature"])
     opt.add_argument("--top-p", type=float, default=d["top_p"])
-    opt.add_argument("--max-new-tokens", type=int, default=d["max_new_tokens"])
+    opt.add_argument("--max-tokens", "--max-new-tokens", dest="max_new_tokens", type=int, default=d["max_tokens"],
+                     help="longest rewrite in tokens (config eval.optimizers.<name>.max_tokens)")
     opt.add_argument("--batch-size", type=int, default=d["batch_size"])
     opt.add_argument("--seed", type=int, default=d["seed"])
     opt.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")

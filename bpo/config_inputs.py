@@ -20,6 +20,7 @@ from typing import Any
 
 from bpo.generation.model import is_hub_id, model_folder_problem  # noqa: F401 (is_hub_id: re-exported)
 from bpo.settings.config import ConfigError
+from bpo.settings.plan import Plan
 
 def model_location_problem(value: str) -> str | None:
     """Why a model given as a local folder or hub id cannot be used, or None (hub ids are not
@@ -77,17 +78,13 @@ def _template_problem(value: str, kind: str) -> str | None:
     return None
 
 
-def _active(section: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    return ((name, cfg) for name, cfg in section.items() if cfg.get("activate", True))
-
-
 def _source_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
     from bpo.sources import ConfigError as SourceConfigError
     from bpo.sources import local_inputs
 
-    for name, cfg in _active(config["sources"]):
+    for name in Plan.from_config(config).sources:
         try:
-            paths = local_inputs(name, dict(cfg))
+            paths = local_inputs(name, dict(config["sources"][name]))
         except SourceConfigError as exc:
             yield f"sources.{name}", str(exc).split(": ", 1)[-1]
             continue
@@ -107,26 +104,25 @@ def _sft_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]
 
 
 def _eval_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
-    ev = config["eval"]
-    targets = dict(_active(ev["targets"]))
-    testsets = dict(_active(ev["testsets"]))
-    if ev["sft_rewrite"]["activate"]:
+    ev, plan = config["eval"], Plan.from_config(config)
+    if plan.sft_rewrite:
         path = ev["sft_rewrite"]["path"]
         yield "eval.sft_rewrite.path", _file_problem(path) if path else "not set (activate needs an Alpaca-format file)"
-    if not (targets and testsets):
+    if not (plan.targets and plan.testsets):
         return  # nothing is evaluated
-    for name, cfg in testsets.items():
-        if cfg.get("path"):  # else rule download_testset fetches the url
-            yield f"eval.testsets.{name}.path", _file_problem(cfg["path"])
+    for name in plan.testsets:
+        if ev["testsets"][name].get("path"):  # else rule download_testset fetches the url
+            yield f"eval.testsets.{name}.path", _file_problem(ev["testsets"][name]["path"])
     yield "eval.judge.template", _template_problem(ev["judge"]["template"], "judge")
-    for name, cfg in _active(ev["optimizers"]):
-        if cfg["kind"] == "model" and cfg.get("model"):
+    for name, kind in plan.optimizers.items():
+        cfg = ev["optimizers"][name]
+        if plan.kind(name).model_input == "model" and cfg.get("model"):
             yield f"eval.optimizers.{name}.model", model_location_problem(cfg["model"])
-        elif cfg["kind"] == "llm_rewrite":
+        elif kind == "llm_rewrite":
             yield f"eval.optimizers.{name}.template", _file_problem(cfg["template"])
-    for name, cfg in targets.items():
-        if cfg.get("kind") == "hf" and cfg.get("model"):
-            yield f"eval.targets.{name}.model", model_location_problem(cfg["model"])
+    for name in plan.targets_of("hf"):
+        if ev["targets"][name].get("model"):
+            yield f"eval.targets.{name}.model", model_location_problem(ev["targets"][name]["model"])
 
 
 def _train_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from bpo.atomic import write_json
 from bpo.critique_parse import parse_critique
 from bpo.schemas import CRITIQUES, PAIRS, read_table, write_table
-from bpo.settings import CritiqueEstimateSettings, CritiqueSettings, LLMRuntime
+from bpo.settings import CritiqueEstimateSettings, CritiqueSettings, LLMCall, LLMRuntime
 
 log = logging.getLogger(__name__)
 
@@ -160,39 +160,13 @@ def select_pairs(pairs_path: str | os.PathLike, source: str | None) -> list[dict
     return table.to_pylist()
 
 
-def build_requests(
-    pairs: Sequence[Mapping],
-    template: CritiqueTemplate,
-    *,
-    model: str,
-    temperature: float,
-    top_p: float | None,
-    max_tokens: int | None,
-    seed: int | None = None,
-) -> list:
-    """One single-user-message :class:`ChatRequest` per pair, in the pairs' order."""
-    from bpo.llm import ChatRequest
+def build_requests(pairs: Sequence[Mapping], template: CritiqueTemplate, call: LLMCall) -> list:
+    """One :class:`ChatRequest` per pair (the rendered template as the user message), in the pairs' order."""
+    from bpo.llm import call_request
 
-    requests = []
-    for pair in pairs:
-        content = template.render(
-            instruction=pair["instruction"],
-            context=pair.get("context") or "",
-            bad_response=pair["bad_response"],
-            good_response=pair["good_response"],
-        )
-        requests.append(
-            ChatRequest(
-                model=model,
-                messages=[{"role": "user", "content": content}],
-                temperature=temperature,
-                top_p=top_p,
-                max_tokens=max_tokens,
-                n=1,
-                seed=seed,
-            )
-        )
-    return requests
+    return [call_request(call, template.render(instruction=pair["instruction"], context=pair.get("context") or "",
+                                               bad_response=pair["bad_response"], good_response=pair["good_response"]))
+            for pair in pairs]
 
 
 def critique_rows(pairs: Sequence[Mapping], requests: Sequence, results: Sequence, model: str) -> list[dict]:
@@ -260,8 +234,7 @@ def _check_template(template_path: str, expected_sha256: str | None) -> Critique
 
 
 def _requests(pairs: Sequence[Mapping], template: CritiqueTemplate, settings: CritiqueSettings) -> list:
-    return build_requests(pairs, template, model=settings.model, temperature=settings.temperature,
-                          top_p=settings.top_p, max_tokens=settings.max_tokens, seed=settings.seed)
+    return build_requests(pairs, template, settings.call)
 
 
 def run_critique(
@@ -281,9 +254,9 @@ def run_critique(
     """
     from bpo.llm import make_client
 
-    client = make_client(settings.endpoint, runtime, STAGE)  # checks the API key before any work
+    client = make_client(settings.call.endpoint, runtime, STAGE)  # checks the API key before any work
     template = _check_template(settings.template, settings.template_sha256)
-    model, max_error_fraction = settings.model, runtime.max_error_fraction
+    model, max_error_fraction = settings.call.model, runtime.max_error_fraction
     pairs = select_pairs(pairs_path, source)
     if not pairs:
         log.warning("%s: no pairs for source %r; writing an empty critique table", pairs_path, source)
@@ -327,8 +300,8 @@ def estimate_critiques(
     critique, budget_usd = settings.critique, runtime.budget_usd
     template = _check_template(critique.template, critique.template_sha256)
     # No API key needed to count: an estimate before exporting the key is the point.
-    client = make_client(critique.endpoint, runtime, STAGE, check_key=False)
-    report: dict = {"model": critique.model, "template": critique.template, "template_sha256": template.sha256,
+    client = make_client(critique.call.endpoint, runtime, STAGE, check_key=False)
+    report: dict = {"model": critique.call.model, "template": critique.template, "template_sha256": template.sha256,
                     "budget_usd_per_source": budget_usd, "sources": {}}
     totals: Counter = Counter()
     for source in settings.sources:

@@ -1,10 +1,10 @@
 # Helpers shared by every rule file. Validation runs first so a bad key fails at parse time.
 import os
 import re
-from urllib.parse import urlparse
 
 from bpo.config_inputs import check_inputs
 from bpo.settings.config import load_schema, validate_config
+from bpo.settings.plan import Plan, optimizer_model
 from bpo.sources import SOURCES
 
 
@@ -15,6 +15,8 @@ validate_config(config, load_schema(os.path.join(workflow.basedir, "config", "sc
 # Snakemake takes an existing output as a plain input when the job producing it cannot be
 # planned, so a missing input would pass silently once outputs exist (see bpo/config_inputs.py).
 check_inputs(config)
+# What runs (active sources, test sets, optimizers and targets by kind): decided in bpo.settings.plan.
+PLAN = Plan.from_config(config)
 
 
 # Each config writes under its own roots (run_name), so two configs never touch each other's
@@ -41,7 +43,7 @@ localrules:
 
 def active_sources():
     """Names of the preference sources switched on in config (in config order)."""
-    return [name for name, cfg in config["sources"].items() if cfg["activate"]]
+    return list(PLAN.sources)
 
 
 # --- data stage (rules/data.smk) ---
@@ -153,11 +155,7 @@ def deepspeed_config_input():
 # its branch.
 def eval_optimizers(*kinds):
     """Active optimizer names (config order), optionally of some kinds."""
-    return [
-        name
-        for name, cfg in config["eval"]["optimizers"].items()
-        if cfg["activate"] and (not kinds or cfg["kind"] in kinds)
-    ]
+    return PLAN.optimizers_of(*kinds)
 
 
 def optimize_settings(wildcards):
@@ -167,14 +165,15 @@ def optimize_settings(wildcards):
 
 
 def sft_rewrite_optimize_settings(wildcards):
-    from bpo.settings.optimize import SFT_REWRITE, OptimizeSettings
+    from bpo.settings.optimize import OptimizeSettings
+    from bpo.settings.testsets import SFT_REWRITE
 
     return OptimizeSettings.from_config(config, SFT_REWRITE, config["eval"]["sft_rewrite"]["optimizer"]).canonical()
 
 
 def optimize_testset_input(wildcards):
     """The test set file (a local path, or where rule download_testset puts it)."""
-    from bpo.settings.optimize import TestsetSettings
+    from bpo.settings.testsets import TestsetSettings
 
     return TestsetSettings.from_config(config, wildcards.testset).path
 
@@ -186,12 +185,10 @@ def sft_rewrite_optimize_input(wildcards):
 def _optimizer_model(name):
     """The folder of a generating optimizer when it is local: the trained one for kind trained
     (a hub id is in the settings only)."""
-    cfg = config["eval"]["optimizers"].get(name)
-    if cfg is None:
-        raise ValueError(f"config: eval.optimizers has no optimizer '{name}'")
-    if cfg["kind"] == "trained":
+    model = optimizer_model(config, name)
+    if model == "trained":
         return [result("models/optimizer")]
-    return local_model_input(cfg["model"]) if cfg["kind"] == "model" and cfg["model"] else []
+    return local_model_input(model) if model else []
 
 
 def optimizer_model_input(wildcards):
@@ -224,26 +221,17 @@ def hf_target_model_input(wildcards):
 
 def eval_testsets():
     """Active test set names (config order)."""
-    return [name for name, cfg in config["eval"]["testsets"].items() if cfg["activate"]]
+    return list(PLAN.testsets)
 
 
 def eval_targets(kind=None):
     """Active target names, optionally of one kind (endpoint | hf)."""
-    return [
-        name
-        for name, cfg in config["eval"]["targets"].items()
-        if cfg["activate"] and (kind is None or cfg["kind"] == kind)
-    ]
+    return PLAN.targets_of(kind)
 
 
 def _names_regex(names):
     # A constraint that matches nothing when no target has this kind.
     return "|".join(re.escape(n) for n in names) or "(?!x)x"
-
-
-def downloaded_testset_path(name, url):
-    """Where rule download_testset stores a test set fetched from ``url``."""
-    return f"data/testsets/{name}/{os.path.basename(urlparse(url).path) or 'testset.json'}"
 
 
 def downloaded_testsets():
@@ -289,7 +277,7 @@ def sft_rewrite_answer_settings(wildcards):
 # --- report stage (rules/report.smk) ---
 def eval_triples():
     """(test set, optimizer, target) triples that the report covers."""
-    return [(ts, opt, tg) for ts in eval_testsets() for opt in eval_optimizers() for tg in eval_targets()]
+    return PLAN.triples()
 
 
 def report_judgments():
@@ -321,7 +309,7 @@ def eval_report_outputs():
             result("report/intrinsic.json"),
             result("report/browse.html"),  # rules/report.smk, rule browse
         ]
-    if config["eval"]["sft_rewrite"]["activate"]:
+    if PLAN.sft_rewrite:
         out += [result("sft_rewrite/reproduce.json"), result("sft_rewrite/train.json")]
     return out
 

@@ -1,5 +1,5 @@
-# Stage: critique + sft. One critique call per pair (cached, rate-limited, budget-capped) ->
-# results/critiques/{source}.parquet -> filtered SFT train/val + filter report.
+# Stage: critique. One critique call per pair (cached, rate-limited, budget-capped) ->
+# results/critiques/{source}.parquet (rules/sft.smk filters them into the SFT train/val).
 # Every value that changes a result is in the one settings param (the template by path AND
 # content hash, so an edit reruns; a touch does not). The LLM limits, the cache path, prices,
 # budget_usd and max_error_fraction are read by the scripts from config on purpose: they change throughput or whether a run may
@@ -51,24 +51,3 @@ rule critique_estimate:
         mem_mb=2000,
     script:
         "../workflow_scripts/critique_estimate.py"
-
-
-rule sft:
-    input:
-        unpack(sft_inputs),
-    output:
-        train=result("sft/train.parquet"),
-        val=result("sft/val.parquet"),
-        report=result("sft/filter_report.json"),
-    params:
-        settings=sft_settings(),
-    log:
-        log_file("critique/sft.log"),
-    benchmark:
-        benchmark_file("critique/sft.tsv")
-    conda:
-        "../envs/llm.yaml"
-    resources:
-        mem_mb=4000,
-    script:
-        "../workflow_scripts/sft.py"

@@ -58,7 +58,7 @@ rule optimize_testset:
     resources:
         mem_mb=8000,
     script:
-        "../workflow_scripts/optimize_testset.py"
+        "../workflow_scripts/optimize.py"
 
 
 rule optimize_identity:
@@ -80,7 +80,7 @@ rule optimize_identity:
     resources:
         mem_mb=1000,
     script:
-        "../workflow_scripts/optimize_identity.py"
+        "../workflow_scripts/optimize.py"
 
 
 rule optimize_llm_rewrite:
@@ -102,7 +102,7 @@ rule optimize_llm_rewrite:
     resources:
         api=1,
     script:
-        "../workflow_scripts/optimize_llm_rewrite.py"
+        "../workflow_scripts/optimize.py"
 
 
 # Each target answers the original questions of a test set once; every optimizer's answers
@@ -246,7 +246,7 @@ rule sft_rewrite_optimize:
     resources:
         mem_mb=8000,
     script:
-        "../workflow_scripts/optimize_testset.py"
+        "../workflow_scripts/optimize.py"
 
 
 rule sft_rewrite_answer:

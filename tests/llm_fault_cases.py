@@ -53,17 +53,17 @@ PLANTED_RUN = textwrap.dedent(
     log_path, base_url, cache, export = sys.argv[1:5]
     setup_logging(log_path)
     import logging
-    from bpo.llm import ChatRequest, LLMClient
+    from bpo.llm import ChatRequest, client_from_mapping
     from bpo.llm.cache import Cache
 
     ep = {"backend": "openai", "base_url": base_url, "api_key_env": "%s",
           "limits": {"max_concurrency": 2, "max_retries": 1, "backoff_base_s": 0.01}}
     reqs = [ChatRequest(model="m", messages=[{"role": "user", "content": f"q {i}"}]) for i in range(4)]
-    out = LLMClient(ep, cache, "critique", progress=True).run(reqs)
+    out = client_from_mapping(ep, cache, "critique", progress=True).run(reqs)
     logging.getLogger("driver").info("results: %%r", out)
     print("stdout:", [r.error for r in out])
     Cache(cache).export_parquet(export)
-    LLMClient(ep, cache, "critique", progress=False).run(reqs + [ChatRequest(model="m", messages=[
+    client_from_mapping(ep, cache, "critique", progress=False).run(reqs + [ChatRequest(model="m", messages=[
         {"role": "user", "content": "four-oh-one"}])])  # raises: the uncaught error goes to the log
     """
 ) % KEY_ENV
@@ -94,14 +94,14 @@ def planted_key_run(tmp: Path) -> dict:
 DRIVER = textwrap.dedent(
     """
     import os, sys, time
-    from bpo.llm import ChatRequest, LLMClient
+    from bpo.llm import ChatRequest, client_from_mapping
 
     base_url, cache, n, conc, tag, go = sys.argv[1:7]
     ep = {"backend": "openai", "base_url": base_url, "api_key_env": "%s",
           "default_headers": {"X-Run": tag}, "limits": {"max_concurrency": int(conc), "timeout_s": 30}}
     reqs = [ChatRequest(model="gpt-test", messages=[{"role": "user", "content": f"pair {i}"}], temperature=0.9)
             for i in range(int(n))]
-    client = LLMClient(ep, cache, "critique", progress=False)
+    client = client_from_mapping(ep, cache, "critique", progress=False)
     while not os.path.exists(go):  # both runs start sending at the same moment
         time.sleep(0.005)
     results = client.run(reqs)

@@ -26,6 +26,8 @@ from bpo.settings import (
     CritiqueEstimateSettings,
     CritiqueSettings,
     EndpointSettings,
+    LLMCall,
+    endpoint_config,
     LLMRuntime,
     critique_runtime,
     load_config,
@@ -96,13 +98,22 @@ def endpoint(server, monkeypatch):
 def _settings(endpoint, **kw) -> CritiqueSettings:
     ep = EndpointSettings(name="loopback", backend=endpoint["backend"], base_url=endpoint["base_url"],
                           api_key_env=endpoint["api_key_env"], default_headers={}, local=None)
-    values = {"model": "gpt-3.5-turbo", "temperature": 0.9, "top_p": 1.0, "max_tokens": 512, "seed": None, **kw}
-    return CritiqueSettings(endpoint=ep, template=str(TEMPLATE), template_sha256=template_sha256(TEMPLATE), **values)
+    values = {"model": "gpt-3.5-turbo", "temperature": 0.9, "top_p": 1.0, "max_tokens": 512, "seed": None,
+              "system_prompt": None, **kw}
+    return CritiqueSettings(call=LLMCall(endpoint=ep, **values), template=str(TEMPLATE),
+                            template_sha256=template_sha256(TEMPLATE))
+
+
+def _call(**kw) -> LLMCall:
+    """The loopback-free sampling of the request-building tests (gpt-3.5-turbo, 0.9, 1.0, 512)."""
+    ep = EndpointSettings(name="x", backend="standin", base_url=None, api_key_env=None, default_headers={}, local=None)
+    return LLMCall(**{"endpoint": ep, "model": "gpt-3.5-turbo", "temperature": 0.9, "top_p": 1.0, "max_tokens": 512,
+                      "seed": None, "system_prompt": None, **kw})
 
 
 def _runtime(endpoint, cache, prices=None, budget_usd=None, max_error_fraction=0.0) -> LLMRuntime:
-    return LLMRuntime(cache_path=str(cache), limits=dict(endpoint["limits"]), prices=prices or {},
-                      budget_usd=budget_usd, max_error_fraction=max_error_fraction)
+    config = endpoint_config("loopback", endpoint, cache=str(cache), prices=prices or {})
+    return LLMRuntime.from_config(config, "loopback", budget_usd=budget_usd, max_error_fraction=max_error_fraction)
 
 
 def _run(pairs_file, out, endpoint, cache, source="alpaca_gpt4", prices=None, budget_usd=None, max_error_fraction=0.0):
@@ -169,8 +180,7 @@ def test_template_hash_follows_content(tmp_path):
 
 
 def test_requests_are_single_user_messages_with_sampling():
-    reqs = build_requests(ALPACA, load_template(TEMPLATE), model="gpt-3.5-turbo", temperature=0.9, top_p=1.0,
-                          max_tokens=512, seed=7)
+    reqs = build_requests(ALPACA, load_template(TEMPLATE), _call(seed=7))
     assert len(reqs) == 3 and len({r.key for r in reqs}) == 3
     body = reqs[0].body
     assert body["model"] == "gpt-3.5-turbo" and body["temperature"] == 0.9 and body["seed"] == 7
@@ -195,7 +205,7 @@ def test_settings_from_config_leave_the_runtime_out():
     assert not {"limits", "budget_usd", "max_error_fraction", "cache", "prices"} & set(params)
     assert CritiqueSettings.from_params(params) == settings
     runtime = critique_runtime(config)
-    assert runtime.limits["max_concurrency"] == 3 and runtime.cache_path == "cache/llm.sqlite"
+    assert runtime.limits.max_concurrency == 3 and runtime.limits.max_retries == 6 and runtime.cache_path == "cache/llm.sqlite"
     assert runtime.budget_usd == 2.0 and runtime.max_error_fraction == 0.2
     assert runtime.prices == config["llm"]["prices"]
     estimate = CritiqueEstimateSettings.from_config(config)
@@ -232,7 +242,7 @@ def test_critique_end_to_end_and_cached_rerun(pairs_file, endpoint, server, tmp_
 
     rows = read_table(out, CRITIQUES).to_pylist()
     assert [r["pair_id"] for r in rows] == ["a1", "a2", "a3"]
-    reqs = build_requests(ALPACA, template, model="gpt-3.5-turbo", temperature=0.9, top_p=1.0, max_tokens=512)
+    reqs = build_requests(ALPACA, template, _call())
     for row, req, pair in zip(rows, reqs, ALPACA):
         assert row["request_key"] == req.key
         assert row["status"] == "ok" and row["backend"] == "openai" and row["model"] == "gpt-3.5-turbo"
@@ -289,8 +299,7 @@ def test_budget_cap_stops_cleanly_and_rerun_continues(pairs_file, endpoint, serv
     endpoint["limits"]["max_concurrency"] = 1
     # The client reserves a call's upper-bound cost (prompt + max_tokens) before sending it:
     # 1.5 of those lets the first call through and stops the next.
-    reqs = build_requests(ALPACA, load_template(TEMPLATE), model="gpt-3.5-turbo", temperature=0.9, top_p=1.0,
-                          max_tokens=512)
+    reqs = build_requests(ALPACA, load_template(TEMPLATE), _call())
     one = max(r.estimated_prompt_tokens() + r.estimated_completion_tokens() for r in reqs) * 1000.0 / 1e6
     with pytest.raises(BudgetExceeded):
         _run(pairs_file, out, endpoint, cache, prices=prices, budget_usd=1.5 * one)

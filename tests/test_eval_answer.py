@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bpo.eval.answer import answer_original_testset, answer_rows, answer_testset, questions
+from bpo.eval.answer import answer_optimized, answer_original, answer_rows, endpoint_answerer, questions
 from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_table, write_table
 from bpo.settings import LLMRuntime, SettingsError, load_config
 from bpo.settings.evaluate import EndpointTargetSettings, OriginalAnswerSettings, SFTRewriteSettings
@@ -22,6 +22,16 @@ ITEMS = [
     ("What is 2+2?", "", "What is 2+2?", "context altered"),  # fallback: same question twice
 ]
 TARGET = {"kind": "endpoint", "endpoint": "loop", "model": "target-model", "max_tokens": 64}
+
+
+def _originals(out, settings, runtime):
+    """Rule answer_original's call: the one answering flow with an endpoint answerer."""
+    return answer_original(out, settings.testset, settings.target.name, endpoint_answerer(settings.target, runtime))
+
+
+def _answer(optimized, originals, out, target, runtime):
+    """Rule answer's call."""
+    return answer_optimized(optimized, originals, out, target.name, endpoint_answerer(target, runtime))
 
 
 def _testset(tmp_path) -> dict:
@@ -56,9 +66,9 @@ def test_endpoint_target_answers_originals_once_and_each_optimizer_its_questions
     originals, out = tmp_path / "original_answers.parquet", tmp_path / "answers.parquet"
     with LoopbackServer(responder="echo") as srv:
         target, runtime, original_settings = _target(srv, monkeypatch, tmp_path)
-        answer_original_testset(originals, original_settings, runtime)
+        _originals(originals, original_settings, runtime)
         assert srv.total == 3
-        stats = answer_testset(opt, originals, out, target, runtime)
+        stats = _answer(opt, originals, out, target, runtime)
         # the fallback item's question is unchanged: it reuses the original answer, no call
         assert srv.total == 5 and stats["answered"] == 2
         bodies = [json.loads(r.body) for r in srv.requests]
@@ -66,13 +76,13 @@ def test_endpoint_target_answers_originals_once_and_each_optimizer_its_questions
         sent = {b["messages"][-1]["content"] for b in bodies}
         assert "Summarize the text.\nCats sleep a lot." in sent  # context attached verbatim
         assert "Summarize the text below in one sentence.\nCats sleep a lot." in sent
-        answer_testset(opt, originals, tmp_path / "again.parquet", target, runtime)
+        _answer(opt, originals, tmp_path / "again.parquet", target, runtime)
         assert srv.total == 5  # all from the cache
         # a second optimizer reuses the original answers: only its own changed questions are asked
         other = tmp_path / "other.parquet"
         write_table([{**r, "optimizer": "other", "optimized_instruction": r["instruction"] + " Be brief."}
                      for r in read_table(opt, OPTIMIZED).to_pylist()], other, OPTIMIZED)
-        answer_testset(other, originals, tmp_path / "other_answers.parquet", target, runtime)
+        _answer(other, originals, tmp_path / "other_answers.parquet", target, runtime)
         assert srv.total == 8
     orig_rows = read_table(originals, ORIGINAL_ANSWERS).to_pylist()
     assert [(r["item_id"], r["category"]) for r in orig_rows] == [("0", "cat0"), ("1", "cat1"), ("2", "cat0")]
@@ -90,14 +100,14 @@ def test_original_answers_must_match_the_optimized_items(tmp_path, monkeypatch):
     with LoopbackServer(responder="echo") as srv:
         target, runtime, original_settings = _target(srv, monkeypatch, tmp_path)
         originals = tmp_path / "original_answers.parquet"
-        answer_original_testset(originals, original_settings, runtime)
+        _originals(originals, original_settings, runtime)
         rows = read_table(_optimized(tmp_path / "o.parquet"), OPTIMIZED).to_pylist()
         write_table([{**rows[0], "item_id": "99"}], tmp_path / "odd.parquet", OPTIMIZED)
         with pytest.raises(ValueError, match="no original answer of item 99"):
-            answer_testset(tmp_path / "odd.parquet", originals, tmp_path / "a.parquet", target, runtime)
+            _answer(tmp_path / "odd.parquet", originals, tmp_path / "a.parquet", target, runtime)
         write_table([{**rows[0], "instruction": "Something else"}], tmp_path / "odd.parquet", OPTIMIZED)
         with pytest.raises(ValueError, match="item 0 was asked differently"):
-            answer_testset(tmp_path / "odd.parquet", originals, tmp_path / "a.parquet", target, runtime)
+            _answer(tmp_path / "odd.parquet", originals, tmp_path / "a.parquet", target, runtime)
 
 
 def test_failed_calls_are_recorded_not_dropped(tmp_path, monkeypatch):
@@ -105,8 +115,8 @@ def test_failed_calls_are_recorded_not_dropped(tmp_path, monkeypatch):
     with LoopbackServer(responder="echo") as srv:
         srv.fail("400", times=10, match="joke")
         target, runtime, original_settings = _target(srv, monkeypatch, tmp_path)
-        answer_original_testset(tmp_path / "o.parquet", original_settings, runtime)
-        answer_testset(opt, tmp_path / "o.parquet", tmp_path / "a.parquet", target, runtime)
+        _originals(tmp_path / "o.parquet", original_settings, runtime)
+        _answer(opt, tmp_path / "o.parquet", tmp_path / "a.parquet", target, runtime)
     rows = {r["item_id"]: r for r in read_table(tmp_path / "a.parquet", ANSWERS).to_pylist()}
     assert rows["1"]["status_original"] == rows["1"]["status_optimized"] == "error"
     assert rows["1"]["answer_original"] is None
@@ -128,8 +138,8 @@ def test_target_settings_hold_the_endpoint_and_leave_runtime_out(tmp_path):
                       "endpoint": {"name": "loop", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
                                    "api_key_env": "OPENAI_API_KEY", "default_headers": {}}}
     assert EndpointTargetSettings.from_params(params) == target
-    runtime = LLMRuntime.from_config(config, target.endpoint.name)
-    assert (runtime.cache_path, runtime.limits["max_concurrency"]) == (str(tmp_path / "c.sqlite"), 2)
+    runtime = LLMRuntime.from_config(config, target.call.endpoint.name)
+    assert (runtime.cache_path, runtime.limits.max_concurrency) == (str(tmp_path / "c.sqlite"), 2)
     assert runtime.prices == {"target-model": {"input": 1.0, "output": 2.0}}
     with pytest.raises(SettingsError, match="eval.targets.local: kind 'hf' is not an LLM endpoint target"):
         EndpointTargetSettings.from_config(config, "local")
@@ -190,21 +200,21 @@ def test_local_hf_target_batched_greedy(tiny_target):
 def test_optional_request_fields_null_are_not_sent(tmp_path, monkeypatch):
     """top_p, max_tokens and seed null leave the field out of the body (some APIs reject them);
     set, they are sent and the request key is the one a request with those fields always had."""
-    from bpo.eval.calls import chat_request
-    from bpo.llm import ChatRequest
+    from bpo.llm import ChatRequest, call_request
 
     with LoopbackServer(responder="echo") as srv:
         config = loopback_config(srv, monkeypatch, tmp_path, eval={
             "targets": {"loop": {**TARGET, "top_p": None, "max_tokens": None, "seed": None}},
             "testsets": _testset(tmp_path)})
         settings = OriginalAnswerSettings.from_config(config, "demo", "loop")
-        answer_original_testset(tmp_path / "o.parquet", settings, LLMRuntime.from_config(config, "loop"))
+        _originals(tmp_path / "o.parquet", settings, LLMRuntime.from_config(config, "loop"))
         bodies = [json.loads(r.body) for r in srv.requests]
     assert len(bodies) == 3
     for body in bodies:
         assert "top_p" not in body and "max_tokens" not in body and "seed" not in body
         assert body["temperature"] == 0.0
-    sent = chat_request("m", "q", system=None, temperature=0.0, top_p=0.9, max_tokens=64, seed=3)
+    call = settings.target.call.replace(model="m", top_p=0.9, max_tokens=64, seed=3)
+    sent = call_request(call, "q")
     assert sent.body == {"model": "m", "messages": [{"role": "user", "content": "q"}], "temperature": 0.0,
                          "top_p": 0.9, "max_tokens": 64, "seed": 3}
     assert sent.key == ChatRequest(model="m", messages=[{"role": "user", "content": "q"}], temperature=0.0, top_p=0.9,

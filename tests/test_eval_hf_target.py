@@ -7,7 +7,8 @@ import pytest
 
 import json
 
-from bpo.eval.hf_target import answer_original_testset_hf, answer_testset_hf
+from bpo.eval.answer import answer_optimized, answer_original
+from bpo.eval.hf_target import hf_answerer
 from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_metadata, read_table, write_table
 from bpo.settings import load_config
 from bpo.settings.hf_target import HFOriginalAnswerSettings, HFTargetSettings
@@ -55,8 +56,13 @@ def _originals(tmp_path, model, **target):
     settings = HFOriginalAnswerSettings.from_config(_config(model, tmp_path, **target), "demo", "tiny")
     assert HFOriginalAnswerSettings.from_params(settings.canonical()) == settings
     out = tmp_path / f"original_{target.get('engine', 'auto')}.parquet"
-    answer_original_testset_hf(out, settings)
+    answer_original(out, settings.testset, settings.target.name, hf_answerer(settings.target))
     return out
+
+
+def _answer(optimized, originals, out, settings):
+    """Rule answer_hf's call: the one answering flow with a local-model answerer."""
+    return answer_optimized(optimized, originals, out, settings.name, hf_answerer(settings))
 
 
 def test_settings_from_the_target_section(tiny_target):
@@ -74,7 +80,7 @@ def test_settings_from_the_target_section(tiny_target):
 def test_answers_with_the_engine_in_the_metadata(tmp_path, tiny_target, optimized, engine, expected):
     out = tmp_path / "answers.parquet"
     originals = _originals(tmp_path, tiny_target, engine=engine)
-    stats = answer_testset_hf(optimized, originals, out, _settings(tiny_target, engine=engine))
+    stats = _answer(optimized, originals, out, _settings(tiny_target, engine=engine))
     assert stats["answered"] == 2  # the unchanged question reuses its original answer
     rows = read_table(out, ANSWERS).to_pylist()
     assert [r["item_id"] for r in rows] == ["0", "1", "2"] and stats["items"] == 3
@@ -91,9 +97,9 @@ def test_answers_with_the_engine_in_the_metadata(tmp_path, tiny_target, optimize
 def test_rows_independent_of_batching_and_engine(tmp_path, tiny_target, optimized):
     settings = _settings(tiny_target)
     originals = _originals(tmp_path, tiny_target)
-    answer_testset_hf(optimized, originals, tmp_path / "a.parquet", settings)
+    _answer(optimized, originals, tmp_path / "a.parquet", settings)
     one_by_one = settings.replace(generation=settings.generation.replace(batch_size=1, engine="hf-generate"))
-    answer_testset_hf(optimized, originals, tmp_path / "b.parquet", one_by_one)
+    _answer(optimized, originals, tmp_path / "b.parquet", one_by_one)
     a, b = (read_table(tmp_path / f"{x}.parquet", ANSWERS) for x in "ab")
     assert a.equals(b)
 
@@ -106,7 +112,7 @@ def test_unchanged_questions_load_no_model(tmp_path, tiny_target, optimized):
     write_table([{**r, "optimizer": "identity", "optimized_instruction": r["instruction"]} for r in rows],
                 tmp_path / "identity.parquet", OPTIMIZED)
     missing = _settings(tiny_target).replace(model=str(tmp_path / "no-such-model"))  # loading would fail
-    stats = answer_testset_hf(tmp_path / "identity.parquet", originals, tmp_path / "a.parquet", missing)
+    stats = _answer(tmp_path / "identity.parquet", originals, tmp_path / "a.parquet", missing)
     assert stats["answered"] == 0 and stats["engine"] is None
     answers = read_table(tmp_path / "a.parquet", ANSWERS).to_pylist()
     original = read_table(originals, ORIGINAL_ANSWERS).to_pylist()

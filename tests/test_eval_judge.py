@@ -146,7 +146,7 @@ def test_judge_settings_track_the_template_by_content(tmp_path):
     template.write_text(TEMPLATE.read_text())
     config = load_config(overrides={"eval": {"judge": {"template": str(template)}}})
     judge = JudgeSettings.from_config(config)
-    assert judge.endpoint.name == "standin" and judge.canonical()["endpoint"]["backend"] == "standin"
+    assert judge.call.endpoint.name == "standin" and judge.canonical()["endpoint"]["backend"] == "standin"
     assert JudgeSettings.from_params(judge.canonical()) == judge
     template.touch()
     assert JudgeSettings.from_config(config) == judge

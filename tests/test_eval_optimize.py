@@ -46,7 +46,7 @@ def _settings(context_mode="with_context", **generation):
     from bpo.settings import load_config
 
     config = load_config(overrides={"eval": {"optimizers": {"trained": {
-        "context_mode": context_mode, "max_new_tokens": 16, "batch_size": 4, "seed": 1, **generation}}}})
+        "context_mode": context_mode, "max_tokens": 16, "batch_size": 4, "seed": 1, **generation}}}})
     settings = OptimizeSettings.from_config(config, "dolly_eval", "trained")
     return settings.replace(testset=settings.testset.replace(path=str(DEMO / "dolly_eval.json")))
 
@@ -135,7 +135,7 @@ def test_llm_rewrite_asks_the_endpoint_and_falls_back_with_a_reason(tmp_path, mo
         config = loopback_config(srv, monkeypatch, tmp_path, eval={
             "testsets": _demo_testset(),
             "optimizers": {"rw": {"kind": "llm_rewrite", "endpoint": "loop", "model": "rewriter", "temperature": 0.0,
-                                  "top_p": None, "max_new_tokens": 300, "seed": None}}})
+                                  "top_p": None, "max_tokens": 300, "seed": None}}})
         settings = optimizer_settings(config, "dolly_eval", "rw")
         assert isinstance(settings, LLMRewriteSettings) and LLMRewriteSettings.from_params(settings.canonical()) == settings
         runtime = LLMRuntime.from_config(config, "loop")
@@ -177,7 +177,7 @@ def test_optimizer_settings_name_the_config_key():
         optimizer_settings(config, "dolly_eval", "nomodel")
     with pytest.raises(SettingsError, match="eval.optimizers.nullp.top_p"):
         optimizer_settings(config, "dolly_eval", "nullp")
-    with pytest.raises(SettingsError, match="eval.optimizers.rw.endpoint: kind llm_rewrite needs one"):
+    with pytest.raises(SettingsError, match="eval.optimizers.rw.endpoint: kind llm_rewrite needs a name under llm.endpoints"):
         optimizer_settings(config, "dolly_eval", "rw")
     with pytest.raises(SettingsError, match="eval.optimizers has no optimizer 'nope'"):
         optimizer_settings(config, "dolly_eval", "nope")

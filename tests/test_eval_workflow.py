@@ -40,7 +40,7 @@ def evaluated(tmp_path_factory):
         optimizers = cfg["eval"]["optimizers"]
         optimizers["trained"]["activate"] = False  # no training run here
         optimizers["tiny"] = {**optimizers["trained"], "activate": True, "kind": "model",
-                              "model": "models/tiny_optimizer", "max_new_tokens": 16}
+                              "model": "models/tiny_optimizer", "max_tokens": 16}
         cfg["eval"]["sft_rewrite"].update(activate=True, optimizer="tiny")
         # an untrained optimizer's rewrites are all unusable, so both questions and answers are
         # the same; judging identical answers anyway makes the judge rule call the stand-in

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from bpo.cli import main as bpo_main
-from bpo.llm import ChatRequest, LLMClient, LLMError
+from bpo.llm import ChatRequest, client_from_mapping, LLMError
 from bpo.llm.cache import CACHE_EXPORT_SCHEMA, Cache
 from bpo.llm.usage import usage_report
 
@@ -19,7 +19,7 @@ def reqs(n, model="gpt-3.5-turbo", tag="q"):
 
 def fill(path, stage, model, n, tag="q"):
     # the stand-in is a real answer source for the cache's purposes (rows labelled standin)
-    return LLMClient({"backend": "standin"}, path, stage, progress=False).run(reqs(n, model, tag))
+    return client_from_mapping({"backend": "standin"}, path, stage, progress=False).run(reqs(n, model, tag))
 
 
 def test_export_import_roundtrip_and_replay_from_the_import(tmp_path):
@@ -34,7 +34,7 @@ def test_export_import_roundtrip_and_replay_from_the_import(tmp_path):
     with Cache(b) as cache:
         assert cache.import_parquet(tmp_path / "share.parquet") == (5, 0)
         assert cache.import_parquet(tmp_path / "share.parquet") == (0, 5)
-    again = LLMClient({"backend": "standin"}, b, "critique", progress=False).run(reqs(5))
+    again = client_from_mapping({"backend": "standin"}, b, "critique", progress=False).run(reqs(5))
     assert all(r.cached for r in again)
     assert [r.text for r in again] == [r.text for r in out]
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bpo.llm import BudgetExceeded, ChatRequest, LLMClient, LLMError, MissingAPIKey, ReplayMiss, make_client
+from bpo.llm import BudgetExceeded, ChatRequest, client_from_mapping, LLMError, MissingAPIKey, ReplayMiss, make_client
 from bpo.llm.cache import Cache
 from bpo.llm.limits import Limits, RateLimiter, TokenBucket
 from loopback_server import LoopbackServer
@@ -43,8 +43,15 @@ def reqs(n, tag="q", **kw):
             for i in range(n)]
 
 
+def _schema_limits(**limits):
+    """An endpoint's limits with the schema's defaults (the only place they are written)."""
+    from bpo.settings import LLMRuntime, endpoint_config
+
+    return LLMRuntime.from_config(endpoint_config("x", {"backend": "standin", "limits": limits}), "x").limits
+
+
 def client(srv, tmp_path, stage="test", **limits):
-    return LLMClient(endpoint(srv, **limits), tmp_path / "llm.sqlite", stage, progress=False)
+    return client_from_mapping(endpoint(srv, **limits), tmp_path / "llm.sqlite", stage, progress=False)
 
 
 def test_answers_in_order_and_cache_hits_never_reach_the_server(server, tmp_path):
@@ -167,7 +174,7 @@ def test_missing_key_is_an_error_before_any_request(server, tmp_path, monkeypatc
     with pytest.raises(MissingAPIKey, match=f"{KEY_ENV}.*nothing was sent"):
         client(server, tmp_path)
     # deferred check (dry-run clients): estimate works, run refuses before sending
-    c = LLMClient(endpoint(server), tmp_path / "llm.sqlite", "test", check_key=False, progress=False)
+    c = client_from_mapping(endpoint(server), tmp_path / "llm.sqlite", "test", check_key=False, progress=False)
     assert c.estimate(reqs(3)).calls == 3
     with pytest.raises(MissingAPIKey):
         c.run(reqs(3))
@@ -179,7 +186,7 @@ def test_missing_key_is_an_error_before_any_request(server, tmp_path, monkeypatc
 
 def test_replay_serves_the_cache_and_a_miss_is_a_clear_error(server, tmp_path):
     client(server, tmp_path).run(reqs(3))
-    replay = LLMClient({"backend": "replay"}, tmp_path / "llm.sqlite", "test", progress=False)
+    replay = client_from_mapping({"backend": "replay"}, tmp_path / "llm.sqlite", "test", progress=False)
     out = replay.run(reqs(3))
     assert [r.text for r in out] == [f"loopback reply to: q {i}" for i in range(3)]
     assert all(r.cached and r.backend == "replay" for r in out)
@@ -192,7 +199,7 @@ def test_replay_serves_the_cache_and_a_miss_is_a_clear_error(server, tmp_path):
 def test_budget_cap_stops_cleanly_and_a_rerun_continues(server, tmp_path):
     prices = {"gpt-test": {"input": 1000.0, "output": 1000.0}}  # $0.001 per token
     rs = reqs(20, max_tokens=40)
-    c = LLMClient(endpoint(server, max_concurrency=2), tmp_path / "llm.sqlite", "critique", prices=prices,
+    c = client_from_mapping(endpoint(server, max_concurrency=2), tmp_path / "llm.sqlite", "critique", prices=prices,
                   progress=False)
     est = c.estimate(rs)
     assert est.calls == 20 and est.usd is not None
@@ -233,7 +240,7 @@ def test_token_bucket_and_pause():
         for _ in range(6):
             await bucket.acquire(1)
         slow = time.monotonic() - t0
-        lim = RateLimiter(Limits(rpm=None, tpm=None))
+        lim = RateLimiter(Limits.from_mapping(_schema_limits(rpm=None, tpm=None).canonical()))
         assert not lim.active
         lim.pause(0.2)
         t1 = time.monotonic()
@@ -253,7 +260,7 @@ def test_the_api_key_never_leaks(server, tmp_path, caplog, capsys, monkeypatch):
     server.fail("500", times=9, match="q 2")
     ep = endpoint(server, max_retries=1)
     ep["default_headers"] = {"X-Proxy-Auth": "${BPO_TEST_PROXY_SECRET}"}
-    out = LLMClient(ep, tmp_path / "llm.sqlite", "test", progress=True).run(reqs(4))
+    out = client_from_mapping(ep, tmp_path / "llm.sqlite", "test", progress=True).run(reqs(4))
     assert [r.status for r in out] == ["ok", "error", "error", "ok"]
     # the server did get the key and the header: they were really used
     assert any(r.headers.get("authorization") == f"Bearer {SECRET}" for r in server.requests)
@@ -272,7 +279,7 @@ def test_the_api_key_never_leaks(server, tmp_path, caplog, capsys, monkeypatch):
 
 def test_cache_is_sqlite_wal_outside_results(server, tmp_path):
     path = tmp_path / "cache" / "llm.sqlite"
-    LLMClient(endpoint(server), path, "test", progress=False).run(reqs(1))
+    client_from_mapping(endpoint(server), path, "test", progress=False).run(reqs(1))
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     row = db.execute("SELECT stage, model, backend, status, prompt_tokens, request FROM calls").fetchone()
@@ -281,7 +288,7 @@ def test_cache_is_sqlite_wal_outside_results(server, tmp_path):
 
 def test_progress_bar_reports_cache_hits(server, tmp_path, capsys):
     client(server, tmp_path).run(reqs(2))
-    LLMClient(endpoint(server), tmp_path / "llm.sqlite", "test", progress=True).run(reqs(4))
+    client_from_mapping(endpoint(server), tmp_path / "llm.sqlite", "test", progress=True).run(reqs(4))
     err = capsys.readouterr().err
     assert "cached=2" in err and "4/4" in err
 
@@ -307,22 +314,22 @@ def test_make_client_from_settings(server, tmp_path):
 @pytest.mark.parametrize(
     "ep, match",
     [
-        ({"backend": "gpt"}, "backend must be one of"),
+        ({"backend": "gpt"}, "llm.endpoints.gpt.backend: 'gpt' is not one of"),
         ({"backend": "openai", "limitz": {}}, "unknown key"),
         ({"backend": "standin", "limits": {"max_concurency": 2}}, "unknown key"),
-        ({"backend": "standin", "limits": {"max_concurrency": 0}}, "max_concurrency must be >= 1"),
+        ({"backend": "standin", "limits": {"max_concurrency": 0}}, "limits.max_concurrency: 0 is less than the minimum of 1"),
         ({"backend": "standin", "limits": {"transport": "h3"}}, "transport"),
     ],
 )
 def test_bad_endpoint_config_names_the_key(tmp_path, ep, match):
     with pytest.raises(LLMError, match=match):
-        LLMClient(ep, tmp_path / "c.sqlite", "test")
+        client_from_mapping(ep, tmp_path / "c.sqlite", "test")
 
 
 def test_run_inside_an_event_loop_points_to_arun(tmp_path):
     import asyncio
 
-    c = LLMClient({"backend": "standin"}, tmp_path / "c.sqlite", "test", progress=False)
+    c = client_from_mapping({"backend": "standin"}, tmp_path / "c.sqlite", "test", progress=False)
 
     async def inside():
         with pytest.raises(LLMError, match="arun"):
@@ -334,7 +341,7 @@ def test_run_inside_an_event_loop_points_to_arun(tmp_path):
 
 def test_estimate_counts_cache_hits_tokens_and_cost_without_sending(server, tmp_path):
     prices = {"gpt-test": {"input": 2.0, "output": 4.0}}
-    c = LLMClient(endpoint(server), tmp_path / "llm.sqlite", "test", prices=prices, progress=False)
+    c = client_from_mapping(endpoint(server), tmp_path / "llm.sqlite", "test", prices=prices, progress=False)
     c.run(reqs(2, max_tokens=10))
     sent = server.total
     rs = reqs(4, max_tokens=10) + reqs(1, max_tokens=10)  # one duplicate
@@ -376,7 +383,7 @@ def test_loopback_server_as_a_separate_process(tmp_path):
         call("/control", {"fail": [{"kind": "500", "times": 1, "match": "q 0"}], "latency_s": 0.05})
         ep = {"backend": "openai", "base_url": root + "/v1", "api_key_env": KEY_ENV,
               "limits": {"max_concurrency": 2, "backoff_base_s": 0.01}}
-        out = LLMClient(ep, tmp_path / "c.sqlite", "test", progress=False).run(reqs(3))
+        out = client_from_mapping(ep, tmp_path / "c.sqlite", "test", progress=False).run(reqs(3))
         assert [r.status for r in out] == ["ok"] * 3
         stats = call("/stats")
         assert stats["total"] == 4 and stats["counts"]["q 0"] == 2

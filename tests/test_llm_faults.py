@@ -16,7 +16,7 @@ import time
 import pytest
 
 from bpo import redact
-from bpo.llm import ChatRequest, LLMClient, LLMError
+from bpo.llm import ChatRequest, client_from_mapping, LLMError
 from bpo.llm.cache import Cache, result_row
 from bpo.llm.errors import EndpointUnreachable
 from llm_fault_cases import (KEY_ENV, SECRET, closed_port_url, concurrent_runs, endpoint, files_with,
@@ -38,7 +38,7 @@ def reqs(n, tag="q"):
 
 def test_unreachable_endpoint_stops_within_the_breaker_window(tmp_path):
     url = closed_port_url()
-    c = LLMClient(endpoint(url, circuit_breaker_s=1.0), tmp_path / "c.sqlite", "critique", name="remote",
+    c = client_from_mapping(endpoint(url, circuit_breaker_s=1.0), tmp_path / "c.sqlite", "critique", name="remote",
                   progress=False)
     t0 = time.monotonic()
     with pytest.raises(EndpointUnreachable, match="endpoint 'remote'.*" + url.replace(".", r"\.")) as err:
@@ -53,7 +53,7 @@ def test_breaker_over_tls_failure(tmp_path):
     # https to a plain-HTTP server: the TLS handshake never completes (connect timeout)
     with LoopbackServer(responder="echo") as srv:
         url = srv.base_url.replace("http://", "https://")
-        c = LLMClient(endpoint(url, circuit_breaker_s=1.0, timeout_s=0.3), tmp_path / "c.sqlite", "critique",
+        c = client_from_mapping(endpoint(url, circuit_breaker_s=1.0, timeout_s=0.3), tmp_path / "c.sqlite", "critique",
                       name="tls", progress=False)
         t0 = time.monotonic()
         with pytest.raises(EndpointUnreachable, match="endpoint 'tls'"):
@@ -75,7 +75,7 @@ def test_endpoint_dying_mid_run_keeps_received_answers(tmp_path):
     killer = threading.Thread(target=stop_after, args=(30,))
     killer.start()
     try:
-        c = LLMClient(endpoint(url, circuit_breaker_s=1.0, max_concurrency=4), cache, "critique",
+        c = client_from_mapping(endpoint(url, circuit_breaker_s=1.0, max_concurrency=4), cache, "critique",
                       name="local", progress=False)
         with pytest.raises(EndpointUnreachable, match="endpoint 'local'.*unreachable"):
             c.run(reqs(400))
@@ -92,12 +92,12 @@ def test_rejected_key_names_endpoint_and_base_url(tmp_path):
     with LoopbackServer(responder="echo") as srv:
         srv.fail("401", times=100)
         with pytest.raises(EndpointUnreachable, match=f"endpoint 'api'.*{srv.base_url}.*HTTP 401"):
-            LLMClient(endpoint(srv.base_url), tmp_path / "c.sqlite", "judge", name="api", progress=False).run(reqs(3))
+            client_from_mapping(endpoint(srv.base_url), tmp_path / "c.sqlite", "judge", name="api", progress=False).run(reqs(3))
 
 
 def test_breaker_setting_is_validated(tmp_path):
-    with pytest.raises(LLMError, match="circuit_breaker_s must be > 0"):
-        LLMClient(endpoint("http://x", circuit_breaker_s=0), tmp_path / "c.sqlite", "s")
+    with pytest.raises(LLMError, match="limits.circuit_breaker_s: 0 is less than or equal to the minimum of 0"):
+        client_from_mapping(endpoint("http://x", circuit_breaker_s=0), tmp_path / "c.sqlite", "s")
 
 
 # ---- redaction -------------------------------------------------------------------------------
@@ -147,10 +147,10 @@ from bpo.logging_setup import setup_logging
 
 setup_logging(snakemake.log[0], config=snakemake.config)
 
-from bpo.llm import ChatRequest, LLMClient
+from bpo.llm import ChatRequest, client_from_mapping
 
 ep = snakemake.config["llm"]["endpoints"]["remote"]
-LLMClient(ep, ".bpo-cache/llm.sqlite", "critique", name="remote", progress=True).run(
+client_from_mapping(ep, ".bpo-cache/llm.sqlite", "critique", name="remote", progress=True).run(
     [ChatRequest(model="m", messages=[{"role": "user", "content": f"q {i}"}]) for i in range(3)])
 """
 
@@ -217,7 +217,7 @@ def test_a_claim_held_elsewhere_is_awaited_then_taken_over_when_its_lease_ends(t
         t = threading.Thread(target=answer_first)
         t.start()
         t0 = time.monotonic()
-        c = LLMClient(endpoint(srv.base_url), cache_path, "critique", progress=False)
+        c = client_from_mapping(endpoint(srv.base_url), cache_path, "critique", progress=False)
         out = c.run(rs)
         t.join()
         assert out[0].text == "from the other host" and out[0].cached

@@ -19,14 +19,14 @@ CONCURRENCY = 4
 DRIVER = textwrap.dedent(
     """
     import sys
-    from bpo.llm import ChatRequest, LLMClient
+    from bpo.llm import ChatRequest, client_from_mapping
 
     base_url, cache = sys.argv[1], sys.argv[2]
     endpoint = {"backend": "openai", "base_url": base_url, "api_key_env": "BPO_KILL_KEY",
                 "limits": {"max_concurrency": %d, "timeout_s": 30}}
     requests = [ChatRequest(model="gpt-test", messages=[{"role": "user", "content": f"pair {i}"}],
                             temperature=0.9) for i in range(%d)]
-    results = LLMClient(endpoint, cache, "critique", progress=False).run(requests)
+    results = client_from_mapping(endpoint, cache, "critique", progress=False).run(requests)
     assert all(r.status == "ok" for r in results), results
     print("done", sum(r.cached for r in results))
     """

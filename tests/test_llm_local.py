@@ -175,7 +175,7 @@ def test_config_errors_name_the_key(tmp_path, tiny):
 
 def test_answer_stage_with_a_local_endpoint_target(tiny, tmp_path):
     """The answer stage's library entry point (rule answer) with a target on a local endpoint."""
-    from bpo.eval.answer import answer_testset
+    from bpo.eval.answer import answer_optimized, endpoint_answerer
     from bpo.schemas import ORIGINAL_ANSWERS
 
     pairs = [("Name a colour.", "Name one colour."), ("Capital of France?", "What is the capital of France?")]
@@ -189,8 +189,8 @@ def test_answer_stage_with_a_local_endpoint_target(tiny, tmp_path):
     config = _config(tmp_path, tiny)
     target = EndpointTargetSettings.from_config(config, "loc")
     runtime = LLMRuntime.from_config(config, "loc")
-    answer_testset(tmp_path / "optimized.parquet", tmp_path / "original.parquet", tmp_path / "answers.parquet",
-                   target, runtime)
+    answer_optimized(tmp_path / "optimized.parquet", tmp_path / "original.parquet", tmp_path / "answers.parquet",
+                     target.name, endpoint_answerer(target, runtime))
     out = read_table(tmp_path / "answers.parquet", ANSWERS).to_pylist()
     assert [r["item_id"] for r in out] == ["0", "1"]
     assert all(r["backend"] == "local+standin" and r["status_optimized"] == "truncated" and r["answer_optimized"]
@@ -210,7 +210,7 @@ def test_example_configs_validate_and_build_their_endpoints(name):
     config = load_config(DEFAULT_CONFIG_PATH, path)
     for target, t in config["eval"]["targets"].items():
         if t["kind"] == "endpoint":
-            ep = EndpointTargetSettings.from_config(config, target).endpoint
+            ep = EndpointTargetSettings.from_config(config, target).call.endpoint
             assert (ep.local is not None) == (ep.backend == "local")
     if name == "vllm-local.yaml":
         ep = EndpointSettings.from_config(config, "vllm")

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import bpo.llm.client as client_mod
-from bpo.llm import STANDIN_MODEL, ChatRequest, LLMClient
+from bpo.llm import STANDIN_MODEL, ChatRequest, client_from_mapping
 from bpo.llm.cache import Cache
 from bpo.llm.standin import StandinTransport, completion, find_instruction, reply_text
 from loopback_server import LoopbackServer
@@ -64,7 +64,7 @@ Finish with [[A]] if A is better, [[B]] if B is better, [[C]] for a tie."""
 
 
 def standin(tmp_path, name="c.sqlite"):
-    return LLMClient({"backend": "standin", "limits": {"max_concurrency": 4}}, tmp_path / name, "test",
+    return client_from_mapping({"backend": "standin", "limits": {"max_concurrency": 4}}, tmp_path / name, "test",
                      progress=False)
 
 
@@ -173,15 +173,15 @@ def test_standin_answers_are_never_served_as_real_ones(tmp_path, monkeypatch):
     standin(tmp_path).run(rs)
     # replay serves real answers only: the stand-in's row for the same request does not count
     with pytest.raises(ReplayMiss, match="1 of 1"):
-        LLMClient({"backend": "replay"}, tmp_path / "c.sqlite", "test", progress=False).run(rs)
+        client_from_mapping({"backend": "replay"}, tmp_path / "c.sqlite", "test", progress=False).run(rs)
     monkeypatch.setenv("BPO_TEST_KEY2", "sk-x")
     with LoopbackServer(responder="echo") as srv:
-        real = LLMClient({"backend": "openai", "base_url": srv.base_url, "api_key_env": "BPO_TEST_KEY2"},
+        real = client_from_mapping({"backend": "openai", "base_url": srv.base_url, "api_key_env": "BPO_TEST_KEY2"},
                          tmp_path / "c.sqlite", "test", progress=False).run(rs)
         assert srv.total == 1 and not real[0].cached and real[0].backend == "openai"
     # both answers now live side by side, each served to its own kind of backend
     assert standin(tmp_path).run(rs)[0].text != real[0].text
-    assert LLMClient({"backend": "replay"}, tmp_path / "c.sqlite", "test", progress=False).run(rs)[0].text == real[0].text
+    assert client_from_mapping({"backend": "replay"}, tmp_path / "c.sqlite", "test", progress=False).run(rs)[0].text == real[0].text
 
 
 def test_completion_object_shape():

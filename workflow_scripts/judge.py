@@ -10,5 +10,5 @@ from bpo.settings.evaluate import JudgeSettings  # noqa: E402
 
 settings = JudgeSettings.from_params(snakemake.params.settings)  # noqa: F821
 # limits, cache path, prices: runtime settings, read from config at run time (edits rerun nothing)
-runtime = LLMRuntime.from_config(snakemake.config, settings.endpoint.name)  # noqa: F821
+runtime = LLMRuntime.from_config(snakemake.config, settings.call.endpoint.name)  # noqa: F821
 judge_answers(snakemake.input.answers, snakemake.output.judgments, settings, runtime)  # noqa: F821

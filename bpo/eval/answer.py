@@ -1,15 +1,16 @@
 """A target LLM answers each test prompt as the user wrote it and as each optimizer rewrote it.
 
-The original questions are answered ONCE per (test set, target) (:func:`answer_original_testset`
+The original questions are answered ONCE per (test set, target) (:func:`answer_original`
 -> ``original_answers.parquet``); each optimizer's branch answers only its rewritten questions
-and takes the original answers from there (:func:`answer_testset`). A rewritten question equal
+and takes the original answers from there (:func:`answer_optimized`). A rewritten question equal
 to its original (a fallback, or the identity optimizer) reuses the original answer: the same
 question is the same call, and identity then compares an answer with itself.
 
-This module answers through a named LLM endpoint (``kind: endpoint``) via the LLM layer: its
-backend decides whether that is a real OpenAI-compatible API, a replay of recorded calls, or the
-offline stand-in; every call is cached, so a rerun never pays twice. A local Hugging Face target
-(``kind: hf``) generates elsewhere and shares the row building here (:func:`answer_rows`).
+Both take HOW a target answers as an argument (an :data:`Answerer`): :func:`endpoint_answerer`
+asks a named LLM endpoint (``kind: endpoint``) through the LLM layer, whose backend decides
+whether that is a real OpenAI-compatible API, a replay of recorded calls or the offline
+stand-in (every call cached, so a rerun never pays twice); bpo.eval.hf_target.hf_answerer
+generates with a local Hugging Face model (``kind: hf``).
 """
 
 from __future__ import annotations
@@ -17,30 +18,33 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from bpo.eval.calls import chat_request, run_unique
+from bpo.eval.calls import run_unique
 from bpo.eval.testsets import load_configured, render_question
 from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_table, write_table
 from bpo.settings import LLMRuntime
-from bpo.settings.evaluate import EndpointTargetSettings, OriginalAnswerSettings
+from bpo.settings.evaluate import EndpointTargetSettings
+from bpo.settings.testsets import TestsetSettings
 
 log = logging.getLogger(__name__)
 
 # One answer: (text or None, status, backend) -- status "ok", "truncated", "refused" or "error".
 Answer = tuple[str | None, str, str]
 
+# How a target answers: one Answer per question (identical questions answered once) and the
+# engine that generated them (a local model's; its metadata goes into the Parquet file), or None.
+Answerer = Callable[[Sequence[str]], tuple[list[Answer], Any]]
+
 
 def answer_questions(questions: Sequence[str], target: EndpointTargetSettings, runtime: LLMRuntime, *,
                      stage: str) -> list[Answer]:
     """One :data:`Answer` per question from an endpoint target; identical questions are one call."""
-    from bpo.llm import make_client
+    from bpo.llm import call_request, make_client
 
-    client = make_client(target.endpoint, runtime, stage)
-    requests = [chat_request(target.model, q, temperature=target.temperature, top_p=target.top_p,
-                             max_tokens=target.max_tokens, seed=target.seed, system=target.system_prompt)
-                for q in questions]
-    results = run_unique(client, requests, what=f"{stage} {target.name} ({target.model})")
+    client = make_client(target.call.endpoint, runtime, stage)
+    requests = [call_request(target.call, q) for q in questions]
+    results = run_unique(client, requests, what=f"{stage} {target.name} ({target.call.model})")
     for q, r in zip(questions, results):
         if r.status == "error":
             log.warning("%s: call failed for %r: %s", target.name, q[:80], r.error)
@@ -72,16 +76,24 @@ def load_original_items(settings) -> list:
     return ts.items
 
 
-def answer_original_testset(out_path: str | Path, settings: OriginalAnswerSettings, runtime: LLMRuntime) -> dict:
-    """An endpoint target answers the original question of every test item; writes
-    ``original_answers.parquet``."""
-    items = load_original_items(settings.testset)
-    results = answer_questions([it.question for it in items], settings.target, runtime, stage="answer")
-    write_table(original_rows(settings.testset.name, settings.target.name, items, results), out_path, ORIGINAL_ANSWERS)
-    statuses = Counter(s for _, s, _ in results)
-    log.info("target %s answered the %d original questions of %s: statuses %s", settings.target.name, len(items),
-             settings.testset.name, dict(statuses))
-    return {"items": len(items), "statuses": dict(statuses)}
+def endpoint_answerer(target: EndpointTargetSettings, runtime: LLMRuntime, stage: str = "answer") -> Answerer:
+    """An endpoint target as an :data:`Answerer` (no engine: the endpoint's backend is in each row)."""
+    return lambda qs: (answer_questions(qs, target, runtime, stage=stage), None)
+
+
+def _statuses(answers: Sequence[Answer], engine: Any) -> dict:
+    return {"statuses": dict(Counter(s for _, s, _ in answers)), "engine": str(engine) if engine else None}
+
+
+def answer_original(out_path: str | Path, testset: TestsetSettings, target_name: str, answer: Answerer) -> dict:
+    """The target answers the original question of every test item; writes ``original_answers.parquet``."""
+    items = load_original_items(testset)
+    results, engine = answer([it.question for it in items])
+    write_table(original_rows(testset.name, target_name, items, results), out_path, ORIGINAL_ANSWERS,
+                metadata=engine.metadata() if engine else None)
+    stats = {"items": len(items), **_statuses(results, engine)}
+    log.info("target %s answered the %d original questions of %s: %s", target_name, len(items), testset.name, stats)
+    return stats
 
 
 def read_originals(original_path: str | Path, items: Sequence[Mapping], target_name: str) -> list[Answer]:
@@ -144,18 +156,20 @@ def answer_rows(items: Sequence[Mapping], target_name: str, original: Sequence[A
     return rows
 
 
-def answer_testset(optimized_path: str | Path, original_path: str | Path, out_path: str | Path,
-                   target: EndpointTargetSettings, runtime: LLMRuntime) -> dict:
-    """Answer the optimized questions of one optimizer (the original answers come from
-    ``original_path``); write ``answers.parquet``."""
+def answer_optimized(optimized_path: str | Path, original_path: str | Path, out_path: str | Path,
+                     target_name: str, answer: Answerer) -> dict:
+    """The target answers one optimizer's questions of ``optimized.parquet``; the original answers
+    come from ``original_path``, and an unchanged question reuses its original answer (nothing is
+    asked, no model loaded, when every question is unchanged). Writes ``answers.parquet``."""
     items = read_items(optimized_path)
-    original = read_originals(original_path, items, target.name)
+    original = read_originals(original_path, items, target_name)
     pending = to_answer(items)
     _, q_opt = questions(items)
-    answered = answer_questions([q_opt[k] for k in pending], target, runtime, stage="answer") if pending else []
+    answered, engine = answer([q_opt[k] for k in pending]) if pending else ([], None)
     optimized = merge_answers(len(items), original, pending, answered)
-    write_table(answer_rows(items, target.name, original, optimized), out_path, ANSWERS)
-    statuses = Counter(s for _, s, _ in optimized)
-    log.info("target %s answered %d of %d optimized questions of %s (the rest equal the original): statuses %s",
-             target.name, len(pending), len(items), items[0]["optimizer"], dict(statuses))
-    return {"items": len(items), "answered": len(pending), "statuses": dict(statuses)}
+    write_table(answer_rows(items, target_name, original, optimized), out_path, ANSWERS,
+                metadata=engine.metadata() if engine else None)
+    stats = {"items": len(items), "answered": len(pending), **_statuses(optimized, engine)}
+    log.info("target %s answered %d of %d optimized questions of %s (the rest equal the original): %s",
+             target_name, len(pending), len(items), items[0]["optimizer"], stats)
+    return stats

@@ -13,17 +13,6 @@ class EvalCallError(RuntimeError):
     """Every call of a stage failed: nothing to evaluate, and no point writing an artifact."""
 
 
-def chat_request(model: str, prompt: str, *, system: str | None, temperature: float, top_p: float | None,
-                 max_tokens: int | None, seed: int | None):
-    """One chat call; ``top_p``, ``max_tokens`` and ``seed`` None are left out of the body (some
-    APIs reject them), so a request that sets them keeps its cache key."""
-    from bpo.llm import ChatRequest
-
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    return ChatRequest(model=model, messages=messages, temperature=temperature, top_p=top_p,
-                       max_tokens=max_tokens, n=1, seed=seed)
-
-
 def run_unique(client, requests: Sequence, *, what: str) -> list:
     """Run ``requests`` with each distinct request sent once (an unchanged prompt and its
     original are the same call); results come back in request order."""

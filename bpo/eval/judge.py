@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bpo.eval.calls import chat_request, run_unique
+from bpo.eval.calls import run_unique
 from bpo.eval.verdicts import combine_orders, parse_verdict
 from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
 from bpo.settings import LLMRuntime
@@ -131,18 +131,25 @@ def _orders(judge: JudgeSettings, rec: dict) -> tuple[bool, ...]:
 _SIDE = {True: "optimized_first", False: "original_first"}
 
 
+def judge_request(judge: JudgeSettings, template: JudgeTemplate, question: str, answer_a: str, answer_b: str):
+    """The judge call for one order: the template's system part, else ``eval.judge.system_prompt``."""
+    from bpo.llm import call_request  # here: the report imports this module without calling an LLM
+
+    system, user = template.fill(question=question, answer_a=answer_a, answer_b=answer_b)
+    return call_request(judge.call, user, system=system)
+
+
 def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSettings, runtime: LLMRuntime) -> dict:
     """Judge every pair of ``answers_path`` by ``judge.protocol`` and write ``judgments.parquet``.
 
     Returns counts (outcomes, unparseable verdicts by reason, calls) for the log and tests.
     """
     template = load_template(judge.template, judge.template_sha256)
-    if template.system is not None and judge.system_prompt:
+    if template.system is not None and judge.call.system_prompt:
         raise JudgeTemplateError(f"{judge.template}: the template has a system part and eval.judge.system_prompt is "
                                  "set too; keep one of them")
     answers = read_table(answers_path, ANSWERS).to_pylist()
-    model = judge.model
-    gen = dict(temperature=judge.temperature, top_p=judge.top_p, max_tokens=judge.max_tokens, seed=judge.seed)
+    model = judge.call.model
 
     rows: list[dict] = []
     requests: list = []
@@ -172,16 +179,15 @@ def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSe
         indices = {}
         for first in orders:
             a, b = (optimized, original) if first else (original, optimized)
-            system, user = template.fill(question=question, answer_a=a, answer_b=b)
             indices[first] = len(requests)
-            requests.append(chat_request(model, user, system=system or judge.system_prompt, **gen))
+            requests.append(judge_request(judge, template, question, a, b))
         pending.append((len(rows) - 1, indices))
 
     unparseable: Counter = Counter()
     if requests:
         from bpo.llm import make_client  # here: the report imports this module without calling an LLM
 
-        client = make_client(judge.endpoint, runtime, "judge")
+        client = make_client(judge.call.endpoint, runtime, "judge")
         results = run_unique(client, requests, what=f"judge {model} ({judge.protocol})")
         for row_i, indices in pending:
             row, verdicts, backends = rows[row_i], {}, set()

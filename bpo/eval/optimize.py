@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from bpo.drops import locations_of
 from bpo.eval.testsets import TestItem, load_configured, render_question
@@ -29,7 +29,7 @@ from bpo.generation import EngineRecord, GenerationSettings
 from bpo.optimizer import optimize_prompts
 from bpo.schemas import OPTIMIZED, write_table
 from bpo.settings import LLMRuntime
-from bpo.settings.optimize import IdentitySettings, LLMRewriteSettings, OptimizeSettings
+from bpo.settings.optimize import IdentitySettings, LLMRewriteSettings, OptimizeSettings, optimizer_kind
 
 log = logging.getLogger(__name__)
 
@@ -170,21 +170,26 @@ def rewrite_reason(status: str, text: str | None, error: str | None = None) -> s
     return None
 
 
+def rewrite_request(settings: LLMRewriteSettings, template: str, instruction: str):
+    """The llm_rewrite call for one instruction: ``template`` with ``{prompt}`` replaced."""
+    from bpo.llm import call_request
+
+    return call_request(settings.call, template.replace(_REWRITE_PLACEHOLDER, instruction))
+
+
 def rewrite_with_llm(items: Sequence[TestItem], settings: LLMRewriteSettings,
                      runtime: LLMRuntime) -> list[tuple[str, str | None]]:
     """``(optimized_instruction, fallback_reason)`` per item: the endpoint rewrites the
     instruction alone (the context is attached afterwards, untouched). Calls are cached."""
-    from bpo.eval.calls import chat_request, run_unique
+    from bpo.eval.calls import run_unique
     from bpo.llm import make_client
 
     template = load_rewrite_template(settings.template, settings.template_sha256)
-    requests = [chat_request(settings.model, template.replace(_REWRITE_PLACEHOLDER, it.instruction), system=None,
-                             temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens,
-                             seed=settings.seed) for it in items]
+    requests = [rewrite_request(settings, template, it.instruction) for it in items]
     if not requests:
         return []
-    client = make_client(settings.endpoint, runtime, "optimize")
-    results = run_unique(client, requests, what=f"llm_rewrite {settings.name} ({settings.model})")
+    client = make_client(settings.call.endpoint, runtime, "optimize")
+    results = run_unique(client, requests, what=f"llm_rewrite {settings.name} ({settings.call.model})")
     out: list[tuple[str, str | None]] = []
     for item, res in zip(items, results):
         reason = rewrite_reason(res.status, res.text, res.error)
@@ -201,5 +206,24 @@ def llm_rewrite_testset(out_path: str | Path, settings: LLMRewriteSettings, runt
     ts = load_configured(settings.testset)
     rewritten = rewrite_with_llm(ts.items, settings, runtime)
     write_optimized(ts.items, rewritten, settings.testset.name, settings.name, None, out_path,
-                    metadata={"optimizer_kind": "llm_rewrite", "rewrite_model": settings.model})
-    return _finish(settings.name, settings.testset.name, rewritten, ts.dropped, f"llm_rewrite {settings.model}")
+                    metadata={"optimizer_kind": "llm_rewrite", "rewrite_model": settings.call.model})
+    return _finish(settings.name, settings.testset.name, rewritten, ts.dropped, f"llm_rewrite {settings.call.model}")
+
+
+def run_optimizer(out_path: str | Path, config: Mapping[str, Any], params: Mapping[str, Any],
+                  model_input: str | None = None) -> dict:
+    """Rewrite a test set with the optimizer whose canonical settings are ``params``, through the
+    library function its kind registers (bpo.settings.optimize.OPTIMIZER_KINDS). ``model_input``:
+    the rule's model folder, if any (else a kind with a model input uses the hub id it names);
+    the runtime (limits, cache, prices) of a kind that calls an LLM comes from ``config``."""
+    import importlib
+
+    kind = optimizer_kind(config, params["name"])
+    settings = kind.settings.from_params(params)
+    extra: dict[str, Any] = {}
+    if kind.model_input:
+        extra["model"] = model_input or settings.model
+    if hasattr(settings, "call"):
+        extra["runtime"] = LLMRuntime.from_config(config, settings.call.endpoint.name)
+    module, function = kind.run.split(":")
+    return getattr(importlib.import_module(module), function)(out_path, settings, **extra)

@@ -5,9 +5,9 @@ Public API (contract in docs/architecture.md)::
     from bpo.llm import ChatRequest, ChatResult, LLMClient, LLMError, BudgetExceeded
 """
 
-from bpo.llm.client import BACKENDS, Estimate, LLMClient, make_client
+from bpo.llm.client import BACKENDS, Estimate, LLMClient, client_from_mapping, make_client
 from bpo.llm.errors import BudgetExceeded, EndpointUnreachable, LLMError, MissingAPIKey, ReplayMiss
-from bpo.llm.request import ChatRequest, ChatResult
+from bpo.llm.request import ChatRequest, ChatResult, call_request
 from bpo.llm.standin import STANDIN_MODEL
 
 __all__ = [
@@ -15,9 +15,11 @@ __all__ = [
     "BudgetExceeded",
     "EndpointUnreachable",
     "ChatRequest",
+    "call_request",
     "ChatResult",
     "Estimate",
     "LLMClient",
+    "client_from_mapping",
     "LLMError",
     "MissingAPIKey",
     "ReplayMiss",

@@ -35,7 +35,7 @@ import openai
 from openai import AsyncOpenAI
 
 from bpo import redact
-from bpo.llm.cache import CLAIM_LEASE_S, DEFAULT_CACHE_PATH, Cache, new_owner, result_row, retire_owner
+from bpo.llm.cache import CLAIM_LEASE_S, Cache, new_owner, result_row, retire_owner
 from bpo.llm.errors import BudgetExceeded, EndpointUnreachable, LLMError, MissingAPIKey, ReplayMiss
 from bpo.llm.limits import Limits, RateLimiter
 from bpo.llm.local import LOCAL_BASE_URL, LocalTransport, local_source, local_worker
@@ -43,12 +43,10 @@ from bpo.llm.request import ChatRequest, ChatResult, cost_usd, price_for
 from bpo.llm.standin import STANDIN_BASE_URL, STANDIN_MODEL, StandinTransport
 from bpo.llm.transport import LeanAsyncTransport, default_ssl_context, proxy_configured
 from bpo.settings import EndpointSettings, LLMRuntime
-from bpo.settings.llm import LOCAL_KEYS
 
 log = logging.getLogger("bpo.llm")
 
 BACKENDS = ("openai", "replay", "standin", "local")
-_ENDPOINT_KEYS = {"backend", "base_url", "api_key_env", "limits", "default_headers", *LOCAL_KEYS}
 # Backends that cost nothing per call: no price is looked up, a budget needs none.
 _FREE = ("standin", "local")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -160,47 +158,28 @@ def _retry_after(headers: httpx2.Headers | None) -> float | None:
 class LLMClient:
     """Chat completions for one stage through one endpoint, cached in ``cache_path``.
 
-    ``endpoint`` is ``config["llm"]["endpoints"][name]``: ``{backend: openai|replay|standin|local,
-    base_url, api_key_env, limits: {...}, default_headers}`` (backend local: also ``model``,
-    ``dtype``, ``engine``, ``default_max_tokens``; see bpo.llm.local). For ``backend: openai`` the API key
+    ``endpoint`` (what changes answers) and ``runtime`` (limits, cache, prices, budget) are the
+    typed settings of bpo.settings, built once from the validated config (:func:`make_client`, or
+    :func:`client_from_mapping` for an entry written in code). For ``backend: openai`` the API key
     is read from the environment variable ``api_key_env`` here, before anything else happens
     (``check_key=False`` defers that to ``run``, e.g. for a dry-run estimate without a key).
     """
 
-    def __init__(self, endpoint: Mapping[str, Any], cache_path: str | os.PathLike | None, stage: str,
-                 prices: Mapping[str, Mapping[str, float]] | None = None, *, name: str | None = None,
-                 budget_usd: float | None = None, progress: bool | None = None, check_key: bool = True):
-        if isinstance(endpoint, Mapping):
-            self.name = name or str(endpoint.get("backend", "endpoint"))
-        else:
-            self.name = name or "endpoint"
-        where = f"llm.endpoints.{self.name}"
-        if not isinstance(endpoint, Mapping):
-            raise LLMError(f"config {where}: an endpoint must be a mapping, got {type(endpoint).__name__}")
-        unknown = sorted(set(endpoint) - _ENDPOINT_KEYS)
-        if unknown:
-            raise LLMError(f"config {where}: unknown key(s) {unknown}; known: {sorted(_ENDPOINT_KEYS)}")
-        self.backend = endpoint.get("backend")
-        if self.backend not in BACKENDS:
-            raise LLMError(f"config {where}.backend must be one of {BACKENDS}, got {self.backend!r}")
+    def __init__(self, endpoint: EndpointSettings, runtime: LLMRuntime, stage: str, *, progress: bool | None = None,
+                 check_key: bool = True):
         if not stage or not isinstance(stage, str):
             raise LLMError("LLMClient: stage must be a non-empty string (it labels cache rows and usage)")
-        self.stage = stage
-        self.limits = Limits.from_config(endpoint.get("limits"), f"{where}.limits")
-        self.local: dict[str, Any] | None = None
-        if self.backend == "local":
-            if not endpoint.get("model"):
-                raise LLMError(f"config {where}.model is required for backend local (an HF model folder or hub id)")
-            self.local = {"model": str(endpoint["model"]), "dtype": endpoint.get("dtype") or "auto",
-                          "engine": endpoint.get("engine") or "auto",
-                          "default_max_tokens": int(endpoint.get("default_max_tokens") or 1024)}
-        self.base_url = LOCAL_BASE_URL if self.local else endpoint.get("base_url") or DEFAULT_BASE_URL
-        self.api_key_env = endpoint.get("api_key_env", "OPENAI_API_KEY")
+        self.name, self.backend, self.stage = endpoint.name, endpoint.backend, stage
+        where = f"llm.endpoints.{self.name}"
+        self.limits = Limits.from_mapping(runtime.limits.canonical(), f"{where}.limits")
+        self.local: dict[str, Any] | None = dict(endpoint.local.canonical()) if endpoint.local else None
+        self.base_url = LOCAL_BASE_URL if self.local else endpoint.base_url or DEFAULT_BASE_URL
+        self.api_key_env = endpoint.api_key_env
         self._where = where
-        self._header_templates = dict(endpoint.get("default_headers") or {})
-        self.cache_path = os.fspath(cache_path or DEFAULT_CACHE_PATH)
-        self.prices = dict(prices or {})
-        self.default_budget_usd = budget_usd
+        self._header_templates = dict(endpoint.default_headers)
+        self.cache_path = os.fspath(runtime.cache_path)
+        self.prices = dict(runtime.prices)
+        self.default_budget_usd = runtime.budget_usd
         self.progress = progress
         self._ssl: ssl.SSLContext | None = None
         # where answers come from in the cache: the stand-in's rows are never served as real
@@ -209,7 +188,7 @@ class LLMClient:
         self.last_stats: dict[str, Any] = {}
         self._n_failed = 0
         # whatever a server echoes of this endpoint's key or headers is masked everywhere
-        redact.register_endpoint(endpoint)
+        redact.register_env(endpoint.api_key_env, *redact.header_env_names(endpoint.default_headers))
         if self.backend == "openai" and check_key:
             self._api_key()
         for noisy in ("httpx2", "httpx"):  # one INFO line per HTTP request would drown the stage log
@@ -770,6 +749,23 @@ def make_client(endpoint: EndpointSettings, runtime: LLMRuntime, stage: str, *, 
                 progress: bool | None = None) -> LLMClient:
     """The one way to build an LLM client: ``endpoint`` (what changes answers) plus ``runtime``
     (limits, cache path, prices, budget: what never does), both from :mod:`bpo.settings`."""
-    return LLMClient(endpoint.as_endpoint(runtime.limits), runtime.cache_path, stage, dict(runtime.prices) or None,
-                     name=endpoint.name, budget_usd=runtime.budget_usd, check_key=check_key, progress=progress)
+    return LLMClient(endpoint, runtime, stage, check_key=check_key, progress=progress)
+
+
+def client_from_mapping(endpoint: Mapping[str, Any], cache_path: str | os.PathLike, stage: str,
+                        prices: Mapping[str, Mapping[str, float]] | None = None, *, name: str | None = None,
+                        budget_usd: float | None = None, progress: bool | None = None,
+                        check_key: bool = True) -> LLMClient:
+    """A client for an ``llm.endpoints.<name>`` entry written in code (tests, benchmarks): the
+    schema validates it and fills its defaults, then it is built like any stage's."""
+    from bpo.settings import ConfigError, SettingsError, endpoint_config
+
+    name = name or str(endpoint.get("backend", "endpoint"))  # what error messages call it
+    try:
+        config = endpoint_config(name, endpoint, cache=os.fspath(cache_path), prices=dict(prices or {}))
+        settings = EndpointSettings.from_config(config, name)
+    except (ConfigError, SettingsError) as exc:
+        raise LLMError(str(exc)) from None
+    return make_client(settings, LLMRuntime.from_config(config, name, budget_usd=budget_usd), stage,
+                       check_key=check_key, progress=progress)
 

@@ -9,57 +9,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, fields
-from typing import Mapping
+from dataclasses import dataclass
 
-from bpo.llm.errors import LLMError
+from bpo.settings import EndpointLimits
 
 # Seconds of traffic a bucket may burst (rate limits are per minute, enforced in slices).
 BURST_SECONDS = 6.0
 
 
 @dataclass(frozen=True)
-class Limits:
-    max_concurrency: int = 16
-    rpm: int | None = None
-    tpm: int | None = None
-    timeout_s: float = 120.0
-    max_retries: int = 6
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    transport: str = "lean"  # lean | httpx (see bpo.llm.transport)
-    circuit_breaker_s: float = 30.0  # stop after this long with only unreachable/refused calls
-    max_batch_size: int = 16  # backend local: conversations generated together
-    batch_wait_s: float = 0.05  # backend local: how long a batch waits for more requests
-
-    @classmethod
-    def from_config(cls, cfg: Mapping | None, where: str = "limits") -> "Limits":
-        cfg = dict(cfg or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise LLMError(f"config {where}: unknown key(s) {unknown}; known: {sorted(known)}")
-        cfg = {k: v for k, v in cfg.items() if v is not None or k in ("rpm", "tpm")}
-        lim = cls(**cfg)
-        if int(lim.max_concurrency) < 1:
-            raise LLMError(f"config {where}.max_concurrency must be >= 1, got {lim.max_concurrency}")
-        for name in ("rpm", "tpm"):
-            v = getattr(lim, name)
-            if v is not None and v <= 0:
-                raise LLMError(f"config {where}.{name} must be > 0 or null, got {v}")
-        if lim.timeout_s <= 0:
-            raise LLMError(f"config {where}.timeout_s must be > 0, got {lim.timeout_s}")
-        if int(lim.max_retries) < 0:
-            raise LLMError(f"config {where}.max_retries must be >= 0, got {lim.max_retries}")
-        if lim.circuit_breaker_s <= 0:
-            raise LLMError(f"config {where}.circuit_breaker_s must be > 0, got {lim.circuit_breaker_s}")
-        if int(lim.max_batch_size) < 1:
-            raise LLMError(f"config {where}.max_batch_size must be >= 1, got {lim.max_batch_size}")
-        if lim.batch_wait_s < 0:
-            raise LLMError(f"config {where}.batch_wait_s must be >= 0, got {lim.batch_wait_s}")
-        if lim.transport not in ("lean", "httpx"):
-            raise LLMError(f"config {where}.transport must be 'lean' or 'httpx', got {lim.transport!r}")
-        return lim
+class Limits(EndpointLimits):
+    """An endpoint's limits (fields and defaults: bpo.settings.EndpointLimits and the schema) and
+    the backoff they imply."""
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter: uniform in [base*2^attempt / 2, base*2^attempt]."""

@@ -38,7 +38,6 @@ from typing import Any, Callable
 
 import httpx2
 
-from bpo.llm.limits import Limits
 
 log = logging.getLogger("bpo.llm.local")
 
@@ -197,8 +196,8 @@ class LocalWorker:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         # each client sets these from its endpoint's limits before it sends
-        self.max_batch_size = Limits.max_batch_size
-        self.batch_wait_s = Limits.batch_wait_s
+        self.max_batch_size = 1
+        self.batch_wait_s = 0.0
         self.generate_calls = 0
         self.generated = 0
         self.engines: set[str] = set()

@@ -5,10 +5,11 @@ Contract: this package imports nothing else from ``bpo``; every other package ma
 """
 
 from bpo.settings.base import Settings, SettingsError
-from bpo.settings.critique import BPODatasetSettings, CritiqueEstimateSettings, CritiqueSettings, SFTSettings, critique_runtime
+from bpo.settings.critique import CritiqueEstimateSettings, CritiqueSettings, critique_runtime
+from bpo.settings.sft import BPODatasetSettings, SFTSettings
 from bpo.settings.data import CleaningSettings, MergeSettings, PairsSourceSettings, SourceSettings
 from bpo.settings.config import ConfigError, load_config, validate_config
-from bpo.settings.llm import EndpointSettings, LLMRuntime, LocalModelSettings
+from bpo.settings.llm import EndpointLimits, EndpointSettings, LLMCall, LLMRuntime, LocalModelSettings, endpoint_config
 
 __all__ = [
     "BPODatasetSettings",
@@ -21,8 +22,11 @@ __all__ = [
     "SourceSettings",
     "critique_runtime",
     "ConfigError",
+    "EndpointLimits",
     "EndpointSettings",
+    "endpoint_config",
     "LocalModelSettings",
+    "LLMCall",
     "LLMRuntime",
     "Settings",
     "SettingsError",

@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 
 class SettingsError(ValueError):
@@ -27,6 +27,16 @@ def file_sha256(path: str, key: str) -> str:
     if not Path(path).is_file():
         raise SettingsError(f"config {key}: {path}: no such file")
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def config_section(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``config`` at the dotted ``key`` (e.g. ``eval.targets.tiny``), with an error naming it."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise SettingsError(f"config: no section {key}")
+        node = node[part]
+    return node
 
 
 # What a target of the wrong kind is told, by the kind the caller needs.
@@ -86,7 +96,13 @@ def _frozen(value: Any) -> Any:
 class Settings:
     """Frozen, typed settings. Subclasses are ``@dataclass(frozen=True)`` with annotated fields and
     no defaults. A field typed as another Settings class is built from its sub-mapping, a
-    ``tuple[X, ...]`` of them from a list of mappings."""
+    ``tuple[X, ...]`` of them from a list of mappings. A field named in ``inline`` is flat in the
+    canonical form (its fields sit beside the owner's, as they do in the config section). A key
+    named in ``omit_none`` (own or inlined) is left out of the canonical form while None, so a
+    field a stage gained later (critique's system_prompt) changes no params and reruns nothing."""
+
+    inline: ClassVar[tuple[str, ...]] = ()
+    omit_none: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "") -> Self:
@@ -95,6 +111,13 @@ class Settings:
             raise SettingsError(f"config {where or cls.__name__}: expected a mapping, got {type(data).__name__}")
         hints = typing.get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]
+        data = {**dict.fromkeys(set(cls.omit_none) & set(names)), **data}
+        for name in cls.inline:
+            if name not in data:  # flat, as canonical() writes it
+                sub_names = {f.name for f in dataclasses.fields(_settings_class(hints[name]))}
+                data = {**{k: v for k, v in data.items() if k not in sub_names},
+                        name: {**dict.fromkeys(set(cls.omit_none) & sub_names),
+                               **{k: v for k, v in data.items() if k in sub_names}}}
         missing = [n for n in names if n not in data]
         unknown = sorted(set(data) - set(names))
         prefix = f"{where}." if where else ""
@@ -122,7 +145,17 @@ class Settings:
 
     def canonical(self) -> dict[str, Any]:
         """Plain, key-sorted dict of every field: the rule's params entry."""
-        return {f.name: _canonical(getattr(self, f.name)) for f in sorted(dataclasses.fields(self), key=lambda f: f.name)}
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = _canonical(getattr(self, f.name))
+            if f.name in self.inline:
+                clash = set(value) & {g.name for g in dataclasses.fields(self)}
+                if clash:  # a class-design error: the flat form would lose one of them
+                    raise TypeError(f"{type(self).__name__}: inlined {f.name} repeats field(s) {sorted(clash)}")
+                out.update(value)
+            else:
+                out[f.name] = value
+        return {k: out[k] for k in sorted(out) if not (k in self.omit_none and out[k] is None)}
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)

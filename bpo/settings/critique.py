@@ -1,4 +1,4 @@
-"""Settings of the critique stage (rules critique, critique_estimate) and of the SFT dataset (rule sft).
+"""Settings of the critique stage (rules critique, critique_estimate).
 
 The critique template is tracked by path AND content hash, so editing the file reruns the
 critiques while a touch does not. Budget and error tolerance decide whether a run may finish,
@@ -9,29 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from bpo.settings.base import Settings, file_sha256
-from bpo.settings.llm import EndpointSettings, LLMRuntime
+from bpo.settings.llm import LLMCall, LLMRuntime
+from bpo.settings.plan import Plan
 
 
 @dataclass(frozen=True)
 class CritiqueSettings(Settings):
-    endpoint: EndpointSettings
-    model: str
-    temperature: float
-    top_p: float | None  # None: not sent
-    max_tokens: int | None  # None: not sent
-    seed: int | None
+    call: LLMCall
     template: str  # path, for messages
     template_sha256: str  # content: what reruns the stage
+
+    inline: ClassVar = ("call",)
+    omit_none: ClassVar = ("system_prompt",)  # added later: unset, the params are as before
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         cfg = config["critique"]
-        return cls(endpoint=EndpointSettings.from_config(config, cfg["endpoint"]), model=cfg["model"],
-                   temperature=cfg["temperature"], top_p=cfg["top_p"], max_tokens=cfg["max_tokens"],
-                   seed=cfg["seed"], template=cfg["template"],
+        return cls(call=LLMCall.from_section(config, cfg, "critique", "the critique stage"), template=cfg["template"],
                    template_sha256=file_sha256(cfg["template"], "critique.template"))
 
 
@@ -44,8 +41,7 @@ class CritiqueEstimateSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        sources = tuple(name for name, cfg in config["sources"].items() if cfg["activate"])
-        return cls(critique=CritiqueSettings.from_config(config), sources=sources)
+        return cls(critique=CritiqueSettings.from_config(config), sources=Plan.from_config(config).sources)
 
 
 def critique_runtime(config: Mapping[str, Any]) -> LLMRuntime:
@@ -53,36 +49,3 @@ def critique_runtime(config: Mapping[str, Any]) -> LLMRuntime:
     cfg = config["critique"]
     return LLMRuntime.from_config(config, cfg["endpoint"], budget_usd=cfg["budget_usd"],
                                   max_error_fraction=cfg["max_error_fraction"])
-
-
-@dataclass(frozen=True)
-class BPODatasetSettings(Settings):
-    """``sft.bpo_dataset``: a ready-made BPO-format dataset as the SFT source."""
-
-    hub_id: str | None
-    path: str | None
-    split: str
-    apply_filters: bool
-
-
-@dataclass(frozen=True)
-class SFTSettings(Settings):
-    """``sft.*``; ``bpo_dataset`` is None unless ``source`` is ``bpo_dataset`` (so editing it in
-    critiques mode reruns nothing)."""
-
-    source: str
-    seed: int
-    val_fraction: float
-    max_original_to_optimized: float | None
-    max_optimized_to_original: float | None
-    protected_markers: tuple[str, ...]
-    length_rules_with_context: bool
-    context_formats: tuple[str, ...]
-    bpo_dataset: BPODatasetSettings | None
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Self:
-        cfg = dict(config["sft"])
-        if cfg["source"] != "bpo_dataset":
-            cfg["bpo_dataset"] = None
-        return cls.from_mapping(cfg, "sft")

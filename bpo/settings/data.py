@@ -1,8 +1,8 @@
 """Settings of the data stage: one source's pairs (rule pairs_source) and the merge (rule pairs_merge).
 
-Sources differ in their keys, so :class:`SourceSettings` holds the keys every source has plus a
-typed ``options`` mapping with the rest (``multi_turn``, ``languages``, ``bad_path``, ...), exactly
-as ``config/schema.yaml`` declares them for that source.
+Sources differ in their keys, so :class:`SourceSettings` holds the keys every source has plus
+``options``, the source's own keys (``multi_turn``, ``languages``, ``bad_path``, ...) as that
+source's options class (:data:`SOURCE_OPTIONS`), with the defaults ``config/schema.yaml`` declares.
 """
 
 from __future__ import annotations
@@ -18,6 +18,37 @@ COMMON_SOURCE_KEYS = ("path", "hub_id", "split", "sample")
 
 
 @dataclass(frozen=True)
+class HHRLHFOptions(Settings):
+    hub_data_dir: str | None
+    multi_turn: bool
+
+
+@dataclass(frozen=True)
+class OASST1Options(Settings):
+    languages: tuple[str, ...]
+    multi_turn: bool
+
+
+@dataclass(frozen=True)
+class ChatbotArenaOptions(Settings):
+    languages: tuple[str, ...]
+    multi_turn: bool
+    drop_flagged: bool
+
+
+@dataclass(frozen=True)
+class AlpacaGPT4Options(Settings):
+    format: str  # pair | comparison
+    bad_path: str | None
+    bad_hub_id: str | None
+
+
+# The own keys of each source (sources.<name> in the schema, besides COMMON_SOURCE_KEYS and activate).
+SOURCE_OPTIONS: dict[str, type[Settings]] = {"hh_rlhf": HHRLHFOptions, "oasst1": OASST1Options,
+                                             "chatbot_arena": ChatbotArenaOptions, "alpaca_gpt4": AlpacaGPT4Options}
+
+
+@dataclass(frozen=True)
 class SourceSettings(Settings):
     """``sources.<name>`` without ``activate`` (which selects the source, it changes no pairs)."""
 
@@ -26,7 +57,16 @@ class SourceSettings(Settings):
     hub_id: str | None
     split: str
     sample: int
-    options: Mapping[str, Any]  # the source's own keys
+    options: Settings  # the source's own keys: an instance of SOURCE_OPTIONS[name]
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "") -> Self:
+        if isinstance(data, Mapping) and isinstance(data.get("options"), Mapping):
+            name = data.get("name")
+            if name not in SOURCE_OPTIONS:
+                raise SettingsError(f"config: unknown source 'sources.{name}' (known: {sorted(SOURCE_OPTIONS)})")
+            data = {**data, "options": SOURCE_OPTIONS[name].from_mapping(data["options"], where or f"sources.{name}")}
+        return super().from_mapping(data, where)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
@@ -41,7 +81,7 @@ class SourceSettings(Settings):
         """The config section as the source loaders (``bpo.sources``) read it, keys in the order
         the schema documents them (so the stats JSON does not depend on how a config is laid out)."""
         values = {"path": self.path, "hub_id": self.hub_id, "split": self.split, "sample": self.sample,
-                  **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}}
+                  **self.options.canonical()}
         documented = load_schema()["properties"]["sources"]["properties"].get(self.name, {}).get("properties", {})
         order = [k for k in documented if k in values] + sorted(k for k in values if k not in documented)
         return {k: values[k] for k in order}

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from bpo.settings.base import Settings, SettingsError, file_sha256, target_section
-from bpo.settings.llm import EndpointSettings
-from bpo.settings.optimize import TestsetSettings
+from bpo.settings.critique import CritiqueSettings
+from bpo.settings.llm import LLMCall
+from bpo.settings.plan import Plan
+from bpo.settings.testsets import TestsetSettings
 
 
 @dataclass(frozen=True)
@@ -20,22 +22,14 @@ class EndpointTargetSettings(Settings):
     """A target LLM reached through a named endpoint (``eval.targets.<name>`` of kind endpoint)."""
 
     name: str  # the {target} wildcard; written into every answer row
-    endpoint: EndpointSettings
-    model: str
-    temperature: float
-    top_p: float | None  # None: not sent
-    max_tokens: int | None  # None: not sent
-    seed: int | None
-    system_prompt: str | None
+    call: LLMCall
+
+    inline: ClassVar = ("call",)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
-        t = target_section(config, name, "endpoint")
-        if not t["endpoint"]:
-            raise SettingsError(f"config eval.targets.{name}.endpoint: kind endpoint needs a name under llm.endpoints")
-        return cls(name=name, endpoint=EndpointSettings.from_config(config, t["endpoint"]), model=t["model"],
-                   temperature=t["temperature"], top_p=t["top_p"], max_tokens=t["max_tokens"], seed=t["seed"],
-                   system_prompt=t["system_prompt"])
+        section = target_section(config, name, "endpoint")
+        return cls(name=name, call=LLMCall.from_section(config, section, f"eval.targets.{name}", "kind endpoint"))
 
 
 @dataclass(frozen=True)
@@ -56,13 +50,7 @@ class OriginalAnswerSettings(Settings):
 class JudgeSettings(Settings):
     """``eval.judge``; the template by path and content hash (an edit reruns, a touch does not)."""
 
-    endpoint: EndpointSettings
-    model: str
-    temperature: float
-    top_p: float | None  # None: not sent
-    max_tokens: int | None  # None: not sent
-    seed: int | None
-    system_prompt: str | None
+    call: LLMCall
     identical_as_tie: bool
     template: str
     template_sha256: str
@@ -70,12 +58,13 @@ class JudgeSettings(Settings):
     order_seed: int  # of the single_random order
     lenient_verdicts: bool
 
+    inline: ClassVar = ("call",)
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         j = config["eval"]["judge"]
-        return cls(endpoint=EndpointSettings.from_config(config, j["endpoint"]), model=j["model"],
-                   temperature=j["temperature"], top_p=j["top_p"], max_tokens=j["max_tokens"], seed=j["seed"],
-                   system_prompt=j["system_prompt"], identical_as_tie=j["identical_as_tie"], template=j["template"],
+        return cls(call=LLMCall.from_section(config, j, "eval.judge", "the judge"),
+                   identical_as_tie=j["identical_as_tie"], template=j["template"],
                    template_sha256=file_sha256(j["template"], "eval.judge.template"), protocol=j["protocol"],
                    order_seed=j["order_seed"], lenient_verdicts=j["lenient_verdicts"])
 
@@ -92,7 +81,8 @@ class ModelRole(Settings):
     real: bool | None  # None: no model at all (identity) or not known (replay from the cache)
 
 
-def _endpoint_role(role: str, name: str, model: str, ep: EndpointSettings) -> ModelRole:
+def _endpoint_role(role: str, name: str, call: LLMCall) -> ModelRole:
+    model, ep = call.model, call.endpoint
     if ep.backend == "standin":
         return ModelRole(role, name, model, "offline stand-in: deterministic text, NOT a model", False)
     if ep.backend == "local":
@@ -105,42 +95,35 @@ def _endpoint_role(role: str, name: str, model: str, ep: EndpointSettings) -> Mo
 def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
     """Every model behind an active optimizer, target and the judge, and the critic whose
     rewrites trained a ``trained`` optimizer."""
-    ev = config["eval"]
+    ev, plan = config["eval"], Plan.from_config(config)
     out: list[ModelRole] = []
-    trained = False
-    for name, opt in ev["optimizers"].items():
-        if not opt["activate"]:
-            continue
-        kind = opt["kind"]
-        if kind == "trained":
-            trained, base = True, config["train"]["base_model"]
+    for name, kind_name in plan.optimizers.items():
+        opt, kind = ev["optimizers"][name], plan.kind(name)
+        if kind.model_input == "trained":
+            base = config["train"]["base_model"]
             out.append(ModelRole("optimizer", name, "trained by this workflow (rule train_optimizer)",
                                  f"fine-tuned from {base}" if base else
                                  "tiny model trained from scratch (exercises the code, NOT a useful optimizer)",
                                  bool(base)))
-        elif kind == "model":
+        elif kind.model_input == "model":
             out.append(ModelRole("optimizer", name, opt["model"], "local folder or hub id", True))
-        elif kind == "identity":
-            out.append(ModelRole("optimizer", name, "none", "no rewrite (the original prompt)", None))
-        else:
-            out.append(_endpoint_role("optimizer", name, opt["model"],
-                                      EndpointSettings.from_config(config, opt["endpoint"])))
-    if trained:
+        elif kind.no_model:
+            out.append(ModelRole("optimizer", name, "none", kind.no_model, None))
+        else:  # the kind calls an LLM
+            out.append(_endpoint_role("optimizer", name, LLMCall.from_section(config, opt, f"eval.optimizers.{name}",
+                                                                              f"kind {kind_name}")))
+    if plan.trains_optimizer:
         if config["sft"]["source"] == "critiques":
-            c = config["critique"]
-            out.append(_endpoint_role("critic", "critic", c["model"], EndpointSettings.from_config(config, c["endpoint"])))
+            out.append(_endpoint_role("critic", "critic", CritiqueSettings.from_config(config).call))
         else:
             d = config["sft"]["bpo_dataset"]
             out.append(ModelRole("critic", "critic", d["hub_id"] or d["path"] or "?", "a ready-made BPO dataset", None))
-    for name, t in ev["targets"].items():
-        if not t["activate"]:
-            continue
-        if t["kind"] == "hf":
-            out.append(ModelRole("target", name, t["model"], "local model (kind hf)", True))
+    for name, target_kind in plan.targets.items():
+        if target_kind == "hf":
+            out.append(ModelRole("target", name, ev["targets"][name]["model"], "local model (kind hf)", True))
         else:
-            out.append(_endpoint_role("target", name, t["model"], EndpointSettings.from_config(config, t["endpoint"])))
-    j = ev["judge"]
-    out.append(_endpoint_role("judge", "judge", j["model"], EndpointSettings.from_config(config, j["endpoint"])))
+            out.append(_endpoint_role("target", name, EndpointTargetSettings.from_config(config, name).call))
+    out.append(_endpoint_role("judge", "judge", JudgeSettings.from_config(config).call))
     return tuple(out)
 
 

@@ -7,25 +7,16 @@ section's dotted key and maps its names.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from bpo.settings.base import Settings, SettingsError
+from bpo.settings.base import Settings, SettingsError, config_section
 
 # auto: lean where the model has a plain full-attention KV cache, else hf-generate; vLLM only
 # when chosen (it is a different environment: envs/vllm.yaml).
 ENGINES = ("auto", "lean", "hf-generate", "vllm")
-
-
-def config_section(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    """``config`` at the dotted ``key`` (e.g. ``eval.targets.tiny``), with an error naming it."""
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            raise SettingsError(f"config: no section {key}")
-        node = node[part]
-    return node
 
 
 @dataclass(frozen=True)
@@ -54,14 +45,16 @@ class GenerationSettings(Settings):
     @classmethod
     def from_config(cls, config: Mapping[str, Any], key: str) -> Self:
         """From ``eval.optimizers.<name>`` (its own names) or ``eval.targets.<name>`` of kind hf, whose
-        names are the endpoint targets' (``max_tokens``; temperature 0 = greedy; seed null = 0)."""
+        names are the endpoint targets' (temperature 0 = greedy; seed null = 0). Both call the token
+        limit ``max_tokens`` in the config, as every LLM call does; here it is the engine's ``max_new_tokens``."""
         section = config_section(config, key)
         if key.startswith("eval.optimizers."):
-            for field in ("top_p", "max_new_tokens", "seed"):
+            for field in ("top_p", "max_tokens", "seed"):
                 if section[field] is None:
                     raise SettingsError(f"config {key}.{field}: a local optimizer model needs a value (null is "
                                         "only for kind llm_rewrite, where it means the field is not sent)")
-            return cls.from_mapping({f: section[f] for f in cls.field_names()}, key)
+            values = {f: section[f] for f in cls.field_names() if f != "max_new_tokens"}
+            return cls.from_mapping({**values, "max_new_tokens": section["max_tokens"]}, key)
         if key.startswith("eval.targets."):
             if section["max_tokens"] is None:
                 raise SettingsError(f"config {key}.max_tokens: an hf target needs a value (null is for endpoints)")
@@ -73,4 +66,4 @@ class GenerationSettings(Settings):
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        return tuple(cls.__dataclass_fields__)
+        return tuple(f.name for f in dataclasses.fields(cls))

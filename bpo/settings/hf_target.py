@@ -8,7 +8,7 @@ from typing import Any, Self
 
 from bpo.settings.base import Settings, target_section
 from bpo.settings.generation import GenerationSettings
-from bpo.settings.optimize import TestsetSettings
+from bpo.settings.testsets import TestsetSettings
 
 
 @dataclass(frozen=True)

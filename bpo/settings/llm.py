@@ -9,6 +9,7 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
@@ -58,9 +59,8 @@ class EndpointSettings(Settings):
         elif ep.get("model") is not None:
             raise SettingsError(f"config llm.endpoints.{name}.model is only for backend local; backend "
                                 f"{ep['backend']} takes the model name from each stage's own `model` key")
-        return cls(name=name, backend=ep["backend"], base_url=ep.get("base_url"),
-                   api_key_env=ep.get("api_key_env", "OPENAI_API_KEY"),
-                   default_headers=dict(ep.get("default_headers") or {}), local=local)
+        return cls(name=name, backend=ep["backend"], base_url=ep["base_url"], api_key_env=ep["api_key_env"],
+                   default_headers=dict(ep["default_headers"]), local=local)
 
     # A remote endpoint's canonical form has no `local` entry, so the params of stages on remote
     # endpoints are what they were before backend local existed (nothing reruns for it).
@@ -76,27 +76,75 @@ class EndpointSettings(Settings):
             data = {**data, "local": None}
         return super().from_mapping(data, where)
 
-    def as_endpoint(self, limits: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The ``llm.endpoints.<name>`` mapping the LLM client takes, with runtime ``limits``."""
-        out = {"backend": self.backend, "base_url": self.base_url, "api_key_env": self.api_key_env,
-               "default_headers": dict(self.default_headers), "limits": dict(limits or {})}
-        if self.local is not None:
-            out.update(self.local.canonical())
-        return out
+
+@dataclass(frozen=True)
+class LLMCall(Settings):
+    """How a stage calls its LLM: the endpoint, the model name sent, the sampling and the system
+    prompt (``top_p``, ``max_tokens``, ``seed``, ``system_prompt`` None are not sent). Its keys sit
+    flat in the stage's config section, and flat in the stage's canonical form (``inline``), so a
+    sampling field is declared here once; bpo.llm.request.call_request turns it into requests."""
+
+    endpoint: EndpointSettings
+    model: str
+    temperature: float
+    top_p: float | None
+    max_tokens: int | None
+    seed: int | None
+    system_prompt: str | None
+
+    @classmethod
+    def from_section(cls, config: Mapping[str, Any], section: Mapping[str, Any], key: str, needs: str) -> Self:
+        """From ``section`` (config key ``key``, for errors); ``needs`` names the caller in the error
+        of a missing endpoint or model (e.g. ``kind llm_rewrite``)."""
+        for name, what in (("endpoint", "a name under llm.endpoints"), ("model", "a model name")):
+            if not section.get(name):
+                raise SettingsError(f"config {key}.{name}: {needs} needs {what}")
+        values = {f.name: section[f.name] for f in dataclasses.fields(cls) if f.name != "endpoint"}
+        return cls.from_mapping({**values, "endpoint": EndpointSettings.from_config(config, section["endpoint"])}, key)
+
+
+@dataclass(frozen=True)
+class EndpointLimits(Settings):
+    """``llm.endpoints.<name>.limits``: throughput, timeouts, retries, the circuit breaker and local
+    batching (bpo.llm.limits). They never change an answer, so no rule passes them as params."""
+
+    max_concurrency: int
+    rpm: int | None
+    tpm: int | None
+    timeout_s: float
+    max_retries: int
+    backoff_base_s: float
+    backoff_max_s: float
+    transport: str  # lean | httpx
+    circuit_breaker_s: float
+    max_batch_size: int
+    batch_wait_s: float
 
 
 @dataclass(frozen=True)
 class LLMRuntime(Settings):
     cache_path: str
-    limits: Mapping[str, Any]  # of the endpoint this stage calls
+    limits: EndpointLimits  # of the endpoint this stage calls
     prices: Mapping[str, Any]
     budget_usd: float | None
     max_error_fraction: float
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], endpoint: str | None, *, budget_usd: float | None = None,
+    def from_config(cls, config: Mapping[str, Any], endpoint: str, *, budget_usd: float | None = None,
                     max_error_fraction: float = 0.0) -> Self:
         llm = config["llm"]
-        limits = dict(endpoint_section(config, endpoint).get("limits") or {}) if endpoint else {}
-        return cls(cache_path=llm["cache"], limits=limits, prices=dict(llm.get("prices") or {}),
-                   budget_usd=budget_usd, max_error_fraction=max_error_fraction)
+        limits = EndpointLimits.from_mapping(endpoint_section(config, endpoint)["limits"],
+                                             f"llm.endpoints.{endpoint}.limits")
+        return cls(cache_path=llm["cache"], limits=limits, prices=dict(llm["prices"]), budget_usd=budget_usd,
+                   max_error_fraction=max_error_fraction)
+
+
+def endpoint_config(name: str, endpoint: Mapping[str, Any], **llm: Any) -> dict[str, Any]:
+    """A config holding one ``llm.endpoints.<name>`` entry written in code (tests, benchmarks, a
+    client built from a mapping), validated by the schema with its defaults filled: the one place
+    those defaults live. ``llm``: further ``llm.*`` keys (cache, prices)."""
+    import copy
+
+    from bpo.settings.config import validate_config
+
+    return validate_config({"llm": {**copy.deepcopy(llm), "endpoints": {name: copy.deepcopy(dict(endpoint))}}})

@@ -1,63 +1,22 @@
-"""Settings of the optimize stage: one class per optimizer kind (``eval.optimizers.<name>``); rules
-optimize_testset, optimize_identity, optimize_llm_rewrite and sft_rewrite_optimize."""
+"""Settings of the optimize stage: one class per optimizer kind (``eval.optimizers.<name>``) and the
+registry of kinds (:data:`OPTIMIZER_KINDS`); rules optimize_testset, optimize_identity,
+optimize_llm_rewrite and sft_rewrite_optimize."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from bpo.settings.base import Settings, SettingsError, file_sha256
 from bpo.settings.generation import GenerationSettings
-from bpo.settings.llm import EndpointSettings
-
-# The name under which the SFT-rewrite input (eval.sft_rewrite, an Alpaca file) is optimized.
-SFT_REWRITE = "sft_rewrite"
-
-
-def downloaded_testset_path(name: str, url: str) -> str:
-    """Where rule download_testset stores a test set fetched from ``url``."""
-    import os
-    from urllib.parse import urlparse
-
-    return f"data/testsets/{name}/{os.path.basename(urlparse(url).path) or 'testset.json'}"
-
-
-@dataclass(frozen=True)
-class TestsetSettings(Settings):
-    """What is read from a test set: the file (a local path or where its url is downloaded),
-    its layout and the sample."""
-
-    name: str
-    path: str
-    format: str
-    columns: Mapping[str, str | None]
-    sample: int
-    seed: int
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
-        """``eval.testsets.<name>``, or the SFT-rewrite input when ``name`` is :data:`SFT_REWRITE`."""
-        ev = config["eval"]
-        if name == SFT_REWRITE:
-            src = ev["sft_rewrite"]
-            if not src["path"]:
-                raise SettingsError("config: eval.sft_rewrite.path is required when eval.sft_rewrite.activate is true")
-            return cls(name=name, path=src["path"], format="alpaca", columns={}, sample=src["sample"],
-                       seed=ev["sample_seed"])
-        if name not in ev["testsets"]:
-            raise SettingsError(f"config: eval.testsets has no test set '{name}' (defined: {sorted(ev['testsets'])})")
-        ts = ev["testsets"][name]
-        path = ts.get("path") or downloaded_testset_path(name, ts["url"])
-        return cls(name=name, path=path, format=ts["format"], columns=dict(ts["columns"]), sample=ts["sample"],
-                   seed=ev["sample_seed"])
-
+from bpo.settings.llm import LLMCall
+from bpo.settings.testsets import TestsetSettings
 
 # eval.optimizers.<name>.kind: trained and model generate with a local model (rule
 # optimize_testset), identity copies the prompts (optimize_identity), llm_rewrite asks an
 # endpoint (optimize_llm_rewrite).
 GENERATING_KINDS = ("trained", "model")
-OPTIMIZER_KINDS = (*GENERATING_KINDS, "identity", "llm_rewrite")
 
 
 def optimizer_section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -113,39 +72,62 @@ class IdentitySettings(Settings):
 @dataclass(frozen=True)
 class LLMRewriteSettings(Settings):
     """An endpoint asked to improve each instruction with ``template`` (kind llm_rewrite); the
-    template by path and content hash. ``top_p``, ``max_tokens``, ``seed`` None are not sent."""
+    template by path and content hash."""
 
     name: str
     testset: TestsetSettings
-    endpoint: EndpointSettings
-    model: str
+    call: LLMCall
     template: str
     template_sha256: str
-    temperature: float
-    top_p: float | None
-    max_tokens: int | None
-    seed: int | None
+
+    inline: ClassVar = ("call",)
+    omit_none: ClassVar = ("system_prompt",)  # added later: unset, the params are as before
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], testset: str, optimizer: str) -> Self:
         opt = _check_kind(config, optimizer, ("llm_rewrite",))
         key = f"eval.optimizers.{optimizer}"
-        for field in ("endpoint", "model"):
-            if not opt[field]:
-                raise SettingsError(f"config {key}.{field}: kind llm_rewrite needs one")
         return cls(name=optimizer, testset=TestsetSettings.from_config(config, testset),
-                   endpoint=EndpointSettings.from_config(config, opt["endpoint"]), model=opt["model"],
-                   template=opt["template"], template_sha256=file_sha256(opt["template"], f"{key}.template"),
-                   temperature=opt["temperature"], top_p=opt["top_p"], max_tokens=opt["max_new_tokens"],
-                   seed=opt["seed"])
+                   call=LLMCall.from_section(config, opt, key, "kind llm_rewrite"),
+                   template=opt["template"], template_sha256=file_sha256(opt["template"], f"{key}.template"))
 
 
-OPTIMIZER_SETTINGS: dict[str, type[Settings]] = {
-    "trained": OptimizeSettings, "model": OptimizeSettings, "identity": IdentitySettings,
-    "llm_rewrite": LLMRewriteSettings,
+@dataclass(frozen=True)
+class OptimizerKind:
+    """What the workflow needs to know of one optimizer kind (eval.optimizers.<name>.kind).
+
+    ``settings`` is built by ``from_config(config, testset, optimizer)``; ``run`` names the library
+    function (``module:function``) that workflow_scripts/optimize.py calls with the output path and
+    the settings, plus ``model`` (the model folder or hub id) when ``model_input`` is set and
+    ``runtime`` (bpo.settings.LLMRuntime) when the settings have an LLM ``call``. ``model_input``:
+    ``trained`` = the optimizer this workflow trains, ``model`` = the folder or hub id in ``model``.
+    ``no_model``: for a kind without any model, what it does (the report's models table)."""
+
+    settings: type[Settings]
+    run: str
+    model_input: str | None = None
+    no_model: str | None = None
+
+
+# A new kind: its settings class and an entry here, its library function, its rule (rules/evaluate.smk,
+# script workflow_scripts/optimize.py) and its name and keys in config/schema.yaml.
+OPTIMIZER_KINDS: dict[str, OptimizerKind] = {
+    "trained": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="trained"),
+    "model": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="model"),
+    "identity": OptimizerKind(IdentitySettings, "bpo.eval.optimize:identity_testset",
+                              no_model="no rewrite (the original prompt)"),
+    "llm_rewrite": OptimizerKind(LLMRewriteSettings, "bpo.eval.optimize:llm_rewrite_testset"),
 }
+
+
+def optimizer_kind(config: Mapping[str, Any], name: str) -> OptimizerKind:
+    """The registered kind of optimizer ``name``."""
+    kind = optimizer_section(config, name)["kind"]
+    if kind not in OPTIMIZER_KINDS:
+        raise SettingsError(f"config eval.optimizers.{name}.kind: '{kind}' is not one of {', '.join(OPTIMIZER_KINDS)}")
+    return OPTIMIZER_KINDS[kind]
 
 
 def optimizer_settings(config: Mapping[str, Any], testset: str, optimizer: str) -> Settings:
     """The settings of ``optimizer`` (by its kind) rewriting ``testset``."""
-    return OPTIMIZER_SETTINGS[optimizer_section(config, optimizer)["kind"]].from_config(config, testset, optimizer)
+    return optimizer_kind(config, optimizer).settings.from_config(config, testset, optimizer)

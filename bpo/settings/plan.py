@@ -1,0 +1,66 @@
+"""What a run does, decided once: the active sources, test sets, optimizers (by kind) and targets
+(by kind), whether the optimizer is trained, and each optimizer's model input. rules/common.smk,
+the critique estimate, the report's models table and the input check (bpo.config_inputs) ask it
+instead of reading ``activate`` and ``kind`` themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+from bpo.settings.optimize import OPTIMIZER_KINDS, OptimizerKind, optimizer_kind
+
+
+def _active(section: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(name for name, cfg in section.items() if cfg["activate"])
+
+
+@dataclass(frozen=True)
+class Plan:
+    sources: tuple[str, ...]  # config order, as every name tuple here
+    testsets: tuple[str, ...]
+    optimizers: Mapping[str, str]  # active optimizer -> kind
+    targets: Mapping[str, str]  # active target -> kind (endpoint | hf)
+    sft_rewrite: bool  # eval.sft_rewrite.activate
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        ev = config["eval"]
+        optimizers = {name: ev["optimizers"][name]["kind"] for name in _active(ev["optimizers"])}
+        for name in optimizers:
+            optimizer_kind(config, name)  # an unknown kind is an error naming the key
+        return cls(sources=_active(config["sources"]), testsets=_active(ev["testsets"]), optimizers=optimizers,
+                   targets={name: ev["targets"][name]["kind"] for name in _active(ev["targets"])},
+                   sft_rewrite=ev["sft_rewrite"]["activate"])
+
+    def optimizers_of(self, *kinds: str) -> list[str]:
+        """Active optimizers, of ``kinds`` when given."""
+        return [name for name, kind in self.optimizers.items() if not kinds or kind in kinds]
+
+    def targets_of(self, kind: str | None = None) -> list[str]:
+        """Active targets, of ``kind`` when given."""
+        return [name for name, k in self.targets.items() if kind is None or k == kind]
+
+    def kind(self, optimizer: str) -> OptimizerKind:
+        return OPTIMIZER_KINDS[self.optimizers[optimizer]]
+
+    @property
+    def trains_optimizer(self) -> bool:
+        """Whether an active optimizer is the one this workflow trains."""
+        return any(OPTIMIZER_KINDS[kind].model_input == "trained" for kind in self.optimizers.values())
+
+    def triples(self) -> list[tuple[str, str, str]]:
+        """(test set, optimizer, target) triples that are evaluated and reported."""
+        return [(ts, opt, tg) for ts in self.testsets for opt in self.optimizers for tg in self.targets]
+
+
+def optimizer_model(config: Mapping[str, Any], name: str) -> str | None:
+    """Where optimizer ``name`` (active or not: eval.sft_rewrite names one) takes its model from:
+    ``"trained"`` for the optimizer this workflow trains, the ``model`` folder or hub id, or None."""
+    kind = optimizer_kind(config, name)
+    if kind.model_input == "trained":
+        return "trained"
+    if kind.model_input == "model":
+        return config["eval"]["optimizers"][name]["model"] or None
+    return None
