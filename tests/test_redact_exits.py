@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from bpo import redact
-from bpo.llm import ChatRequest, LLMClient
+from bpo.llm import ChatRequest, client_from_mapping
 from bpo.llm.cache import Cache
 from conftest import copy_workflow, snakemake
 from loopback_server import LoopbackServer, standin_responder
@@ -115,15 +115,15 @@ def test_echoed_keys_are_stored_nowhere_and_a_rerun_pays_nothing(tmp_path, keys,
     with EchoKeyServer() as srv:
         srv.fail("400", times=1, match="question 0")  # one call fails for good: the failures table
         srv.fail("500", times=2, match="question 1")  # retried, then answered
-        client = LLMClient(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False)
+        client = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False)
         first = client.run(_reqs(6))
         paid = srv.total
         assert srv.requests[0].headers["authorization"] == f"Bearer {SHAPELESS}"  # the keys were sent...
         assert SHAPELESS in srv._seen and SK_KEY in srv._seen  # ...and echoed back
         # a rerun, and one after the keys were rotated (the cache key never holds a key)
-        again = LLMClient(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(_reqs(6))
+        again = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(_reqs(6))
         monkeypatch.setenv(KEY_ENV, "".join(reversed(SHAPELESS)))
-        rotated = LLMClient(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(_reqs(6))
+        rotated = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(_reqs(6))
         # the failed call is retried once (failures are not answers); the 5 answers cost nothing
         assert srv.total == paid + 1, f"{srv.total - paid - 1} answered calls were paid again"
     assert paid == 1 + 3 + 4
@@ -149,7 +149,7 @@ def test_keys_in_fields_of_the_wrong_type_are_not_stored(tmp_path, keys):
     cache_path = tmp_path / "llm.sqlite"
     reqs = _reqs(3) + [ChatRequest(model="gpt-test", messages=[{"role": "user", "content": "please refuse"}])]
     with EchoKeyServer(odd=True) as srv:
-        out = LLMClient(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(reqs)
+        out = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(reqs)
         assert SHAPELESS in srv._seen
     assert [r.status for r in out] == ["ok"] * 3 + ["refused"]
     assert all(r.model == "gpt-test" and r.finish_reason is None for r in out)
@@ -165,13 +165,13 @@ def test_rows_written_before_redaction_are_masked_on_read_export_and_import(tmp_
     export and an import of a file holding a key are all redacted, and still served from cache."""
     cache_path = tmp_path / "old.sqlite"
     with EchoKeyServer() as srv:
-        client = LLMClient(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False)
+        client = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False)
         client.run(_reqs(3))
         with sqlite3.connect(cache_path) as db:  # what an unredacted cache held
             db.execute("UPDATE calls SET text = text || ?, choices = ?", (f" {SHAPELESS} {SK_KEY}",
                                                                           json.dumps([SHAPELESS, SK_KEY])))
         paid = srv.total
-        out = LLMClient(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(_reqs(3))
+        out = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(_reqs(3))
         assert srv.total == paid
     assert all(r.cached and r.text.endswith(f"{redact.MASK} {redact.MASK}") for r in out)
     with Cache(cache_path) as cache:
