@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bpo.settings.config import ConfigError
+from bpo.templates import template_problem
 
 # What the hub accepts as a repo id: "name" or "namespace/name", no "..", "--" or leading dot.
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
@@ -68,26 +69,6 @@ def _file_problem(value: str) -> str | None:
     return None if path.is_file() else f"{value} is not a file"
 
 
-def _template_problem(value: str, kind: str) -> str | None:
-    """Missing file, or a template its loader rejects (e.g. a required placeholder missing)."""
-    problem = _file_problem(value)
-    if problem:
-        return problem
-    if kind == "critique":
-        from bpo.critique import TemplateError, load_template
-
-        errors: tuple[type[Exception], ...] = (TemplateError,)
-    else:
-        from bpo.eval.judge import JudgeTemplateError, load_template
-
-        errors = (JudgeTemplateError,)
-    try:
-        load_template(value)
-    except errors as exc:
-        return str(exc)
-    return None
-
-
 def _active(section: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
     return ((name, cfg) for name, cfg in section.items() if cfg.get("activate", True))
 
@@ -108,7 +89,7 @@ def _source_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | Non
 
 def _sft_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
     if config["sft"]["source"] == "critiques":
-        yield "critique.template", _template_problem(config["critique"]["template"], "critique")
+        yield "critique.template", template_problem(config["critique"]["template"], "critique")
         return
     bpo = config["sft"]["bpo_dataset"]
     if not bpo["hub_id"]:
@@ -129,12 +110,12 @@ def _eval_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]
     for name, cfg in testsets.items():
         if cfg.get("path"):  # else rule download_testset fetches the url
             yield f"eval.testsets.{name}.path", _file_problem(cfg["path"])
-    yield "eval.judge.template", _template_problem(ev["judge"]["template"], "judge")
+    yield "eval.judge.template", template_problem(ev["judge"]["template"], "judge")
     for name, cfg in _active(ev["optimizers"]):
         if cfg["kind"] == "model" and cfg.get("model"):
             yield f"eval.optimizers.{name}.model", model_location_problem(cfg["model"])
         elif cfg["kind"] == "llm_rewrite":
-            yield f"eval.optimizers.{name}.template", _file_problem(cfg["template"])
+            yield f"eval.optimizers.{name}.template", template_problem(cfg["template"], "rewrite")
     for name, cfg in targets.items():
         if cfg.get("kind") == "hf" and cfg.get("model"):
             yield f"eval.targets.{name}.model", model_location_problem(cfg["model"])

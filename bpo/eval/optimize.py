@@ -130,30 +130,6 @@ def identity_testset(out_path: str | Path, settings: IdentitySettings) -> dict:
 
 # --- llm_rewrite -------------------------------------------------------------------------
 
-_REWRITE_PLACEHOLDER = "{prompt}"
-
-
-class RewriteTemplateError(ValueError):
-    pass
-
-
-def load_rewrite_template(path: str | Path, sha256: str | None = None) -> str:
-    """The rewrite request: '#' comment lines dropped, exactly one ``{prompt}``; ``sha256``: the
-    hash the settings were built with (the file must still match it)."""
-    import hashlib
-
-    path = Path(path)
-    if not path.is_file():
-        raise RewriteTemplateError(f"{path}: rewrite template not found")
-    raw = path.read_bytes()
-    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
-        raise RewriteTemplateError(f"{path}: the rewrite template changed after the workflow was planned; run again")
-    text = "\n".join(line for line in raw.decode("utf-8").splitlines() if not line.startswith("#")).strip("\n")
-    if text.count(_REWRITE_PLACEHOLDER) != 1:
-        raise RewriteTemplateError(f"{path}: placeholder {_REWRITE_PLACEHOLDER} must appear exactly once "
-                                   f"(found {text.count(_REWRITE_PLACEHOLDER)})")
-    return text
-
 
 def rewrite_reason(status: str, text: str | None, error: str | None = None) -> str | None:
     """Why an endpoint's reply cannot be used as the rewrite (None: it can)."""
@@ -175,8 +151,10 @@ def rewrite_with_llm(items: Sequence[TestItem], settings: LLMRewriteSettings,
     from bpo.eval.calls import chat_request, run_unique
     from bpo.llm import make_client
 
-    template = load_rewrite_template(settings.template, settings.template_sha256)
-    requests = [chat_request(settings.model, template.replace(_REWRITE_PLACEHOLDER, it.instruction), system=None,
+    from bpo.templates import load_rewrite
+
+    template = load_rewrite(settings.template, settings.template_sha256)
+    requests = [chat_request(settings.model, template.fill(it.instruction), system=None,
                              temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens,
                              seed=settings.seed) for it in items]
     if not requests:

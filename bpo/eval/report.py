@@ -21,18 +21,17 @@ from typing import Sequence
 
 from bpo.atomic import save_figure, write_json, write_text
 from bpo.eval.intrinsic import similarity_summary
-from bpo.eval.judge import NO_CALL
 from bpo.eval.length_control import OUTCOME_PREFERENCE, length_controlled
 from bpo.eval.testsets import render_question
 from bpo.eval.verdicts import combine_orders
 from bpo.eval.winrates import bootstrap_delta_interval, count_outcomes, mean_words, position_consistency, win_rates
 from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES, read_table, write_table
 from bpo.settings.evaluate import ReportSettings
+from bpo.vocab import BOTH_ORDERS, NO_CALL, SINGLE_RANDOM
+from bpo.vocab import STANDIN_BACKEND as STANDIN
 
 log = logging.getLogger(__name__)
 
-STANDIN = "standin"
-BOTH_ORDERS = "both_orders"
 STANDIN_NOTE = "STAND-IN verdicts (offline text generator, not a model): these numbers mean nothing"
 
 
@@ -325,7 +324,7 @@ class Summary:
         if BOTH_ORDERS in protocols:
             out.append("Protocol both_orders: each pair is judged twice, once with each answer shown first; agreeing "
                        "verdicts count, disagreeing verdicts count as a tie (MT-bench convention).")
-        if "single_random" in protocols:
+        if SINGLE_RANDOM in protocols:
             out.append("Protocol single_random (the BPO paper's): each pair is judged once, in a seeded random "
                        "order; position consistency cannot be measured.")
         if self.no_call_ties:

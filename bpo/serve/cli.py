@@ -1,4 +1,4 @@
-"""``bpo serve``: the config file (``--config``, schema ``config/serve.schema.yaml``) with flags over it."""
+"""``bpo serve``: the config file (``--config``, schema ``bpo/resources/serve.schema.yaml``) with flags over it."""
 
 from __future__ import annotations
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
-DEFAULT_CONFIG_PATH = SCHEMA_PATH.with_name("config.yaml")
+# The schemas ship inside the package (package data), so an installed wheel validates too.
+RESOURCES = Path(str(files("bpo").joinpath("resources")))
+SCHEMA_PATH = RESOURCES / "schema.yaml"
+# The workflow's own config, where Snakemake reads it: relative to the working folder.
+DEFAULT_CONFIG_PATH = Path("config", "config.yaml")
 
 
 class ConfigError(ValueError):

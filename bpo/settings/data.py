@@ -2,7 +2,7 @@
 
 Sources differ in their keys, so :class:`SourceSettings` holds the keys every source has plus a
 typed ``options`` mapping with the rest (``multi_turn``, ``languages``, ``bad_path``, ...), exactly
-as ``config/schema.yaml`` declares them for that source.
+as ``bpo/resources/schema.yaml`` declares them for that source.
 """
 
 from __future__ import annotations

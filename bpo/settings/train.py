@@ -4,7 +4,7 @@
 canonical form as ``params.settings``, so an edit retrains. :class:`CheckpointRuntime` is
 ``train.checkpoint``: where and how often to checkpoint for a resume, never what the model is, so
 the script reads it from the config at run time and an edit reruns nothing.
-Defaults live only in ``config/schema.yaml``.
+Defaults live only in ``bpo/resources/schema.yaml``.
 """
 
 from __future__ import annotations
