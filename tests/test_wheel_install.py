@@ -129,3 +129,13 @@ def test_bpo_serve_identity_answers_health(installed):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_no_default_config_outside_the_workflow_is_one_clear_error(installed):
+    bin_dir, env, work = installed
+    proc = _run([str(bin_dir / "python"), "-c", "from bpo.settings import load_config; load_config()"], work, env,
+                check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"bpo.settings.config.ConfigError: no config/config.yaml in the working folder {work}: run from the "
+        "workflow's folder or pass the config file")

@@ -100,8 +100,11 @@ def merge(base: Mapping, over: Mapping) -> dict:
 
 
 def load_config(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
-    """The validated config: ``config/config.yaml`` when no path is given, later files and then
-    ``overrides`` merged over earlier ones, schema defaults filled in."""
+    """The validated config: the working folder's ``config/config.yaml`` when no path is given, later
+    files and then ``overrides`` merged over earlier ones, schema defaults filled in."""
+    if not paths and not DEFAULT_CONFIG_PATH.is_file():
+        raise ConfigError(f"no {DEFAULT_CONFIG_PATH} in the working folder {Path.cwd()}: run from the workflow's "
+                          "folder or pass the config file")
     config: dict = {}
     for path in paths or (DEFAULT_CONFIG_PATH,):
         config = merge(config, yaml.safe_load(Path(path).read_text()) or {})
