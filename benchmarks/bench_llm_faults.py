@@ -33,7 +33,7 @@ from llm_fault_cases import (KEY_ENV, SECRET, closed_port_url, concurrent_runs, 
 
 
 def schema_limits() -> dict:
-    """The defaults config/schema.yaml gives an endpoint's limits."""
+    """The defaults bpo/resources/schema.yaml gives an endpoint's limits."""
     llm = load_schema()["properties"]["llm"]["properties"]
     props = llm["endpoints"]["additionalProperties"]["properties"]["limits"]["properties"]
     return {name: spec["default"] for name, spec in props.items() if "default" in spec}

@@ -10,7 +10,7 @@ chat-completions call after 500 ms. Measured side by side in one run:
 * a one-at-a-time loop with the plain sync OpenAI client (what the original BPO code does);
 * a fully cached rerun of 14,000 requests (no call reaches the server).
 
-Prompts are critique prompts built from config/templates/critique.txt (~2 KB each). The server
+Prompts are critique prompts built from bpo/resources/templates/critique.txt (~2 KB each). The server
 uses its lean echo responder (~0.2 ms of CPU per request; it shares the machine's CPUs with
 the client, so it must stay cheap to act as "the network").
 Targets: >= 90% of the ideal (concurrency / latency) at 64, >= 80% at 256, >= 50x the
@@ -74,7 +74,7 @@ def server_call(base_url: str, path: str, payload: dict | None = None) -> dict:
 
 
 def critique_template() -> str:
-    text = (REPO / "config" / "templates" / "critique.txt").read_text()
+    text = (REPO / "bpo" / "resources" / "templates" / "critique.txt").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     # no context in the benchmark pairs: drop the conditional blocks
     out, skip = [], False

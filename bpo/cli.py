@@ -164,9 +164,27 @@ def _usage(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from bpo.llm.cache import cli_cache
+    """``bpo cache export|import PARQUET [--cache PATH]``."""
+    from bpo.llm import LLMError
+    from bpo.llm.cache import Cache
 
-    return cli_cache(args)
+    path = Path(args.cache)
+    if args.action == "export":
+        if not path.exists():
+            print(f"bpo cache: no cache at {path} (set --cache to llm.cache of your config)", file=sys.stderr)
+            return 1
+        with Cache(path) as cache:
+            n = cache.export_parquet(args.parquet)
+        print(f"exported {n} cached calls from {path} to {args.parquet}")
+        return 0
+    try:
+        with Cache(path) as cache:
+            added, present = cache.import_parquet(args.parquet)
+    except LLMError as exc:
+        print(f"bpo cache: {exc}", file=sys.stderr)
+        return 1
+    print(f"imported {added} calls into {path} ({present} already present)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

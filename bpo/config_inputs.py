@@ -21,6 +21,7 @@ from typing import Any
 from bpo.generation.model import is_hub_id, model_folder_problem  # noqa: F401 (is_hub_id: re-exported)
 from bpo.settings.config import ConfigError
 from bpo.settings.plan import Plan
+from bpo.templates import template_problem
 
 def model_location_problem(value: str) -> str | None:
     """Why a model given as a local folder or hub id cannot be used, or None (hub ids are not
@@ -58,24 +59,6 @@ def _file_problem(value: str) -> str | None:
     return None if path.is_file() else f"{value} is not a file"
 
 
-def _template_problem(value: str, kind: str) -> str | None:
-    """Missing file, or a template its loader rejects (e.g. a required placeholder missing)."""
-    problem = _file_problem(value)
-    if problem:
-        return problem
-    if kind == "critique":
-        from bpo.critique import TemplateError, load_template
-
-        errors: tuple[type[Exception], ...] = (TemplateError,)
-    else:
-        from bpo.eval.judge import JudgeTemplateError, load_template
-
-        errors = (JudgeTemplateError,)
-    try:
-        load_template(value)
-    except errors as exc:
-        return str(exc)
-    return None
 
 
 def _source_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
@@ -94,7 +77,7 @@ def _source_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | Non
 
 def _sft_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
     if config["sft"]["source"] == "critiques":
-        yield "critique.template", _template_problem(config["critique"]["template"], "critique")
+        yield "critique.template", template_problem(config["critique"]["template"], "critique")
         return
     bpo = config["sft"]["bpo_dataset"]
     if not bpo["hub_id"]:
@@ -113,13 +96,13 @@ def _eval_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]
     for name in plan.testsets:
         if ev["testsets"][name].get("path"):  # else rule download_testset fetches the url
             yield f"eval.testsets.{name}.path", _file_problem(ev["testsets"][name]["path"])
-    yield "eval.judge.template", _template_problem(ev["judge"]["template"], "judge")
+    yield "eval.judge.template", template_problem(ev["judge"]["template"], "judge")
     for name, kind in plan.optimizers.items():
         cfg = ev["optimizers"][name]
         if plan.kind(name).model_input == "model" and cfg.get("model"):
             yield f"eval.optimizers.{name}.model", model_location_problem(cfg["model"])
         elif kind == "llm_rewrite":
-            yield f"eval.optimizers.{name}.template", _file_problem(cfg["template"])
+            yield f"eval.optimizers.{name}.template", template_problem(cfg["template"], "rewrite")
     for name in plan.targets_of("hf"):
         if ev["targets"][name].get("model"):
             yield f"eval.targets.{name}.model", model_location_problem(ev["targets"][name]["model"])

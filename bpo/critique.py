@@ -1,8 +1,8 @@
 """Critique stage: one chat call per preference pair, parsed into an optimized instruction.
 
-For each pair the critique template (a file under ``config/templates/``) is filled with the
-instruction, the context if any, the bad response and the good response, and sent as a single
-user message. Calls go through :class:`bpo.llm.LLMClient`, so they are cached (a rerun pays
+For each pair the critique template (loaded and checked by :mod:`bpo.templates`) is filled with
+the instruction, the context if any, the bad response and the good response, and sent as a
+single user message. Calls go through :class:`bpo.llm.LLMClient`, so they are cached (a rerun pays
 nothing twice), rate-limited and budget-capped. Replies are parsed by
 :mod:`bpo.critique_parse` and written as ``CRITIQUES`` rows, one per pair, failures included.
 """
@@ -10,14 +10,10 @@ nothing twice), rate-limited and budget-capped. Replies are parsed by
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
-import re
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import pyarrow.compute as pc
@@ -26,23 +22,15 @@ from bpo.atomic import write_json
 from bpo.critique_parse import parse_critique
 from bpo.schemas import CRITIQUES, PAIRS, read_table, write_table
 from bpo.settings import CritiqueEstimateSettings, CritiqueSettings, LLMCall, LLMRuntime
+from bpo.templates import CritiqueTemplate, TemplateError, load_critique
 
 log = logging.getLogger(__name__)
 
 STAGE = "critique"
-PLACEHOLDERS = ("instruction", "context", "bad_response", "good_response")
-_IF, _END_IF = "{if_context}", "{end_if_context}"
-_PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
-# Anything that looks like a placeholder but is not one is a typo ("{good_res}") to report.
-_CANDIDATE_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
-
-
-class TemplateError(ValueError):
-    """The critique template file is unusable (names the file and the problem)."""
 
 
 class CritiqueError(RuntimeError):
-    """The critique stage cannot finish (too many failed calls, template changed, ...)."""
+    """The critique stage cannot finish (too many failed calls, ...)."""
 
 
 def expected_stops() -> tuple[type[BaseException], ...]:
@@ -52,101 +40,6 @@ def expected_stops() -> tuple[type[BaseException], ...]:
     from bpo.schemas import SchemaError
 
     return (BudgetExceeded, LLMError, CritiqueError, TemplateError, SchemaError)
-
-
-# ---------------------------------------------------------------- template
-
-
-def template_sha256(path: str | os.PathLike) -> str:
-    """Hash of the template file's bytes (the settings carry it, so an edit reruns)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TemplateError(f"critique template {path}: no such file (config key critique.template)")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@dataclass(frozen=True)
-class CritiqueTemplate:
-    """A parsed template: comment lines removed, the context block located."""
-
-    path: str
-    sha256: str
-    body: str  # the template without comment lines, markers included
-
-    def render(self, instruction: str, context: str, bad_response: str, good_response: str) -> str:
-        has_context = bool(context and context.strip())
-        lines: list[str] = []
-        inside = False
-        for line in self.body.split("\n"):
-            marker = line.strip()
-            if marker == _IF:
-                inside = True
-            elif marker == _END_IF:
-                inside = False
-            elif has_context or not inside:
-                lines.append(line)
-        text = "\n".join(lines).strip("\n")
-        values = {
-            "instruction": instruction,
-            "context": context,
-            "bad_response": bad_response,
-            "good_response": good_response,
-        }
-        # One pass, so a response that itself contains "{context}" is never expanded.
-        return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], text)
-
-
-def load_template(path: str | os.PathLike) -> CritiqueTemplate:
-    """Read and check a critique template (see ``config/templates/critique.txt`` for the syntax)."""
-    path = Path(path)
-    sha = template_sha256(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise TemplateError(f"critique template {path}: not UTF-8 text ({exc})") from exc
-    body = "\n".join(line for line in raw.replace("\r\n", "\n").split("\n") if not line.startswith("#"))
-
-    depth = 0
-    context_inside = context_outside = 0
-    for lineno, line in enumerate(body.split("\n"), 1):
-        marker = line.strip()
-        if marker == _IF:
-            if depth:
-                raise TemplateError(f"critique template {path}: nested {_IF} blocks are not supported")
-            depth = 1
-            continue
-        if marker == _END_IF:
-            if not depth:
-                raise TemplateError(f"critique template {path}: {_END_IF} without {_IF}")
-            depth = 0
-            continue
-        if _IF in line or _END_IF in line:
-            raise TemplateError(f"critique template {path}: {_IF} and {_END_IF} must stand on their own line")
-        n = line.count("{context}")
-        if depth:
-            context_inside += n
-        else:
-            context_outside += n
-    if depth:
-        raise TemplateError(f"critique template {path}: {_IF} is never closed by {_END_IF}")
-
-    found = set(_PLACEHOLDER_RE.findall(body))
-    missing = [p for p in ("instruction", "bad_response", "good_response") if p not in found]
-    if missing:
-        raise TemplateError(f"critique template {path}: missing placeholder(s) {', '.join('{%s}' % m for m in missing)}")
-    if not context_inside and not context_outside:
-        raise TemplateError(f"critique template {path}: no {{context}} placeholder; pairs with a context would lose it")
-    unknown = sorted({name for name in _CANDIDATE_RE.findall(body) if name not in PLACEHOLDERS}
-                     - {"if_context", "end_if_context"})
-    if unknown:
-        raise TemplateError(
-            f"critique template {path}: unknown placeholder(s) {', '.join('{%s}' % u for u in unknown)} "
-            f"(known: {', '.join('{%s}' % p for p in PLACEHOLDERS)})"
-        )
-    if "optimized instruction:" not in body.lower():
-        # The parser and the offline stand-in both key on this label.
-        raise TemplateError(f"critique template {path}: must ask for the reply label 'Optimized Instruction:'")
-    return CritiqueTemplate(path=str(path), sha256=sha, body=body)
 
 
 # ---------------------------------------------------------------- requests
@@ -223,16 +116,6 @@ def _summary(rows: Sequence[Mapping]) -> dict:
     }
 
 
-def _check_template(template_path: str, expected_sha256: str | None) -> CritiqueTemplate:
-    template = load_template(template_path)
-    if expected_sha256 and template.sha256 != expected_sha256:
-        raise CritiqueError(
-            f"critique template {template_path} changed after the workflow was planned "
-            f"(sha256 {template.sha256[:12]} != {expected_sha256[:12]}); start the run again"
-        )
-    return template
-
-
 def _requests(pairs: Sequence[Mapping], template: CritiqueTemplate, settings: CritiqueSettings) -> list:
     return build_requests(pairs, template, settings.call)
 
@@ -255,7 +138,7 @@ def run_critique(
     from bpo.llm import make_client
 
     client = make_client(settings.call.endpoint, runtime, STAGE)  # checks the API key before any work
-    template = _check_template(settings.template, settings.template_sha256)
+    template = load_critique(settings.template, settings.template_sha256)
     model, max_error_fraction = settings.call.model, runtime.max_error_fraction
     pairs = select_pairs(pairs_path, source)
     if not pairs:
@@ -298,7 +181,7 @@ def estimate_critiques(
     from bpo.llm import make_client
 
     critique, budget_usd = settings.critique, runtime.budget_usd
-    template = _check_template(critique.template, critique.template_sha256)
+    template = load_critique(critique.template, critique.template_sha256)
     # No API key needed to count: an estimate before exporting the key is the point.
     client = make_client(critique.call.endpoint, runtime, STAGE, check_key=False)
     report: dict = {"model": critique.call.model, "template": critique.template, "template_sha256": template.sha256,

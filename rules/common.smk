@@ -8,9 +8,10 @@ from bpo.settings.plan import Plan, optimizer_model
 from bpo.sources import SOURCES
 
 
-# One line per problem (key path, "did you mean"); schema defaults filled in. The schema is
-# this workflow's own (not the one beside the installed bpo package).
-validate_config(config, load_schema(os.path.join(workflow.basedir, "config", "schema.yaml")))
+# One line per problem (key path, "did you mean"); schema defaults filled in. The schema ships
+# inside the bpo package the rules import (bpo/resources/schema.yaml): it always matches the
+# settings code that reads the config.
+validate_config(config, load_schema())
 # Every configured local input must exist, checked here and not left to the rules' inputs:
 # Snakemake takes an existing output as a plain input when the job producing it cannot be
 # planned, so a missing input would pass silently once outputs exist (see bpo/config_inputs.py).

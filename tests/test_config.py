@@ -9,6 +9,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from bpo.settings.config import SCHEMA_PATH
+
 from conftest import REPO, snakemake
 
 
@@ -25,7 +27,7 @@ def _merged(base, over):
 
 def test_default_config_validates_and_gets_defaults():
     cfg = _load("config.yaml")
-    validate(cfg, str(REPO / "config" / "schema.yaml"))
+    validate(cfg, str(SCHEMA_PATH))
     # defaults from the schema fill what the file leaves out
     assert cfg["pairs"]["dedup"] is True
     assert set(cfg["sources"]) == {"hh_rlhf", "oasst1", "chatbot_arena", "alpaca_gpt4"}
@@ -33,12 +35,12 @@ def test_default_config_validates_and_gets_defaults():
 
 def test_paper_config_validates_over_default():
     cfg = _merged(_load("config.yaml"), _load("paper.yaml"))
-    validate(cfg, str(REPO / "config" / "schema.yaml"))
+    validate(cfg, str(SCHEMA_PATH))
     assert cfg["sources"]["hh_rlhf"]["hub_id"] == "Anthropic/hh-rlhf"
 
 
 def test_every_schema_key_is_described():
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     missing = []
 
     def walk(node, path):
@@ -63,7 +65,7 @@ def test_bad_key_or_type_is_an_error_naming_it(mutate, key):
     cfg = _load("config.yaml")
     mutate(cfg)
     with pytest.raises(Exception) as err:
-        validate(cfg, str(REPO / "config" / "schema.yaml"))
+        validate(cfg, str(SCHEMA_PATH))
     assert key in str(err.value)
 
 

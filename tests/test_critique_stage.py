@@ -12,15 +12,7 @@ import sqlite3
 import pytest
 import yaml
 
-from bpo.critique import (
-    CritiqueError,
-    TemplateError,
-    build_requests,
-    estimate_critiques,
-    load_template,
-    run_critique,
-    template_sha256,
-)
+from bpo.critique import CritiqueError, build_requests, estimate_critiques, run_critique
 from bpo.llm import BudgetExceeded
 from bpo.settings import (
     CritiqueEstimateSettings,
@@ -33,10 +25,11 @@ from bpo.settings import (
     load_config,
 )
 from bpo.schemas import CRITIQUES, PAIRS, read_table, write_table
-from conftest import REPO, copy_workflow, snakemake
+from bpo.templates import TemplateError, builtin_dir, load_critique, template_sha256
+from conftest import copy_workflow, snakemake
 from loopback_server import LoopbackServer
 
-TEMPLATE = REPO / "config" / "templates" / "critique.txt"
+TEMPLATE = builtin_dir() / "critique.txt"
 KEY_ENV = "BPO_TEST_CRITIQUE_KEY"
 SECRET = "sk-test-critique-0123456789abcdef"
 
@@ -125,7 +118,7 @@ def _run(pairs_file, out, endpoint, cache, source="alpaca_gpt4", prices=None, bu
 
 
 def test_template_renders_the_paper_structure():
-    t = load_template(TEMPLATE)
+    t = load_critique(TEMPLATE)
     with_ctx = t.render("Classify the animal.", "Penguin", "Mammal.", "A penguin is a bird.")
     no_ctx = t.render("Name a prime number.", "", "Nine.", "Seven is prime.")
     # instruction, context, bad response, good response, in this order
@@ -145,7 +138,7 @@ def test_template_renders_the_paper_structure():
 
 
 def test_template_substitutes_once_and_literally():
-    t = load_template(TEMPLATE)
+    t = load_critique(TEMPLATE)
     text = t.render("Say {context} and {good_response}", "ctx \\1 {instruction}", "bad {bad_response}", "good")
     assert "Say {context} and {good_response}" in text
     assert "ctx \\1 {instruction}" in text and "bad {bad_response}" in text
@@ -165,7 +158,7 @@ def test_bad_templates_are_clear_errors(tmp_path, body, message):
     path = tmp_path / "t.txt"
     path.write_text(body)
     with pytest.raises(TemplateError) as err:
-        load_template(path)
+        load_critique(path)
     assert message in str(err.value) and str(path) in str(err.value)
     with pytest.raises(TemplateError, match="critique.template"):
         template_sha256(tmp_path / "missing.txt")
@@ -180,7 +173,7 @@ def test_template_hash_follows_content(tmp_path):
 
 
 def test_requests_are_single_user_messages_with_sampling():
-    reqs = build_requests(ALPACA, load_template(TEMPLATE), _call(seed=7))
+    reqs = build_requests(ALPACA, load_critique(TEMPLATE), _call(seed=7))
     assert len(reqs) == 3 and len({r.key for r in reqs}) == 3
     body = reqs[0].body
     assert body["model"] == "gpt-3.5-turbo" and body["temperature"] == 0.9 and body["seed"] == 7
@@ -230,7 +223,7 @@ def test_critique_end_to_end_and_cached_rerun(pairs_file, endpoint, server, tmp_
     assert server.total == 3 and summary["status"] == {"ok": 3}
 
     # What went over the wire: the template's structure, one user message, the config's sampling.
-    template = load_template(TEMPLATE)
+    template = load_critique(TEMPLATE)
     bodies = [json.loads(r.body) for r in server.requests]
     sent = {b["messages"][0]["content"] for b in bodies}
     expected = {template.render(p["instruction"], p["context"], p["bad_response"], p["good_response"]) for p in ALPACA}
@@ -299,7 +292,7 @@ def test_budget_cap_stops_cleanly_and_rerun_continues(pairs_file, endpoint, serv
     endpoint["limits"]["max_concurrency"] = 1
     # The client reserves a call's upper-bound cost (prompt + max_tokens) before sending it:
     # 1.5 of those lets the first call through and stops the next.
-    reqs = build_requests(ALPACA, load_template(TEMPLATE), _call())
+    reqs = build_requests(ALPACA, load_critique(TEMPLATE), _call())
     one = max(r.estimated_prompt_tokens() + r.estimated_completion_tokens() for r in reqs) * 1000.0 / 1e6
     with pytest.raises(BudgetExceeded):
         _run(pairs_file, out, endpoint, cache, prices=prices, budget_usd=1.5 * one)
@@ -355,6 +348,11 @@ def test_workflow_critique_and_sft_with_the_standin(tmp_path):
     """The embedded default runs the critique stage offline; editing the template reruns it,
     editing runtime limits does not."""
     wf = copy_workflow(tmp_path / "wf")
+    # a user's own copy of the template (the built-in one belongs to the installed package)
+    template = wf / "config" / "critique.txt"
+    template.write_bytes(TEMPLATE.read_bytes())
+    cfg_path = wf / "config" / "config.yaml"
+    cfg_path.write_text(cfg_path.read_text().replace("template: builtin:critique.txt", "template: config/critique.txt"))
     snakemake(wf, "--cores", "2", "results/demo/sft/train.parquet", "results/demo/critiques/estimate.json")
     report = json.loads((wf / "results" / "demo" / "sft" / "filter_report.json").read_text())
     assert report["records_in"] > 0 and report["kept"] > 0 and report["val"] >= 1
@@ -376,7 +374,6 @@ def test_workflow_critique_and_sft_with_the_standin(tmp_path):
     cfg["critique"]["budget_usd"] = 10.0
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert planned() == set()  # runtime settings: nothing reruns
-    template = wf / "config" / "templates" / "critique.txt"
     template.write_text(template.read_text() + "Keep the rewrite under 60 words.\n")
     assert planned() == {"critique:", "sft:"}
 

@@ -8,15 +8,15 @@ import re
 
 import pytest
 
-from bpo.eval.judge import JudgeTemplateError, fill_template, judge_answers, load_template
+from bpo.eval.judge import judge_answers
 from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
 from bpo.settings import LLMRuntime, SettingsError, load_config
 from bpo.settings.evaluate import JudgeSettings
-from conftest import REPO
+from bpo.templates import TemplateError, builtin_dir, fill_judge, load_judge
 from eval_helpers import loopback_config
 from loopback_server import LoopbackServer
 
-TEMPLATE = REPO / "config" / "templates" / "judge.txt"
+TEMPLATE = builtin_dir() / "judge.txt"
 JUDGE = {"endpoint": "loop", "model": "judge-model", "max_tokens": 256, "template": str(TEMPLATE)}
 
 
@@ -53,19 +53,19 @@ def _sent(srv):
 
 
 def test_template_has_placeholders_and_tokens(tmp_path):
-    template = load_template(TEMPLATE)
+    template = load_judge(TEMPLATE)
     text = template.user
     assert template.system is None
     assert not any(line.startswith("#") for line in text.splitlines())
-    filled = fill_template(text, question="Q {answer_b}", answer_a="ans {question}", answer_b="B")
+    filled = fill_judge(text, question="Q {answer_b}", answer_a="ans {question}", answer_b="B")
     assert "Q {answer_b}" in filled and "ans {question}" in filled  # single pass: data never substituted
     bad = tmp_path / "bad.txt"
     bad.write_text("Compare {question} {answer_a} {answer_b} and answer A or B.")
-    with pytest.raises(JudgeTemplateError, match="verdict tokens"):
-        load_template(bad)
+    with pytest.raises(TemplateError, match="verdict tokens"):
+        load_judge(bad)
     bad.write_text("{question} {answer_a} [[A]] [[B]] [[C]]")
-    with pytest.raises(JudgeTemplateError, match=r"\{answer_b\} must appear exactly once"):
-        load_template(bad)
+    with pytest.raises(TemplateError, match=r"\{answer_b\} must appear exactly once"):
+        load_judge(bad)
 
 
 def test_judge_sees_both_orders_and_caches(tmp_path, monkeypatch):
@@ -152,8 +152,8 @@ def test_judge_settings_track_the_template_by_content(tmp_path):
     assert JudgeSettings.from_config(config) == judge
     template.write_text(TEMPLATE.read_text() + "\nBe brief.\n")
     assert JudgeSettings.from_config(config).template_sha256 != judge.template_sha256
-    with pytest.raises(JudgeTemplateError, match="changed after the workflow was planned"):
-        load_template(judge.template, judge.template_sha256)
+    with pytest.raises(TemplateError, match="changed after the workflow was planned"):
+        load_judge(judge.template, judge.template_sha256)
     config["eval"]["judge"]["template"] = str(tmp_path / "missing.txt")
     with pytest.raises(SettingsError, match="eval.judge.template: .*missing.txt: no such file"):
         JudgeSettings.from_config(config)
@@ -200,7 +200,7 @@ def test_template_with_a_system_message(tmp_path, monkeypatch):
         "Question: {question}\n"
         "=== Answer from Assistant A ===\n{answer_a}\n=== End of answer A ===\n"
         "=== Answer from Assistant B ===\n{answer_b}\n=== End of answer B ===\n")
-    loaded = load_template(template)
+    loaded = load_judge(template)
     assert loaded.system == "Compare two answers. End with [[A]], [[B]] or [[C]] for a tie."
     assert loaded.user.startswith("Question: {question}")
     answers = _answers(tmp_path / "answers.parquet", [("plain", "GOOD one")])
@@ -216,8 +216,8 @@ def test_template_with_a_system_message(tmp_path, monkeypatch):
     assert read_table(tmp_path / "j.parquet", JUDGMENTS).to_pylist()[0]["outcome"] == "win"
     # a misplaced marker is an error naming the file
     template.write_text("=== user ===\n{question} {answer_a} {answer_b}\n=== system ===\n[[A]] [[B]] [[C]]\n")
-    with pytest.raises(JudgeTemplateError, match="starts with a '=== system ===' line"):
-        load_template(template)
+    with pytest.raises(TemplateError, match="starts with a '=== system ===' line"):
+        load_judge(template)
 
 
 @pytest.mark.parametrize("lenient, outcome, rule", [(False, "invalid", "none"), (True, "tie", "lenient:prose")])

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from bpo.templates import builtin_dir
 from conftest import dry_run_jobs, snakemake
 from eval_helpers import save_tiny_model
 
@@ -33,6 +34,7 @@ def evaluated(tmp_path_factory):
     from conftest import copy_workflow
 
     wf = copy_workflow(tmp_path_factory.mktemp("evalwf") / "wf")
+    (wf / "config" / "judge.txt").write_bytes((builtin_dir() / "judge.txt").read_bytes())
     pairs = [("explain tides", "Please explain how tides work, step by step.")] * 4
     save_tiny_model(wf / "models" / "tiny_optimizer", pairs)
 
@@ -45,6 +47,8 @@ def evaluated(tmp_path_factory):
         # an untrained optimizer's rewrites are all unusable, so both questions and answers are
         # the same; judging identical answers anyway makes the judge rule call the stand-in
         cfg["eval"]["judge"]["identical_as_tie"] = False
+        # a user's own copy of the judge template (the built-in one belongs to the package), edited below
+        cfg["eval"]["judge"]["template"] = "config/judge.txt"
         # a second target: a local HF model (rule answer_hf, not a local rule)
         cfg["eval"]["targets"]["tiny_hf"] = {"kind": "hf", "model": "models/tiny_optimizer", "max_tokens": 8,
                                              "batch_size": 4}
@@ -108,7 +112,7 @@ def test_offline_evaluation_outputs(evaluated):
 def _planned(wf, edit=None, template=None) -> dict[str, int]:
     """Jobs a dry run plans after ``edit`` of the config (and ``template``: new judge template
     text); both are restored afterwards, so the tests share one evaluated workflow."""
-    config, judge = wf / "config" / "config.yaml", wf / "config" / "templates" / "judge.txt"
+    config, judge = wf / "config" / "config.yaml", wf / "config" / "judge.txt"
     saved = config.read_text(), judge.read_text()
     try:
         if edit is not None:
@@ -179,7 +183,7 @@ def test_runtime_edit_reruns_nothing(evaluated, edit):
 
 
 def test_judge_template_touch_reruns_nothing(evaluated):
-    (evaluated / "config" / "templates" / "judge.txt").touch()  # tracked by content, not mtime
+    (evaluated / "config" / "judge.txt").touch()  # tracked by content, not mtime
     assert _planned(evaluated) == {}
 
 

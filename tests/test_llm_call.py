@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bpo.critique import build_requests, load_template as critique_template
-from bpo.eval.judge import judge_request, load_template as judge_template
-from bpo.eval.optimize import load_rewrite_template, rewrite_request
+from bpo.critique import build_requests
+from bpo.eval.judge import judge_request
+from bpo.eval.optimize import rewrite_request
 from bpo.llm import call_request
 from bpo.settings import CritiqueSettings, LLMCall, SettingsError, load_config
 from bpo.settings.evaluate import EndpointTargetSettings, JudgeSettings
 from bpo.settings.optimize import LLMRewriteSettings
+from bpo.templates import load_critique as critique_template, load_judge as judge_template, load_rewrite
 
 DATA = Path(__file__).parent / "data"
 # the same inputs as tests/data/record_request_keys.py, which recorded the keys with the old code
@@ -35,7 +36,7 @@ def _keys(config: dict) -> dict:
     for name, o in config["eval"]["optimizers"].items():
         if o["kind"] == "llm_rewrite":
             s = LLMRewriteSettings.from_config(config, next(iter(config["eval"]["testsets"])), name)
-            tpl = load_rewrite_template(s.template)
+            tpl = load_rewrite(s.template)
             out[f"llm_rewrite/{name}"] = [rewrite_request(s, tpl, q).key for q in QUESTIONS]
     return out
 

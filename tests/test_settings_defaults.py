@@ -1,4 +1,4 @@
-"""Defaults live only in config/schema.yaml: no settings class declares one (every module of
+"""Defaults live only in bpo/resources/schema.yaml: no settings class declares one (every module of
 bpo.settings is searched, so a new class is covered without editing this test), and an endpoint
 written with its backend alone gets exactly the schema's values, limits included, whether it
 comes from a config file or from code (bpo.llm.client_from_mapping)."""

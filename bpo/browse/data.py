@@ -11,36 +11,38 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+
+from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES
+from bpo.vocab import OUTCOMES
 
 # The old layout evaluated one optimizer: this workflow's trained one.
 DEFAULT_OPTIMIZER = "trained"
 
-_OPTIMIZED_COLS = ("item_id", "testset", "instruction", "context", "optimized_instruction", "fallback_reason")
-_ANSWER_COLS = ("item_id", "testset", "target", "question_original", "question_optimized", "answer_original",
-                "answer_optimized", "status_original", "status_optimized", "backend")
-_JUDGMENT_COLS = ("item_id", "testset", "target", "judge_model", "verdict_optimized_first",
-                  "verdict_original_first", "outcome", "raw_optimized_first", "raw_original_first", "backend")
-_WINRATE_COLS = ("testset", "target", "judge_model", "n", "n_invalid", "win", "tie", "lose", "delta_wr",
-                 "delta_wr_low", "delta_wr_high", "backend")
-# Optional columns of the newer layout, passed through when present.
-_WINRATE_OPTIONAL = ("optimizer", "category", "lc_delta_wr", "lc_delta_wr_low", "lc_delta_wr_high")
-OUTCOMES = ("win", "tie", "lose", "invalid")
+# Columns the artifacts gained after the first layout (the optimizer level, categories, protocol,
+# verdict rules; the report's counts, length control and fallbacks): read when a file has them.
+# Every other column of the artifact's schema in bpo.schemas must be there.
+LATER_COLUMNS = frozenset({
+    "optimizer", "category", "protocol", "rule_optimized_first", "rule_original_first",
+    "n_win", "n_tie", "n_lose", "lc_delta_wr", "lc_delta_wr_low", "lc_delta_wr_high", "lc_length_coef",
+    "n_missing_answer", "n_judge_failed", "n_unparseable", "n_fallback", "fallback_reasons", "answer_backend",
+})
 
 
 class BrowseInputError(ValueError):
     """An input artifact is missing columns or its rows do not join."""
 
 
-def _read(path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict]:
-    names = pq.read_schema(path).names
-    missing = [c for c in required if c not in names]
+def _read(path: str | os.PathLike, schema: pa.Schema) -> list[dict]:
+    """The rows of an artifact with ``schema``'s columns (those of :data:`LATER_COLUMNS` only if present)."""
+    names = set(pq.read_schema(path).names)
+    missing = [c for c in schema.names if c not in names and c not in LATER_COLUMNS]
     if missing:
         raise BrowseInputError(f"{path}: missing columns {missing}")
-    cols = list(required) + [c for c in optional if c in names]
-    return pq.read_table(path, columns=cols).to_pylist()
+    return pq.read_table(path, columns=[c for c in schema.names if c in names]).to_pylist()
 
 
 def words(text: str | None) -> int | None:
@@ -91,16 +93,16 @@ def load_rows(optimized: Iterable[str | os.PathLike], answers: Iterable[str | os
     optimized prompts by (testset, optimizer, item_id). Sorted by those keys."""
     opt: dict[tuple, dict] = {}
     for path in optimized:
-        for r in _read(path, _OPTIMIZED_COLS, ("optimizer", "category")):
+        for r in _read(path, OPTIMIZED):
             opt[_key(r, "testset", "optimizer", "item_id")] = r
     ans: dict[tuple, tuple[dict, str]] = {}
     for path in answers:
-        for r in _read(path, _ANSWER_COLS, ("optimizer", "category")):
+        for r in _read(path, ANSWERS):
             ans[_key(r, "testset", "optimizer", "target", "item_id")] = (r, str(path))
     rows: list[Row] = []
     seen: set[tuple] = set()
     for path in judgments:
-        for j in _read(path, _JUDGMENT_COLS, ("optimizer", "category", "protocol")):
+        for j in _read(path, JUDGMENTS):
             key = _key(j, "testset", "optimizer", "target", "item_id")
             if key not in ans:
                 raise BrowseInputError(f"{path}: item {key[3]!r} (test set {key[0]}, optimizer {key[1]}, "
@@ -134,11 +136,18 @@ def load_rows(optimized: Iterable[str | os.PathLike], answers: Iterable[str | os
     return rows
 
 
+# What the page shows of a win-rate row, in the order it embeds them; the rest stays out of the HTML.
+WINRATE_SHOWN = ("testset", "target", "judge_model", "n", "n_invalid", "win", "tie", "lose", "delta_wr",
+                 "delta_wr_low", "delta_wr_high", "backend", "optimizer", "category", "lc_delta_wr",
+                 "lc_delta_wr_low", "lc_delta_wr_high")
+
+
 def load_winrates(paths: Iterable[str | os.PathLike]) -> list[dict]:
     """The report's win-rate rows (optimizer filled in, category null = overall)."""
     out = []
     for path in paths:
-        for r in _read(path, _WINRATE_COLS, _WINRATE_OPTIONAL):
+        for full in _read(path, WINRATES):
+            r = {k: full[k] for k in WINRATE_SHOWN if k in full}
             r["optimizer"] = r.get("optimizer") or DEFAULT_OPTIMIZER
             if r.get("category") == "all":
                 r["category"] = None

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,80 +22,13 @@ from bpo.eval.verdicts import combine_orders, parse_verdict
 from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
 from bpo.settings import LLMRuntime
 from bpo.settings.evaluate import JudgeSettings
+from bpo.templates import TemplateError, load_judge
+from bpo.vocab import BOTH_ORDERS, NO_CALL, PROTOCOLS, SINGLE_RANDOM
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDERS = ("question", "answer_a", "answer_b")
-VERDICT_TOKENS = ("[[A]]", "[[B]]", "[[C]]")
-_PLACEHOLDER = re.compile(r"\{(question|answer_a|answer_b)\}")
-# Lines that split a template into a system and a user message.
-SYSTEM_MARK, USER_MARK = "=== system ===", "=== user ==="
-# Rows decided without a judge call (identical answers, missing answer) carry this backend.
-NO_CALL = "none"
 # The rule recorded for identical answers counted as a tie without a call.
 IDENTICAL_RULE = "identical_answers"
-PROTOCOLS = ("both_orders", "single_random")
-
-
-class JudgeTemplateError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class JudgeTemplate:
-    """The judge prompt: an optional system message and the user message."""
-
-    system: str | None
-    user: str
-
-    def fill(self, *, question: str, answer_a: str, answer_b: str) -> tuple[str | None, str]:
-        values = dict(question=question, answer_a=answer_a, answer_b=answer_b)
-        return (fill_template(self.system, **values) if self.system is not None else None,
-                fill_template(self.user, **values))
-
-
-def _split_system(text: str, path: Path) -> tuple[str | None, str]:
-    lines = text.splitlines()
-    marks = [i for i, line in enumerate(lines) if line.strip() in (SYSTEM_MARK, USER_MARK)]
-    if not marks:
-        return None, text
-    kinds = [lines[i].strip() for i in marks]
-    if kinds != [SYSTEM_MARK, USER_MARK] or any(line.strip() for line in lines[:marks[0]]):
-        raise JudgeTemplateError(f"{path}: a template with a system message starts with a '{SYSTEM_MARK}' line and "
-                                 f"has one '{USER_MARK}' line after it (found {kinds})")
-    system = "\n".join(lines[marks[0] + 1:marks[1]]).strip("\n")
-    user = "\n".join(lines[marks[1] + 1:]).strip("\n")
-    if not system.strip() or not user.strip():
-        raise JudgeTemplateError(f"{path}: the system and the user part must both have text")
-    return system, user
-
-
-def load_template(path: str | Path, sha256: str | None = None) -> JudgeTemplate:
-    """The judge prompt: '#' comment lines dropped, an optional system part split off,
-    placeholders (each once, in either part) and verdict tokens checked. ``sha256``: the
-    content hash the settings were built with (the file must still match it)."""
-    path = Path(path)
-    if not path.exists():
-        raise JudgeTemplateError(f"{path}: judge template not found")
-    if sha256 is not None and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
-        raise JudgeTemplateError(f"{path}: the judge template changed after the workflow was planned; run again")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
-    system, user = _split_system("\n".join(lines).strip("\n"), path)
-    text = (system or "") + "\n" + user
-    for name in PLACEHOLDERS:
-        count = text.count("{" + name + "}")
-        if count != 1:
-            raise JudgeTemplateError(f"{path}: placeholder {{{name}}} must appear exactly once (found {count})")
-    missing = [tok for tok in VERDICT_TOKENS if tok not in text]
-    if missing:
-        raise JudgeTemplateError(f"{path}: the judge must be told the verdict tokens; missing {missing}")
-    return JudgeTemplate(system, user)
-
-
-def fill_template(template: str, *, question: str, answer_a: str, answer_b: str) -> str:
-    """Single pass: text inside the answers is never treated as a placeholder."""
-    values = {"question": question, "answer_a": answer_a, "answer_b": answer_b}
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
 def optimized_first(order_seed: int, testset: str, item_id: str) -> bool:
@@ -121,9 +52,9 @@ def _usable(answer: Any) -> bool:
 
 def _orders(judge: JudgeSettings, rec: dict) -> tuple[bool, ...]:
     """The orders judged for one item: True = optimized answer first."""
-    if judge.protocol == "both_orders":
+    if judge.protocol == BOTH_ORDERS:
         return (True, False)
-    if judge.protocol == "single_random":
+    if judge.protocol == SINGLE_RANDOM:
         return (optimized_first(judge.order_seed, rec["testset"], rec["item_id"]),)
     raise ValueError(f"eval.judge.protocol: unknown protocol '{judge.protocol}' (known: {', '.join(PROTOCOLS)})")
 
@@ -144,10 +75,10 @@ def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSe
 
     Returns counts (outcomes, unparseable verdicts by reason, calls) for the log and tests.
     """
-    template = load_template(judge.template, judge.template_sha256)
+    template = load_judge(judge.template, judge.template_sha256)
     if template.system is not None and judge.call.system_prompt:
-        raise JudgeTemplateError(f"{judge.template}: the template has a system part and eval.judge.system_prompt is "
-                                 "set too; keep one of them")
+        raise TemplateError(f"judge template {judge.template}: the template has a system part and "
+                            "eval.judge.call.system_prompt is set too; keep one of them")
     answers = read_table(answers_path, ANSWERS).to_pylist()
     model = judge.call.model
 

@@ -29,6 +29,7 @@ from bpo.generation import EngineRecord, GenerationSettings
 from bpo.optimizer import optimize_prompts
 from bpo.schemas import OPTIMIZED, write_table
 from bpo.settings import LLMRuntime
+from bpo.templates import RewriteTemplate
 from bpo.settings.optimize import IdentitySettings, LLMRewriteSettings, OptimizeSettings, optimizer_kind
 
 log = logging.getLogger(__name__)
@@ -132,30 +133,6 @@ def identity_testset(out_path: str | Path, settings: IdentitySettings) -> dict:
 
 # --- llm_rewrite -------------------------------------------------------------------------
 
-_REWRITE_PLACEHOLDER = "{prompt}"
-
-
-class RewriteTemplateError(ValueError):
-    pass
-
-
-def load_rewrite_template(path: str | Path, sha256: str | None = None) -> str:
-    """The rewrite request: '#' comment lines dropped, exactly one ``{prompt}``; ``sha256``: the
-    hash the settings were built with (the file must still match it)."""
-    import hashlib
-
-    path = Path(path)
-    if not path.is_file():
-        raise RewriteTemplateError(f"{path}: rewrite template not found")
-    raw = path.read_bytes()
-    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
-        raise RewriteTemplateError(f"{path}: the rewrite template changed after the workflow was planned; run again")
-    text = "\n".join(line for line in raw.decode("utf-8").splitlines() if not line.startswith("#")).strip("\n")
-    if text.count(_REWRITE_PLACEHOLDER) != 1:
-        raise RewriteTemplateError(f"{path}: placeholder {_REWRITE_PLACEHOLDER} must appear exactly once "
-                                   f"(found {text.count(_REWRITE_PLACEHOLDER)})")
-    return text
-
 
 def rewrite_reason(status: str, text: str | None, error: str | None = None) -> str | None:
     """Why an endpoint's reply cannot be used as the rewrite (None: it can)."""
@@ -170,11 +147,11 @@ def rewrite_reason(status: str, text: str | None, error: str | None = None) -> s
     return None
 
 
-def rewrite_request(settings: LLMRewriteSettings, template: str, instruction: str):
+def rewrite_request(settings: LLMRewriteSettings, template: RewriteTemplate, instruction: str):
     """The llm_rewrite call for one instruction: ``template`` with ``{prompt}`` replaced."""
     from bpo.llm import call_request
 
-    return call_request(settings.call, template.replace(_REWRITE_PLACEHOLDER, instruction))
+    return call_request(settings.call, template.fill(instruction))
 
 
 def rewrite_with_llm(items: Sequence[TestItem], settings: LLMRewriteSettings,
@@ -184,7 +161,9 @@ def rewrite_with_llm(items: Sequence[TestItem], settings: LLMRewriteSettings,
     from bpo.eval.calls import run_unique
     from bpo.llm import make_client
 
-    template = load_rewrite_template(settings.template, settings.template_sha256)
+    from bpo.templates import load_rewrite
+
+    template = load_rewrite(settings.template, settings.template_sha256)
     requests = [rewrite_request(settings, template, it.instruction) for it in items]
     if not requests:
         return []

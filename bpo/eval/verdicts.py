@@ -38,7 +38,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-VERDICTS = ("A", "B", "C")
+from bpo.vocab import VERDICTS
 
 _ROLE = r"(?:assistant|answer|response|model|output|option|candidate)"
 # [[A]], [[ Assistant B ]], [[tie]], [ [C] ] -- the strong form the judge is asked for.

@@ -13,7 +13,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-OUTCOMES = ("win", "tie", "lose", "invalid")
+from bpo.vocab import OUTCOMES
 
 
 @dataclass(frozen=True)

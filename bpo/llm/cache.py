@@ -21,7 +21,6 @@ import json
 import os
 import socket
 import sqlite3
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -437,23 +436,3 @@ def result_row(*, key: str, backend: str, stage: str, model: str, request: dict 
         "created": time.time(), "latency_s": latency_s, "attempts": attempts,
     }
 
-
-def cli_cache(args) -> int:
-    """``bpo cache export|import PARQUET [--cache PATH]``."""
-    path = Path(args.cache)
-    if args.action == "export":
-        if not path.exists():
-            print(f"bpo cache: no cache at {path} (set --cache to llm.cache of your config)", file=sys.stderr)
-            return 1
-        with Cache(path) as cache:
-            n = cache.export_parquet(args.parquet)
-        print(f"exported {n} cached calls from {path} to {args.parquet}")
-        return 0
-    try:
-        with Cache(path) as cache:
-            added, present = cache.import_parquet(args.parquet)
-    except LLMError as exc:
-        print(f"bpo cache: {exc}", file=sys.stderr)
-        return 1
-    print(f"imported {added} calls into {path} ({present} already present)")
-    return 0

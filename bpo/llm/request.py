@@ -20,8 +20,6 @@ _OWN_FIELDS = {"model", "messages", "temperature", "top_p", "max_tokens", "n", "
 # Never part of a request body we send: streaming is not supported, auth lives in headers.
 _FORBIDDEN_EXTRA = {"stream", "stream_options", "api_key", "headers", "extra_headers"}
 
-STATUSES = ("ok", "truncated", "refused", "error")
-
 
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -140,7 +138,7 @@ class ChatResult:
     """The answer to one ChatRequest (same order as the requests passed to ``run``)."""
 
     key: str
-    status: str  # ok | truncated | refused | error
+    status: str  # one of bpo.vocab.CALL_STATUSES: ok | truncated | refused | error
     text: str | None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None

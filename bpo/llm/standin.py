@@ -31,10 +31,10 @@ from typing import Any
 
 import httpx2
 
+from bpo.vocab import CRITIQUE_REPLY_LABEL, VERDICT_TOKENS
+
 STANDIN_MODEL = "bpo-standin"
 STANDIN_BASE_URL = "http://bpo-standin.invalid/v1"
-
-_VERDICT_TOKENS = ("[[A]]", "[[B]]", "[[C]]")
 
 # A line that is a section header: "=== T ===", "### T", "[T]", "<t>", "T:" (short, alone).
 _HEADER = re.compile(
@@ -133,7 +133,7 @@ def _critique(prompt: str, seed: int) -> str:
         optimized = "Please answer the request above helpfully, accurately and in a clear structure."
     else:
         optimized = _rewrite(instruction, seed)
-    return f"Detailed Comparison Result: {comparison}\n\nOptimized Instruction: {optimized} [END]"
+    return f"Detailed Comparison Result: {comparison}\n\n{CRITIQUE_REPLY_LABEL} {optimized} [END]"
 
 
 # ---- judge ------------------------------------------------------------------------------
@@ -210,9 +210,9 @@ def reply_text(body: dict, choice: int = 0) -> str:
     prompt = _prompt(body)
     seed = _h(body.get("model"), body.get("messages"), body.get("temperature"), body.get("top_p"),
               body.get("seed"), choice)
-    if "Optimized Instruction:" in prompt:
+    if CRITIQUE_REPLY_LABEL in prompt:
         return _critique(prompt, seed)
-    if all(t in prompt for t in _VERDICT_TOKENS):
+    if all(t in prompt for t in VERDICT_TOKENS):
         return _judge(prompt, seed)
     return _plain(prompt, seed)
 

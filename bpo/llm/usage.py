@@ -12,6 +12,7 @@ import yaml
 from bpo.llm.cache import Cache
 from bpo.llm.local import is_local_source
 from bpo.llm.request import cost_usd, price_for
+from bpo.vocab import STANDIN_BACKEND
 
 
 def usage_report(cache_path: str | Path, prices: Mapping | None = None) -> list[dict]:
@@ -20,7 +21,7 @@ def usage_report(cache_path: str | Path, prices: Mapping | None = None) -> list[
     with Cache(cache_path) as cache:
         rows = cache.usage()
     for r in rows:
-        if r["backend"] == "standin" or is_local_source(r["backend"]):
+        if r["backend"] == STANDIN_BACKEND or is_local_source(r["backend"]):
             r["usd"] = 0.0
         else:
             r["usd"] = cost_usd(price_for(prices, r["model"]), r["prompt_tokens"], r["completion_tokens"])
@@ -35,13 +36,13 @@ def format_report(rows: list[dict]) -> str:
     table = [head]
     for r in rows:
         usd = "n/a (no price)" if r["usd"] is None else f"{r['usd']:.4f}"
-        if r["backend"] == "standin":
+        if r["backend"] == STANDIN_BACKEND:
             usd += " (stand-in)"
         elif is_local_source(r["backend"]):
             usd += " (local)"
         table.append([r["stage"], r["model"], r["backend"], r["calls"], r["ok"], r["truncated"], r["refused"],
                       r["failed"], r["prompt_tokens"], r["completion_tokens"], usd])
-    billable = [r for r in rows if r["backend"] != "standin"]
+    billable = [r for r in rows if r["backend"] != STANDIN_BACKEND]
     total_usd = sum(r["usd"] or 0.0 for r in billable)
     unpriced = sorted({r["model"] for r in billable if r["usd"] is None})
     table.append(["TOTAL", "", "", sum(r["calls"] for r in rows), sum(r["ok"] for r in rows),

@@ -1,4 +1,4 @@
-"""``bpo serve``: the config file (``--config``, schema ``config/serve.schema.yaml``) with flags over it.
+"""``bpo serve``: the config file (``--config``, schema ``bpo/resources/serve.schema.yaml``) with flags over it.
 
 ``--workers N`` (N > 1) runs N server processes on one port under uvicorn's process supervisor
 (the socket is bound once and shared; the kernel spreads connections over the processes; a

@@ -1,6 +1,6 @@
 """The base of every stage's settings: a frozen dataclass built from a validated config section.
 
-Defaults live only in ``config/schema.yaml``: a settings class has none, so building one from a
+Defaults live only in ``bpo/resources/schema.yaml``: a settings class has none, so building one from a
 section that lacks a key is an error naming the key, never a second, drifting default.
 ``canonical()`` is what a rule passes as its one ``params: settings=`` entry (sorted keys, lists
 not tuples), so Snakemake's params-change trigger reruns exactly what an edit affects;
@@ -14,7 +14,6 @@ import hashlib
 import types
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar, Self
 
 
@@ -23,10 +22,17 @@ class SettingsError(ValueError):
 
 
 def file_sha256(path: str, key: str) -> str:
-    """Hash of a file's bytes, so an edit of its content (not a touch) reruns the stage."""
-    if not Path(path).is_file():
+    """Hash of a file's bytes, so an edit of its content (not a touch) reruns the stage; a
+    ``builtin:<file>`` value is one of the templates that ship with the package (bpo.templates)."""
+    from bpo.templates import TemplateError, resolve
+
+    try:
+        file = resolve(path)
+    except TemplateError as exc:
+        raise SettingsError(f"config {key}: {exc}") from exc
+    if not file.is_file():
         raise SettingsError(f"config {key}: {path}: no such file")
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha256(file.read_bytes()).hexdigest()
 
 
 def config_section(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:

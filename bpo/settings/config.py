@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
-DEFAULT_CONFIG_PATH = SCHEMA_PATH.with_name("config.yaml")
+# The schemas ship inside the package (package data), so an installed wheel validates too.
+RESOURCES = Path(str(files("bpo").joinpath("resources")))
+SCHEMA_PATH = RESOURCES / "schema.yaml"
+# The workflow's own config, where Snakemake reads it: relative to the working folder.
+DEFAULT_CONFIG_PATH = Path("config", "config.yaml")
 
 
 class ConfigError(ValueError):
@@ -96,8 +100,11 @@ def merge(base: Mapping, over: Mapping) -> dict:
 
 
 def load_config(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
-    """The validated config: ``config/config.yaml`` when no path is given, later files and then
-    ``overrides`` merged over earlier ones, schema defaults filled in."""
+    """The validated config: the working folder's ``config/config.yaml`` when no path is given, later
+    files and then ``overrides`` merged over earlier ones, schema defaults filled in."""
+    if not paths and not DEFAULT_CONFIG_PATH.is_file():
+        raise ConfigError(f"no {DEFAULT_CONFIG_PATH} in the working folder {Path.cwd()}: run from the workflow's "
+                          "folder or pass the config file")
     config: dict = {}
     for path in paths or (DEFAULT_CONFIG_PATH,):
         config = merge(config, yaml.safe_load(Path(path).read_text()) or {})

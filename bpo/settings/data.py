@@ -2,7 +2,7 @@
 
 Sources differ in their keys, so :class:`SourceSettings` holds the keys every source has plus
 ``options``, the source's own keys (``multi_turn``, ``languages``, ``bad_path``, ...) as that
-source's options class (:data:`SOURCE_OPTIONS`), with the defaults ``config/schema.yaml`` declares.
+source's options class (:data:`SOURCE_OPTIONS`), with the defaults ``bpo/resources/schema.yaml`` declares.
 """
 
 from __future__ import annotations

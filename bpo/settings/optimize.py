@@ -110,7 +110,7 @@ class OptimizerKind:
 
 
 # A new kind: its settings class and an entry here, its library function, its rule (rules/evaluate.smk,
-# script workflow_scripts/optimize.py) and its name and keys in config/schema.yaml.
+# script workflow_scripts/optimize.py) and its name and keys in bpo/resources/schema.yaml.
 OPTIMIZER_KINDS: dict[str, OptimizerKind] = {
     "trained": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="trained"),
     "model": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="model"),

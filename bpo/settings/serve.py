@@ -1,5 +1,5 @@
 """Settings of ``bpo serve`` (the rewriting proxy), from a config file validated against
-``config/serve.schema.yaml`` (its defaults) with command-line overrides merged over it."""
+``bpo/resources/serve.schema.yaml`` (its defaults) with command-line overrides merged over it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any, Self
 import yaml
 
 from bpo.settings.base import Settings
-from bpo.settings.config import SCHEMA_PATH, ConfigError, load_schema, merge, validate_config
+from bpo.settings.config import RESOURCES, ConfigError, load_schema, merge, validate_config
 
-SERVE_SCHEMA_PATH = SCHEMA_PATH.with_name("serve.schema.yaml")
+SERVE_SCHEMA_PATH = RESOURCES / "serve.schema.yaml"
 
 
 @dataclass(frozen=True)

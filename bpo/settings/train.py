@@ -5,7 +5,7 @@ canonical form as ``params.settings``, so an edit retrains. :class:`CheckpointRu
 ``train.checkpoint``: where and how often to checkpoint for a resume, never what the model is, so
 the script reads it from the config at run time and an edit reruns nothing. :class:`TrackingRuntime`
 (``train.report_to``) is runtime for the same reason: a tracker watches a run, it does not change it.
-Defaults live only in ``config/schema.yaml``.
+Defaults live only in ``bpo/resources/schema.yaml``.
 """
 
 from __future__ import annotations

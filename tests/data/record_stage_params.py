@@ -1,7 +1,9 @@
 """Records the canonical params (a rule's one `settings` param) of the LLM and evaluation stages for
 the demo and the paper config; recorded on commit 5423dc9, before LLMCall and the plan, from the repo
 root: ``python3 tests/data/record_stage_params.py > tests/data/stage_params.json``. A deliberate
-params change (it reruns those stages) records them again."""
+params change (it reruns those stages) records them again. Re-recorded once when the templates moved
+into the package: only the `template` values changed (config/templates/x.txt -> builtin:x.txt; same
+content hashes, so the rerun is answered from the LLM cache)."""
 
 import json
 

@@ -1,0 +1,80 @@
+"""The evaluation report: the win-rate table (Parquet), summary.md / summary.html, two plots and
+the intrinsic metrics, from every (optimizer, test set, target) the judgments cover.
+
+The parts live beside this file: :mod:`.tables` computes the rows, :mod:`.summary` writes the
+Markdown and HTML, :mod:`.plots` draws the figures. When any verdict comes from the offline
+stand-in, the plots' titles and the summaries say so.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from bpo.atomic import write_json, write_text
+from bpo.eval.report.plots import compare_plot, winrate_plot
+from bpo.eval.report.summary import Summary
+from bpo.eval.report.tables import STANDIN_NOTE, backends, cell_rows, group_by, intrinsic_metrics, rows_of
+from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES, write_table
+from bpo.settings.evaluate import ReportSettings
+from bpo.vocab import NO_CALL
+from bpo.vocab import STANDIN_BACKEND as STANDIN
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_report"]
+
+
+def build_report(
+    judgments: Sequence[str | Path],
+    answers: Sequence[str | Path],
+    optimized: Sequence[str | Path],
+    settings: ReportSettings,
+    *,
+    out_table: str | Path,
+    out_summary: str | Path,
+    out_plot: str | Path,
+    out_compare_plot: str | Path,
+    out_intrinsic: str | Path,
+    out_summary_html: str | Path | None = None,
+) -> list[dict]:
+    """Report on every (optimizer, test set, target) in ``judgments``; rows are matched to
+    ``answers`` and ``optimized`` by their columns, not by list position. Returns the table rows."""
+    cell = ("optimizer", "testset", "target")
+    answer_cells = group_by((r for p in answers for r in rows_of(p, ANSWERS)), cell)
+    optimizer_cells = group_by((r for p in optimized for r in rows_of(p, OPTIMIZED)), ("optimizer", "testset"))
+    rows, no_call_ties = [], 0
+    for j_path in judgments:
+        j = rows_of(j_path, JUDGMENTS)
+        if not j:
+            raise ValueError(f"{j_path}: no judgments")
+        for key, cell_j in group_by(j, cell).items():
+            a = answer_cells.get(key)
+            if a is None:
+                raise ValueError(f"{j_path}: no answers for optimizer/test set/target {'/'.join(key)} among the inputs")
+            if {r["item_id"] for r in cell_j} != {r["item_id"] for r in a}:
+                raise ValueError(f"{j_path} and the answers of {'/'.join(key)} cover different items: "
+                                 "were they produced from the same answers?")
+            rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings)
+            no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in cell_j)
+    table = write_table(rows, out_table, WINRATES).to_pylist()
+
+    intrinsic: dict[str, dict] = {}
+    for (opt, testset), o in optimizer_cells.items():
+        metrics = intrinsic_metrics(o)
+        if metrics is not None:
+            intrinsic.setdefault(opt, {})[testset] = metrics
+    write_json(intrinsic, out_intrinsic, indent=2, sort_keys=True, ensure_ascii=True)
+
+    overall = [r for r in table if r["category"] is None]
+    judge_backends = backends(r["backend"] for r in table)
+    note = STANDIN_NOTE if STANDIN in judge_backends else None
+    winrate_plot(overall, Path(out_plot), note)
+    compare_plot(overall, Path(out_compare_plot), note, settings)
+    summary = Summary(table, optimizer_cells, intrinsic, settings, no_call_ties)
+    write_text(summary.markdown(), out_summary)
+    if out_summary_html is not None:
+        write_text(summary.html(), out_summary_html)
+    log.info("report: %d rows (%d overall) -> %s", len(table), len(overall), out_table)
+    return table
