@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-JOINT_RIDGE = 1.0  # L2 penalty on the item terms δ of the joint fit (see the module docstring)
+JOINT_RIDGE = 0.01  # L2 penalty on the item terms δ of the joint fit (see the module docstring)
 
 
 def joint_difficulty(rows: Sequence[tuple[Sequence[str], Sequence[float], Sequence[float]]], *,
@@ -131,3 +131,44 @@ def difficulty_of(table: Mapping[tuple[str | None, str], float], testset: str, i
             raise ValueError(f"{source}: no difficulty for test set {testset!r} item {item!r}")
         out[item] = value
     return out
+
+
+def report_difficulty(pairs: Mapping[tuple[str, str, str], Sequence[tuple[str, float, int, int]]],
+                      lc) -> dict[str, dict[str, float]]:
+    """Item difficulty by test set, then item id, for the report's (optimizer, test set, target)
+    cells given as their valid pairs (item id, preference, optimized length, original length);
+    ``lc``: :class:`bpo.settings.evaluate.LCSettings`. Empty for the length_only method."""
+    if lc.method == "length_only":
+        return {}
+    by_testset: dict[str, list[Sequence[tuple[str, float, int, int]]]] = {}
+    for (_, testset, _), cell in pairs.items():
+        by_testset.setdefault(testset, []).append(cell)
+    if lc.difficulty != "joint":
+        table = read_difficulty(lc.difficulty)
+        return {ts: difficulty_of(table, ts, sorted({p[0] for cell in cells for p in cell}),
+                                  f"eval.report.lc.difficulty ({lc.difficulty})")
+                for ts, cells in by_testset.items()}
+    out = {}
+    for ts, cells in by_testset.items():
+        rows = [([p[0] for p in c], [p[1] for p in c], [p[2] - p[3] for p in c]) for c in cells if c]
+        if len(rows) < 2:
+            raise ValueError(f"config eval.report.lc.difficulty: joint needs at least 2 optimizer x target rows "
+                             f"with valid pairs on test set {ts!r}, found {len(rows)}; add optimizers or targets, "
+                             "or give a difficulty file")
+        out[ts] = joint_difficulty(rows)
+    return out
+
+
+def lc_method_note(lc) -> str:
+    """The report's sentence on how its LC ΔWR was computed, naming the method exactly."""
+    base = ("LC ΔWR (method {m}): a logistic GLM of the judge's preference for the optimized answer (win 1, tie "
+            "0.5, lose 0) on tanh(Δ characters / sd)")
+    if lc.method == "length_only":
+        return (base.format(m="length_only") + " with an intercept, predicted at equal length: AlpacaEval 2.0's "
+                "length term only (Dubois et al. 2024), without its per-item difficulty term or gamed-baseline "
+                "regularisation, so it is not AlpacaEval 2.0's LC.")
+    source = ("estimated jointly over every optimizer × target row of the test set" if lc.difficulty == "joint"
+              else f"read from {lc.difficulty}")
+    return (base.format(m="alpacaeval") + f" plus a per-item difficulty term ({source}) and a per-row intercept, "
+            "averaged over the items at equal length: AlpacaEval 2.0's length_controlled_v1 GLM (Dubois et al. "
+            "2024), without its gamed-baseline regularisation (this run has no gamed-baseline answers).")

@@ -17,11 +17,12 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from bpo.atomic import save_figure, write_json, write_text
 from bpo.eval.intrinsic import similarity_summary
 from bpo.eval.judge import NO_CALL
+from bpo.eval.lc_difficulty import lc_method_note, report_difficulty
 from bpo.eval.length_control import OUTCOME_PREFERENCE, length_controlled
 from bpo.eval.testsets import render_question
 from bpo.eval.verdicts import combine_orders
@@ -70,33 +71,43 @@ def invalid_breakdown(judgments: list[dict]) -> dict[str, int]:
     return dict(counts)
 
 
-def _length_controlled(judgments: list[dict], answers: dict[str, dict], settings: ReportSettings):
-    """LC ΔWR over the valid pairs (answer lengths in characters), or None below lc_min_pairs."""
-    valid = [r for r in judgments if r["outcome"] != "invalid"]
-    if len(valid) < settings.lc_min_pairs:
-        return None
-    prefs, optimized, original = [], [], []
-    for r in valid:
+def _valid_pairs(judgments: list[dict], answers: dict[str, dict]) -> list[tuple[str, float, int, int]]:
+    """(item id, preference for the optimized answer, its length, the original's) of the valid pairs."""
+    pairs = []
+    for r in judgments:
+        if r["outcome"] == "invalid":
+            continue
         a = answers[r["item_id"]]
         if not (isinstance(a["answer_optimized"], str) and isinstance(a["answer_original"], str)):
             raise ValueError(f"{r['optimizer']}/{r['testset']}/{r['target']} item {r['item_id']}: judged "
                              f"'{r['outcome']}' but an answer is missing; judgments and answers disagree")
-        prefs.append(OUTCOME_PREFERENCE[r["outcome"]])
-        optimized.append(len(a["answer_optimized"]))
-        original.append(len(a["answer_original"]))
+        pairs.append((r["item_id"], OUTCOME_PREFERENCE[r["outcome"]], len(a["answer_optimized"]),
+                      len(a["answer_original"])))
+    return pairs
+
+
+def _length_controlled(judgments: list[dict], answers: dict[str, dict], settings: ReportSettings,
+                       difficulty: Mapping[str, float] | None = None):
+    """LC ΔWR over the valid pairs (answer lengths in characters), or None below lc_min_pairs;
+    ``difficulty`` by item id for eval.report.lc.method alpacaeval."""
+    if sum(r["outcome"] != "invalid" for r in judgments) < settings.lc_min_pairs:
+        return None
+    pairs = _valid_pairs(judgments, answers)
+    items, prefs, optimized, original = zip(*pairs)
+    d = None if settings.lc.method == "length_only" else [difficulty[i] for i in items]
     return length_controlled(prefs, optimized, original, samples=settings.bootstrap_samples, seed=settings.seed,
-                             confidence=settings.confidence)
+                             confidence=settings.confidence, difficulty=d)
 
 
 def winrate_row(judgments: list[dict], answers: dict[str, dict], optimized: list[dict], settings: ReportSettings, *,
-                category: str | None) -> dict:
+                category: str | None, difficulty: Mapping[str, float] | None = None) -> dict:
     """One WINRATES row from the judgments of one (optimizer, test set, target[, category]);
     ``answers`` by item id, ``optimized``: the optimizer's rows for the same items."""
     outcomes = [r["outcome"] for r in judgments]
     rates, counts = win_rates(outcomes), count_outcomes(outcomes)
     low, high = bootstrap_delta_interval(outcomes, samples=settings.bootstrap_samples, seed=settings.seed,
                                          confidence=settings.confidence)
-    lc = _length_controlled(judgments, answers, settings)
+    lc = _length_controlled(judgments, answers, settings, difficulty)
     # Consistency only over pairs the judge actually saw in both orders.
     consistency = position_consistency(
         combine_orders(r["verdict_optimized_first"], r["verdict_original_first"]).consistent
@@ -142,14 +153,15 @@ def winrate_row(judgments: list[dict], answers: dict[str, dict], optimized: list
     }
 
 
-def cell_rows(judgments: list[dict], answers: list[dict], optimized: list[dict], settings: ReportSettings) -> list[dict]:
+def cell_rows(judgments: list[dict], answers: list[dict], optimized: list[dict], settings: ReportSettings,
+              difficulty: Mapping[str, float] | None = None) -> list[dict]:
     """The overall row of one (optimizer, test set, target), then one row per category."""
     by_item = {r["item_id"]: r for r in answers}
-    rows = [winrate_row(judgments, by_item, optimized, settings, category=None)]
+    rows = [winrate_row(judgments, by_item, optimized, settings, category=None, difficulty=difficulty)]
     for category in sorted({r["category"] for r in judgments if r["category"] is not None}):
         j = [r for r in judgments if r["category"] == category]
         o = [r for r in optimized if r["category"] == category]
-        rows.append(winrate_row(j, by_item, o, settings, category=category))
+        rows.append(winrate_row(j, by_item, o, settings, category=category, difficulty=difficulty))
     return rows
 
 
@@ -190,7 +202,7 @@ def build_report(
     cell = ("optimizer", "testset", "target")
     answer_cells = _by((r for p in answers for r in _rows(p, ANSWERS)), cell)
     optimizer_cells = _by((r for p in optimized for r in _rows(p, OPTIMIZED)), ("optimizer", "testset"))
-    rows, no_call_ties = [], 0
+    cells = []
     for j_path in judgments:
         j = _rows(j_path, JUDGMENTS)
         if not j:
@@ -202,8 +214,13 @@ def build_report(
             if {r["item_id"] for r in cell_j} != {r["item_id"] for r in a}:
                 raise ValueError(f"{j_path} and the answers of {'/'.join(key)} cover different items: "
                                  "were they produced from the same answers?")
-            rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings)
-            no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in cell_j)
+            cells.append((key, cell_j, a))
+    difficulty = {} if settings.lc.method == "length_only" else report_difficulty(
+        {key: _valid_pairs(cell_j, {r["item_id"]: r for r in a}) for key, cell_j, a in cells}, settings.lc)
+    rows, no_call_ties = [], 0
+    for key, cell_j, a in cells:
+        rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]))
+        no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in cell_j)
     table = write_table(rows, out_table, WINRATES).to_pylist()
 
     intrinsic: dict[str, dict] = {}
@@ -333,10 +350,8 @@ class Summary:
         out += [
             "Win / tie / lose are % of valid pairs; ΔWR = win − lose; invalid pairs (missing answer, failed judge "
             "call, unparseable verdict) are excluded from the percentages and counted.",
-            f"LC ΔWR: length-controlled ΔWR (AlpacaEval 2.0, Dubois et al. 2024): a logistic GLM of the judge's "
-            f"preference for the optimized answer (win 1, tie 0.5, lose 0) on tanh(Δ characters / sd), predicted at "
-            f"equal length; only for rows with at least {s.lc_min_pairs} valid pairs (– otherwise). A raw ΔWR "
-            "that the LC ΔWR does not keep came from longer answers, not better ones.",
+            lc_method_note(s.lc) + f" Only for rows with at least {s.lc_min_pairs} valid pairs (– otherwise). "
+            "A raw ΔWR that the LC ΔWR does not keep came from longer answers, not better ones.",
             f"Intervals: {pct}% percentile bootstrap over pairs, {s.bootstrap_samples} resamples, seed {s.seed}. "
             "Position consistency: % of pairs judged in both orders whose two verdicts agree. Lengths in words.",
         ]
