@@ -120,16 +120,17 @@ def _fit_alpacaeval(y: np.ndarray, diff: np.ndarray, d: np.ndarray, gamed: Seque
     endog = np.concatenate([y] + [g.preferences for g in gamed])
     weights = np.concatenate([np.ones_like(y)] + [np.full(len(g.diff), GAMED_LAMBDA / len(gamed)) for g in gamed])
     model = sm.GLM(endog, x, family=sm.families.Binomial(), freq_weights=weights)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("error", PerfectSeparationWarning)
-        try:
-            result = model.fit()
-            params, separated = result.params, not (result.converged and np.all(np.isfinite(result.params)))
-        except PerfectSeparationWarning:
-            separated = True
+        warnings.simplefilter("always", PerfectSeparationWarning)
+        result = model.fit()
+        # statsmodels warns whenever the fit predicts every preference exactly; that is a
+        # separation only where some preference is 0 or 1 (fractional ones are fitted finitely)
+        perfect = any(issubclass(w.category, PerfectSeparationWarning) for w in caught)
+        params = result.params
+        separated = (not (result.converged and np.all(np.isfinite(params)))
+                     or (perfect and bool(np.any((endog == 0) | (endog == 1)))))
         if separated:
-            warnings.simplefilter("ignore", PerfectSeparationWarning)
             params = model.fit_regularized(alpha=np.array([RIDGE, RIDGE, 0.0]), L1_wt=0.0).params
     preference = float(np.mean(0.5 * (1.0 + np.tanh(0.5 * (params[1] * d + params[2])))))
     return _Fit(preference, float(params[0]), separated)
