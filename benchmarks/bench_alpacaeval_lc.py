@@ -14,6 +14,10 @@ Every model with annotations and a leaderboard row is scored (the baseline gpt4_
   present, else none), and
 - ``length_only`` (the project's default),
 
+and, as a diagnosis, ``alpacaeval`` with each model's length slope θ fixed at the one AlpacaEval
+published (``src/alpaca_eval/metrics/weights/.../baseline_gpt4_1106_preview.csv``: fitted with
+the gamed-baseline regularisation), γ and β refitted,
+
 on AlpacaEval's 0-100 win-rate scale (LC ΔWR = 2 · LC − 100), and compared with the leaderboard's
 ``length_controlled_winrate``: mean absolute error, max, share within 1.5 points. Preferences are
 AlpacaEval's weighted ones (p ∈ [1, 2] → p − 1; 0, a tie, → 0.5; missing ones dropped), kept
@@ -36,6 +40,7 @@ from bpo.eval.length_control import Gamed, length_controlled
 ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 BASELINE = "gpt4_1106_preview"
 LEADERBOARD = f"src/alpaca_eval/leaderboards/data_AlpacaEval_2/{ANNOTATOR}_leaderboard.csv"
+WEIGHTS = f"src/alpaca_eval/metrics/weights/{ANNOTATOR}/length_controlled_v1/baseline_{BASELINE}.csv"
 WITHIN = 1.5
 
 
@@ -53,6 +58,15 @@ def load(folder: Path, model: str) -> tuple[list[str], np.ndarray, np.ndarray] |
         prefs.append(0.5 if p == 0 else p - 1.0)
         diff.append(len(rec["output_2"]) - len(rec["output_1"] or ""))
     return items, np.asarray(prefs), np.asarray(diff, dtype=float)
+
+
+def published_slope_lc(y: np.ndarray, diff: np.ndarray, d: np.ndarray, theta: float) -> float:
+    """LC (0-100) of the alpacaeval GLM with θ fixed (AlpacaEval's sign: baseline − model length)."""
+    import statsmodels.api as sm
+
+    offset = theta * np.tanh(-diff / diff.std(ddof=1))
+    fit = sm.GLM(y, np.column_stack([d, np.ones_like(d)]), family=sm.families.Binomial(), offset=offset).fit()
+    return 100.0 * float(np.mean(1.0 / (1.0 + np.exp(-(fit.params[0] * d + fit.params[1])))))
 
 
 def main() -> None:
@@ -76,22 +90,33 @@ def main() -> None:
     difficulty = joint_difficulty(list(data.values()), ridge=args.ridge)
     joint_s = time.process_time() - start
     gamed = [Gamed(y, diff, np.array([difficulty.get(i, 0.0) for i in items])) for items, y, diff in gamed_data]
-    errors: dict[str, list[float]] = {"alpacaeval": [], "length_only": []}
-    print(f"{'model':40s} {'board':>6s} {'alpacaeval':>10s} {'length_only':>11s}")
+    slopes = {}
+    if (args.folder / WEIGHTS).is_file():
+        with open(args.folder / WEIGHTS, newline="") as fh:
+            slopes = {r[""]: float(r["np.tanh(std_delta_len)"]) for r in csv.DictReader(fh)}
+    errors: dict[str, list[float]] = {"alpacaeval": [], "length_only": [], "published θ": []}
+    print(f"{'model':40s} {'board':>6s} {'alpacaeval':>10s} {'length_only':>11s} {'published θ':>11s}")
     for model, (items, y, diff) in data.items():
         d = np.array([difficulty[i] for i in items])
         ours = {}
-        for method in errors:
+        if model in slopes:
+            ours["published θ"] = published_slope_lc(y, diff, d, slopes[model])
+            errors["published θ"].append(abs(ours["published θ"] - board[model]))
+        for method in ("alpacaeval", "length_only"):
             lc = length_controlled(y, diff, np.zeros_like(diff), samples=1, seed=0,
                                    difficulty=d if method == "alpacaeval" else None,
                                    gamed=gamed if method == "alpacaeval" else ())
             ours[method] = (lc.delta_wr + 100.0) / 2.0
             errors[method].append(abs(ours[method] - board[model]))
-        print(f"{model:40s} {board[model]:6.1f} {ours['alpacaeval']:10.1f} {ours['length_only']:11.1f}")
+        print(f"{model:40s} {board[model]:6.1f} {ours['alpacaeval']:10.1f} {ours['length_only']:11.1f} "
+              f"{ours.get('published θ', float('nan')):11.1f}")
     print(f"\n{len(data)} models; joint difficulty over {sum(len(v[0]) for v in data.values())} pairs, "
           f"{len(difficulty)} items, ridge {args.ridge}: {joint_s:.1f} s CPU; gamed baselines: "
           f"{len(gamed)} ({'regularised' if gamed else 'absent, no regularisation'})")
     for method, err in errors.items():
+        if not err:
+            print(f"{method:12s} no published weights file ({WEIGHTS})")
+            continue
         e = np.asarray(err)
         print(f"{method:12s} MAE {e.mean():5.2f}  max {e.max():5.2f}  within {WITHIN}: "
               f"{np.mean(e <= WITHIN) * 100:5.1f} % ({int(np.sum(e <= WITHIN))}/{len(e)})")
