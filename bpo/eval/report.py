@@ -94,6 +94,8 @@ def _length_controlled(judgments: list[dict], answers: dict[str, dict], settings
         return None
     pairs = _valid_pairs(judgments, answers)
     items, prefs, optimized, original = zip(*pairs)
+    if settings.lc.method != "length_only" and difficulty is None:
+        raise ValueError(f"eval.report.lc.method {settings.lc.method}: no item difficulty given for this row")
     d = None if settings.lc.method == "length_only" else [difficulty[i] for i in items]
     return length_controlled(prefs, optimized, original, samples=settings.bootstrap_samples, seed=settings.seed,
                              confidence=settings.confidence, difficulty=d)
