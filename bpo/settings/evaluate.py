@@ -128,6 +128,25 @@ def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
 
 
 @dataclass(frozen=True)
+class LCSettings(Settings):
+    """``eval.report.lc``: which GLM gives the LC ΔWR (:mod:`bpo.eval.length_control`) and, for
+    ``alpacaeval``, where the item difficulty comes from: ``joint`` or a CSV file, by path and
+    content hash (checked here, so a missing file fails at parse time)."""
+
+    method: str  # length_only | alpacaeval
+    difficulty: str  # joint | path of a CSV (item_id, difficulty[, testset])
+    difficulty_sha256: str | None  # None for joint
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "") -> Self:
+        if isinstance(data, Mapping) and "difficulty_sha256" not in data:
+            d = data.get("difficulty", "joint")
+            path_given = data.get("method") == "alpacaeval" and d != "joint"
+            data = {**data, "difficulty_sha256": file_sha256(d, f"{where}.difficulty") if path_given else None}
+        return super().from_mapping(data, where)
+
+
+@dataclass(frozen=True)
 class ReportSettings(Settings):
     """``eval.report``: the bootstrap intervals of ΔWR and LC ΔWR; the fewest valid pairs a
     length-controlled fit is attempted on (per row, categories included); the models behind
@@ -137,6 +156,7 @@ class ReportSettings(Settings):
     seed: int
     confidence: float
     lc_min_pairs: int
+    lc: LCSettings
     models: tuple[ModelRole, ...]
 
     @classmethod

@@ -15,7 +15,9 @@ from typing import Sequence
 from bpo.atomic import write_json, write_text
 from bpo.eval.report.plots import compare_plot, winrate_plot
 from bpo.eval.report.summary import Summary
-from bpo.eval.report.tables import STANDIN_NOTE, backends, cell_rows, group_by, intrinsic_metrics, rows_of
+from bpo.eval.lc_difficulty import report_difficulty
+from bpo.eval.report.tables import (STANDIN_NOTE, backends, cell_rows, group_by, intrinsic_metrics, rows_of,
+                                   valid_pairs)
 from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES, write_table
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import NO_CALL
@@ -44,7 +46,7 @@ def build_report(
     cell = ("optimizer", "testset", "target")
     answer_cells = group_by((r for p in answers for r in rows_of(p, ANSWERS)), cell)
     optimizer_cells = group_by((r for p in optimized for r in rows_of(p, OPTIMIZED)), ("optimizer", "testset"))
-    rows, no_call_ties = [], 0
+    cells = []
     for j_path in judgments:
         j = rows_of(j_path, JUDGMENTS)
         if not j:
@@ -56,8 +58,14 @@ def build_report(
             if {r["item_id"] for r in cell_j} != {r["item_id"] for r in a}:
                 raise ValueError(f"{j_path} and the answers of {'/'.join(key)} cover different items: "
                                  "were they produced from the same answers?")
-            rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings)
-            no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in cell_j)
+            cells.append((key, cell_j, a))
+    # eval.report.lc.method alpacaeval: item difficulty per test set, from every cell that shares it
+    difficulty = {} if settings.lc.method == "length_only" else report_difficulty(
+        {key: valid_pairs(cell_j, {r["item_id"]: r for r in a}) for key, cell_j, a in cells}, settings.lc)
+    rows, no_call_ties = [], 0
+    for key, cell_j, a in cells:
+        rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]))
+        no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in cell_j)
     table = write_table(rows, out_table, WINRATES).to_pylist()
 
     intrinsic: dict[str, dict] = {}

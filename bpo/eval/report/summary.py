@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
+from bpo.eval.lc_difficulty import lc_method_note
 from bpo.eval.report.tables import backends
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, SINGLE_RANDOM
@@ -121,10 +122,8 @@ class Summary:
         out += [
             "Win / tie / lose are % of valid pairs; ΔWR = win − lose; invalid pairs (missing answer, failed judge "
             "call, unparseable verdict) are excluded from the percentages and counted.",
-            f"LC ΔWR: length-controlled ΔWR (AlpacaEval 2.0, Dubois et al. 2024): a logistic GLM of the judge's "
-            f"preference for the optimized answer (win 1, tie 0.5, lose 0) on tanh(Δ characters / sd), predicted at "
-            f"equal length; only for rows with at least {s.lc_min_pairs} valid pairs (– otherwise). A raw ΔWR "
-            "that the LC ΔWR does not keep came from longer answers, not better ones.",
+            lc_method_note(s.lc) + f" Only for rows with at least {s.lc_min_pairs} valid pairs (– otherwise). "
+            "A raw ΔWR that the LC ΔWR does not keep came from longer answers, not better ones.",
             f"Intervals: {pct}% percentile bootstrap over pairs, {s.bootstrap_samples} resamples, seed {s.seed}. "
             "Position consistency: % of pairs judged in both orders whose two verdicts agree. Lengths in words.",
         ]

@@ -10,6 +10,7 @@ valid pairs.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from bpo.eval.intrinsic import similarity_summary
 from bpo.eval.length_control import OUTCOME_PREFERENCE, length_controlled
@@ -57,33 +58,44 @@ def invalid_breakdown(judgments: list[dict]) -> dict[str, int]:
     return dict(counts)
 
 
-def _length_controlled(judgments: list[dict], answers: dict[str, dict], settings: ReportSettings):
-    """LC ΔWR over the valid pairs (answer lengths in characters), or None below lc_min_pairs."""
-    valid = [r for r in judgments if r["outcome"] != "invalid"]
-    if len(valid) < settings.lc_min_pairs:
-        return None
-    prefs, optimized, original = [], [], []
-    for r in valid:
+def valid_pairs(judgments: list[dict], answers: dict[str, dict]) -> list[tuple[str, float, int, int]]:
+    """(item id, preference for the optimized answer, its length, the original's) of the valid pairs."""
+    pairs = []
+    for r in judgments:
+        if r["outcome"] == "invalid":
+            continue
         a = answers[r["item_id"]]
         if not (isinstance(a["answer_optimized"], str) and isinstance(a["answer_original"], str)):
             raise ValueError(f"{r['optimizer']}/{r['testset']}/{r['target']} item {r['item_id']}: judged "
                              f"'{r['outcome']}' but an answer is missing; judgments and answers disagree")
-        prefs.append(OUTCOME_PREFERENCE[r["outcome"]])
-        optimized.append(len(a["answer_optimized"]))
-        original.append(len(a["answer_original"]))
+        pairs.append((r["item_id"], OUTCOME_PREFERENCE[r["outcome"]], len(a["answer_optimized"]),
+                      len(a["answer_original"])))
+    return pairs
+
+
+def _length_controlled(judgments: list[dict], answers: dict[str, dict], settings: ReportSettings,
+                       difficulty: Mapping[str, float] | None = None):
+    """LC ΔWR over the valid pairs (answer lengths in characters), or None below lc_min_pairs;
+    ``difficulty`` by item id for eval.report.lc.method alpacaeval."""
+    if sum(r["outcome"] != "invalid" for r in judgments) < settings.lc_min_pairs:
+        return None
+    items, prefs, optimized, original = zip(*valid_pairs(judgments, answers))
+    if settings.lc.method != "length_only" and difficulty is None:
+        raise ValueError(f"eval.report.lc.method {settings.lc.method}: no item difficulty given for this row")
+    d = None if settings.lc.method == "length_only" else [difficulty[i] for i in items]
     return length_controlled(prefs, optimized, original, samples=settings.bootstrap_samples, seed=settings.seed,
-                             confidence=settings.confidence)
+                             confidence=settings.confidence, difficulty=d)
 
 
 def winrate_row(judgments: list[dict], answers: dict[str, dict], optimized: list[dict], settings: ReportSettings, *,
-                category: str | None) -> dict:
+                category: str | None, difficulty: Mapping[str, float] | None = None) -> dict:
     """One WINRATES row from the judgments of one (optimizer, test set, target[, category]);
     ``answers`` by item id, ``optimized``: the optimizer's rows for the same items."""
     outcomes = [r["outcome"] for r in judgments]
     rates, counts = win_rates(outcomes), count_outcomes(outcomes)
     low, high = bootstrap_delta_interval(outcomes, samples=settings.bootstrap_samples, seed=settings.seed,
                                          confidence=settings.confidence)
-    lc = _length_controlled(judgments, answers, settings)
+    lc = _length_controlled(judgments, answers, settings, difficulty)
     # Consistency only over pairs the judge actually saw in both orders.
     consistency = position_consistency(
         combine_orders(r["verdict_optimized_first"], r["verdict_original_first"]).consistent
@@ -129,14 +141,15 @@ def winrate_row(judgments: list[dict], answers: dict[str, dict], optimized: list
     }
 
 
-def cell_rows(judgments: list[dict], answers: list[dict], optimized: list[dict], settings: ReportSettings) -> list[dict]:
+def cell_rows(judgments: list[dict], answers: list[dict], optimized: list[dict], settings: ReportSettings,
+              difficulty: Mapping[str, float] | None = None) -> list[dict]:
     """The overall row of one (optimizer, test set, target), then one row per category."""
     by_item = {r["item_id"]: r for r in answers}
-    rows = [winrate_row(judgments, by_item, optimized, settings, category=None)]
+    rows = [winrate_row(judgments, by_item, optimized, settings, category=None, difficulty=difficulty)]
     for category in sorted({r["category"] for r in judgments if r["category"] is not None}):
         j = [r for r in judgments if r["category"] == category]
         o = [r for r in optimized if r["category"] == category]
-        rows.append(winrate_row(j, by_item, o, settings, category=category))
+        rows.append(winrate_row(j, by_item, o, settings, category=category, difficulty=difficulty))
     return rows
 
 
