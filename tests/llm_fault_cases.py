@@ -301,3 +301,33 @@ def stop_time(base_url: str, n: int, limits: dict, cache: Path, name: str = "rem
     except EndpointUnreachable as exc:
         error = exc
     return {"seconds": time.monotonic() - t0, "error": error, "stats": client.last_stats, "results": results}
+
+
+def critique_stage_stop(tmp: Path, base_url: str, n_pairs: int, limits: dict) -> dict:
+    """The critique stage (bpo.critique.run_critique, as its Snakemake script calls it) with
+    ``n_pairs`` pairs queued against ``base_url``: seconds until it stopped, and its error."""
+    from bpo.critique import run_critique, template_sha256
+    from bpo.llm.errors import EndpointUnreachable
+    from bpo.schemas import PAIRS, write_table
+    from bpo.settings import CritiqueSettings, EndpointSettings, LLMRuntime
+
+    repo = Path(__file__).resolve().parents[1]
+    template = repo / "config" / "templates" / "critique.txt"
+    pairs = tmp / "pairs.parquet"
+    write_table([{"pair_id": f"p{i}", "source": "alpaca_gpt4", "source_id": f"p{i}",
+                  "instruction": f"Give tip number {i} for studying.", "context": "",
+                  "good_response": f"Tip {i}: work in short blocks and take breaks.", "bad_response": "No.",
+                  "good_model": None, "bad_model": None, "language": "en", "num_turns": 1}
+                 for i in range(n_pairs)], pairs, PAIRS)
+    endpoint = EndpointSettings(name="remote", backend="openai", base_url=base_url, api_key_env=KEY_ENV,
+                                default_headers={}, local=None)
+    settings = CritiqueSettings(endpoint=endpoint, model="gpt-3.5-turbo", temperature=0.9, top_p=1.0, max_tokens=512,
+                                seed=None, template=str(template), template_sha256=template_sha256(template))
+    runtime = LLMRuntime(cache_path=str(tmp / "llm.sqlite"), limits=dict(limits), prices={}, budget_usd=None,
+                         max_error_fraction=0.0)
+    t0 = time.monotonic()
+    try:
+        run_critique(settings, runtime, pairs_path=pairs, source="alpaca_gpt4", output=tmp / "critiques.parquet")
+    except EndpointUnreachable as exc:
+        return {"seconds": time.monotonic() - t0, "error": exc}
+    return {"seconds": time.monotonic() - t0, "error": None}

@@ -115,6 +115,7 @@ class _Breaker:
         self.probes = 0
         self.seen: dict[str, int] = {}  # what came instead of an HTTP answer, by kind (this streak)
         self.last_error = ""
+        self.waiting = 0  # calls in flight when the breaker tripped
         self.tripped = asyncio.Event()
         self.on_stall: Any = None  # called with the seconds of silence (0: an answer came)
         self._stall_shown = False
@@ -147,7 +148,8 @@ class _Breaker:
         self.failures += 1
         self.seen[kind] = self.seen.get(kind, 0) + 1
         self.last_error = error
-        if now - self.since >= self.limit_s:
+        if now - self.since >= self.limit_s and not self.tripped.is_set():
+            self.waiting = self.in_flight
             self.tripped.set()
 
     def silent_s(self) -> float:
@@ -159,7 +161,7 @@ class _Breaker:
     def describe(self) -> str:
         """What was seen instead of an HTTP answer, for the error that stops the stage."""
         kinds = ", ".join(f"{kind} x{n}" for kind, n in sorted(self.seen.items(), key=lambda kv: -kv[1]))
-        waiting = f"; {self.in_flight} calls waiting with no reply" if self.in_flight else ""
+        waiting = f"; {self.waiting} calls waiting with no reply" if self.waiting else ""
         return (f"no HTTP answer for {time.monotonic() - self.since:.0f} s: {self.failures} failures "
                 f"({kinds}; {self.probes} liveness probes sent{waiting}); last: {self.last_error}")
 
