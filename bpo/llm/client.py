@@ -9,8 +9,8 @@ after the last retry come back with status ``error`` and are retried by the next
 
 Shared across processes: each key is claimed in the cache before it is sent, so a key another
 run has in flight is awaited, not paid twice (see bpo.llm.cache). A circuit breaker stops the
-stage once the endpoint has been unreachable for ``limits.circuit_breaker_s`` (or at the first
-401/403/404). Everything a server sends back is redacted (bpo.redact) before it is logged,
+stage once the endpoint has given no HTTP answer for ``limits.circuit_breaker_s``, silence being
+checked by liveness probes (see _Breaker), or at the first 401/403/404. Everything a server sends back is redacted (bpo.redact) before it is logged,
 stored or raised.
 """
 
@@ -115,7 +115,7 @@ class _Breaker:
         self.probes = 0
         self.seen: dict[str, int] = {}  # what came instead of an HTTP answer, by kind (this streak)
         self.last_error = ""
-        self.waiting = 0  # calls in flight when the breaker tripped
+        self.waiting = 0  # calls in flight when the breaker tripped (they are cancelled)
         self.tripped = asyncio.Event()
         self.on_stall: Any = None  # called with the seconds of silence (0: an answer came)
         self._stall_shown = False
@@ -161,7 +161,7 @@ class _Breaker:
     def describe(self) -> str:
         """What was seen instead of an HTTP answer, for the error that stops the stage."""
         kinds = ", ".join(f"{kind} x{n}" for kind, n in sorted(self.seen.items(), key=lambda kv: -kv[1]))
-        waiting = f"; {self.waiting} calls waiting with no reply" if self.waiting else ""
+        waiting = f"; {self.waiting} calls in flight, ended" if self.waiting else ""
         return (f"no HTTP answer for {time.monotonic() - self.since:.0f} s: {self.failures} failures "
                 f"({kinds}; {self.probes} liveness probes sent{waiting}); last: {self.last_error}")
 

@@ -28,7 +28,7 @@ class Limits:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     transport: str = "lean"  # lean | httpx (see bpo.llm.transport)
-    circuit_breaker_s: float = 30.0  # stop after this long with only unreachable/refused calls
+    circuit_breaker_s: float = 30.0  # stop after this long with no HTTP answer (calls and liveness probes)
     max_batch_size: int = 16  # backend local: conversations generated together
     batch_wait_s: float = 0.05  # backend local: how long a batch waits for more requests
 
