@@ -10,8 +10,8 @@ after the last retry come back with status ``error`` and are retried by the next
 Shared across processes: each key is claimed in the cache before it is sent, so a key another
 run has in flight is awaited, not paid twice (see bpo.llm.cache). A circuit breaker stops the
 stage once the endpoint has given no HTTP answer for ``limits.circuit_breaker_s``, silence being
-checked by liveness probes (see _Breaker), or at the first 401/403/404. Everything a server sends back is redacted (bpo.redact) before it is logged,
-stored or raised.
+checked by liveness probes (see _Breaker), or at the first 401/403/404. Everything a server
+sends back is redacted (bpo.redact) before it is logged, stored or raised.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class _Breaker:
             if seen is None:
                 self.reachable()
                 continue
-            self.unreachable(*seen, name, base_url, at=t)
+            self.unreachable(seen[0], _short(seen[1]), name, base_url, at=t)
             if self.on_stall is not None:
                 self._stall_shown = True
                 self.on_stall(self.silent_s())
