@@ -522,7 +522,8 @@ class LLMClient:
             raise EndpointUnreachable(
                 f"stage '{self.stage}': endpoint '{self.name}' ({self._where}) at base_url {self.base_url} is "
                 f"unreachable: {stats['unreachable']}; stopped after {stats['sent']} calls, answers received "
-                f"before are cached. Check base_url and the network (DNS, TLS, proxy), then rerun; the wait is "
+                f"before are cached. Check that base_url points at a live OpenAI-compatible HTTP server and the "
+                f"network (DNS, TLS, proxy), then rerun; the wait is "
                 f"{self._where}.limits.circuit_breaker_s.", endpoint=self.name, base_url=self.base_url)
         if stats.get("budget_stop"):
             answered = sum(r is not None for r in results)
