@@ -141,6 +141,15 @@ def test_a_hung_endpoint_stops_even_with_calls_waiting_on_a_long_timeout(tmp_pat
     assert out["stats"]["sent"] == 4  # the queue behind them was never sent
 
 
+def test_read_timeouts_without_a_byte_count_toward_the_breaker(tmp_path):
+    """timeout_s shorter than the probe delay: the calls' own timeouts stop a hung endpoint."""
+    with DeadEndpoint("hung") as srv:
+        out = stop_time(srv.base_url, 100, {**SCALED, "timeout_s": 0.1, "backoff_base_s": 0.01}, tmp_path / "c.sqlite")
+    assert out["error"] is not None and out["seconds"] < 6.0
+    assert re.search(r"no reply in time x\d+", str(out["error"]))
+    assert out["stats"]["retries"] > 0  # retried within the window, then stopped
+
+
 def test_a_slow_but_live_server_is_not_stopped(tmp_path):
     """One answer every 2.5 s at concurrency 1 (2.5x the breaker window; the README's figure is
     50 s with the default 30 s window): the probes get HTTP answers, every call is answered."""
