@@ -389,8 +389,8 @@ class LeanAsyncTransport(httpx2.AsyncBaseTransport):
 def no_answer(exc: BaseException) -> tuple[str, str] | None:
     """``(kind, detail)`` when ``exc`` (a transport error) means no HTTP answer came back; None
     when a status line did arrive (:class:`ReplyCut`, :class:`ReplyStalled`: the server is alive).
-    The default httpx transport does not tell a stalled body from silence: its timeouts count as
-    no answer."""
+    The default httpx transport does not tell a stalled or cut body from silence: there they
+    count as no answer, and the breaker's liveness probes tell a live server apart."""
     if isinstance(exc, (ReplyCut, ReplyStalled)):
         return None
     detail = str(exc) or type(exc).__name__
