@@ -703,19 +703,29 @@ class LLMClient:
             if not bar.disable:
                 breaker.on_stall = _StallNote(bar, f"{self.base_url.rstrip('/')}/models")
             watch = asyncio.ensure_future(breaker.watch(prober[0], self.name, self.base_url))
+        # Wait for every worker, a worker's error or a trip, whichever comes first (a trip ends the
+        # calls still waiting on a hung server too). Done-callbacks, not asyncio.wait in a loop: that
+        # costs O(workers) per finished worker.
+        settled = asyncio.Event()
+        left = [n_workers]
+
+        def worker_done(task: asyncio.Future) -> None:
+            left[0] -= 1
+            if not left[0] or (not task.cancelled() and task.exception() is not None):
+                settled.set()
+
         tasks = [asyncio.ensure_future(worker()) for _ in range(n_workers)]
+        for task in tasks:
+            task.add_done_callback(worker_done)
         stopper = asyncio.ensure_future(breaker.tripped.wait())
+        stopper.add_done_callback(lambda _: settled.set())
         try:
-            running = set(tasks)
-            while running:
-                done, _ = await asyncio.wait(running | {stopper}, return_when=asyncio.FIRST_COMPLETED)
-                for task in done & running:
-                    if not task.cancelled() and task.exception() is not None:
-                        raise task.exception()
-                running -= done
-                if stopper.done():  # a trip ends the calls still waiting on a hung server too
-                    state["stop"] = state["stop"] or "unreachable"
-                    break
+            await settled.wait()
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
+            if breaker.tripped.is_set():
+                state["stop"] = state["stop"] or "unreachable"
         finally:
             for task in (*tasks, stopper):
                 task.cancel()
