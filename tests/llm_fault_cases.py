@@ -7,6 +7,7 @@ that must be separate processes (two runs at once, kill -9) are subprocesses of 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -187,3 +189,146 @@ def kill_owner_run(tmp: Path, n: int = 200, conc: int = 8, latency_s: float = 0.
         "repaid_not_from_a": sorted({k for k, c in counts.items() if c > 1} - {_content(r) for r in from_a}),
         "b_done_after_kill_s": b_done_s, "concurrency": conc,
     }
+
+
+# ---- endpoints that never give an HTTP answer ------------------------------------------------
+
+DEAD_MODES = ("hung", "close", "garbage", "banner", "stalled_body")
+
+
+class DeadEndpoint:
+    """A raw TCP server on 127.0.0.1 that accepts connections and never answers HTTP:
+
+    * hung: reads the request, never writes a byte;
+    * close: closes each connection as soon as it is accepted (a non-HTTP service);
+    * garbage: answers each request with bytes that are not HTTP (a TLS alert) and closes;
+    * banner: writes an SSH banner on connect and waits, as an SSH server does;
+    * stalled_body: sends a status line and headers promising a body that never comes (a live
+      HTTP server, stuck mid-reply: not a dead endpoint).
+
+    ``connections`` counts accepted connections."""
+
+    def __init__(self, mode: str):
+        if mode not in DEAD_MODES:
+            raise ValueError(f"mode must be one of {DEAD_MODES}, got {mode!r}")
+        self.mode = mode
+        self.connections = 0
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        mode = self.mode
+        try:
+            if mode == "close":
+                writer.close()
+                return
+            if mode == "banner":
+                writer.write(b"SSH-2.0-OpenSSH_9.6p1 Debian-4\r\n")
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if mode == "garbage":
+                    writer.write(b"\x15\x03\x01\x00\x02\x02\x46")  # a TLS "protocol version" alert
+                    await writer.drain()
+                    break
+                if mode == "stalled_body":
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{")
+            writer.close()
+        except (ConnectionError, asyncio.CancelledError):
+            writer.close()
+
+    def start(self) -> "DeadEndpoint":
+        ready = threading.Event()
+
+        def run():
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+
+            async def serve():
+                server = await asyncio.start_server(self._client, "127.0.0.1", 0, backlog=4096)
+                self.port = server.sockets[0].getsockname()[1]
+                return server
+
+            server = loop.run_until_complete(serve())
+            loop.call_soon(ready.set)
+            loop.run_forever()
+            server.close()
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"dead-endpoint-{self.mode}", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("dead endpoint did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+
+    def __enter__(self) -> "DeadEndpoint":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def stop_time(base_url: str, n: int, limits: dict, cache: Path, name: str = "remote") -> dict:
+    """Send ``n`` requests through LLMClient to ``base_url``: seconds until the run ended, and its
+    error (None when it ended without one) and stats."""
+    from bpo.llm import ChatRequest, client_from_mapping
+    from bpo.llm.errors import EndpointUnreachable
+
+    ep = {"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV, "limits": limits}
+    client = client_from_mapping(ep, cache, "critique", name=name, progress=False)
+    requests = [ChatRequest(model="gpt-3.5-turbo", messages=[{"role": "user", "content": f"pair {i}"}])
+                for i in range(n)]
+    t0 = time.monotonic()
+    error = results = None
+    try:
+        results = client.run(requests)
+    except EndpointUnreachable as exc:
+        error = exc
+    return {"seconds": time.monotonic() - t0, "error": error, "stats": client.last_stats, "results": results}
+
+
+def critique_stage_stop(tmp: Path, base_url: str, n_pairs: int, limits: dict) -> dict:
+    """The critique stage (bpo.critique.run_critique, as its Snakemake script calls it) with
+    ``n_pairs`` pairs queued against ``base_url``: seconds until it stopped, and its error."""
+    from bpo.critique import run_critique
+    from bpo.llm.errors import EndpointUnreachable
+    from bpo.schemas import PAIRS, write_table
+    from bpo.settings import CritiqueSettings, EndpointSettings, LLMCall, LLMRuntime, endpoint_config
+    from bpo.templates import template_sha256
+
+    template = "builtin:critique.txt"
+    pairs = tmp / "pairs.parquet"
+    write_table([{"pair_id": f"p{i}", "source": "alpaca_gpt4", "source_id": f"p{i}",
+                  "instruction": f"Give tip number {i} for studying.", "context": "",
+                  "good_response": f"Tip {i}: work in short blocks and take breaks.", "bad_response": "No.",
+                  "good_model": None, "bad_model": None, "language": "en", "num_turns": 1}
+                 for i in range(n_pairs)], pairs, PAIRS)
+    endpoint = EndpointSettings(name="remote", backend="openai", base_url=base_url, api_key_env=KEY_ENV,
+                                default_headers={}, local=None)
+    call = LLMCall(endpoint=endpoint, model="gpt-3.5-turbo", temperature=0.9, top_p=1.0, max_tokens=512, seed=None,
+                   system_prompt=None)
+    settings = CritiqueSettings(call=call, template=template, template_sha256=template_sha256(template))
+    ep = {"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV, "limits": dict(limits)}
+    runtime = LLMRuntime.from_config(endpoint_config("remote", ep, cache=str(tmp / "llm.sqlite"), prices={}), "remote")
+    t0 = time.monotonic()
+    try:
+        run_critique(settings, runtime, pairs_path=pairs, source="alpaca_gpt4", output=tmp / "critiques.parquet")
+    except EndpointUnreachable as exc:
+        return {"seconds": time.monotonic() - t0, "error": exc}
+    return {"seconds": time.monotonic() - t0, "error": None}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -19,8 +20,8 @@ from bpo import redact
 from bpo.llm import ChatRequest, client_from_mapping, LLMError
 from bpo.llm.cache import Cache, result_row
 from bpo.llm.errors import EndpointUnreachable
-from llm_fault_cases import (KEY_ENV, SECRET, closed_port_url, concurrent_runs, endpoint, files_with,
-                             kill_owner_run, planted_key_run)
+from llm_fault_cases import (KEY_ENV, SECRET, DeadEndpoint, closed_port_url, concurrent_runs, critique_stage_stop,
+                             endpoint, files_with, kill_owner_run, planted_key_run, stop_time)
 from loopback_server import LoopbackServer
 
 
@@ -93,6 +94,117 @@ def test_rejected_key_names_endpoint_and_base_url(tmp_path):
         srv.fail("401", times=100)
         with pytest.raises(EndpointUnreachable, match=f"endpoint 'api'.*{srv.base_url}.*HTTP 401"):
             client_from_mapping(endpoint(srv.base_url), tmp_path / "c.sqlite", "judge", name="api", progress=False).run(reqs(3))
+
+
+# ---- liveness: endpoints that accept connections but give no HTTP answer ----------------------
+# Scaled down: circuit_breaker_s 1 (30 by default), so probes come after 1/6 s of silence and wait
+# 1/3 s; the default timeout_s (120) stays, so only the probes can stop a hung endpoint in time.
+# benchmarks/bench_llm_faults.py measures the same with the default limits and 2,000 requests.
+
+SCALED = {"circuit_breaker_s": 1.0, "max_concurrency": 16}
+SEEN = {"hung": "no reply in time", "close": "closed before a status line", "garbage": "not HTTP",
+        "banner": "not HTTP"}
+DETAIL = {"hung": "no HTTP status line within", "close": "server closed the connection without a response",
+          "garbage": r"not an HTTP reply \(first bytes b'\\x15",
+          # the banner may arrive before the request is written or after: either way it is named
+          "banner": r"not an HTTP reply \((first bytes|the server spoke first:) b'SSH-2\.0-OpenSSH"}
+
+
+@pytest.mark.parametrize("transport", ["lean", "httpx"])
+@pytest.mark.parametrize("mode", ["hung", "close", "garbage", "banner"])
+def test_an_endpoint_that_never_answers_http_stops_the_run(tmp_path, mode, transport):
+    with DeadEndpoint(mode) as srv:
+        out = stop_time(srv.base_url, 400, {**SCALED, "transport": transport}, tmp_path / "c.sqlite")
+    err = out["error"]
+    assert err is not None, f"no stop after {out['seconds']:.1f} s"
+    assert 1.0 <= out["seconds"] < 6.0, f"took {out['seconds']:.1f} s"
+    message = str(err)
+    assert err.endpoint == "remote" and err.base_url == srv.base_url
+    assert "endpoint 'remote'" in message and f"base_url {srv.base_url}" in message
+    assert "no HTTP answer for" in message and "circuit_breaker_s" in message
+    if transport == "lean":  # the default httpx stack words its errors its own way
+        assert SEEN[mode] in message and re.search(DETAIL[mode], message), message
+    assert out["stats"]["probes"] >= 1
+    with Cache(tmp_path / "c.sqlite") as db:  # nothing stored, nothing left claimed
+        assert db.count() == 0
+        assert db._db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_a_hung_endpoint_stops_even_with_calls_waiting_on_a_long_timeout(tmp_path):
+    """The calls wait up to timeout_s 120 s; the probes stop the run at the breaker's window and
+    the calls still waiting are ended, not left to their timeout."""
+    with DeadEndpoint("hung") as srv:
+        out = stop_time(srv.base_url, 50, {**SCALED, "max_concurrency": 4}, tmp_path / "c.sqlite")
+        assert srv.connections >= 5  # 4 calls + probes
+    assert out["error"] is not None and out["seconds"] < 6.0
+    assert "4 calls in flight, ended" in str(out["error"])
+    assert out["stats"]["sent"] == 4  # the queue behind them was never sent
+
+
+def test_read_timeouts_without_a_byte_count_toward_the_breaker(tmp_path):
+    """timeout_s shorter than the probe delay: the calls' own timeouts stop a hung endpoint."""
+    with DeadEndpoint("hung") as srv:
+        out = stop_time(srv.base_url, 100, {**SCALED, "timeout_s": 0.1, "backoff_base_s": 0.01}, tmp_path / "c.sqlite")
+    assert out["error"] is not None and out["seconds"] < 6.0
+    assert re.search(r"no reply in time x\d+", str(out["error"]))
+    assert out["stats"]["retries"] > 0  # retried within the window, then stopped
+
+
+def test_a_slow_but_live_server_is_not_stopped(tmp_path):
+    """One answer every 2.5 s at concurrency 1 (2.5x the breaker window; the README's figure is
+    50 s with the default 30 s window): the probes get HTTP answers, every call is answered."""
+    with LoopbackServer(latency_s=2.5, responder="echo") as srv:
+        out = stop_time(srv.base_url, 3, {**SCALED, "max_concurrency": 1}, tmp_path / "c.sqlite")
+        assert srv.total == 3
+    assert out["error"] is None, out["error"]
+    assert [r.status for r in out["results"]] == ["ok"] * 3
+    assert out["stats"]["probes"] >= 6, "silent for 7.5 s: probed every ~1/6 s"
+
+
+def test_a_status_line_then_silence_is_a_live_server(tmp_path):
+    """A server that sends its status line and stalls the body is alive (calls time out and are
+    retried, each one fails on its own), not an unreachable endpoint."""
+    with DeadEndpoint("stalled_body") as srv:
+        out = stop_time(srv.base_url, 3, {**SCALED, "timeout_s": 0.5, "max_retries": 1, "backoff_base_s": 0.01,
+                                          "max_concurrency": 3}, tmp_path / "c.sqlite")
+    assert out["error"] is None, out["error"]
+    assert [r.status for r in out["results"]] == ["error"] * 3
+    assert all("gave up after 2 attempts: timed out after 0.5 s" in r.error for r in out["results"])
+
+
+def test_chat_calls_hanging_on_a_server_that_answers_probes_time_out_one_by_one(tmp_path):
+    """The HTTP server is alive (GET /models answers 404) but chat calls from "pair 1" on hang:
+    the breaker leaves it alone, those calls fail at their own timeout, the others are cached."""
+    with LoopbackServer(responder="echo") as srv:
+        srv.fail("hang", times=1000, match="pair 1")
+        out = stop_time(srv.base_url, 12, {**SCALED, "max_concurrency": 4, "timeout_s": 0.5, "max_retries": 1,
+                                           "backoff_base_s": 0.01}, tmp_path / "c.sqlite")
+    assert out["error"] is None, out["error"]
+    failed = [r for r in out["results"] if r.status == "error"]
+    assert len(failed) == 3 and all("timed out after 0.5 s" in r.error for r in failed)  # pair 1, 10, 11
+    assert out["stats"]["probes"] >= 1
+    with Cache(tmp_path / "c.sqlite") as db:
+        assert db.count() == 9
+
+
+def test_the_progress_bar_shows_the_stall_without_an_eta(tmp_path, capsys):
+    with DeadEndpoint("hung") as srv:
+        c = client_from_mapping(endpoint(srv.base_url, circuit_breaker_s=1.0), tmp_path / "c.sqlite", "critique",
+                      name="remote", progress=True)
+        with pytest.raises(EndpointUnreachable):
+            c.run(reqs(40))
+    err = capsys.readouterr().err
+    assert f"ETA unknown, no HTTP answer for" in err and f"probing {srv.base_url}/models" in err, err[-2000:]
+
+
+def test_the_critique_stage_stops_on_a_hung_endpoint(tmp_path):
+    """The stage as its script runs it, 200 pairs queued (benchmarks/bench_llm_faults.py: 2,000
+    with the default limits)."""
+    with DeadEndpoint("hung") as srv:
+        out = critique_stage_stop(tmp_path, srv.base_url, 200, SCALED)
+    assert out["error"] is not None and out["seconds"] < 8.0, out
+    assert f"base_url {srv.base_url}" in str(out["error"]) and "no reply in time" in str(out["error"])
+    assert not (tmp_path / "critiques.parquet").exists()
 
 
 def test_breaker_setting_is_validated(tmp_path):

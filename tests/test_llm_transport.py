@@ -12,7 +12,8 @@ import httpx2
 import pytest
 from openai import AsyncOpenAI
 
-from bpo.llm.transport import LeanAsyncTransport, _Response, proxy_configured
+from bpo.llm.transport import (LeanAsyncTransport, NoStatusLine, ReplyCut, ReplyStalled, _Response, no_answer,
+                               probe, proxy_configured)
 
 REPLY = {"id": "x", "object": "chat.completion", "created": 1, "model": "m",
          "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hello"}}],
@@ -92,7 +93,8 @@ class RawServer:
                     return
                 buf += data
             head, _, rest = buf.partition(b"\r\n\r\n")
-            length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+            length = int(([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")]
+                          or [b"0"])[0])  # a GET has no body
             while len(rest) < length:
                 rest += conn.recv(65536)
             self.requests.append(head)
@@ -178,6 +180,103 @@ def test_errors_map_to_the_sdk_exceptions():
         assert e.value.response.headers["retry-after"] == "2"
     finally:
         srv.close()
+
+
+def test_non_http_bytes_fail_at_the_first_bytes():
+    for first in (b"S", b"SSH-2.0-x", b"\x15\x03\x01", b"HTTP/1.1 200 OK\r\n"[:4] + b"X"):
+        with pytest.raises(NoStatusLine, match="not an HTTP reply"):
+            parse(first)
+    r = parse(b"HT", b"TP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # a prefix of HTTP/ is fine
+    assert r.done and r.status == 200
+
+
+def _seen(port, timeout=5.0):
+    """What no_answer makes of one call to ``port`` (None: an HTTP answer came) and how long it took."""
+    import time
+
+    import openai
+
+    t0 = time.monotonic()
+    try:
+        _call(port, timeout=timeout)
+    except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+        return no_answer(exc.__cause__), exc.__cause__, time.monotonic() - t0
+    return None, None, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("script, kind, cls, detail", [
+    ([(b"", True)], "closed before a status line", NoStatusLine, "without a response"),
+    ([(b"HTTP/1.1 20", True)], "closed before a status line", NoStatusLine, "before a complete status line"),
+    ([(b"\x15\x03\x01\x00\x02\x02\x46", False)], "not HTTP", NoStatusLine, "first bytes"),
+    ([(b"", False)], "no reply in time", httpx2.ReadTimeout, "no HTTP status line within 1 s"),
+])
+def test_what_came_instead_of_an_http_answer(script, kind, cls, detail):
+    srv = RawServer(script)
+    try:
+        seen, cause, took = _seen(srv.port, timeout=1.0)
+    finally:
+        srv.close()
+    assert isinstance(cause, cls) and seen is not None and seen[0] == kind and detail in seen[1], (seen, cause)
+    if kind == "not HTTP":
+        assert took < 0.5, "garbage must fail at once, not at the read timeout"
+
+
+@pytest.mark.parametrize("script, cls", [
+    ([(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{", True)], ReplyCut),
+    ([(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{", False)], ReplyStalled),
+])
+def test_a_status_line_then_a_broken_body_is_an_http_answer(script, cls):
+    srv = RawServer(script)
+    try:
+        seen, cause, _ = _seen(srv.port, timeout=0.5)
+    finally:
+        srv.close()
+    assert isinstance(cause, cls) and seen is None
+
+
+def test_a_banner_sent_before_the_request_is_not_http():
+    """An SSH-like service speaks first; the request then fails at once, naming the banner."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    conns = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = lst.accept()
+            except OSError:
+                return
+            conns.append(c)
+            c.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        seen, cause, took = _seen(lst.getsockname()[1], timeout=2.0)
+    finally:
+        lst.close()
+        for c in conns:
+            c.close()
+    assert seen[0] == "not HTTP" and "SSH-2.0" in seen[1], seen
+    assert took < 1.0
+
+
+def test_probe_counts_any_http_status_as_alive():
+    async def go(port, timeout):
+        async with httpx2.AsyncClient(transport=LeanAsyncTransport(1)) as http:
+            return await probe(http, f"http://127.0.0.1:{port}/v1/models", timeout)
+
+    srv = RawServer([(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n", True)])
+    try:
+        assert asyncio.run(go(srv.port, 1.0)) is None
+    finally:
+        srv.close()
+    srv = RawServer([(b"", False)])  # hung
+    try:
+        kind, detail = asyncio.run(go(srv.port, 0.3))
+    finally:
+        srv.close()
+    assert kind == "no reply in time" and detail.startswith(f"probe GET http://127.0.0.1:{srv.port}/v1/models")
 
 
 def test_proxy_detection(monkeypatch):

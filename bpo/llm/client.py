@@ -9,9 +9,9 @@ after the last retry come back with status ``error`` and are retried by the next
 
 Shared across processes: each key is claimed in the cache before it is sent, so a key another
 run has in flight is awaited, not paid twice (see bpo.llm.cache). A circuit breaker stops the
-stage once the endpoint has been unreachable for ``limits.circuit_breaker_s`` (or at the first
-401/403/404). Everything a server sends back is redacted (bpo.redact) before it is logged,
-stored or raised.
+stage once the endpoint has given no HTTP answer for ``limits.circuit_breaker_s``, silence being
+checked by liveness probes (see _Breaker), or at the first 401/403/404. Everything a server
+sends back is redacted (bpo.redact) before it is logged, stored or raised.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from bpo.llm.limits import Limits, RateLimiter
 from bpo.llm.local import LOCAL_BASE_URL, LocalTransport, local_source, local_worker
 from bpo.llm.request import ChatRequest, ChatResult, cost_usd, price_for
 from bpo.llm.standin import STANDIN_BASE_URL, STANDIN_MODEL, StandinTransport
-from bpo.llm.transport import LeanAsyncTransport, default_ssl_context, proxy_configured
+from bpo.llm.transport import LeanAsyncTransport, default_ssl_context, no_answer, probe, proxy_configured
 from bpo.settings import EndpointSettings, LLMRuntime
 
 log = logging.getLogger("bpo.llm")
@@ -53,6 +53,11 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _ERROR_TEXT_MAX = 300
 # How often a run looks for the answers of keys another process has in flight.
 CLAIM_POLL_S = 0.1
+# Liveness (see _Breaker): silence with calls in flight before the endpoint is probed, how long a
+# probe waits for a status line, and the least time between probes while the endpoint is silent.
+PROBE_AFTER_S = 5.0
+PROBE_TIMEOUT_S = 10.0
+PROBE_GAP_S = 1.0
 
 
 @dataclass
@@ -85,33 +90,98 @@ class _Stopped(Exception):
 
 
 class _Breaker:
-    """Trips once every call has failed to connect for ``limit_s`` in a row (any HTTP reply,
-    even an error status, shows the endpoint is reachable and closes the streak)."""
+    """Stops the stage once the endpoint has given no HTTP answer for ``limit_s``.
 
-    def __init__(self, limit_s: float):
+    Evidence of no answer: a call that failed to connect, timed out before a status line, saw
+    the connection closed before one or got bytes that are not HTTP; and a failed liveness probe.
+    Any HTTP answer, from a call or a probe and whatever its status, closes the streak. A call
+    can wait ``timeout_s`` (120 s by default) for its reply, so silence alone proves nothing: after
+    ``probe_after_s`` without an answer while calls are in flight, :meth:`watch` sends a short
+    ``GET <base_url>/models`` (``probe_timeout_s``), again and again while the streak is open. A
+    slow but live server answers the probe and is left alone; a hung or non-HTTP one fails it.
+    """
+
+    def __init__(self, limit_s: float, probe_after_s: float = PROBE_AFTER_S,
+                 probe_timeout_s: float = PROBE_TIMEOUT_S):
         self.limit_s = limit_s
-        self.since: float | None = None
+        self.probe_after_s = probe_after_s
+        self.probe_timeout_s = probe_timeout_s
+        self.since: float | None = None  # first evidence of no answer since the last answer
+        self.heard_at = time.monotonic()  # last HTTP answer, or when calls started waiting
+        self.in_flight = 0
         self.failures = 0
+        self.probes = 0
+        self.seen: dict[str, int] = {}  # what came instead of an HTTP answer, by kind (this streak)
         self.last_error = ""
+        self.waiting = 0  # calls in flight when the breaker tripped (they are cancelled)
         self.tripped = asyncio.Event()
+        self.on_stall: Any = None  # called with the seconds of silence (0: an answer came)
+        self._stall_shown = False
+
+    def sending(self) -> None:
+        if not self.in_flight:
+            self.heard_at = time.monotonic()  # silence counts while something waits for a reply
+        self.in_flight += 1
+
+    def settled(self) -> None:
+        self.in_flight -= 1
 
     def reachable(self) -> None:
-        self.since = None
-        self.failures = 0
+        """An HTTP answer (any status) came back."""
+        self.heard_at = time.monotonic()
+        if self.since is not None:
+            self.since = None
+            self.failures = 0
+            self.seen = {}
+        if self._stall_shown:
+            self._stall_shown = False
+            self.on_stall(0.0)
 
-    def unreachable(self, error: str, name: str, base_url: str) -> None:
+    def unreachable(self, kind: str, error: str, name: str, base_url: str, at: float | None = None) -> None:
         now = time.monotonic()
         if self.since is None:
-            self.since = now
-            log.warning("endpoint '%s' (%s) cannot be reached (%s); retrying for up to %g s "
+            self.since = now if at is None else at
+            log.warning("endpoint '%s' (%s) gives no HTTP answer (%s); probing it and retrying for up to %g s "
                         "(limits.circuit_breaker_s)", name, base_url, error, self.limit_s)
         self.failures += 1
+        self.seen[kind] = self.seen.get(kind, 0) + 1
         self.last_error = error
-        if now - self.since >= self.limit_s:
+        if now - self.since >= self.limit_s and not self.tripped.is_set():
+            self.waiting = self.in_flight
             self.tripped.set()
+
+    def silent_s(self) -> float:
+        return time.monotonic() - self.heard_at if self.in_flight or self.since is not None else 0.0
 
     def time_left(self) -> float:
         return self.limit_s if self.since is None else self.limit_s - (time.monotonic() - self.since)
+
+    def describe(self) -> str:
+        """What was seen instead of an HTTP answer, for the error that stops the stage."""
+        kinds = ", ".join(f"{kind} x{n}" for kind, n in sorted(self.seen.items(), key=lambda kv: -kv[1]))
+        waiting = f"; {self.waiting} calls in flight, ended" if self.waiting else ""
+        return (f"no HTTP answer for {time.monotonic() - self.since:.0f} s: {self.failures} failures "
+                f"({kinds}; {self.probes} liveness probes sent{waiting}); last: {self.last_error}")
+
+    async def watch(self, probe, name: str, base_url: str) -> None:
+        """Probe the endpoint while it is silent; returns when the breaker trips."""
+        while not self.tripped.is_set():
+            if self.since is None:
+                wait = self.probe_after_s - self.silent_s() if self.in_flight else self.probe_after_s
+                if wait > 0:
+                    await self.sleep(max(wait, 0.05))
+                    continue
+            t = time.monotonic()
+            self.probes += 1
+            seen = await probe(self.probe_timeout_s)
+            if seen is None:
+                self.reachable()
+                continue
+            self.unreachable(seen[0], _short(seen[1]), name, base_url, at=t)
+            if self.on_stall is not None:
+                self._stall_shown = True
+                self.on_stall(self.silent_s())
+            await self.sleep(PROBE_GAP_S - (time.monotonic() - t))
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when the breaker trips."""
@@ -123,10 +193,33 @@ class _Breaker:
             pass
 
 
-def _connect_failure(exc: BaseException) -> bool:
-    """The connection itself failed (refused, DNS, TLS, connect timeout): nothing reached a server."""
-    cause = exc.__cause__
-    return isinstance(cause, (httpx2.ConnectError, httpx2.ConnectTimeout, ssl.SSLError))
+def _probe_timing(limits: Limits) -> tuple[float, float]:
+    """(probe_after_s, probe_timeout_s): scaled down with a short breaker window, so that several
+    probes fit in it; never longer than a call's own timeout."""
+    after = min(PROBE_AFTER_S, limits.circuit_breaker_s / 6, limits.timeout_s)
+    return after, min(PROBE_TIMEOUT_S, limits.circuit_breaker_s / 3, limits.timeout_s)
+
+
+class _StallNote:
+    """While the endpoint is silent the progress bar says so, with no ETA (a rate measured
+    before the stall would promise hours)."""
+
+    FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, ETA unknown{postfix}]"
+
+    def __init__(self, bar, probe_url: str):
+        self.bar = bar
+        self.probe_url = probe_url
+        self.postfix = ""
+
+    def __call__(self, silent_s: float) -> None:
+        if silent_s:
+            if self.bar.bar_format != self.FORMAT:
+                self.postfix = self.bar.postfix or ""
+                self.bar.bar_format = self.FORMAT
+            self.bar.set_postfix_str(f"no HTTP answer for {silent_s:.0f} s, probing {self.probe_url}")
+        else:
+            self.bar.bar_format = None
+            self.bar.set_postfix_str(self.postfix, refresh=False)
 
 
 def _short(text: Any, limit: int = _ERROR_TEXT_MAX) -> str:
@@ -283,6 +376,25 @@ class LLMClient:
                 pass
         return client, transport
 
+    def _prober(self):
+        """``(probe, http client)`` for the breaker's liveness probes, or None for backends that
+        cannot hang (stand-in, local). The probe has its own connection (a pool full of hung calls
+        must not hold it up) and sends no credentials; it goes through the proxy the calls use."""
+        if self.backend != "openai":
+            return None
+        if self.limits.transport == "lean" and not proxy_configured(self.base_url):
+            if self._ssl is None and self.base_url.startswith("https"):
+                self._ssl = default_ssl_context()
+            http = httpx2.AsyncClient(transport=LeanAsyncTransport(1, ssl_context=self._ssl), trust_env=False)
+        else:
+            http = httpx2.AsyncClient(trust_env=True)
+        url = f"{self.base_url.rstrip('/')}/models"
+
+        async def probe_once(timeout: float):
+            return await probe(http, url, timeout)
+
+        return probe_once, http
+
     # ---- public API ------------------------------------------------------------------------
     def estimate(self, requests: Iterable[ChatRequest]) -> Estimate:
         """Calls, cache hits, tokens and cost a run would make. Sends nothing."""
@@ -389,7 +501,8 @@ class LLMClient:
             raise EndpointUnreachable(
                 f"stage '{self.stage}': endpoint '{self.name}' ({self._where}) at base_url {self.base_url} is "
                 f"unreachable: {stats['unreachable']}; stopped after {stats['sent']} calls, answers received "
-                f"before are cached. Check base_url and the network (DNS, TLS, proxy), then rerun; the wait is "
+                f"before are cached. Check that base_url points at a live OpenAI-compatible HTTP server and the "
+                f"network (DNS, TLS, proxy), then rerun; the wait is "
                 f"{self._where}.limits.circuit_breaker_s.", endpoint=self.name, base_url=self.base_url)
         if stats.get("budget_stop"):
             answered = sum(r is not None for r in results)
@@ -461,7 +574,7 @@ class LLMClient:
                 loop.call_soon(flush)
 
         limiter = RateLimiter(self.limits)
-        breaker = _Breaker(self.limits.circuit_breaker_s)
+        breaker = _Breaker(self.limits.circuit_breaker_s, *_probe_timing(self.limits))
         n_workers = min(self.limits.max_concurrency, len(todo))
         requests_by_key = dict(todo)
         it = iter(todo)
@@ -563,9 +676,45 @@ class LLMClient:
                 await asyncio.sleep(0)
 
         beat = asyncio.ensure_future(heartbeat()) if owner is not None else None
+        prober = self._prober()
+        watch = None
+        if prober is not None:
+            if not bar.disable:
+                breaker.on_stall = _StallNote(bar, f"{self.base_url.rstrip('/')}/models")
+            watch = asyncio.ensure_future(breaker.watch(prober[0], self.name, self.base_url))
+        # Wait for every worker, a worker's error or a trip, whichever comes first (a trip ends the
+        # calls still waiting on a hung server too). Done-callbacks, not asyncio.wait in a loop: that
+        # costs O(workers) per finished worker.
+        settled = asyncio.Event()
+        left = [n_workers]
+
+        def worker_done(task: asyncio.Future) -> None:
+            left[0] -= 1
+            if not left[0] or (not task.cancelled() and task.exception() is not None):
+                settled.set()
+
+        tasks = [asyncio.ensure_future(worker()) for _ in range(n_workers)]
+        for task in tasks:
+            task.add_done_callback(worker_done)
+        stopper = asyncio.ensure_future(breaker.tripped.wait())
+        stopper.add_done_callback(lambda _: settled.set())
         try:
-            await asyncio.gather(*(worker() for _ in range(n_workers)))
+            await settled.wait()
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
+            if breaker.tripped.is_set():
+                state["stop"] = state["stop"] or "unreachable"
         finally:
+            for task in (*tasks, stopper):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if watch is not None:
+                if watch.done() and not watch.cancelled() and watch.exception() is not None:
+                    log.error("endpoint '%s': the liveness watch failed: %r", self.name, watch.exception())
+                watch.cancel()
+            if prober is not None:
+                await prober[1].aclose()
             if beat is not None:
                 beat.cancel()
             if pending or failures:
@@ -582,9 +731,9 @@ class LLMClient:
                 await transport.aclose()
         if isinstance(transport, LocalTransport):
             stats["engines"] = sorted(transport.engines)
+        stats["probes"] = breaker.probes
         if breaker.tripped.is_set():
-            stats["unreachable"] = (f"{breaker.failures} connection attempts in a row failed over "
-                                    f"{self.limits.circuit_breaker_s:g} s (last: {breaker.last_error})")
+            stats["unreachable"] = breaker.describe()
         if state["stop"] == "budget":
             stats["budget_stop"] = True
         return stats
@@ -604,6 +753,7 @@ class LLMClient:
                 stats["retries"] += 1
             t = time.perf_counter()
             delay = None
+            breaker.sending()
             try:
                 resp = await client.post("/chat/completions", content=content, cast_to=httpx2.Response)
             except openai.APIStatusError as exc:
@@ -622,12 +772,15 @@ class LLMClient:
                 else:  # 400, 422, ...: the request itself is wrong; retrying cannot help
                     return self._failed(req, f"HTTP {code}: {detail}", attempt + 1)
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                if isinstance(exc, openai.APITimeoutError) and not _connect_failure(exc):
+                seen = no_answer(exc.__cause__ or exc)
+                if isinstance(exc, openai.APITimeoutError) and (seen is None or seen[0] == "no reply in time"):
                     last_error = f"timed out after {lim.timeout_s:g} s"
                 else:
                     last_error = f"connection error: {_short(exc.__cause__ or exc)}"
-                if _connect_failure(exc):
-                    breaker.unreachable(last_error, self.name, self.base_url)
+                if seen is None:  # a status line came, then the reply broke: the server is alive
+                    breaker.reachable()
+                else:
+                    breaker.unreachable(seen[0], _short(seen[1]), self.name, self.base_url)
                     if breaker.tripped.is_set():
                         raise _Stopped from None
                     # retry within the breaker's window only, not with the full backoff
@@ -639,6 +792,8 @@ class LLMClient:
                     last_error = f"malformed response body: {parsed}"
                 else:
                     return self._answered(req, parsed, time.perf_counter() - t, attempt + 1)
+            finally:
+                breaker.settled()
             if attempt < lim.max_retries:
                 await breaker.sleep(delay if delay is not None else lim.backoff(attempt))
         return self._failed(req, f"gave up after {attempt + 1} attempts: {last_error}", attempt + 1)

@@ -18,9 +18,10 @@ class LLMError(RuntimeError):
 
 
 class EndpointUnreachable(LLMError):
-    """The circuit breaker stopped the stage: the endpoint could not be reached (connection
-    refused, DNS or TLS failure) or refused every call (HTTP 401/403/404). Answers received
-    before are cached."""
+    """The circuit breaker stopped the stage: the endpoint gave no HTTP answer for
+    ``limits.circuit_breaker_s`` (connection refused, DNS or TLS failure, hung, closed connections,
+    non-HTTP bytes; liveness probes failing too) or refused a call (HTTP 401/403/404). Answers
+    received before are cached."""
 
     def __init__(self, message: str, *, endpoint: str, base_url: str):
         super().__init__(message)

@@ -23,6 +23,21 @@ from typing import Any
 import httpx2
 
 _MAX_HEAD = 64 * 1024
+_HTTP = b"HTTP/"
+
+
+# What came back instead of an HTTP answer decides whether the endpoint is alive (bpo.llm.client's
+# breaker): these two say a status line arrived, so the server speaks HTTP even if the reply broke.
+class ReplyCut(httpx2.RemoteProtocolError):
+    """The status line arrived, then the connection closed before the response was complete."""
+
+
+class ReplyStalled(httpx2.ReadTimeout):
+    """The status line arrived, the rest of the response did not within the read timeout."""
+
+
+class NoStatusLine(httpx2.RemoteProtocolError):
+    """The connection closed, or sent bytes that are not HTTP, before a status line."""
 
 
 def proxy_configured(url: str) -> bool:
@@ -65,6 +80,8 @@ class _Response:
         while not self.done:
             mode = self._mode
             if mode == "head":
+                if buf[:5] != _HTTP[: len(buf)]:  # an SSH banner, TLS alert, garbage: fail now, not at the timeout
+                    raise NoStatusLine(f"not an HTTP reply (first bytes {bytes(buf[:24])!r})")
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
                     if len(buf) > _MAX_HEAD:
@@ -180,7 +197,7 @@ def _expire(waiter: asyncio.Future) -> None:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("transport", "closed", "response", "waiter", "key", "reused")
+    __slots__ = ("transport", "closed", "response", "waiter", "key", "reused", "early")
 
     def __init__(self, key):
         self.key = key
@@ -189,6 +206,7 @@ class _Connection(asyncio.Protocol):
         self.response: _Response | None = None
         self.waiter: asyncio.Future | None = None
         self.reused = False
+        self.early = b""  # bytes the server sent before any request (a non-HTTP service's banner)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -196,6 +214,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data):
         resp = self.response
         if resp is None:  # unsolicited bytes: never reuse this connection
+            self.early = self.early or bytes(data[:24])
             self.closed = True
             self.transport.close()
             return
@@ -216,10 +235,11 @@ class _Connection(asyncio.Protocol):
         if resp is not None and self.waiter is not None and not self.waiter.done():
             if resp.eof():
                 self._finish(None)
+            elif resp.status:
+                self._finish(ReplyCut("server closed the connection before the response was complete"))
             else:
-                self._finish(httpx2.RemoteProtocolError(
-                    "server closed the connection before the response was complete"
-                    if resp.got_bytes else "server closed the connection without a response"))
+                self._finish(NoStatusLine("server closed the connection before a complete status line"
+                                          if resp.got_bytes else "server closed the connection without a response"))
 
     def _finish(self, exc):
         waiter = self.waiter
@@ -325,7 +345,11 @@ class LeanAsyncTransport(httpx2.AsyncBaseTransport):
     async def _roundtrip(self, conn: _Connection, payload: bytes, request, read_timeout) -> _Response:
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        conn.response = _Response(head_request=request.method == "HEAD")
+        if conn.closed:  # closed between connect and now, e.g. after a banner a non-HTTP service sent
+            self._close(conn)
+            raise NoStatusLine(f"not an HTTP reply (the server spoke first: {conn.early!r})" if conn.early
+                               else "server closed the connection without a response")
+        resp = conn.response = _Response(head_request=request.method == "HEAD")
         conn.waiter = waiter
         # a timer on the waiter itself (cheaper than asyncio.wait_for's extra future and hop)
         timer = None
@@ -336,7 +360,10 @@ class LeanAsyncTransport(httpx2.AsyncBaseTransport):
             return await waiter
         except _Expired:
             self._close(conn)
-            raise httpx2.ReadTimeout(f"no complete response within {read_timeout} s", request=request) from None
+            if resp.status:
+                raise ReplyStalled(f"HTTP {resp.status} but no complete response within {read_timeout:g} s",
+                                   request=request) from None
+            raise httpx2.ReadTimeout(f"no HTTP status line within {read_timeout:g} s", request=request) from None
         except BaseException:
             self._close(conn)  # state unknown (cancelled, protocol error): never reuse
             raise
@@ -357,6 +384,37 @@ class LeanAsyncTransport(httpx2.AsyncBaseTransport):
             self._close(conn)
         self._idle.clear()
         await asyncio.sleep(0)  # let transports run their close callbacks
+
+
+def no_answer(exc: BaseException) -> tuple[str, str] | None:
+    """``(kind, detail)`` when ``exc`` (a transport error) means no HTTP answer came back; None
+    when a status line did arrive (:class:`ReplyCut`, :class:`ReplyStalled`: the server is alive).
+    The default httpx transport does not tell a stalled or cut body from silence: there they
+    count as no answer, and the breaker's liveness probes tell a live server apart."""
+    if isinstance(exc, (ReplyCut, ReplyStalled)):
+        return None
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout, ssl.SSLError)):
+        return "connection failed", detail
+    if isinstance(exc, httpx2.TimeoutException):
+        return "no reply in time", detail
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        return ("not HTTP" if "not an HTTP reply" in detail or "illegal" in detail.lower()
+                else "closed before a status line"), detail
+    if isinstance(exc, (httpx2.NetworkError, OSError)):
+        return "connection broken", detail
+    return "connection error", f"{type(exc).__name__}: {detail}"
+
+
+async def probe(client: httpx2.AsyncClient, url: str, timeout: float) -> tuple[str, str] | None:
+    """GET ``url`` without credentials: None when any HTTP status comes back (401 and 404 too:
+    something that speaks HTTP answered), else ``(kind, detail)`` as :func:`no_answer` gives."""
+    try:
+        await client.get(url, timeout=timeout)
+    except httpx2.TransportError as exc:
+        seen = no_answer(exc)
+        return None if seen is None else (seen[0], f"probe GET {url}: {seen[1]}")
+    return None
 
 
 def default_ssl_context() -> ssl.SSLContext:
