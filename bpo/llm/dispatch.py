@@ -17,7 +17,8 @@ from itertools import islice
 from typing import Any
 
 from bpo.llm.breaker import Breaker, StallNote, probe_timing
-from bpo.llm.cache import CLAIM_LEASE_S, Cache, new_owner, retire_owner
+from bpo.llm.cache import Cache
+from bpo.llm.claims import CLAIM_LEASE_S, new_owner, retire_owner
 from bpo.llm.limits import RateLimiter
 from bpo.llm.local import LocalTransport
 from bpo.llm.reply import from_row

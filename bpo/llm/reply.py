@@ -8,7 +8,7 @@ from typing import Any
 
 from bpo import redact
 from bpo.llm.breaker import short
-from bpo.llm.cache import result_row
+from bpo.llm.cache_rows import result_row
 from bpo.llm.request import ChatRequest, ChatResult
 
 
