@@ -1,4 +1,7 @@
-"""Plain records: the usable records of one file as dicts, with counted, located drops (``bpo optimize --input``, test sets)."""
+"""Plain records: the usable records of one file as dicts, with counted, located drops.
+
+What ``bpo optimize --input`` and the evaluation test sets read (re-exported by bpo.readers).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The cache row: its columns, the Parquet form of the cache (``bpo cache export``) and how a row is built and redacted."""
+"""The cache row: its columns, its Parquet form (``bpo cache export``), how it is built and redacted."""
 
 from __future__ import annotations
 
