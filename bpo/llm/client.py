@@ -102,7 +102,7 @@ class LLMClient:
         # whatever a server echoes of this endpoint's key or headers is masked everywhere
         redact.register_env(endpoint.api_key_env, *redact.header_env_names(endpoint.default_headers))
         if self.backend == "openai" and check_key:
-            self._api_key()
+            self.session.api_key()
         for noisy in ("httpx2", "httpx"):  # one INFO line per HTTP request would drown the stage log
             if logging.getLogger(noisy).level == logging.NOTSET:
                 logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -125,12 +125,6 @@ class LLMClient:
     def price_of(self, model: str) -> Mapping[str, float] | None:
         """USD per million tokens for ``model``; None for a free backend or an unpriced model."""
         return None if self.backend in FREE else price_for(self.prices, model)
-
-    def _api_key(self) -> str:
-        return self.session.api_key()
-
-    def _headers(self) -> dict[str, str]:
-        return self.session.headers()
 
     # ---- public API ------------------------------------------------------------------------
     def estimate(self, requests: Iterable[ChatRequest]) -> Estimate:
@@ -174,8 +168,8 @@ class LLMClient:
     async def arun(self, requests: Iterable[ChatRequest], budget_usd: float | None = None) -> list[ChatResult]:
         requests = self._check(requests)
         if self.backend == "openai":
-            self._api_key()  # before anything: a missing key sends nothing
-            self._headers()
+            self.session.api_key()  # before anything: a missing key sends nothing
+            self.session.headers()
         budget = self.default_budget_usd if budget_usd is None else budget_usd
         if budget is not None and self.backend not in FREE:  # stand-in and local are free
             unpriced = sorted({r.model for r in requests if price_for(self.prices, r.model) is None})
