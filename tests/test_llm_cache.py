@@ -205,7 +205,8 @@ def test_cli_cache_export_config_masks_keys_of_an_old_cache(tmp_path):
     for name in ("bad.yaml", "missing.yaml"):
         proc = bpo("export", "x.parquet", "--config", name)
         assert proc.returncode == 1 and not (tmp_path / "x.parquet").exists()
-        assert proc.stderr.startswith(f"bpo cache: --config {name}: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert proc.stderr.startswith(f"bpo cache: --config {name}: "), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
     for p in (tmp_path / "c").glob("llm.sqlite*"):  # holds the keys on purpose
         p.unlink()
     for p in ("plain.parquet", "incoming.parquet"):

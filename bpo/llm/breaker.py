@@ -1,7 +1,7 @@
 """The liveness breaker: stops a stage once its endpoint has given no HTTP answer for too long.
 
-Moved as a unit from bpo.llm.client: the breaker itself, how its probes are timed and the
-progress-bar note shown while the endpoint is silent.
+The breaker itself, how its probes are timed and the progress-bar note shown while the endpoint
+is silent; the retry policy (bpo.llm.retry) reports to it, the dispatcher (bpo.llm.dispatch) runs its watch.
 """
 
 from __future__ import annotations
