@@ -28,7 +28,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pyarrow as pa
 
@@ -98,7 +98,7 @@ def clean_pairs(
         else:
             kept.append({**p, "instruction": ins, "context": ctx, "good_response": good, "bad_response": bad})
             continue
-        dropped.add(why, locate and (lambda: locate(k)), field)
+        dropped.add(why, locate and (lambda k=k: locate(k)), field)
     return kept, dropped
 
 

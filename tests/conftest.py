@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from smollm2_fixture import smollm2_dir  # noqa: F401 (a session fixture, registered here for every test module)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

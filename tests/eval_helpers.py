@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 KEY_ENV = "BPO_TEST_API_KEY"
 # Small enough to build and generate with in well under a second on a CPU.

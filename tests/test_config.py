@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import jsonschema
 import pytest
 import yaml
 from snakemake.utils import validate

@@ -18,7 +18,7 @@ import math
 import os
 from dataclasses import fields
 from importlib import resources
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from bpo.atomic import write_text
 from bpo.browse.data import Row, load_rows, load_winrates

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import yaml
 
