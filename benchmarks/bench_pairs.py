@@ -119,7 +119,8 @@ def main() -> int:
         wall = [w for w, _ in times]
         best, med, cpu = min(wall), statistics.median(wall), statistics.median(c for _, c in times)
         pairs_s = f"{pairs / med:8,.0f}" if pairs is not None else f"{'':>8}"
-        print(f"{label:36} {best:7.2f} {med:8.2f} {cpu:6.2f} {rows / med:9,.0f} {pairs if pairs is not None else '':>7} {pairs_s}")
+        shown = pairs if pairs is not None else ""
+        print(f"{label:36} {best:7.2f} {med:8.2f} {cpu:6.2f} {rows / med:9,.0f} {shown:>7} {pairs_s}")
     if hasattr(os, "getloadavg"):
         print("load average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     main_case = statistics.median(w for w, _ in cases[2][1])

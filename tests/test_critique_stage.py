@@ -45,7 +45,8 @@ def _pair(pid, source, instruction, context, good, bad):
 # Written for these tests.
 PAIRS_ROWS = [
     _pair("a1", "alpaca_gpt4", "Give three tips for staying focused while studying.", "",
-          "1. Put your phone in another room. 2. Work in 25-minute blocks. 3. Keep a list of distractions to handle later.",
+          "1. Put your phone in another room. 2. Work in 25-minute blocks. "
+          "3. Keep a list of distractions to handle later.",
           "Just focus harder."),
     _pair("a2", "alpaca_gpt4", "Classify the following animal as a mammal, bird or reptile.", "Penguin",
           "A penguin is a bird: it has feathers, lays eggs and has a beak, even though it cannot fly.",

@@ -702,7 +702,8 @@ def test_stream_redactor_passes_ordinary_events_as_they_came():
     from bpo.serve.sse import StreamRedactor
 
     r = StreamRedactor()
-    events = [b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe5\xa5\xbd\xe7\x9a\x84 "},"finish_reason":null}]}\n\n',
+    events = [b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe5\xa5\xbd\xe7\x9a\x84 "},'
+              b'"finish_reason":null}]}\n\n',
               b": keep-alive\n\n", b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe8\xb0\xa2"},'
               b'"finish_reason":null}]}\n\n', b'data: {"id":"c","choices":[],"usage":{"total_tokens":3}}\n\n']
     out, rest = r.events(b"".join(events))
