@@ -150,7 +150,7 @@ def parse_critique(reply: str | None) -> ParsedCritique:
 
     comparison = None
     if cmp_spans:
-        c_start, c_end = cmp_spans[0]
+        _, c_end = cmp_spans[0]
         # The comparison runs to the next label, whichever order the two parts come in.
         nxt = [s for s, _ in opt_spans if s >= c_end]
         comparison = _clean_comparison(text[c_end : nxt[0] if nxt else len(text)])

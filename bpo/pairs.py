@@ -40,8 +40,6 @@ from bpo.sources import load_source
 
 log = logging.getLogger(__name__)
 
-TEXT_FIELDS = ("instruction", "context", "good_response", "bad_response")
-
 
 def expected_stops() -> tuple[type[BaseException], ...]:
     """Errors that end a data-stage job with a one-line reason: an unreadable dataset, a source
