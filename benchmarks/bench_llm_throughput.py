@@ -164,7 +164,7 @@ def bench_one_at_a_time(base_url: str, reqs: list[ChatRequest]) -> dict:
     client = openai.OpenAI(base_url=base_url, api_key=os.environ[KEY_ENV], max_retries=0)
     t0 = time.perf_counter()
     for r in reqs:
-        client.chat.completions.create(**r.body).choices[0].message.content
+        _ = client.chat.completions.create(**r.body).choices[0].message.content
     dt = time.perf_counter() - t0
     client.close()
     return {"n": len(reqs), "seconds": dt, "rps": len(reqs) / dt}

@@ -85,7 +85,7 @@ def main() -> int:
     where = pin_two_cores()
     print(f"hh-rlhf pairs benchmark: {args.rows:,} rows, {where}, best and median of {args.repeat}")
     if hasattr(os, "getloadavg"):
-        print("load average before: %.1f %.1f %.1f" % os.getloadavg())
+        print("load average before: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
     with tempfile.TemporaryDirectory(prefix="bench-pairs-") as tmp:
         tmp = Path(tmp)
@@ -119,9 +119,10 @@ def main() -> int:
         wall = [w for w, _ in times]
         best, med, cpu = min(wall), statistics.median(wall), statistics.median(c for _, c in times)
         pairs_s = f"{pairs / med:8,.0f}" if pairs is not None else f"{'':>8}"
-        print(f"{label:36} {best:7.2f} {med:8.2f} {cpu:6.2f} {rows / med:9,.0f} {pairs if pairs is not None else '':>7} {pairs_s}")
+        shown = pairs if pairs is not None else ""
+        print(f"{label:36} {best:7.2f} {med:8.2f} {cpu:6.2f} {rows / med:9,.0f} {shown:>7} {pairs_s}")
     if hasattr(os, "getloadavg"):
-        print("load average after: %.1f %.1f %.1f" % os.getloadavg())
+        print("load average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     main_case = statistics.median(w for w, _ in cases[2][1])
     verdict = "met" if main_case < TARGET_S else "MISSED"
     print(f"target: {args.rows:,} rows end to end in < {TARGET_S:.0f} s on 2 cores: {main_case:.2f} s (median), {verdict}")

@@ -15,7 +15,8 @@ size: the run reports it per batch size next to the measured speed-up.
 
     python benchmarks/bench_train.py [--batches 4,8,16] [--steps 12] [--hidden 256] [--threads 1]
     python benchmarks/bench_train.py --base-model SmolLM2-135M-Instruct --batches 8 --steps 8 --threads 2
-    python benchmarks/bench_train.py --base-model SmolLM2-135M-Instruct --compare precision --batches 8 --steps 8 --threads 2
+    python benchmarks/bench_train.py --base-model SmolLM2-135M-Instruct --compare precision \
+        --batches 8 --steps 8 --threads 2
 """
 
 from __future__ import annotations

@@ -103,7 +103,8 @@ def locate_gguf(spec: WheelModel, check_sha256: bool = True) -> Path:
         installed = None
     if installed != spec.version:
         raise BaseModelError(
-            f"base model {spec.name}: {spec.distribution} {installed} is installed, {spec.version} is pinned; run: {install}"
+            f"base model {spec.name}: {spec.distribution} {installed} is installed, {spec.version} is pinned; "
+            f"run: {install}"
         )
     path = Path(found.submodule_search_locations[0]) / spec.gguf_file
     if not path.is_file():

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections import Counter
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pyarrow.compute as pc
 

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pyarrow as pa
 
@@ -39,8 +39,6 @@ from bpo.settings.data import MergeSettings, PairsSourceSettings
 from bpo.sources import load_source
 
 log = logging.getLogger(__name__)
-
-TEXT_FIELDS = ("instruction", "context", "good_response", "bad_response")
 
 
 def expected_stops() -> tuple[type[BaseException], ...]:
@@ -98,7 +96,7 @@ def clean_pairs(
         else:
             kept.append({**p, "instruction": ins, "context": ctx, "good_response": good, "bad_response": bad})
             continue
-        dropped.add(why, locate and (lambda: locate(k)), field)
+        dropped.add(why, locate and (lambda k=k: locate(k)), field)
     return kept, dropped
 
 

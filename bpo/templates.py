@@ -167,14 +167,14 @@ def load_critique(value: str | os.PathLike, sha256: str | None = None) -> Critiq
     found = set(_CRITIQUE_RE.findall(body))
     missing = [p for p in ("instruction", "bad_response", "good_response") if p not in found]
     if missing:
-        raise TemplateError(f"{where}: missing placeholder(s) {', '.join('{%s}' % m for m in missing)}")
+        raise TemplateError(f"{where}: missing placeholder(s) {', '.join('{' + m + '}' for m in missing)}")
     if not n_context:
         raise TemplateError(f"{where}: no {{context}} placeholder; pairs with a context would lose it")
     unknown = sorted({name for name in _CANDIDATE_RE.findall(body) if name not in CRITIQUE_PLACEHOLDERS}
                      - {"if_context", "end_if_context"})
     if unknown:
-        raise TemplateError(f"{where}: unknown placeholder(s) {', '.join('{%s}' % u for u in unknown)} "
-                            f"(known: {', '.join('{%s}' % p for p in CRITIQUE_PLACEHOLDERS)})")
+        raise TemplateError(f"{where}: unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)} "
+                            f"(known: {', '.join('{' + p + '}' for p in CRITIQUE_PLACEHOLDERS)})")
     if CRITIQUE_REPLY_LABEL.lower() not in body.lower():
         raise TemplateError(f"{where}: must ask for the reply label '{CRITIQUE_REPLY_LABEL}'")
     return CritiqueTemplate(path=os.fspath(value), sha256=sha, body=body)

@@ -26,7 +26,6 @@ rule download_testset:
         url=lambda wc: config["eval"]["testsets"][wc.testset]["url"],
     wildcard_constraints:
         testset=_names_regex(downloaded_testsets()),
-        filename="[^/]+",
     log:
         log_file("eval/download_{testset}_{filename}.log"),
     conda:
@@ -46,7 +45,6 @@ rule optimize_testset:
     params:
         settings=optimize_settings,
     wildcard_constraints:
-        testset="[^/]+",
         optimizer=_names_regex(eval_optimizers("trained", "model")),
     log:
         log_file("eval/optimize_{testset}_{optimizer}.log"),
@@ -69,7 +67,6 @@ rule optimize_identity:
     params:
         settings=optimize_settings,
     wildcard_constraints:
-        testset="[^/]+",
         optimizer=_names_regex(eval_optimizers("identity")),
     log:
         log_file("eval/optimize_{testset}_{optimizer}.log"),
@@ -91,7 +88,6 @@ rule optimize_llm_rewrite:
     params:
         settings=optimize_settings,
     wildcard_constraints:
-        testset="[^/]+",
         optimizer=_names_regex(eval_optimizers("llm_rewrite")),
     log:
         log_file("eval/optimize_{testset}_{optimizer}.log"),
@@ -115,7 +111,6 @@ rule answer_original:
     params:
         settings=answer_original_settings,
     wildcard_constraints:
-        testset="[^/]+",
         target=_names_regex(eval_targets("endpoint")),
     log:
         log_file("eval/answer_original_{testset}_{target}.log"),
@@ -138,8 +133,6 @@ rule answer:
     params:
         settings=answer_settings,
     wildcard_constraints:
-        testset="[^/]+",
-        optimizer="[^/]+",
         target=_names_regex(eval_targets("endpoint")),
     log:
         log_file("eval/answer_{testset}_{optimizer}_{target}.log"),
@@ -163,7 +156,6 @@ rule answer_original_hf:
     params:
         settings=answer_original_hf_settings,
     wildcard_constraints:
-        testset="[^/]+",
         target=_names_regex(eval_targets("hf")),
     log:
         log_file("eval/answer_original_{testset}_{target}.log"),
@@ -188,8 +180,6 @@ rule answer_hf:
     params:
         settings=answer_hf_settings,
     wildcard_constraints:
-        testset="[^/]+",
-        optimizer="[^/]+",
         target=_names_regex(eval_targets("hf")),
     log:
         log_file("eval/answer_{testset}_{optimizer}_{target}.log"),
@@ -211,10 +201,6 @@ rule judge:
         judgments=result("eval/{testset}/{optimizer}/{target}/judgments.parquet"),
     params:
         settings=judge_settings,
-    wildcard_constraints:
-        testset="[^/]+",
-        optimizer="[^/]+",
-        target="[^/]+",
     log:
         log_file("eval/judge_{testset}_{optimizer}_{target}.log"),
     benchmark:

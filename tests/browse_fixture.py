@@ -58,7 +58,7 @@ def write_artifacts(root: str | Path, testsets: dict[str, int], optimizers: list
         for op in optimizers:
             base = root / ts / op if new else root / ts
             opt_rows, rewrites = [], []
-            for k, (item, q, cat) in enumerate(items):
+            for item, q, cat in items:
                 fallback = None if op == "identity" or rng.random() > 0.08 else rng.choice(FALLBACKS)
                 rewrite = q if op == "identity" or fallback else q + ". " + _text(rng, 10, 50)
                 rewrites.append(rewrite)

@@ -1,9 +1,10 @@
-"""Helpers shared by the evaluation tests (tests/test_eval_*.py)."""
+"""Helpers shared by the tests that build tiny models or call a loopback endpoint."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 KEY_ENV = "BPO_TEST_API_KEY"
 # Small enough to build and generate with in well under a second on a CPU.
@@ -26,6 +27,30 @@ def save_tiny_model(path: str | Path, pairs: Iterable[tuple[str, str]]) -> str:
     model, tokenizer = build_tiny(pairs, TINY_LLAMA, seed=0)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def save_tiny_optimizer(path: str | Path, pairs: Iterable[tuple[str, str]], *, init_std: float | None = None) -> str:
+    """An optimizer folder as the trainer writes it, with random tiny weights (nothing trained) and
+    a tokenizer trained on ``pairs``. ``init_std``: redraw the weight matrices with this spread
+    (seed 0); the default init makes greedy decoding emit the same token for every prompt. Returns
+    the path as a string."""
+    import torch
+
+    from bpo.prompt_format import TEMPLATE_VERSION
+    from bpo.train.artifacts import TRAIN_CONFIG_NAME
+    from bpo.train.tiny_model import build_tiny
+
+    model, tokenizer = build_tiny(pairs, {"hidden_size": 32, "intermediate_size": 64}, seed=1)
+    if init_std is not None:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() > 1:
+                    p.normal_(0.0, init_std)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (Path(path) / TRAIN_CONFIG_NAME).write_text(json.dumps({"bpo_template_version": TEMPLATE_VERSION}))
     return str(path)
 
 

@@ -244,7 +244,7 @@ class DeadEndpoint:
         except (ConnectionError, asyncio.CancelledError):
             writer.close()
 
-    def start(self) -> "DeadEndpoint":
+    def start(self) -> DeadEndpoint:
         ready = threading.Event()
 
         def run():
@@ -277,7 +277,7 @@ class DeadEndpoint:
             self._thread.join(10)
             self._loop = None
 
-    def __enter__(self) -> "DeadEndpoint":
+    def __enter__(self) -> DeadEndpoint:
         return self.start()
 
     def __exit__(self, *exc) -> None:

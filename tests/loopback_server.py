@@ -34,7 +34,8 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 # A responder maps the parsed request body to (content, finish_reason).
 Responder = Callable[[dict], "tuple[str, str]"]
@@ -89,7 +90,7 @@ class _Rule:
 class _Protocol(asyncio.Protocol):
     """Minimal HTTP/1.1 with Content-Length bodies and keep-alive; no task per request."""
 
-    def __init__(self, server: "LoopbackServer"):
+    def __init__(self, server: LoopbackServer):
         self.server = server
         self.buf = b""
         self.transport: asyncio.Transport | None = None
@@ -311,7 +312,7 @@ class LoopbackServer:
             lambda: _Protocol(self), "127.0.0.1", self.port, backlog=4096)
         self.port = self._aserver.sockets[0].getsockname()[1]
 
-    def start(self) -> "LoopbackServer":
+    def start(self) -> LoopbackServer:
         ready = threading.Event()
 
         def run():
@@ -345,7 +346,7 @@ class LoopbackServer:
             self._thread.join(10)
         self._loop = None
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

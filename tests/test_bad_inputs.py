@@ -230,20 +230,10 @@ def test_parquet_text_that_is_not_utf8_is_a_counted_drop(tmp_path):
 @pytest.fixture(scope="module")
 def optimizer_dir(tmp_path_factory):
     """A tiny optimizer folder as the trainer writes it (random weights: only the plumbing counts)."""
-    import torch
+    from eval_helpers import save_tiny_optimizer
 
-    from bpo.prompt_format import TEMPLATE_VERSION
-    from bpo.train.artifacts import TRAIN_CONFIG_NAME
-    from bpo.train.tiny_model import build_tiny
-
-    d = tmp_path_factory.mktemp("optimizer")
     pairs = [(f"prompt {i}", f"A better prompt {i}.") for i in range(16)]
-    torch.manual_seed(0)
-    model, tok = build_tiny(pairs, {"hidden_size": 32, "intermediate_size": 64}, seed=1)
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    (d / TRAIN_CONFIG_NAME).write_text(json.dumps({"bpo_template_version": TEMPLATE_VERSION}))
-    return str(d)
+    return save_tiny_optimizer(tmp_path_factory.mktemp("optimizer"), pairs)
 
 
 def test_optimize_input_with_a_bad_line_drops_it_and_rewrites_the_rest(optimizer_dir, tmp_path, capsys):

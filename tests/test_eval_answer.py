@@ -12,7 +12,7 @@ from bpo.eval.answer import answer_optimized, answer_original, answer_rows, endp
 from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_table, write_table
 from bpo.settings import LLMRuntime, SettingsError, load_config
 from bpo.settings.evaluate import EndpointTargetSettings, OriginalAnswerSettings, SFTRewriteSettings
-from eval_helpers import loopback_config, save_tiny_model
+from eval_helpers import loopback_config
 from loopback_server import LoopbackServer
 
 ITEMS = [
@@ -163,14 +163,6 @@ def test_answer_rows_pair_items_with_their_answers(tmp_path):
                        "status_original": "ok", "status_optimized": "error", "backend": "hf+openai"}
     with pytest.raises(ValueError, match="3 items but 2 original"):
         answer_rows(items, "t", [("a", "ok", "hf")] * 2, [("a", "ok", "hf")] * 3)
-
-
-@pytest.fixture(scope="module")
-def tiny_target(tmp_path_factory):
-    """A randomly initialised tiny Llama saved like a hub model (no download)."""
-    pairs = [("What is the capital of France?", "Paris is the capital of France."),
-             ("Name a colour.", "Blue is a colour.")] * 4
-    return save_tiny_model(tmp_path_factory.mktemp("tiny_target"), pairs)
 
 
 def _hf_settings(model, batch_size):

@@ -12,20 +12,12 @@ from bpo.eval.hf_target import hf_answerer
 from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_metadata, read_table, write_table
 from bpo.settings import load_config
 from bpo.settings.hf_target import HFOriginalAnswerSettings, HFTargetSettings
-from eval_helpers import save_tiny_model
 
 ITEMS = [
     ("What is the capital of France?", "", "What is the capital city of France?", None),
     ("Summarize the text.", "Cats sleep a lot.", "Summarize the text below.", None),
     ("Name a colour.", "", "Name a colour.", "truncated"),  # fallback: the same question twice
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_target(tmp_path_factory):
-    pairs = [("What is the capital of France?", "Paris is the capital of France."),
-             ("Name a colour.", "Blue is a colour.")] * 4
-    return save_tiny_model(tmp_path_factory.mktemp("tiny_target"), pairs)
 
 
 @pytest.fixture

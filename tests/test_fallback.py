@@ -56,9 +56,10 @@ GOOD = "good"
         # an answer, not a rewrite
         ("Sure! Here are some tips: carry a bottle, set reminders and eat fruit.",
          "How can I drink more water?", fb.ANSWER),
-        ("Harry Potter is a series of seven fantasy novels written by British author J. K. Rowling. The novels "
-         "chronicle the lives of a young wizard, Harry Potter, and his friends Hermione Granger and Ron Weasley, all "
-         "of whom are students at Hogwarts School of Witchcraft and Wizardry.", "Tell me about Harry Potter",
+        ("Harry Potter is a series of seven fantasy novels written by British author J. K. Rowling. "
+         "The novels chronicle the lives of a young wizard, Harry Potter, "
+         "and his friends Hermione Granger and Ron Weasley, "
+         "all of whom are students at Hogwarts School of Witchcraft and Wizardry.", "Tell me about Harry Potter",
          fb.ANSWER),
         # the prompt's own words are never held against the rewrite
         ("Rewrite [Original prompt] markers as headings.", "Rewrite [Original prompt] markers as headings.", None),

@@ -10,7 +10,6 @@ import torch
 
 from bpo.generation import GenerationSettings, LocalModel, generate, generate_chat, load_model, resolve_engine
 from eval_helpers import save_tiny_model
-from smollm2_fixture import smollm2_dir  # noqa: F401 (fixture)
 
 QUESTIONS = ["What is the capital of France?", "Name a colour.", "Why is the sky blue? Answer in one line.", "Hi"]
 

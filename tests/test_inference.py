@@ -20,8 +20,8 @@ from bpo.optimizer import optimize_prompts as _optimize_prompts
 from bpo.optimizer.fallback import EMPTY, EMPTY_INPUT, REPETITION, TEMPLATE_ECHO, TRUNCATED, degenerate_reason
 from bpo.schemas import OPTIMIZED, read_frame
 from bpo.train.artifacts import TRAIN_CONFIG_NAME
-from bpo.train.tiny_model import build_tiny
 
+from eval_helpers import save_tiny_optimizer
 from sft_fixture import sft_rows
 
 PROMPTS = [
@@ -52,23 +52,10 @@ def model_dir(tmp_path_factory):
     differ from prompt to prompt, so batching mistakes (padding, positions) would show."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model: one thread is fastest, and robust to shared cores
-    d = tmp_path_factory.mktemp("optimizer")
-    rows = sft_rows(32)
-    model, tok = build_tiny([(r["prompt"], r["optimized_prompt"]) for r in rows],
-                            {"hidden_size": 32, "intermediate_size": 64}, seed=1)
     # The default init (std 0.02) makes greedy decoding emit the same token for every
     # prompt; wider random weights make the output depend on the input.
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0.0, 0.3)
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    from bpo.prompt_format import TEMPLATE_VERSION
-
-    (d / TRAIN_CONFIG_NAME).write_text(json.dumps({"bpo_template_version": TEMPLATE_VERSION}))
-    yield str(d)
+    pairs = [(r["prompt"], r["optimized_prompt"]) for r in sft_rows(32)]
+    yield save_tiny_optimizer(tmp_path_factory.mktemp("optimizer"), pairs, init_std=0.3)
     torch.set_num_threads(before)
 
 

@@ -194,7 +194,7 @@ def test_the_progress_bar_shows_the_stall_without_an_eta(tmp_path, capsys):
         with pytest.raises(EndpointUnreachable):
             c.run(reqs(40))
     err = capsys.readouterr().err
-    assert f"ETA unknown, no HTTP answer for" in err and f"probing {srv.base_url}/models" in err, err[-2000:]
+    assert "ETA unknown, no HTTP answer for" in err and f"probing {srv.base_url}/models" in err, err[-2000:]
 
 
 def test_the_critique_stage_stops_on_a_hung_endpoint(tmp_path):

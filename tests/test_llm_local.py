@@ -17,7 +17,7 @@ from bpo.llm.usage import format_report, usage_report
 from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_table, write_table
 from bpo.settings import EndpointSettings, LLMRuntime, SettingsError, load_config
 from bpo.settings.evaluate import EndpointTargetSettings
-from conftest import copy_workflow, dry_run_jobs, snakemake
+from conftest import copy_workflow, job_counts, snakemake
 from eval_helpers import save_tiny_model
 
 PAIRS = [("What is the capital of France?", "Paris is the capital of France."),
@@ -226,7 +226,7 @@ def test_answer_rule_under_snakemake_with_a_local_endpoint(tiny, tmp_path):
         "llm": {"endpoints": {"loc": {"backend": "local", "model": tiny}}},
         "eval": {"targets": {"loc": {"kind": "endpoint", "endpoint": "loc", "model": "tiny", "max_tokens": 6}}}}))
     target = "results/demo/eval/dolly_eval/loc/original_answers.parquet"
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", target, "--configfile", "local.yaml")) == {
+    assert job_counts(snakemake(wf, "-n", "--cores", "1", target, "--configfile", "local.yaml")) == {
         "answer_original": 1}
     snakemake(wf, "--cores", "1", target, "--configfile", "local.yaml")
     out = read_table(wf / target, ORIGINAL_ANSWERS).to_pylist()

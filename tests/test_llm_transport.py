@@ -94,7 +94,7 @@ class RawServer:
                     return
                 buf += data
             head, _, rest = buf.partition(b"\r\n\r\n")
-            length = int(([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")]
+            length = int(([h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")]
                           or [b"0"])[0])  # a GET has no body
             while len(rest) < length:
                 rest += conn.recv(65536)

@@ -23,7 +23,6 @@ from bpo.prompt_format import (
     resolve_prompt_format,
     write_format_record,
 )
-from smollm2_fixture import smollm2_dir  # noqa: F401 (fixture)
 
 RELEASED_INPUT = (
     "[INST] You are an expert prompt engineer. Please help me improve this prompt to get a more helpful "
@@ -63,7 +62,7 @@ def test_record_roundtrip_and_resolution_order(tmp_path, caplog):
     assert resolve_prompt_format(tmp_path, configured=BPO_RELEASE) == (CHAT_TEMPLATE, "record")
     assert resolve_prompt_format(tmp_path, override=PLAIN, configured=BPO_RELEASE) == (PLAIN, "override")
     assert "records prompt format 'chat-template'; using 'plain' as overridden" in caplog.text
-    assert f"prompt format 'plain' (from override)" in caplog.text
+    assert "prompt format 'plain' (from override)" in caplog.text
     write_format_record(tmp_path, PLAIN)
     assert json.loads((tmp_path / RECORD_NAME).read_text()) == {"prompt_format": PLAIN, "template_version": 1}
     (tmp_path / RECORD_NAME).write_text('{"prompt_format": "alpaca"}')

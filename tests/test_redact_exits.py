@@ -23,12 +23,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from bpo import redact
 from bpo.llm import ChatRequest, client_from_mapping
 from bpo.llm.cache import Cache
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, edit_config, snakemake
 from loopback_server import LoopbackServer, standin_responder
 
 KEY_ENV = "BPO_UPSTREAM_AUTH"  # a name that does not look secret: only the config says it is
@@ -216,14 +215,15 @@ def test_redaction_follows_the_environment_and_registrations(monkeypatch):
 @pytest.mark.slow
 def test_critique_stage_and_export_write_no_echoed_key(tmp_path, keys):
     wf = copy_workflow(tmp_path / "wf")
-    cfg_path = wf / "config" / "config.yaml"
     with EchoKeyServer() as srv:
         srv.fail("400", times=1)  # one pair's call fails: parse_error, failures table, rule log
         srv.fail("500", times=3)  # echoed in errors that are retried
-        cfg = yaml.safe_load(cfg_path.read_text())
-        cfg["llm"]["endpoints"]["echo"] = _endpoint(srv.base_url)
-        cfg["critique"].update(endpoint="echo", model="gpt-test", max_error_fraction=0.5)
-        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+        def use_echo(cfg):
+            cfg["llm"]["endpoints"]["echo"] = _endpoint(srv.base_url)
+            cfg["critique"].update(endpoint="echo", model="gpt-test", max_error_fraction=0.5)
+
+        cfg = edit_config(wf, use_echo)
         sources = [s for s, v in cfg["sources"].items() if v.get("activate")]
         targets = [f"results/demo/critiques/{s}.parquet" for s in sources]
         proc = snakemake(wf, "--cores", "2", *targets)

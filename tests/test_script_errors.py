@@ -29,23 +29,23 @@ rule stop:
     script: "stop.py"
 """
 
-UNEXPECTED = """
+UNEXPECTED = f"""
 import os
 from bpo.logging_setup import setup_logging
 
 setup_logging(snakemake.log[0], config=snakemake.config)
-raise RuntimeError("unexpected failure, key " + os.environ["%s"])
-""" % KEY_ENV
+raise RuntimeError("unexpected failure, key " + os.environ["{KEY_ENV}"])
+"""
 
-STOP = """
+STOP = f"""
 import os
 from bpo.logging_setup import exit_on, setup_logging
 from bpo.readers import ReadError
 
 setup_logging(snakemake.log[0], config=snakemake.config)
 with exit_on(ReadError):
-    raise ReadError("data/x.jsonl: expected stop, key " + os.environ["%s"])
-""" % KEY_ENV
+    raise ReadError("data/x.jsonl: expected stop, key " + os.environ["{KEY_ENV}"])
+"""
 
 
 def test_script_errors_reach_the_rule_log_redacted(tmp_path):

@@ -30,18 +30,11 @@ ENV = {"BPO_TEST_CLIENT_KEYS": f"{CLIENT_KEY},second-client-key", "BPO_TEST_UPST
 @pytest.fixture(scope="module")
 def tiny_optimizer(tmp_path_factory):
     """An optimizer folder as the trainer writes it, random tiny weights (nothing trained)."""
-    from bpo.prompt_format import TEMPLATE_VERSION
-    from bpo.train.tiny_model import build_tiny
-    from bpo.train.artifacts import TRAIN_CONFIG_NAME
+    from eval_helpers import save_tiny_optimizer
     from sft_fixture import sft_rows
 
-    d = tmp_path_factory.mktemp("optimizer")
-    model, tok = build_tiny([(r["prompt"], r["optimized_prompt"]) for r in sft_rows(32)],
-                            {"hidden_size": 32, "intermediate_size": 64}, seed=1)
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    (d / TRAIN_CONFIG_NAME).write_text(json.dumps({"bpo_template_version": TEMPLATE_VERSION}))
-    return str(d)
+    pairs = [(r["prompt"], r["optimized_prompt"]) for r in sft_rows(32)]
+    return save_tiny_optimizer(tmp_path_factory.mktemp("optimizer"), pairs)
 
 
 @pytest.fixture
@@ -702,7 +695,8 @@ def test_stream_redactor_passes_ordinary_events_as_they_came():
     from bpo.serve.sse import StreamRedactor
 
     r = StreamRedactor()
-    events = [b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe5\xa5\xbd\xe7\x9a\x84 "},"finish_reason":null}]}\n\n',
+    events = [b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe5\xa5\xbd\xe7\x9a\x84 "},'
+              b'"finish_reason":null}]}\n\n',
               b": keep-alive\n\n", b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe8\xb0\xa2"},'
               b'"finish_reason":null}]}\n\n', b'data: {"id":"c","choices":[],"usage":{"total_tokens":3}}\n\n']
     out, rest = r.events(b"".join(events))

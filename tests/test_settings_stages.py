@@ -23,9 +23,7 @@ from conftest import REPO
 CONFIGS = {"default": (), "paper": (REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml")}
 
 
-@pytest.fixture(autouse=True)
-def _run_from_repo(monkeypatch):
-    monkeypatch.chdir(REPO)  # the critique template path is relative to the repository root
+pytestmark = pytest.mark.usefixtures("run_from_repo")
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -25,7 +25,6 @@ from bpo.train.launch import launch_training
 from bpo.train.spec import TrainSpec
 
 from sft_fixture import write_sft
-from smollm2_fixture import smollm2_dir  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import math
 import os
 from dataclasses import fields
 from importlib import resources
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from bpo.atomic import write_text
 from bpo.browse.data import Row, load_rows, load_winrates
@@ -74,7 +74,8 @@ def render(data: dict, title: str) -> str:
 <div class="filters">
 <select id="f-testset" aria-label="test set"></select><select id="f-optimizer" aria-label="optimizer"></select>
 <select id="f-target" aria-label="target"></select><select id="f-outcome" aria-label="outcome"></select>
-<select id="f-category" aria-label="category"></select><select id="f-fallback_reason" aria-label="fallback reason"></select>
+<select id="f-category" aria-label="category"></select><select id="f-fallback_reason"
+  aria-label="fallback reason"></select>
 <input id="search" type="search" placeholder="search questions, answers, verdicts, item ids" aria-label="search">
 <button id="reset" type="button">reset</button></div>
 <div id="summary" aria-live="polite">loading…</div></header>

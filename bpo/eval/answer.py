@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from bpo.eval.calls import run_unique
 from bpo.eval.testsets import load_configured, render_question

@@ -9,7 +9,7 @@ answer_original_hf and answer_hf); the engine goes into the Parquet metadata.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from bpo.generation import EngineRecord, generate_chat, load_model
 from bpo.settings.hf_target import HFTargetSettings

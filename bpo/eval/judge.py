@@ -22,7 +22,7 @@ from bpo.eval.verdicts import combine_orders, parse_verdict
 from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
 from bpo.settings import LLMRuntime
 from bpo.settings.evaluate import JudgeSettings
-from bpo.templates import TemplateError, load_judge
+from bpo.templates import JudgeTemplate, TemplateError, load_judge
 from bpo.vocab import BOTH_ORDERS, NO_CALL, PROTOCOLS, SINGLE_RANDOM
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ IDENTICAL_RULE = "identical_answers"
 def optimized_first(order_seed: int, testset: str, item_id: str) -> bool:
     """single_random: whether the optimized answer is shown first for this item. Depends only
     on the seed, the test set and the item (stable across runs, optimizers and targets)."""
-    digest = hashlib.sha256(f"{order_seed}\n{testset}\n{item_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{order_seed}\n{testset}\n{item_id}".encode()).digest()
     return digest[0] % 2 == 0
 
 

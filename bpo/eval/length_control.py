@@ -19,8 +19,9 @@ verdict-token probabilities, :func:`bpo.eval.winrates.weighted_preference`) ente
 Fit: statsmodels' GLM (IRLS maximum likelihood). Where the maximum-likelihood estimate does not
 exist (perfect separation, e.g. in a small bootstrap resample where the longer answer always
 won; or IRLS not converging to finite values), the fit falls back to statsmodels' ridge-penalised
-GLM with penalty :data:`RIDGE` on θ only, and the fit is counted. Exact cases need no fit: a constant preference is its own
-LC value, and without any length difference the GLM reduces to the mean preference.
+GLM with penalty :data:`RIDGE` on θ only, and the fit is counted. Exact cases need no fit: a
+constant preference is its own LC value, and without any length difference the GLM reduces to
+the mean preference.
 
 Interval: percentile bootstrap over pairs (resampled with replacement, refitted, sd recomputed).
 
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from bpo.drops import locations_of
 from bpo.eval.testsets import TestItem, load_configured, render_question

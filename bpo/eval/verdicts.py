@@ -90,13 +90,6 @@ class Verdict:
     rule: str  # the rule that decided, or why nothing was decided (see the module docstring)
     reason: str | None = None  # None when decided; empty | no verdict | ambiguous (A/B) | negated preference
 
-    @property
-    def decided(self) -> bool:
-        return self.verdict is not None
-
-
-ParsedVerdict = Verdict  # the name before rules were recorded
-
 
 def _letter(token: str) -> str:
     token = token.strip().lower()

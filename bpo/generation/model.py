@@ -20,7 +20,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # it does in training (bpo.train.run.resolve_precision).
 CPU_BF16_MIN_PARAMS = 50_000_000
 
-_LOADED: dict[tuple, "LocalModel"] = {}
+_LOADED: dict[tuple, LocalModel] = {}
 
 # What the hub accepts as a repo id: "name" or "namespace/name", no "..", "--" or leading dot.
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from bpo.llm.errors import LLMError
 
@@ -90,7 +91,7 @@ class ChatRequest:
         object.__setattr__(self, "_body", body)
         # one serialisation serves the key, the HTTP body and the cache row
         object.__setattr__(self, "_json", canon)
-        object.__setattr__(self, "_key", hashlib.sha256(f"{KEY_VERSION}\n{canon}".encode("utf-8")).hexdigest())
+        object.__setattr__(self, "_key", hashlib.sha256(f"{KEY_VERSION}\n{canon}".encode()).hexdigest())
 
     @property
     def key(self) -> str:

@@ -89,9 +89,11 @@ def find_instruction(prompt: str) -> str | None:
 # ---- critique ---------------------------------------------------------------------------
 
 _COMPARISON = [
-    "The stronger answer follows the instruction more closely and gets the key facts right, while the weaker one {weak}.",
+    "The stronger answer follows the instruction more closely and gets the key facts right, "
+    "while the weaker one {weak}.",
     "The weaker answer {weak}; the stronger answer is correct, better organised and more directly useful to the user.",
-    "On correctness the stronger answer wins: the weaker one {weak}. It is also more helpful, with a clearer structure.",
+    "On correctness the stronger answer wins: the weaker one {weak}. "
+    "It is also more helpful, with a clearer structure.",
 ]
 _WEAK = [
     "misses part of what was asked",
@@ -167,8 +169,10 @@ def _judge(prompt: str, seed: int) -> str:
     else:
         verdict = "ABCAB"[seed % 5]
     why = {
-        "A": "Assistant A answers the question more directly and its content is more accurate and complete; Assistant B is vaguer.",
-        "B": "Assistant B is more accurate and better organised and covers what the user asked; Assistant A leaves gaps.",
+        "A": "Assistant A answers the question more directly and its content is more accurate and complete; "
+        "Assistant B is vaguer.",
+        "B": "Assistant B is more accurate and better organised and covers what the user asked; "
+        "Assistant A leaves gaps.",
         "C": "Both answers are of similar quality: each covers the main point with comparable accuracy and detail.",
     }[verdict]
     return f"{why}\n\n[[{verdict}]]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import yaml
 
@@ -54,7 +54,8 @@ def format_report(rows: list[dict]) -> str:
              for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.insert(-1, "  ".join("-" * w for w in widths))
-    note = ["", "usd: estimated from llm.prices (USD per million tokens); the stand-in is free and not a real model; local models (backend local:<hash>) are free."]
+    note = ["", "usd: estimated from llm.prices (USD per million tokens); the stand-in is free and not a real model; "
+            "local models (backend local:<hash>) are free."]
     if unpriced:
         note.append(f"no price in llm.prices for: {', '.join(unpriced)} (not in the total)")
     return "\n".join(lines + note)

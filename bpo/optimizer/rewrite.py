@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from bpo.generation import EngineRecord, GenerationSettings, LocalModel, generate, load_model
 from bpo.optimizer.fallback import EMPTY_INPUT, degenerate_reason

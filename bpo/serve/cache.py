@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from bpo.serve.rewriter import Rewrite
 

@@ -36,7 +36,7 @@ class ServerThread:
     def base_url(self) -> str:
         return self.url + "/v1"
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self._thread.start()
         for _ in range(6000):  # model warm-up happens in the lifespan: allow a minute
             if self.server.started or not self._thread.is_alive():
@@ -51,7 +51,7 @@ class ServerThread:
         self._thread.join(30)
         self.sock.close()
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

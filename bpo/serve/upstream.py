@@ -19,7 +19,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httptools
@@ -149,7 +149,7 @@ class UpstreamResponse:
     """A reply whose head has arrived; read or iterate its body once, then it is released
     (``aclose`` releases it early: the connection is dropped, not reused)."""
 
-    def __init__(self, upstream: "Upstream", conn: _Connection):
+    def __init__(self, upstream: Upstream, conn: _Connection):
         self._upstream, self._conn = upstream, conn
         self.status: int = conn.status
         self.headers: list[tuple[str, str]] = conn.headers

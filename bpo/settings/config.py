@@ -64,7 +64,7 @@ def _error_lines(error) -> list[str]:
     (that one dumps the schema)."""
     where = _key_path(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = list((error.schema.get("properties") or {}))
+        known = list(error.schema.get("properties") or {})
         unknown = [k for k in error.instance if k not in known]
         return [f"{_key_path([*error.absolute_path, k])}: unknown key"
                 + (_did_you_mean(k, known) or f" (known: {', '.join(known)})") for k in unknown]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from bpo.pairs import pair_id
 from bpo.readers import ReadError, read_dataset

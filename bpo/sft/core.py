@@ -22,7 +22,8 @@ import logging
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Self, Sequence
+from typing import Self
+from collections.abc import Sequence
 
 from bpo.atomic import write_json
 from bpo.schemas import SFT, write_table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from bpo.schemas import CRITIQUES, PAIRS, read_table
 from bpo.settings import SFTSettings

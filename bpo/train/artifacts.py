@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from bpo.atomic import save_figure, write_json
 from bpo.prompt_format import TEMPLATE_VERSION, write_format_record

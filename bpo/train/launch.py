@@ -27,7 +27,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from bpo.train.checkpoint import prepare_checkpoint_dir
 from bpo.train.spec import TrainSpec

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from bpo.atomic import write_json
 from bpo.settings.train import CheckpointRuntime, TrackingRuntime, TrainSettings
@@ -40,7 +41,7 @@ class TrainSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainSpec:
         return cls(
             settings=TrainSettings.from_params(data["settings"]),
             checkpoint=CheckpointRuntime.from_params(data["checkpoint"]),
@@ -53,5 +54,5 @@ class TrainSpec:
         write_json(self.as_dict(), path, indent=1)
 
     @classmethod
-    def read(cls, path: str | Path) -> "TrainSpec":
+    def read(cls, path: str | Path) -> TrainSpec:
         return cls.from_dict(json.loads(Path(path).read_text()))

@@ -11,7 +11,7 @@ in well under a second.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 

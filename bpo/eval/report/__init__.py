@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from bpo.atomic import write_json, write_text
 from bpo.eval.report.plots import compare_plot, winrate_plot

@@ -217,8 +217,9 @@ class Summary:
                                   "fallback, with its reason."], self.optimizer_table()))
         if intrinsic is not None:
             out.append(("Similarity to reference rewrites", [
-                "Where a test set ships reference optimized prompts (BPO test), the optimizer's output is scored "
-                "against them (lower-cased word tokens). Baseline: the original prompt scored the same way."],
+                "Where a test set ships reference optimized prompts (BPO test), "
+                "the optimizer's output is scored against them (lower-cased word tokens). "
+                "Baseline: the original prompt scored the same way."],
                 intrinsic))
         return out
 
