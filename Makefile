@@ -40,11 +40,12 @@ lint: $(STAMP)
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m snakefmt --check $(SNAKE_FILES)
 
-# Rewrites files: ruff's safe fixes (import order, pyupgrade), then both formatters.
+# Rewrites files: both formatters, then ruff's safe fixes (import order, pyupgrade); what is left
+# for a person is listed by the last step.
 format: $(STAMP)
-	$(PYTHON) -m ruff check --fix .
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m snakefmt $(SNAKE_FILES)
+	$(PYTHON) -m ruff check --fix .
 
 setup: $(STAMP)
 

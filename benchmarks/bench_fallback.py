@@ -27,8 +27,10 @@ def main() -> None:
             degenerate_reason(r["output"], r["hit_limit"], r["prompt"])
     per = (time.process_time() - start) / (args.repeat * len(rows))
     chars = sum(len(r["output"]) + len(r["prompt"]) for r in rows) / len(rows)
-    print(f"degenerate_reason: {per * 1e3:.3f} ms CPU per output ({len(rows)} outputs x {args.repeat}, "
-          f"mean prompt+output {chars:.0f} chars)")
+    print(
+        f"degenerate_reason: {per * 1e3:.3f} ms CPU per output ({len(rows)} outputs x {args.repeat}, "
+        f"mean prompt+output {chars:.0f} chars)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "raw" / "hh-rlhf" / "harmless-base-test.sample.jsonl"
 FULL_SIZE = 160_800
 TARGET_S = 10.0
-CLEANING = {"seed": 42, "min_chars": 1, "max_instruction_chars": 4000, "max_context_chars": 8000, "max_response_chars": 8000}
+CLEANING = {
+    "seed": 42,
+    "min_chars": 1,
+    "max_instruction_chars": 4000,
+    "max_context_chars": 8000,
+    "max_response_chars": 8000,
+}
 
 
 def source_settings(path, **options) -> PairsSourceSettings:
@@ -99,7 +105,9 @@ def main() -> int:
 
         def run(path, **settings):
             return lambda: build_source_pairs(
-                source_settings(path, **settings), pairs_path=tmp / "out.parquet", stats_path=tmp / "out.stats.json",
+                source_settings(path, **settings),
+                pairs_path=tmp / "out.parquet",
+                stats_path=tmp / "out.stats.json",
             )
 
         cases = [
@@ -125,7 +133,9 @@ def main() -> int:
         print("load average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     main_case = statistics.median(w for w, _ in cases[2][1])
     verdict = "met" if main_case < TARGET_S else "MISSED"
-    print(f"target: {args.rows:,} rows end to end in < {TARGET_S:.0f} s on 2 cores: {main_case:.2f} s (median), {verdict}")
+    print(
+        f"target: {args.rows:,} rows end to end in < {TARGET_S:.0f} s on 2 cores: {main_case:.2f} s (median), {verdict}"
+    )
     return 0
 
 

@@ -27,8 +27,8 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -75,8 +75,9 @@ def clean_pairs(
         ctx = (p["context"] or "").strip()
         good = p["good_response"].strip()
         bad = p["bad_response"].strip()
-        response = "good_response" if not good or len(good) < min_chars or len(good) > max_response_chars \
-            else "bad_response"
+        response = (
+            "good_response" if not good or len(good) < min_chars or len(good) > max_response_chars else "bad_response"
+        )
         if not ins:
             why, field = "empty_instruction", "instruction"
         elif not good or not bad:
@@ -161,7 +162,8 @@ def build_source_pairs(
     dropped = Drops()
     dropped.merge(parsed.dropped)
     kept, cleaning_drops = clean_pairs(
-        parsed.pairs, locate=parsed.candidate_location, **{k: v for k, v in limits.items() if k != "seed"})
+        parsed.pairs, locate=parsed.candidate_location, **{k: v for k, v in limits.items() if k != "seed"}
+    )
     dropped.merge(cleaning_drops)
     unique, duplicates = assign_ids(kept, source)
     if duplicates:
@@ -247,6 +249,10 @@ def merge_pairs(
     write_json(stats, stats_path)
     for source, v in per_source.items():
         log.info("%s: %d pairs in, %d kept", source, v["pairs_in"], v["pairs"])
-    log.info("all: %d pairs from %d sources (%d duplicates across sources dropped)",
-             stats["pairs"], len(per_source), stats["duplicates_across_sources"])
+    log.info(
+        "all: %d pairs from %d sources (%d duplicates across sources dropped)",
+        stats["pairs"],
+        len(per_source),
+        stats["duplicates_across_sources"],
+    )
     return stats

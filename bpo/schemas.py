@@ -8,8 +8,8 @@ at the write, not three stages later.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -208,14 +208,20 @@ def _to_table(data, schema: pa.Schema, what: str) -> pa.Table:
         raise SchemaError(f"{what}: {exc}") from exc
 
 
-def write_table(data: pa.Table | Iterable[Mapping] | object, path: str | os.PathLike, schema: pa.Schema,
-                metadata: Mapping[str, str] | None = None) -> pa.Table:
+def write_table(
+    data: pa.Table | Iterable[Mapping] | object,
+    path: str | os.PathLike,
+    schema: pa.Schema,
+    metadata: Mapping[str, str] | None = None,
+) -> pa.Table:
     """Validate ``data`` (Arrow table, DataFrame or list of dicts) against ``schema`` and write it
     atomically (:mod:`bpo.atomic`). ``metadata`` goes into the Parquet file's key-value metadata
     (provenance such as the generation engine), never into the rows."""
     table = _to_table(data, schema, str(path))
     if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{str(k): str(v) for k, v in metadata.items()}})
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), **{str(k): str(v) for k, v in metadata.items()}}
+        )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return table

@@ -114,6 +114,8 @@ def tiny_target(tmp_path_factory) -> str:
     """A randomly initialised tiny Llama saved like a hub model (no download), one per test module."""
     from eval_helpers import save_tiny_model
 
-    pairs = [("What is the capital of France?", "Paris is the capital of France."),
-             ("Name a colour.", "Blue is a colour.")] * 4
+    pairs = [
+        ("What is the capital of France?", "Paris is the capital of France."),
+        ("Name a colour.", "Blue is a colour."),
+    ] * 4
     return save_tiny_model(tmp_path_factory.mktemp("tiny_target"), pairs)

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 KEY_ENV = "BPO_TEST_API_KEY"
 # Small enough to build and generate with in well under a second on a CPU.
-TINY_LLAMA = {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2,
-              "num_kv_heads": 1}
+TINY_LLAMA = {
+    "vocab_size": 300,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_layers": 1,
+    "num_heads": 2,
+    "num_kv_heads": 1,
+}
 
 
 def loopback_endpoint(srv, monkeypatch, *, max_concurrency: int = 4) -> dict:
     """An ``openai`` endpoint on the loopback server ``srv``, its API key set for the test."""
     monkeypatch.setenv(KEY_ENV, "sk-loopback")
-    return {"backend": "openai", "base_url": srv.base_url, "api_key_env": KEY_ENV,
-            "limits": {"max_concurrency": max_concurrency, "timeout_s": 10, "max_retries": 1}}
+    return {
+        "backend": "openai",
+        "base_url": srv.base_url,
+        "api_key_env": KEY_ENV,
+        "limits": {"max_concurrency": max_concurrency, "timeout_s": 10, "max_retries": 1},
+    }
 
 
 def save_tiny_model(path: str | Path, pairs: Iterable[tuple[str, str]]) -> str:
@@ -59,6 +69,8 @@ def loopback_config(srv, monkeypatch, tmp_path, *, eval: dict | None = None, max
     cache under ``tmp_path`` and ``eval`` merged into the eval section."""
     from bpo.settings import load_config
 
-    llm = {"cache": str(tmp_path / "cache.sqlite"),
-           "endpoints": {"loop": loopback_endpoint(srv, monkeypatch, max_concurrency=max_concurrency)}}
+    llm = {
+        "cache": str(tmp_path / "cache.sqlite"),
+        "endpoints": {"loop": loopback_endpoint(srv, monkeypatch, max_concurrency=max_concurrency)},
+    }
     return load_config(overrides={"llm": llm, "eval": eval or {}})

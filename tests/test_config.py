@@ -6,11 +6,10 @@ import copy
 
 import pytest
 import yaml
+from conftest import REPO, edit_config, snakemake
 from snakemake.utils import validate
 
 from bpo.settings.config import SCHEMA_PATH
-
-from conftest import REPO, edit_config, snakemake
 
 
 def _load(name):

@@ -8,9 +8,9 @@ import re
 
 import pytest
 import yaml
+from conftest import copy_workflow, edited_config, job_counts, snakemake
 
 from bpo.schemas import PAIRS, read_table
-from conftest import copy_workflow, edited_config, job_counts, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -101,9 +101,21 @@ def test_real_run_writes_pairs_stats_and_logs(ran):
 @pytest.mark.parametrize(
     "edit, jobs, sources",
     [
-        (lambda c: c["sources"]["oasst1"].__setitem__("languages", ["en", "es"]), {"pairs_source": 1, "pairs_merge": 1}, {"oasst1"}),
-        (lambda c: c["sources"]["chatbot_arena"].__setitem__("sample", 5), {"pairs_source": 1, "pairs_merge": 1}, {"chatbot_arena"}),
-        (lambda c: c["pairs"].__setitem__("max_response_chars", 5000), {"pairs_source": 4, "pairs_merge": 1}, set(SOURCES)),
+        (
+            lambda c: c["sources"]["oasst1"].__setitem__("languages", ["en", "es"]),
+            {"pairs_source": 1, "pairs_merge": 1},
+            {"oasst1"},
+        ),
+        (
+            lambda c: c["sources"]["chatbot_arena"].__setitem__("sample", 5),
+            {"pairs_source": 1, "pairs_merge": 1},
+            {"chatbot_arena"},
+        ),
+        (
+            lambda c: c["pairs"].__setitem__("max_response_chars", 5000),
+            {"pairs_source": 4, "pairs_merge": 1},
+            set(SOURCES),
+        ),
         (lambda c: c["pairs"].__setitem__("dedup", False), {"pairs_merge": 1}, set()),
     ],
     ids=["oasst1.languages", "chatbot_arena.sample", "pairs.max_response_chars", "pairs.dedup"],

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from conftest import copy_workflow, edited_config, job_counts, snakemake
 from test_data_workflow import planned_sources
 
@@ -51,15 +50,28 @@ def _reorder(cfg):
 
 RESULT_EDITS = [
     # pairs_source: that source, the merge, and everything that reads all.parquet
-    ("sources.hh_rlhf.multi_turn", _set("sources", "hh_rlhf", "multi_turn", True),
-     {"pairs_source": 1, "pairs_merge": 1, **CRITIQUE_AND_SFT}, {"hh_rlhf"} | SOURCES),
-    ("pairs.min_chars", _set("pairs", "min_chars", 2), {"pairs_source": 4, "pairs_merge": 1, **CRITIQUE_AND_SFT}, SOURCES),
+    (
+        "sources.hh_rlhf.multi_turn",
+        _set("sources", "hh_rlhf", "multi_turn", True),
+        {"pairs_source": 1, "pairs_merge": 1, **CRITIQUE_AND_SFT},
+        {"hh_rlhf"} | SOURCES,
+    ),
+    (
+        "pairs.min_chars",
+        _set("pairs", "min_chars", 2),
+        {"pairs_source": 4, "pairs_merge": 1, **CRITIQUE_AND_SFT},
+        SOURCES,
+    ),
     # pairs_merge
     ("pairs.dedup", _set("pairs", "dedup", False), {"pairs_merge": 1, **CRITIQUE_AND_SFT}, SOURCES),
     # critique: the endpoint and sampling are results; every source's critiques and the SFT set rerun
     ("critique.temperature", _set("critique", "temperature", 0.5), CRITIQUE_AND_SFT, SOURCES),
-    ("llm.endpoints.standin.default_headers", _set("llm", "endpoints", "standin", "default_headers", {"X-Team": "a"}),
-     CRITIQUE_AND_SFT, SOURCES),
+    (
+        "llm.endpoints.standin.default_headers",
+        _set("llm", "endpoints", "standin", "default_headers", {"X-Team": "a"}),
+        CRITIQUE_AND_SFT,
+        SOURCES,
+    ),
     # sft
     ("sft.val_fraction", _set("sft", "val_fraction", 0.2), {"sft": 1}, set()),
     ("sft.protected_markers", _set("sft", "protected_markers", ["[protected", "<keep>"]), {"sft": 1}, set()),

@@ -7,11 +7,10 @@ import json
 import re
 
 import pytest
-
-from bpo.schemas import TRAIN_METRICS, read_frame
-
 from conftest import edit_config, edited_config, job_counts, snakemake, use_tiny_optimizer
 from sft_fixture import write_sft
+
+from bpo.schemas import TRAIN_METRICS, read_frame
 
 pytestmark = pytest.mark.slow
 
@@ -82,8 +81,10 @@ def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a
     assert "| optimizer | test set | prompts | rewritten | kept original (reason: count) |" in summary
     page = (wf / "results/demo/report/summary.html").read_text()
     first = page[: page.index("<h2>Win rates</h2>")]
-    assert ("<td>target</td><td>smollm2</td><td>.bpo-cache/models/SmolLM2-135M-Instruct</td>"
-            "<td>local model (kind hf)</td><td>yes</td>") in first
+    assert (
+        "<td>target</td><td>smollm2</td><td>.bpo-cache/models/SmolLM2-135M-Instruct</td>"
+        "<td>local model (kind hf)</td><td>yes</td>"
+    ) in first
     assert "<td>optimizer</td><td>trained</td>" in first and "fine-tuned from .bpo-cache/models/SmolLM2" in first
     for role in ("judge", "critic"):
         assert f"<td>{role}</td><td>{role}</td>" in first

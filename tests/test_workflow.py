@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-
 import pytest
 import yaml
-
 from conftest import edit_config, job_counts, snakemake
 
 
@@ -29,16 +27,22 @@ def test_paper_recipe_dry_run_offline(workflow_copy, monkeypatch):
     for optimizer in ("trained", "thudm_bpo", "identity", "llm_rewrite"):
         assert f"results/paper/eval/vicuna_eval/{optimizer}/optimized.parquet" in dag
     config = yaml.safe_load((workflow_copy / "config" / "paper.yaml").read_text())["eval"]["optimizers"]
-    assert config["thudm_bpo"] == {**config["thudm_bpo"], "kind": "model", "model": "THUDM/BPO",
-                                   "prompt_format": "bpo-release"}
+    assert config["thudm_bpo"] == {
+        **config["thudm_bpo"],
+        "kind": "model",
+        "model": "THUDM/BPO",
+        "prompt_format": "bpo-release",
+    }
 
 
 @pytest.mark.slow
 def test_testset_by_url_is_downloaded_by_its_rule(workflow_copy, tmp_path):
     src = tmp_path / "published.jsonl"
     src.write_text('{"question_id": 7, "text": "Why is the sky blue?", "category": "generic"}\n')
-    edit_config(workflow_copy, lambda cfg: cfg["eval"]["testsets"].update(
-        vicuna_eval={"format": "vicuna", "path": None, "url": src.as_uri()}))
+    edit_config(
+        workflow_copy,
+        lambda cfg: cfg["eval"]["testsets"].update(vicuna_eval={"format": "vicuna", "path": None, "url": src.as_uri()}),
+    )
     target = "data/testsets/vicuna_eval/published.jsonl"
     snakemake(workflow_copy, "--cores", "1", target)
     assert (workflow_copy / target).read_text() == src.read_text()

@@ -16,9 +16,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from importlib import resources
-from collections.abc import Iterable, Sequence
 
 from bpo.atomic import write_text
 from bpo.browse.data import Row, load_rows, load_winrates
@@ -88,8 +88,9 @@ def render(data: dict, title: str) -> str:
 """
 
 
-def write_browse(rows: Sequence[Row], winrates: Sequence[dict], out_html: str | os.PathLike,
-                 title: str = "BPO results browser") -> int:
+def write_browse(
+    rows: Sequence[Row], winrates: Sequence[dict], out_html: str | os.PathLike, title: str = "BPO results browser"
+) -> int:
     """Write the page; returns its size in bytes."""
     page = render(encode(rows, winrates), title)
     write_text(page, out_html)
@@ -98,9 +99,14 @@ def write_browse(rows: Sequence[Row], winrates: Sequence[dict], out_html: str | 
     return size
 
 
-def build_browse(optimized: Iterable[str | os.PathLike], answers: Iterable[str | os.PathLike],
-                 judgments: Iterable[str | os.PathLike], winrates: Iterable[str | os.PathLike],
-                 out_html: str | os.PathLike, title: str = "BPO results browser") -> int:
+def build_browse(
+    optimized: Iterable[str | os.PathLike],
+    answers: Iterable[str | os.PathLike],
+    judgments: Iterable[str | os.PathLike],
+    winrates: Iterable[str | os.PathLike],
+    out_html: str | os.PathLike,
+    title: str = "BPO results browser",
+) -> int:
     """Join the evaluation's Parquet artifacts (:func:`bpo.browse.data.load_rows`) and write
     ``out_html``; returns its size in bytes."""
     return write_browse(load_rows(optimized, answers, judgments), load_winrates(winrates), out_html, title)

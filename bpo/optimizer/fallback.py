@@ -36,8 +36,9 @@ and ``tests/test_fallback.py`` reports precision/recall per reason. Pure Python,
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
+
+from bpo.optimizer.script_words import _FUNCTION_ALL, _language, _script_shares
 
 EMPTY_INPUT = "empty_input"
 EMPTY = "empty_output"
@@ -51,8 +52,10 @@ LOST_ENTITIES = "lost_entities"
 ANSWER = "answer"
 
 # Every reason, in check order (EMPTY_INPUT is the callers'); reports and docs list these.
+# fmt: off
 REASONS = (EMPTY_INPUT, EMPTY, TRUNCATED, TEMPLATE_ECHO, REPETITION, GIBBERISH, WRONG_SCRIPT, WRONG_LANGUAGE,
            LOST_ENTITIES, ANSWER)
+# fmt: on
 
 # ---------------------------------------------------------------------------------- repetition
 # A 1-8 char unit repeated 8+ times in a row (longer units are word n-grams, checked on words;
@@ -68,7 +71,7 @@ def _repetition(text: str, words: list[str]) -> bool:
             return True
     lower = [w.lower() for w in words]
     if len(lower) >= 12:
-        trigrams = [tuple(lower[i: i + 3]) for i in range(len(lower) - 2)]
+        trigrams = [tuple(lower[i : i + 3]) for i in range(len(lower) - 2)]
         if len(set(trigrams)) / len(trigrams) < 0.5:
             return True
         # a loop: one 4-gram 4+ times (models loop until the token limit)
@@ -101,26 +104,6 @@ _ECHO_MARKERS = _echo_markers()
 
 
 # ---------------------------------------------------------------------------- script, language
-_LATIN = re.compile(r"[A-Za-z\u00C0-\u024F]")
-_OTHER_LETTER = re.compile(r"[^\W\d_A-Za-z\u00C0-\u024F]")
-
-
-def _script(ch: str) -> str:
-    """The writing system of a non-Latin letter, coarse: kana and Han count as one (Japanese
-    mixes them)."""
-    try:
-        first = unicodedata.name(ch).split(" ", 1)[0]
-    except ValueError:
-        return "unknown"
-    if first in ("CJK", "HIRAGANA", "KATAKANA", "HALFWIDTH", "FULLWIDTH"):
-        return "han"
-    return first.lower()
-
-
-def _script_shares(text: str) -> tuple[Counter, int]:
-    counts = Counter(map(_script, _OTHER_LETTER.findall(text)))  # Latin counted by regex: fast
-    counts["latin"] = len(_LATIN.findall(text))
-    return counts, sum(counts.values())
 
 
 def _wrong_script(text: str, original: str) -> bool:
@@ -135,49 +118,6 @@ def _wrong_script(text: str, original: str) -> bool:
         return False
     # Han prompts use 1 char a word, Latin ones ~5: compare shares, generously
     return out[main] / n_out < 0.3
-
-
-# Distinctive function words (not shared between the languages listed), lower case.
-_FUNCTION = {
-    "en": {"the", "and", "of", "to", "is", "are", "you", "your", "that", "this", "with", "for", "what", "how", "can",
-           "me", "my", "it", "be", "about", "please", "an", "which", "would", "should", "from", "have", "do", "does",
-           "i", "or", "on", "at", "some", "will", "their", "they", "was", "were", "give", "make", "write", "tell"},
-    "es": {"el", "los", "las", "del", "y", "es", "que", "por", "para", "una", "cómo", "qué", "cuáles", "son", "con",
-           "mi", "su", "lo", "al", "pero", "más", "puedes", "muy", "también", "sobre", "hacer", "explica",
-           "explícame", "dame", "todos", "días"},
-    "fr": {"le", "les", "des", "et", "est", "que", "pour", "une", "dans", "avec", "comment", "quelles", "quels",
-           "quelle", "sont", "mon", "ma", "mes", "je", "vous", "tu", "pas", "sur", "du", "au", "aux", "donne-moi",
-           "qui", "cette", "faire", "moi", "façons"},
-    "de": {"der", "die", "das", "und", "ist", "ich", "nicht", "mit", "für", "ein", "eine", "einen", "wie", "was",
-           "kann", "meine", "mein", "dass", "auf", "den", "dem", "zu", "sind", "wenn", "schreibe", "bitte", "auch",
-           "oder", "über", "erkläre", "morgen"},
-    "it": {"il", "gli", "della", "di", "che", "è", "per", "una", "sono", "come", "non", "con", "nel", "alla", "mio",
-           "questo", "anche", "più", "cosa", "quali", "puoi", "spiegami", "dimmi"},
-    "pt": {"o", "os", "as", "do", "da", "dos", "das", "em", "é", "que", "para", "uma", "não", "com", "como", "posso",
-           "meu", "minha", "você", "mais", "sobre", "são", "quais", "explique", "no", "na"},
-    "nl": {"de", "het", "een", "en", "is", "van", "dat", "niet", "voor", "met", "hoe", "wat", "ik", "mijn", "je",
-           "zijn", "kun", "kunt", "ook", "op", "leg", "uit"},
-}
-# Function words shared between those languages: no use for telling them apart, but counted
-# with the rest as function words (gibberish, repetition checks)
-_SHARED_FUNCTION = {"a", "in", "as", "by", "not", "all", "if", "so", "but", "we", "he", "she", "his", "her", "them",
-                    "its", "has", "had", "been", "than", "there", "into", "more", "any", "who", "when", "where", "why",
-                    "e", "la", "un", "en", "de", "per", "se", "no", "si", "non"}
-_FUNCTION_ALL = frozenset().union(*_FUNCTION.values(), _SHARED_FUNCTION)
-
-
-def _language(words: list[str]) -> tuple[str | None, float, dict]:
-    """``(language, share, shares)``: the language whose function words cover most of the text,
-    or None when too short or too close to call."""
-    lower = [w.lower() for w in words if w.isalpha()]
-    if len(lower) < 6:
-        return None, 0.0, {}
-    shares = {lang: sum(w in fw for w in lower) / len(lower) for lang, fw in _FUNCTION.items()}
-    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
-    (best, s1), (_, s2) = ranked[0], ranked[1]
-    if s1 < 0.15 or s1 < 2 * s2:
-        return None, s1, shares
-    return best, s1, shares
 
 
 def _wrong_language(words: list[str], original: str) -> bool:
@@ -226,7 +166,8 @@ def _odd_word(token: str, allowed: set[str]) -> bool:
 
 
 _ODD_CANDIDATE = re.compile(
-    r"[a-z]{2}[A-Z][a-z]|\d[A-Za-z]{3}|[A-Za-z]{3}\d|[a-z]\d[a-z]|\b[b-df-hj-np-tv-xz]{5,}\b|\w{25}")
+    r"[a-z]{2}[A-Z][a-z]|\d[A-Za-z]{3}|[A-Za-z]{3}\d|[a-z]\d[a-z]|\b[b-df-hj-np-tv-xz]{5,}\b|\w{25}"
+)
 
 
 def _odd_candidates(text: str) -> list[str]:
@@ -259,8 +200,9 @@ def _gibberish(text: str, words: list[str], original: str | None) -> bool:
     if broken and not (original and broken.group(0) in original):
         return True
     # BPE fragments: one- and two-letter lower-case tokens that are no word of these languages
-    short = [w for w in words if len(w) <= 2 and w.isalpha() and w.islower() and w not in _SHORT_WORDS
-             and w not in allowed]
+    short = [
+        w for w in words if len(w) <= 2 and w.isalpha() and w.islower() and w not in _SHORT_WORDS and w not in allowed
+    ]
     if len(short) >= 2 and len(short) / len(words) >= 0.06:
         return True
     # together: glued tokens, fragments and over-long lower-case "words" (real ones of 15+
@@ -291,13 +233,16 @@ _QUOTED = re.compile(r"\"([^\"\n]{1,80})\"|“([^”\n]{1,80})”|«([^»\n]{1,8
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 _NAME = re.compile(r"\b[A-Z][\w'’-]*(?:[ \t]+(?:(?:of|of the|de|van|von)[ \t]+)?[A-Z][\w'’-]*)+")
 # Capitalised words that start sentences or titles, not names
+# fmt: off
 _NOT_NAME = {"what", "how", "why", "who", "when", "where", "which", "can", "could", "would", "should", "please", "tell",
-             "write", "explain", "describe", "give", "list", "create", "make", "i", "you", "the", "a", "an", "is", "are",
-             "do", "does", "in", "on", "for", "to", "and", "my", "if", "it", "this", "that", "hi", "hello", "hey",
+             "write", "explain", "describe", "give", "list", "create", "make", "i", "you", "the", "a", "an", "is",
+             "are", "do", "does", "in", "on", "for", "to", "and", "my", "if", "it", "this", "that", "hi", "hello",
+             "hey",
              "generate", "provide", "find", "identify", "classify", "answer", "rewrite", "summarize", "translate",
              "input", "output", "question", "text", "context", "instruction", "title", "note", "example", "let",
              "as", "use", "based", "from", "with", "your", "yes", "no", "q", "suggest", "compose", "i'm", "i've", "i'd",
              "i'll", "let's", "it's", "here", "there", "now", "then", "also", "but", "so", "we", "they", "he", "she"}
+# fmt: on
 
 
 def _strip_code(text: str) -> str:
@@ -331,7 +276,7 @@ def _entities(original: str) -> set[str]:
 
 def _kept(entity: str, out: str, out_words: set[str]) -> bool:
     if entity.startswith(_PASSAGE):
-        words = _WORD.findall(_norm(entity[len(_PASSAGE):]))
+        words = _WORD.findall(_norm(entity[len(_PASSAGE) :]))
         return sum(w in out_words for w in words) * 2 >= len(words)
     e = _norm(entity).replace(",", "")
     if e in out:
@@ -359,12 +304,15 @@ _ANSWER_OPENERS = re.compile(
     r"^\W*(?:sure|certainly|of course|absolutely|great question|here(?:'s| is| are)|i'd be happy|i would be happy|"
     r"i'm happy|happy to help|as an ai|the answer|yes[,!.]|no[,!.]|okay[,!.]|ok[,!.]|thank you|thanks for|a:|"
     r"i'm sorry|i am sorry|i'll |dear |the original prompt is|to (?:\w+ ){1,8}?\w+, (?:you|it's|we|follow|start))",
-    re.I)
+    re.I,
+)
 _REQUEST = re.compile(
     r"\?|\b(?:please|explain|describe|write|tell|give|list|provide|create|generate|compose|suggest|summari[sz]e|"
     r"translate|help|can you|could you|would you|i want|i need|i'd like|include|make sure|discuss|compare|analy[sz]e|"
     r"outline|identify|classify|rewrite|find|share|recommend|plan|list|show|calculate|convert|complete|answer|"
-    r"your task|you are|imagine|pretend|act as|let's|should i|must|focus)\b", re.I)
+    r"your task|you are|imagine|pretend|act as|let's|should i|must|focus)\b",
+    re.I,
+)
 
 
 def _answer(text: str, words: list[str], original: str) -> bool:
@@ -373,8 +321,13 @@ def _answer(text: str, words: list[str], original: str) -> bool:
         return True
     # a rewrite of a request is still a request (a question, an imperative, "you ..."); a
     # statement in reply to one is an answer
-    if (len(words) >= 4 and not _REQUEST.search(text) and _REQUEST.search(original)
-            and _language(_WORD.findall(original))[0] in (None, "en") and _language(words)[0] in (None, "en")):
+    if (
+        len(words) >= 4
+        and not _REQUEST.search(text)
+        and _REQUEST.search(original)
+        and _language(_WORD.findall(original))[0] in (None, "en")
+        and _language(words)[0] in (None, "en")
+    ):
         return True
     return False
 

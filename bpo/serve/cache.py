@@ -15,8 +15,8 @@ import json
 import sqlite3
 import threading
 import time
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 from bpo.serve.rewriter import Rewrite
 

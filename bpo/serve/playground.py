@@ -54,15 +54,24 @@ def page() -> tuple[str, str]:
 <div><h4>answer to the rewrite</h4><p class="a" id="answer-rewrite"></p></div></div>
 </main><script>{js}</script></body></html>
 """
-    csp = (f"default-src 'none'; script-src {_sha256(js)}; style-src {_sha256(css)}; connect-src 'self'; "
-           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    csp = (
+        f"default-src 'none'; script-src {_sha256(js)}; style-src {_sha256(css)}; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
     return html, csp
 
 
 async def playground(request: Request) -> HTMLResponse:
     html, csp = page()
-    return HTMLResponse(html, headers={"content-security-policy": csp, "x-content-type-options": "nosniff",
-                                       "referrer-policy": "no-referrer", "cache-control": "no-store"})
+    return HTMLResponse(
+        html,
+        headers={
+            "content-security-policy": csp,
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+            "cache-control": "no-store",
+        },
+    )
 
 
 def playground_routes() -> list[Route]:

@@ -44,8 +44,12 @@ class AlpacaGPT4Options(Settings):
 
 
 # The own keys of each source (sources.<name> in the schema, besides COMMON_SOURCE_KEYS and activate).
-SOURCE_OPTIONS: dict[str, type[Settings]] = {"hh_rlhf": HHRLHFOptions, "oasst1": OASST1Options,
-                                             "chatbot_arena": ChatbotArenaOptions, "alpaca_gpt4": AlpacaGPT4Options}
+SOURCE_OPTIONS: dict[str, type[Settings]] = {
+    "hh_rlhf": HHRLHFOptions,
+    "oasst1": OASST1Options,
+    "chatbot_arena": ChatbotArenaOptions,
+    "alpaca_gpt4": AlpacaGPT4Options,
+}
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,13 @@ class SourceSettings(Settings):
     def section(self) -> dict[str, Any]:
         """The config section as the source loaders (``bpo.sources``) read it, keys in the order
         the schema documents them (so the stats JSON does not depend on how a config is laid out)."""
-        values = {"path": self.path, "hub_id": self.hub_id, "split": self.split, "sample": self.sample,
-                  **self.options.canonical()}
+        values = {
+            "path": self.path,
+            "hub_id": self.hub_id,
+            "split": self.split,
+            "sample": self.sample,
+            **self.options.canonical(),
+        }
         documented = load_schema()["properties"]["sources"]["properties"].get(self.name, {}).get("properties", {})
         order = [k for k in documented if k in values] + sorted(k for k in values if k not in documented)
         return {k: values[k] for k in order}

@@ -41,11 +41,18 @@ class TestsetSettings(Settings):
             src = ev["sft_rewrite"]
             if not src["path"]:
                 raise SettingsError("config: eval.sft_rewrite.path is required when eval.sft_rewrite.activate is true")
-            return cls(name=name, path=src["path"], format="alpaca", columns={}, sample=src["sample"],
-                       seed=ev["sample_seed"])
+            return cls(
+                name=name, path=src["path"], format="alpaca", columns={}, sample=src["sample"], seed=ev["sample_seed"]
+            )
         if name not in ev["testsets"]:
             raise SettingsError(f"config: eval.testsets has no test set '{name}' (defined: {sorted(ev['testsets'])})")
         ts = ev["testsets"][name]
         path = ts.get("path") or downloaded_testset_path(name, ts["url"])
-        return cls(name=name, path=path, format=ts["format"], columns=dict(ts["columns"]), sample=ts["sample"],
-                   seed=ev["sample_seed"])
+        return cls(
+            name=name,
+            path=path,
+            format=ts["format"],
+            columns=dict(ts["columns"]),
+            sample=ts["sample"],
+            seed=ev["sample_seed"],
+        )

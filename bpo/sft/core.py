@@ -21,9 +21,9 @@ import hashlib
 import logging
 import os
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Self
-from collections.abc import Sequence
 
 from bpo.atomic import write_json
 from bpo.schemas import SFT, write_table
@@ -55,10 +55,12 @@ class FilterRules:
 
     @classmethod
     def from_settings(cls, settings: SFTSettings) -> Self:
-        return cls(max_original_to_optimized=settings.max_original_to_optimized,
-                   max_optimized_to_original=settings.max_optimized_to_original,
-                   protected_markers=tuple(settings.protected_markers),
-                   length_rules_with_context=settings.length_rules_with_context)
+        return cls(
+            max_original_to_optimized=settings.max_original_to_optimized,
+            max_optimized_to_original=settings.max_optimized_to_original,
+            protected_markers=tuple(settings.protected_markers),
+            length_rules_with_context=settings.length_rules_with_context,
+        )
 
     def reason(self, original: str, optimized: str, has_context: bool) -> str | None:
         """The rule that drops (original instruction, optimized instruction), or None to keep."""
@@ -91,7 +93,9 @@ def check_context_formats(formats: Sequence[str]) -> tuple[str, ...]:
         raise SFTError("config sft.context_formats: at least one format is needed")
     for f in formats:
         if f.count("{instruction}") != 1 or f.count("{context}") != 1:
-            raise SFTError(f"config sft.context_formats: {f!r} must contain {{instruction}} and {{context}} exactly once")
+            raise SFTError(
+                f"config sft.context_formats: {f!r} must contain {{instruction}} and {{context}} exactly once"
+            )
     return formats
 
 
@@ -164,8 +168,17 @@ class FilterReport:
         }
 
 
-def kept_row(report: FilterReport, *, pair_id: str, source: str, instruction: str, optimized: str, context: str,
-             seed: int, formats: Sequence[str]) -> dict:
+def kept_row(
+    report: FilterReport,
+    *,
+    pair_id: str,
+    source: str,
+    instruction: str,
+    optimized: str,
+    context: str,
+    seed: int,
+    formats: Sequence[str],
+) -> dict:
     """The SFT row of a record that passed the filters: the context attached verbatim to both
     sides in the pair's seeded format. Counts the record (and that format, where there is a
     context) in ``report``."""
@@ -213,8 +226,16 @@ def report_settings(settings: SFTSettings) -> dict:
     return out
 
 
-def write_sft(rows: list[dict], report: FilterReport, settings: SFTSettings, *, inputs: dict,
-              train_path: str | os.PathLike, val_path: str | os.PathLike, report_path: str | os.PathLike) -> dict:
+def write_sft(
+    rows: list[dict],
+    report: FilterReport,
+    settings: SFTSettings,
+    *,
+    inputs: dict,
+    train_path: str | os.PathLike,
+    val_path: str | os.PathLike,
+    report_path: str | os.PathLike,
+) -> dict:
     """Split ``rows`` and write SFT train/val and the filter report; no row left is an error."""
     if not rows:
         # An empty training set is never what anyone wants: stop here, with the counts, rather
@@ -229,7 +250,12 @@ def write_sft(rows: list[dict], report: FilterReport, settings: SFTSettings, *, 
     write_table(val, val_path, SFT)
     out = report.to_dict(len(train), len(val), report_settings(settings), inputs, settings.context_formats)
     write_json(out, report_path)
-    log.info("sft: %d records in, %d kept (%d train, %d val), dropped %s",
-             out["records_in"], out["kept"], out["train"], out["val"],
-             {k: v for k, v in out["dropped"].items() if v})
+    log.info(
+        "sft: %d records in, %d kept (%d train, %d val), dropped %s",
+        out["records_in"],
+        out["kept"],
+        out["train"],
+        out["val"],
+        {k: v for k, v in out["dropped"].items() if v},
+    )
     return out

@@ -4,8 +4,8 @@ reading of a source's raw data shared by the loaders."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bpo.drops import Drops, locations_of
 from bpo.readers import RawTable, read_dataset

@@ -151,7 +151,7 @@ def parse(
                 bad_model=bad_model,
                 language=row["language"],
                 num_turns=len(good) // 2,
-            )
+            ),
         )
     return res
 

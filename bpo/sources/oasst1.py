@@ -65,9 +65,17 @@ COLUMNS = ["message_id", "parent_id", "text", "role", "lang", "review_result", "
 
 
 # The field behind a prompt's drop reason, where one is to blame.
-_BLAME = {"deleted": "deleted", "not_reviewed": "review_result", "review_rejected": "review_result",
-          "language": "lang", "multi_turn": "parent_id", "self_parent": "parent_id", "ancestor_missing": "parent_id", "tied_ranks": "rank",
-          "unranked": "rank"}
+_BLAME = {
+    "deleted": "deleted",
+    "not_reviewed": "review_result",
+    "review_rejected": "review_result",
+    "language": "lang",
+    "multi_turn": "parent_id",
+    "self_parent": "parent_id",
+    "ancestor_missing": "parent_id",
+    "tied_ranks": "rank",
+    "unranked": "rank",
+}
 
 
 def _usable(msg: dict) -> str | None:
@@ -192,7 +200,7 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locat
                 bad_model=worst["model_name"],
                 language=msg["lang"],
                 num_turns=1 + len(path) // 2,
-            )
+            ),
         )
     if skipped:
         res.set_other("messages_skipped", skipped)

@@ -8,10 +8,10 @@ workflow script built.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
 
 from bpo.atomic import write_json
 from bpo.settings.train import CheckpointRuntime, TrackingRuntime, TrainSettings
@@ -45,8 +45,11 @@ class TrainSpec:
         return cls(
             settings=TrainSettings.from_params(data["settings"]),
             checkpoint=CheckpointRuntime.from_params(data["checkpoint"]),
-            train=data["train"], val=data["val"], model_dir=data["model_dir"],
-            metrics=data["metrics"], loss_curve=data["loss_curve"],
+            train=data["train"],
+            val=data["val"],
+            model_dir=data["model_dir"],
+            metrics=data["metrics"],
+            loss_curve=data["loss_curve"],
             tracking=TrackingRuntime.from_params(data["tracking"]) if data.get("tracking") else None,
         )
 

@@ -32,13 +32,20 @@ def main() -> None:
     prompts = list(dict.fromkeys(json.loads(line)["prompt"] for line in CALIBRATION.open(encoding="utf-8")))
     fmt, _ = resolve_prompt_format(args.model_dir, override=None, configured=None)
     model = load_optimizer(args.model_dir)
-    settings = GenerationSettings(engine="auto", temperature=0.6, top_p=0.9, max_new_tokens=128, batch_size=32,
-                                  seed=42, greedy=False)
+    settings = GenerationSettings(
+        engine="auto", temperature=0.6, top_p=0.9, max_new_tokens=128, batch_size=32, seed=42, greedy=False
+    )
     out = generate(model, [encode_prompt(p, fmt, model.tokenizer) for p in prompts], settings)
     for i, (prompt, gen) in enumerate(zip(prompts, out.outputs)):
         label = degenerate_reason(gen.text, gen.hit_limit, prompt) or "good"
-        row = {"source": args.source, "index": i, "prompt": prompt, "output": gen.text.strip(),
-               "hit_limit": gen.hit_limit, "label": label}
+        row = {
+            "source": args.source,
+            "index": i,
+            "prompt": prompt,
+            "output": gen.text.strip(),
+            "hit_limit": gen.hit_limit,
+            "label": label,
+        }
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 

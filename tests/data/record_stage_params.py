@@ -20,11 +20,13 @@ def stage_params() -> dict:
     out = {}
     for name, paths in CONFIGS.items():
         c = load_config(*paths)
-        d = out[name] = {"critique": CritiqueSettings.from_config(c).canonical(),
-                         "estimate": CritiqueEstimateSettings.from_config(c).canonical(),
-                         "sft": SFTSettings.from_config(c).canonical(),
-                         "judge": JudgeSettings.from_config(c).canonical(),
-                         "report": ReportSettings.from_config(c).canonical()}
+        d = out[name] = {
+            "critique": CritiqueSettings.from_config(c).canonical(),
+            "estimate": CritiqueEstimateSettings.from_config(c).canonical(),
+            "sft": SFTSettings.from_config(c).canonical(),
+            "judge": JudgeSettings.from_config(c).canonical(),
+            "report": ReportSettings.from_config(c).canonical(),
+        }
         ts = next(iter(c["eval"]["testsets"]))
         for t, cfg in c["eval"]["targets"].items():
             if cfg["kind"] == "endpoint" and cfg["endpoint"]:

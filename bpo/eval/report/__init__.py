@@ -9,15 +9,14 @@ stand-in, the plots' titles and the summaries say so.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from bpo.atomic import write_json, write_text
+from bpo.eval.lc_difficulty import report_difficulty
 from bpo.eval.report.plots import compare_plot, winrate_plot
 from bpo.eval.report.summary import Summary
-from bpo.eval.lc_difficulty import report_difficulty
-from bpo.eval.report.tables import (STANDIN_NOTE, backends, cell_rows, group_by, intrinsic_metrics, rows_of,
-                                   valid_pairs)
+from bpo.eval.report.tables import STANDIN_NOTE, backends, cell_rows, group_by, intrinsic_metrics, rows_of, valid_pairs
 from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES, write_table
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import NO_CALL
@@ -56,12 +55,19 @@ def build_report(
             if a is None:
                 raise ValueError(f"{j_path}: no answers for optimizer/test set/target {'/'.join(key)} among the inputs")
             if {r["item_id"] for r in cell_j} != {r["item_id"] for r in a}:
-                raise ValueError(f"{j_path} and the answers of {'/'.join(key)} cover different items: "
-                                 "were they produced from the same answers?")
+                raise ValueError(
+                    f"{j_path} and the answers of {'/'.join(key)} cover different items: "
+                    "were they produced from the same answers?"
+                )
             cells.append((key, cell_j, a))
     # eval.report.lc.method alpacaeval: item difficulty per test set, from every cell that shares it
-    difficulty = {} if settings.lc.method == "length_only" else report_difficulty(
-        {key: valid_pairs(cell_j, {r["item_id"]: r for r in a}) for key, cell_j, a in cells}, settings.lc)
+    difficulty = (
+        {}
+        if settings.lc.method == "length_only"
+        else report_difficulty(
+            {key: valid_pairs(cell_j, {r["item_id"]: r for r in a}) for key, cell_j, a in cells}, settings.lc
+        )
+    )
     rows, no_call_ties = [], 0
     for key, cell_j, a in cells:
         rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]))

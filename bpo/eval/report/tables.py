@@ -46,8 +46,10 @@ def invalid_breakdown(judgments: list[dict]) -> dict[str, int]:
     for rec in judgments:
         if rec["outcome"] != "invalid":
             continue
-        no_reply = (rec["verdict_optimized_first"] is None and rec["raw_optimized_first"] is None,
-                    rec["verdict_original_first"] is None and rec["raw_original_first"] is None)
+        no_reply = (
+            rec["verdict_optimized_first"] is None and rec["raw_optimized_first"] is None,
+            rec["verdict_original_first"] is None and rec["raw_original_first"] is None,
+        )
         failed = all(no_reply) if rec["protocol"] != BOTH_ORDERS else any(no_reply)
         if rec["backend"] == NO_CALL:
             counts["missing answer"] += 1
@@ -66,15 +68,22 @@ def valid_pairs(judgments: list[dict], answers: dict[str, dict]) -> list[tuple[s
             continue
         a = answers[r["item_id"]]
         if not (isinstance(a["answer_optimized"], str) and isinstance(a["answer_original"], str)):
-            raise ValueError(f"{r['optimizer']}/{r['testset']}/{r['target']} item {r['item_id']}: judged "
-                             f"'{r['outcome']}' but an answer is missing; judgments and answers disagree")
-        pairs.append((r["item_id"], OUTCOME_PREFERENCE[r["outcome"]], len(a["answer_optimized"]),
-                      len(a["answer_original"])))
+            raise ValueError(
+                f"{r['optimizer']}/{r['testset']}/{r['target']} item {r['item_id']}: judged "
+                f"'{r['outcome']}' but an answer is missing; judgments and answers disagree"
+            )
+        pairs.append(
+            (r["item_id"], OUTCOME_PREFERENCE[r["outcome"]], len(a["answer_optimized"]), len(a["answer_original"]))
+        )
     return pairs
 
 
-def _length_controlled(judgments: list[dict], answers: dict[str, dict], settings: ReportSettings,
-                       difficulty: Mapping[str, float] | None = None):
+def _length_controlled(
+    judgments: list[dict],
+    answers: dict[str, dict],
+    settings: ReportSettings,
+    difficulty: Mapping[str, float] | None = None,
+):
     """LC ΔWR over the valid pairs (answer lengths in characters), or None below lc_min_pairs;
     ``difficulty`` by item id for eval.report.lc.method alpacaeval."""
     if sum(r["outcome"] != "invalid" for r in judgments) < settings.lc_min_pairs:
@@ -83,18 +92,33 @@ def _length_controlled(judgments: list[dict], answers: dict[str, dict], settings
     if settings.lc.method != "length_only" and difficulty is None:
         raise ValueError(f"eval.report.lc.method {settings.lc.method}: no item difficulty given for this row")
     d = None if settings.lc.method == "length_only" else [difficulty[i] for i in items]
-    return length_controlled(prefs, optimized, original, samples=settings.bootstrap_samples, seed=settings.seed,
-                             confidence=settings.confidence, difficulty=d)
+    return length_controlled(
+        prefs,
+        optimized,
+        original,
+        samples=settings.bootstrap_samples,
+        seed=settings.seed,
+        confidence=settings.confidence,
+        difficulty=d,
+    )
 
 
-def winrate_row(judgments: list[dict], answers: dict[str, dict], optimized: list[dict], settings: ReportSettings, *,
-                category: str | None, difficulty: Mapping[str, float] | None = None) -> dict:
+def winrate_row(
+    judgments: list[dict],
+    answers: dict[str, dict],
+    optimized: list[dict],
+    settings: ReportSettings,
+    *,
+    category: str | None,
+    difficulty: Mapping[str, float] | None = None,
+) -> dict:
     """One WINRATES row from the judgments of one (optimizer, test set, target[, category]);
     ``answers`` by item id, ``optimized``: the optimizer's rows for the same items."""
     outcomes = [r["outcome"] for r in judgments]
     rates, counts = win_rates(outcomes), count_outcomes(outcomes)
-    low, high = bootstrap_delta_interval(outcomes, samples=settings.bootstrap_samples, seed=settings.seed,
-                                         confidence=settings.confidence)
+    low, high = bootstrap_delta_interval(
+        outcomes, samples=settings.bootstrap_samples, seed=settings.seed, confidence=settings.confidence
+    )
     lc = _length_controlled(judgments, answers, settings, difficulty)
     # Consistency only over pairs the judge actually saw in both orders.
     consistency = position_consistency(
@@ -141,8 +165,13 @@ def winrate_row(judgments: list[dict], answers: dict[str, dict], optimized: list
     }
 
 
-def cell_rows(judgments: list[dict], answers: list[dict], optimized: list[dict], settings: ReportSettings,
-              difficulty: Mapping[str, float] | None = None) -> list[dict]:
+def cell_rows(
+    judgments: list[dict],
+    answers: list[dict],
+    optimized: list[dict],
+    settings: ReportSettings,
+    difficulty: Mapping[str, float] | None = None,
+) -> list[dict]:
     """The overall row of one (optimizer, test set, target), then one row per category."""
     by_item = {r["item_id"]: r for r in answers}
     rows = [winrate_row(judgments, by_item, optimized, settings, category=None, difficulty=difficulty)]
