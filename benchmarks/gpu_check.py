@@ -266,6 +266,7 @@ def _train(work: Path, dry: bool, lora: bool) -> dict:
     root = work / name
     shutil.rmtree(root, ignore_errors=True)
     config = load_config(
+        REPO / "config" / "config.yaml",  # the workflow's config, wherever the check runs from
         overrides={
             "run_name": "gpu-check",
             "train": {
@@ -286,7 +287,7 @@ def _train(work: Path, dry: bool, lora: bool) -> dict:
                 "lora": {"enabled": lora},
                 "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0},
             },
-        }
+        },
     )
     spec = TrainSpec(
         settings=TrainSettings.from_config(config),
@@ -471,6 +472,7 @@ def section_launch(work: Path, dry: bool) -> dict:
     shutil.rmtree(root, ignore_errors=True)
     tiny = {k: v for k, v in DRY_MODEL.items() if k not in ("tie", "rope_theta")}
     config = load_config(
+        REPO / "config" / "config.yaml",  # the workflow's config, wherever the check runs from
         overrides={
             "train": {
                 "base_model": None,
@@ -483,7 +485,7 @@ def section_launch(work: Path, dry: bool) -> dict:
                 "logging_steps": 1,
                 "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0},
             }
-        }
+        },
     )
     spec = TrainSpec(
         settings=TrainSettings.from_config(config),

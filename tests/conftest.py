@@ -4,6 +4,7 @@ config, Snakemake runs and their job table, the tiny target model, running from 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import shutil
 import subprocess
@@ -20,6 +21,20 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 # What a temp copy of the workflow needs (never results/, logs/ or caches).
 WORKFLOW_FILES = ["Snakefile", "config", "rules", "workflow_scripts", "envs", "profiles", "resources", "report"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_and_streams() -> Iterator[None]:
+    """An in-process CLI call (`bpo optimize` via ``main()``) sets up logging on the stderr pytest
+    captures and wraps it; pytest closes that stream after the test, so restore both, or a later
+    test's log records fail with "I/O operation on closed file"."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    streams = sys.stdout, sys.stderr, sys.excepthook
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    sys.stdout, sys.stderr, sys.excepthook = streams
 
 
 @pytest.fixture
