@@ -14,7 +14,7 @@ import pytest
 from bpo.prompt_format import build_prompt, format_prompt, PLAIN
 from bpo.serve.app import create_app
 from bpo.serve.cache import cache_key
-from bpo.serve.history import earlier_turns
+from bpo.conversation import earlier_turns
 from bpo.serve.server import ServerThread
 
 from serve_upstream import REWRITE_PREFIX, ChatUpstream
