@@ -34,14 +34,9 @@ def read_prompt_file(path: str, column: str, context_column: str | None):
     text there is dropped; a file unreadable as a whole is a ValueError naming it."""
     import pandas as pd
 
-    from bpo.readers import ReadError, read_records
+    from bpo.optimizer.conversations import read_input_records
 
-    if not Path(path).exists():
-        raise FileNotFoundError(f"--input {path}: no such file")
-    try:
-        records = read_records(path)
-    except ReadError as exc:
-        raise ValueError(f"--input {exc}") from None
+    records = read_input_records(path)
     if not records.records_read:
         raise ValueError(f"--input {path}: no records (the file is empty)")
     present = set().union(*records.rows)

@@ -47,17 +47,23 @@ def _problem(record) -> tuple[str, str] | None:
     return None
 
 
-def read_conversations(path: str | Path, include_system: bool = False) -> tuple[list[Conversation], Drops]:
-    """The usable conversations of ``path`` (jsonl/json/parquet, as ``bpo optimize --input``
-    reads) and the drops, located (file:line)."""
+def read_input_records(path: str | Path):
+    """The records of a ``bpo optimize --input`` file (:func:`bpo.readers.read_records`); a
+    missing or unreadable file is an error naming ``--input``."""
     from bpo.readers import ReadError, read_records
 
     if not Path(path).exists():
         raise FileNotFoundError(f"--input {path}: no such file")
     try:
-        records = read_records(path)
+        return read_records(path)
     except ReadError as exc:
         raise ValueError(f"--input {exc}") from None
+
+
+def read_conversations(path: str | Path, include_system: bool = False) -> tuple[list[Conversation], Drops]:
+    """The usable conversations of ``path`` (jsonl/json/parquet, as ``bpo optimize --input``
+    reads) and the drops, located (file:line)."""
+    records = read_input_records(path)
     out = []
     for i, row in enumerate(records.rows):
         problem = _problem(row)
