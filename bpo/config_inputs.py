@@ -91,12 +91,14 @@ def _eval_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]
     if plan.sft_rewrite:
         path = ev["sft_rewrite"]["path"]
         yield "eval.sft_rewrite.path", _file_problem(path) if path else "not set (activate needs an Alpaca-format file)"
-    if not (plan.targets and plan.testsets):
+    if not (plan.targets and (plan.testsets or plan.multi_turn_testsets)):
         return  # nothing is evaluated
-    for name in plan.testsets:
+    for name in plan.testsets + plan.multi_turn_testsets:
         if ev["testsets"][name].get("path"):  # else rule download_testset fetches the url
             yield f"eval.testsets.{name}.path", _file_problem(ev["testsets"][name]["path"])
     yield "eval.judge.template", template_problem(ev["judge"]["template"], "judge")
+    if plan.multi_turn_testsets:
+        yield "eval.judge.multi_turn_template", template_problem(ev["judge"]["multi_turn_template"], "judge")
     for name, kind in plan.optimizers.items():
         cfg = ev["optimizers"][name]
         if plan.kind(name).model_input == "model" and cfg.get("model"):

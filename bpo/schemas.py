@@ -147,6 +147,48 @@ JUDGMENTS = pa.schema(
     ]
 )
 
+# Multi-turn test sets (format mt_bench), one row per (item, turn); turn 1 is the first user message.
+# results/<run>/eval/{testset}/{target}/original_conversations.parquet: the target's conversation
+# on the original user messages, once per test set and target
+ORIGINAL_CONVERSATIONS = pa.schema(
+    [
+        pa.field("item_id", _str, nullable=False),
+        pa.field("testset", _str, nullable=False),
+        pa.field("target", _str, nullable=False),
+        pa.field("category", _str),
+        pa.field("turn", _i64, nullable=False),
+        pa.field("question", _str, nullable=False),  # the user's message of this turn, as written
+        pa.field("answer", _str),
+        pa.field("status", _str, nullable=False),  # a call status, or "skipped" (an earlier turn has no answer)
+        pa.field("backend", _str, nullable=False),
+    ]
+)
+
+# results/<run>/eval/{testset}/{optimizer}/{target}/conversations.parquet: the original and the
+# optimized conversation side by side (each optimized message rewritten seeing the optimized
+# conversation so far); the history of turn k is turns 1..k-1 of the same item
+CONVERSATIONS = pa.schema(
+    [
+        pa.field("item_id", _str, nullable=False),
+        pa.field("testset", _str, nullable=False),
+        pa.field("optimizer", _str, nullable=False),
+        pa.field("target", _str, nullable=False),
+        pa.field("category", _str),
+        pa.field("turn", _i64, nullable=False),
+        pa.field("question_original", _str, nullable=False),
+        pa.field("question_optimized", _str, nullable=False),  # == question_original on fallback
+        pa.field("fallback_reason", _str),  # null when the optimizer's rewrite was used
+        pa.field("answer_original", _str),  # from original_conversations.parquet
+        pa.field("answer_optimized", _str),
+        pa.field("status_original", _str, nullable=False),
+        pa.field("status_optimized", _str, nullable=False),
+        pa.field("backend", _str, nullable=False),
+    ]
+)
+
+# results/<run>/eval/{testset}/{optimizer}/{target}/turn_judgments.parquet: JUDGMENTS per turn
+TURN_JUDGMENTS = pa.schema(list(JUDGMENTS)[:5] + [pa.field("turn", _i64, nullable=False)] + list(JUDGMENTS)[5:])
+
 # results/report/winrates.parquet
 WINRATES = pa.schema(
     [
@@ -183,6 +225,10 @@ WINRATES = pa.schema(
         pa.field("answer_backend", _str, nullable=False),  # of the target answers
     ]
 )
+
+
+# results/report/winrates_turns.parquet: WINRATES of multi-turn test sets, per turn (and category)
+TURN_WINRATES = pa.schema(list(WINRATES)[:5] + [pa.field("turn", _i64, nullable=False)] + list(WINRATES)[5:])
 
 
 class SchemaError(ValueError):

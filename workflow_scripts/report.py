@@ -11,4 +11,6 @@ inp, out = snakemake.input, snakemake.output  # noqa: F821
 build_report(list(inp.judgments), list(inp.answers), list(inp.optimized),
              ReportSettings.from_params(snakemake.params.settings),  # noqa: F821
              out_table=out.table, out_summary=out.summary, out_plot=out.plot, out_compare_plot=out.compare_plot,
-             out_intrinsic=out.intrinsic, out_summary_html=out.summary_html)
+             out_intrinsic=out.intrinsic, out_summary_html=out.summary_html,
+             turn_judgments=list(inp.turn_judgments), conversations=list(inp.conversations),
+             out_turn_table=out.turn_table)

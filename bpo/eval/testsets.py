@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bpo.drops import Drops
+from bpo.vocab import MULTI_TURN_FORMATS  # noqa: F401 (re-exported: the layouts read as conversations)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ FORMATS: dict[str, dict[str, str | None]] = {
     "dolly": {"id": "idx", "instruction": "instruction", "context": "context", "reference_optimized": None, "category": "category"},
     # BPO test: {prompt, optimized_prompt, good_res, bad_res}; the context is already inside prompt.
     "bpo_test": {"id": None, "instruction": "prompt", "context": None, "reference_optimized": "optimized_prompt", "category": None},
+    # MT-bench: {question_id, category, turns: [first message, second message]}; multi-turn (the
+    # first turn is the instruction, every turn is in TestItem.turns).
+    "mt_bench": {"id": "question_id", "instruction": "turns", "context": None, "reference_optimized": None, "category": "category"},
     # Alpaca SFT data: {instruction, input, output}; used by the optional SFT rewrite.
     "alpaca": {"id": None, "instruction": "instruction", "context": "input", "reference_optimized": None, "category": None},
 }
@@ -53,6 +57,7 @@ class TestItem:
     context: str
     reference_optimized: str | None = None
     category: str | None = None
+    turns: tuple[str, ...] = ()  # a multi-turn item's user messages in order (turns[0] == instruction)
 
     @property
     def question(self) -> str:
@@ -137,7 +142,15 @@ def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, 
         item_id = _text(row[id_col], where=rec, column=id_col) if id_col else str(i)
         if item_id is None or not item_id.strip():
             raise TestSetError(f"{rec}: empty id in column '{id_col}'")
-        instruction = _text(row[mapping["instruction"]], where=rec, column=mapping["instruction"])
+        raw = row[mapping["instruction"]]
+        turns: tuple[str, ...] = ()
+        if isinstance(raw, list):  # a conversation's user messages (MT-bench `turns`)
+            if not raw or not all(isinstance(t, str) and t.strip() for t in raw):
+                dropped.add("empty or non-text turn", rec, mapping["instruction"])
+                log.warning("%s (id %s): a turn is empty or not text, dropped", rec, item_id)
+                continue
+            turns, raw = tuple(raw), raw[0]
+        instruction = _text(raw, where=rec, column=mapping["instruction"])
         if instruction is None or not instruction.strip():
             dropped.add("empty instruction", rec, mapping["instruction"])
             log.warning("%s (id %s): empty instruction, dropped", rec, item_id)
@@ -153,7 +166,7 @@ def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, 
         if item_id in seen:
             raise TestSetError(f"{rec}: duplicate id '{item_id}' (also {seen[item_id]}); ids must be unique")
         seen[item_id] = rec
-        items.append(TestItem(item_id, instruction, context, reference, category))
+        items.append(TestItem(item_id, instruction, context, reference, category, turns))
     return items, dropped
 
 

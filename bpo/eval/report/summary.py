@@ -66,12 +66,14 @@ class _Table:
 class Summary:
     """summary.md and summary.html: the same banners and tables."""
 
-    def __init__(self, table, optimizer_cells, intrinsic, settings: ReportSettings, no_call_ties: int):
+    def __init__(self, table, optimizer_cells, intrinsic, settings: ReportSettings, no_call_ties: int,
+                 turn_table=()):
         self.table, self.optimizer_cells, self.intrinsic = table, optimizer_cells, intrinsic
+        self.turn_table = list(turn_table)  # TURN_WINRATES rows of multi-turn test sets
         self.settings, self.no_call_ties = settings, no_call_ties
         self.overall = [r for r in table if r["category"] is None]
-        self.judge_backends = backends(r["backend"] for r in table)
-        self.answer_backends = backends(r["answer_backend"] for r in table)
+        self.judge_backends = backends(r["backend"] for r in [*table, *self.turn_table])
+        self.answer_backends = backends(r["answer_backend"] for r in [*table, *self.turn_table])
 
     # -- prose ---------------------------------------------------------------------------------
 
@@ -178,6 +180,21 @@ class Summary:
                    "LC ΔWR [CI]"]
         return _Table(headers, rows, {4, 5}, flagged)
 
+    def turn_table_(self) -> _Table | None:
+        rows, flagged = [], []
+        for r in self.turn_table:
+            fallback_text = str(r["n_fallback"]) + (f" ({_reasons(r['fallback_reasons'])})" if r["n_fallback"] else "")
+            rows.append([r["optimizer"], r["testset"], r["target"], str(r["turn"]), r["category"] or "all",
+                         str(r["n"]), str(r["n_invalid"]), f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
+                         interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
+                         interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]), fallback_text])
+            flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
+        if not rows:
+            return None
+        headers = ["optimizer", "test set", "target", "turn", "category", "n", "invalid", "win / tie / lose %",
+                   "ΔWR [CI]", "LC ΔWR [CI]", "fallbacks"]
+        return _Table(headers, rows, {3, 5, 6}, flagged)
+
     def optimizer_table(self) -> _Table:
         rows = []
         for (opt, testset), o in self.optimizer_cells.items():
@@ -213,6 +230,14 @@ class Summary:
         if category is not None:
             out.append(("Per category", ["The same figures for each category of the test sets that have one."],
                         category))
+        turns = self.turn_table_()
+        if turns is not None:
+            out.append(("Multi-turn, per turn", [
+                "Multi-turn test sets (MT-bench layout): each user message is rewritten seeing the optimized "
+                "conversation so far and answered after it; the original conversation is played beside it. The judge "
+                "compares the two replies of each turn, shown with their whole conversations up to that turn (the "
+                "user's original messages on both sides), in both orders. Rows 'all' cover every item of the turn, "
+                "then one row per category; fallbacks are the messages the optimizer kept."], turns))
         out.append(("Optimizer", ["How often each optimizer's rewrite was used; a kept original prompt is a "
                                   "fallback, with its reason."], self.optimizer_table()))
         if intrinsic is not None:

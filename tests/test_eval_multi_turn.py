@@ -1,0 +1,246 @@
+"""Multi-turn evaluation (MT-bench layout) through the real `openai` client against the loopback
+server: the original and the optimized conversations (turn 2 rewritten and answered after the
+OPTIMIZED turn 1 and its answer), per-turn judging with both conversations in view, identity ties
+on every turn, report rows per turn and category, and the browser's side-by-side conversations."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bpo.eval.conversation import (SKIPPED, chat_answerer, load_conversations, optimized_conversations, turn_rewriter,
+                                   write_optimized, write_original)
+from bpo.eval.judge import judge_turns
+from bpo.eval.testsets import TestSetError, load_testset
+from bpo.schemas import CONVERSATIONS, ORIGINAL_CONVERSATIONS, TURN_JUDGMENTS, TURN_WINRATES, read_table
+from bpo.settings import LLMRuntime
+from bpo.settings.evaluate import EndpointTargetSettings, JudgeSettings, ReportSettings
+from bpo.settings.optimize import optimizer_settings
+from bpo.settings.plan import Plan
+from bpo.settings.testsets import TestsetSettings as TsSettings
+from eval_helpers import loopback_config
+from loopback_server import LoopbackServer
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "resources/demo/testsets/mt_bench.jsonl"
+SHARED = Path("/work/shared/data/testsets/mt_bench_question.jsonl")
+ITEMS = [
+    {"question_id": 7, "category": "writing", "turns": ["Write a haiku about rain.", "Now make it about snow."]},
+    {"question_id": 8, "category": "math", "turns": ["What is 12 times 7?", "Divide your result by 4."]},
+]
+
+
+def _file(tmp_path, items=ITEMS) -> Path:
+    path = tmp_path / "mt.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in items))
+    return path
+
+
+def _config(srv, monkeypatch, tmp_path, path, **judge):
+    ev = {
+        "testsets": {"mt": {"format": "mt_bench", "path": str(path)}},
+        "optimizers": {"rw": {"kind": "llm_rewrite", "endpoint": "loop", "model": "rewriter", "max_tokens": 64},
+                       "identity": {"kind": "identity"}},
+        "targets": {"tg": {"kind": "endpoint", "endpoint": "loop", "model": "target-model", "max_tokens": 64}},
+        "judge": {"endpoint": "loop", "model": "judge-model", "max_tokens": 256, **judge},
+    }
+    return loopback_config(srv, monkeypatch, tmp_path, eval=ev, max_concurrency=8)
+
+
+def _bodies(srv, model):
+    return [b for b in (json.loads(r.body) for r in srv.requests) if b["model"] == model]
+
+
+def _play(config, tmp_path, optimizer):
+    """converse_original then converse, as the rules call them; returns the two artifacts."""
+    ts = TsSettings.from_config(config, "mt")
+    target = {"kind": "endpoint", **EndpointTargetSettings.from_config(config, "tg").canonical()}
+    answer = chat_answerer(config, target)
+    original = tmp_path / "original_conversations.parquet"
+    write_original(original, ts, "tg", answer)
+    params = optimizer_settings(config, "mt", optimizer).canonical()
+    out = tmp_path / f"{optimizer}_conversations.parquet"
+    write_optimized(out, original, ts, optimizer, "tg", turn_rewriter(config, params), answer)
+    return original, out
+
+
+def test_mt_bench_layout_reads_turns_and_counts_bad_rows(tmp_path):
+    if SHARED.exists():
+        full = load_testset("mt_bench", SHARED, "mt_bench")
+        assert len(full.items) == 80 and all(len(it.turns) == 2 for it in full.items)
+        assert {it.category for it in full.items} >= {"writing", "math", "coding", "reasoning"}
+    demo = load_testset("mt_bench", DEMO, "mt_bench")
+    assert all(len(it.turns) == 2 and it.instruction == it.turns[0] for it in demo.items)
+    bad = _file(tmp_path, ITEMS + [{"question_id": 9, "category": "x", "turns": ["fine", "  "]},
+                                   {"question_id": 10, "category": "x", "turns": []}])
+    ts = load_testset("mt", bad, "mt_bench")
+    assert [it.item_id for it in ts.items] == ["7", "8"]
+    assert ts.dropped["empty or non-text turn"] == 2 and ts.dropped.locations["empty or non-text turn"]
+    # a flat layout read as conversations is an error naming the file
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text(json.dumps({"question_id": 1, "category": "c", "turns": "one string"}) + "\n")
+    settings = TsSettings(name="flat", path=str(flat), format="mt_bench", columns={}, sample=0, seed=1)
+    with pytest.raises(TestSetError, match="no list of turns"):
+        load_conversations(settings)
+
+
+def test_plan_splits_multi_turn_testsets(tmp_path, monkeypatch):
+    with LoopbackServer() as srv:
+        config = _config(srv, monkeypatch, tmp_path, _file(tmp_path))
+    plan = Plan.from_config(config)
+    assert "mt" in plan.multi_turn_testsets and "mt" not in plan.testsets
+    assert ("mt", "identity", "tg") in plan.turn_triples() and not any(t[0] == "mt" for t in plan.triples())
+
+
+def test_turn_two_is_rewritten_and_answered_after_the_optimized_turn_one(tmp_path, monkeypatch):
+    with LoopbackServer() as srv:
+        config = _config(srv, monkeypatch, tmp_path, _file(tmp_path))
+        original, out = _play(config, tmp_path, "rw")
+        rewrites, answers = _bodies(srv, "rewriter"), _bodies(srv, "target-model")
+    conv = {(r["item_id"], r["turn"]): r for r in read_table(out, CONVERSATIONS).to_pylist()}
+    orig = {(r["item_id"], r["turn"]): r for r in read_table(original, ORIGINAL_CONVERSATIONS).to_pylist()}
+    assert sorted(conv) == [("7", 1), ("7", 2), ("8", 1), ("8", 2)] and sorted(orig) == sorted(conv)
+    for item in ("7", "8"):
+        t1, t2 = conv[(item, 1)], conv[(item, 2)]
+        assert t1["question_optimized"] != t1["question_original"] and t1["fallback_reason"] is None
+        # the rewriter of turn 2 saw the optimized turn 1 and the target's answer to it, then the message
+        rw = next(b for b in rewrites if t2["question_original"] in b["messages"][-1]["content"])
+        assert rw["messages"][:-1] == [{"role": "user", "content": t1["question_optimized"]},
+                                       {"role": "assistant", "content": t1["answer_optimized"]}]
+        # the target answered turn 2 after the same optimized history
+        ans = next(b for b in answers if b["messages"][-1]["content"] == t2["question_optimized"])
+        assert ans["messages"][:-1] == rw["messages"][:-1]
+        # the original conversation: turn 2 asked after the original turn 1 and its answer
+        o = next(b for b in answers if b["messages"][-1]["content"] == orig[(item, 2)]["question"])
+        assert o["messages"][:-1] == [{"role": "user", "content": orig[(item, 1)]["question"]},
+                                      {"role": "assistant", "content": orig[(item, 1)]["answer"]}]
+        assert t2["answer_original"] == orig[(item, 2)]["answer"]
+    # no call paid twice: 4 original + 4 optimized answers, 4 rewrites
+    assert len(answers) == 8 and len(rewrites) == 4
+
+
+def test_identity_ties_on_every_turn_without_a_judge_call(tmp_path, monkeypatch):
+    with LoopbackServer() as srv:
+        config = _config(srv, monkeypatch, tmp_path, _file(tmp_path))
+        _, out = _play(config, tmp_path, "identity")
+        n_answers = len(_bodies(srv, "target-model"))
+        judge = JudgeSettings.from_config(config, multi_turn=True)
+        stats = judge_turns(out, tmp_path / "j.parquet", judge, LLMRuntime.from_config(config, "loop"))
+        assert not _bodies(srv, "judge-model")
+    assert n_answers == 4  # only the original conversations were asked
+    rows = read_table(out, CONVERSATIONS).to_pylist()
+    assert all(r["answer_optimized"] == r["answer_original"] and r["question_optimized"] == r["question_original"]
+               for r in rows)
+    judged = read_table(tmp_path / "j.parquet", TURN_JUDGMENTS).to_pylist()
+    assert sorted((r["turn"], r["outcome"]) for r in judged) == [(1, "tie"), (1, "tie"), (2, "tie"), (2, "tie")]
+    assert stats["calls"] == 0
+
+
+_CONV = re.compile(r"=== Conversation with Assistant ([AB]) ===\n(.*?)\n=== End of conversation \1 ===", re.S)
+
+
+def test_judge_sees_each_whole_conversation_per_turn_in_both_orders(tmp_path, monkeypatch):
+    with LoopbackServer() as srv:
+        config = _config(srv, monkeypatch, tmp_path, _file(tmp_path))
+        _, out = _play(config, tmp_path, "rw")
+        judge = JudgeSettings.from_config(config, multi_turn=True)
+        assert judge.template.endswith("judge_multi_turn.txt")
+        judge_turns(out, tmp_path / "j.parquet", judge, LLMRuntime.from_config(config, "loop"))
+        judge_turns(out, tmp_path / "j2.parquet", judge, LLMRuntime.from_config(config, "loop"))  # cached
+        sent = [b["messages"][-1]["content"] for b in _bodies(srv, "judge-model")]
+    conv = {(r["item_id"], r["turn"]): r for r in read_table(out, CONVERSATIONS).to_pylist()}
+    judged = read_table(tmp_path / "j.parquet", TURN_JUDGMENTS).to_pylist()
+    assert len(judged) == 4 and all(r["outcome"] in ("win", "tie", "lose") for r in judged)
+    assert len(sent) == 8  # 4 turns x 2 orders, the second run answered from the cache
+    t1, t2 = conv[("7", 1)], conv[("7", 2)]
+    turn2 = [s for s in sent if f"=== The user's final message ===\n{t2['question_original']}\n" in s]
+    assert len(turn2) == 2
+    shown = [dict((side, text) for side, text in _CONV.findall(s)) for s in turn2]
+    optimized_side = (f"User: {t1['question_original']}\n\nAssistant: {t1['answer_optimized']}\n\n"
+                      f"User: {t2['question_original']}\n\nAssistant: {t2['answer_optimized']}")
+    original_side = (f"User: {t1['question_original']}\n\nAssistant: {t1['answer_original']}\n\n"
+                     f"User: {t2['question_original']}\n\nAssistant: {t2['answer_original']}")
+    # both orders; the judge reads the user's ORIGINAL messages on both sides
+    assert {(s["A"], s["B"]) for s in shown} == {(optimized_side, original_side), (original_side, optimized_side)}
+    assert all(t1["question_optimized"] not in s for s in turn2)
+
+
+def test_a_missing_answer_skips_the_later_turns(tmp_path, monkeypatch):
+    with LoopbackServer() as srv:
+        config = _config(srv, monkeypatch, tmp_path, _file(tmp_path))
+        srv.fail("400", times=5, match="What is 12 times 7?")
+        original, _ = _play(config, tmp_path, "identity")
+    rows = {(r["item_id"], r["turn"]): r for r in read_table(original, ORIGINAL_CONVERSATIONS).to_pylist()}
+    assert rows[("8", 1)]["answer"] is None and rows[("8", 2)]["status"] == SKIPPED
+    assert rows[("7", 2)]["status"] == "ok"
+
+
+def test_optimized_conversations_check_the_originals_match():
+    from bpo.eval.testsets import TestItem
+
+    items = [TestItem("1", "a", "", None, None, ("a", "b"))]
+    original = [{"item_id": "1", "turn": 1, "question": "a", "target": "t", "answer": "x", "status": "ok",
+                 "backend": "openai"}]
+    with pytest.raises(ValueError, match="no original answer of item 1 turn 2"):
+        optimized_conversations(items, original, testset="mt", optimizer="o", target="t",
+                                rewrite=lambda i, h: ([], None), answer=lambda c: ([], None))
+
+
+def _report(config, tmp_path, judgments, conversations):
+    from bpo.eval.report import build_report
+
+    out = {k: tmp_path / f"report_{k}" for k in ("table.parquet", "summary.md", "plot.png", "compare.png",
+                                                  "intrinsic.json", "turns.parquet", "summary.html")}
+    build_report([], [], [], ReportSettings.from_config(config), out_table=out["table.parquet"],
+                 out_summary=out["summary.md"], out_plot=out["plot.png"], out_compare_plot=out["compare.png"],
+                 out_intrinsic=out["intrinsic.json"], out_summary_html=out["summary.html"],
+                 turn_judgments=judgments, conversations=conversations, out_turn_table=out["turns.parquet"])
+    return out
+
+
+def test_report_rows_per_turn_and_category_and_browser_side_by_side(tmp_path, monkeypatch):
+    from bpo.browse import build_browse
+
+    with LoopbackServer() as srv:
+        config = _config(srv, monkeypatch, tmp_path, _file(tmp_path))
+        runtime = LLMRuntime.from_config(config, "loop")
+        judge = JudgeSettings.from_config(config, multi_turn=True)
+        convs, judgments = [], []
+        for opt in ("rw", "identity"):
+            _, c = _play(config, tmp_path, opt)
+            judge_turns(c, tmp_path / f"{opt}_j.parquet", judge, runtime)
+            convs.append(c)
+            judgments.append(tmp_path / f"{opt}_j.parquet")
+    out = _report(config, tmp_path, judgments, convs)
+    rows = read_table(out["turns.parquet"], TURN_WINRATES).to_pylist()
+    overall = {(r["optimizer"], r["turn"]): r for r in rows if r["category"] is None}
+    assert sorted(overall) == [("identity", 1), ("identity", 2), ("rw", 1), ("rw", 2)]
+    for turn in (1, 2):
+        ident = overall[("identity", turn)]
+        assert (ident["n"], ident["tie"], ident["delta_wr"]) == (2, 100.0, 0.0)
+    cats = {(r["optimizer"], r["turn"], r["category"]) for r in rows if r["category"] is not None}
+    assert ("rw", 2, "math") in cats and ("rw", 1, "writing") in cats
+    summary = out["summary.md"].read_text()
+    assert "## Multi-turn, per turn" in summary and "| identity | mt | tg | 2 | all |" in summary
+    html_path = tmp_path / "browse.html"
+    build_browse([], [], [], [out["table.parquet"], out["turns.parquet"]], html_path, conversations=convs,
+                 turn_judgments=judgments)
+    page = html_path.read_text()
+    blob = re.search(r'<script id="bpo-data" type="application/octet-stream">(.*?)</script>', page, re.S).group(1)
+    data = json.loads(gzip.decompress(base64.b64decode(blob)))
+    f = {name: i for i, name in enumerate(data["fields"])}
+    s = data["strings"]
+    turn2 = [r for r in data["rows"] if s[r[f["optimizer"]]] == "rw" and s[r[f["turn"]]] == "2"]
+    assert len(turn2) == 2
+    conv = {(r["item_id"], r["turn"]): r for r in read_table(convs[0], CONVERSATIONS).to_pylist()}
+    for r in turn2:
+        t1 = conv[(s[r[f["item_id"]]], 1)]
+        assert s[r[f["history_optimized"]]] == f"User: {t1['question_optimized']}\n\nAssistant: {t1['answer_optimized']}"
+        assert s[r[f["history_original"]]] == f"User: {t1['question_original']}\n\nAssistant: {t1['answer_original']}"
+    assert 'id="f-turn"' in page and "optimized conversation so far" in page
+    assert any(w.get("turn") == 2 for w in data["winrates"])
