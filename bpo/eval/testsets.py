@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bpo.drops import Drops
-from bpo.vocab import MULTI_TURN_FORMATS  # noqa: F401 (re-exported: the layouts read as conversations)
+from bpo.vocab import MULTI_TURN_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,10 @@ def _text(value: Any, *, where: str, column: str) -> str | None:
 
 
 def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, where: str,
-              numbers: list[int] | None = None, locations: list[str] | None = None) -> tuple[list[TestItem], Drops]:
+              numbers: list[int] | None = None, locations: list[str] | None = None,
+              conversations: bool = False) -> tuple[list[TestItem], Drops]:
     """Map raw rows to :class:`TestItem`; drops are counted by reason and located, never silent.
+    ``conversations``: the instruction column holds a list of user messages (a multi-turn layout).
     ``numbers``: each row's record number in the file (the id when the layout has none);
     ``locations``: where each row was read (file:line, file record N), for messages."""
     items: list[TestItem] = []
@@ -144,7 +146,7 @@ def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, 
             raise TestSetError(f"{rec}: empty id in column '{id_col}'")
         raw = row[mapping["instruction"]]
         turns: tuple[str, ...] = ()
-        if isinstance(raw, list):  # a conversation's user messages (MT-bench `turns`)
+        if conversations and isinstance(raw, list):  # a conversation's user messages (MT-bench `turns`)
             if not raw or not all(isinstance(t, str) and t.strip() for t in raw):
                 dropped.add("empty or non-text turn", rec, mapping["instruction"])
                 log.warning("%s (id %s): a turn is empty or not text, dropped", rec, item_id)
@@ -183,7 +185,8 @@ def load_testset(
     mapping = column_mapping(fmt, columns)
     records = read_records(path)
     items, dropped = normalise(records.rows, mapping, where=str(path), numbers=records.numbers,
-                               locations=[records.location(k) for k in range(len(records.rows))])
+                               locations=[records.location(k) for k in range(len(records.rows))],
+                               conversations=fmt in MULTI_TURN_FORMATS)
     dropped.merge(records.dropped)
     if sample and sample < len(items):
         keep = sorted(random.Random(f"{seed}:{name}").sample(range(len(items)), sample))
