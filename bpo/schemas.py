@@ -19,6 +19,8 @@ from bpo.atomic import atomic_path
 _str = pa.string()
 _i64 = pa.int64()
 _f64 = pa.float64()
+# Earlier turns of a conversation, oldest first (bpo.prompt_format.check_history's shape).
+HISTORY = pa.list_(pa.struct([pa.field("role", _str, nullable=False), pa.field("content", _str, nullable=False)]))
 
 # results/pairs/{source}.parquet and results/pairs/all.parquet
 PAIRS = pa.schema(
@@ -34,6 +36,9 @@ PAIRS = pa.schema(
         pa.field("bad_model", _str),
         pa.field("language", _str),  # as the source names it ("en", "English"); null when unknown
         pa.field("num_turns", _i64, nullable=False),  # human turns in the dialogue, 1 = single-turn
+        # the turns before `instruction` (multi_turn sources), [] for single-turn; never in `context`
+        pa.field("history", HISTORY, nullable=False),
+        pa.field("history_chars", _i64, nullable=False),  # length of the rendered history, characters
     ]
 )
 
