@@ -244,3 +244,17 @@ def test_report_rows_per_turn_and_category_and_browser_side_by_side(tmp_path, mo
         assert s[r[f["history_original"]]] == f"User: {t1['question_original']}\n\nAssistant: {t1['answer_original']}"
     assert 'id="f-turn"' in page and "optimized conversation so far" in page
     assert any(w.get("turn") == 2 for w in data["winrates"])
+
+
+def test_paper_keeps_single_turn_and_the_multi_turn_example_adds_mt_bench():
+    from bpo.settings import load_config
+
+    paper = load_config(REPO / "config/config.yaml", REPO / "config/paper.yaml")
+    multi = load_config(REPO / "config/config.yaml", REPO / "config/paper.yaml", REPO / "config/examples/multi-turn.yaml")
+    assert Plan.from_config(paper).multi_turn_testsets == ()
+    assert Plan.from_config(paper).testsets == Plan.from_config(multi).testsets  # the four single-turn sets stay
+    assert Plan.from_config(multi).multi_turn_testsets == ("mt_bench",)
+    url = multi["eval"]["testsets"]["mt_bench"]["url"]
+    assert url.startswith("https://raw.githubusercontent.com/lm-sys/FastChat/") and url.endswith("question.jsonl")
+    assert all(multi["sources"][s]["multi_turn"] for s in ("hh_rlhf", "oasst1", "chatbot_arena"))
+    assert not any(paper["sources"][s]["multi_turn"] for s in ("hh_rlhf", "oasst1", "chatbot_arena"))
