@@ -258,3 +258,34 @@ def test_paper_keeps_single_turn_and_the_multi_turn_example_adds_mt_bench():
     assert url.startswith("https://raw.githubusercontent.com/lm-sys/FastChat/") and url.endswith("question.jsonl")
     assert all(multi["sources"][s]["multi_turn"] for s in ("hh_rlhf", "oasst1", "chatbot_arena"))
     assert not any(paper["sources"][s]["multi_turn"] for s in ("hh_rlhf", "oasst1", "chatbot_arena"))
+
+
+def test_a_local_optimizer_rewrites_turn_two_seeing_its_own_turn_one(tmp_path, monkeypatch):
+    """kind model (a local folder, as the trained one): the optimizer's input of turn 2 is built
+    from the optimized turn 1 and the target's answer (observed at the encoder, which still runs)."""
+    import bpo.prompt_format as prompt_format
+    from eval_helpers import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "tiny", [(t, t) for it in ITEMS for t in it["turns"]])
+    seen = []
+    real = prompt_format.encode_conversation
+
+    def spy(user_prompt, fmt, tokenizer, history=None, *args, **kwargs):
+        seen.append((user_prompt, [dict(m) for m in history or []]))
+        return real(user_prompt, fmt, tokenizer, history, *args, **kwargs)
+
+    monkeypatch.setattr(prompt_format, "encode_conversation", spy)
+    with LoopbackServer() as srv:
+        config = _config(srv, monkeypatch, tmp_path, _file(tmp_path))
+        config["eval"]["optimizers"]["local"] = {**config["eval"]["optimizers"]["rw"], "kind": "model", "model": model,
+                                                 "prompt_format": "plain", "max_tokens": 8, "greedy": True,
+                                                 "engine": "hf-generate"}
+        config = __import__("bpo.settings", fromlist=["validate_config"]).validate_config(config)
+        _, out = _play(config, tmp_path, "local")
+    conv = {(r["item_id"], r["turn"]): r for r in read_table(out, CONVERSATIONS).to_pylist()}
+    for item in ("7", "8"):
+        t1, t2 = conv[(item, 1)], conv[(item, 2)]
+        history = next(h for p, h in seen if p == t2["question_original"])
+        assert history == [{"role": "user", "content": t1["question_optimized"]},
+                           {"role": "assistant", "content": t1["answer_optimized"]}]
+        assert next(h for p, h in seen if p == t1["question_original"]) == []
