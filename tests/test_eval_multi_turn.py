@@ -203,7 +203,8 @@ def _report(config, tmp_path, judgments, conversations):
     return out
 
 
-def test_report_rows_per_turn_and_category_and_browser_side_by_side(tmp_path, monkeypatch):
+def _multi_turn_run(tmp_path, monkeypatch):
+    """Both optimizers' conversations and per-turn judgments, the report and the browser page."""
     from bpo.browse import build_browse
 
     with LoopbackServer() as srv:
@@ -217,6 +218,14 @@ def test_report_rows_per_turn_and_category_and_browser_side_by_side(tmp_path, mo
             convs.append(c)
             judgments.append(tmp_path / f"{opt}_j.parquet")
     out = _report(config, tmp_path, judgments, convs)
+    html_path = tmp_path / "browse.html"
+    build_browse([], [], [], [out["table.parquet"], out["turns.parquet"]], html_path, conversations=convs,
+                 turn_judgments=judgments)
+    return out, convs, html_path
+
+
+def test_report_rows_per_turn_and_category_and_browser_side_by_side(tmp_path, monkeypatch):
+    out, convs, html_path = _multi_turn_run(tmp_path, monkeypatch)
     rows = read_table(out["turns.parquet"], TURN_WINRATES).to_pylist()
     overall = {(r["optimizer"], r["turn"]): r for r in rows if r["category"] is None}
     assert sorted(overall) == [("identity", 1), ("identity", 2), ("rw", 1), ("rw", 2)]
@@ -227,9 +236,6 @@ def test_report_rows_per_turn_and_category_and_browser_side_by_side(tmp_path, mo
     assert ("rw", 2, "math") in cats and ("rw", 1, "writing") in cats
     summary = out["summary.md"].read_text()
     assert "## Multi-turn, per turn" in summary and "| identity | mt | tg | 2 | all |" in summary
-    html_path = tmp_path / "browse.html"
-    build_browse([], [], [], [out["table.parquet"], out["turns.parquet"]], html_path, conversations=convs,
-                 turn_judgments=judgments)
     page = html_path.read_text()
     blob = re.search(r'<script id="bpo-data" type="application/octet-stream">(.*?)</script>', page, re.S).group(1)
     data = json.loads(gzip.decompress(base64.b64decode(blob)))
@@ -289,3 +295,33 @@ def test_a_local_optimizer_rewrites_turn_two_seeing_its_own_turn_one(tmp_path, m
         assert history == [{"role": "user", "content": t1["question_optimized"]},
                            {"role": "assistant", "content": t1["answer_optimized"]}]
         assert next(h for p, h in seen if p == t1["question_original"]) == []
+
+
+def test_browser_page_shows_both_conversations_per_turn(tmp_path, monkeypatch):
+    from headless import chromium, missing_reason, wait_state
+    from selenium.webdriver.support.ui import Select
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    out, convs, html_path = _multi_turn_run(tmp_path, monkeypatch)
+    conv = {(r["item_id"], r["turn"]): r for r in read_table(convs[0], CONVERSATIONS).to_pylist()}
+    report = next(r for r in read_table(out["turns.parquet"], TURN_WINRATES).to_pylist()
+                  if (r["optimizer"], r["turn"], r["category"]) == ("rw", 2, None))
+    with chromium() as driver:
+        driver.get(html_path.as_uri())
+        wait_state(driver, "ready")
+        assert driver.get_log("browser") == []
+        for name, value in (("testset", "mt"), ("optimizer", "rw"), ("target", "tg"), ("turn", "2")):
+            Select(driver.find_element("id", f"f-{name}")).select_by_value(value)
+        summary = driver.execute_script("return Object.assign({}, document.getElementById('summary').dataset)")
+        assert int(summary["n"]) == report["n"] == 2
+        assert float(summary["deltaWr"]) == pytest.approx(report["delta_wr"])
+        assert "report: ΔWR" in driver.find_element("id", "summary").text  # the per-turn report row
+        articles = driver.find_elements("css selector", "article.row")
+        assert len(articles) == 2
+        for article in articles:
+            t1 = conv[(article.get_attribute("data-item"), 1)]
+            original, optimized = article.find_elements("css selector", "pre.conv")
+            assert t1["answer_original"].split()[0] in original.text and t1["question_original"] in original.text
+            assert t1["question_optimized"][:40] in optimized.text and "turn 2" in article.text
