@@ -20,6 +20,7 @@ from typing import Any
 
 from bpo.generation.model import is_hub_id, model_folder_problem  # noqa: F401 (is_hub_id: re-exported)
 from bpo.settings.config import ConfigError
+from bpo.settings.critique import multi_turn_active
 from bpo.settings.plan import Plan
 from bpo.templates import template_problem
 
@@ -78,6 +79,9 @@ def _source_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | Non
 def _sft_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
     if config["sft"]["source"] == "critiques":
         yield "critique.template", template_problem(config["critique"]["template"], "critique")
+        if multi_turn_active(config):
+            yield "critique.multi_turn_template", template_problem(config["critique"]["multi_turn_template"],
+                                                                   "critique_multi_turn")
         return
     bpo = config["sft"]["bpo_dataset"]
     if not bpo["hub_id"]:

@@ -67,6 +67,7 @@ SFT = pa.schema(
         pa.field("source", _str, nullable=False),
         pa.field("prompt", _str, nullable=False),  # original instruction (+ context, verbatim)
         pa.field("optimized_prompt", _str, nullable=False),  # rewritten instruction (+ same context)
+        pa.field("history", HISTORY, nullable=False),  # the pair's earlier turns, [] for single-turn
     ]
 )
 

@@ -317,13 +317,15 @@ def critique_stage_stop(tmp: Path, base_url: str, n_pairs: int, limits: dict) ->
     write_table([{"pair_id": f"p{i}", "source": "alpaca_gpt4", "source_id": f"p{i}",
                   "instruction": f"Give tip number {i} for studying.", "context": "",
                   "good_response": f"Tip {i}: work in short blocks and take breaks.", "bad_response": "No.",
-                  "good_model": None, "bad_model": None, "language": "en", "num_turns": 1}
+                  "good_model": None, "bad_model": None, "language": "en", "num_turns": 1,
+                  "history": [], "history_chars": 0}
                  for i in range(n_pairs)], pairs, PAIRS)
     endpoint = EndpointSettings(name="remote", backend="openai", base_url=base_url, api_key_env=KEY_ENV,
                                 default_headers={}, local=None)
     call = LLMCall(endpoint=endpoint, model="gpt-3.5-turbo", temperature=0.9, top_p=1.0, max_tokens=512, seed=None,
                    system_prompt=None)
-    settings = CritiqueSettings(call=call, template=template, template_sha256=template_sha256(template))
+    settings = CritiqueSettings(call=call, template=template, template_sha256=template_sha256(template),
+                                multi_turn_template=None, multi_turn_template_sha256=None)
     ep = {"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV, "limits": dict(limits)}
     runtime = LLMRuntime.from_config(endpoint_config("remote", ep, cache=str(tmp / "llm.sqlite"), prices={}), "remote")
     t0 = time.monotonic()

@@ -38,7 +38,7 @@ def _pair(pid, source, instruction, context, good, bad):
     return {
         "pair_id": pid, "source": source, "source_id": pid, "instruction": instruction, "context": context,
         "good_response": good, "bad_response": bad, "good_model": None, "bad_model": None,
-        "language": "en", "num_turns": 1,
+        "language": "en", "num_turns": 1, "history": [], "history_chars": 0,
     }
 
 
@@ -94,7 +94,8 @@ def _settings(endpoint, **kw) -> CritiqueSettings:
     values = {"model": "gpt-3.5-turbo", "temperature": 0.9, "top_p": 1.0, "max_tokens": 512, "seed": None,
               "system_prompt": None, **kw}
     return CritiqueSettings(call=LLMCall(endpoint=ep, **values), template=str(TEMPLATE),
-                            template_sha256=template_sha256(TEMPLATE))
+                            template_sha256=template_sha256(TEMPLATE), multi_turn_template=None,
+                            multi_turn_template_sha256=None)
 
 
 def _call(**kw) -> LLMCall:

@@ -44,7 +44,7 @@ def _pair(pid, instruction, context="", source="alpaca_gpt4"):
     return {
         "pair_id": pid, "source": source, "source_id": None, "instruction": instruction, "context": context,
         "good_response": "A careful, complete answer.", "bad_response": "A short answer.",
-        "good_model": None, "bad_model": None, "language": "en", "num_turns": 1,
+        "good_model": None, "bad_model": None, "language": "en", "num_turns": 1, "history": [], "history_chars": 0,
     }
 
 

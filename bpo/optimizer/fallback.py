@@ -25,7 +25,7 @@ never rename one without migrating readers), checked in this order:
   are...", "To fix a tire, follow..."), or, for an English request, is a statement with no
   request in it (no question, imperative or "can you").
 - ``repeats_history`` (multi-turn only, ``history`` given): the rewrite copies the conversation
-  instead of rewriting the last message: a run of :data:`HISTORY_SPAN` words from an earlier
+  instead of rewriting the last message: a run of :data:`bpo.history_echo.SPAN` words from an earlier
   turn that the last message does not contain (restating the conversation, or answering with
   the assistant's earlier words), or it writes role labels (``User:``/``Assistant:``) of the
   rendered conversation.
@@ -385,25 +385,10 @@ def _answer(text: str, words: list[str], original: str) -> bool:
     return False
 
 
-# ------------------------------------------------------------------------------ history echo
-HISTORY_SPAN = 8  # words in a row: long enough that a rewrite's own phrasing rarely matches by chance
-_ROLE_LINE = re.compile(r"(?:^|\n)\s*(?:user|assistant|system)\s*:", re.I)
-
-
-def _spans(words: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i: i + n]) for i in range(len(words) - n + 1)}
-
-
 def _repeats_history(text: str, original: str, history: list) -> bool:
-    if _ROLE_LINE.search(text) and not _ROLE_LINE.search(original):
-        return True
-    out = _spans([w.lower() for w in _WORD.findall(text)], HISTORY_SPAN)
-    if not out:
-        return False
-    out -= _spans([w.lower() for w in _WORD.findall(original)], HISTORY_SPAN)
-    earlier = set().union(*(_spans([w.lower() for w in _WORD.findall(t["content"])], HISTORY_SPAN)
-                            for t in history))
-    return bool(out & earlier)
+    from bpo.history_echo import copies_history, writes_role_labels
+
+    return writes_role_labels(text, original) or copies_history(text, original, history)
 
 
 def degenerate_reason(text: str, hit_limit: bool, original: str | None = None, history=None) -> str | None:
