@@ -139,3 +139,29 @@ def known_codes() -> frozenset[str]:
     from lingua import Language
 
     return frozenset(lang.iso_code_639_1.name.lower() for lang in Language.all())
+
+
+ALL = "all"  # sources.<name>.languages: every language
+
+
+class LanguageConfigError(ValueError):
+    pass
+
+
+def wanted_languages(languages, where: str) -> frozenset[str] | None:
+    """The config value as ISO 639-1 codes; None keeps every language (``all`` or an empty
+    list). A name no code matches is an error naming ``where``."""
+    if languages is None or languages == ALL or (not isinstance(languages, str) and len(languages) == 0):
+        return None
+    if isinstance(languages, str):
+        raise LanguageConfigError(f"config {where}: expected a list of languages or 'all', got {languages!r}")
+    codes = set()
+    for lang in languages:
+        if str(lang).lower() == ALL:
+            return None
+        code = normalize(str(lang))
+        if code == UNDETERMINED:
+            raise LanguageConfigError(f"config {where}: unknown language {lang!r} (use ISO 639-1 codes such as "
+                                      "en, zh, or 'all')")
+        codes.add(code)
+    return frozenset(codes)

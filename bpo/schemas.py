@@ -32,7 +32,7 @@ PAIRS = pa.schema(
         pa.field("bad_response", _str, nullable=False),
         pa.field("good_model", _str),  # null when unknown
         pa.field("bad_model", _str),
-        pa.field("language", _str),  # as the source names it ("en", "English"); null when unknown
+        pa.field("language", _str),  # ISO 639-1 ("en", "zh"), or "und" when undetermined (bpo.sources.languages)
         pa.field("num_turns", _i64, nullable=False),  # human turns in the dialogue, 1 = single-turn
     ]
 )

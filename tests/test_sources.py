@@ -255,7 +255,7 @@ def test_arena_winner_gives_the_pair():
     p1, p2 = chatbot_arena.parse(table(chatbot_arena, rows)).pairs
     assert (p1["good_response"], p1["bad_response"], p1["good_model"], p1["bad_model"]) == ("Paris.", "Lyon.", "model-x", "model-y")
     assert (p2["good_response"], p2["bad_response"], p2["good_model"], p2["bad_model"]) == ("4", "5", "model-y", "model-x")
-    assert (p2["instruction"], p2["source_id"], p2["language"], p2["num_turns"]) == ("2+2?", "q2", "English", 1)
+    assert (p2["instruction"], p2["source_id"], p2["language"], p2["num_turns"]) == ("2+2?", "q2", "en", 1)  # the dataset's "English" as ISO 639-1
 
 
 def test_arena_filters_ties_flags_languages_and_multi_turn():

@@ -20,12 +20,12 @@ from bpo.sources.base import (
     ASSISTANT,
     USER,
     ParseResult,
-    language_filter,
     pair,
     read_source,
     record_read,
     render_dialogue,
 )
+from bpo.sources.languages import LanguageGate
 
 NAME = "oasst1"
 FEATURES = Features(
@@ -93,7 +93,7 @@ def _malformed_field(msg: dict) -> str | None:
 def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locate=None) -> ParseResult:
     res = ParseResult(unit="prompter message", locate=locate)
     skipped = Drops()  # messages that are not candidates (replies, broken rows), located
-    keep_lang = language_filter(languages)
+    gate = LanguageGate(languages, "sources.oasst1.languages")
 
     by_id: dict[str, dict] = {}
     row_of: dict[str, int] = {}  # message id -> raw row, for locations
@@ -148,8 +148,10 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locat
 
     for msg in prompts:
         why = "self_parent" if msg["parent_id"] == msg["message_id"] else _usable(msg)
-        if why is None and keep_lang is not None and msg["lang"] not in keep_lang:
-            why = "language"
+        lang = None
+        if why is None:
+            lang = gate.resolve(msg["text"], lambda: res.where(row_of[msg["message_id"]]), msg["lang"], has_label=True)
+            why = "language" if lang is None else None
         if why is None and msg["parent_id"] and not multi_turn:
             why = "multi_turn"
         ranked = []
@@ -190,12 +192,13 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locat
                 bad=worst["text"],
                 good_model=best["model_name"],
                 bad_model=worst["model_name"],
-                language=msg["lang"],
+                language=lang,
                 num_turns=1 + len(path) // 2,
             )
         )
     if skipped:
         res.set_other("messages_skipped", skipped)
+    gate.record(res)
     return res
 
 
