@@ -11,7 +11,8 @@ import json
 import time
 from pathlib import Path
 
-from bpo.optimizer.fallback import degenerate_reason, detect_language
+from bpo.language import detect
+from bpo.optimizer.fallback import degenerate_reason
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "fallback_calibration.jsonl"
 
@@ -24,7 +25,7 @@ def main() -> None:
     degenerate_reason("Explain this.", False, "Explique isso.")  # the language models load once, not timed
     start = time.process_time()  # CPU time: robust to other jobs on shared cores
     for _ in range(args.repeat):
-        detect_language.cache_clear()  # each repeat identifies every text again
+        detect.cache_clear()  # each repeat identifies every text again
         for r in rows:
             degenerate_reason(r["output"], r["hit_limit"], r["prompt"])
     per = (time.process_time() - start) / (args.repeat * len(rows))

@@ -20,6 +20,7 @@ import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 
 UNDETERMINED = "und"
 
@@ -35,6 +36,9 @@ MIN_LEAD = 0.4
 # Esperanto or Tswana at 0.8-0.9 ("Hi, can you help me write my memoir?").
 SHORT_LETTERS = 100
 MIN_CONFIDENCE_SHORT = 0.95
+# ... or, when the caller compares with a text already identified (short_bar=False), this:
+# "The benefits of yoga are numerous." passes (0.85 English), "Explain vaccines." (0.72 French) not.
+MIN_CONFIDENCE_SHORT_COMPARED = 0.8
 # A text whose main script holds less than this share of its letters is mixed: "und".
 MIN_SCRIPT_SHARE = 0.8
 
@@ -79,9 +83,10 @@ def _letters(text: str) -> int:
     return n_main * (2 if main in _WIDE_SCRIPTS else 1)
 
 
+@lru_cache(maxsize=8192)  # one prompt is compared with many outputs, by several checks
 def detect(text: str, *, short_bar: bool = True) -> str:
     """ISO 639-1 code of ``text``'s language, or :data:`UNDETERMINED` when it is too short,
-    mixed or not clear. ``short_bar=False`` drops the higher bar for short texts: for a caller
+    mixed or not clear. ``short_bar=False`` lowers the bar for short texts: for a caller
     comparing with a language already identified (an English reply to a clear Spanish prompt)."""
     text = _CODE.sub(" ", text or "")
     letters = _letters(text)
@@ -92,10 +97,32 @@ def detect(text: str, *, short_bar: bool = True) -> str:
         return UNDETERMINED
     best = values[0]
     second = values[1].value if len(values) > 1 else 0.0
-    need = MIN_CONFIDENCE_SHORT if short_bar and letters < SHORT_LETTERS else MIN_CONFIDENCE
+    if letters < SHORT_LETTERS:
+        need = MIN_CONFIDENCE_SHORT if short_bar else MIN_CONFIDENCE_SHORT_COMPARED
+    else:
+        need = MIN_CONFIDENCE
     if best.value < need or best.value - second < MIN_LEAD:
         return UNDETERMINED
     return best.language.iso_code_639_1.name.lower()
+
+
+_WORD = re.compile(r"\w+(?:['’]\w+)*", re.U)
+
+
+def mismatch(original: str, text: str) -> bool:
+    """``text`` is in another language than ``original``: both identified and different. An
+    undetermined side never counts, nor does a ``text`` that keeps most (60%) of the original's
+    words of 3+ letters (the original quoted inside a wrapper in another language). The text
+    needs no extra bar for being short: the original's language is already known."""
+    lang = detect(_CODE.sub(" ", original))
+    if lang == UNDETERMINED:
+        return False
+    out = detect(_CODE.sub(" ", text), short_bar=False)
+    if out in (UNDETERMINED, lang):
+        return False
+    orig_words = {w.lower() for w in _WORD.findall(original) if len(w) >= 3}
+    out_words = {w.lower() for w in _WORD.findall(text)}
+    return not orig_words or len(orig_words & out_words) / len(orig_words) < 0.6
 
 
 def detect_many(texts: Iterable[str]) -> list[str]:

@@ -17,8 +17,8 @@ never rename one without migrating readers), checked in this order:
 - ``wrong_script``: the text is not in the prompt's writing system (e.g. English for a Chinese
   prompt), by Unicode script of the letters.
 - ``wrong_language``: same script but another language (English for a Spanish prompt, Japanese
-  for a Chinese one), by :func:`bpo.language.detect` (75 languages); only when both texts are
-  identified (neither is "und").
+  for a Chinese one), by :func:`bpo.language.mismatch` (75 languages); only when both texts are
+  identified (neither is "und") and the output does not quote most of the prompt.
 - ``lost_entities``: the rewrite dropped a number, a short quoted string, a code span or a
   capitalised multi-word name (``Harry Potter``) of the original, or most words of a longer
   quoted passage (the text the prompt asks to work on).
@@ -40,9 +40,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from functools import lru_cache
 
-from bpo.language import UNDETERMINED, detect
+from bpo.language import UNDETERMINED
+from bpo.language import detect as detect_language
+from bpo.language import mismatch as language_mismatch
 
 EMPTY_INPUT = "empty_input"
 EMPTY = "empty_output"
@@ -170,29 +171,6 @@ _SHARED_FUNCTION = {"a", "in", "as", "by", "not", "all", "if", "so", "but", "we"
                     "its", "has", "had", "been", "than", "there", "into", "more", "any", "who", "when", "where", "why",
                     "e", "la", "un", "en", "de", "per", "se", "no", "si", "non"}
 _FUNCTION_ALL = frozenset().union(*_FUNCTION.values(), _SHARED_FUNCTION)
-
-
-@lru_cache(maxsize=4096)
-def detect_language(text: str, short_bar: bool = True) -> str:
-    """bpo.language.detect, remembered: one prompt is checked against its output by two checks,
-    and against many outputs (one per optimizer or sample)."""
-    return detect(text, short_bar=short_bar)
-
-
-def _wrong_language(text: str, original: str) -> bool:
-    """Both texts identified (bpo.language, any of its 75 languages) and different. An
-    undetermined side (short, mixed, unclear) never counts as wrong, nor does an output that
-    keeps most of the prompt's words (the prompt quoted inside a wrapper in another language)."""
-    lang = detect_language(_strip_code(original))
-    if lang == UNDETERMINED:
-        return False
-    # the prompt's language is known: the output's needs no extra bar for being short
-    out = detect_language(_strip_code(text), short_bar=False)
-    if out == UNDETERMINED or out == lang:
-        return False
-    orig_words = {w.lower() for w in _WORD.findall(original) if len(w) >= 3}
-    out_words = {w.lower() for w in _WORD.findall(text)}
-    return not orig_words or len(orig_words & out_words) / len(orig_words) < 0.6
 
 
 # -------------------------------------------------------------------------------- gibberish
@@ -408,7 +386,7 @@ def degenerate_reason(text: str, hit_limit: bool, original: str | None = None) -
     if original is not None and original.strip():
         if _wrong_script(stripped, original):
             return WRONG_SCRIPT
-        if _wrong_language(stripped, original):
+        if language_mismatch(_strip_code(original), _strip_code(stripped)):
             return WRONG_LANGUAGE
         if _lost_entities(stripped, original):
             return LOST_ENTITIES
