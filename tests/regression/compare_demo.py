@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temp trees")
     args = ap.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="bpo-compare-"))
+    if args.old_tree is not None and args.old is not None and args.new == "WORKTREE":
+        args.old, args.new = None, args.old  # with --old-tree, the one positional is the new side
     if (args.old is None) == (args.old_tree is None):
         ap.error("give either OLD (a commit) or --old-tree")
     trees = {}
