@@ -155,6 +155,7 @@ WINRATES = pa.schema(
         pa.field("target", _str, nullable=False),
         pa.field("judge_model", _str, nullable=False),
         pa.field("category", _str),  # null = every item of the test set
+        pa.field("language", _str),  # ISO 639-1 (bpo.language, "und"); null = every language
         pa.field("protocol", _str, nullable=False),  # both_orders | single_random
         pa.field("n", _i64, nullable=False),  # all pairs
         pa.field("n_invalid", _i64, nullable=False),

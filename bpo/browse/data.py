@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES
+from bpo.language import detect
 from bpo.vocab import OUTCOMES
 
 # The old layout evaluated one optimizer: this workflow's trained one.
@@ -26,7 +27,7 @@ DEFAULT_OPTIMIZER = "trained"
 # verdict rules; the report's counts, length control and fallbacks): read when a file has them.
 # Every other column of the artifact's schema in bpo.schemas must be there.
 LATER_COLUMNS = frozenset({
-    "optimizer", "category", "protocol", "rule_optimized_first", "rule_original_first",
+    "optimizer", "category", "language", "protocol", "rule_optimized_first", "rule_original_first",
     "n_win", "n_tie", "n_lose", "lc_delta_wr", "lc_delta_wr_low", "lc_delta_wr_high", "lc_length_coef",
     "n_missing_answer", "n_judge_failed", "n_unparseable", "n_fallback", "fallback_reasons", "answer_backend",
 })
@@ -57,6 +58,7 @@ class Row:
     target: str
     item_id: str
     category: str | None
+    language: str  # of the original instruction (bpo.language; "und" when unclear), as the report's rows
     question_original: str
     question_optimized: str
     answer_original: str | None
@@ -118,6 +120,7 @@ def load_rows(optimized: Iterable[str | os.PathLike], answers: Iterable[str | os
             rows.append(Row(
                 testset=key[0], optimizer=key[1], target=key[2], item_id=key[3],
                 category=j.get("category") or a.get("category") or o.get("category"),
+                language=detect(o["instruction"]),
                 question_original=a["question_original"], question_optimized=a["question_optimized"],
                 answer_original=a["answer_original"], answer_optimized=a["answer_optimized"],
                 status_original=a["status_original"], status_optimized=a["status_optimized"],
@@ -138,7 +141,7 @@ def load_rows(optimized: Iterable[str | os.PathLike], answers: Iterable[str | os
 
 # What the page shows of a win-rate row, in the order it embeds them; the rest stays out of the HTML.
 WINRATE_SHOWN = ("testset", "target", "judge_model", "n", "n_invalid", "win", "tie", "lose", "delta_wr",
-                 "delta_wr_low", "delta_wr_high", "backend", "optimizer", "category", "lc_delta_wr",
+                 "delta_wr_low", "delta_wr_high", "backend", "optimizer", "category", "language", "lc_delta_wr",
                  "lc_delta_wr_low", "lc_delta_wr_high")
 
 

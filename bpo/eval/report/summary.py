@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bpo.eval.lc_difficulty import lc_method_note
-from bpo.eval.report.tables import backends
+from bpo.eval.report.tables import backends, is_overall
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, SINGLE_RANDOM
 from bpo.vocab import STANDIN_BACKEND as STANDIN
@@ -69,7 +69,7 @@ class Summary:
     def __init__(self, table, optimizer_cells, intrinsic, settings: ReportSettings, no_call_ties: int):
         self.table, self.optimizer_cells, self.intrinsic = table, optimizer_cells, intrinsic
         self.settings, self.no_call_ties = settings, no_call_ties
-        self.overall = [r for r in table if r["category"] is None]
+        self.overall = [r for r in table if is_overall(r)]
         self.judge_backends = backends(r["backend"] for r in table)
         self.answer_backends = backends(r["answer_backend"] for r in table)
 
@@ -162,19 +162,20 @@ class Summary:
             flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
         return _Table(headers, rows, {3, 7}, flagged)
 
-    def category_table(self) -> _Table | None:
+    def breakdown_table(self, column: str) -> _Table | None:
+        """The rows of one breakdown (``category`` or ``language``), or None when there are none."""
         rows, flagged = [], []
         for r in self.table:
-            if r["category"] is None:
+            if r.get(column) is None:
                 continue
-            rows.append([r["optimizer"], r["testset"], r["target"], r["category"], str(r["n"]), str(r["n_invalid"]),
+            rows.append([r["optimizer"], r["testset"], r["target"], r[column], str(r["n"]), str(r["n_invalid"]),
                          f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
                          interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
                          interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"])])
             flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
         if not rows:
             return None
-        headers = ["optimizer", "test set", "target", "category", "n", "invalid", "win / tie / lose %", "ΔWR [CI]",
+        headers = ["optimizer", "test set", "target", column, "n", "invalid", "win / tie / lose %", "ΔWR [CI]",
                    "LC ΔWR [CI]"]
         return _Table(headers, rows, {4, 5}, flagged)
 
@@ -202,7 +203,8 @@ class Summary:
 
     def sections(self) -> list[tuple[str, list[str], _Table | None]]:
         """(heading, paragraphs, table) in reading order; the first heading is the title."""
-        category = self.category_table()
+        category = self.breakdown_table("category")
+        language = self.breakdown_table("language")
         intrinsic = self.intrinsic_table()
         out = [
             ("BPO evaluation: answers to optimized prompts vs answers to the original prompts",
@@ -213,6 +215,10 @@ class Summary:
         if category is not None:
             out.append(("Per category", ["The same figures for each category of the test sets that have one."],
                         category))
+        if language is not None:
+            out.append(("Per language", ["The same figures for each language of the test sets that have more than "
+                                         "one (the language of the original prompt, identified by bpo.language; "
+                                         "und: too short or mixed to tell)."], language))
         out.append(("Optimizer", ["How often each optimizer's rewrite was used; a kept original prompt is a "
                                   "fallback, with its reason."], self.optimizer_table()))
         if intrinsic is not None:
