@@ -110,3 +110,13 @@ def test_unknown_language_fails_at_config_time():
     config = load_config(overrides={"sources": {"hh_rlhf": {"languages": ["english", "xx"]}}})
     with pytest.raises(SettingsError, match=r"sources\.hh_rlhf\.languages: unknown language 'xx'"):
         PairsSourceSettings.from_config(config, "hh_rlhf")
+
+
+def test_multilingual_example_config_validates():
+    from bpo.settings import SFTSettings
+    from bpo.settings.config import DEFAULT_CONFIG_PATH
+
+    config = load_config(DEFAULT_CONFIG_PATH, "config/examples/multilingual.yaml")
+    for name in ("hh_rlhf", "oasst1", "chatbot_arena", "alpaca_gpt4"):
+        PairsSourceSettings.from_config(config, name)  # every languages value is known
+    assert SFTSettings.from_config(config).languages.balance is True
