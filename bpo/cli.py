@@ -164,11 +164,27 @@ def _usage(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    """``bpo cache export|import PARQUET [--cache PATH]``."""
-    from bpo.llm import LLMError
-    from bpo.llm.cache import Cache
+    """``bpo cache export|import PARQUET [--cache PATH] [--config CONFIG]``.
 
-    path = Path(args.cache)
+    ``--config`` registers the keys its endpoints name (``api_key_env``, ``${VAR}`` headers) for
+    redaction, so a key without a recognisable shape is masked in rows a cache holds from before
+    redaction-at-write; its ``llm.cache`` is the default ``--cache``."""
+    from bpo import redact
+    from bpo.llm import LLMError
+    from bpo.llm.cache import DEFAULT_CACHE_PATH, Cache
+
+    cache_path = args.cache
+    if args.config:
+        from bpo.settings import ConfigError, load_config
+
+        try:
+            config = load_config(args.config)
+        except (OSError, ConfigError) as exc:
+            print(f"bpo cache: --config {args.config}: {exc}", file=sys.stderr)
+            return 1
+        redact.register_config(config)
+        cache_path = cache_path or config["llm"]["cache"]
+    path = Path(cache_path or DEFAULT_CACHE_PATH)
     if args.action == "export":
         if not path.exists():
             print(f"bpo cache: no cache at {path} (set --cache to llm.cache of your config)", file=sys.stderr)
@@ -226,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="share the LLM cache: export to / import from Parquet")
     cache.add_argument("action", choices=["export", "import"])
     cache.add_argument("parquet")
-    cache.add_argument("--cache", default=".bpo-cache/llm.sqlite")
+    cache.add_argument("--cache", default=None, help="the SQLite cache (default: llm.cache of --config, else "
+                       ".bpo-cache/llm.sqlite)")
+    cache.add_argument("--config", default=None, help="workflow config whose endpoints' keys are masked in what is "
+                       "written (for caches from before redaction-at-write)")
     cache.set_defaults(func=_cache)
 
     from bpo.serve.cli import add_arguments, cli_serve  # light: imports argparse only

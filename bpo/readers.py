@@ -26,39 +26,46 @@ parse) is a :class:`ReadError` that names the file, in one line.
 Every row of a :class:`RawTable` can be located (:meth:`RawTable.location`): ``file:line`` for
 JSON lines, ``file record N`` for a JSON array, ``file row N`` (from 0) for Parquet,
 ``hub:<id> split=<s> row N`` for the hub, so a parser's drop names the record.
+
+This module reads typed tables; the per-format record readers are in bpo.record_formats, the
+plain-record reader (:func:`read_records`, re-exported here) in bpo.plain_records.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
-import json
 import logging
-import re
 import tempfile
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bpo.drops import Drops
+from bpo.plain_records import Records, read_records
+from bpo.record_formats import (
+    EXAMPLES_PER_REASON,
+    JSON_SUFFIXES,
+    PARQUET_SUFFIXES,
+    SUPPORTED_SUFFIXES,
+    TABLE_SUFFIXES,
+    ReadError,
+    Unparsed,
+    iter_json_records,
+    labeler,
+    lazy_locator,
+    parquet_records,
+    suffix_of,
+)
 
 log = logging.getLogger(__name__)
 
-JSON_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
-PARQUET_SUFFIXES = (".parquet",)
-SUPPORTED_SUFFIXES = JSON_SUFFIXES + PARQUET_SUFFIXES
-
-# Malformed records logged with their file and line, per reason, before going quiet.
-_EXAMPLES_PER_REASON = 3
-
-
-class ReadError(RuntimeError):
-    """A dataset could not be read at all (missing file, not JSON/Parquet, hub failure)."""
+# Re-exported: callers import every reader and its error from here.
+__all__ = ["JSON_SUFFIXES", "PARQUET_SUFFIXES", "SUPPORTED_SUFFIXES", "TABLE_SUFFIXES", "RawTable", "ReadError",
+           "Records", "data_files", "read_dataset", "read_hub", "read_local", "read_records"]
 
 
 @dataclass
@@ -79,23 +86,18 @@ class RawTable:
         return self.locate(row) if self.locate else f"{self.origin} row {row}"
 
 
-def _suffix(path: Path) -> str | None:
-    name = path.name.lower()
-    return next((s for s in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
-
-
 def data_files(path: str | Path) -> list[Path]:
     """The data files behind a configured local path: the file itself, or every
     supported file under a folder (sorted, so the row order is stable)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _suffix(p) and not p.name.startswith("."))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and suffix_of(p) and not p.name.startswith("."))
         if not files:
             raise ReadError(f"{path}: folder holds no data files ({', '.join(SUPPORTED_SUFFIXES)})")
         return files
     if not path.exists():
         raise ReadError(f"{path}: no such file or folder")
-    if not _suffix(path):
+    if not suffix_of(path):
         raise ReadError(f"{path}: unsupported file type (expected one of {', '.join(SUPPORTED_SUFFIXES)})")
     return [path]
 
@@ -171,7 +173,7 @@ def read_hub(hub_id: str, *, features, columns: Sequence[str], split: str = "tra
 def _typed_read(files: list[Path], features) -> pa.Table:
     import datasets
 
-    kinds = {"parquet" if _suffix(f) in PARQUET_SUFFIXES else "json" for f in files}
+    kinds = {"parquet" if suffix_of(f) in PARQUET_SUFFIXES else "json" for f in files}
     if len(kinds) != 1:
         raise ValueError("mixed json and parquet files")
     kind = kinds.pop()
@@ -197,195 +199,6 @@ def _typed_read(files: list[Path], features) -> pa.Table:
         return ds.data.table if ds.num_rows else features.arrow_schema.empty_table()
 
 
-class Unparsed:
-    """What a reader yields in place of a record it cannot parse: the drop reason."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-
-_INVALID = Unparsed("malformed_invalid_json")  # not JSON
-_NOT_UTF8 = Unparsed("malformed_not_utf8")  # bytes that are not UTF-8 (or a JSON escape of a lone surrogate)
-_TOO_DEEP = Unparsed("malformed_too_deep")  # nested deeper than the JSON parser goes
-_TRUNCATED = Unparsed("malformed_truncated")  # the cut-off last line of a truncated .gz
-_WRONG_CELLS = Unparsed("malformed_cell_count")  # a .csv/.tsv row with more or fewer cells than the header
-
-_BOM = b"\xef\xbb\xbf"
-# A JSON escape of a UTF-16 surrogate: only a lone one survives decoding, and it is no text.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-# What matters to find the end of a JSON value without parsing it: escapes, quotes, brackets, commas.
-_JSON_TOKEN = re.compile(r'\\.|["\[\]{},]', re.S)
-
-
-def _gunzip(data: bytes) -> tuple[bytes, bool]:
-    """The content of a (multi-member) gzip file, and whether it was cut off before its end."""
-    out, rest = [], data
-    while rest:
-        d = zlib.decompressobj(wbits=31)
-        try:
-            out.append(d.decompress(rest))
-        except zlib.error as exc:
-            if out:  # trailing garbage after a complete member, as gzip itself tolerates
-                break
-            raise ReadError(f"not a gzip file ({exc})") from None
-        if not d.eof:
-            return b"".join(out), True
-        rest = d.unused_data
-    return b"".join(out), False
-
-
-def _read_text(path: Path) -> tuple[str, bool]:
-    """The text of a file and whether it is a truncated .gz. Bytes that are not UTF-8 are kept as
-    lone surrogates (``surrogateescape``), so they spoil only the records holding them; a BOM goes."""
-    try:
-        data = path.read_bytes()
-        truncated = False
-        if path.name.lower().endswith(".gz"):
-            data, truncated = _gunzip(data)
-    except ReadError as exc:
-        raise ReadError(f"{path}: unreadable: {exc}") from None
-    except OSError as exc:
-        raise ReadError(f"{path}: unreadable: {type(exc).__name__}: {exc.strerror or exc}") from None
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
-    return data.decode("utf-8", "surrogateescape"), truncated
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _parse(text: str) -> object:
-    """One JSON value, or the marker of why it is not a usable record."""
-    if not _is_text(text):
-        return _NOT_UTF8
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return _INVALID
-    except RecursionError:
-        return _TOO_DEEP
-    return _NOT_UTF8 if _SURROGATE_ESCAPE.search(text) and not _holds_text(value) else value
-
-
-def _holds_text(value) -> bool:
-    """Whether every string in a decoded value is encodable text (no lone surrogate)."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (UnicodeEncodeError, RecursionError):
-        return False
-    return True
-
-
-def _array_items(text: str, path: Path) -> Iterator[str]:
-    """The text of each item of the JSON array ``text``, found by bracket depth (strings skipped)
-    without parsing: for an array json.loads cannot take whole because one item nests too deep."""
-    depth, start, in_string = 0, text.index("[") + 1, False
-    for m in _JSON_TOKEN.finditer(text, start):
-        tok = m.group()
-        if in_string:
-            in_string = tok != '"'
-        elif tok == '"':
-            in_string = True
-        elif tok in "[{":
-            depth += 1
-        elif tok in "]}" and depth:
-            depth -= 1
-        elif tok == "]":  # the array's own end
-            if text[start:m.start()].strip():
-                yield text[start:m.start()]
-            return
-        elif tok == "," and not depth:
-            yield text[start:m.start()]
-            start = m.end()
-    raise ReadError(f"{path}: not valid JSON: the array is not closed")
-
-
-def _iter_json_records(path: Path, *, lines: bool = False) -> Iterator[tuple[int, object]]:
-    """(line number, parsed value) for every record, or (for a file that starts with ``[``,
-    unless ``lines``) (index from 1, value) for every item of one JSON array. A record that
-    cannot be parsed yields an :class:`Unparsed` in place of its value."""
-    text, truncated = _read_text(path)
-    if not lines and text.lstrip().startswith("["):  # one JSON array of records
-        yield from enumerate(_array_records(text, path, truncated), 1)
-        return
-    # split on newlines only: str.splitlines would also cut at U+2028 etc., legal inside JSON strings
-    numbered = list(enumerate(text.split("\n"), 1))
-    tail = numbered.pop() if truncated else None  # the last line of a cut-off file is incomplete
-    for lineno, line in numbered:
-        if line.strip():
-            yield lineno, _parse(line)
-    if tail is not None:
-        log.warning("%s: the gzip data ends early (a truncated file); its last line is dropped", path)
-        yield tail[0], _TRUNCATED
-
-
-def _array_records(text: str, path: Path, truncated: bool) -> list:
-    if truncated:
-        raise ReadError(f"{path}: a truncated gzip file: its JSON array is cut off")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReadError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except RecursionError:  # one item nests too deep: take the items one by one
-        return [_parse(item) for item in _array_items(text, path)]
-    if _is_text(text) and not _SURROGATE_ESCAPE.search(text):
-        return doc
-    return [rec if _holds_text(rec) else _NOT_UTF8 for rec in doc]
-
-
-def _is_json_array(path: Path) -> bool:
-    """Whether the file's first non-blank character (after a BOM) is ``[``: read only that far."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        head = fh.read(len(_BOM))
-        head = head[len(_BOM):] if head == _BOM else head
-        while True:
-            stripped = head.lstrip()
-            if stripped:
-                return stripped.startswith(b"[")
-            head = fh.read(4096)
-            if not head:
-                return False
-
-
-def _labeler(path: Path) -> Callable[[int], str]:
-    """How a record of ``path`` is named from what the readers yield: a line number (JSON
-    lines), a 1-based array index (a JSON array) or a 0-based row (Parquet)."""
-    if _suffix(path) in PARQUET_SUFFIXES:
-        return lambda where: f"{path} row {where}"
-    if _is_json_array(path):
-        return lambda where: f"{path} record {where}"
-    return lambda where: f"{path}:{where}"
-
-
-def _file_locations(path: Path) -> list[str]:
-    """The location of every record of a file that the typed read turns into rows, in order."""
-    if _suffix(path) in PARQUET_SUFFIXES:
-        return [f"{path} row {i}" for i in range(pq.ParquetFile(path).metadata.num_rows)]
-    label = _labeler(path)
-    return [label(where) for where, _ in _iter_json_records(path)]
-
-
-def _lazy_locator(files: list[Path]) -> Callable[[int], str]:
-    """Row -> location for a typed read of ``files``, worked out on the first call only (a read
-    without drops never pays for it)."""
-    cache: list[str] = []
-
-    def locate(row: int) -> str:
-        if not cache:
-            for f in files:
-                cache.extend(_file_locations(f))
-        return cache[row] if row < len(cache) else f"{', '.join(map(str, files))} row {row}"
-
-    return locate
-
 
 def _fits(value, typ: pa.DataType) -> bool:
     """Whether a decoded JSON value can be stored as ``typ`` without coercion (null fits all)."""
@@ -406,23 +219,6 @@ def _fits(value, typ: pa.DataType) -> bool:
     raise TypeError(f"feature type {typ} is not supported by the record-by-record reader")
 
 
-def _parquet_records(path: Path, batch_rows: int = 4096) -> Iterator[tuple[int, object]]:
-    """(row from 0, record) for every row of a Parquet file; a row whose text is not UTF-8 (the
-    Parquet reader does not check) is :data:`_NOT_UTF8`, found row by row only in its batch."""
-    row = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-        try:
-            recs = batch.to_pylist()
-        except UnicodeDecodeError:
-            recs = []
-            for i in range(batch.num_rows):
-                try:
-                    recs.append(batch.slice(i, 1).to_pylist()[0])
-                except UnicodeDecodeError:
-                    recs.append(_NOT_UTF8)
-        yield from enumerate(recs, row)
-        row += batch.num_rows
-
 
 def _tolerant_read(files: list[Path], schema: pa.Schema) -> tuple[pa.Table, Drops, list[str]]:
     rows: list[dict] = []
@@ -431,11 +227,11 @@ def _tolerant_read(files: list[Path], schema: pa.Schema) -> tuple[pa.Table, Drop
     for path in files:
         kept_before, bad_before = len(rows), sum(dropped.values())
         try:
-            label = _labeler(path)
-            if _suffix(path) in PARQUET_SUFFIXES:
-                records: Iterable = _parquet_records(path)
+            label = labeler(path)
+            if suffix_of(path) in PARQUET_SUFFIXES:
+                records: Iterable = parquet_records(path)
             else:
-                records = _iter_json_records(path)
+                records = iter_json_records(path)
             for where, rec in records:
                 bad = None
                 if isinstance(rec, Unparsed):
@@ -450,7 +246,7 @@ def _tolerant_read(files: list[Path], schema: pa.Schema) -> tuple[pa.Table, Drop
                         continue
                     reason = "malformed_wrong_type"
                 dropped.add(reason, label(where), bad)
-                if dropped[reason] <= _EXAMPLES_PER_REASON:
+                if dropped[reason] <= EXAMPLES_PER_REASON:
                     log.warning("%s: record dropped: %s", dropped.locations[reason][-1], reason)
         except ReadError:
             raise
@@ -480,7 +276,7 @@ def read_local(path: str | Path, *, features, columns: Sequence[str]) -> RawTabl
             log.warning("%s: %d record(s) unreadable: %s", origin, sum(dropped.values()), dict(dropped))
         raw = RawTable(table, origin, dropped, locate=where_rows.__getitem__)
     else:
-        raw = RawTable(_conform(table, schema, origin), origin, locate=_lazy_locator(files))
+        raw = RawTable(_conform(table, schema, origin), origin, locate=lazy_locator(files))
     if not raw.records_read:
         raise ReadError(f"{origin}: no records (the file is empty)" if len(files) == 1 else f"{origin}: no records")
     return raw
@@ -509,128 +305,3 @@ def read_dataset(
     raise ReadError(f"{what}: neither hub_id nor path is set")
 
 
-# ---------------------------------------------------------------- plain records
-
-TABLE_SUFFIXES = (".csv", ".tsv")
-
-
-@dataclass
-class Records:
-    """The usable records of one file as plain dicts, and the counted, located drops."""
-
-    path: Path
-    rows: list[dict]
-    numbers: list[int]  # each row's record number in the file, from 0, dropped records counted
-    dropped: Drops = field(default_factory=Drops)
-    places: list[int] = field(default_factory=list)  # each row's line (JSON lines) or record/row index
-    label: Callable[[int], str] = str  # a place -> its location, e.g. file:line
-
-    def location(self, i: int) -> str:
-        """Where ``rows[i]`` was read: file:line (JSON lines), file record N (a JSON array, from 1),
-        file row N (Parquet, csv/tsv data rows; from 0)."""
-        return self.label(self.places[i])
-
-    @property
-    def records_read(self) -> int:
-        return len(self.rows) + sum(self.dropped.values())
-
-    def count_drop(self, reason: str, where: str, field_name: str | None = None) -> None:
-        """Count a record as dropped (logged with its location for the first few of a reason)."""
-        self.dropped.add(reason, where, field_name)
-        if self.dropped[reason] <= _EXAMPLES_PER_REASON:
-            log.warning("%s: record dropped: %s", self.dropped.locations[reason][-1], reason)
-
-
-# {"data": [...]}: an object whose one value is the list of records, up to that list's "["
-_WRAPPER_HEAD = re.compile(r'\s*\{\s*"[^"\\]*"\s*:\s*\[')
-
-
-def _json_document(path: Path) -> list:
-    """The items of a .json file: a list of records, or an object holding exactly one list."""
-    text, truncated = _read_text(path)
-    if text.lstrip().startswith("["):
-        return _array_records(text, path, truncated)
-    if truncated:
-        raise ReadError(f"{path}: a truncated gzip file: its JSON is cut off")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReadError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except RecursionError:
-        head = _WRAPPER_HEAD.match(text)
-        if not head:
-            raise ReadError(f"{path}: nested too deep for the JSON parser") from None
-        return [_parse(item) for item in _array_items(text[head.end() - 1:], path)]
-    lists = [v for v in data.values() if isinstance(v, list)] if isinstance(data, dict) else []
-    if len(lists) != 1:
-        what = "an object without exactly one list" if isinstance(data, dict) else type(data).__name__
-        raise ReadError(f"{path}: expected a JSON list of records, got {what}")
-    if _is_text(text) and not _SURROGATE_ESCAPE.search(text):
-        return lists[0]
-    return [rec if _holds_text(rec) else _NOT_UTF8 for rec in lists[0]]
-
-
-def _table_rows(path: Path) -> list:
-    """The rows of a .csv/.tsv file (first line: the header), cells as text. The csv module, not
-    pandas: it takes bytes that are not UTF-8 (kept as surrogates), so they spoil only their row."""
-    import csv
-    import io
-
-    text, _ = _read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if path.name.lower().endswith(".tsv") else ",")
-    try:
-        header = next(reader, None)
-        if header is None:
-            return []
-        rows: list = []
-        for cells in reader:
-            if not cells:
-                continue  # a blank line
-            if len(cells) != len(header):
-                rows.append(_WRONG_CELLS)
-            else:
-                rec = dict(zip(header, cells))
-                rows.append(rec if _holds_text(rec) else _NOT_UTF8)
-    except csv.Error as exc:
-        raise ReadError(f"{path}: unreadable: {exc}") from None
-    return rows
-
-
-def read_records(path: str | Path) -> Records:
-    """The records of one file as plain dicts: .json (a list, or an object holding one list),
-    .jsonl[.gz], .parquet, .csv or .tsv (cells as text). A record that cannot be read (not JSON,
-    not UTF-8, nested too deep, not an object) is a counted drop located in the file; a file
-    that cannot be read as a whole is a :class:`ReadError` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReadError(f"{path}: file not found")
-    name = path.name.lower()
-    label: Callable[[int], str]
-    if name.endswith((".jsonl", ".jsonl.gz")):
-        records: Iterable = _iter_json_records(path, lines=True)
-        label = lambda where: f"{path}:{where}"  # noqa: E731
-    elif name.endswith((".json", ".json.gz")):
-        records = enumerate(_json_document(path), 1)  # from 1, as the typed reader counts array items
-        label = lambda where: f"{path} record {where}"  # noqa: E731
-    elif name.endswith(PARQUET_SUFFIXES):
-        records = _parquet_records(path)
-        label = lambda where: f"{path} row {where}"  # noqa: E731
-    elif name.endswith(TABLE_SUFFIXES):
-        records = enumerate(_table_rows(path))
-        label = lambda where: f"{path} row {where}"  # noqa: E731
-    else:
-        raise ReadError(f"{path}: unknown file type (use .json, .jsonl, .jsonl.gz, .parquet, .csv or .tsv)")
-    out = Records(path, [], [], label=label)
-    try:
-        for number, (where, rec) in enumerate(records):
-            if isinstance(rec, dict):
-                out.rows.append(rec)
-                out.numbers.append(number)
-                out.places.append(where)
-            else:
-                out.count_drop(rec.reason if isinstance(rec, Unparsed) else "malformed_not_an_object", label(where))
-    except (OSError, EOFError, pa.ArrowException) as exc:
-        raise ReadError(f"{path}: unreadable: {type(exc).__name__}: {exc}") from None
-    if out.dropped:
-        log.warning("%s: %d record(s) unreadable: %s", path, sum(out.dropped.values()), dict(out.dropped))
-    return out

@@ -145,3 +145,69 @@ def test_claims_are_exclusive_released_with_the_answer_and_taken_over_from_the_d
         cache.claim(k[4:], "openai", "elsewhere|1|1|x", lease_s=-1)
         assert cache.claim(k[4:], "openai", other)[0] == k[4:]
         retire_owner(other)
+
+
+def _plain_secret() -> str:
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))  # no key shape
+
+
+def test_cli_cache_export_config_masks_keys_of_an_old_cache(tmp_path):
+    """`bpo cache export --config`: keys without a shape, held in a custom api_key_env or a
+    ${VAR} header of the config, are masked in rows an older cache stored verbatim; without
+    --config they are not (nothing says they are keys). Import follows the same rule; --cache
+    defaults to the config's llm.cache; a bad or missing config is one line, exit 1."""
+    import json
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    from bpo import redact
+    from conftest import REPO
+
+    key, org = _plain_secret(), _plain_secret()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BPO_ECHO_ACCESS": key, "BPO_ORG_HEADER_VAL": org}
+    cfg = {"llm": {"cache": "c/llm.sqlite", "endpoints": {"mine": {
+        "backend": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "BPO_ECHO_ACCESS",
+        "default_headers": {"X-Org": "${BPO_ORG_HEADER_VAL}"}}}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    fill(tmp_path / "c" / "llm.sqlite", "critique", "gpt-test", 3)
+    with sqlite3.connect(tmp_path / "c" / "llm.sqlite") as db:  # what a cache from before redaction held
+        db.execute("UPDATE calls SET text = text || ?, response_model = ?", (f" {key}", f"m {org}"))
+
+    def bpo(*args):
+        return subprocess.run([sys.executable, "-m", "bpo.cli", "cache", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    def values(path):
+        return json.dumps(pq.read_table(tmp_path / path).to_pylist())
+
+    plain = bpo("export", "plain.parquet", "--cache", "c/llm.sqlite")
+    assert plain.returncode == 0, plain.stderr
+    assert key in values("plain.parquet") and org in values("plain.parquet")  # the gap --config closes
+    masked = bpo("export", "masked.parquet", "--config", "config.yaml")  # --cache from llm.cache
+    assert masked.returncode == 0, masked.stderr
+    assert "exported 3 cached calls from c/llm.sqlite" in masked.stdout
+    text = values("masked.parquet")
+    assert key not in text and org not in text and text.count(redact.MASK) == 6
+    rows = pq.read_table(tmp_path / "plain.parquet")  # a shared file that holds the keys
+    pq.write_table(rows, tmp_path / "incoming.parquet")
+    imported = bpo("import", "incoming.parquet", "--config", "config.yaml", "--cache", "fresh.sqlite")
+    assert imported.returncode == 0 and "imported 3 calls" in imported.stdout, imported.stderr
+    with sqlite3.connect(tmp_path / "fresh.sqlite") as db:
+        stored = json.dumps(db.execute("SELECT text, response_model FROM calls").fetchall())
+    assert key not in stored and org not in stored and stored.count(redact.MASK) == 6
+    # the neighbours: a config the schema refuses, a config that is not there
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"llm": {"cache": 3}}))
+    for name in ("bad.yaml", "missing.yaml"):
+        proc = bpo("export", "x.parquet", "--config", name)
+        assert proc.returncode == 1 and not (tmp_path / "x.parquet").exists()
+        assert proc.stderr.startswith(f"bpo cache: --config {name}: "), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    for p in (tmp_path / "c").glob("llm.sqlite*"):  # holds the keys on purpose
+        p.unlink()
+    for p in ("plain.parquet", "incoming.parquet"):
+        (tmp_path / p).unlink()

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-import bpo.llm.client as client_mod
+import bpo.llm.session as session_mod
 from bpo.llm import STANDIN_MODEL, ChatRequest, client_from_mapping
 from bpo.llm.cache import Cache
 from bpo.llm.standin import StandinTransport, completion, find_instruction, reply_text
@@ -82,7 +82,7 @@ def spy(monkeypatch):
             seen.append({"headers": dict(request.headers), "path": request.url.path})
             return await super().handle_async_request(request)
 
-    monkeypatch.setattr(client_mod, "StandinTransport", Spy)
+    monkeypatch.setattr(session_mod, "StandinTransport", Spy)
     return seen
 
 

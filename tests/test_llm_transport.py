@@ -12,8 +12,9 @@ import httpx2
 import pytest
 from openai import AsyncOpenAI
 
-from bpo.llm.transport import (LeanAsyncTransport, NoStatusLine, ReplyCut, ReplyStalled, _Response, no_answer,
-                               probe, proxy_configured)
+from bpo.llm.http1 import Response as _Response
+from bpo.llm.transport import (LeanAsyncTransport, NoStatusLine, ReplyCut, ReplyStalled, no_answer, probe,
+                               proxy_configured)
 
 REPLY = {"id": "x", "object": "chat.completion", "created": 1, "model": "m",
          "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hello"}}],

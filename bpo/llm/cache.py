@@ -13,22 +13,24 @@ What is stored: the request body (model, messages, sampling), the reply and its 
 the API key or request headers; every text column of ``calls`` and ``failures`` but the row's
 identity (key, backend) is redacted (:mod:`bpo.redact`) before it is written, and again on
 export and import, so a server that echoes a key in a reply leaves no trace of it here.
+
+The row's columns and Parquet form are in bpo.llm.cache_rows, claim owners in bpo.llm.claims
+(both re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sqlite3
 import time
-import uuid
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bpo.llm.cache_rows import CACHE_EXPORT_SCHEMA, COLUMNS, call_values, result_row
+from bpo.llm.claims import CLAIM_LEASE_S, new_owner, owner_alive, retire_owner
 from bpo.llm.errors import LLMError
 from bpo.llm.local import is_local_source
 from bpo.redact import redact
@@ -39,15 +41,8 @@ DEFAULT_CACHE_PATH = ".bpo-cache/llm.sqlite"
 # ``local:<16 hex>`` for a local model's answers (bpo.llm.local.local_source).
 SOURCES = ("openai", "standin")
 
-_COLUMNS = (
-    "key", "backend", "stage", "model", "response_model", "status", "text", "choices",
-    "finish_reason", "prompt_tokens", "completion_tokens", "error", "request", "created",
-    "latency_s", "attempts",
-)
-# Text that may quote a server or the data: redacted on every write. key and backend are the
-# row's identity (a hash and a source label): changing them would orphan the row.
-_REDACTED = frozenset(("stage", "model", "response_model", "status", "text", "choices", "finish_reason", "error",
-                       "request"))
+__all__ = ["CACHE_EXPORT_SCHEMA", "CLAIM_LEASE_S", "DEFAULT_CACHE_PATH", "SOURCES", "Cache", "new_owner",
+           "owner_alive", "result_row", "retire_owner"]
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -88,88 +83,9 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 """
 
-# A claim lives this long unless its owner renews it (every CLAIM_LEASE_S / 4 while it runs).
-CLAIM_LEASE_S = 60.0
-
-
-# The Parquet form of the cache (`bpo cache export`), one row per answered call.
-CACHE_EXPORT_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("backend", pa.string(), nullable=False),  # openai | standin | local:<hash> (who answered)
-        pa.field("stage", pa.string(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),  # requested model
-        pa.field("response_model", pa.string()),  # model the server reported
-        pa.field("status", pa.string(), nullable=False),  # ok | truncated | refused
-        pa.field("text", pa.string()),
-        pa.field("choices", pa.string()),  # JSON list of all choice texts when n > 1
-        pa.field("finish_reason", pa.string()),
-        pa.field("prompt_tokens", pa.int64()),
-        pa.field("completion_tokens", pa.int64()),
-        pa.field("error", pa.string()),
-        pa.field("request", pa.string(), nullable=False),  # JSON request body (no auth)
-        pa.field("created", pa.float64(), nullable=False),
-        pa.field("latency_s", pa.float64()),
-        pa.field("attempts", pa.int64()),
-    ]
-)
-
 _SQL_CHUNK = 500  # keys per IN (...) query, under SQLite's variable limit
 
 
-def _proc_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot; tells a reused pid apart), or
-    None when it is not running (a zombie counts as dead). "?" where /proc is unavailable."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "?"
-    fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) "
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return fields[19].decode()  # field 22 of stat
-
-
-_HOST = socket.gethostname()
-_ACTIVE_OWNERS: set[str] = set()  # claim owners of this process that are still running
-
-
-def new_owner() -> str:
-    """A claim owner id for one run: host|pid|process start|nonce."""
-    pid = os.getpid()
-    owner = f"{_HOST}|{pid}|{_proc_start(pid) or '?'}|{uuid.uuid4().hex[:12]}"
-    _ACTIVE_OWNERS.add(owner)
-    return owner
-
-
-def retire_owner(owner: str) -> None:
-    """``owner``'s run is over: its leftover claims (if any) are free for others at once."""
-    _ACTIVE_OWNERS.discard(owner)
-
-
-def owner_alive(owner: str) -> bool:
-    """False when ``owner`` is a run on this host that is over (process dead, pid reused, or a
-    finished run of this very process); True otherwise (other hosts: the lease decides)."""
-    try:
-        host, pid_s, start, _nonce = owner.split("|")
-        pid = int(pid_s)
-    except ValueError:
-        return True
-    if host != _HOST:
-        return True
-    if pid == os.getpid():
-        return owner in _ACTIVE_OWNERS
-    now = _proc_start(pid)
-    return now is not None and (start == "?" or now == "?" or now == start)
 
 
 class Cache:
@@ -212,14 +128,14 @@ class Cache:
     def get_many(self, keys: Sequence[str], backend: str) -> dict[str, dict]:
         """Rows for ``keys`` answered by ``backend`` (openai | standin), keyed by request key."""
         out: dict[str, dict] = {}
-        cols = ", ".join(_COLUMNS)
+        cols = ", ".join(COLUMNS)
         for i in range(0, len(keys), _SQL_CHUNK):
             chunk = list(keys[i : i + _SQL_CHUNK])
             marks = ",".join("?" * len(chunk))
             cur = self._db.execute(
                 f"SELECT {cols} FROM calls WHERE backend = ? AND key IN ({marks})", [backend, *chunk])
             for row in cur:
-                out[row[0]] = dict(zip(_COLUMNS, row))
+                out[row[0]] = dict(zip(COLUMNS, row))
         return out
 
     def has_many(self, keys: Sequence[str], backend: str) -> set[str]:
@@ -233,9 +149,9 @@ class Cache:
         return found
 
     def rows(self) -> Iterator[dict]:
-        cur = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM calls ORDER BY created, key")
+        cur = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM calls ORDER BY created, key")
         for row in cur:
-            yield dict(zip(_COLUMNS, row))
+            yield dict(zip(COLUMNS, row))
 
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
@@ -268,11 +184,11 @@ class Cache:
         rows = list(rows)
         if not rows:
             return
-        marks = ",".join("?" * len(_COLUMNS))
+        marks = ",".join("?" * len(COLUMNS))
         with _transaction(self._db):
             self._db.executemany(
-                f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                [_call_values(r) for r in rows],
+                f"INSERT OR REPLACE INTO calls ({', '.join(COLUMNS)}) VALUES ({marks})",
+                [call_values(r) for r in rows],
             )
 
     def put_failures(self, rows: Iterable[dict]) -> None:
@@ -294,12 +210,12 @@ class Cache:
         their keys (a waiting process then finds the answer, or takes the failed key over)."""
         if not answers and not failures:
             return
-        marks = ",".join("?" * len(_COLUMNS))
+        marks = ",".join("?" * len(COLUMNS))
         with _transaction(self._db):
             if answers:
                 self._db.executemany(
-                    f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                    [_call_values(r) for r in answers])
+                    f"INSERT OR REPLACE INTO calls ({', '.join(COLUMNS)}) VALUES ({marks})",
+                    [call_values(r) for r in answers])
             if failures:
                 self._insert_failures(list(failures))
             if owner is not None:
@@ -317,14 +233,14 @@ class Cache:
         answered: dict[str, dict] = {}
         now = time.time()
         alive: dict[str, bool] = {}
-        cols = ", ".join(_COLUMNS)
+        cols = ", ".join(COLUMNS)
         with _transaction(self._db):
             for i in range(0, len(keys), _SQL_CHUNK):
                 chunk = list(keys[i : i + _SQL_CHUNK])
                 marks = ",".join("?" * len(chunk))
                 for row in self._db.execute(
                         f"SELECT {cols} FROM calls WHERE backend = ? AND key IN ({marks})", [backend, *chunk]):
-                    answered[row[0]] = dict(zip(_COLUMNS, row))
+                    answered[row[0]] = dict(zip(COLUMNS, row))
                 current = {k: (o, e) for k, o, e in self._db.execute(
                     f"SELECT key, owner, expires FROM claims WHERE backend = ? AND key IN ({marks})",
                     [backend, *chunk])}
@@ -360,9 +276,9 @@ class Cache:
     # ---- sharing -------------------------------------------------------------------------
     def export_parquet(self, path: str | Path) -> int:
         """Write every answered call to ``path`` (CACHE_EXPORT_SCHEMA); returns the row count."""
-        cols: dict[str, list] = {c: [] for c in _COLUMNS}
+        cols: dict[str, list] = {c: [] for c in COLUMNS}
         for row in self.rows():  # redacted again: rows written before redaction covered them
-            for c, v in zip(_COLUMNS, _call_values(row)):
+            for c, v in zip(COLUMNS, call_values(row)):
                 cols[c].append(v)
         table = pa.table(cols, schema=CACHE_EXPORT_SCHEMA)
         path = Path(path)
@@ -396,19 +312,16 @@ class Cache:
             if r["status"] not in ("ok", "truncated", "refused"):
                 raise LLMError(f"cache import: {path} row {i} (key {r['key'][:12]}): status {r['status']!r}")
         before = self.count()
-        marks = ",".join("?" * len(_COLUMNS))
+        marks = ",".join("?" * len(COLUMNS))
         with _transaction(self._db):
             self._db.executemany(
-                f"INSERT OR IGNORE INTO calls ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                [_call_values(r) for r in rows],
+                f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({marks})",
+                [call_values(r) for r in rows],
             )
         added = self.count() - before
         return added, len(rows) - added
 
 
-def _call_values(row: dict) -> tuple:
-    # a reply, an error text or a model name may quote a server that echoes a key
-    return tuple(redact(row.get(c)) if c in _REDACTED else row.get(c) for c in _COLUMNS)
 
 
 class _transaction:
@@ -420,19 +333,3 @@ class _transaction:
 
     def __exit__(self, exc_type, exc, tb):
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-
-def result_row(*, key: str, backend: str, stage: str, model: str, request: dict | str, status: str,
-               text: str | None, choices: Sequence | None, finish_reason: str | None,
-               prompt_tokens: int | None, completion_tokens: int | None, error: str | None,
-               response_model: str | None, latency_s: float | None, attempts: int) -> dict:
-    return {
-        "key": key, "backend": backend, "stage": stage, "model": model, "response_model": response_model,
-        "status": status, "text": text,
-        "choices": json.dumps(list(choices), ensure_ascii=False) if choices and len(choices) > 1 else None,
-        "finish_reason": finish_reason, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-        "error": error,
-        "request": request if isinstance(request, str) else json.dumps(request, ensure_ascii=False, sort_keys=True),
-        "created": time.time(), "latency_s": latency_s, "attempts": attempts,
-    }
-

@@ -26,6 +26,9 @@ Edges: a malformed client body (not JSON, not UTF-8, nested too deep, fields of 
 is an OpenAI-style 400; an upstream 200 that is not JSON, or not an event stream when one was
 asked for, is an OpenAI-style 502 for streaming clients too (the first event is read before the
 reply starts); a client that leaves mid-body is one log line.
+
+This module holds the server's state and its routes; what clients send (keys, errors, the
+prompt) is checked in bpo.serve.inbound, upstream replies in bpo.serve.replies.
 """
 
 from __future__ import annotations
@@ -36,10 +39,6 @@ import json
 import logging
 import os
 import time
-import zlib
-from dataclasses import dataclass
-from typing import Any, AsyncIterator
-from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -48,124 +47,23 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bpo.redact import redact, register_env, register_value
 from bpo.serve.batcher import Outcome, QueueFull, RewriteBatcher
 from bpo.serve.cache import RewriteCache
+from bpo.serve.inbound import (ApiError, ClientGone, client_keys, locate_prompt, opted_out, register_secrets,
+                               replace_prompt, upstream_api_key)
 from bpo.serve.metrics import ServeMetrics
 from bpo.serve.playground import playground_routes
-from bpo.serve.rewriter import Rewrite, Rewriter, make_rewriter
-from bpo.serve.sse import (MAX_EVENT, StreamRedactor, add_field, event_data, event_end, inject_first_event,
-                           redact_bytes)
+from bpo.serve.replies import (audit_headers, audit_record, content_type, decoded, invalid_reply, json_object,
+                               open_stream, passthrough_headers, redacted, rewrite_status, stream_redacted)
+from bpo.serve.rewriter import Rewriter, make_rewriter
+from bpo.serve.sse import add_field
 from bpo.serve.upstream import Upstream, UpstreamError, UpstreamResponse
 from bpo.settings.serve import ServeSettings
 
 log = logging.getLogger(__name__)
 
-OPT_OUT_HEADER = "x-bpo-rewrite"
-PROMPT_HEADER_MAX = 4096  # longer prompts only in the body's `bpo` field (clients cap header sizes)
-
-# Hop-by-hop and framing headers: the proxy's server sets its own.
-_DROP_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length",
-                          "date", "server", "set-cookie"}
 # What a client may pass on to the upstream besides the body (never its Authorization).
 _FORWARD_REQUEST_HEADERS = ("accept", "openai-beta", "x-request-id")
-
-
-class ApiError(Exception):
-    """An OpenAI-style error reply of the proxy's own."""
-
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                 headers: dict | None = None, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers
-        self.param = param
-
-    def response(self) -> JSONResponse:
-        body = {"error": {"message": redact(self.message), "type": self.type, "param": self.param,
-                          "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-class ClientGone(Exception):
-    """The client closed its connection before its request body was complete."""
-
-
-def client_keys(settings: ServeSettings, environ=os.environ) -> list[str]:
-    """The clients' keys; refuses setups that would expose the server or the upstream key."""
-    keys: list[str] = []
-    if settings.api_keys_env:
-        raw = environ.get(settings.api_keys_env, "")
-        keys = [k.strip() for k in raw.split(",") if k.strip()]
-        if not keys:
-            raise ValueError(f"api_keys_env: environment variable {settings.api_keys_env} is empty or not set")
-    elif settings.host not in ("127.0.0.1", "::1", "localhost"):
-        raise ValueError(f"host {settings.host}: a server reachable from other machines needs client keys "
-                         "(--api-keys-env NAME)")
-    upstream_key = upstream_api_key(settings, environ)
-    if upstream_key and upstream_key in keys:
-        raise ValueError("a client key equals the upstream key: give clients keys of their own")
-    return keys
-
-
-def upstream_api_key(settings: ServeSettings, environ=os.environ) -> str | None:
-    name = settings.upstream.api_key_env
-    if not name:
-        return None
-    key = environ.get(name)
-    if not key:
-        raise ValueError(f"upstream.api_key_env: environment variable {name} is not set")
-    return key
-
-
-def _register_secrets(settings: ServeSettings, environ) -> None:
-    """Mask the upstream's and the remote rewriter's keys in everything returned or logged: by
-    variable name (read from os.environ when redacting) and by value (``environ`` may be a
-    mapping of its own, e.g. in tests)."""
-    names = [settings.upstream.api_key_env, settings.rewriter.remote_api_key_env]
-    register_env(*names)
-    register_value(*(environ.get(n) for n in names if n))
-
-
-@dataclass
-class Located:
-    """Where the text to rewrite sits: messages[index], its whole content or content[part]."""
-
-    index: int
-    part: int | None
-    text: str
-
-
-def locate_prompt(messages: Any) -> Located | None:
-    """The last user message's text, or None when there is none to rewrite."""
-    if not isinstance(messages, list):
-        return None
-    for i in range(len(messages) - 1, -1, -1):
-        m = messages[i]
-        if not isinstance(m, dict) or m.get("role") != "user":
-            continue
-        content = m.get("content")
-        if isinstance(content, str):
-            return Located(i, None, content) if content.strip() else None
-        if isinstance(content, list):
-            for j, part in enumerate(content):
-                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                    return Located(i, j, part["text"]) if part["text"].strip() else None
-        return None
-    return None
-
-
-def replace_prompt(messages: list, where: Located, text: str) -> list:
-    """A copy of ``messages`` with the located text replaced (nothing else changes)."""
-    out = list(messages)
-    msg = dict(out[where.index])
-    if where.part is None:
-        msg["content"] = text
-    else:
-        parts = list(msg["content"])
-        parts[where.part] = {**parts[where.part], "text": text}
-        msg["content"] = parts
-    out[where.index] = msg
-    return out
 
 
 class ServeState:
@@ -174,7 +72,7 @@ class ServeState:
     def __init__(self, settings: ServeSettings, rewriter: Rewriter | None = None, environ=os.environ):
         self.settings = settings
         self.keys = client_keys(settings, environ)
-        _register_secrets(settings, environ)
+        register_secrets(settings, environ)
         self.metrics = ServeMetrics()
         up = settings.upstream
         self.upstream_url = up.base_url.rstrip("/") if up.base_url else None
@@ -278,17 +176,17 @@ class ServeState:
 
     def checked(self, content: bytes, headers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
         try:
-            return _decoded(content, headers)
+            return decoded(content, headers)
         except ApiError:
             self.metrics.upstream_errors.labels("invalid_reply").inc()
             raise
 
     def json_reply(self, content: bytes, headers: list[tuple[str, str]]) -> None:
         """A 200's body must be a JSON object: anything else (an HTML page, a cut-off body) is 502."""
-        if not _json_object(content):
+        if not json_object(content):
             self.metrics.upstream_errors.labels("invalid_reply").inc()
-            raise _invalid_reply(f"upstream answered 200 with a body that is not a JSON object "
-                                 f"(content-type {_content_type(headers) or 'none'!r})")
+            raise invalid_reply(f"upstream answered 200 with a body that is not a JSON object "
+                                 f"(content-type {content_type(headers) or 'none'!r})")
 
     def upstream_failure(self, exc: UpstreamError) -> ApiError:
         self.metrics.upstream_errors.labels(exc.kind).inc()
@@ -296,146 +194,6 @@ class ServeState:
             return ApiError(504, f"upstream did not answer in time ({exc})", "server_error", "upstream_timeout")
         return ApiError(502, f"upstream unreachable ({exc})", "server_error", "upstream_unreachable")
 
-
-def _passthrough_headers(headers: list[tuple[str, str]]) -> dict:
-    """The upstream's reply headers a client gets (framing ones dropped), not yet redacted."""
-    return {k: v for k, v in headers if k not in _DROP_RESPONSE_HEADERS}
-
-
-def _redacted(content: bytes, headers: dict) -> tuple[bytes, dict]:
-    """A reply's body and header values with every secret masked: one redaction pass over them
-    all, then part by part only when it found something (most replies hold no secret)."""
-    text = content.decode("utf-8", "surrogateescape")
-    joined = "\n".join((text, *headers.values()))
-    if redact(joined) == joined:
-        return content, headers
-    return redact_bytes(content), {k: redact(v) for k, v in headers.items()}
-
-
-def _invalid_reply(message: str) -> ApiError:
-    return ApiError(502, message, "server_error", "upstream_invalid_reply")
-
-
-_MAX_DECODED = 64 << 20
-
-
-def _decoded(content: bytes, headers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
-    """The reply's bytes without a content-encoding (identity is asked for; gzip or deflate sent
-    anyway is decoded): the JSON check and redaction need the text. Other encodings: 502."""
-    encoding = next((v.strip().lower() for k, v in headers if k == "content-encoding"), "identity")
-    if encoding == "identity":
-        return content, headers
-    if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise _invalid_reply(f"upstream reply has content-encoding {encoding!r}, which the proxy cannot check")
-    try:
-        d = zlib.decompressobj(47)  # 32 + 15: a gzip or zlib header, detected
-        content = d.decompress(content, _MAX_DECODED)
-        if d.unconsumed_tail:
-            raise _invalid_reply(f"upstream reply over {_MAX_DECODED} bytes once decoded")
-    except zlib.error:
-        raise _invalid_reply(f"upstream reply is not valid {encoding}") from None
-    return content, [(k, v) for k, v in headers if k != "content-encoding"]
-
-
-def _json_object(data: bytes) -> bool:
-    try:
-        return isinstance(json.loads(data), dict)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return False
-
-
-def _content_type(headers: list[tuple[str, str]]) -> str:
-    return next((v for k, v in headers if k == "content-type"), "")
-
-
-def _audit(sent: str, status: str, outcome: Outcome | None) -> dict:
-    r: Rewrite | None = outcome.rewrite if outcome else None
-    return {"prompt": sent, "rewrite": status, "fallback_reason": r.fallback_reason if r else None,
-            "cached": bool(outcome and outcome.source == "cache")}
-
-
-def _status(outcome: Outcome, original: str) -> str:
-    if outcome.rewrite.fallback_reason:
-        return "fallback"
-    return "rewritten" if outcome.rewrite.text != original else "unchanged"
-
-
-def _audit_headers(audit: dict) -> dict:
-    headers = {"x-bpo-rewrite": audit["rewrite"]}
-    if audit["fallback_reason"]:
-        headers["x-bpo-fallback-reason"] = audit["fallback_reason"]
-    if audit["rewrite"] == "rewritten":  # otherwise the client has the prompt already
-        encoded = quote(redact(audit["prompt"]), safe="")  # redacted before encoding hides a key's bytes
-        if len(encoded) <= PROMPT_HEADER_MAX:
-            headers["x-bpo-prompt"] = encoded
-    return headers
-
-
-def _opted_out(request: Request, bpo_field: Any) -> bool:
-    if request.headers.get(OPT_OUT_HEADER, "").strip().lower() in ("off", "0", "false", "no"):
-        return True
-    return isinstance(bpo_field, dict) and bpo_field.get("rewrite") is False
-
-
-async def _open_stream(resp: UpstreamResponse, audit: bytes) -> tuple[bytes, bytes, AsyncIterator[bytes]]:
-    """Read the upstream's stream up to its first data event, before the client's reply starts:
-    (those bytes with the audit field added, the bytes read after them, the rest of the stream).
-    A reply that is not an event stream of JSON data is :class:`ApiError` 502."""
-    ctype = _content_type(resp.headers)
-    if not ctype.lower().startswith("text/event-stream"):
-        raise _invalid_reply(f"upstream answered a streaming request with content-type {ctype or 'none'!r}, "
-                             "not an event stream")
-    if any(k == "content-encoding" and v.strip().lower() != "identity" for k, v in resp.headers):
-        raise _invalid_reply("upstream event stream has a content-encoding, which the proxy cannot check")
-    chunks = resp.iter_bytes()
-    buf, start = b"", 0
-    while True:
-        end, sep = event_end(buf, start)
-        if end < 0:
-            if len(buf) - start > MAX_EVENT:
-                raise _invalid_reply(f"upstream event stream: no event end in its first {MAX_EVENT} bytes")
-            chunk = await anext(chunks, None)
-            if chunk is None:
-                raise _invalid_reply("upstream event stream ended before its first data event")
-            buf += chunk
-            continue
-        data = event_data(buf[start:end])
-        if data is None:  # a comment or keep-alive before the data: passed on as it came
-            start = end + sep
-            continue
-        if data != b"[DONE]" and not _json_object(data):
-            raise _invalid_reply("upstream event stream: its first data event is not a JSON object")
-        return buf[:start] + inject_first_event(buf[start:end], audit) + buf[end : end + sep], buf[end + sep :], chunks
-
-
-async def _stream_redacted(resp: UpstreamResponse, head: bytes, buf: bytes, chunks: AsyncIterator[bytes],
-                           metrics: ServeMetrics, t0: float):
-    """The stream to the client, whole events at a time, redacted by :class:`StreamRedactor`
-    (a key spread over several events too). When the upstream breaks off, the whole events read
-    still go out, then the held text; the client sees no ``[DONE]``."""
-    redactor = StreamRedactor()
-    try:
-        out, _ = redactor.events(head)
-        more, buf = redactor.events(buf)
-        yield out + more  # at once: the client's first event does not wait for the next
-        try:
-            async for chunk in chunks:
-                buf += chunk
-                out, buf = redactor.events(buf)
-                if len(buf) > MAX_EVENT:  # no event end in sight: forward it in pieces
-                    out, buf = out + redact_bytes(buf), b""
-                if out:
-                    yield out
-            tail = redact_bytes(buf) if buf else b""  # a last event without its blank line
-        except Exception as exc:  # the stream broke upstream: end ours
-            log.warning("upstream stream ended early: %s", type(exc).__name__)
-            tail = b""
-        tail = redactor.flush() + tail
-        if tail:
-            yield tail
-    finally:  # also when the client went away mid-stream: the upstream connection goes back
-        await resp.aclose()
-        metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
 
 
 # ---- handlers ----------------------------------------------------------------------------
@@ -481,7 +239,7 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
         raise ApiError(400, 'body field "stream" must be true or false', code="invalid_stream", param="stream")
     where = locate_prompt(messages)
     outcome = None
-    if _opted_out(request, bpo_field):
+    if opted_out(request, bpo_field):
         status = "off"
         state.metrics.skipped.labels("opt_out").inc()
     elif where is None:
@@ -489,12 +247,12 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
         state.metrics.skipped.labels("no_user_text").inc()
     else:
         outcome = await state.rewrite(where.text)
-        status = _status(outcome, where.text)
+        status = rewrite_status(outcome, where.text)
         if outcome.rewrite.text != where.text:
             body["messages"] = replace_prompt(messages, where, outcome.rewrite.text)
             changed = True
     sent = None if where is None else (outcome.rewrite.text if outcome else where.text)
-    audit = _audit(sent, status, outcome)
+    audit = audit_record(sent, status, outcome)
     try:
         payload = json.dumps(body, ensure_ascii=False).encode() if changed else raw  # unchanged: the bytes as sent
     except RecursionError:
@@ -504,7 +262,7 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
     resp = await state.call_upstream(request, "POST", "/chat/completions", payload)
     if stream and resp.status == 200:
         try:
-            head, rest, chunks = await _open_stream(resp, audit_bytes)
+            head, rest, chunks = await open_stream(resp, audit_bytes)
         except UpstreamError as exc:
             await resp.aclose()
             raise state.upstream_failure(exc) from None
@@ -512,9 +270,9 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
             await resp.aclose()
             state.metrics.upstream_errors.labels("invalid_reply").inc()
             raise
-        _, out_headers = _redacted(b"", {**_passthrough_headers(resp.headers), **_audit_headers(audit)})
+        _, out_headers = redacted(b"", {**passthrough_headers(resp.headers), **audit_headers(audit)})
         # background: closes the upstream reply also when the client left before the stream began
-        return StreamingResponse(_stream_redacted(resp, head, rest, chunks, state.metrics, t0), status_code=200,
+        return StreamingResponse(stream_redacted(resp, head, rest, chunks, state.metrics, t0), status_code=200,
                                  headers=out_headers, background=BackgroundTask(resp.aclose))
     content = await state.read_upstream(resp)
     state.metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
@@ -522,7 +280,7 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
     if resp.status == 200:
         state.json_reply(content, headers)
         content = add_field(content, audit_bytes)
-    content, out_headers = _redacted(content, {**_passthrough_headers(headers), **_audit_headers(audit)})
+    content, out_headers = redacted(content, {**passthrough_headers(headers), **audit_headers(audit)})
     return Response(content, resp.status, headers=out_headers)
 
 
@@ -536,7 +294,7 @@ async def list_models(state: ServeState, request: Request) -> Response:
     content, headers = state.checked(content, resp.headers)
     if resp.status == 200:
         state.json_reply(content, headers)
-    content, out_headers = _redacted(content, _passthrough_headers(headers))
+    content, out_headers = redacted(content, passthrough_headers(headers))
     return Response(content, resp.status, headers=out_headers)
 
 
@@ -551,11 +309,11 @@ async def rewrite(state: ServeState, request: Request) -> Response:
         raise ApiError(400, "body field 'prompt' must be a string", code="invalid_prompt")
     if prompt.strip():
         outcome = await state.rewrite(prompt)
-        audit = _audit(outcome.rewrite.text, _status(outcome, prompt), outcome)
+        audit = audit_record(outcome.rewrite.text, rewrite_status(outcome, prompt), outcome)
     else:
         state.metrics.skipped.labels("no_user_text").inc()
-        audit = _audit(prompt, "none", None)
-    return JSONResponse({"object": "bpo.rewrite", "original": prompt, **audit}, headers=_audit_headers(audit))
+        audit = audit_record(prompt, "none", None)
+    return JSONResponse({"object": "bpo.rewrite", "original": prompt, **audit}, headers=audit_headers(audit))
 
 
 @_endpoint("health")

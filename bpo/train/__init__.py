@@ -1,0 +1,1 @@
+"""Optimizer training: SFT pairs -> a trained prompt optimizer (rule train_optimizer)."""
