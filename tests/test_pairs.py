@@ -105,8 +105,9 @@ def test_source_settings_hold_the_section_without_activate():
     settings = PairsSourceSettings.from_config(config, "oasst1")
     section = settings.source.section()
     assert section == {"path": "resources/demo/oasst1/train.jsonl", "hub_id": None,
-                       "split": "train", "sample": 0, "languages": ["en", "de"], "multi_turn": False}
-    assert list(section) == ["path", "hub_id", "split", "languages", "multi_turn", "sample"]  # the schema's order
+                       "split": "train", "sample": 0, "languages": ["en", "de"], "multi_turn": False,
+                       "test_trees": 0}
+    assert list(section) == ["path", "hub_id", "split", "languages", "multi_turn", "test_trees", "sample"]  # schema order
     assert settings.cleaning.canonical() == CLEANING
     assert PairsSourceSettings.from_params(settings.canonical()) == settings
     # activate selects the source, it changes no pairs: not a setting

@@ -120,3 +120,33 @@ def test_multilingual_example_config_validates():
     for name in ("hh_rlhf", "oasst1", "chatbot_arena", "alpaca_gpt4"):
         PairsSourceSettings.from_config(config, name)  # every languages value is known
     assert SFTSettings.from_config(config).languages.balance is True
+
+
+def test_oasst1_test_set_is_held_out_of_training_by_tree(tmp_path):
+    """sources.oasst1.test_trees: the trees in the test share give no training pair (a counted
+    held_out_for_test drop, follow-ups included) and their non-English roots are the oasst1 test
+    set; no prompt is in both."""
+    from bpo.eval.testsets import load_testset
+    from bpo.sources.oasst1 import held_out
+
+    t = Tree()
+    roots = []
+    for i in range(40):
+        lang = ("es", "de", "zh", "en")[i % 4]
+        text = {"es": ES, "de": "Wie kann ich meine Zeit besser einteilen, wenn ich studiere und arbeite?",
+                "zh": ZH, "en": EN}[lang] + f" ({i})"
+        root, (first, _) = t.prompt(text, [("a", 0, {}), ("b", 1, {})], lang=lang)
+        t.prompt(text + " más", [("c", 0, {}), ("d", 1, {})], parent=first, lang=lang)  # a follow-up in the tree
+        roots.append((root, lang))
+    share = 0.3
+    held = {r for r, _ in roots if held_out(r, share)}
+    assert 0 < len(held) < len(roots)
+    res = oasst1.parse(t.table(), languages="all", multi_turn=True, test_trees=share)
+    trained = {p["source_id"] for p in res.pairs}
+    assert res.dropped["held_out_for_test"] == 2 * len(held)  # root and follow-up of each held-out tree
+    path = tmp_path / "msgs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in t.rows))
+    ts = load_testset("oasst1_heldout", path, "oasst1", test_trees=share)
+    tested = {item.item_id for item in ts.items}
+    assert tested == {r for r, lang in roots if r in held and lang != "en"}
+    assert not tested & trained and not any(held_out(i, share) for i in trained if i in dict(roots))

@@ -38,6 +38,9 @@ FORMATS: dict[str, dict[str, str | None]] = {
     "dolly": {"id": "idx", "instruction": "instruction", "context": "context", "reference_optimized": None, "category": "category"},
     # BPO test: {prompt, optimized_prompt, good_res, bad_res}; the context is already inside prompt.
     "bpo_test": {"id": None, "instruction": "prompt", "context": None, "reference_optimized": "optimized_prompt", "category": None},
+    # oasst1 messages (the hub's row format): the non-English root prompts of the conversation trees
+    # held out of training (sources.oasst1.test_trees); see load_testset.
+    "oasst1": {"id": "message_id", "instruction": "text", "context": None, "reference_optimized": None, "category": None},
     # Alpaca SFT data: {instruction, input, output}; used by the optional SFT rewrite.
     "alpaca": {"id": None, "instruction": "instruction", "context": "input", "reference_optimized": None, "category": None},
 }
@@ -165,12 +168,24 @@ def load_testset(
     columns: Mapping[str, str | None] | None = None,
     sample: int = 0,
     seed: int = 42,
+    test_trees: float | None = None,
 ) -> TestSet:
-    """Read and normalise one test set; ``sample`` > 0 keeps that many items (seeded, file order)."""
+    """Read and normalise one test set; ``sample`` > 0 keeps that many items (seeded, file order).
+    Format ``oasst1`` keeps the usable non-English root prompts of the trees in the test share
+    ``test_trees`` (the pairs stage drops those trees: :func:`bpo.sources.oasst1.held_out`)."""
     mapping = column_mapping(fmt, columns)
     records = read_records(path)
-    items, dropped = normalise(records.rows, mapping, where=str(path), numbers=records.numbers,
-                               locations=[records.location(k) for k in range(len(records.rows))])
+    keep = range(len(records.rows))
+    if fmt == "oasst1":
+        from bpo.sources.oasst1 import held_out
+
+        keep = [k for k, r in enumerate(records.rows)
+                if r.get("role") == "prompter" and not r.get("parent_id") and not r.get("deleted")
+                and r.get("review_result") is not False and str(r.get("lang") or "en") != "en"
+                and held_out(str(r.get("message_id")), test_trees or 0.0)]
+    items, dropped = normalise([records.rows[k] for k in keep], mapping, where=str(path),
+                               numbers=[records.numbers[k] for k in keep],
+                               locations=[records.location(k) for k in keep])
     dropped.merge(records.dropped)
     if sample and sample < len(items):
         keep = sorted(random.Random(f"{seed}:{name}").sample(range(len(items)), sample))
@@ -186,4 +201,4 @@ def load_testset(
 def load_configured(settings) -> TestSet:
     """The test set a :class:`bpo.settings.optimize.TestsetSettings` describes (file, layout, sample)."""
     return load_testset(settings.name, settings.path, settings.format, columns=settings.columns,
-                        sample=settings.sample, seed=settings.seed)
+                        sample=settings.sample, seed=settings.seed, test_trees=getattr(settings, "test_trees", None))

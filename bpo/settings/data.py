@@ -29,6 +29,7 @@ class HHRLHFOptions(Settings):
 class OASST1Options(Settings):
     languages: tuple[str, ...] | str
     multi_turn: bool
+    test_trees: float
 
 
 @dataclass(frozen=True)

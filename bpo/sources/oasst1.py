@@ -10,6 +10,7 @@ thread (root to parent) as the context, provided every message on it is usable.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 
 import pyarrow as pa
@@ -70,6 +71,15 @@ _BLAME = {"deleted": "deleted", "not_reviewed": "review_result", "review_rejecte
           "unranked": "rank"}
 
 
+def _root_id(msg: dict, by_id: dict[str, dict]) -> str:
+    """The id of the tree root above ``msg`` (the oasst1 message_tree_id), as far as it is known."""
+    seen = {msg["message_id"]}
+    while msg["parent_id"] and msg["parent_id"] in by_id and msg["parent_id"] not in seen:
+        msg = by_id[msg["parent_id"]]
+        seen.add(msg["message_id"])
+    return msg["parent_id"] if msg["parent_id"] and msg["parent_id"] not in by_id else msg["message_id"]
+
+
 def _usable(msg: dict) -> str | None:
     """None when the message may be used, else why not."""
     if msg["deleted"]:
@@ -90,7 +100,18 @@ def _malformed_field(msg: dict) -> str | None:
     return "text" if msg["text"] is None else None
 
 
-def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locate=None) -> ParseResult:
+def held_out(tree_id: str, share: float) -> bool:
+    """Whether conversation tree ``tree_id`` (its root message id) belongs to the test share
+    (``sources.oasst1.test_trees``): a fixed hash of the id, so the pairs stage and the ``oasst1``
+    test set agree without seeing each other, and no prompt is both trained on and tested."""
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(f"oasst1-test:{tree_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, test_trees: float = 0.0,
+          locate=None) -> ParseResult:
     res = ParseResult(unit="prompter message", locate=locate)
     skipped = Drops()  # messages that are not candidates (replies, broken rows), located
     gate = LanguageGate(languages, "sources.oasst1.languages")
@@ -149,6 +170,8 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locat
     for msg in prompts:
         why = "self_parent" if msg["parent_id"] == msg["message_id"] else _usable(msg)
         lang = None
+        if why is None and test_trees > 0 and held_out(_root_id(msg, by_id), test_trees):
+            why = "held_out_for_test"
         if why is None:
             lang = gate.resolve(msg["text"], lambda: res.where(row_of[msg["message_id"]]), msg["lang"], has_label=True)
             why = "language" if lang is None else None
@@ -208,6 +231,7 @@ def load(settings: dict) -> ParseResult:
         raw.table,
         languages=settings.get("languages", ["en"]),
         multi_turn=bool(settings.get("multi_turn", False)),
+        test_trees=float(settings.get("test_trees", 0.0)),
         locate=raw.location,
     )
     # an unreadable row is a message, not a candidate prompt
