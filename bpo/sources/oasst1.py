@@ -80,6 +80,14 @@ def _root_id(msg: dict, by_id: dict[str, dict]) -> str:
     return msg["parent_id"] if msg["parent_id"] and msg["parent_id"] not in by_id else msg["message_id"]
 
 
+def _in_test_share(msg: dict, by_id: dict[str, dict], share: float) -> bool:
+    """``msg`` is in a tree the oasst1 test set holds out: a non-English root (by its label; the
+    test set takes non-English roots only, so English trees all stay in training) in the share."""
+    root = _root_id(msg, by_id)
+    lang = by_id[root]["lang"] if root in by_id else msg["lang"]
+    return str(lang or "en") != "en" and held_out(root, share)
+
+
 def _usable(msg: dict) -> str | None:
     """None when the message may be used, else why not."""
     if msg["deleted"]:
@@ -102,8 +110,9 @@ def _malformed_field(msg: dict) -> str | None:
 
 def held_out(tree_id: str, share: float) -> bool:
     """Whether conversation tree ``tree_id`` (its root message id) belongs to the test share
-    (``sources.oasst1.test_trees``): a fixed hash of the id, so the pairs stage and the ``oasst1``
-    test set agree without seeing each other, and no prompt is both trained on and tested."""
+    (``sources.oasst1.test_trees``; only non-English trees are held out): a fixed hash of the id,
+    so the pairs stage and the ``oasst1`` test set agree without seeing each other, and no prompt
+    is both trained on and tested."""
     if share <= 0:
         return False
     digest = hashlib.sha256(f"oasst1-test:{tree_id}".encode()).digest()
@@ -170,7 +179,7 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, test_
     for msg in prompts:
         why = "self_parent" if msg["parent_id"] == msg["message_id"] else _usable(msg)
         lang = None
-        if why is None and test_trees > 0 and held_out(_root_id(msg, by_id), test_trees):
+        if why is None and test_trees > 0 and _in_test_share(msg, by_id, test_trees):
             why = "held_out_for_test"
         if why is None:
             lang = gate.resolve(msg["text"], lambda: res.where(row_of[msg["message_id"]]), msg["lang"], has_label=True)
