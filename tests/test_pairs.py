@@ -106,7 +106,7 @@ def test_source_settings_hold_the_section_without_activate():
     section = settings.source.section()
     assert section == {"path": "resources/demo/oasst1/train.jsonl", "hub_id": None,
                        "split": "train", "sample": 0, "languages": ["en", "de"], "multi_turn": False,
-                       "test_trees": 0}
+                       "test_trees": 0.5}
     assert list(section) == ["path", "hub_id", "split", "languages", "multi_turn", "test_trees", "sample"]  # schema order
     assert settings.cleaning.canonical() == CLEANING
     assert PairsSourceSettings.from_params(settings.canonical()) == settings
@@ -148,7 +148,9 @@ def test_demo_source_end_to_end(tmp_path, caplog, source):
 def test_demo_counts(tmp_path):
     expected = {
         "hh_rlhf": (17, {"multi_turn": 4, "malformed_wrong_type": 1, "malformed_missing_field": 1, "duplicate": 1, "long_response": 1}),
-        "oasst1": (14, {"language": 2, "multi_turn": 2, "deleted": 1, "not_reviewed": 1, "fewer_than_2_ranked_replies": 2}),
+        # languages: all (14 en + 10 pairs in six other languages); half the non-English trees held out for test
+        "oasst1": (24, {"held_out_for_test": 6, "multi_turn": 2, "deleted": 1, "not_reviewed": 1,
+                        "fewer_than_2_ranked_replies": 2}),
         "chatbot_arena": (17, {"tie": 2, "flagged": 2, "language": 2, "multi_turn": 2, "malformed_winner": 1}),
         "alpaca_gpt4": (15, {"unmatched": 2, "duplicate_key": 1, "same_responses": 1, "empty_response": 1}),
     }
