@@ -279,7 +279,12 @@ def throughput_bench(tmp: Path, args) -> tuple[float, float]:
     build_optimizer(opt, prompts)
     config = {
         "cache": None,
-        "rewriter": {"kind": "local", "optimizer": str(opt), "engine": "hf", "max_new_tokens": args.max_new_tokens},
+        "rewriter": {
+            "kind": "local",
+            "optimizer": str(opt),
+            "engine": "hf-generate",
+            "max_new_tokens": args.max_new_tokens,
+        },
         "batching": {"max_batch_size": 32, "max_wait_ms": 5, "timeout_s": 600},
     }
     proc, proxy = start_proxy(config, tmp, "rewrite", args.threads)
