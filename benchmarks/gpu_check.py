@@ -254,12 +254,26 @@ def _matmul_params(model_dir: Path) -> tuple[int, int, int]:
     return c.num_hidden_layers * per_layer + c.vocab_size * c.hidden_size, c.num_hidden_layers, c.hidden_size
 
 
+def _spec(config: dict, work: Path, root: Path):
+    """The training spec of one section: the prepared SFT data in, the model and metrics under ``root``."""
+    from bpo.settings.train import CheckpointRuntime, TrainSettings
+    from bpo.train.spec import TrainSpec
+
+    return TrainSpec(
+        settings=TrainSettings.from_config(config),
+        checkpoint=CheckpointRuntime.from_config(config),
+        train=str(work / "sft_train.parquet"),
+        val=None,
+        model_dir=str(root / "model"),
+        metrics=str(root / "train_metrics.parquet"),
+        loss_curve=str(root / "loss_curve.png"),
+    )
+
+
 def _train(work: Path, dry: bool, lora: bool) -> dict:
     from bpo.schemas import TRAIN_METRICS, read_frame
     from bpo.settings import load_config
-    from bpo.settings.train import CheckpointRuntime, TrainSettings
     from bpo.train.launch import launch_training
-    from bpo.train.spec import TrainSpec
 
     sz = sizes(dry)
     name = "train_lora" if lora else "train"
@@ -289,15 +303,7 @@ def _train(work: Path, dry: bool, lora: bool) -> dict:
             },
         },
     )
-    spec = TrainSpec(
-        settings=TrainSettings.from_config(config),
-        checkpoint=CheckpointRuntime.from_config(config),
-        train=str(work / "sft_train.parquet"),
-        val=None,
-        model_dir=str(root / "model"),
-        metrics=str(root / "train_metrics.parquet"),
-        loss_curve=str(root / "loss_curve.png"),
-    )
+    spec = _spec(config, work, root)
     t0 = time.perf_counter()
     summary = launch_training(spec)
     wall = time.perf_counter() - t0
@@ -441,9 +447,7 @@ def section_launch(work: Path, dry: bool) -> dict:
     import torch
 
     from bpo.settings import load_config
-    from bpo.settings.train import CheckpointRuntime, TrainSettings
     from bpo.train.launch import run_ranks
-    from bpo.train.spec import TrainSpec
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     ranks = min(2, gpus) if gpus else 1
@@ -487,15 +491,7 @@ def section_launch(work: Path, dry: bool) -> dict:
             }
         },
     )
-    spec = TrainSpec(
-        settings=TrainSettings.from_config(config),
-        checkpoint=CheckpointRuntime.from_config(config),
-        train=str(work / "sft_train.parquet"),
-        val=None,
-        model_dir=str(root / "model"),
-        metrics=str(root / "train_metrics.parquet"),
-        loss_curve=str(root / "loss_curve.png"),
-    )
+    spec = _spec(config, work, root)
     root.mkdir(parents=True)
     spec.write(root / "spec.json")
     t0 = time.perf_counter()

@@ -94,6 +94,10 @@ CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 _SQL_CHUNK = 500  # keys per IN (...) query, under SQLite's variable limit
 
 
+# The counters of one usage row (`bpo usage`), all starting at 0.
+_USAGE_FIELDS = ("calls", "ok", "truncated", "refused", "failed", "prompt_tokens", "completion_tokens")
+
+
 class Cache:
     """SQLite-backed store of answered calls (safe for several processes at once)."""
 
@@ -168,18 +172,7 @@ class Cache:
             "SELECT stage, model, backend, status, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) "
             "FROM calls GROUP BY stage, model, backend, status"
         ):
-            s = stats.setdefault(
-                (stage, model, backend),
-                {
-                    "calls": 0,
-                    "ok": 0,
-                    "truncated": 0,
-                    "refused": 0,
-                    "failed": 0,
-                    "prompt_tokens": 0,
-                    "completion_tokens": 0,
-                },
-            )
+            s = stats.setdefault((stage, model, backend), dict.fromkeys(_USAGE_FIELDS, 0))
             s["calls"] += n
             s[status] = s.get(status, 0) + n
             s["prompt_tokens"] += pt or 0
@@ -188,18 +181,7 @@ class Cache:
             "SELECT stage, model, backend, COUNT(DISTINCT key) FROM failures f WHERE NOT EXISTS "
             "(SELECT 1 FROM calls c WHERE c.key = f.key AND c.backend = f.backend) GROUP BY stage, model, backend"
         ):
-            s = stats.setdefault(
-                (stage, model, backend),
-                {
-                    "calls": 0,
-                    "ok": 0,
-                    "truncated": 0,
-                    "refused": 0,
-                    "failed": 0,
-                    "prompt_tokens": 0,
-                    "completion_tokens": 0,
-                },
-            )
+            s = stats.setdefault((stage, model, backend), dict.fromkeys(_USAGE_FIELDS, 0))
             s["failed"] += n
         return [{"stage": k[0], "model": k[1], "backend": k[2], **v} for k, v in sorted(stats.items())]
 
