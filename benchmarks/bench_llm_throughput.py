@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import openai  # noqa: E402
+from bench_common import start_loopback  # noqa: E402
 
 from bpo.llm import ChatRequest, client_from_mapping  # noqa: E402
 
@@ -43,28 +44,8 @@ KEY_ENV = "BPO_BENCH_API_KEY"
 
 
 def start_server(latency: float, tmp: Path) -> tuple[subprocess.Popen, str]:
-    port_file = tmp / "port"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests" / "loopback_server.py"),
-            "--latency",
-            str(latency),
-            "--responder",
-            "echo",
-            "--no-record",
-            "--port-file",
-            str(port_file),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    t0 = time.time()
-    while not port_file.exists():
-        if proc.poll() is not None or time.time() - t0 > 30:
-            raise SystemExit("loopback server did not start")
-        time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{int(port_file.read_text())}/v1"
+    proc, url = start_loopback(tmp / "port", latency)
+    return proc, url + "/v1"
 
 
 def process_cpu_s(pid: int) -> float:

@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
-from bench_common import synthetic_pairs  # noqa: E402
+from bench_common import start_loopback, synthetic_pairs  # noqa: E402
 
 KEYS_ENV = "BPO_BENCH_CLIENT_KEYS"
 CLIENT_KEY = "bench-client-key"
@@ -72,26 +72,7 @@ def wait_until(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 1
 
 
 def start_upstream(tmp: Path) -> tuple[subprocess.Popen, str]:
-    port_file = tmp / "upstream.port"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests" / "loopback_server.py"),
-            "--responder",
-            "echo",
-            "--no-record",
-            "--port-file",
-            str(port_file),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    t0 = time.time()
-    while not port_file.exists():
-        if proc.poll() is not None or time.time() - t0 > 30:
-            raise SystemExit("loopback server did not start")
-        time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{int(port_file.read_text())}"
+    return start_loopback(tmp / "upstream.port")
 
 
 def start_proxy(config: dict, tmp: Path, name: str, threads: int | None = None) -> tuple[subprocess.Popen, str]:
