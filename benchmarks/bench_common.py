@@ -37,6 +37,7 @@ def synthetic_pairs(n: int, seed: int = 0, min_words: int = 20, max_words: int =
                 "source": "alpaca_gpt4",
                 "prompt": prompt,
                 "optimized_prompt": optimized,
+                "history": [],
             }
         )
     return rows

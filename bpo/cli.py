@@ -40,14 +40,9 @@ def read_prompt_file(path: str, column: str, context_column: str | None):
     text there is dropped; a file unreadable as a whole is a ValueError naming it."""
     import pandas as pd
 
-    from bpo.readers import ReadError, read_records
+    from bpo.optimizer.conversations import read_input_records
 
-    if not Path(path).exists():
-        raise FileNotFoundError(f"--input {path}: no such file")
-    try:
-        records = read_records(path)
-    except ReadError as exc:
-        raise ValueError(f"--input {exc}") from None
+    records = read_input_records(path)
     if not records.records_read:
         raise ValueError(f"--input {path}: no records (the file is empty)")
     present = set().union(*records.rows)
@@ -141,17 +136,16 @@ def _optimize(args: argparse.Namespace) -> int:
         if not args.output:
             print("bpo optimize: --input needs --output FILE.parquet", file=sys.stderr)
             return 2
+        from bpo.optimizer.conversations import is_messages_file
+
+        if Path(args.input).exists() and is_messages_file(args.input):
+            return _optimize_conversations(args, settings)
         try:
             df, dropped = read_prompt_file(args.input, args.column, args.context_column)
         except (OSError, ValueError) as exc:
             print(f"bpo optimize: {exc}", file=sys.stderr)
             return 2
-        for reason, places in sorted(dropped.locations.items()):
-            print(
-                f"bpo optimize: dropped {dropped[reason]} record(s) of --input as {reason}: {', '.join(places)}"
-                + (" ..." if dropped[reason] > len(places) else ""),
-                file=sys.stderr,
-            )
+        _report_drops(dropped)
         if df.empty:
             print(f"bpo optimize: --input {args.input}: no usable record ({dict(dropped)})", file=sys.stderr)
             return 2
@@ -173,6 +167,50 @@ def _optimize(args: argparse.Namespace) -> int:
         if r.fallback_reason:
             print(f"(optimizer output unusable: {r.fallback_reason}; original prompt kept)", file=sys.stderr)
     return 0
+
+
+def _optimize_conversations(args: argparse.Namespace, settings) -> int:
+    """Messages mode: OpenAI-style conversations in, the same records with the last user message
+    rewritten out (JSONL), conditioned on the earlier turns."""
+    from bpo.optimizer.conversations import read_conversations, rewrite_conversations, write_jsonl
+
+    if not args.output.endswith(".jsonl"):
+        print(
+            "bpo optimize: an --input of messages records needs --output FILE.jsonl (the records come back "
+            "in their own shape)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        conversations, dropped = read_conversations(args.input, include_system=args.include_system)
+    except (OSError, ValueError) as exc:
+        print(f"bpo optimize: {exc}", file=sys.stderr)
+        return 2
+    _report_drops(dropped)
+    if not conversations:
+        print(f"bpo optimize: --input {args.input}: no usable conversation ({dict(dropped)})", file=sys.stderr)
+        return 2
+    out = rewrite_conversations(
+        conversations, args.model, settings, format_override=args.format, max_history_tokens=args.max_history_tokens
+    )
+    write_jsonl(out, args.output)
+    n_fb = sum(r["bpo"]["fallback_reason"] is not None for r in out)
+    cut = sum(r["bpo"]["history_turns_dropped"] > 0 for r in out)
+    print(
+        f"wrote {len(out)} conversations to {args.output} ({n_fb} kept the original message, {cut} with earlier "
+        f"turns left out by the history budget, {sum(dropped.values())} record(s) dropped)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _report_drops(dropped) -> None:
+    for reason, places in sorted(dropped.locations.items()):
+        print(
+            f"bpo optimize: dropped {dropped[reason]} record(s) of --input as {reason}: {', '.join(places)}"
+            + (" ..." if dropped[reason] > len(places) else ""),
+            file=sys.stderr,
+        )
 
 
 def _usage(args: argparse.Namespace) -> int:
@@ -228,7 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     opt = sub.add_parser("optimize", help="rewrite prompts with a trained optimizer")
     opt.add_argument("--model", required=True, help="trained optimizer folder (or hub id)")
     opt.add_argument("prompts", nargs="*", help="prompts to optimize (text mode)")
-    opt.add_argument("--input", help="jsonl/json/parquet file of prompts (file mode)")
+    opt.add_argument(
+        "--input",
+        help="jsonl/json/parquet file of prompts (file mode), or of OpenAI-style "
+        '{"messages": [...]} records (messages mode: the last user message is '
+        "rewritten in the light of the earlier turns; --output FILE.jsonl)",
+    )
     opt.add_argument("--output", help="parquet file to write (file mode)")
     opt.add_argument("--column", default="prompt", help="prompt column in --input")
     opt.add_argument("--context-column", default=None, help="context column in --input (kept verbatim)")
@@ -262,6 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the optimizer's input format; default: the one the model folder records "
         "(bpo_prompt_format.json), else plain (e.g. bpo-release for THUDM/BPO)",
+    )
+    opt.add_argument(
+        "--include-system",
+        action="store_true",
+        help="messages input: the system message is one of the earlier turns the optimizer sees",
+    )
+    opt.add_argument(
+        "--max-history-tokens",
+        type=int,
+        default=None,
+        help="messages input: history budget in tokens (default: bpo.prompt_format.HISTORY_TOKENS); "
+        "the oldest earlier turns beyond it are left out",
     )
     opt.set_defaults(func=_optimize)
 

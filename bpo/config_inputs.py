@@ -20,6 +20,7 @@ from typing import Any
 
 from bpo.generation.model import is_hub_id, model_folder_problem  # noqa: F401 (is_hub_id: re-exported)
 from bpo.settings.config import ConfigError
+from bpo.settings.critique import multi_turn_active
 from bpo.settings.plan import Plan
 from bpo.templates import template_problem
 
@@ -77,6 +78,11 @@ def _source_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | Non
 def _sft_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
     if config["sft"]["source"] == "critiques":
         yield "critique.template", template_problem(config["critique"]["template"], "critique")
+        if multi_turn_active(config):
+            yield (
+                "critique.multi_turn_template",
+                template_problem(config["critique"]["multi_turn_template"], "critique_multi_turn"),
+            )
         return
     bpo = config["sft"]["bpo_dataset"]
     if not bpo["hub_id"]:
@@ -90,12 +96,14 @@ def _eval_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]
     if plan.sft_rewrite:
         path = ev["sft_rewrite"]["path"]
         yield "eval.sft_rewrite.path", _file_problem(path) if path else "not set (activate needs an Alpaca-format file)"
-    if not (plan.targets and plan.testsets):
+    if not (plan.targets and (plan.testsets or plan.multi_turn_testsets)):
         return  # nothing is evaluated
-    for name in plan.testsets:
+    for name in plan.testsets + plan.multi_turn_testsets:
         if ev["testsets"][name].get("path"):  # else rule download_testset fetches the url
             yield f"eval.testsets.{name}.path", _file_problem(ev["testsets"][name]["path"])
     yield "eval.judge.template", template_problem(ev["judge"]["template"], "judge")
+    if plan.multi_turn_testsets:
+        yield "eval.judge.multi_turn_template", template_problem(ev["judge"]["multi_turn_template"], "judge")
     for name, kind in plan.optimizers.items():
         cfg = ev["optimizers"][name]
         if plan.kind(name).model_input == "model" and cfg.get("model"):

@@ -2,9 +2,11 @@
 
 For each pair the critique template (loaded and checked by :mod:`bpo.templates`) is filled with
 the instruction, the context if any, the bad response and the good response, and sent as a
-single user message. Calls go through :class:`bpo.llm.LLMClient`, so they are cached (a rerun pays
-nothing twice), rate-limited and budget-capped. Replies are parsed by
-:mod:`bpo.critique_parse` and written as ``CRITIQUES`` rows, one per pair, failures included.
+single user message. A pair with a history (the earlier turns of a multi-turn source) gets the
+multi-turn template instead (``critique.multi_turn_template``): the same fields plus the
+rendered conversation so far, and the critic rewrites the last user message only. Calls go
+through :class:`bpo.llm.LLMClient`, so they are cached (a rerun pays nothing twice), rate-limited
+and budget-capped. Replies are parsed by :mod:`bpo.critique_parse` and written as ``CRITIQUES`` rows, one per pair, failures included.
 """
 
 from __future__ import annotations
@@ -53,22 +55,33 @@ def select_pairs(pairs_path: str | os.PathLike, source: str | None) -> list[dict
     return table.to_pylist()
 
 
-def build_requests(pairs: Sequence[Mapping], template: CritiqueTemplate, call: LLMCall) -> list:
-    """One :class:`ChatRequest` per pair (the rendered template as the user message), in the pairs' order."""
+def build_requests(
+    pairs: Sequence[Mapping], template: CritiqueTemplate, call: LLMCall, multi_turn: CritiqueTemplate | None = None
+) -> list:
+    """One :class:`ChatRequest` per pair (the rendered template as the user message), in the pairs'
+    order; a pair with a history is rendered with ``multi_turn`` (required then)."""
     from bpo.llm import call_request
+    from bpo.prompt_format import render_history
 
-    return [
-        call_request(
-            call,
-            template.render(
-                instruction=pair["instruction"],
-                context=pair.get("context") or "",
-                bad_response=pair["bad_response"],
-                good_response=pair["good_response"],
-            ),
+    requests = []
+    for pair in pairs:
+        fields = dict(
+            instruction=pair["instruction"],
+            context=pair.get("context") or "",
+            bad_response=pair["bad_response"],
+            good_response=pair["good_response"],
         )
-        for pair in pairs
-    ]
+        if pair.get("history"):
+            if multi_turn is None:
+                raise CritiqueError(
+                    f"pair {pair['pair_id']} ({pair['source']}) has a history but no multi-turn "
+                    "template is set (critique.multi_turn_template; sources.<name>.multi_turn)"
+                )
+            text = multi_turn.render(**fields, history=render_history(pair["history"]))
+        else:
+            text = template.render(**fields)
+        requests.append(call_request(call, text))
+    return requests
 
 
 def critique_rows(pairs: Sequence[Mapping], requests: Sequence, results: Sequence, model: str) -> list[dict]:
@@ -126,7 +139,10 @@ def _summary(rows: Sequence[Mapping]) -> dict:
 
 
 def _requests(pairs: Sequence[Mapping], template: CritiqueTemplate, settings: CritiqueSettings) -> list:
-    return build_requests(pairs, template, settings.call)
+    multi_turn = None
+    if settings.multi_turn_template is not None and any(p.get("history") for p in pairs):
+        multi_turn = load_critique(settings.multi_turn_template, settings.multi_turn_template_sha256, multi_turn=True)
+    return build_requests(pairs, template, settings.call, multi_turn)
 
 
 def run_critique(

@@ -5,9 +5,12 @@ Per source (``build_source_pairs``, settings :class:`bpo.settings.PairsSourceSet
 1. read and parse the raw dataset (``bpo.sources``): malformed or filtered records are
    counted drops;
 2. clean: strip surrounding whitespace, drop empty, too short and over-long fields and
-   pairs whose two responses are the same;
+   pairs whose two responses are the same, and multi-turn pairs with an empty earlier turn
+   (``empty_history_turn``); record ``history_chars`` (the rendered history's length,
+   :func:`bpo.prompt_format.render_history`);
 3. id and exact dedup: ``pair_id`` hashes the content (instruction, context, both
-   responses), so an exact duplicate within the source has the same id and is dropped;
+   responses, and the history when there is one, so single-turn ids are unchanged), so an
+   exact duplicate within the source has the same id and is dropped;
 4. sample N pairs (config ``sources.<name>.sample``, 0 = all), seeded and after
    cleaning, so N means N usable pairs.
 
@@ -27,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -34,6 +38,7 @@ import pyarrow as pa
 
 from bpo.atomic import write_json
 from bpo.drops import Drops, locations_of
+from bpo.prompt_format import render_history
 from bpo.schemas import PAIRS, read_table, write_table
 from bpo.settings.data import MergeSettings, PairsSourceSettings
 from bpo.sources import load_source
@@ -51,10 +56,14 @@ def expected_stops() -> tuple[type[BaseException], ...]:
     return (ReadError, ConfigError, SchemaError)
 
 
-def pair_id(instruction: str, context: str, good: str, bad: str) -> str:
-    """Stable id of a pair's content: sha256 over the four texts, 16 hex chars. The source is
-    not part of it, so the same pair from two sources has one id (that is the dedup key)."""
-    return hashlib.sha256("\x00".join((instruction, context, good, bad)).encode("utf-8")).hexdigest()[:16]
+def pair_id(instruction: str, context: str, good: str, bad: str, history: Sequence[dict] = ()) -> str:
+    """Stable id of a pair's content: sha256 over the four texts (and the history, only when
+    there is one: single-turn ids stay what they were), 16 hex chars. The source is not part of
+    it, so the same pair from two sources has one id (that is the dedup key)."""
+    parts = [instruction, context, good, bad]
+    if history:
+        parts.append(json.dumps([[t["role"], t["content"]] for t in history], ensure_ascii=False))
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
 def clean_pairs(
@@ -71,6 +80,7 @@ def clean_pairs(
     kept: list[dict] = []
     dropped = Drops()
     for k, p in enumerate(candidates):
+        history = [{"role": t["role"], "content": t["content"].strip()} for t in p.get("history") or []]
         ins = p["instruction"].strip()
         ctx = (p["context"] or "").strip()
         good = p["good_response"].strip()
@@ -94,8 +104,20 @@ def clean_pairs(
             why, field = "long_response", response
         elif good == bad:
             why, field = "same_responses", None
+        elif any(not t["content"] for t in history):
+            why, field = "empty_history_turn", "history"
         else:
-            kept.append({**p, "instruction": ins, "context": ctx, "good_response": good, "bad_response": bad})
+            kept.append(
+                {
+                    **p,
+                    "instruction": ins,
+                    "context": ctx,
+                    "good_response": good,
+                    "bad_response": bad,
+                    "history": history,
+                    "history_chars": len(render_history(history)),
+                }
+            )
             continue
         dropped.add(why, locate and (lambda k=k: locate(k)), field)
     return kept, dropped
@@ -107,7 +129,7 @@ def assign_ids(pairs: list[dict], source: str) -> tuple[list[dict], int]:
     seen: set[str] = set()
     out = []
     for p in pairs:
-        pid = pair_id(p["instruction"], p["context"], p["good_response"], p["bad_response"])
+        pid = pair_id(p["instruction"], p["context"], p["good_response"], p["bad_response"], p.get("history", ()))
         if pid in seen:
             continue
         seen.add(pid)
@@ -149,6 +171,26 @@ def _summary(stats: dict) -> str:
     return "\n".join(lines)
 
 
+def history_stats(pairs: Sequence[dict]) -> dict:
+    """Turn counts and rendered history lengths (characters) of ``pairs``, for the stats JSON."""
+    chars = sorted(p["history_chars"] for p in pairs if p["history"])
+    turns = Counter(int(p["num_turns"]) for p in pairs)
+
+    def quantile(q: float) -> int:
+        return chars[min(len(chars) - 1, int(q * len(chars)))] if chars else 0
+
+    return {
+        "multi_turn_pairs": len(chars),
+        "pairs_by_user_turns": {str(k): v for k, v in sorted(turns.items())},
+        "history_chars": {
+            "mean": round(sum(chars) / len(chars), 1) if chars else 0,
+            "median": quantile(0.5),
+            "p90": quantile(0.9),
+            "max": chars[-1] if chars else 0,
+        },
+    }
+
+
 def build_source_pairs(
     settings: PairsSourceSettings,
     *,
@@ -187,6 +229,8 @@ def build_source_pairs(
         "locations": locations_of(dropped),
         "other_locations": parsed.other_locations,
     }
+    if any(p["history"] for p in sampled):  # only multi-turn pairs add this (single-turn stats unchanged)
+        stats["history"] = history_stats(sampled)
     if stats["candidates"] != stats["pairs"] + stats["dropped_total"]:  # a bug, not bad input
         raise AssertionError(f"{source}: counts do not add up: {stats}")
     write_json(stats, stats_path)

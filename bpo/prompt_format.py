@@ -16,6 +16,22 @@ Three named formats (:data:`FORMATS`):
 A trained or prepared model folder records its format in ``bpo_prompt_format.json``
 (:func:`write_format_record`, a file of its own so a downloaded folder can be given one without
 retraining); :func:`resolve_prompt_format` picks override > folder record > configured format.
+
+Multi-turn input (issue 20). Every format takes an optional ``history``: the earlier turns of
+the conversation, oldest first, as a list of ``{"role": "user"|"assistant"|"system",
+"content": str}`` (:func:`check_history`). With no history (None or ``[]``) the input is
+byte-identical to the single-turn one. With history, the conversation so far is rendered as
+text (:func:`render_history`: ``User: ...`` / ``Assistant: ...`` / ``System: ...`` blocks)
+in a ``[Conversation so far]`` section before the message to rewrite, and the instruction says
+to rewrite the last user message only: the optimizer's output is still just that message.
+The history never becomes chat-template turns of the optimizer itself: the optimizer talks to
+its own instruction, not to the conversation's assistant.
+
+The history is bounded by a token budget (:func:`fit_history`, default
+:data:`HISTORY_TOKENS`): whole turns are dropped from the oldest until the rest fits, and the
+number dropped is returned so callers record it. :func:`encode_conversation` is the one entry
+used by training (:mod:`bpo.train.data`) and inference (:mod:`bpo.optimizer.rewrite`), so both
+truncate and encode the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +57,82 @@ _HEADER = (
 
 TEMPLATE = "{header}\n\n[Original prompt]\n{prompt}\n\n[Improved prompt]\n"
 
+# The multi-turn variants: the same cue words, the conversation before the message. The
+# instruction names the two things a multi-turn rewrite must not do (answer, restate).
+_HEADER_MT = (
+    "Rewrite the user's last message below so that an AI assistant answers it more helpfully, "
+    "correctly and safely, in the light of the conversation so far. Keep all of its information "
+    "unchanged and make references to earlier turns explicit where needed; do not answer it and "
+    "do not repeat the conversation. Output only the rewritten message."
+)
+TEMPLATE_MT = "{header}\n\n[Conversation so far]\n{history}\n\n[Original prompt]\n{prompt}\n\n[Improved prompt]\n"
+
+ROLES = ("user", "assistant", "system")
+_ROLE_LABEL = {"user": "User", "assistant": "Assistant", "system": "System"}
+# Token budget of the rendered history: bounds the optimizer's input (and so its cost per
+# rewrite) however long the conversation. Training and inference use the same value.
+HISTORY_TOKENS = 512
+
+
+def check_history(history, where: str = "history") -> list[dict]:
+    """``history`` as a list of ``{"role", "content"}`` dicts (None -> ``[]``); a clear error
+    naming the turn otherwise. Extra keys (e.g. ``name``) are dropped."""
+    if history is None:
+        return []
+    if not isinstance(history, (list, tuple)):
+        raise TypeError(f"{where}: expected a list of {{role, content}} turns, got {type(history).__name__}")
+    turns = []
+    for i, turn in enumerate(history):
+        if not isinstance(turn, dict):
+            raise TypeError(f"{where}[{i}]: expected a {{role, content}} object, got {type(turn).__name__}")
+        role, content = turn.get("role"), turn.get("content")
+        if role not in ROLES:
+            raise ValueError(f"{where}[{i}].role: {role!r} is not one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise TypeError(f"{where}[{i}].content: expected a str, got {type(content).__name__}")
+        turns.append({"role": role, "content": content})
+    return turns
+
+
+def _render_turn(turn: dict) -> str:
+    return f"{_ROLE_LABEL[turn['role']]}: {turn['content'].strip()}"
+
+
+def render_history(history) -> str:
+    """The conversation so far as the text the optimizer (and the critic) sees."""
+    return "\n\n".join(_render_turn(t) for t in check_history(history))
+
+
+def history_length(history, tokenizer=None) -> int:
+    """The rendered history's length: tokens with a ``tokenizer``, else characters."""
+    text = render_history(history)
+    if not text:
+        return 0
+    return len(tokenizer(text, add_special_tokens=False).input_ids) if tokenizer is not None else len(text)
+
+
+def fit_history(history, tokenizer, max_tokens: int = HISTORY_TOKENS) -> tuple[list[dict], int]:
+    """``(kept_turns, n_dropped)``: the most recent turns whose rendering fits ``max_tokens``.
+
+    Whole turns are dropped from the oldest (a cut turn would misquote the conversation). Each
+    turn is measured on its own (plus its separator), so the cost is one tokenizer call per turn
+    and the sum bounds the rendered length up to merges across the separators. With
+    ``tokenizer=None`` the budget counts characters."""
+    turns = check_history(history)
+    if max_tokens is None or not turns:
+        return turns, 0
+    if max_tokens < 0:
+        raise ValueError(f"history budget: expected a non-negative token count, got {max_tokens}")
+    total, keep_from = 0, len(turns)
+    for i in range(len(turns) - 1, -1, -1):
+        text = _render_turn(turns[i]) + ("\n\n" if i < len(turns) - 1 else "")
+        n = len(tokenizer(text, add_special_tokens=False).input_ids) if tokenizer is not None else len(text)
+        if total + n > max_tokens:
+            break
+        total += n
+        keep_from = i
+    return turns[keep_from:], keep_from
+
 
 def build_prompt(user_prompt: str) -> str:
     """The optimizer's input for ``user_prompt``; its output continues right after it."""
@@ -61,11 +153,18 @@ BPO_RELEASE_TEMPLATE = (
     "helpful and harmless response:\n{prompt} [/INST]"
 )
 
+BPO_RELEASE_TEMPLATE_MT = (
+    "[INST] You are an expert prompt engineer. Here is a conversation so far:\n{history}\n\n"
+    "Please help me improve the user's next message to get a more helpful and harmless response; "
+    "rewrite that message only:\n{prompt} [/INST]"
+)
+
 RECORD_NAME = "bpo_prompt_format.json"
 
 # The user turn of ``chat-template``: the plain template's instruction and prompt, without its
 # "[Improved prompt]" cue (the chat template's generation prompt plays that part).
 _CHAT_USER_TURN = "{header}\n\n[Original prompt]\n{prompt}"
+_CHAT_USER_TURN_MT = "{header}\n\n[Conversation so far]\n{history}\n\n[Original prompt]\n{prompt}"
 
 
 def check_format(fmt: str, where: str = "prompt format") -> str:
@@ -80,23 +179,44 @@ def _clean(user_prompt) -> str:
     return user_prompt.strip()
 
 
-def format_prompt(user_prompt: str, fmt: str, tokenizer=None) -> str:
+def format_prompt(user_prompt: str, fmt: str, tokenizer=None, history=None) -> str:
     """The optimizer's input text for ``user_prompt`` in format ``fmt`` (BOS not included:
-    :func:`encode_prompt` adds it). ``chat-template`` needs the base model's ``tokenizer``."""
+    :func:`encode_prompt` adds it). ``chat-template`` needs the base model's ``tokenizer``.
+    ``history``: the earlier turns (see the module docstring), used as given (no budget here:
+    :func:`fit_history`); none gives exactly the single-turn input."""
     check_format(fmt)
-    if fmt == PLAIN:
-        return build_prompt(user_prompt)
+    turns = check_history(history)
+    if not turns:
+        return _format_single(user_prompt, fmt, tokenizer)
     prompt = _clean(user_prompt)
+    rendered = render_history(turns)
+    if fmt == PLAIN:
+        return TEMPLATE_MT.format(header=_HEADER_MT, history=rendered, prompt=prompt)
     if fmt == BPO_RELEASE:
-        return BPO_RELEASE_TEMPLATE.format(prompt=prompt)
+        return BPO_RELEASE_TEMPLATE_MT.format(history=rendered, prompt=prompt)
+    user_turn = _CHAT_USER_TURN_MT.format(header=_HEADER_MT, history=rendered, prompt=prompt)
+    return _apply_chat_template(user_turn, tokenizer)
+
+
+def _apply_chat_template(user_turn: str, tokenizer) -> str:
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         name = getattr(tokenizer, "name_or_path", None)
         raise ValueError(
             f"prompt format {CHAT_TEMPLATE!r}: tokenizer {name!r} has no chat template; "
             f"use {PLAIN!r} or {BPO_RELEASE!r}"
         )
-    messages = [{"role": "user", "content": _CHAT_USER_TURN.format(header=_HEADER, prompt=prompt)}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": user_turn}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def _format_single(user_prompt: str, fmt: str, tokenizer) -> str:
+    if fmt == PLAIN:
+        return build_prompt(user_prompt)
+    prompt = _clean(user_prompt)
+    if fmt == BPO_RELEASE:
+        return BPO_RELEASE_TEMPLATE.format(prompt=prompt)
+    return _apply_chat_template(_CHAT_USER_TURN.format(header=_HEADER, prompt=prompt), tokenizer)
 
 
 def _drop_leading_bos(text: str, tokenizer) -> str:
@@ -106,7 +226,7 @@ def _drop_leading_bos(text: str, tokenizer) -> str:
     return text
 
 
-def encode_prompt(user_prompt: str, fmt: str, tokenizer) -> list[int]:
+def encode_prompt(user_prompt: str, fmt: str, tokenizer, history=None) -> list[int]:
     """Token ids of the optimizer input; the same ids in training and inference.
 
     At most one BOS, never two: a BOS written by a chat template into the text and the one the
@@ -115,7 +235,7 @@ def encode_prompt(user_prompt: str, fmt: str, tokenizer) -> list[int]:
     whatever the tokenizer adds, as ``plain`` always did. Never ends with EOS: the input must not
     look finished.
     """
-    text = format_prompt(user_prompt, fmt, tokenizer)
+    text = format_prompt(user_prompt, fmt, tokenizer, history)
     bos_id = tokenizer.bos_token_id
     text_had_bos = bool(tokenizer.bos_token) and text.startswith(tokenizer.bos_token)
     ids = tokenizer(_drop_leading_bos(text, tokenizer)).input_ids
@@ -125,6 +245,15 @@ def encode_prompt(user_prompt: str, fmt: str, tokenizer) -> list[int]:
     if bos_id is not None and not starts_with_bos and (text_had_bos or fmt == BPO_RELEASE):
         ids = [bos_id] + ids
     return ids
+
+
+def encode_conversation(
+    user_prompt: str, fmt: str, tokenizer, history=None, max_history_tokens: int = HISTORY_TOKENS
+) -> tuple[list[int], int]:
+    """``(input_ids, n_turns_dropped)``: the history fitted to its budget (:func:`fit_history`),
+    then :func:`encode_prompt`. The one path of training and inference for multi-turn input."""
+    kept, dropped = fit_history(history, tokenizer, max_history_tokens)
+    return encode_prompt(user_prompt, fmt, tokenizer, kept), dropped
 
 
 def encode_target(optimized: str, tokenizer) -> list[int]:
@@ -144,9 +273,13 @@ def encode_target(optimized: str, tokenizer) -> list[int]:
     return ids + [eos_id]
 
 
-def encode_training_pair(user_prompt: str, optimized: str, fmt: str, tokenizer) -> tuple[list[int], list[int]]:
-    """``(input_ids, target_ids)`` of one training example; the loss goes on the target only."""
-    return encode_prompt(user_prompt, fmt, tokenizer), encode_target(optimized, tokenizer)
+def encode_training_pair(
+    user_prompt: str, optimized: str, fmt: str, tokenizer, history=None, max_history_tokens: int = HISTORY_TOKENS
+) -> tuple[list[int], list[int]]:
+    """``(input_ids, target_ids)`` of one training example; the loss goes on the target only.
+    ``history`` is fitted to ``max_history_tokens`` exactly as at inference."""
+    ids, _ = encode_conversation(user_prompt, fmt, tokenizer, history, max_history_tokens)
+    return ids, encode_target(optimized, tokenizer)
 
 
 def write_format_record(model_dir: str | os.PathLike, fmt: str) -> Path:

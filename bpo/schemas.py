@@ -19,6 +19,8 @@ from bpo.atomic import atomic_path
 _str = pa.string()
 _i64 = pa.int64()
 _f64 = pa.float64()
+# Earlier turns of a conversation, oldest first (bpo.prompt_format.check_history's shape).
+HISTORY = pa.list_(pa.struct([pa.field("role", _str, nullable=False), pa.field("content", _str, nullable=False)]))
 
 # results/pairs/{source}.parquet and results/pairs/all.parquet
 PAIRS = pa.schema(
@@ -34,6 +36,9 @@ PAIRS = pa.schema(
         pa.field("bad_model", _str),
         pa.field("language", _str),  # as the source names it ("en", "English"); null when unknown
         pa.field("num_turns", _i64, nullable=False),  # human turns in the dialogue, 1 = single-turn
+        # the turns before `instruction` (multi_turn sources), [] for single-turn; never in `context`
+        pa.field("history", HISTORY, nullable=False),
+        pa.field("history_chars", _i64, nullable=False),  # length of the rendered history, characters
     ]
 )
 
@@ -62,6 +67,7 @@ SFT = pa.schema(
         pa.field("source", _str, nullable=False),
         pa.field("prompt", _str, nullable=False),  # original instruction (+ context, verbatim)
         pa.field("optimized_prompt", _str, nullable=False),  # rewritten instruction (+ same context)
+        pa.field("history", HISTORY, nullable=False),  # the pair's earlier turns, [] for single-turn
     ]
 )
 
@@ -147,6 +153,48 @@ JUDGMENTS = pa.schema(
     ]
 )
 
+# Multi-turn test sets (format mt_bench), one row per (item, turn); turn 1 is the first user message.
+# results/<run>/eval/{testset}/{target}/original_conversations.parquet: the target's conversation
+# on the original user messages, once per test set and target
+ORIGINAL_CONVERSATIONS = pa.schema(
+    [
+        pa.field("item_id", _str, nullable=False),
+        pa.field("testset", _str, nullable=False),
+        pa.field("target", _str, nullable=False),
+        pa.field("category", _str),
+        pa.field("turn", _i64, nullable=False),
+        pa.field("question", _str, nullable=False),  # the user's message of this turn, as written
+        pa.field("answer", _str),
+        pa.field("status", _str, nullable=False),  # a call status, or "skipped" (an earlier turn has no answer)
+        pa.field("backend", _str, nullable=False),
+    ]
+)
+
+# results/<run>/eval/{testset}/{optimizer}/{target}/conversations.parquet: the original and the
+# optimized conversation side by side (each optimized message rewritten seeing the optimized
+# conversation so far); the history of turn k is turns 1..k-1 of the same item
+CONVERSATIONS = pa.schema(
+    [
+        pa.field("item_id", _str, nullable=False),
+        pa.field("testset", _str, nullable=False),
+        pa.field("optimizer", _str, nullable=False),
+        pa.field("target", _str, nullable=False),
+        pa.field("category", _str),
+        pa.field("turn", _i64, nullable=False),
+        pa.field("question_original", _str, nullable=False),
+        pa.field("question_optimized", _str, nullable=False),  # == question_original on fallback
+        pa.field("fallback_reason", _str),  # null when the optimizer's rewrite was used
+        pa.field("answer_original", _str),  # from original_conversations.parquet
+        pa.field("answer_optimized", _str),
+        pa.field("status_original", _str, nullable=False),
+        pa.field("status_optimized", _str, nullable=False),
+        pa.field("backend", _str, nullable=False),
+    ]
+)
+
+# results/<run>/eval/{testset}/{optimizer}/{target}/turn_judgments.parquet: JUDGMENTS per turn
+TURN_JUDGMENTS = pa.schema(list(JUDGMENTS)[:5] + [pa.field("turn", _i64, nullable=False)] + list(JUDGMENTS)[5:])
+
 # results/report/winrates.parquet
 WINRATES = pa.schema(
     [
@@ -183,6 +231,10 @@ WINRATES = pa.schema(
         pa.field("answer_backend", _str, nullable=False),  # of the target answers
     ]
 )
+
+
+# results/report/winrates_turns.parquet: WINRATES of multi-turn test sets, per turn (and category)
+TURN_WINRATES = pa.schema(list(WINRATES)[:5] + [pa.field("turn", _i64, nullable=False)] + list(WINRATES)[5:])
 
 
 class SchemaError(ValueError):

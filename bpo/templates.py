@@ -25,11 +25,12 @@ BUILTIN = "builtin:"
 # Where the error for a missing file points the user.
 CONFIG_KEYS = {
     "critique": "critique.template",
+    "critique_multi_turn": "critique.multi_turn_template",
     "judge": "eval.judge.template",
     "rewrite": "eval.optimizers.<name>.template",
 }
 
-CRITIQUE_PLACEHOLDERS = ("instruction", "context", "bad_response", "good_response")
+CRITIQUE_PLACEHOLDERS = ("instruction", "context", "bad_response", "good_response", "history")
 JUDGE_PLACEHOLDERS = ("question", "answer_a", "answer_b")
 REWRITE_PLACEHOLDER = "{prompt}"
 # The parser and the offline stand-in both key on these: a template must ask for them.
@@ -121,7 +122,8 @@ class CritiqueTemplate:
     sha256: str
     body: str  # the template without comment lines, markers included
 
-    def render(self, instruction: str, context: str, bad_response: str, good_response: str) -> str:
+    def render(self, instruction: str, context: str, bad_response: str, good_response: str, history: str = "") -> str:
+        """The filled template; ``history``: the rendered earlier turns (multi-turn template)."""
         has_context = bool(context and context.strip())
         lines: list[str] = []
         inside = False
@@ -139,6 +141,7 @@ class CritiqueTemplate:
             "context": context,
             "bad_response": bad_response,
             "good_response": good_response,
+            "history": history,
         }
         # One pass, so a response that itself contains "{context}" is never expanded.
         return _CRITIQUE_RE.sub(lambda m: values[m.group(1)], text)
@@ -166,10 +169,13 @@ def _check_context_block(body: str, where: str) -> int:
     return count
 
 
-def load_critique(value: str | os.PathLike, sha256: str | None = None) -> CritiqueTemplate:
-    """Read and check a critique template (``builtin:critique.txt`` documents the syntax)."""
-    where = f"critique template {value}"
-    raw, sha = _read(value, "critique", sha256)
+def load_critique(value: str | os.PathLike, sha256: str | None = None, multi_turn: bool = False) -> CritiqueTemplate:
+    """Read and check a critique template (``builtin:critique.txt`` documents the syntax);
+    ``multi_turn``: the template for pairs with a history, which must show it (``{history}``);
+    a single-turn template must not ask for one (its pairs have none)."""
+    kind = "critique_multi_turn" if multi_turn else "critique"
+    where = f"{kind.replace('_', ' ')} template {value}"
+    raw, sha = _read(value, kind, sha256)
     text = _decode(raw, value, "critique")
     # universal newlines, as reading the file as text does
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -181,6 +187,10 @@ def load_critique(value: str | os.PathLike, sha256: str | None = None) -> Critiq
         raise TemplateError(f"{where}: missing placeholder(s) {', '.join('{' + m + '}' for m in missing)}")
     if not n_context:
         raise TemplateError(f"{where}: no {{context}} placeholder; pairs with a context would lose it")
+    if multi_turn and "history" not in found:
+        raise TemplateError(f"{where}: missing placeholder {{history}}; the critic would not see the conversation")
+    if not multi_turn and "history" in found:
+        raise TemplateError(f"{where}: {{history}} is for critique.multi_turn_template only")
     unknown = sorted(
         {name for name in _CANDIDATE_RE.findall(body) if name not in CRITIQUE_PLACEHOLDERS}
         - {"if_context", "end_if_context"}
@@ -280,7 +290,12 @@ def load_rewrite(value: str | os.PathLike, sha256: str | None = None) -> Rewrite
 
 # ---------------------------------------------------------------- checks when the config is parsed
 
-LOADERS = {"critique": load_critique, "judge": load_judge, "rewrite": load_rewrite}
+LOADERS = {
+    "critique": load_critique,
+    "critique_multi_turn": lambda v: load_critique(v, multi_turn=True),
+    "judge": load_judge,
+    "rewrite": load_rewrite,
+}
 
 
 def template_problem(value: str, kind: str) -> str | None:

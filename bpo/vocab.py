@@ -27,3 +27,6 @@ CRITIQUE_REPLY_LABEL = "Optimized Instruction:"
 # Backend names: the offline stand-in's, and the one of rows decided without any call.
 STANDIN_BACKEND = "standin"
 NO_CALL = "none"
+
+# Test set layouts whose items are conversations, evaluated turn by turn (bpo.eval.conversation).
+MULTI_TURN_FORMATS = frozenset({"mt_bench"})

@@ -278,6 +278,51 @@ def judge_settings(wildcards):
     return JudgeSettings.from_config(config).canonical()
 
 
+# --- multi-turn test sets (format mt_bench): converse_original, converse, judge_turns ---
+
+
+def multi_turn_testsets():
+    return list(PLAN.multi_turn_testsets)
+
+
+def _target_settings(name):
+    """A target's result settings, by its kind (endpoint or hf)."""
+    from bpo.settings.hf_target import HFTargetSettings
+
+    cls = HFTargetSettings if PLAN.targets[name] == "hf" else EndpointTargetSettings
+    return {"kind": PLAN.targets[name], **cls.from_config(config, name).canonical()}
+
+
+def converse_original_settings(wildcards):
+    """The multi-turn test set read and the target that answers its original conversations."""
+    from bpo.settings.testsets import TestsetSettings
+
+    return {
+        "testset": TestsetSettings.from_config(config, wildcards.testset).canonical(),
+        "target": _target_settings(wildcards.target),
+    }
+
+
+def converse_settings(wildcards):
+    """The optimizer rewriting each turn (its settings name the test set) and the target answering."""
+    from bpo.settings.optimize import optimizer_settings
+
+    return {
+        "optimizer": optimizer_settings(config, wildcards.testset, wildcards.optimizer).canonical(),
+        "target": _target_settings(wildcards.target),
+    }
+
+
+def target_model_input(wildcards):
+    """A local HF target's folder (an input); nothing for an endpoint target."""
+    return hf_target_model_input(wildcards) if PLAN.targets.get(wildcards.target) == "hf" else []
+
+
+def judge_turns_settings(wildcards):
+    """The judge with the multi-turn template (by path and content hash)."""
+    return JudgeSettings.from_config(config, multi_turn=True).canonical()
+
+
 def sft_rewrite_answer_settings(wildcards):
     return SFTRewriteSettings.from_config(config).canonical()
 
@@ -296,6 +341,14 @@ def report_answers():
     return [result(f"eval/{ts}/{opt}/{tg}/answers.parquet") for ts, opt, tg in eval_triples()]
 
 
+def report_turn_judgments():
+    return [result(f"eval/{ts}/{opt}/{tg}/turn_judgments.parquet") for ts, opt, tg in PLAN.turn_triples()]
+
+
+def report_conversations():
+    return [result(f"eval/{ts}/{opt}/{tg}/conversations.parquet") for ts, opt, tg in PLAN.turn_triples()]
+
+
 def report_optimized():
     return [result(f"eval/{ts}/{opt}/optimized.parquet") for ts in eval_testsets() for opt in eval_optimizers()]
 
@@ -307,7 +360,7 @@ def report_settings():
 def eval_report_outputs():
     """Final outputs of the evaluation (empty when no test set, optimizer or target is active)."""
     out = []
-    if eval_triples():
+    if eval_triples() or PLAN.turn_triples():
         out += [
             result("report/winrates.parquet"),
             result("report/summary.md"),

@@ -14,6 +14,7 @@ localrules:
     answer_original,
     answer,
     judge,
+    judge_turns,
     sft_rewrite_answer,
 
 
@@ -209,6 +210,87 @@ rule judge:
         api=1,
     params:
         settings=judge_settings,
+    script:
+        "../workflow_scripts/judge.py"
+
+
+# Multi-turn test sets (format mt_bench; bpo/eval/conversation.py): each target plays the original
+# conversations once; each optimizer x target plays the optimized ones (every user message
+# rewritten seeing the optimized conversation so far, then answered), keeping the originals
+# beside them; the judge compares the two per turn. One process holds the optimizer and the
+# target, since each turn's rewrite needs the previous turn's answer.
+rule converse_original:
+    input:
+        testset=optimize_testset_input,
+        model=target_model_input,
+    output:
+        conversations=result("eval/{testset}/{target}/original_conversations.parquet"),
+    log:
+        log_file("eval/converse_original_{testset}_{target}.log"),
+    benchmark:
+        benchmark_file("eval/converse_original_{testset}_{target}.tsv")
+    wildcard_constraints:
+        testset=_names_regex(multi_turn_testsets()),
+        target=_names_regex(eval_targets()),
+    conda:
+        "../envs/eval.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        api=1,
+    params:
+        settings=converse_original_settings,
+    script:
+        "../workflow_scripts/converse.py"
+
+
+rule converse:
+    input:
+        testset=optimize_testset_input,
+        original=result("eval/{testset}/{target}/original_conversations.parquet"),
+        optimizer_model=optimizer_model_input,
+        model=target_model_input,
+    output:
+        conversations=result("eval/{testset}/{optimizer}/{target}/conversations.parquet"),
+    log:
+        log_file("eval/converse_{testset}_{optimizer}_{target}.log"),
+    benchmark:
+        benchmark_file("eval/converse_{testset}_{optimizer}_{target}.tsv")
+    wildcard_constraints:
+        testset=_names_regex(multi_turn_testsets()),
+        optimizer=_names_regex(eval_optimizers()),
+        target=_names_regex(eval_targets()),
+    conda:
+        "../envs/eval.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        api=1,
+    params:
+        settings=converse_settings,
+    script:
+        "../workflow_scripts/converse.py"
+
+
+rule judge_turns:
+    input:
+        conversations=result("eval/{testset}/{optimizer}/{target}/conversations.parquet"),
+    output:
+        judgments=result("eval/{testset}/{optimizer}/{target}/turn_judgments.parquet"),
+    log:
+        log_file("eval/judge_turns_{testset}_{optimizer}_{target}.log"),
+    benchmark:
+        benchmark_file("eval/judge_turns_{testset}_{optimizer}_{target}.tsv")
+    wildcard_constraints:
+        testset=_names_regex(multi_turn_testsets()),
+        optimizer="[^/]+",
+        target="[^/]+",
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        api=1,
+    params:
+        settings=judge_turns_settings,
     script:
         "../workflow_scripts/judge.py"
 

@@ -7,6 +7,8 @@ rule report:
         judgments=report_judgments(),
         answers=report_answers(),
         optimized=report_optimized(),
+        turn_judgments=report_turn_judgments(),
+        conversations=report_conversations(),
     output:
         table=report(
             result("report/winrates.parquet"),
@@ -14,6 +16,7 @@ rule report:
             category="Evaluation",
             labels={"figure": "win-rate table (Parquet)"},
         ),
+        turn_table=result("report/winrates_turns.parquet"),  # multi-turn test sets, per turn (empty: none)
         summary=report(
             result("report/summary.md"),
             caption="../report/summary.rst",
@@ -65,7 +68,10 @@ rule browse:
         judgments=rules.report.input.judgments,
         answers=rules.report.input.answers,
         optimized=rules.report.input.optimized,
+        turn_judgments=rules.report.input.turn_judgments,
+        conversations=rules.report.input.conversations,
         winrates=rules.report.output.table,
+        turn_winrates=rules.report.output.turn_table,
     output:
         html=report(
             result("report/browse.html"),

@@ -360,6 +360,8 @@ def critique_stage_stop(tmp: Path, base_url: str, n_pairs: int, limits: dict) ->
                 "bad_model": None,
                 "language": "en",
                 "num_turns": 1,
+                "history": [],
+                "history_chars": 0,
             }
             for i in range(n_pairs)
         ],
@@ -378,7 +380,13 @@ def critique_stage_stop(tmp: Path, base_url: str, n_pairs: int, limits: dict) ->
         seed=None,
         system_prompt=None,
     )
-    settings = CritiqueSettings(call=call, template=template, template_sha256=template_sha256(template))
+    settings = CritiqueSettings(
+        call=call,
+        template=template,
+        template_sha256=template_sha256(template),
+        multi_turn_template=None,
+        multi_turn_template_sha256=None,
+    )
     ep = {"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV, "limits": dict(limits)}
     runtime = LLMRuntime.from_config(endpoint_config("remote", ep, cache=str(tmp / "llm.sqlite"), prices={}), "remote")
     t0 = time.monotonic()

@@ -5,7 +5,7 @@ API also meets: streamed replies (Server-Sent Events, ``"stream": true``) and ``
 It also answers ``POST /v1/completions`` as a served optimizer would (``vllm serve
 <optimizer>``): each prompt in the optimizer's input format gets a rewrite of the prompt inside
 it, ``"Please answer step by step: <prompt>"``, or degenerate repetition when the prompt contains
-``REPEAT``; it records each request's batch size and can answer after a delay.
+``REPEAT``; it records each request's batch size and optimizer inputs and can answer after a delay.
 
 Misbehaviour beyond the loopback server's: :meth:`ChatUpstream.raw` answers a matching chat
 request with bytes as given (HTML, a chunked or close-delimited body, no HTTP at all), and
@@ -38,6 +38,7 @@ class ChatUpstream(LoopbackServer):
         super().__init__(*args, **kw)
         self.completions_latency_s = completions_latency_s
         self.completion_batches: list[int] = []
+        self.completion_prompts: list[str] = []  # every optimizer input received, in order
         self.echo_key = False
         self.models_html = False
         self._raw: list[tuple[str, bytes, bool]] = []
@@ -79,6 +80,7 @@ class ChatUpstream(LoopbackServer):
             prompts = req["prompt"] if isinstance(req["prompt"], list) else [req["prompt"]]
             with self._lock:
                 self.completion_batches.append(len(prompts))
+                self.completion_prompts.extend(prompts)
             choices = [
                 {"index": i, "text": " " + fake_rewrite(original_from_template(t)), "finish_reason": "stop"}
                 for i, t in enumerate(prompts)

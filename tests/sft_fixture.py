@@ -51,7 +51,9 @@ def sft_rows(n: int, seed: int = 0) -> list[dict]:
             f"Cover the key ideas step by step and include one concrete example."
         )
         pid = hashlib.sha256(f"{i}:{prompt}".encode()).hexdigest()[:16]
-        rows.append({"pair_id": pid, "source": "alpaca_gpt4", "prompt": prompt, "optimized_prompt": optimized})
+        rows.append(
+            {"pair_id": pid, "source": "alpaca_gpt4", "prompt": prompt, "optimized_prompt": optimized, "history": []}
+        )
     return rows
 
 

@@ -46,6 +46,8 @@ def _pair(pid, source, instruction, context, good, bad):
         "bad_model": None,
         "language": "en",
         "num_turns": 1,
+        "history": [],
+        "history_chars": 0,
     }
 
 
@@ -146,7 +148,11 @@ def _settings(endpoint, **kw) -> CritiqueSettings:
         **kw,
     }
     return CritiqueSettings(
-        call=LLMCall(endpoint=ep, **values), template=str(TEMPLATE), template_sha256=template_sha256(TEMPLATE)
+        call=LLMCall(endpoint=ep, **values),
+        template=str(TEMPLATE),
+        template_sha256=template_sha256(TEMPLATE),
+        multi_turn_template=None,
+        multi_turn_template_sha256=None,
     )
 
 

@@ -22,6 +22,9 @@ EVAL_OUTPUTS = [
     "results/demo/report/intrinsic.json",
 ]
 SFT_OUTPUTS = ["results/demo/sft_rewrite/reproduce.json", "results/demo/sft_rewrite/train.json"]
+# What one target's edit reruns of the demo's multi-turn set (mt_bench): its original
+# conversations, both optimizers' conversations with it and their per-turn judgments.
+MT_TARGET = {"converse_original": 1, "converse": 2, "judge_turns": 2}
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +124,14 @@ def test_offline_evaluation_outputs(evaluated):
     reproduce = json.loads((wf / "results/demo/sft_rewrite/reproduce.json").read_text())
     assert len(sft) == len(reproduce) == 4
     assert set(reproduce[0]) == {"instruction", "input", "output", "optimized_prompt", "res"}
+    # the demo's multi-turn set through the rules: per turn, identity ties on both turns, both targets
+    turns = pq.read_table(wf / "results/demo/report/winrates_turns.parquet").to_pylist()
+    overall = {(r["optimizer"], r["target"], r["turn"]): r for r in turns if r["category"] is None}
+    assert set(overall) == {(o, t, k) for o in ("tiny", "identity") for t in ("standin", "tiny_hf") for k in (1, 2)}
+    assert all(overall[("identity", t, k)]["tie"] == 100.0 for t in ("standin", "tiny_hf") for k in (1, 2))
+    conv = pq.read_table(wf / "results/demo/eval/mt_bench/tiny/tiny_hf/conversations.parquet").to_pylist()
+    assert len(conv) == 10 and {r["turn"] for r in conv} == {1, 2} and all(r["backend"] for r in conv)
+    assert "## Multi-turn, per turn" in summary
 
 
 def _planned(wf, edit=None, template=None) -> dict[str, int]:
@@ -142,7 +153,12 @@ def _planned(wf, edit=None, template=None) -> dict[str, int]:
 def test_changing_only_the_judge_model_reruns_only_judge_and_report(evaluated):
     wf = evaluated
     assert _planned(wf) == {}  # up to date
-    assert _planned(wf, lambda c: c["eval"]["judge"].update(model="another-judge")) == {"judge": 8, "report": 1}
+    # (judge_turns: the demo's multi-turn set, mt_bench x 2 optimizers x 2 targets)
+    assert _planned(wf, lambda c: c["eval"]["judge"].update(model="another-judge")) == {
+        "judge": 8,
+        "judge_turns": 4,
+        "report": 1,
+    }
     assert _planned(wf) == {}  # back: up to date
     # one target's decoding: its answers (original once per test set, then each optimizer's),
     # judgments and the report (and the SFT rewrite it answers); not the other target, not optimize
@@ -152,10 +168,19 @@ def test_changing_only_the_judge_model_reruns_only_judge_and_report(evaluated):
         "judge": 4,
         "report": 1,
         "sft_rewrite_answer": 1,
+        **MT_TARGET,
     }
     # the judging protocol and the verdict parsing are the judge's settings
-    assert _planned(wf, lambda c: c["eval"]["judge"].update(protocol="single_random")) == {"judge": 8, "report": 1}
-    assert _planned(wf, lambda c: c["eval"]["judge"].update(lenient_verdicts=True)) == {"judge": 8, "report": 1}
+    assert _planned(wf, lambda c: c["eval"]["judge"].update(protocol="single_random")) == {
+        "judge": 8,
+        "judge_turns": 4,
+        "report": 1,
+    }
+    assert _planned(wf, lambda c: c["eval"]["judge"].update(lenient_verdicts=True)) == {
+        "judge": 8,
+        "judge_turns": 4,
+        "report": 1,
+    }
 
 
 def _use_another_sft_target(cfg):
@@ -171,15 +196,23 @@ def _use_another_sft_target(cfg):
         (
             lambda c: c["eval"]["targets"]["standin"].update(system_prompt="Be brief."),
             None,
-            {"answer_original": 2, "answer": 4, "judge": 4, "report": 1, "sft_rewrite_answer": 1},
+            {"answer_original": 2, "answer": 4, "judge": 4, "report": 1, "sft_rewrite_answer": 1, **MT_TARGET},
         ),
         (
             lambda c: c["llm"]["endpoints"]["standin"].update(default_headers={"X-Team": "eval"}),
             None,
-            {"answer_original": 2, "answer": 4, "judge": 8, "report": 1, "sft_rewrite_answer": 1},
+            {
+                "answer_original": 2,
+                "answer": 4,
+                "judge": 8,
+                "report": 1,
+                "sft_rewrite_answer": 1,
+                **MT_TARGET,
+                "judge_turns": 4,
+            },
         ),
-        # judge: its sampling, its template's content
-        (lambda c: c["eval"]["judge"].update(max_tokens=512), None, {"judge": 8, "report": 1}),
+        # judge: its sampling, its template's content (the multi-turn template is another file)
+        (lambda c: c["eval"]["judge"].update(max_tokens=512), None, {"judge": 8, "judge_turns": 4, "report": 1}),
         (None, lambda text: text + "\nKeep the explanation short.\n", {"judge": 8, "report": 1}),
         # report: the bootstrap only
         (lambda c: c["eval"]["report"].update(bootstrap_samples=50), None, {"report": 1}),
@@ -233,6 +266,8 @@ def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evalu
         "report": 1,
         "sft_rewrite_optimize": 1,
         "sft_rewrite_answer": 1,
+        "converse": 2,
+        "judge_turns": 2,
     }
     outputs = [line.split("output:", 1)[1] for line in proc.stdout.splitlines() if line.strip().startswith("output:")]
     assert outputs and not any("/identity/" in o or "original_answers" in o for o in outputs)
@@ -244,6 +279,7 @@ def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evalu
         "answer_hf": 4,
         "judge": 4,
         "report": 1,
+        **MT_TARGET,
     }
     edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="auto"))
     assert job_counts(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}

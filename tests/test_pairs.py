@@ -123,8 +123,17 @@ def test_source_settings_hold_the_section_without_activate():
         "sample": 0,
         "languages": ["en", "de"],
         "multi_turn": False,
+        "max_history_turns": None,
     }
-    assert list(section) == ["path", "hub_id", "split", "languages", "multi_turn", "sample"]  # the schema's order
+    assert list(section) == [
+        "path",
+        "hub_id",
+        "split",
+        "languages",
+        "multi_turn",
+        "max_history_turns",
+        "sample",
+    ]  # the schema's order
     assert settings.cleaning.canonical() == CLEANING
     assert PairsSourceSettings.from_params(settings.canonical()) == settings
     # activate selects the source, it changes no pairs: not a setting

@@ -53,6 +53,8 @@ def _pair(pid, instruction, context="", source="alpaca_gpt4"):
         "bad_model": None,
         "language": "en",
         "num_turns": 1,
+        "history": [],
+        "history_chars": 0,
     }
 
 

@@ -60,13 +60,17 @@ def test_hh_single_turn_pair():
     assert (p["context"], p["num_turns"], p["source_id"]) == ("", 1, "0")
 
 
-def test_hh_multi_turn_dropped_by_default_kept_with_context():
+def test_hh_multi_turn_dropped_by_default_kept_with_history():
     rows = [hh("I want to run.", "How much do you run now?", "None at all.", good="Start slowly.", bad="Run 10 km.")]
     res = hh_rlhf.parse(table(hh_rlhf, rows))
     assert (res.pairs, res.dropped) == ([], Counter({"multi_turn": 1}))
     (p,) = hh_rlhf.parse(table(hh_rlhf, rows), multi_turn=True).pairs
     assert p["instruction"].strip() == "None at all."
-    assert p["context"] == "User: I want to run.\n\nAssistant: How much do you run now?"
+    assert p["context"] == ""  # the conversation is the history, not an attached document
+    assert p["history"] == [
+        {"role": "user", "content": " I want to run."},
+        {"role": "assistant", "content": " How much do you run now?"},
+    ]
     assert p["num_turns"] == 2
     assert p["good_response"].strip() == "Start slowly."
 
@@ -237,9 +241,13 @@ def test_oasst_follow_up_prompts_with_multi_turn():
     assert res.dropped == Counter({"ancestor_skipped": 1, "ancestor_missing": 1})
     by_instruction = {p["instruction"]: p for p in res.pairs}
     p = by_instruction["With milk?"]
-    assert p["context"] == "User: Make green tea?\n\nAssistant: Use 80 C water."
+    assert p["context"] == ""
+    assert p["history"] == [
+        {"role": "user", "content": "Make green tea?"},
+        {"role": "assistant", "content": "Use 80 C water."},
+    ]
     assert (p["num_turns"], p["source_id"], p["good_response"]) == (2, follow, "Better plain.")
-    assert by_instruction["Under a bad one?"]["context"].endswith("Assistant: Boil it.")
+    assert by_instruction["Under a bad one?"]["history"][-1] == {"role": "assistant", "content": "Boil it."}
 
 
 def test_oasst_malformed_messages_are_skipped_not_fatal():
@@ -331,7 +339,14 @@ def test_arena_filters_ties_flags_languages_and_multi_turn():
     res = chatbot_arena.parse(table(chatbot_arena, rows), languages=[], multi_turn=True, drop_flagged=False)
     assert res.dropped == Counter({"tie": 2})
     multi = next(p for p in res.pairs if p["source_id"] == "multi")
-    assert multi["context"] == "User: Plan a picnic.\n\nAssistant: Sandwiches."  # the winner's earlier turns
+    assert (
+        multi["history"]
+        == [
+            {"role": "user", "content": "Plan a picnic."},  # the winner's earlier turns
+            {"role": "assistant", "content": "Sandwiches."},
+        ]
+        and multi["context"] == ""
+    )
     assert (multi["instruction"], multi["good_response"], multi["num_turns"]) == ("Vegetarian?", "Hummus wraps.", 2)
 
 
@@ -559,8 +574,8 @@ def test_real_hh_rlhf_sample(shared_data):
     turns = Counter(p["num_turns"] for p in multi.pairs)
     assert turns[1] == 87 and sum(turns.values()) == 300
     for p in multi.pairs:
-        if p["num_turns"] > 1:
-            assert p["context"].startswith("User: ") and p["context"].count("User: ") == p["num_turns"] - 1
+        assert p["context"] == ""
+        assert [t["role"] for t in p["history"]] == ["user", "assistant"] * (p["num_turns"] - 1)
 
 
 def test_real_oasst1_sample(shared_data):
@@ -579,7 +594,7 @@ def test_real_oasst1_sample(shared_data):
         assert not good["deleted"] and not bad["deleted"] and good["review_result"] and bad["review_result"]
     multi = load_source("oasst1", {"path": str(path), "languages": ["en"], "multi_turn": True})
     assert len(multi.pairs) == 66
-    assert all(p["context"].startswith("User: ") for p in multi.pairs if p["num_turns"] > 1)
+    assert all(p["history"][0]["role"] == "user" and not p["context"] for p in multi.pairs if p["num_turns"] > 1)
 
 
 def test_real_alpaca_gpt4_samples(shared_data):

@@ -38,7 +38,13 @@ def _llm_rewrite(template: str) -> dict:
 
 
 def test_builtin_templates_ship_in_the_package_and_resolve():
-    assert builtin_names() == ["critique.txt", "judge.txt", "optimize_rewrite.txt"]
+    assert builtin_names() == [
+        "critique.txt",
+        "critique_multi_turn.txt",
+        "judge.txt",
+        "judge_multi_turn.txt",
+        "optimize_rewrite.txt",
+    ]
     for name in builtin_names():
         path = resolve(BUILTIN + name)
         assert path == builtin_dir() / name and path.is_file()
@@ -64,7 +70,8 @@ def test_an_unknown_builtin_is_a_settings_error_naming_the_key():
         CritiqueSettings.from_config(config)
     assert input_problems(config) == [
         "config critique.template: no built-in template of that name "
-        "(built-in: builtin:critique.txt, builtin:judge.txt, builtin:optimize_rewrite.txt)"
+        "(built-in: builtin:critique.txt, builtin:critique_multi_turn.txt, builtin:judge.txt, "
+        "builtin:judge_multi_turn.txt, builtin:optimize_rewrite.txt)"
     ]
 
 

@@ -19,4 +19,7 @@ build_report(
     out_compare_plot=out.compare_plot,
     out_intrinsic=out.intrinsic,
     out_summary_html=out.summary_html,
+    turn_judgments=list(inp.turn_judgments),
+    conversations=list(inp.conversations),
+    out_turn_table=out.turn_table,
 )

@@ -4,9 +4,10 @@
 (function () {
   const PAGE = 50;
   const FIELDS_TEXT = ["item_id", "question_original", "question_optimized", "answer_original", "answer_optimized",
-    "raw_optimized_first", "raw_original_first", "category", "fallback_reason"];
+    "raw_optimized_first", "raw_original_first", "category", "fallback_reason", "history_original",
+    "history_optimized"];
   const FILTERS = [["testset", "test sets"], ["optimizer", "optimizers"], ["target", "targets"],
-    ["outcome", "outcomes"], ["category", "categories"], ["fallback_reason", "fallback reasons"]];
+    ["outcome", "outcomes"], ["category", "categories"], ["fallback_reason", "fallback reasons"], ["turn", "turns"]];
   const NONE = "(none)";
   const $ = (id) => document.getElementById(id);
   let D, S, F, rows, strLower, filtered = [], page = 0, searchHits = null;
@@ -142,9 +143,11 @@
   // The report's row for the current filter, when it selects exactly one of them.
   function officialRow() {
     const ts = selected("testset"), op = selected("optimizer"), tg = selected("target"), cat = selected("category");
+    const tn = selected("turn") === NONE ? null : selected("turn");
     if (!ts || !op || !tg || selected("outcome") || selected("fallback_reason") || searchHits) return null;
+    // a multi-turn test set's report rows are per turn: one is official only when a turn is selected
     return D.winrates.find((w) => w.testset === ts && w.optimizer === op && w.target === tg &&
-      (cat ? w.category === cat : w.category == null)) || null;
+      (cat ? w.category === cat : w.category == null) && (w.turn == null ? tn === null : String(w.turn) === tn)) || null;
   }
 
   function verdictText(v, optimizedIs) {
@@ -168,7 +171,10 @@
     const raw = (f) => (g(f) == null ? "<em>no judge reply</em>" : esc(g(f)));
     return `<article class="row" data-outcome="${outcome}" data-item="${esc(g("item_id"))}">` +
       `<header><span class="key">${esc(g("testset"))} · ${esc(g("optimizer"))} · ${esc(g("target"))} · ` +
-      `<code>${esc(g("item_id"))}</code></span>${badges.join("")}</header>` +
+      `<code>${esc(g("item_id"))}</code>${g("turn") ? " · turn " + esc(g("turn")) : ""}</span>${badges.join("")}</header>` +
+      (g("history_original") != null || g("history_optimized") != null ?
+        `<div class="pair history"><div><h4>original conversation so far</h4><pre class="conv">${esc(g("history_original") || "")}</pre></div>` +
+        `<div><h4>optimized conversation so far</h4><pre class="conv">${esc(g("history_optimized") || "")}</pre></div></div>` : "") +
       `<div class="pair"><div><h4>original question</h4><p class="q">${qo}</p></div>` +
       `<div><h4>optimized question</h4><p class="q">${qn}</p></div></div>` +
       `<div class="pair"><div><h4>answer to original · ${len("len_original")}</h4><p class="a">${ans("answer_original")}</p></div>` +

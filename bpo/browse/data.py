@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES
+from bpo.schemas import ANSWERS, CONVERSATIONS, JUDGMENTS, OPTIMIZED, TURN_JUDGMENTS, TURN_WINRATES, WINRATES
 from bpo.vocab import OUTCOMES
 
 # The old layout evaluated one optimizer: this workflow's trained one.
@@ -45,6 +45,7 @@ LATER_COLUMNS = frozenset(
         "n_fallback",
         "fallback_reasons",
         "answer_backend",
+        "turn",  # multi-turn win rates (winrates_turns.parquet)
     }
 )
 
@@ -90,6 +91,10 @@ class Row:
     judge_model: str
     answer_backend: str  # "standin" where the offline stand-in answered
     judge_backend: str
+    # multi-turn test sets: the turn, and each conversation before it (None: single-turn)
+    turn: str | None = None
+    history_original: str | None = None
+    history_optimized: str | None = None
 
     @property
     def len_original(self) -> int | None:
@@ -173,6 +178,64 @@ def load_rows(
     return rows
 
 
+def _history(turns: list[dict], side: str) -> str | None:
+    from bpo.eval.judge import transcript
+
+    return transcript([(t[f"question_{side}"], t[f"answer_{side}"]) for t in turns]) if turns else None
+
+
+def load_turn_rows(conversations: Iterable[str | os.PathLike], judgments: Iterable[str | os.PathLike]) -> list[Row]:
+    """One :class:`Row` per judged turn of a multi-turn test set, with both conversations up to
+    that turn (each with its own user messages); joined by (testset, optimizer, target, item, turn)."""
+    conv: dict[tuple, dict] = {}
+    for path in conversations:
+        for r in _read(path, CONVERSATIONS):
+            conv[_key(r, "testset", "optimizer", "target", "item_id", "turn")] = r
+    rows: list[Row] = []
+    for path in judgments:
+        for j in _read(path, TURN_JUDGMENTS):
+            key = _key(j, "testset", "optimizer", "target", "item_id", "turn")
+            c = conv.get(key)
+            if c is None:
+                raise BrowseInputError(
+                    f"{path}: item {key[3]!r} turn {key[4]} (test set {key[0]}, optimizer {key[1]}, "
+                    f"target {key[2]}) has no row in the conversations given"
+                )
+            if j["outcome"] not in OUTCOMES:
+                raise BrowseInputError(f"{path}: item {key[3]!r}: unknown outcome {j['outcome']!r}")
+            earlier = [conv[(*key[:4], t)] for t in range(1, key[4]) if (*key[:4], t) in conv]
+            rows.append(
+                Row(
+                    testset=key[0],
+                    optimizer=key[1],
+                    target=key[2],
+                    item_id=key[3],
+                    category=j.get("category"),
+                    question_original=c["question_original"],
+                    question_optimized=c["question_optimized"],
+                    answer_original=c["answer_original"],
+                    answer_optimized=c["answer_optimized"],
+                    status_original=c["status_original"],
+                    status_optimized=c["status_optimized"],
+                    fallback_reason=c["fallback_reason"],
+                    verdict_optimized_first=j["verdict_optimized_first"],
+                    verdict_original_first=j["verdict_original_first"],
+                    raw_optimized_first=j["raw_optimized_first"],
+                    raw_original_first=j["raw_original_first"],
+                    outcome=j["outcome"],
+                    protocol=j.get("protocol"),
+                    judge_model=j["judge_model"],
+                    answer_backend=c["backend"],
+                    judge_backend=j["backend"],
+                    turn=str(key[4]),
+                    history_original=_history(earlier, "original"),
+                    history_optimized=_history(earlier, "optimized"),
+                )
+            )
+    rows.sort(key=lambda r: (r.testset, r.optimizer, r.target, r.item_id, int(r.turn)))
+    return rows
+
+
 # What the page shows of a win-rate row, in the order it embeds them; the rest stays out of the HTML.
 WINRATE_SHOWN = (
     "testset",
@@ -192,6 +255,7 @@ WINRATE_SHOWN = (
     "lc_delta_wr",
     "lc_delta_wr_low",
     "lc_delta_wr_high",
+    "turn",
 )
 
 
@@ -199,7 +263,8 @@ def load_winrates(paths: Iterable[str | os.PathLike]) -> list[dict]:
     """The report's win-rate rows (optimizer filled in, category null = overall)."""
     out = []
     for path in paths:
-        for full in _read(path, WINRATES):
+        schema = TURN_WINRATES if "turn" in pq.read_schema(path).names else WINRATES
+        for full in _read(path, schema):
             r = {k: full[k] for k in WINRATE_SHOWN if k in full}
             r["optimizer"] = r.get("optimizer") or DEFAULT_OPTIMIZER
             if r.get("category") == "all":

@@ -21,7 +21,7 @@ from dataclasses import fields
 from importlib import resources
 
 from bpo.atomic import write_text
-from bpo.browse.data import Row, load_rows, load_winrates
+from bpo.browse.data import Row, load_rows, load_turn_rows, load_winrates
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ def render(data: dict, title: str) -> str:
 <div class="filters">
 <select id="f-testset" aria-label="test set"></select><select id="f-optimizer" aria-label="optimizer"></select>
 <select id="f-target" aria-label="target"></select><select id="f-outcome" aria-label="outcome"></select>
-<select id="f-category" aria-label="category"></select><select id="f-fallback_reason"
-  aria-label="fallback reason"></select>
+<select id="f-category" aria-label="category"></select><select id="f-turn" aria-label="turn"></select>
+<select id="f-fallback_reason" aria-label="fallback reason"></select>
 <input id="search" type="search" placeholder="search questions, answers, verdicts, item ids" aria-label="search">
 <button id="reset" type="button">reset</button></div>
 <div id="summary" aria-live="polite">loading…</div></header>
@@ -106,7 +106,12 @@ def build_browse(
     winrates: Iterable[str | os.PathLike],
     out_html: str | os.PathLike,
     title: str = "BPO results browser",
+    *,
+    conversations: Iterable[str | os.PathLike] = (),
+    turn_judgments: Iterable[str | os.PathLike] = (),
 ) -> int:
-    """Join the evaluation's Parquet artifacts (:func:`bpo.browse.data.load_rows`) and write
+    """Join the evaluation's Parquet artifacts (:func:`bpo.browse.data.load_rows`; multi-turn test
+    sets: :func:`bpo.browse.data.load_turn_rows`, both conversations side by side) and write
     ``out_html``; returns its size in bytes."""
-    return write_browse(load_rows(optimized, answers, judgments), load_winrates(winrates), out_html, title)
+    rows = load_rows(optimized, answers, judgments) + load_turn_rows(conversations, turn_judgments)
+    return write_browse(rows, load_winrates(winrates), out_html, title)

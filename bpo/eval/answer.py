@@ -53,6 +53,20 @@ def answer_questions(
     return [(r.text, r.status, r.backend) for r in results]
 
 
+def endpoint_chat_answerer(target: EndpointTargetSettings, runtime: LLMRuntime, stage: str = "answer"):
+    """An endpoint target as a bpo.eval.conversation.ChatAnswerer: each conversation's earlier
+    turns go as earlier messages of the request (a conversation repeated is one call)."""
+    from bpo.llm import call_request, make_client
+
+    def answer(conversations):
+        client = make_client(target.call.endpoint, runtime, stage)
+        requests = [call_request(target.call, c[-1]["content"], history=c[:-1]) for c in conversations]
+        results = run_unique(client, requests, what=f"{stage} {target.name} ({target.call.model}), conversations")
+        return [(r.text, r.status, r.backend) for r in results], None
+
+    return answer
+
+
 def read_items(optimized_path: str | Path) -> list[dict]:
     """The rows of ``optimized.parquet``; an empty file is an error (nothing to answer)."""
     items = read_table(optimized_path, OPTIMIZED).to_pylist()

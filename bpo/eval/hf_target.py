@@ -21,19 +21,30 @@ def hf_answers(questions: Sequence[str], settings: HFTargetSettings) -> tuple[li
     """``(answer, status)`` per question and the engine that ran; status "ok", or "truncated"
     when generation hit the token limit before the end-of-sequence token. Identical questions
     are generated once."""
+    return hf_chat_answers([[{"role": "user", "content": q}] for q in questions], settings)
+
+
+def hf_chat_answers(
+    conversations: Sequence[Sequence[dict]], settings: HFTargetSettings
+) -> tuple[list[tuple[str, str]], EngineRecord]:
+    """:func:`hf_answers` for conversations ({role, content} messages, the last one the user's):
+    the model continues each after the configured system prompt; identical ones are generated once."""
+    import json
+
     model = load_model(settings.model, dtype=settings.dtype)
     system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
-    distinct = list(dict.fromkeys(questions))
-    out = generate_chat(model, [system + [{"role": "user", "content": q}] for q in distinct], settings.generation)
-    answers = {q: (g.text.strip(), "truncated" if g.hit_limit else "ok") for q, g in zip(distinct, out.outputs)}
+    keys = [json.dumps(c, sort_keys=True) for c in conversations]
+    distinct = dict(zip(keys, conversations))
+    out = generate_chat(model, [system + list(c) for c in distinct.values()], settings.generation)
+    answers = {k: (g.text.strip(), "truncated" if g.hit_limit else "ok") for k, g in zip(distinct, out.outputs)}
     log.info(
         "local target %s (%s): %d questions answered, %d distinct",
         settings.model,
         out.engine,
-        len(questions),
+        len(conversations),
         len(distinct),
     )
-    return [answers[q] for q in questions], out.engine
+    return [answers[k] for k in keys], out.engine
 
 
 def hf_answerer(settings: HFTargetSettings):
@@ -41,6 +52,16 @@ def hf_answerer(settings: HFTargetSettings):
 
     def answer(questions: Sequence[str]):
         generated, engine = hf_answers(questions, settings)
+        return [(text, status, "hf") for text, status in generated], engine
+
+    return answer
+
+
+def hf_chat_answerer(settings: HFTargetSettings):
+    """A local HF target as a bpo.eval.conversation.ChatAnswerer."""
+
+    def answer(conversations):
+        generated, engine = hf_chat_answers(conversations, settings)
         return [(text, status, "hf") for text, status in generated], engine
 
     return answer

@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bpo.eval.calls import run_unique
 from bpo.eval.verdicts import combine_orders, parse_verdict
-from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
+from bpo.schemas import ANSWERS, CONVERSATIONS, JUDGMENTS, TURN_JUDGMENTS, read_table, write_table
 from bpo.settings import LLMRuntime
 from bpo.settings.evaluate import JudgeSettings
 from bpo.templates import JudgeTemplate, TemplateError, load_judge
@@ -75,15 +76,72 @@ def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSe
 
     Returns counts (outcomes, unparseable verdicts by reason, calls) for the log and tests.
     """
+    template = _template(judge)
+    answers = read_table(answers_path, ANSWERS).to_pylist()
+    rows, stats = judge_pairs(
+        answers,
+        judge,
+        template,
+        runtime,
+        lambda rec: (rec["question_original"], rec["answer_optimized"], rec["answer_original"]),
+    )
+    write_table(rows, out_path, JUDGMENTS)
+    return stats
+
+
+def _template(judge: JudgeSettings) -> JudgeTemplate:
     template = load_judge(judge.template, judge.template_sha256)
     if template.system is not None and judge.call.system_prompt:
         raise TemplateError(
             f"judge template {judge.template}: the template has a system part and "
             "eval.judge.call.system_prompt is set too; keep one of them"
         )
-    answers = read_table(answers_path, ANSWERS).to_pylist()
-    model = judge.call.model
+    return template
 
+
+def transcript(turns: list[tuple[str, str | None]]) -> str:
+    """A conversation as the multi-turn judge reads it: (user message, reply) per turn."""
+    return "\n\n".join(f"User: {question}\n\nAssistant: {reply or ''}" for question, reply in turns)
+
+
+def judge_turns(
+    conversations_path: str | Path, out_path: str | Path, judge: JudgeSettings, runtime: LLMRuntime
+) -> dict:
+    """Judge every turn of ``conversations.parquet``: turn k's two replies, each shown in its
+    whole conversation up to turn k with the ORIGINAL user messages (the user's intent is what
+    both are measured against, as in the single-turn judge); writes ``turn_judgments.parquet``."""
+    template = _template(judge)
+    recs = sorted(read_table(conversations_path, CONVERSATIONS).to_pylist(), key=lambda r: (r["item_id"], r["turn"]))
+    earlier: dict[str, list[dict]] = {}
+    views: dict[tuple[str, int], tuple[str, str, str]] = {}
+    for rec in recs:
+        turns = earlier.setdefault(rec["item_id"], []) + [rec]
+        earlier[rec["item_id"]] = turns
+        views[(rec["item_id"], rec["turn"])] = (
+            rec["question_original"],
+            transcript([(r["question_original"], r["answer_optimized"]) for r in turns]),
+            transcript([(r["question_original"], r["answer_original"]) for r in turns]),
+        )
+
+    def texts(rec):
+        return views[(rec["item_id"], rec["turn"])]
+
+    rows, stats = judge_pairs(recs, judge, template, runtime, texts)
+    write_table(rows, out_path, TURN_JUDGMENTS)
+    return stats
+
+
+def judge_pairs(
+    answers: list[dict],
+    judge: JudgeSettings,
+    template: JudgeTemplate,
+    runtime: LLMRuntime,
+    texts: Callable[[dict], tuple[str, str, str]],
+) -> tuple[list[dict], dict]:
+    """Judgment rows of ``answers`` (rows with answer_optimized / answer_original, and a turn when
+    multi-turn) by ``judge.protocol``; ``texts(rec)`` gives what the judge is shown: the question
+    and the optimized and original side. Identical or missing answers are decided without a call."""
+    model = judge.call.model
     rows: list[dict] = []
     requests: list = []
     pending: list[tuple[int, dict[bool, int]]] = []  # (row index, {optimized first?: request index})
@@ -105,9 +163,11 @@ def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSe
             "rule_original_first": None,
             "backend": NO_CALL,
         }
+        if "turn" in rec:
+            row["turn"] = rec["turn"]
         rows.append(row)
         orders = _orders(judge, rec)
-        optimized, original, question = rec["answer_optimized"], rec["answer_original"], rec["question_original"]
+        optimized, original = rec["answer_optimized"], rec["answer_original"]
         if not (_usable(optimized) and _usable(original)):
             log.warning(
                 "item %s: answer missing (original %s, optimized %s): pair invalid",
@@ -123,9 +183,10 @@ def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSe
                 row.update({f"verdict_{_SIDE[first]}": "C", f"rule_{_SIDE[first]}": IDENTICAL_RULE})
             row["outcome"] = "tie"
             continue
+        question, shown_optimized, shown_original = texts(rec)
         indices = {}
         for first in orders:
-            a, b = (optimized, original) if first else (original, optimized)
+            a, b = (shown_optimized, shown_original) if first else (shown_original, shown_optimized)
             indices[first] = len(requests)
             requests.append(judge_request(judge, template, question, a, b))
         pending.append((len(rows) - 1, indices))
@@ -160,7 +221,6 @@ def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSe
                 ((first, verdict),) = verdicts.items()
                 outcome = single_order_outcome(verdict, first)
             row.update(outcome=outcome, backend="+".join(sorted(backends)))
-    write_table(rows, out_path, JUDGMENTS)
     outcomes = Counter(r["outcome"] for r in rows)
     log.info(
         "judged %d pairs with %s (%s): %s; verdicts without a decision: %s",
@@ -170,4 +230,4 @@ def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSe
         dict(outcomes),
         dict(unparseable) or "none",
     )
-    return {"outcomes": dict(outcomes), "unparseable": dict(unparseable), "calls": len(requests)}
+    return rows, {"outcomes": dict(outcomes), "unparseable": dict(unparseable), "calls": len(requests)}

@@ -62,16 +62,22 @@ def optimize_items(
     context_mode: str,
     prompt_format: str | None = None,
     format_override: str | None = None,
+    histories: Sequence[Sequence[Mapping[str, str]]] | None = None,
 ) -> tuple[list[tuple[str, str | None]], EngineRecord | None]:
     """``(optimized_instruction, fallback_reason)`` per item, and the engine that generated.
-    ``prompt_format``/``format_override``: see :func:`bpo.optimizer.optimize_prompts`."""
+    ``prompt_format``/``format_override``: see :func:`bpo.optimizer.optimize_prompts`;
+    ``histories``: one conversation so far per item (multi-turn), None for single-turn."""
     if context_mode not in CONTEXT_MODES:
         raise ValueError(f"eval.optimizers.<name>.context_mode: unknown mode '{context_mode}' (known: {CONTEXT_MODES})")
     if context_mode == "with_context":
         prompts = [render_question(it.instruction, it.context) for it in items]
     else:
         prompts = [it.instruction for it in items]
-    rewrites = optimize_prompts(model, prompts, settings, prompt_format=prompt_format, format_override=format_override)
+    # histories only when given: the single-turn call stays exactly what it was
+    extra = {"histories": [list(h) for h in histories]} if histories is not None else {}
+    rewrites = optimize_prompts(
+        model, prompts, settings, prompt_format=prompt_format, format_override=format_override, **extra
+    )
     if len(rewrites.results) != len(items):
         raise RuntimeError(f"optimizer returned {len(rewrites.results)} results for {len(items)} prompts")
     out: list[tuple[str, str | None]] = []
@@ -185,24 +191,35 @@ def rewrite_reason(status: str, text: str | None, error: str | None = None) -> s
     return None
 
 
-def rewrite_request(settings: LLMRewriteSettings, template: RewriteTemplate, instruction: str):
-    """The llm_rewrite call for one instruction: ``template`` with ``{prompt}`` replaced."""
+def rewrite_request(
+    settings: LLMRewriteSettings,
+    template: RewriteTemplate,
+    instruction: str,
+    history: Sequence[Mapping[str, str]] | None = None,
+):
+    """The llm_rewrite call for one instruction: ``template`` with ``{prompt}`` replaced, after
+    the conversation so far (``history``, multi-turn) as earlier messages."""
     from bpo.llm import call_request
 
-    return call_request(settings.call, template.fill(instruction))
+    return call_request(settings.call, template.fill(instruction), history=history)
 
 
 def rewrite_with_llm(
-    items: Sequence[TestItem], settings: LLMRewriteSettings, runtime: LLMRuntime
+    items: Sequence[TestItem],
+    settings: LLMRewriteSettings,
+    runtime: LLMRuntime,
+    histories: Sequence[Sequence[Mapping[str, str]]] | None = None,
 ) -> list[tuple[str, str | None]]:
     """``(optimized_instruction, fallback_reason)`` per item: the endpoint rewrites the
-    instruction alone (the context is attached afterwards, untouched). Calls are cached."""
+    instruction alone (the context is attached afterwards, untouched), seeing the item's history
+    when given. Calls are cached."""
     from bpo.eval.calls import run_unique
     from bpo.llm import make_client
     from bpo.templates import load_rewrite
 
     template = load_rewrite(settings.template, settings.template_sha256)
-    requests = [rewrite_request(settings, template, it.instruction) for it in items]
+    histories = histories if histories is not None else [None] * len(items)
+    requests = [rewrite_request(settings, template, it.instruction, h) for it, h in zip(items, histories, strict=True)]
     if not requests:
         return []
     client = make_client(settings.call.endpoint, runtime, "optimize")
@@ -232,6 +249,31 @@ def llm_rewrite_testset(out_path: str | Path, settings: LLMRewriteSettings, runt
         metadata={"optimizer_kind": "llm_rewrite", "rewrite_model": settings.call.model},
     )
     return _finish(settings.name, settings.testset.name, rewritten, ts.dropped, f"llm_rewrite {settings.call.model}")
+
+
+# --- one turn of many conversations (multi-turn test sets; bpo.eval.conversation) ---------
+
+
+def optimize_turn(items: Sequence[TestItem], histories, settings: OptimizeSettings, model: str):
+    """A local optimizer rewrites each item's message seeing its conversation so far."""
+    return optimize_items(
+        items,
+        model,
+        settings.generation,
+        context_mode=settings.context_mode,
+        prompt_format=settings.prompt_format,
+        histories=histories,
+    )
+
+
+def identity_turn(items: Sequence[TestItem], histories, settings: IdentitySettings):
+    """Every message unchanged (the history is ignored): the conversations stay the originals."""
+    return [(it.instruction, None) for it in items], None
+
+
+def llm_rewrite_turn(items: Sequence[TestItem], histories, settings: LLMRewriteSettings, runtime: LLMRuntime):
+    """The endpoint rewrites each message after the conversation so far."""
+    return rewrite_with_llm(items, settings, runtime, histories), None
 
 
 def run_optimizer(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bpo.drops import Drops
+from bpo.vocab import MULTI_TURN_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,15 @@ FORMATS: dict[str, dict[str, str | None]] = {
         "reference_optimized": "optimized_prompt",
         "category": None,
     },
+    # MT-bench: {question_id, category, turns: [first message, second message]}; multi-turn (the
+    # first turn is the instruction, every turn is in TestItem.turns).
+    "mt_bench": {
+        "id": "question_id",
+        "instruction": "turns",
+        "context": None,
+        "reference_optimized": None,
+        "category": "category",
+    },
     # Alpaca SFT data: {instruction, input, output}; used by the optional SFT rewrite.
     "alpaca": {
         "id": None,
@@ -84,6 +94,7 @@ class TestItem:
     context: str
     reference_optimized: str | None = None
     category: str | None = None
+    turns: tuple[str, ...] = ()  # a multi-turn item's user messages in order (turns[0] == instruction)
 
     @property
     def question(self) -> str:
@@ -158,8 +169,10 @@ def normalise(
     where: str,
     numbers: list[int] | None = None,
     locations: list[str] | None = None,
+    conversations: bool = False,
 ) -> tuple[list[TestItem], Drops]:
     """Map raw rows to :class:`TestItem`; drops are counted by reason and located, never silent.
+    ``conversations``: the instruction column holds a list of user messages (a multi-turn layout).
     ``numbers``: each row's record number in the file (the id when the layout has none);
     ``locations``: where each row was read (file:line, file record N), for messages."""
     items: list[TestItem] = []
@@ -175,7 +188,15 @@ def normalise(
         item_id = _text(row[id_col], where=rec, column=id_col) if id_col else str(i)
         if item_id is None or not item_id.strip():
             raise TestSetError(f"{rec}: empty id in column '{id_col}'")
-        instruction = _text(row[mapping["instruction"]], where=rec, column=mapping["instruction"])
+        raw = row[mapping["instruction"]]
+        turns: tuple[str, ...] = ()
+        if conversations and isinstance(raw, list):  # a conversation's user messages (MT-bench `turns`)
+            if not raw or not all(isinstance(t, str) and t.strip() for t in raw):
+                dropped.add("empty or non-text turn", rec, mapping["instruction"])
+                log.warning("%s (id %s): a turn is empty or not text, dropped", rec, item_id)
+                continue
+            turns, raw = tuple(raw), raw[0]
+        instruction = _text(raw, where=rec, column=mapping["instruction"])
         if instruction is None or not instruction.strip():
             dropped.add("empty instruction", rec, mapping["instruction"])
             log.warning("%s (id %s): empty instruction, dropped", rec, item_id)
@@ -191,7 +212,7 @@ def normalise(
         if item_id in seen:
             raise TestSetError(f"{rec}: duplicate id '{item_id}' (also {seen[item_id]}); ids must be unique")
         seen[item_id] = rec
-        items.append(TestItem(item_id, instruction, context, reference, category))
+        items.append(TestItem(item_id, instruction, context, reference, category, turns))
     return items, dropped
 
 
@@ -213,6 +234,7 @@ def load_testset(
         where=str(path),
         numbers=records.numbers,
         locations=[records.location(k) for k in range(len(records.rows))],
+        conversations=fmt in MULTI_TURN_FORMATS,
     )
     dropped.merge(records.dropped)
     if sample and sample < len(items):

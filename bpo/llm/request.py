@@ -192,13 +192,20 @@ def cost_usd(
     return ((prompt_tokens or 0) * float(price["input"]) + (completion_tokens or 0) * float(price["output"])) / 1e6
 
 
-def call_request(call: Any, user: str, *, system: str | None = None) -> ChatRequest:
+def call_request(
+    call: Any, user: str, *, system: str | None = None, history: Sequence[Mapping[str, Any]] | None = None
+) -> ChatRequest:
     """The one request builder of every stage: ``user`` as the user message, after ``system`` or
     else ``call.system_prompt`` when either is set, with the sampling of ``call`` (a
-    :class:`bpo.settings.LLMCall`). Fields that are None stay out of the body, so the key of a
-    request is what it was when the stage built it by hand."""
+    :class:`bpo.settings.LLMCall`). ``history``: earlier turns of a conversation ({role, content},
+    oldest first), sent between the system and the user message. Fields that are None stay out of
+    the body, so the key of a request is what it was when the stage built it by hand."""
     system = system or call.system_prompt
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    messages = (
+        ([{"role": "system", "content": system}] if system else [])
+        + [{"role": m["role"], "content": m["content"]} for m in history or ()]
+        + [{"role": "user", "content": user}]
+    )
     return ChatRequest(
         model=call.model,
         messages=messages,

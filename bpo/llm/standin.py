@@ -9,7 +9,9 @@ caching). Replies are deterministic functions of the request content and name th
   Result: ...`` then ``Optimized Instruction: <the prompt's instruction, lightly reworded and
   made more specific> [END]``. The instruction is the text under the first section header
   that names an instruction (``=== User instruction ===``, ``### Instruction``,
-  ``[Instruction]``, ``Instruction:`` alone on a line, ``<instruction>``).
+  ``[Instruction]``, ``Instruction:`` alone on a line, ``<instruction>``), or, in the
+  multi-turn critique prompt, the one that names the user's last message (``=== The user's
+  last message ===``); the conversation before it is never rewritten.
 * a judge prompt (one mentioning ``[[A]]``, ``[[B]]`` and ``[[C]]``): a short rationale and
   one verdict token on the last line. Each answer gets a pseudo-quality from its own text (a
   hash plus a mild preference for fuller answers), so verdicts vary with content and a pair
@@ -79,7 +81,8 @@ def _prompt(body: dict) -> str:
 def find_instruction(prompt: str) -> str | None:
     for title, text in _sections(prompt):
         low = title.lower()
-        if "instruction" in low and not any(w in low for w in ("rewrite", "optimi", "step", "format", "rule")):
+        named = "instruction" in low or "last message" in low
+        if named and not any(w in low for w in ("rewrite", "optimi", "step", "format", "rule", "answer")):
             text = re.sub(r"\[/?protected\]", "", text).strip()
             if text:
                 return text

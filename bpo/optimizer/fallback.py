@@ -24,6 +24,11 @@ never rename one without migrating readers), checked in this order:
 - ``answer``: it answers the prompt instead of rewriting it: opens like an answer ("Sure, here
   are...", "To fix a tire, follow..."), or, for an English request, is a statement with no
   request in it (no question, imperative or "can you").
+- ``repeats_history`` (multi-turn only, ``history`` given): the rewrite copies the conversation
+  instead of rewriting the last message: a run of :data:`bpo.history_echo.SPAN` words from an earlier
+  turn that the last message does not contain (restating the conversation, or answering with
+  the assistant's earlier words), or it writes role labels (``User:``/``Assistant:``) of the
+  rendered conversation.
 
 The checks that compare with the prompt (script, language, entities, answer) run only when
 ``original`` is given. Thresholds were calibrated on real outputs (SmolLM2-135M-Instruct before
@@ -50,11 +55,12 @@ WRONG_LANGUAGE = "wrong_language"
 GIBBERISH = "gibberish"
 LOST_ENTITIES = "lost_entities"
 ANSWER = "answer"
+REPEATS_HISTORY = "repeats_history"
 
 # Every reason, in check order (EMPTY_INPUT is the callers'); reports and docs list these.
 # fmt: off
 REASONS = (EMPTY_INPUT, EMPTY, TRUNCATED, TEMPLATE_ECHO, REPETITION, GIBBERISH, WRONG_SCRIPT, WRONG_LANGUAGE,
-           LOST_ENTITIES, ANSWER)
+           LOST_ENTITIES, ANSWER, REPEATS_HISTORY)
 # fmt: on
 
 # ---------------------------------------------------------------------------------- repetition
@@ -91,9 +97,9 @@ def _repetition(text: str, words: list[str]) -> bool:
 def _echo_markers() -> tuple[str, ...]:
     """Lower-case pieces of the optimizer's inputs that a rewrite never contains, taken from
     :mod:`bpo.prompt_format` so they follow its wording."""
-    from bpo.prompt_format import BPO_RELEASE_TEMPLATE, TEMPLATE, build_prompt
+    from bpo.prompt_format import BPO_RELEASE_TEMPLATE, TEMPLATE, TEMPLATE_MT, build_prompt
 
-    plain = [line for line in TEMPLATE.splitlines() if line.startswith("[") and line.endswith("]")]
+    plain = [line for line in (TEMPLATE + TEMPLATE_MT).splitlines() if line.startswith("[") and line.endswith("]")]
     header = build_prompt("x").split(".", 1)[0][:40]  # the plain instruction's opening words
     release = BPO_RELEASE_TEMPLATE.replace("[INST]", "").split("{prompt}")[0].split(":")[0].split(". ")
     chat = ["<|im_start|>", "<|im_end|>", "<|user|>", "<|assistant|>", "[inst]", "[/inst]"]
@@ -332,12 +338,20 @@ def _answer(text: str, words: list[str], original: str) -> bool:
     return False
 
 
-def degenerate_reason(text: str, hit_limit: bool, original: str | None = None) -> str | None:
+def _repeats_history(text: str, original: str, history: list) -> bool:
+    from bpo.history_echo import copies_history, writes_role_labels
+
+    return writes_role_labels(text, original) or copies_history(text, original, history)
+
+
+def degenerate_reason(text: str, hit_limit: bool, original: str | None = None, history=None) -> str | None:
     """Why optimizer output ``text`` should not be used, or None when it is fine.
 
-    ``hit_limit``: generation stopped at ``max_new_tokens``. ``original``: the prompt it rewrites;
-    without it only the checks on the output alone run (empty, truncated, echo, repetition,
-    gibberish)."""
+    ``hit_limit``: generation stopped at ``max_new_tokens``. ``original``: the prompt it rewrites
+    (the last user message); without it only the checks on the output alone run (empty,
+    truncated, echo, repetition, gibberish). ``history``: the earlier turns (``{role, content}``
+    dicts) of a multi-turn rewrite; every check still judges against ``original``, and the
+    rewrite must not copy the history (``repeats_history``)."""
     stripped = text.strip()
     if not stripped:
         return EMPTY
@@ -362,4 +376,6 @@ def degenerate_reason(text: str, hit_limit: bool, original: str | None = None) -
             return LOST_ENTITIES
         if _answer(stripped, words, original):
             return ANSWER
+        if history and _repeats_history(stripped, original, history):
+            return REPEATS_HISTORY
     return None

@@ -5,6 +5,12 @@ the configured one, unless overridden), encoded by the same function as in train
 (:func:`bpo.prompt_format.encode_prompt`); :mod:`bpo.generation` decodes. Decoding follows the
 paper (top-p 0.9, temperature 0.6) unless the settings say otherwise. Unusable outputs fall
 back to the original prompt with a reason (:mod:`bpo.optimizer.fallback`).
+
+Multi-turn: ``optimize_prompts(..., histories=[...])`` takes one history per prompt (the earlier
+turns, a list of ``{role, content}``; None or ``[]`` = single-turn, byte-identical input). Each
+history is fitted to ``max_history_tokens`` (:func:`bpo.prompt_format.fit_history`, oldest turns
+dropped, counted in :attr:`OptimizeResult.history_dropped`) and the rewrite is of the prompt (the
+last user message) only; the fallback detector also checks it against the history.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class OptimizeResult:
     text: str  # the optimized prompt, or the original one when fallback_reason is set
     fallback_reason: str | None = None
     raw: str | None = None  # the optimizer's decoded output, kept for inspection
+    history_dropped: int = 0  # earlier turns left out of the optimizer's input by the history budget
 
 
 @dataclass(frozen=True)
@@ -70,29 +77,42 @@ def optimize_prompts(
     *,
     prompt_format: str | None = None,
     format_override: str | None = None,
+    histories: Sequence | None = None,
+    max_history_tokens: int | None = None,
 ) -> Rewrites:
     """Rewrite ``prompts`` with the optimizer in ``model_dir``; one result per prompt, in order.
 
     The input format is ``format_override`` (``bpo optimize --format``), else the folder's record,
     else ``prompt_format`` (the configured one), else ``plain``; the choice is logged. Greedy
-    decoding is deterministic (batched == one-at-a-time output); sampling is seeded."""
-    from bpo.prompt_format import encode_prompt, resolve_prompt_format
+    decoding is deterministic (batched == one-at-a-time output); sampling is seeded.
+    ``histories``: None, or one history per prompt (None/``[]`` for a single-turn prompt);
+    ``max_history_tokens``: the history budget (None: :data:`bpo.prompt_format.HISTORY_TOKENS`)."""
+    from bpo.prompt_format import HISTORY_TOKENS, check_history, encode_conversation, resolve_prompt_format
 
     prompts = list(prompts)
     for i, p in enumerate(prompts):
         if not isinstance(p, str):
             raise TypeError(f"prompt {i}: expected a str, got {type(p).__name__}")
+    if histories is None:
+        turns: list[list[dict]] = [[] for _ in prompts]
+    else:
+        histories = list(histories)
+        if len(histories) != len(prompts):
+            raise ValueError(f"optimize_prompts: {len(histories)} histories for {len(prompts)} prompts")
+        turns = [check_history(h, where=f"prompt {i}: history") for i, h in enumerate(histories)]
+    budget = HISTORY_TOKENS if max_history_tokens is None else max_history_tokens
     todo = [i for i, p in enumerate(prompts) if p.strip()]
     results: list[OptimizeResult | None] = [None if p.strip() else OptimizeResult(p, EMPTY_INPUT) for p in prompts]
     engine = None
     if todo:
         fmt, _ = resolve_prompt_format(model_dir, override=format_override, configured=prompt_format)
         model = load_optimizer(model_dir)
-        out = generate(model, [encode_prompt(prompts[i], fmt, model.tokenizer) for i in todo], settings)
+        encoded = [encode_conversation(prompts[i], fmt, model.tokenizer, turns[i], budget) for i in todo]
+        out = generate(model, [ids for ids, _ in encoded], settings)
         engine = out.engine
-        for i, gen in zip(todo, out.outputs):
-            reason = degenerate_reason(gen.text, gen.hit_limit, prompts[i])
-            results[i] = OptimizeResult(prompts[i] if reason else gen.text.strip(), reason, gen.text)
+        for i, (_, dropped), gen in zip(todo, encoded, out.outputs):
+            reason = degenerate_reason(gen.text, gen.hit_limit, prompts[i], history=turns[i])
+            results[i] = OptimizeResult(prompts[i] if reason else gen.text.strip(), reason, gen.text, dropped)
     reasons = Counter(r.fallback_reason for r in results if r.fallback_reason)
     if reasons:
         log.warning(

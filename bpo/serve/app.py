@@ -47,6 +47,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from bpo.conversation import earlier_turns
 from bpo.serve.batcher import Outcome, QueueFull, RewriteBatcher
 from bpo.serve.cache import RewriteCache
 from bpo.serve.inbound import (
@@ -171,9 +172,9 @@ class ServeState:
             raise ApiError(400, f"request body must be a JSON object, got {type(body).__name__}", code="invalid_json")
         return body, raw
 
-    async def rewrite(self, prompt: str) -> Outcome:
+    async def rewrite(self, prompt: str, history: list | None = None) -> Outcome:
         try:
-            outcome = await self.batcher.rewrite(prompt)
+            outcome = await self.batcher.rewrite(prompt, history)
         except QueueFull as exc:
             raise ApiError(
                 429,
@@ -263,7 +264,9 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
         status = "none"
         state.metrics.skipped.labels("no_user_text").inc()
     else:
-        outcome = await state.rewrite(where.text)
+        rw = state.settings.rewriter
+        history = earlier_turns(messages, where.index, rw.include_system) if rw.history else None
+        outcome = await state.rewrite(where.text, history)  # earlier turns: context only, never changed
         status = rewrite_status(outcome, where.text)
         if outcome.rewrite.text != where.text:
             body["messages"] = replace_prompt(messages, where, outcome.rewrite.text)

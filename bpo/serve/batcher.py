@@ -36,6 +36,7 @@ class _Entry:
     key: str
     prompt: str
     future: asyncio.Future
+    history: list | None = None
     waiters: int = 1
     queued: bool = True
 
@@ -75,12 +76,15 @@ class RewriteBatcher:
     def depth(self) -> int:
         return len(self._pending)
 
-    async def rewrite(self, prompt: str) -> Outcome:
+    async def rewrite(self, prompt: str, history: list | None = None) -> Outcome:
+        """``history``: the earlier turns the rewrite is conditioned on (None/[]: single-turn)."""
         t0 = time.perf_counter()
         if not self.rewriter.batched:
-            (r,) = await self.rewriter.rewrite_batch([prompt])
+            (r,) = await (
+                self.rewriter.rewrite_batch([prompt], [history]) if history else self.rewriter.rewrite_batch([prompt])
+            )
             return Outcome(r, "inline", time.perf_counter() - t0)
-        key = cache_key(self.rewriter.identity, prompt)
+        key = cache_key(self.rewriter.identity, prompt, history)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
@@ -90,7 +94,7 @@ class RewriteBatcher:
             if len(self._pending) >= self.settings.max_queue:
                 self.metrics.rejected.inc()
                 raise QueueFull(self._retry_after())
-            entry = _Entry(key, prompt, asyncio.get_running_loop().create_future())
+            entry = _Entry(key, prompt, asyncio.get_running_loop().create_future(), history or None)
             self._inflight[key] = self._pending[key] = entry
             self.metrics.queue_depth.set(len(self._pending))
             self._arrived.set()
@@ -140,9 +144,15 @@ class RewriteBatcher:
     async def _run_batch(self, batch: list[_Entry]) -> None:
         t0 = time.perf_counter()
         prompts = [e.prompt for e in batch]
+        histories = [e.history for e in batch]
         try:
             try:
-                results = await self.rewriter.rewrite_batch(prompts)
+                # single-turn batches call as before (rewriters written for one argument keep working)
+                results = await (
+                    self.rewriter.rewrite_batch(prompts, histories)
+                    if any(histories)
+                    else self.rewriter.rewrite_batch(prompts)
+                )
                 if len(results) != len(prompts):
                     raise RuntimeError(f"rewriter returned {len(results)} results for {len(prompts)} prompts")
                 answered = True

@@ -36,8 +36,13 @@ class CacheError(RuntimeError):
     pass
 
 
-def cache_key(rewriter_identity: str, prompt: str) -> str:
-    return hashlib.sha256(json.dumps([rewriter_identity, prompt], ensure_ascii=False).encode()).hexdigest()
+def cache_key(rewriter_identity: str, prompt: str, history=None) -> str:
+    """The rewrite's key: the rewriter, the prompt and, when there is one, the history the
+    rewrite was conditioned on (a single-turn key is exactly what it was before histories)."""
+    parts = [rewriter_identity, prompt]
+    if history:
+        parts.append([[t["role"], t["content"]] for t in history])
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
 class RewriteCache:

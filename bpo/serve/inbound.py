@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bpo.conversation import last_user_text, replace_text
 from bpo.redact import redact, register_env, register_value
 from bpo.settings.serve import ServeSettings
 
@@ -97,33 +98,13 @@ def locate_prompt(messages: Any) -> Located | None:
     """The last user message's text, or None when there is none to rewrite."""
     if not isinstance(messages, list):
         return None
-    for i in range(len(messages) - 1, -1, -1):
-        m = messages[i]
-        if not isinstance(m, dict) or m.get("role") != "user":
-            continue
-        content = m.get("content")
-        if isinstance(content, str):
-            return Located(i, None, content) if content.strip() else None
-        if isinstance(content, list):
-            for j, part in enumerate(content):
-                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                    return Located(i, j, part["text"]) if part["text"].strip() else None
-        return None
-    return None
+    found = last_user_text(messages)
+    return Located(*found) if found else None
 
 
 def replace_prompt(messages: list, where: Located, text: str) -> list:
     """A copy of ``messages`` with the located text replaced (nothing else changes)."""
-    out = list(messages)
-    msg = dict(out[where.index])
-    if where.part is None:
-        msg["content"] = text
-    else:
-        parts = list(msg["content"])
-        parts[where.part] = {**parts[where.part], "text": text}
-        msg["content"] = parts
-    out[where.index] = msg
-    return out
+    return replace_text(messages, where.index, where.part, text)
 
 
 def opted_out(request: Request, bpo_field: Any) -> bool:

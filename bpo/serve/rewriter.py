@@ -13,6 +13,11 @@ This is the serving package's ONE adapter to the optimizer's generation code
 
 Both model rewriters apply the same degenerate-output check, so a bad rewrite is replaced by the
 original prompt with its reason, wherever the optimizer runs.
+
+Multi-turn: ``rewrite_batch(prompts, histories)`` takes one history per prompt (the earlier turns
+of the conversation as ``{role, content}`` dicts; None/``[]`` = single-turn, exactly the input of
+before). The optimizer sees the history fitted to ``rewriter.max_history_tokens`` and rewrites
+the last user message only.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 from bpo.generation.model import model_folder_problem
 from bpo.optimizer import degenerate_reason, optimize_prompts
 from bpo.optimizer.fallback import EMPTY_INPUT
-from bpo.prompt_format import TEMPLATE_VERSION, build_prompt
+from bpo.prompt_format import PLAIN, TEMPLATE_VERSION, fit_history, format_prompt
 from bpo.settings.generation import GenerationSettings
 from bpo.settings.serve import RewriterSettings
 
@@ -61,7 +66,7 @@ class Rewriter:
     async def close(self) -> None:
         pass
 
-    async def rewrite_batch(self, prompts: list[str]) -> list[Rewrite]:
+    async def rewrite_batch(self, prompts: list[str], histories: list | None = None) -> list[Rewrite]:
         raise NotImplementedError
 
 
@@ -70,7 +75,7 @@ class IdentityRewriter(Rewriter):
     identity = "identity"
     batched = False
 
-    async def rewrite_batch(self, prompts: list[str]) -> list[Rewrite]:
+    async def rewrite_batch(self, prompts: list[str], histories: list | None = None) -> list[Rewrite]:
         return [Rewrite(p) for p in prompts]
 
 
@@ -122,13 +127,17 @@ class LocalRewriter(Rewriter):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="bpo-rewrite")
         self._started = False
 
-    def _generate(self, prompts: list[str], max_new_tokens: int | None = None) -> list[Rewrite]:
+    def _generate(
+        self, prompts: list[str], max_new_tokens: int | None = None, histories: list | None = None
+    ) -> list[Rewrite]:
         s = self.settings
         kw = _decoding(s)
         if max_new_tokens is not None:
             kw["max_new_tokens"] = max_new_tokens
         generation = GenerationSettings(engine=s.engine, batch_size=self.batch_size, **kw)
-        rewrites = optimize_prompts(s.optimizer, prompts, generation)
+        rewrites = optimize_prompts(
+            s.optimizer, prompts, generation, histories=histories, max_history_tokens=s.max_history_tokens
+        )
         return [Rewrite(r.text, r.fallback_reason) for r in rewrites.results]
 
     async def start(self) -> None:
@@ -140,8 +149,10 @@ class LocalRewriter(Rewriter):
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def rewrite_batch(self, prompts: list[str]) -> list[Rewrite]:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._generate, prompts)
+    async def rewrite_batch(self, prompts: list[str], histories: list | None = None) -> list[Rewrite]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._generate, prompts, None, histories
+        )
 
 
 class RemoteRewriter(Rewriter):
@@ -183,13 +194,19 @@ class RemoteRewriter(Rewriter):
         if self._http is not None:
             await self._http.aclose()
 
-    async def rewrite_batch(self, prompts: list[str]) -> list[Rewrite]:
+    def _input(self, prompt: str, history) -> str:
+        # no tokenizer here: the budget counts 4 characters a token
+        kept, _ = fit_history(history, None, 4 * self.settings.max_history_tokens)
+        return format_prompt(prompt, PLAIN, history=kept)
+
+    async def rewrite_batch(self, prompts: list[str], histories: list | None = None) -> list[Rewrite]:
         import httpx2 as httpx
 
         s = self.settings
+        histories = histories or [None] * len(prompts)
         body = {
             "model": s.optimizer,
-            "prompt": [build_prompt(p) for p in prompts],
+            "prompt": [self._input(p, h) for p, h in zip(prompts, histories)],
             "max_tokens": s.max_new_tokens,
             "n": 1,
             "seed": s.seed,
@@ -213,8 +230,8 @@ class RemoteRewriter(Rewriter):
                 f"remote optimizer {self.url}: unexpected reply ({type(exc).__name__}: {exc})"
             ) from None
         results = []
-        for prompt, (raw, hit_limit) in zip(prompts, outs):
-            reason = degenerate_reason(raw, hit_limit, prompt) if prompt.strip() else EMPTY_INPUT
+        for prompt, history, (raw, hit_limit) in zip(prompts, histories, outs):
+            reason = degenerate_reason(raw, hit_limit, prompt, history=history) if prompt.strip() else EMPTY_INPUT
             results.append(Rewrite(prompt if reason else raw.strip(), reason))
         return results
 

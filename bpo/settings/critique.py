@@ -21,18 +21,32 @@ class CritiqueSettings(Settings):
     call: LLMCall
     template: str  # path, for messages
     template_sha256: str  # content: what reruns the stage
+    # The template of pairs with a history; None while no active source is multi-turn, so a
+    # single-turn run's params (and reruns) are what they were before multi-turn existed.
+    multi_turn_template: str | None
+    multi_turn_template_sha256: str | None
 
     inline: ClassVar = ("call",)
-    omit_none: ClassVar = ("system_prompt",)  # added later: unset, the params are as before
+    # added later: unset, the params are as before
+    omit_none: ClassVar = ("system_prompt", "multi_turn_template", "multi_turn_template_sha256")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         cfg = config["critique"]
+        mt = cfg.get("multi_turn_template") if multi_turn_active(config) else None
         return cls(
             call=LLMCall.from_section(config, cfg, "critique", "the critique stage"),
             template=cfg["template"],
             template_sha256=file_sha256(cfg["template"], "critique.template"),
+            multi_turn_template=mt,
+            multi_turn_template_sha256=file_sha256(mt, "critique.multi_turn_template") if mt else None,
         )
+
+
+def multi_turn_active(config: Mapping[str, Any]) -> bool:
+    """Whether an active source keeps multi-turn dialogues (its pairs may have a history)."""
+    sources = config.get("sources") or {}
+    return any(sources.get(name, {}).get("multi_turn") for name in Plan.from_config(config).sources)
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,21 @@ COMMON_SOURCE_KEYS = ("path", "hub_id", "split", "sample")
 class HHRLHFOptions(Settings):
     hub_data_dir: str | None
     multi_turn: bool
+    max_history_turns: int | None  # earlier user turns at most (more: dropped, counted); None = any
 
 
 @dataclass(frozen=True)
 class OASST1Options(Settings):
     languages: tuple[str, ...]
     multi_turn: bool
+    max_history_turns: int | None
 
 
 @dataclass(frozen=True)
 class ChatbotArenaOptions(Settings):
     languages: tuple[str, ...]
     multi_turn: bool
+    max_history_turns: int | None
     drop_flagged: bool
 
 

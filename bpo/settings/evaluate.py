@@ -63,13 +63,15 @@ class JudgeSettings(Settings):
     inline: ClassVar = ("call",)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Self:
+    def from_config(cls, config: Mapping[str, Any], *, multi_turn: bool = False) -> Self:
+        """``multi_turn``: the per-turn judge of multi-turn test sets (its own template)."""
         j = config["eval"]["judge"]
+        key = "multi_turn_template" if multi_turn else "template"
         return cls(
             call=LLMCall.from_section(config, j, "eval.judge", "the judge"),
             identical_as_tie=j["identical_as_tie"],
-            template=j["template"],
-            template_sha256=file_sha256(j["template"], "eval.judge.template"),
+            template=j[key],
+            template_sha256=file_sha256(j[key], f"eval.judge.{key}"),
             protocol=j["protocol"],
             order_seed=j["order_seed"],
             lenient_verdicts=j["lenient_verdicts"],

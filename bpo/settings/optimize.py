@@ -110,23 +110,43 @@ class OptimizerKind:
     the settings, plus ``model`` (the model folder or hub id) when ``model_input`` is set and
     ``runtime`` (bpo.settings.LLMRuntime) when the settings have an LLM ``call``. ``model_input``:
     ``trained`` = the optimizer this workflow trains, ``model`` = the folder or hub id in ``model``.
-    ``no_model``: for a kind without any model, what it does (the report's models table)."""
+    ``no_model``: for a kind without any model, what it does (the report's models table).
+    ``turn``: the library function that rewrites one turn of many conversations (multi-turn test
+    sets, bpo.eval.conversation): called with the turn's items, one history each and the settings
+    (plus ``model``/``runtime`` as ``run``), it returns ``(optimized, fallback reason)`` per item
+    and the engine."""
 
     settings: type[Settings]
     run: str
     model_input: str | None = None
     no_model: str | None = None
+    turn: str | None = None
 
 
 # A new kind: its settings class and an entry here, its library function, its rule (rules/evaluate.smk,
 # script workflow_scripts/optimize.py) and its name and keys in bpo/resources/schema.yaml.
 OPTIMIZER_KINDS: dict[str, OptimizerKind] = {
-    "trained": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="trained"),
-    "model": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="model"),
-    "identity": OptimizerKind(
-        IdentitySettings, "bpo.eval.optimize:identity_testset", no_model="no rewrite (the original prompt)"
+    "trained": OptimizerKind(
+        OptimizeSettings,
+        "bpo.eval.optimize:optimize_testset",
+        model_input="trained",
+        turn="bpo.eval.optimize:optimize_turn",
     ),
-    "llm_rewrite": OptimizerKind(LLMRewriteSettings, "bpo.eval.optimize:llm_rewrite_testset"),
+    "model": OptimizerKind(
+        OptimizeSettings,
+        "bpo.eval.optimize:optimize_testset",
+        model_input="model",
+        turn="bpo.eval.optimize:optimize_turn",
+    ),
+    "identity": OptimizerKind(
+        IdentitySettings,
+        "bpo.eval.optimize:identity_testset",
+        no_model="no rewrite (the original prompt)",
+        turn="bpo.eval.optimize:identity_turn",
+    ),
+    "llm_rewrite": OptimizerKind(
+        LLMRewriteSettings, "bpo.eval.optimize:llm_rewrite_testset", turn="bpo.eval.optimize:llm_rewrite_turn"
+    ),
 }
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from bpo.settings.optimize import OPTIMIZER_KINDS, OptimizerKind, optimizer_kind
+from bpo.vocab import MULTI_TURN_FORMATS
 
 
 def _active(section: Mapping[str, Any]) -> tuple[str, ...]:
@@ -19,10 +20,11 @@ def _active(section: Mapping[str, Any]) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Plan:
     sources: tuple[str, ...]  # config order, as every name tuple here
-    testsets: tuple[str, ...]
+    testsets: tuple[str, ...]  # single-turn: optimize -> answer -> judge
     optimizers: Mapping[str, str]  # active optimizer -> kind
     targets: Mapping[str, str]  # active target -> kind (endpoint | hf)
     sft_rewrite: bool  # eval.sft_rewrite.activate
+    multi_turn_testsets: tuple[str, ...] = ()  # conversations (MT-bench): converse -> judge_turns
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
@@ -30,12 +32,15 @@ class Plan:
         optimizers = {name: ev["optimizers"][name]["kind"] for name in _active(ev["optimizers"])}
         for name in optimizers:
             optimizer_kind(config, name)  # an unknown kind is an error naming the key
+        active = _active(ev["testsets"])
+        multi = tuple(n for n in active if ev["testsets"][n]["format"] in MULTI_TURN_FORMATS)
         return cls(
             sources=_active(config["sources"]),
-            testsets=_active(ev["testsets"]),
+            testsets=tuple(n for n in active if n not in multi),
             optimizers=optimizers,
             targets={name: ev["targets"][name]["kind"] for name in _active(ev["targets"])},
             sft_rewrite=ev["sft_rewrite"]["activate"],
+            multi_turn_testsets=multi,
         )
 
     def optimizers_of(self, *kinds: str) -> list[str]:
@@ -57,6 +62,10 @@ class Plan:
     def triples(self) -> list[tuple[str, str, str]]:
         """(test set, optimizer, target) triples that are evaluated and reported."""
         return [(ts, opt, tg) for ts in self.testsets for opt in self.optimizers for tg in self.targets]
+
+    def turn_triples(self) -> list[tuple[str, str, str]]:
+        """(multi-turn test set, optimizer, target) triples, judged and reported per turn."""
+        return [(ts, opt, tg) for ts in self.multi_turn_testsets for opt in self.optimizers for tg in self.targets]
 
 
 def optimizer_model(config: Mapping[str, Any], name: str) -> str | None:

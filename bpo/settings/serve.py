@@ -36,6 +36,9 @@ class RewriterSettings(Settings):
     max_new_tokens: int
     greedy: bool
     seed: int
+    history: bool  # condition the rewrite on the earlier turns
+    include_system: bool  # the system message counts as an earlier turn
+    max_history_tokens: int  # bpo.prompt_format.fit_history's budget
 
 
 @dataclass(frozen=True)

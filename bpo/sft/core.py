@@ -4,7 +4,10 @@ SFT dataset: filter critiques (or a BPO-format dataset) into train/val (prompt -
 
 The paper's rules decide which rewrites are kept: a missing optimized instruction (parse
 failure), an original more than 2x the optimized length in words, an optimized more than 6x
-the original, or a leftover "[protected" marker drops the record. Thresholds come from config
+the original, or a leftover "[protected" marker drops the record. For a multi-turn pair the
+rules apply to the last user message (the instruction) and its rewrite, and a rewrite that
+copies an earlier turn (:func:`bpo.history_echo.copies_history`, or role labels) is dropped
+as ``copies_history``. Thresholds come from config
 (:class:`bpo.settings.SFTSettings`); this module has no defaults of its own.
 Every drop is counted by reason in the filter report; nothing disappears silently.
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from bpo.atomic import write_json
+from bpo.history_echo import copies_history, writes_role_labels
 from bpo.schemas import SFT, write_table
 from bpo.settings import SFTSettings
 
@@ -36,6 +40,8 @@ log = logging.getLogger("bpo.sft")
 CRITIQUE_REASONS = ("call_error", "refused", "truncated", "parse_failure", "no_pair", "duplicate")
 BPO_REASONS = ("missing_prompt", "missing_optimized", "duplicate")
 RULE_REASONS = ("original_too_long", "optimized_too_long", "protected_marker")
+# Multi-turn pairs only; listed in a report only when they occur, so single-turn reports keep their keys.
+HISTORY_REASONS = ("copies_history",)
 
 _EXAMPLES = 5
 
@@ -62,11 +68,14 @@ class FilterRules:
             length_rules_with_context=settings.length_rules_with_context,
         )
 
-    def reason(self, original: str, optimized: str, has_context: bool) -> str | None:
-        """The rule that drops (original instruction, optimized instruction), or None to keep."""
+    def reason(self, original: str, optimized: str, has_context: bool, history: Sequence[dict] = ()) -> str | None:
+        """The rule that drops (original instruction, optimized instruction), or None to keep;
+        ``history``: the earlier turns of a multi-turn pair."""
         low = optimized.lower()
         if any(m.lower() in low for m in self.protected_markers):
             return "protected_marker"
+        if history and (writes_role_labels(optimized, original) or copies_history(optimized, original, history)):
+            return "copies_history"
         if has_context and not self.length_rules_with_context:
             return None
         n_orig, n_opt = word_count(original), word_count(optimized)
@@ -178,10 +187,11 @@ def kept_row(
     context: str,
     seed: int,
     formats: Sequence[str],
+    history: Sequence[dict] = (),
 ) -> dict:
     """The SFT row of a record that passed the filters: the context attached verbatim to both
-    sides in the pair's seeded format. Counts the record (and that format, where there is a
-    context) in ``report``."""
+    sides in the pair's seeded format, the history (earlier turns) carried as it is. Counts the
+    record (and that format, where there is a context) in ``report``."""
     fmt = context_format(pair_id, seed, formats)
     if context.strip():
         report.formats_used[formats.index(fmt)] += 1
@@ -191,6 +201,7 @@ def kept_row(
         "source": source,
         "prompt": attach_context(instruction, context, fmt),
         "optimized_prompt": attach_context(optimized.strip(), context, fmt),
+        "history": [{"role": t["role"], "content": t["content"]} for t in history],
     }
 
 

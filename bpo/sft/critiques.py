@@ -1,4 +1,5 @@
-"""SFT rows from the critique stage: PAIRS + CRITIQUES -> filtered, context re-attached."""
+"""SFT rows from the critique stage: PAIRS + CRITIQUES -> filtered, context re-attached,
+history (the earlier turns of a multi-turn pair) carried into the SFT row."""
 
 from __future__ import annotations
 
@@ -55,7 +56,9 @@ def sft_from_critiques(
         elif optimized is None or not optimized.strip():
             reason = "parse_failure"
         else:
-            reason = rules.reason(pair["instruction"], optimized, bool(pair["context"].strip()))
+            reason = rules.reason(
+                pair["instruction"], optimized, bool(pair["context"].strip()), pair.get("history") or ()
+            )
         seen.add(pid)
         if reason:
             report.drop(source, reason, pid)
@@ -70,6 +73,7 @@ def sft_from_critiques(
                 context=pair["context"],
                 seed=seed,
                 formats=formats,
+                history=pair.get("history") or (),
             )
         )
     return rows, report

@@ -1,5 +1,6 @@
-"""What every source parser returns, the shared rendering of earlier dialogue turns, and the
-reading of a source's raw data shared by the loaders."""
+"""What every source parser returns, the shared shape of earlier dialogue turns (the pair's
+``history``: a list of ``{"role": "user"|"assistant", "content"}``, oldest first), the
+``max_history_turns`` bound, and the reading of a source's raw data shared by the loaders."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bpo.drops import Drops, locations_of
+from bpo.prompt_format import render_history
 from bpo.readers import RawTable, read_dataset
 
 # Candidate pairs carry these fields; bpo.pairs adds pair_id and source after cleaning.
@@ -21,6 +23,8 @@ CANDIDATE_FIELDS = (
     "bad_model",
     "language",
     "num_turns",
+    "history",
+    "history_chars",
 )
 
 USER, ASSISTANT = "User", "Assistant"
@@ -78,10 +82,29 @@ class ParseResult:
             self.other_locations[key] = located
 
 
-def render_dialogue(turns: Iterable[tuple[str, str]]) -> str:
-    """Earlier turns of a multi-turn dialogue as the pair's context, the same for every
-    source: ``User: ...`` and ``Assistant: ...`` blocks separated by blank lines."""
-    return "\n\n".join(f"{role}: {text.strip()}" for role, text in turns)
+_ROLE = {USER: "user", ASSISTANT: "assistant"}
+
+
+def dialogue_history(turns: Iterable[tuple[str, str]]) -> list[dict]:
+    """Earlier turns of a multi-turn dialogue as the pair's ``history``, the same for every
+    source (never the ``context``, which is a document attached to the instruction)."""
+    return [{"role": _ROLE[role], "content": text} for role, text in turns]
+
+
+def limit_history(res: ParseResult, max_turns: int | None) -> ParseResult:
+    """Drop (counted as ``too_many_turns``, located, field ``history``) the pairs with more than
+    ``max_turns`` earlier user turns (``sources.<name>.max_history_turns``; None = no bound)."""
+    if max_turns is None:
+        return res
+    pairs, rows = res.pairs, res.rows
+    res.pairs, res.rows = [], []
+    for k, p in enumerate(pairs):
+        row = rows[k] if k < len(rows) else k
+        if sum(t["role"] == "user" for t in p["history"]) > max_turns:
+            res.drop("too_many_turns", row, "history")
+        else:
+            res.keep(row, p)
+    return res
 
 
 def pair(
@@ -95,6 +118,7 @@ def pair(
     bad_model: str | None = None,
     language: str | None = None,
     num_turns: int = 1,
+    history: list[dict] | None = None,
 ) -> dict:
     return {
         "source_id": None if source_id is None else str(source_id),
@@ -106,6 +130,8 @@ def pair(
         "bad_model": bad_model,
         "language": language,
         "num_turns": num_turns,
+        "history": history or [],
+        "history_chars": len(render_history(history)) if history else 0,
     }
 
 

@@ -3,7 +3,7 @@ picks ``winner`` in {model_a, model_b, tie, tie (bothbad)}.
 
 The winner's last answer is the good response, the loser's the bad one; ties are
 dropped. Single-turn by default; with ``multi_turn`` the earlier turns of the
-winner's conversation are the context (the loser answered the same user turns
+winner's conversation are the pair's ``history`` (the loser answered the same user turns
 but saw its own earlier answers). Conversations flagged by OpenAI moderation or
 either toxic-chat tagger are dropped unless ``drop_flagged`` is off.
 """
@@ -17,11 +17,12 @@ from bpo.sources.base import (
     ASSISTANT,
     USER,
     ParseResult,
+    dialogue_history,
     language_filter,
+    limit_history,
     pair,
     read_source,
     record_read,
-    render_dialogue,
 )
 
 NAME = "chatbot_arena"
@@ -144,7 +145,7 @@ def parse(
             pair(
                 source_id=row["question_id"],
                 instruction=good[-2][1],
-                context=render_dialogue(good[:-2]),
+                history=dialogue_history(good[:-2]),
                 good=good[-1][1],
                 bad=bad[-1][1],
                 good_model=good_model,
@@ -165,4 +166,4 @@ def load(settings: dict) -> ParseResult:
         drop_flagged=bool(settings.get("drop_flagged", True)),
         locate=raw.location,
     )
-    return record_read(res, raw)
+    return record_read(limit_history(res, settings.get("max_history_turns")), raw)

@@ -5,7 +5,8 @@ For each prompter message (the candidate), the best- and worst-ranked assistant
 replies make a pair. Deleted messages and messages that are not reviewed or failed
 review are skipped, the prompter's language must be in ``languages`` (empty = any).
 Root prompts only by default; with ``multi_turn`` a follow-up prompt keeps its
-thread (root to parent) as the context, provided every message on it is usable.
+thread (root to parent) as the pair's ``history``, provided every message on it is usable
+(``max_history_turns`` bounds it).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from bpo.sources.base import (
     ASSISTANT,
     USER,
     ParseResult,
+    dialogue_history,
     language_filter,
+    limit_history,
     pair,
     read_source,
     record_read,
-    render_dialogue,
 )
 
 NAME = "oasst1"
@@ -187,13 +189,13 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locat
         # min/max keep the first of equal ranks, in file order
         best = min(ranked, key=lambda r: r["rank"])
         worst = max(ranked, key=lambda r: r["rank"])
-        context = render_dialogue((USER if m["role"] == "prompter" else ASSISTANT, m["text"]) for m in path)
+        history = dialogue_history((USER if m["role"] == "prompter" else ASSISTANT, m["text"]) for m in path)
         res.keep(
             row_of[msg["message_id"]],
             pair(
                 source_id=msg["message_id"],
                 instruction=msg["text"],
-                context=context,
+                history=history,
                 good=best["text"],
                 bad=worst["text"],
                 good_model=best["model_name"],
@@ -216,4 +218,4 @@ def load(settings: dict) -> ParseResult:
         locate=raw.location,
     )
     # an unreadable row is a message, not a candidate prompt
-    return record_read(res, raw, unreadable_as="messages_skipped")
+    return record_read(limit_history(res, settings.get("max_history_turns")), raw, unreadable_as="messages_skipped")

@@ -1,7 +1,8 @@
 """SFT examples -> token ids with the loss on the optimized prompt and EOS only.
 
 An example is the optimizer input in the run's prompt format (``train.prompt_format``,
-:func:`bpo.prompt_format.encode_prompt`) followed by ``optimized + EOS``. The two halves are
+:func:`bpo.prompt_format.encode_prompt`; with the SFT row's ``history`` for a multi-turn pair,
+fitted to the same token budget as at inference) followed by ``optimized + EOS``. The two halves are
 tokenized separately and concatenated (:func:`bpo.prompt_format.encode_training_pair`), so the
 boundary between "input" (label -100) and "target" is exact at the token level and identical to
 what inference feeds the model (the same function encodes it there, then the model continues).
@@ -19,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpo.prompt_format import encode_training_pair
+from bpo.prompt_format import HISTORY_TOKENS, encode_training_pair
 from bpo.schemas import SFT, read_table
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,17 @@ class EncodeReport:
         }
 
 
-def load_sft_pairs(path: str | Path) -> list[tuple[str, str, str]]:
-    """``(pair_id, prompt, optimized_prompt)`` rows of an SFT Parquet file (schema-checked)."""
+def load_sft_pairs(path: str | Path) -> list[tuple[str, str, str, list[dict]]]:
+    """``(pair_id, prompt, optimized_prompt, history)`` rows of an SFT Parquet file (schema-checked)."""
     table = read_table(path, SFT)
-    return list(zip(table["pair_id"].to_pylist(), table["prompt"].to_pylist(), table["optimized_prompt"].to_pylist()))
+    return list(
+        zip(
+            table["pair_id"].to_pylist(),
+            table["prompt"].to_pylist(),
+            table["optimized_prompt"].to_pylist(),
+            table["history"].to_pylist(),
+        )
+    )
 
 
 def prepare_tokenizer(tokenizer):
@@ -66,17 +74,28 @@ def prepare_tokenizer(tokenizer):
     return tokenizer
 
 
-def encode_example(tokenizer, prompt: str, optimized: str, max_length: int, prompt_format: str) -> dict | str:
+def encode_example(
+    tokenizer,
+    prompt: str,
+    optimized: str,
+    max_length: int,
+    prompt_format: str,
+    history=None,
+    max_history_tokens: int = HISTORY_TOKENS,
+) -> dict | str:
     """``{"input_ids", "labels"}`` for one pair, or the reason it is dropped.
 
     Examples longer than ``max_length`` are dropped rather than truncated: a cut
-    target would teach the optimizer to stop mid-sentence without EOS.
+    target would teach the optimizer to stop mid-sentence without EOS. ``history`` (the earlier
+    turns) is fitted to ``max_history_tokens`` exactly as inference fits it.
     """
     if not prompt or not prompt.strip():
         return "empty_prompt"
     if not optimized or not optimized.strip():
         return "empty_optimized_prompt"
-    prompt_ids, target_ids = encode_training_pair(prompt, optimized, prompt_format, tokenizer)
+    prompt_ids, target_ids = encode_training_pair(
+        prompt, optimized, prompt_format, tokenizer, history, max_history_tokens
+    )
     if len(prompt_ids) + len(target_ids) > max_length:
         return "too_long"
     return {
@@ -88,13 +107,13 @@ def encode_example(tokenizer, prompt: str, optimized: str, max_length: int, prom
 def encode_pairs(
     tokenizer, pairs, max_length: int, *, prompt_format: str, what: str = "sft"
 ) -> tuple[list[dict], EncodeReport]:
-    """Encode ``(pair_id, prompt, optimized)`` rows in ``prompt_format`` (one of
+    """Encode ``(pair_id, prompt, optimized[, history])`` rows in ``prompt_format`` (one of
     :data:`bpo.prompt_format.FORMATS`); drops are counted by reason and logged."""
     report = EncodeReport()
     examples = []
-    for pair_id, prompt, optimized in pairs:
+    for pair_id, prompt, optimized, *rest in pairs:
         report.n_rows += 1
-        enc = encode_example(tokenizer, prompt, optimized, max_length, prompt_format)
+        enc = encode_example(tokenizer, prompt, optimized, max_length, prompt_format, rest[0] if rest else None)
         if isinstance(enc, str):
             report.dropped[enc] += 1
             log.debug("%s: dropped pair %s (%s)", what, pair_id, enc)

@@ -35,7 +35,7 @@ def load_tokenizer_and_tiny(settings: TrainSettings, pairs: list[tuple[str, str,
 
     # Built at once (tiny: no partitioning needed), so a LoRA + ZeRO-3 run can save its init.
     model, tokenizer = build_tiny(
-        [(p, o) for _, p, o in pairs], settings.tiny, settings.seed, settings.attn_implementation
+        [(p, o) for _, p, o, *_ in pairs], settings.tiny, settings.seed, settings.attn_implementation
     )
     return tokenizer, model, {"kind": "tiny_from_scratch", "tiny": settings.tiny.canonical()}
 

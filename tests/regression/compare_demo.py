@@ -10,7 +10,9 @@ compare every Parquet artifact row for row.
 
 Each version runs in its own temp copy with its own LLM cache and imports its own ``bpo`` package.
 Columns that measure wall time (``tokens_per_second``) are left out of the comparison: they differ
-between any two runs. Parquet key-value metadata (provenance) is not compared either.
+between any two runs. Parquet key-value metadata (provenance) is not compared either. A column only the new side has and
+whose every value is empty (null, 0, "", []) is reported and left out: a new column that single-turn
+rows leave empty (e.g. the pairs' ``history``/``history_chars``) changes no existing value.
 Exit status 0 when every artifact matches.
 """
 
@@ -94,10 +96,15 @@ def align(old: dict[str, Path], new: dict[str, Path]) -> dict[str, Path]:
     return new
 
 
+def _empty_column(table, name: str) -> bool:
+    return not any(table.column(name).to_pylist())
+
+
 def compare(a: Path, b: Path) -> tuple[int, str]:
     ta, tb = pq.read_table(a), pq.read_table(b)
     cols_a = [c for c in ta.column_names if c not in TIMING_COLUMNS]
-    cols_b = [c for c in tb.column_names if c not in TIMING_COLUMNS]
+    added_empty = [c for c in tb.column_names if c not in ta.column_names and _empty_column(tb, c)]
+    cols_b = [c for c in tb.column_names if c not in TIMING_COLUMNS and c not in added_empty]
     if cols_a != cols_b:
         return ta.num_rows, f"columns differ: {cols_a} vs {cols_b}"
     if ta.num_rows != tb.num_rows:
@@ -107,7 +114,7 @@ def compare(a: Path, b: Path) -> tuple[int, str]:
         if x != y:
             diff = [c for c in cols_a if x[c] != y[c]]
             return ta.num_rows, f"row {i} differs in {diff}"
-    return ta.num_rows, "identical"
+    return ta.num_rows, "identical" + (f" (new all-empty columns left out: {added_empty})" if added_empty else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,8 @@ from bpo.eval.lc_difficulty import report_difficulty
 from bpo.eval.report.plots import compare_plot, winrate_plot
 from bpo.eval.report.summary import Summary
 from bpo.eval.report.tables import STANDIN_NOTE, backends, cell_rows, group_by, intrinsic_metrics, rows_of, valid_pairs
-from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES, write_table
+from bpo.eval.report.turns import turn_rows
+from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, TURN_WINRATES, WINRATES, write_table
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import NO_CALL
 from bpo.vocab import STANDIN_BACKEND as STANDIN
@@ -39,9 +40,14 @@ def build_report(
     out_compare_plot: str | Path,
     out_intrinsic: str | Path,
     out_summary_html: str | Path | None = None,
+    turn_judgments: Sequence[str | Path] = (),
+    conversations: Sequence[str | Path] = (),
+    out_turn_table: str | Path | None = None,
 ) -> list[dict]:
     """Report on every (optimizer, test set, target) in ``judgments``; rows are matched to
-    ``answers`` and ``optimized`` by their columns, not by list position. Returns the table rows."""
+    ``answers`` and ``optimized`` by their columns, not by list position. Multi-turn test sets:
+    ``turn_judgments`` with their ``conversations``, per turn in ``out_turn_table`` and a section
+    of the summary. Returns the table rows."""
     cell = ("optimizer", "testset", "target")
     answer_cells = group_by((r for p in answers for r in rows_of(p, ANSWERS)), cell)
     optimizer_cells = group_by((r for p in optimized for r in rows_of(p, OPTIMIZED)), ("optimizer", "testset"))
@@ -73,6 +79,9 @@ def build_report(
         rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]))
         no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in cell_j)
     table = write_table(rows, out_table, WINRATES).to_pylist()
+    turn_table = turn_rows(turn_judgments, conversations, settings)
+    if out_turn_table is not None:
+        turn_table = write_table(turn_table, out_turn_table, TURN_WINRATES).to_pylist()
 
     intrinsic: dict[str, dict] = {}
     for (opt, testset), o in optimizer_cells.items():
@@ -86,7 +95,7 @@ def build_report(
     note = STANDIN_NOTE if STANDIN in judge_backends else None
     winrate_plot(overall, Path(out_plot), note)
     compare_plot(overall, Path(out_compare_plot), note, settings)
-    summary = Summary(table, optimizer_cells, intrinsic, settings, no_call_ties)
+    summary = Summary(table, optimizer_cells, intrinsic, settings, no_call_ties, turn_table)
     write_text(summary.markdown(), out_summary)
     if out_summary_html is not None:
         write_text(summary.html(), out_summary_html)

@@ -7,27 +7,15 @@ words and marks those rows: such numbers exercise the pipeline and measure nothi
 from __future__ import annotations
 
 import html
-import math
 from collections import Counter
-from dataclasses import dataclass
 
 from bpo.eval.lc_difficulty import lc_method_note
+from bpo.eval.report.cells import Table as _Table
+from bpo.eval.report.cells import fmt, interval
 from bpo.eval.report.tables import backends
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, SINGLE_RANDOM
 from bpo.vocab import STANDIN_BACKEND as STANDIN
-
-
-def fmt(x, digits: int = 1) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{x:.{digits}f}"
-
-
-def interval(value, low, high) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
 
 
 def _reasons(counts) -> str:
@@ -39,45 +27,16 @@ def _backend_label(value: str) -> str:
     return f"{value} (stand-in, not a model)" if STANDIN in value.split("+") else value
 
 
-@dataclass
-class _Table:
-    """One table, rendered as Markdown and as HTML from the same cells."""
-
-    headers: list[str]
-    rows: list[list[str]]
-    right: set[int]  # right-aligned (numeric) columns
-    flagged: list[bool]  # rows with numbers from the stand-in
-
-    def markdown(self) -> list[str]:
-        align = ["---:" if i in self.right else "---" for i in range(len(self.headers))]
-        return [
-            "| " + " | ".join(self.headers) + " |",
-            "|" + "|".join(align) + "|",
-            *("| " + " | ".join(r) + " |" for r in self.rows),
-        ]
-
-    def html(self) -> str:
-        def cells(tag, values):
-            return "".join(
-                f"<{tag}{' class=num' if i in self.right else ''}>{html.escape(v)}</{tag}>"
-                for i, v in enumerate(values)
-            )
-
-        body = "".join(
-            f"<tr{' class=standin' if flag else ''}>{cells('td', r)}</tr>" for r, flag in zip(self.rows, self.flagged)
-        )
-        return f"<table><thead><tr>{cells('th', self.headers)}</tr></thead><tbody>{body}</tbody></table>"
-
-
 class Summary:
     """summary.md and summary.html: the same banners and tables."""
 
-    def __init__(self, table, optimizer_cells, intrinsic, settings: ReportSettings, no_call_ties: int):
+    def __init__(self, table, optimizer_cells, intrinsic, settings: ReportSettings, no_call_ties: int, turn_table=()):
         self.table, self.optimizer_cells, self.intrinsic = table, optimizer_cells, intrinsic
+        self.turn_table = list(turn_table)  # TURN_WINRATES rows of multi-turn test sets
         self.settings, self.no_call_ties = settings, no_call_ties
         self.overall = [r for r in table if r["category"] is None]
-        self.judge_backends = backends(r["backend"] for r in table)
-        self.answer_backends = backends(r["answer_backend"] for r in table)
+        self.judge_backends = backends(r["backend"] for r in [*table, *self.turn_table])
+        self.answer_backends = backends(r["answer_backend"] for r in [*table, *self.turn_table])
 
     # -- prose ---------------------------------------------------------------------------------
 
@@ -237,6 +196,43 @@ class Summary:
         ]
         return _Table(headers, rows, {4, 5}, flagged)
 
+    def turn_table_(self) -> _Table | None:
+        rows, flagged = [], []
+        for r in self.turn_table:
+            fallback_text = str(r["n_fallback"]) + (f" ({_reasons(r['fallback_reasons'])})" if r["n_fallback"] else "")
+            rows.append(
+                [
+                    r["optimizer"],
+                    r["testset"],
+                    r["target"],
+                    str(r["turn"]),
+                    r["category"] or "all",
+                    str(r["n"]),
+                    str(r["n_invalid"]),
+                    f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
+                    interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
+                    interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
+                    fallback_text,
+                ]
+            )
+            flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
+        if not rows:
+            return None
+        headers = [
+            "optimizer",
+            "test set",
+            "target",
+            "turn",
+            "category",
+            "n",
+            "invalid",
+            "win / tie / lose %",
+            "ΔWR [CI]",
+            "LC ΔWR [CI]",
+            "fallbacks",
+        ]
+        return _Table(headers, rows, {3, 5, 6}, flagged)
+
     def optimizer_table(self) -> _Table:
         rows = []
         for (opt, testset), o in self.optimizer_cells.items():
@@ -304,6 +300,22 @@ class Summary:
         if category is not None:
             out.append(
                 ("Per category", ["The same figures for each category of the test sets that have one."], category)
+            )
+        turns = self.turn_table_()
+        if turns is not None:
+            out.append(
+                (
+                    "Multi-turn, per turn",
+                    [
+                        "Multi-turn test sets (MT-bench layout): each user message is rewritten seeing the "
+                        "optimized conversation so far and answered after it; the original conversation is played "
+                        "beside it. The judge compares the two replies of each turn, shown with their whole "
+                        "conversations up to that turn (the user's original messages on both sides), in both "
+                        "orders. Rows 'all' cover every item of the turn, "
+                        "then one row per category; fallbacks are the messages the optimizer kept."
+                    ],
+                    turns,
+                )
             )
         out.append(
             (
