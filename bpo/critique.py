@@ -6,7 +6,8 @@ single user message. A pair with a history (the earlier turns of a multi-turn so
 multi-turn template instead (``critique.multi_turn_template``): the same fields plus the
 rendered conversation so far, and the critic rewrites the last user message only. Calls go
 through :class:`bpo.llm.LLMClient`, so they are cached (a rerun pays nothing twice), rate-limited
-and budget-capped. Replies are parsed by :mod:`bpo.critique_parse` and written as ``CRITIQUES`` rows, one per pair, failures included.
+and budget-capped. Replies are parsed by :mod:`bpo.critique_parse` and written as ``CRITIQUES``
+rows, one per pair, failures included.
 """
 
 from __future__ import annotations
