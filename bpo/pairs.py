@@ -27,8 +27,9 @@ import hashlib
 import json
 import logging
 import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import pyarrow as pa
 
@@ -77,8 +78,9 @@ def clean_pairs(
         ctx = (p["context"] or "").strip()
         good = p["good_response"].strip()
         bad = p["bad_response"].strip()
-        response = "good_response" if not good or len(good) < min_chars or len(good) > max_response_chars \
-            else "bad_response"
+        response = (
+            "good_response" if not good or len(good) < min_chars or len(good) > max_response_chars else "bad_response"
+        )
         if not ins:
             why, field = "empty_instruction", "instruction"
         elif not good or not bad:
@@ -138,12 +140,20 @@ def _to_arrow(pairs: list[dict]) -> pa.Table:
     return pa.table({f.name: pa.array([p[f.name] for p in pairs], f.type) for f in PAIRS}, schema=PAIRS)
 
 
+def _language_counts(pairs) -> dict[str, int]:
+    """Pairs per language (ISO 639-1, "und"), most first."""
+    counts = Counter(p["language"] or "und" for p in pairs)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def _summary(stats: dict) -> str:
     drops = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "none"
     lines = [
         f"{stats['source']}: {stats['records_read']} records read from {', '.join(stats['origin'])}",
         f"{stats['source']}: {stats['candidates']} candidates ({stats['unit']}) -> {stats['pairs']} pairs; "
         f"dropped {stats['dropped_total']}: {drops}",
+        f"{stats['source']}: pairs by language: "
+        + (", ".join(f"{k} {v}" for k, v in stats["languages"].items()) or "none"),
     ]
     for key, counts in stats["other"].items():
         lines.append(f"{stats['source']}: {key}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -163,7 +173,8 @@ def build_source_pairs(
     dropped = Drops()
     dropped.merge(parsed.dropped)
     kept, cleaning_drops = clean_pairs(
-        parsed.pairs, locate=parsed.candidate_location, **{k: v for k, v in limits.items() if k != "seed"})
+        parsed.pairs, locate=parsed.candidate_location, **{k: v for k, v in limits.items() if k != "seed"}
+    )
     dropped.merge(cleaning_drops)
     unique, duplicates = assign_ids(kept, source)
     if duplicates:
@@ -179,6 +190,7 @@ def build_source_pairs(
         "records_read": parsed.records_read,
         "candidates": parsed.candidates,
         "pairs": len(sampled),
+        "languages": _language_counts(sampled),
         "dropped_total": sum(dropped.values()),
         "dropped": dict(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))),
         "other": parsed.other,
@@ -236,6 +248,7 @@ def merge_pairs(
             "candidates": st.get("candidates"),
             "pairs_in": table.num_rows,
             "pairs": kept.num_rows,
+            "languages": _language_counts({"language": x} for x in kept.column("language").to_pylist()),
             "dropped": dropped,
         }
     merged = pa.concat_tables(tables) if tables else PAIRS.empty_table()
@@ -244,11 +257,16 @@ def merge_pairs(
         "pairs": merged.num_rows,
         "dedup": dedup,
         "duplicates_across_sources": sum(v["pairs_in"] - v["pairs"] for v in per_source.values()),
+        "languages": _language_counts({"language": x} for x in merged.column("language").to_pylist()),
         "sources": per_source,
     }
     write_json(stats, stats_path)
     for source, v in per_source.items():
         log.info("%s: %d pairs in, %d kept", source, v["pairs_in"], v["pairs"])
-    log.info("all: %d pairs from %d sources (%d duplicates across sources dropped)",
-             stats["pairs"], len(per_source), stats["duplicates_across_sources"])
+    log.info(
+        "all: %d pairs from %d sources (%d duplicates across sources dropped)",
+        stats["pairs"],
+        len(per_source),
+        stats["duplicates_across_sources"],
+    )
     return stats

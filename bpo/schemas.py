@@ -8,8 +8,8 @@ at the write, not three stages later.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,7 +32,7 @@ PAIRS = pa.schema(
         pa.field("bad_response", _str, nullable=False),
         pa.field("good_model", _str),  # null when unknown
         pa.field("bad_model", _str),
-        pa.field("language", _str),  # as the source names it ("en", "English"); null when unknown
+        pa.field("language", _str),  # ISO 639-1 ("en", "zh"), or "und" when undetermined (bpo.sources.languages)
         pa.field("num_turns", _i64, nullable=False),  # human turns in the dialogue, 1 = single-turn
     ]
 )
@@ -155,6 +155,7 @@ WINRATES = pa.schema(
         pa.field("target", _str, nullable=False),
         pa.field("judge_model", _str, nullable=False),
         pa.field("category", _str),  # null = every item of the test set
+        pa.field("language", _str),  # ISO 639-1 (bpo.language, "und"); null = every language
         pa.field("protocol", _str, nullable=False),  # both_orders | single_random
         pa.field("n", _i64, nullable=False),  # all pairs
         pa.field("n_invalid", _i64, nullable=False),
@@ -208,14 +209,20 @@ def _to_table(data, schema: pa.Schema, what: str) -> pa.Table:
         raise SchemaError(f"{what}: {exc}") from exc
 
 
-def write_table(data: pa.Table | Iterable[Mapping] | object, path: str | os.PathLike, schema: pa.Schema,
-                metadata: Mapping[str, str] | None = None) -> pa.Table:
+def write_table(
+    data: pa.Table | Iterable[Mapping] | object,
+    path: str | os.PathLike,
+    schema: pa.Schema,
+    metadata: Mapping[str, str] | None = None,
+) -> pa.Table:
     """Validate ``data`` (Arrow table, DataFrame or list of dicts) against ``schema`` and write it
     atomically (:mod:`bpo.atomic`). ``metadata`` goes into the Parquet file's key-value metadata
     (provenance such as the generation engine), never into the rows."""
     table = _to_table(data, schema, str(path))
     if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{str(k): str(v) for k, v in metadata.items()}})
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), **{str(k): str(v) for k, v in metadata.items()}}
+        )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return table

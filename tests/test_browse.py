@@ -10,12 +10,12 @@ import re
 
 import pyarrow.parquet as pq
 import pytest
-
-from bpo.browse import BrowseInputError, build_browse, load_rows
-from bpo.browse.page import encode
-
 from browse_fixture import write_artifacts
 from headless import chromium, missing_reason, screenshot, wait_state
+
+from bpo.browse import BrowseInputError, build_browse, load_rows
+from bpo.browse.page import encode, render
+from bpo.language import UNDETERMINED, known_codes
 
 TESTSETS = {"vicuna": 24, "dolly": 17}
 TARGETS = ["standin", "small"]
@@ -28,12 +28,27 @@ def _winrates(paths, out_dir):
     from bpo.settings.evaluate import ReportSettings
 
     settings = ReportSettings.from_config(load_config(overrides={"eval": {"report": {"bootstrap_samples": 200}}}))
-    out = {k: out_dir / name for k, name in [("table", "winrates.parquet"), ("summary", "summary.md"),
-                                             ("plot", "winrates.png"), ("compare", "compare.png"),
-                                             ("intrinsic", "intrinsic.json")]}
-    build_report(paths["judgments"], paths["answers"], paths["optimized"], settings, out_table=out["table"],
-                 out_summary=out["summary"], out_plot=out["plot"], out_compare_plot=out["compare"],
-                 out_intrinsic=out["intrinsic"])
+    out = {
+        k: out_dir / name
+        for k, name in [
+            ("table", "winrates.parquet"),
+            ("summary", "summary.md"),
+            ("plot", "winrates.png"),
+            ("compare", "compare.png"),
+            ("intrinsic", "intrinsic.json"),
+        ]
+    }
+    build_report(
+        paths["judgments"],
+        paths["answers"],
+        paths["optimized"],
+        settings,
+        out_table=out["table"],
+        out_summary=out["summary"],
+        out_plot=out["plot"],
+        out_compare_plot=out["compare"],
+        out_intrinsic=out["intrinsic"],
+    )
     return out["table"]
 
 
@@ -49,8 +64,9 @@ def demo(tmp_path_factory):
 
 
 def _embedded(html_path) -> dict:
-    blob = re.search(r'<script id="bpo-data" type="application/octet-stream">([^<]*)</script>',
-                     html_path.read_text()).group(1)
+    blob = re.search(
+        r'<script id="bpo-data" type="application/octet-stream">([^<]*)</script>', html_path.read_text()
+    ).group(1)
     return json.loads(gzip.decompress(base64.b64decode(blob)))
 
 
@@ -58,12 +74,18 @@ def test_rows_and_page_data(demo):
     rows = load_rows(demo["paths"]["optimized"], demo["paths"]["answers"], demo["paths"]["judgments"])
     assert len(rows) == sum(TESTSETS.values()) * len(TARGETS)
     assert {r.optimizer for r in rows} == {"trained"}
-    judged = {(r["testset"], r["target"], r["item_id"]): r
-              for p in demo["paths"]["judgments"] for r in pq.read_table(p).to_pylist()}
+    judged = {
+        (r["testset"], r["target"], r["item_id"]): r
+        for p in demo["paths"]["judgments"]
+        for r in pq.read_table(p).to_pylist()
+    }
     for r in rows:
         j = judged[(r.testset, r.target, r.item_id)]
         assert (r.outcome, r.raw_optimized_first, r.verdict_original_first) == (
-            j["outcome"], j["raw_optimized_first"], j["verdict_original_first"])
+            j["outcome"],
+            j["raw_optimized_first"],
+            j["verdict_original_first"],
+        )
         assert r.len_original == len(r.answer_original.split())
     data = _embedded(demo["html"])
     assert len(data["rows"]) == len(rows) and len(data["strings"]) == len(set(data["strings"]))
@@ -72,7 +94,8 @@ def test_rows_and_page_data(demo):
     assert data["strings"][first[f["question_optimized"]]] == rows[0].question_optimized
     assert first[f["len_optimized"]] == rows[0].len_optimized
     assert {(w["testset"], w["target"], w["optimizer"]) for w in data["winrates"]} == {
-        (ts, tg, "trained") for ts in TESTSETS for tg in TARGETS}
+        (ts, tg, "trained") for ts in TESTSETS for tg in TARGETS
+    }
 
 
 def test_new_layout_optimizer_and_category(tmp_path):
@@ -85,6 +108,9 @@ def test_new_layout_optimizer_and_category(tmp_path):
     # the identity optimizer's answers repeat the original ones: stored once in the page
     data = encode(rows, [])
     assert len(data["strings"]) < 12 * 7
+    # each row carries the language of its original prompt, a filter of the page
+    assert {r.language for r in rows} <= known_codes() | {UNDETERMINED} and all(r.language for r in rows)
+    assert "language" in data["fields"] and 'id="f-language"' in render(data, "t")
 
 
 def test_rows_that_do_not_join_are_an_error(tmp_path):
@@ -120,8 +146,10 @@ def _summary(driver) -> dict:
 
 
 def _shown(driver) -> list[tuple[str, str]]:
-    return [(a.get_attribute("data-item"), a.get_attribute("data-outcome"))
-            for a in driver.find_elements("css selector", "article.row")]
+    return [
+        (a.get_attribute("data-item"), a.get_attribute("data-outcome"))
+        for a in driver.find_elements("css selector", "article.row")
+    ]
 
 
 def test_page_filters_summary_and_search(browser, demo):
@@ -141,7 +169,9 @@ def test_page_filters_summary_and_search(browser, demo):
     assert row0.question_optimized.split(". ", 1)[1] in added  # the rewrite's addition is marked
 
     # one slice of the report: the summary shows its numbers
-    w = next(r for r in pq.read_table(demo["winrates"]).to_pylist() if (r["testset"], r["target"]) == ("dolly", "small"))
+    w = next(
+        r for r in pq.read_table(demo["winrates"]).to_pylist() if (r["testset"], r["target"]) == ("dolly", "small")
+    )
     for name, value in (("testset", "dolly"), ("optimizer", "trained"), ("target", "small")):
         _select(driver, name, value)
     s = _summary(driver)

@@ -8,15 +8,20 @@ import json
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from bpo.templates import builtin_dir
 from conftest import dry_run_jobs, snakemake
 from eval_helpers import save_tiny_model
 
+from bpo.templates import builtin_dir
+
 pytestmark = pytest.mark.slow
 
-EVAL_OUTPUTS = ["results/demo/report/winrates.parquet", "results/demo/report/summary.md", "results/demo/report/winrates.png",
-                "results/demo/report/compare.png", "results/demo/report/intrinsic.json"]
+EVAL_OUTPUTS = [
+    "results/demo/report/winrates.parquet",
+    "results/demo/report/summary.md",
+    "results/demo/report/winrates.png",
+    "results/demo/report/compare.png",
+    "results/demo/report/intrinsic.json",
+]
 SFT_OUTPUTS = ["results/demo/sft_rewrite/reproduce.json", "results/demo/sft_rewrite/train.json"]
 
 
@@ -41,8 +46,13 @@ def evaluated(tmp_path_factory):
     def edit(cfg):
         optimizers = cfg["eval"]["optimizers"]
         optimizers["trained"]["activate"] = False  # no training run here
-        optimizers["tiny"] = {**optimizers["trained"], "activate": True, "kind": "model",
-                              "model": "models/tiny_optimizer", "max_tokens": 16}
+        optimizers["tiny"] = {
+            **optimizers["trained"],
+            "activate": True,
+            "kind": "model",
+            "model": "models/tiny_optimizer",
+            "max_tokens": 16,
+        }
         cfg["eval"]["sft_rewrite"].update(activate=True, optimizer="tiny")
         # an untrained optimizer's rewrites are all unusable, so both questions and answers are
         # the same; judging identical answers anyway makes the judge rule call the stand-in
@@ -50,11 +60,15 @@ def evaluated(tmp_path_factory):
         # a user's own copy of the judge template (the built-in one belongs to the package), edited below
         cfg["eval"]["judge"]["template"] = "config/judge.txt"
         # a second target: a local HF model (rule answer_hf, not a local rule)
-        cfg["eval"]["targets"]["tiny_hf"] = {"kind": "hf", "model": "models/tiny_optimizer", "max_tokens": 8,
-                                             "batch_size": 4}
+        cfg["eval"]["targets"]["tiny_hf"] = {
+            "kind": "hf",
+            "model": "models/tiny_optimizer",
+            "max_tokens": 8,
+            "batch_size": 4,
+        }
         cfg["eval"]["targets"].pop("smollm2")  # the demo's real target: the full-demo test runs it
-        # two of the four demo sets keep the test lean: one with contexts, one with references
-        for name in ("vicuna_eval", "self_instruct"):
+        # two of the five demo sets keep the test lean: one with contexts, one with references
+        for name in ("vicuna_eval", "self_instruct", "oasst1_multilingual"):
             cfg["eval"]["testsets"][name]["activate"] = False
 
     _edit_config(wf, edit)
@@ -69,7 +83,8 @@ def test_offline_evaluation_outputs(evaluated):
     assert len(table) == 8  # 2 test sets x 2 optimizers x 2 targets
     assert {r["category"] for r in rows} > {None}  # Dolly's categories
     assert {(r["testset"], r["target"]) for r in table} == {
-        (ts, tg) for ts in ("dolly_eval", "bpo_test") for tg in ("standin", "tiny_hf")}
+        (ts, tg) for ts in ("dolly_eval", "bpo_test") for tg in ("standin", "tiny_hf")
+    }
     for r in table:
         assert r["judge_model"] == "bpo-standin-judge"
         assert r["backend"] == "standin"
@@ -95,13 +110,20 @@ def test_offline_evaluation_outputs(evaluated):
     assert len(judged) == 5 and all(r["outcome"] in ("win", "tie", "lose", "invalid") for r in judged)
     optimized = pq.read_table(wf / "results/demo/eval/dolly_eval/tiny/optimized.parquet").to_pylist()
     answers = pq.read_table(wf / "results/demo/eval/dolly_eval/tiny/standin/answers.parquet").to_pylist()
-    source = {str(r["idx"]): r["category"] for r in json.loads((wf / "resources/demo/testsets/dolly_eval.json").read_text())}
+    source = {
+        str(r["idx"]): r["category"] for r in json.loads((wf / "resources/demo/testsets/dolly_eval.json").read_text())
+    }
     for o, a, j in zip(optimized, answers, judged):  # the context reaches the target verbatim
         assert a["question_original"] == (o["instruction"] + "\n" + o["context"] if o["context"] else o["instruction"])
         assert a["question_optimized"].endswith(o["context"])
         assert o["category"] == a["category"] == j["category"] == source[o["item_id"]]  # categories kept
-    for log in ("optimize_dolly_eval_tiny", "optimize_dolly_eval_identity", "answer_original_dolly_eval_standin",
-                "answer_dolly_eval_tiny_standin", "judge_dolly_eval_tiny_standin"):
+    for log in (
+        "optimize_dolly_eval_tiny",
+        "optimize_dolly_eval_identity",
+        "answer_original_dolly_eval_standin",
+        "answer_dolly_eval_tiny_standin",
+        "judge_dolly_eval_tiny_standin",
+    ):
         assert (wf / "logs" / "demo" / "eval" / f"{log}.log").stat().st_size > 0
     sft = json.loads((wf / "results/demo/sft_rewrite/train.json").read_text())
     reproduce = json.loads((wf / "results/demo/sft_rewrite/reproduce.json").read_text())
@@ -133,7 +155,12 @@ def test_changing_only_the_judge_model_reruns_only_judge_and_report(evaluated):
     # one target's decoding: its answers (original once per test set, then each optimizer's),
     # judgments and the report (and the SFT rewrite it answers); not the other target, not optimize
     assert _planned(wf, lambda c: c["eval"]["targets"]["standin"].update(max_tokens=100)) == {
-        "answer_original": 2, "answer": 4, "judge": 4, "report": 1, "sft_rewrite_answer": 1}
+        "answer_original": 2,
+        "answer": 4,
+        "judge": 4,
+        "report": 1,
+        "sft_rewrite_answer": 1,
+    }
     # the judging protocol and the verdict parsing are the judge's settings
     assert _planned(wf, lambda c: c["eval"]["judge"].update(protocol="single_random")) == {"judge": 8, "report": 1}
     assert _planned(wf, lambda c: c["eval"]["judge"].update(lenient_verdicts=True)) == {"judge": 8, "report": 1}
@@ -149,10 +176,16 @@ def _use_another_sft_target(cfg):
     [
         # answer: a target's sampling; the endpoint it calls is part of its settings too (as it
         # is of the judge's, here the same endpoint)
-        (lambda c: c["eval"]["targets"]["standin"].update(system_prompt="Be brief."), None,
-         {"answer_original": 2, "answer": 4, "judge": 4, "report": 1, "sft_rewrite_answer": 1}),
-        (lambda c: c["llm"]["endpoints"]["standin"].update(default_headers={"X-Team": "eval"}), None,
-         {"answer_original": 2, "answer": 4, "judge": 8, "report": 1, "sft_rewrite_answer": 1}),
+        (
+            lambda c: c["eval"]["targets"]["standin"].update(system_prompt="Be brief."),
+            None,
+            {"answer_original": 2, "answer": 4, "judge": 4, "report": 1, "sft_rewrite_answer": 1},
+        ),
+        (
+            lambda c: c["llm"]["endpoints"]["standin"].update(default_headers={"X-Team": "eval"}),
+            None,
+            {"answer_original": 2, "answer": 4, "judge": 8, "report": 1, "sft_rewrite_answer": 1},
+        ),
         # judge: its sampling, its template's content
         (lambda c: c["eval"]["judge"].update(max_tokens=512), None, {"judge": 8, "report": 1}),
         (None, lambda text: text + "\nKeep the explanation short.\n", {"judge": 8, "report": 1}),
@@ -201,15 +234,25 @@ def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evalu
     _edit_config(wf, lambda c: c["eval"]["optimizers"]["tiny"].update(temperature=0.7))
     proc = snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)
     assert dry_run_jobs(proc) == {
-        "optimize_testset": 2, "answer": 2, "answer_hf": 2, "judge": 4, "report": 1,
-        "sft_rewrite_optimize": 1, "sft_rewrite_answer": 1}
+        "optimize_testset": 2,
+        "answer": 2,
+        "answer_hf": 2,
+        "judge": 4,
+        "report": 1,
+        "sft_rewrite_optimize": 1,
+        "sft_rewrite_answer": 1,
+    }
     outputs = [line.split("output:", 1)[1] for line in proc.stdout.splitlines() if line.strip().startswith("output:")]
     assert outputs and not any("/identity/" in o or "original_answers" in o for o in outputs)
     _edit_config(wf, lambda c: c["eval"]["optimizers"]["tiny"].update(temperature=0.6))
     assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
     _edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="hf-generate"))
     assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {
-        "answer_original_hf": 2, "answer_hf": 4, "judge": 4, "report": 1}
+        "answer_original_hf": 2,
+        "answer_hf": 4,
+        "judge": 4,
+        "report": 1,
+    }
     _edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="auto"))
     assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
 
@@ -217,19 +260,23 @@ def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evalu
 def test_generation_engine_is_recorded(evaluated):
     from bpo.schemas import read_metadata
 
-    for path in ("results/demo/eval/dolly_eval/tiny/optimized.parquet",
-                 "results/demo/eval/bpo_test/tiny_hf/original_answers.parquet",
-                 "results/demo/sft_rewrite/optimized.parquet"):
+    for path in (
+        "results/demo/eval/dolly_eval/tiny/optimized.parquet",
+        "results/demo/eval/bpo_test/tiny_hf/original_answers.parquet",
+        "results/demo/sft_rewrite/optimized.parquet",
+    ):
         meta = read_metadata(evaluated / path)
         assert meta["generation_engine"].startswith("lean bpo-") and meta["generation_engine_requested"] == "auto"
 
 
 def test_original_answers_are_scheduled_once_per_testset_and_target(workflow_copy):
     """More optimizers add their own answers and judgments, never another round of original answers."""
+
     def jobs(n_extra):
         def edit(cfg):
             for i in range(n_extra):
                 cfg["eval"]["optimizers"][f"identity{i}"] = {"kind": "identity"}
+
         _edit_config(workflow_copy, edit)
         return dry_run_jobs(snakemake(workflow_copy, "-n", "--cores", "1", *EVAL_OUTPUTS))
 

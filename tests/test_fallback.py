@@ -37,40 +37,77 @@ GOOD = "good"
         ("product fallingrain some\n 1SuggestatsSuggest nonPlease spider Keep answer", None, fb.GIBBERISH),
         ("water drink glass bottle morning tips daily hydration habit routine", None, fb.GIBBERISH),
         # loops: word n-grams, repeated sentences, one word filling the text
-        ("Explain tides. Explain tides and the moon. Explain tides and the moon and the sun and the moon and "
-         "the sun and the moon and the sun and the moon and the sun.", "tides", fb.REPETITION),
-        ("Tell me about Harry Potter.\nTell me about Harry Potter.\nTell me about Harry Potter.",
-         "Tell me about Harry Potter", fb.REPETITION),
+        (
+            "Explain tides. Explain tides and the moon. Explain tides and the moon and the sun and the moon and "
+            "the sun and the moon and the sun and the moon and the sun.",
+            "tides",
+            fb.REPETITION,
+        ),
+        (
+            "Tell me about Harry Potter.\nTell me about Harry Potter.\nTell me about Harry Potter.",
+            "Tell me about Harry Potter",
+            fb.REPETITION,
+        ),
         ("Suggest water Suggest more Suggest water Suggest glass Suggest daily Suggest", None, fb.REPETITION),
         # another script or language than the prompt's
-        ("What are the most interesting facts about the history of the Great Wall of China?",
-         "请给我介绍一下长城的历史。", fb.WRONG_SCRIPT),
-        ("What are the benefits of exercising every day, and how should I start?",
-         "¿Cuáles son los beneficios de hacer ejercicio todos los días?", fb.WRONG_LANGUAGE),
+        (
+            "What are the most interesting facts about the history of the Great Wall of China?",
+            "请给我介绍一下长城的历史。",
+            fb.WRONG_SCRIPT,
+        ),
+        (
+            "What are the benefits of exercising every day, and how should I start?",
+            "¿Cuáles son los beneficios de hacer ejercicio todos los días?",
+            fb.WRONG_LANGUAGE,
+        ),
         # lost names, numbers, quoted strings, code spans
-        ("Tell me about the main characters and plot of the famous book series.", "Tell me about Harry Potter",
-         fb.LOST_ENTITIES),
+        (
+            "Tell me about the main characters and plot of the famous book series.",
+            "Tell me about Harry Potter",
+            fb.LOST_ENTITIES,
+        ),
         ("Give me a recipe for banana bread.", "Give me a recipe for banana bread that uses 2 eggs.", fb.LOST_ENTITIES),
-        ("Explain the difference between the two Python list methods.",
-         "What is the difference between `list.append` and `list.extend` in Python?", fb.LOST_ENTITIES),
+        (
+            "Explain the difference between the two Python list methods.",
+            "What is the difference between `list.append` and `list.extend` in Python?",
+            fb.LOST_ENTITIES,
+        ),
         # an answer, not a rewrite
-        ("Sure! Here are some tips: carry a bottle, set reminders and eat fruit.",
-         "How can I drink more water?", fb.ANSWER),
-        ("Harry Potter is a series of seven fantasy novels written by British author J. K. Rowling. The novels "
-         "chronicle the lives of a young wizard, Harry Potter, and his friends Hermione Granger and Ron Weasley, all "
-         "of whom are students at Hogwarts School of Witchcraft and Wizardry.", "Tell me about Harry Potter",
-         fb.ANSWER),
+        (
+            "Sure! Here are some tips: carry a bottle, set reminders and eat fruit.",
+            "How can I drink more water?",
+            fb.ANSWER,
+        ),
+        (
+            "Harry Potter is a series of seven fantasy novels written by British author J. K. Rowling. The novels "
+            "chronicle the lives of a young wizard, Harry Potter, and his friends Hermione Granger and Ron Weasley, all "
+            "of whom are students at Hogwarts School of Witchcraft and Wizardry.",
+            "Tell me about Harry Potter",
+            fb.ANSWER,
+        ),
         # the prompt's own words are never held against the rewrite
         ("Rewrite [Original prompt] markers as headings.", "Rewrite [Original prompt] markers as headings.", None),
-        ("Please explain who Harry Potter is, and summarise the plot of the seven books for a new reader.",
-         "Tell me about Harry Potter", None),
+        (
+            "Please explain who Harry Potter is, and summarise the plot of the seven books for a new reader.",
+            "Tell me about Harry Potter",
+            None,
+        ),
         ("请详细介绍长城的历史，包括它的建造时间、目的和重要意义。", "请给我介绍一下长城的历史。", None),
-        ("¿Cuáles son los beneficios para la salud de hacer ejercicio todos los días? Explica cada uno.",
-         "¿Cuáles son los beneficios de hacer ejercicio todos los días?", None),
-        ("Write a JavaScript function `reverseString(s)` that returns the reversed string; explain each step.",
-         "Write a function in JavaScript that reverses a string.", None),
-        ("Translate the English greeting \"good morning\" into Japanese and show its romanization.",
-         "Translate \"good morning\" into Japanese.", None),
+        (
+            "¿Cuáles son los beneficios para la salud de hacer ejercicio todos los días? Explica cada uno.",
+            "¿Cuáles son los beneficios de hacer ejercicio todos los días?",
+            None,
+        ),
+        (
+            "Write a JavaScript function `reverseString(s)` that returns the reversed string; explain each step.",
+            "Write a function in JavaScript that reverses a string.",
+            None,
+        ),
+        (
+            'Translate the English greeting "good morning" into Japanese and show its romanization.',
+            'Translate "good morning" into Japanese.',
+            None,
+        ),
     ],
 )
 def test_each_reason(text, original, reason):
@@ -150,3 +187,14 @@ def test_release_reference_rewrites_are_kept(shared_data):
     rejected = sum(n for reason, n in reasons.items() if reason is not None)
     print(f"\nreference rewrites rejected: {rejected}/{len(rows)} {dict(reasons)}")
     assert rejected / len(rows) <= 0.04, reasons  # 6 of 200 at calibration: most drop a number or name
+
+
+def test_calibration_set_covers_other_languages():
+    """Rows 230+ are SmolLM2-135M-Instruct's outputs (the demo's decoding, labels checked by
+    hand) on 16 prompts in 13 other languages, CJK, Cyrillic and Arabic included: wrong_language
+    and wrong_script are scored beyond the Latin-script languages the old heuristic knew."""
+    from bpo.language import detect
+
+    langs = Counter(detect(r["prompt"]) for r in _load())
+    other = {lang: n for lang, n in langs.items() if lang not in ("en", "und")}
+    assert sum(other.values()) >= 30 and {"zh", "ja", "ko", "ru", "ar", "pl", "tr"} <= set(other)

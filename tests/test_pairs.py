@@ -11,14 +11,13 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import REPO
 
 from bpo.pairs import assign_ids, build_source_pairs, clean_pairs, merge_pairs, pair_id, sample_pairs
 from bpo.readers import ReadError
 from bpo.schemas import PAIRS, read_table
 from bpo.settings import MergeSettings, PairsSourceSettings, load_config
 from bpo.sources.base import pair
-
-from conftest import REPO
 
 LIMITS = {"min_chars": 1, "max_instruction_chars": 50, "max_context_chars": 60, "max_response_chars": 40}
 DEFAULT_CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -33,7 +32,12 @@ def test_pair_id_is_a_stable_content_hash():
     pid = pair_id("Q", "", "good", "bad")
     assert len(pid) == 16 and int(pid, 16) >= 0
     assert pid == pair_id("Q", "", "good", "bad")
-    assert len({pid, pair_id("Q", "", "bad", "good"), pair_id("Q", "ctx", "good", "bad"), pair_id("Q2", "", "good", "bad")}) == 4
+    assert (
+        len(
+            {pid, pair_id("Q", "", "bad", "good"), pair_id("Q", "ctx", "good", "bad"), pair_id("Q2", "", "good", "bad")}
+        )
+        == 4
+    )
     assert pair_id("ab", "c", "g", "b") != pair_id("a", "bc", "g", "b")  # fields cannot run into each other
 
 
@@ -61,7 +65,12 @@ def test_clean_strips_and_limits_are_inclusive():
     )
     assert not dropped
     (p,) = kept
-    assert (p["instruction"], p["context"], p["good_response"], p["bad_response"]) == ("x" * 50, "c" * 60, "g" * 40, "No.")
+    assert (p["instruction"], p["context"], p["good_response"], p["bad_response"]) == (
+        "x" * 50,
+        "c" * 60,
+        "g" * 40,
+        "No.",
+    )
     _, dropped = clean_pairs([cand(instruction="Hi", good="Yes.", bad="No")], **{**LIMITS, "min_chars": 3})
     assert dropped == Counter({"short_instruction": 1})
     _, dropped = clean_pairs([cand(instruction="Hello", good="Yes.", bad="No")], **{**LIMITS, "min_chars": 3})
@@ -104,9 +113,24 @@ def test_source_settings_hold_the_section_without_activate():
     config = load_config(overrides={"sources": {"oasst1": {"languages": ["en", "de"], "activate": False}}})
     settings = PairsSourceSettings.from_config(config, "oasst1")
     section = settings.source.section()
-    assert section == {"path": "resources/demo/oasst1/train.jsonl", "hub_id": None,
-                       "split": "train", "sample": 0, "languages": ["en", "de"], "multi_turn": False}
-    assert list(section) == ["path", "hub_id", "split", "languages", "multi_turn", "sample"]  # the schema's order
+    assert section == {
+        "path": "resources/demo/oasst1/train.jsonl",
+        "hub_id": None,
+        "split": "train",
+        "sample": 0,
+        "languages": ["en", "de"],
+        "multi_turn": False,
+        "test_trees": 0.5,
+    }
+    assert list(section) == [
+        "path",
+        "hub_id",
+        "split",
+        "languages",
+        "multi_turn",
+        "test_trees",
+        "sample",
+    ]  # schema order
     assert settings.cleaning.canonical() == CLEANING
     assert PairsSourceSettings.from_params(settings.canonical()) == settings
     # activate selects the source, it changes no pairs: not a setting
@@ -129,7 +153,11 @@ def test_demo_source_end_to_end(tmp_path, caplog, source):
     assert stats == json.loads(paths["stats_path"].read_text())
     # enough usable pairs for the later stages, and every drop accounted for
     assert table.num_rows == stats["pairs"] >= 10
-    assert stats["candidates"] == stats["pairs"] + stats["dropped_total"] == stats["pairs"] + sum(stats["dropped"].values())
+    assert (
+        stats["candidates"]
+        == stats["pairs"] + stats["dropped_total"]
+        == stats["pairs"] + sum(stats["dropped"].values())
+    )
     assert stats["dropped"], "the demo exercises drops in every source"
     rows = table.to_pylist()
     assert len({r["pair_id"] for r in rows}) == len(rows)
@@ -146,8 +174,27 @@ def test_demo_source_end_to_end(tmp_path, caplog, source):
 
 def test_demo_counts(tmp_path):
     expected = {
-        "hh_rlhf": (17, {"multi_turn": 4, "malformed_wrong_type": 1, "malformed_missing_field": 1, "duplicate": 1, "long_response": 1}),
-        "oasst1": (14, {"language": 2, "multi_turn": 2, "deleted": 1, "not_reviewed": 1, "fewer_than_2_ranked_replies": 2}),
+        "hh_rlhf": (
+            17,
+            {
+                "multi_turn": 4,
+                "malformed_wrong_type": 1,
+                "malformed_missing_field": 1,
+                "duplicate": 1,
+                "long_response": 1,
+            },
+        ),
+        # languages: all (14 en + 10 pairs in six other languages); half the non-English trees held out for test
+        "oasst1": (
+            24,
+            {
+                "held_out_for_test": 6,
+                "multi_turn": 2,
+                "deleted": 1,
+                "not_reviewed": 1,
+                "fewer_than_2_ranked_replies": 2,
+            },
+        ),
         "chatbot_arena": (17, {"tie": 2, "flagged": 2, "language": 2, "multi_turn": 2, "malformed_winner": 1}),
         "alpaca_gpt4": (15, {"unmatched": 2, "duplicate_key": 1, "same_responses": 1, "empty_response": 1}),
     }
@@ -155,7 +202,9 @@ def test_demo_counts(tmp_path):
         stats, _ = _build(tmp_path, source)
         assert stats["pairs"] == n, source
         assert drops.items() <= stats["dropped"].items(), (source, stats["dropped"])
-    stats, _ = _build(tmp_path, "alpaca_gpt4", format="comparison", path="resources/demo/alpaca-gpt4/comparison_gpt4.json")
+    stats, _ = _build(
+        tmp_path, "alpaca_gpt4", format="comparison", path="resources/demo/alpaca-gpt4/comparison_gpt4.json"
+    )
     assert stats["pairs"] == 15 and stats["dropped"] == {"malformed_output_not_a_pair": 2, "same_responses": 1}
     stats, _ = _build(tmp_path, "chatbot_arena", multi_turn=True, languages=[], drop_flagged=False)
     assert stats["pairs"] == 23

@@ -11,11 +11,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO
 
 from bpo.readers import ReadError, data_files, read_dataset
 from bpo.sources import ConfigError, alpaca_gpt4, chatbot_arena, hh_rlhf, load_source, local_inputs, oasst1
 from bpo.sources.base import CANDIDATE_FIELDS
-from conftest import REPO
 
 
 def table(module, rows, features=None, columns=None):
@@ -75,10 +75,25 @@ def test_hh_multi_turn_dropped_by_default_kept_with_context():
     "row, reason",
     [
         ({"chosen": dialogue("Hi"), "rejected": dialogue("Hi")}, "malformed_no_assistant_turn"),
-        ({"chosen": "Intro" + dialogue("Hi", "Hello"), "rejected": "Intro" + dialogue("Hi", "Go")}, "malformed_text_before_first_turn"),
-        ({"chosen": dialogue("Hi", "Hello") + "\n\nAssistant: More", "rejected": dialogue("Hi", "Hello") + "\n\nAssistant: Less"}, "malformed_turn_order"),
-        ({"chosen": dialogue("Hi", "Hello", "Bye"), "rejected": dialogue("Hi", "Hello", "Bye")}, "malformed_turn_order"),
-        ({"chosen": dialogue("How tall is A?", "1 m"), "rejected": dialogue("How tall is B?", "1 m")}, "malformed_dialogues_differ"),
+        (
+            {"chosen": "Intro" + dialogue("Hi", "Hello"), "rejected": "Intro" + dialogue("Hi", "Go")},
+            "malformed_text_before_first_turn",
+        ),
+        (
+            {
+                "chosen": dialogue("Hi", "Hello") + "\n\nAssistant: More",
+                "rejected": dialogue("Hi", "Hello") + "\n\nAssistant: Less",
+            },
+            "malformed_turn_order",
+        ),
+        (
+            {"chosen": dialogue("Hi", "Hello", "Bye"), "rejected": dialogue("Hi", "Hello", "Bye")},
+            "malformed_turn_order",
+        ),
+        (
+            {"chosen": dialogue("How tall is A?", "1 m"), "rejected": dialogue("How tall is B?", "1 m")},
+            "malformed_dialogues_differ",
+        ),
         ({"chosen": "\n\nAssistant: Hello", "rejected": "\n\nAssistant: Bye"}, "malformed_no_human_turn"),
         ({"chosen": dialogue("Hi", "Hello")}, "malformed_missing_field"),
         ({"chosen": None, "rejected": None}, "malformed_missing_field"),
@@ -101,7 +116,11 @@ def test_hh_broken_earlier_turns_only_matter_with_multi_turn():
 def test_hh_wrong_type_and_invalid_json_lines_are_counted_drops(tmp_path, caplog):
     path = write_jsonl(
         tmp_path / "hh.jsonl",
-        [hh("Name a colour.", good="Blue.", bad="Seven."), {"chosen": 42, "rejected": "x"}, {"chosen": ["a"], "rejected": "x"}],
+        [
+            hh("Name a colour.", good="Blue.", bad="Seven."),
+            {"chosen": 42, "rejected": "x"},
+            {"chosen": ["a"], "rejected": "x"},
+        ],
         raw_lines=['{"chosen": "\\n\\nHuman: broken', "[1, 2]"],
     )
     res = load_source("hh_rlhf", {"path": str(path)})
@@ -125,15 +144,26 @@ class Tree:
     def add(self, text, role, parent=None, rank=None, lang="en", deleted=False, review=True, model=None):
         mid = f"m{len(self.rows) + 1}"
         self.rows.append(
-            {"message_id": mid, "parent_id": parent, "text": text, "role": role, "lang": lang,
-             "review_result": review, "deleted": deleted, "rank": rank, "model_name": model}
+            {
+                "message_id": mid,
+                "parent_id": parent,
+                "text": text,
+                "role": role,
+                "lang": lang,
+                "review_result": review,
+                "deleted": deleted,
+                "rank": rank,
+                "model_name": model,
+            }
         )
         return mid
 
     def prompt(self, text, replies, parent=None, **kw):
         """replies: [(text, rank, extra kwargs)]"""
         pid = self.add(text, "prompter", parent=parent, **kw)
-        ids = [self.add(t, "assistant", parent=pid, rank=r, lang=kw.get("lang", "en"), **extra) for t, r, extra in replies]
+        ids = [
+            self.add(t, "assistant", parent=pid, rank=r, lang=kw.get("lang", "en"), **extra) for t, r, extra in replies
+        ]
         return pid, ids
 
     def table(self):
@@ -144,7 +174,11 @@ def test_oasst_best_and_worst_ranked_replies():
     t = Tree()
     t.prompt("What is a prime?", [("Divisible by 1 and itself.", 0, {}), ("Odd.", 2, {}), ("Any number.", 1, {})])
     (p,) = oasst1.parse(t.table()).pairs
-    assert (p["instruction"], p["good_response"], p["bad_response"]) == ("What is a prime?", "Divisible by 1 and itself.", "Odd.")
+    assert (p["instruction"], p["good_response"], p["bad_response"]) == (
+        "What is a prime?",
+        "Divisible by 1 and itself.",
+        "Odd.",
+    )
     assert (p["source_id"], p["language"], p["num_turns"], p["context"]) == ("m1", "en", 1, "")
 
 
@@ -156,7 +190,13 @@ def test_oasst_skips_deleted_and_unreviewed_messages():
     # best reply deleted, one failed review, one unranked: ranks 1 and 3 remain
     t.prompt(
         "p-ok",
-        [("gone", 0, {"deleted": True}), ("second", 1, {}), ("failed", 2, {"review": False}), ("last", 3, {}), ("free", None, {})],
+        [
+            ("gone", 0, {"deleted": True}),
+            ("second", 1, {}),
+            ("failed", 2, {"review": False}),
+            ("last", 3, {}),
+            ("free", None, {}),
+        ],
     )
     t.prompt("p-one-ranked", [("only", 0, {}), ("unranked", None, {})])
     t.prompt("p-tied", [("x", 0, {}), ("y", 0, {})])
@@ -253,9 +293,24 @@ def test_arena_winner_gives_the_pair():
         arena("q2", ["2+2?", "5"], ["2+2?", "4"], "model_b"),
     ]
     p1, p2 = chatbot_arena.parse(table(chatbot_arena, rows)).pairs
-    assert (p1["good_response"], p1["bad_response"], p1["good_model"], p1["bad_model"]) == ("Paris.", "Lyon.", "model-x", "model-y")
-    assert (p2["good_response"], p2["bad_response"], p2["good_model"], p2["bad_model"]) == ("4", "5", "model-y", "model-x")
-    assert (p2["instruction"], p2["source_id"], p2["language"], p2["num_turns"]) == ("2+2?", "q2", "English", 1)
+    assert (p1["good_response"], p1["bad_response"], p1["good_model"], p1["bad_model"]) == (
+        "Paris.",
+        "Lyon.",
+        "model-x",
+        "model-y",
+    )
+    assert (p2["good_response"], p2["bad_response"], p2["good_model"], p2["bad_model"]) == (
+        "4",
+        "5",
+        "model-y",
+        "model-x",
+    )
+    assert (p2["instruction"], p2["source_id"], p2["language"], p2["num_turns"]) == (
+        "2+2?",
+        "q2",
+        "en",
+        1,
+    )  # the dataset's "English" as ISO 639-1
 
 
 def test_arena_filters_ties_flags_languages_and_multi_turn():
@@ -267,8 +322,11 @@ def test_arena_filters_ties_flags_languages_and_multi_turn():
         arena("mod", q, ["Hi?", "Go."], flagged=True),
         arena("roberta", q, ["Hi?", "Go."], roberta=True),
         arena("t5", q, ["Hi?", "Go."], t5=True),
-        arena("multi", ["Plan a picnic.", "Sandwiches.", "Vegetarian?", "Hummus wraps."],
-              ["Plan a picnic.", "Chicken.", "Vegetarian?", "Chicken."]),
+        arena(
+            "multi",
+            ["Plan a picnic.", "Sandwiches.", "Vegetarian?", "Hummus wraps."],
+            ["Plan a picnic.", "Chicken.", "Vegetarian?", "Chicken."],
+        ),
         arena("ok", q, ["Hi?", "Go away."]),
     ]
     res = chatbot_arena.parse(table(chatbot_arena, rows))
@@ -288,8 +346,14 @@ def test_arena_filters_ties_flags_languages_and_multi_turn():
         ({"conversation_b": None}, "malformed_missing_field"),
         ({"winner": "model_c"}, "malformed_winner"),
         ({"conversation_a": conv("Hi?")}, "malformed_turn_order"),
-        ({"conversation_a": [{"content": "Hello.", "role": "assistant"}, {"content": "Hi?", "role": "user"}]}, "malformed_turn_order"),
-        ({"conversation_a": [{"content": None, "role": "user"}, {"content": "Hello.", "role": "assistant"}]}, "malformed_turn_order"),
+        (
+            {"conversation_a": [{"content": "Hello.", "role": "assistant"}, {"content": "Hi?", "role": "user"}]},
+            "malformed_turn_order",
+        ),
+        (
+            {"conversation_a": [{"content": None, "role": "user"}, {"content": "Hello.", "role": "assistant"}]},
+            "malformed_turn_order",
+        ),
         ({"conversation_b": conv("Bye?", "Bye.")}, "malformed_conversations_differ"),
     ],
 )
@@ -356,8 +420,13 @@ def test_alpaca_comparison_format():
 def test_alpaca_pair_needs_both_sides():
     with pytest.raises(ConfigError, match="sources.alpaca_gpt4: set bad_path or bad_hub_id"):
         load_source("alpaca_gpt4", {"format": "pair", "path": "x.json"})
-    assert local_inputs("alpaca_gpt4", {"format": "pair", "path": "g.json", "bad_path": "b.json"}) == {"data": "g.json", "bad": "b.json"}
-    assert local_inputs("alpaca_gpt4", {"format": "comparison", "path": "c.json", "bad_path": "b.json"}) == {"data": "c.json"}
+    assert local_inputs("alpaca_gpt4", {"format": "pair", "path": "g.json", "bad_path": "b.json"}) == {
+        "data": "g.json",
+        "bad": "b.json",
+    }
+    assert local_inputs("alpaca_gpt4", {"format": "comparison", "path": "c.json", "bad_path": "b.json"}) == {
+        "data": "c.json"
+    }
     assert local_inputs("hh_rlhf", {"path": "local.jsonl", "hub_id": "Anthropic/hh-rlhf"}) == {}  # the hub id wins
 
 
@@ -413,7 +482,7 @@ def test_plain_records_of_every_file_type(tmp_path):
     csv = read_records(tmp_path / "bytes.csv")
     assert csv.rows == [{"q": "b", "n": "2"}] and csv.numbers == [1]
     assert csv.dropped.locations == {"malformed_not_utf8": [f"{tmp_path}/bytes.csv row 0"]}
-    (tmp_path / "ragged.tsv").write_text('q\tn\na\t1\n\nb\n\ufeffc\t3\n')
+    (tmp_path / "ragged.tsv").write_text("q\tn\na\t1\n\nb\n\ufeffc\t3\n")
     ragged = read_records(tmp_path / "ragged.tsv")
     assert ragged.rows == [{"q": "a", "n": "1"}, {"q": "\ufeffc", "n": "3"}]  # only a leading BOM is one
     assert ragged.dropped.locations == {"malformed_cell_count": [f"{tmp_path}/ragged.tsv row 1"]}
@@ -459,8 +528,12 @@ def test_hub_path_runs_load_dataset_on_a_local_repository(tmp_path, monkeypatch)
     repo = tmp_path / "hh-rlhf-repo"
     for sub in ("harmless-base", "helpful-base"):
         for split in ("train", "test"):
-            write_jsonl(repo / sub / f"{split}.jsonl.gz", [hh(f"{sub} {split} {i}?", good="Yes.", bad="No.") for i in range(3)])
-    res = load_source("hh_rlhf", {"hub_id": str(repo), "hub_data_dir": "harmless-base", "split": "test", "path": "ignored.jsonl"})
+            write_jsonl(
+                repo / sub / f"{split}.jsonl.gz", [hh(f"{sub} {split} {i}?", good="Yes.", bad="No.") for i in range(3)]
+            )
+    res = load_source(
+        "hh_rlhf", {"hub_id": str(repo), "hub_data_dir": "harmless-base", "split": "test", "path": "ignored.jsonl"}
+    )
     assert sorted(p["instruction"].strip() for p in res.pairs) == [f"harmless-base test {i}?" for i in range(3)]
     assert res.origin == [f"hub:{repo} data_dir=harmless-base split=test"]
     assert len(load_source("hh_rlhf", {"hub_id": str(repo), "split": "train"}).pairs) == 6  # every data_dir
@@ -520,7 +593,11 @@ def test_real_alpaca_gpt4_samples(shared_data):
     davinci = json.loads((folder / "alpaca_davinci.sample.json").read_text())
     res = load_source(
         "alpaca_gpt4",
-        {"format": "pair", "path": str(folder / "alpaca_gpt4.sample.json"), "bad_path": str(folder / "alpaca_davinci.sample.json")},
+        {
+            "format": "pair",
+            "path": str(folder / "alpaca_gpt4.sample.json"),
+            "bad_path": str(folder / "alpaca_davinci.sample.json"),
+        },
     )
     shared = {(r["instruction"], r["input"]) for r in gpt4} & {(r["instruction"], r["input"]) for r in davinci}
     assert len(shared) == 95 and len(res.pairs) == 95  # README: 95 shared keys
@@ -567,7 +644,9 @@ def test_drops_are_located_in_every_kind_of_input(tmp_path, monkeypatch):
     write_jsonl(tmp_path / "d" / "a.jsonl", [good])
     write_jsonl(tmp_path / "d" / "b.jsonl", [good, missing], raw_lines=[""])
     (tmp_path / "arr.json").write_text(json.dumps([good, missing]))
-    pq.write_table(pa.Table.from_pylist([good, good, {"chosen": good["chosen"], "rejected": None}]), tmp_path / "p.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([good, good, {"chosen": good["chosen"], "rejected": None}]), tmp_path / "p.parquet"
+    )
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     write_jsonl(tmp_path / "repo" / "train.jsonl", [good, missing])
     cases = {
@@ -581,7 +660,8 @@ def test_drops_are_located_in_every_kind_of_input(tmp_path, monkeypatch):
         assert res.dropped.locations == {"malformed_missing_field": [f"{where} (field 'rejected')"]}, name
     res = load_source("hh_rlhf", {"hub_id": str(tmp_path / "repo"), "split": "train"})
     assert res.dropped.locations == {
-        "malformed_missing_field": [f"hub:{tmp_path / 'repo'} split=train row 1 (field 'rejected')"]}
+        "malformed_missing_field": [f"hub:{tmp_path / 'repo'} split=train row 1 (field 'rejected')"]
+    }
 
 
 def test_locations_are_bounded_per_reason(tmp_path):
@@ -591,4 +671,5 @@ def test_locations_are_bounded_per_reason(tmp_path):
     res = load_source("hh_rlhf", {"path": str(write_jsonl(tmp_path / "m.jsonl", rows))})
     assert res.dropped["malformed_missing_field"] == 50
     assert res.dropped.locations["malformed_missing_field"] == [
-        f"{tmp_path / 'm.jsonl'}:{n} (field 'rejected')" for n in range(2, 2 + LOCATIONS_PER_REASON)]
+        f"{tmp_path / 'm.jsonl'}:{n} (field 'rejected')" for n in range(2, 2 + LOCATIONS_PER_REASON)
+    ]

@@ -10,12 +10,13 @@ Inputs whose rows do not join are an error naming the file and item, never a sil
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bpo.language import detect
 from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES
 from bpo.vocab import OUTCOMES
 
@@ -25,11 +26,29 @@ DEFAULT_OPTIMIZER = "trained"
 # Columns the artifacts gained after the first layout (the optimizer level, categories, protocol,
 # verdict rules; the report's counts, length control and fallbacks): read when a file has them.
 # Every other column of the artifact's schema in bpo.schemas must be there.
-LATER_COLUMNS = frozenset({
-    "optimizer", "category", "protocol", "rule_optimized_first", "rule_original_first",
-    "n_win", "n_tie", "n_lose", "lc_delta_wr", "lc_delta_wr_low", "lc_delta_wr_high", "lc_length_coef",
-    "n_missing_answer", "n_judge_failed", "n_unparseable", "n_fallback", "fallback_reasons", "answer_backend",
-})
+LATER_COLUMNS = frozenset(
+    {
+        "optimizer",
+        "category",
+        "language",
+        "protocol",
+        "rule_optimized_first",
+        "rule_original_first",
+        "n_win",
+        "n_tie",
+        "n_lose",
+        "lc_delta_wr",
+        "lc_delta_wr_low",
+        "lc_delta_wr_high",
+        "lc_length_coef",
+        "n_missing_answer",
+        "n_judge_failed",
+        "n_unparseable",
+        "n_fallback",
+        "fallback_reasons",
+        "answer_backend",
+    }
+)
 
 
 class BrowseInputError(ValueError):
@@ -57,6 +76,7 @@ class Row:
     target: str
     item_id: str
     category: str | None
+    language: str  # of the original instruction (bpo.language; "und" when unclear), as the report's rows
     question_original: str
     question_optimized: str
     answer_original: str | None
@@ -87,8 +107,9 @@ def _key(r: dict, *fields: str) -> tuple:
     return tuple(r.get(f) if f != "optimizer" else (r.get("optimizer") or DEFAULT_OPTIMIZER) for f in fields)
 
 
-def load_rows(optimized: Iterable[str | os.PathLike], answers: Iterable[str | os.PathLike],
-              judgments: Iterable[str | os.PathLike]) -> list[Row]:
+def load_rows(
+    optimized: Iterable[str | os.PathLike], answers: Iterable[str | os.PathLike], judgments: Iterable[str | os.PathLike]
+) -> list[Row]:
     """One :class:`Row` per judged item, joined by (testset, optimizer, target, item_id); the
     optimized prompts by (testset, optimizer, item_id). Sorted by those keys."""
     opt: dict[tuple, dict] = {}
@@ -105,41 +126,78 @@ def load_rows(optimized: Iterable[str | os.PathLike], answers: Iterable[str | os
         for j in _read(path, JUDGMENTS):
             key = _key(j, "testset", "optimizer", "target", "item_id")
             if key not in ans:
-                raise BrowseInputError(f"{path}: item {key[3]!r} (test set {key[0]}, optimizer {key[1]}, "
-                                       f"target {key[2]}) has no row in the answers given")
+                raise BrowseInputError(
+                    f"{path}: item {key[3]!r} (test set {key[0]}, optimizer {key[1]}, "
+                    f"target {key[2]}) has no row in the answers given"
+                )
             a, _ = ans[key]
             o = opt.get(_key(j, "testset", "optimizer", "item_id"))
             if o is None:
-                raise BrowseInputError(f"{path}: item {key[3]!r} (test set {key[0]}, optimizer {key[1]}) "
-                                       "has no row in the optimized prompts given")
+                raise BrowseInputError(
+                    f"{path}: item {key[3]!r} (test set {key[0]}, optimizer {key[1]}) "
+                    "has no row in the optimized prompts given"
+                )
             if j["outcome"] not in OUTCOMES:
                 raise BrowseInputError(f"{path}: item {key[3]!r}: unknown outcome {j['outcome']!r}")
             seen.add(key)
-            rows.append(Row(
-                testset=key[0], optimizer=key[1], target=key[2], item_id=key[3],
-                category=j.get("category") or a.get("category") or o.get("category"),
-                question_original=a["question_original"], question_optimized=a["question_optimized"],
-                answer_original=a["answer_original"], answer_optimized=a["answer_optimized"],
-                status_original=a["status_original"], status_optimized=a["status_optimized"],
-                fallback_reason=o["fallback_reason"],
-                verdict_optimized_first=j["verdict_optimized_first"], verdict_original_first=j["verdict_original_first"],
-                raw_optimized_first=j["raw_optimized_first"], raw_original_first=j["raw_original_first"],
-                outcome=j["outcome"], protocol=j.get("protocol"), judge_model=j["judge_model"],
-                answer_backend=a["backend"], judge_backend=j["backend"],
-            ))
+            rows.append(
+                Row(
+                    testset=key[0],
+                    optimizer=key[1],
+                    target=key[2],
+                    item_id=key[3],
+                    category=j.get("category") or a.get("category") or o.get("category"),
+                    language=detect(o["instruction"]),
+                    question_original=a["question_original"],
+                    question_optimized=a["question_optimized"],
+                    answer_original=a["answer_original"],
+                    answer_optimized=a["answer_optimized"],
+                    status_original=a["status_original"],
+                    status_optimized=a["status_optimized"],
+                    fallback_reason=o["fallback_reason"],
+                    verdict_optimized_first=j["verdict_optimized_first"],
+                    verdict_original_first=j["verdict_original_first"],
+                    raw_optimized_first=j["raw_optimized_first"],
+                    raw_original_first=j["raw_original_first"],
+                    outcome=j["outcome"],
+                    protocol=j.get("protocol"),
+                    judge_model=j["judge_model"],
+                    answer_backend=a["backend"],
+                    judge_backend=j["backend"],
+                )
+            )
     unjudged = [(k, p) for k, (_, p) in ans.items() if k not in seen]
     if unjudged:
         (k, p), n = unjudged[0], len(unjudged)
-        raise BrowseInputError(f"{p}: {n} answered item(s) have no judgment in the judgments given, first "
-                               f"{k[3]!r} (test set {k[0]}, optimizer {k[1]}, target {k[2]})")
+        raise BrowseInputError(
+            f"{p}: {n} answered item(s) have no judgment in the judgments given, first "
+            f"{k[3]!r} (test set {k[0]}, optimizer {k[1]}, target {k[2]})"
+        )
     rows.sort(key=lambda r: (r.testset, r.optimizer, r.target, r.item_id))
     return rows
 
 
 # What the page shows of a win-rate row, in the order it embeds them; the rest stays out of the HTML.
-WINRATE_SHOWN = ("testset", "target", "judge_model", "n", "n_invalid", "win", "tie", "lose", "delta_wr",
-                 "delta_wr_low", "delta_wr_high", "backend", "optimizer", "category", "lc_delta_wr",
-                 "lc_delta_wr_low", "lc_delta_wr_high")
+WINRATE_SHOWN = (
+    "testset",
+    "target",
+    "judge_model",
+    "n",
+    "n_invalid",
+    "win",
+    "tie",
+    "lose",
+    "delta_wr",
+    "delta_wr_low",
+    "delta_wr_high",
+    "backend",
+    "optimizer",
+    "category",
+    "language",
+    "lc_delta_wr",
+    "lc_delta_wr_low",
+    "lc_delta_wr_high",
+)
 
 
 def load_winrates(paths: Iterable[str | os.PathLike]) -> list[dict]:

@@ -16,9 +16,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from importlib import resources
-from typing import Iterable, Sequence
 
 from bpo.atomic import write_text
 from bpo.browse.data import Row, load_rows, load_winrates
@@ -74,7 +74,8 @@ def render(data: dict, title: str) -> str:
 <div class="filters">
 <select id="f-testset" aria-label="test set"></select><select id="f-optimizer" aria-label="optimizer"></select>
 <select id="f-target" aria-label="target"></select><select id="f-outcome" aria-label="outcome"></select>
-<select id="f-category" aria-label="category"></select><select id="f-fallback_reason" aria-label="fallback reason"></select>
+<select id="f-category" aria-label="category"></select><select id="f-language" aria-label="language"></select>
+<select id="f-fallback_reason" aria-label="fallback reason"></select>
 <input id="search" type="search" placeholder="search questions, answers, verdicts, item ids" aria-label="search">
 <button id="reset" type="button">reset</button></div>
 <div id="summary" aria-live="polite">loading…</div></header>
@@ -87,8 +88,9 @@ def render(data: dict, title: str) -> str:
 """
 
 
-def write_browse(rows: Sequence[Row], winrates: Sequence[dict], out_html: str | os.PathLike,
-                 title: str = "BPO results browser") -> int:
+def write_browse(
+    rows: Sequence[Row], winrates: Sequence[dict], out_html: str | os.PathLike, title: str = "BPO results browser"
+) -> int:
     """Write the page; returns its size in bytes."""
     page = render(encode(rows, winrates), title)
     write_text(page, out_html)
@@ -97,9 +99,14 @@ def write_browse(rows: Sequence[Row], winrates: Sequence[dict], out_html: str | 
     return size
 
 
-def build_browse(optimized: Iterable[str | os.PathLike], answers: Iterable[str | os.PathLike],
-                 judgments: Iterable[str | os.PathLike], winrates: Iterable[str | os.PathLike],
-                 out_html: str | os.PathLike, title: str = "BPO results browser") -> int:
+def build_browse(
+    optimized: Iterable[str | os.PathLike],
+    answers: Iterable[str | os.PathLike],
+    judgments: Iterable[str | os.PathLike],
+    winrates: Iterable[str | os.PathLike],
+    out_html: str | os.PathLike,
+    title: str = "BPO results browser",
+) -> int:
     """Join the evaluation's Parquet artifacts (:func:`bpo.browse.data.load_rows`) and write
     ``out_html``; returns its size in bytes."""
     return write_browse(load_rows(optimized, answers, judgments), load_winrates(winrates), out_html, title)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bpo.drops import Drops
 
@@ -31,15 +32,54 @@ class TestSetError(ValueError):
 # id None = the row number; context/reference None = not present in that layout.
 FORMATS: dict[str, dict[str, str | None]] = {
     # Vicuna Eval: {question_id, text, category}
-    "vicuna": {"id": "question_id", "instruction": "text", "context": None, "reference_optimized": None, "category": "category"},
+    "vicuna": {
+        "id": "question_id",
+        "instruction": "text",
+        "context": None,
+        "reference_optimized": None,
+        "category": "category",
+    },
     # Self-Instruct user-oriented eval: {id, category, instruction, context, output}
-    "self_instruct": {"id": "id", "instruction": "instruction", "context": "context", "reference_optimized": None, "category": "category"},
+    "self_instruct": {
+        "id": "id",
+        "instruction": "instruction",
+        "context": "context",
+        "reference_optimized": None,
+        "category": "category",
+    },
     # Dolly eval: {instruction, context, response, category, idx}
-    "dolly": {"id": "idx", "instruction": "instruction", "context": "context", "reference_optimized": None, "category": "category"},
+    "dolly": {
+        "id": "idx",
+        "instruction": "instruction",
+        "context": "context",
+        "reference_optimized": None,
+        "category": "category",
+    },
     # BPO test: {prompt, optimized_prompt, good_res, bad_res}; the context is already inside prompt.
-    "bpo_test": {"id": None, "instruction": "prompt", "context": None, "reference_optimized": "optimized_prompt", "category": None},
+    "bpo_test": {
+        "id": None,
+        "instruction": "prompt",
+        "context": None,
+        "reference_optimized": "optimized_prompt",
+        "category": None,
+    },
+    # oasst1 messages (the hub's row format): the non-English root prompts of the conversation trees
+    # held out of training (sources.oasst1.test_trees); see load_testset.
+    "oasst1": {
+        "id": "message_id",
+        "instruction": "text",
+        "context": None,
+        "reference_optimized": None,
+        "category": None,
+    },
     # Alpaca SFT data: {instruction, input, output}; used by the optional SFT rewrite.
-    "alpaca": {"id": None, "instruction": "instruction", "context": "input", "reference_optimized": None, "category": None},
+    "alpaca": {
+        "id": None,
+        "instruction": "instruction",
+        "context": "input",
+        "reference_optimized": None,
+        "category": None,
+    },
 }
 MAPPING_KEYS = ("id", "instruction", "context", "reference_optimized", "category")
 
@@ -84,7 +124,8 @@ def read_records(path: str | Path):
     """The records of a .json (list of objects), .jsonl[.gz], .parquet, .csv or .tsv file, with
     the reader's counted drops (the project's one reader, :func:`bpo.readers.read_records`); a
     file unreadable as a whole is a :class:`TestSetError`."""
-    from bpo.readers import ReadError, read_records as read_file_records
+    from bpo.readers import ReadError
+    from bpo.readers import read_records as read_file_records
 
     try:
         return read_file_records(path)
@@ -119,8 +160,14 @@ def _text(value: Any, *, where: str, column: str) -> str | None:
     raise TestSetError(f"{where}: column '{column}' holds a {type(value).__name__}, expected text")
 
 
-def normalise(rows: list[dict[str, Any]], mapping: Mapping[str, str | None], *, where: str,
-              numbers: list[int] | None = None, locations: list[str] | None = None) -> tuple[list[TestItem], Drops]:
+def normalise(
+    rows: list[dict[str, Any]],
+    mapping: Mapping[str, str | None],
+    *,
+    where: str,
+    numbers: list[int] | None = None,
+    locations: list[str] | None = None,
+) -> tuple[list[TestItem], Drops]:
     """Map raw rows to :class:`TestItem`; drops are counted by reason and located, never silent.
     ``numbers``: each row's record number in the file (the id when the layout has none);
     ``locations``: where each row was read (file:line, file record N), for messages."""
@@ -165,25 +212,61 @@ def load_testset(
     columns: Mapping[str, str | None] | None = None,
     sample: int = 0,
     seed: int = 42,
+    test_trees: float | None = None,
 ) -> TestSet:
-    """Read and normalise one test set; ``sample`` > 0 keeps that many items (seeded, file order)."""
+    """Read and normalise one test set; ``sample`` > 0 keeps that many items (seeded, file order).
+    Format ``oasst1`` keeps the usable non-English root prompts of the trees in the test share
+    ``test_trees`` (the pairs stage drops those trees: :func:`bpo.sources.oasst1.held_out`)."""
     mapping = column_mapping(fmt, columns)
     records = read_records(path)
-    items, dropped = normalise(records.rows, mapping, where=str(path), numbers=records.numbers,
-                               locations=[records.location(k) for k in range(len(records.rows))])
+    keep = range(len(records.rows))
+    if fmt == "oasst1":
+        from bpo.sources.oasst1 import held_out
+
+        keep = [
+            k
+            for k, r in enumerate(records.rows)
+            if r.get("role") == "prompter"
+            and not r.get("parent_id")
+            and not r.get("deleted")
+            and r.get("review_result") is not False
+            and str(r.get("lang") or "en") != "en"
+            and held_out(str(r.get("message_id")), test_trees or 0.0)
+        ]
+    items, dropped = normalise(
+        [records.rows[k] for k in keep],
+        mapping,
+        where=str(path),
+        numbers=[records.numbers[k] for k in keep],
+        locations=[records.location(k) for k in keep],
+    )
     dropped.merge(records.dropped)
     if sample and sample < len(items):
         keep = sorted(random.Random(f"{seed}:{name}").sample(range(len(items)), sample))
         items = [items[i] for i in keep]
     if not items:
-        raise TestSetError(f"{path}: test set '{name}' has no usable items "
-                           f"(read {records.records_read}, dropped {dict(dropped)})")
-    log.info("test set %s: %d items from %s (%d records, dropped %s)", name, len(items), path, records.records_read,
-             dict(dropped) or "none")
+        raise TestSetError(
+            f"{path}: test set '{name}' has no usable items (read {records.records_read}, dropped {dict(dropped)})"
+        )
+    log.info(
+        "test set %s: %d items from %s (%d records, dropped %s)",
+        name,
+        len(items),
+        path,
+        records.records_read,
+        dict(dropped) or "none",
+    )
     return TestSet(name=name, items=items, n_read=records.records_read, dropped=dropped)
 
 
 def load_configured(settings) -> TestSet:
     """The test set a :class:`bpo.settings.optimize.TestsetSettings` describes (file, layout, sample)."""
-    return load_testset(settings.name, settings.path, settings.format, columns=settings.columns,
-                        sample=settings.sample, seed=settings.seed)
+    return load_testset(
+        settings.name,
+        settings.path,
+        settings.format,
+        columns=settings.columns,
+        sample=settings.sample,
+        seed=settings.seed,
+        test_trees=getattr(settings, "test_trees", None),
+    )

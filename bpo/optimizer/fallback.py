@@ -16,8 +16,9 @@ never rename one without migrating readers), checked in this order:
   content word, or almost no / almost only function words.
 - ``wrong_script``: the text is not in the prompt's writing system (e.g. English for a Chinese
   prompt), by Unicode script of the letters.
-- ``wrong_language``: same script but another language (English for a Spanish prompt), by a
-  small function-word profile for en, es, fr, de, it, pt, nl; only when both are clear.
+- ``wrong_language``: same script but another language (English for a Spanish prompt, Japanese
+  for a Chinese one), by :func:`bpo.language.mismatch` (75 languages); only when both texts are
+  identified (neither is "und") and the output does not quote most of the prompt.
 - ``lost_entities``: the rewrite dropped a number, a short quoted string, a code span or a
   capitalised multi-word name (``Harry Potter``) of the original, or most words of a longer
   quoted passage (the text the prompt asks to work on).
@@ -29,8 +30,9 @@ The checks that compare with the prompt (script, language, entities, answer) run
 ``original`` is given. Thresholds were calibrated on real outputs (SmolLM2-135M-Instruct before
 and after a short fine-tune, and a tiny from-scratch model's gibberish) against the BPO
 release's reference rewrites; ``tests/data/fallback_calibration.jsonl`` holds the labelled set
-and ``tests/test_fallback.py`` reports precision/recall per reason. Pure Python, no model: about
-0.3 ms of CPU for a 300-character prompt and rewrite.
+and ``tests/test_fallback.py`` reports precision/recall per reason. No neural model: about 0.6 ms
+of CPU per output on the calibration set (each prompt identified once), most of it language identification
+(``benchmarks/bench_fallback.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+
+from bpo.language import UNDETERMINED
+from bpo.language import detect as detect_language
+from bpo.language import mismatch as language_mismatch
 
 EMPTY_INPUT = "empty_input"
 EMPTY = "empty_output"
@@ -51,8 +57,18 @@ LOST_ENTITIES = "lost_entities"
 ANSWER = "answer"
 
 # Every reason, in check order (EMPTY_INPUT is the callers'); reports and docs list these.
-REASONS = (EMPTY_INPUT, EMPTY, TRUNCATED, TEMPLATE_ECHO, REPETITION, GIBBERISH, WRONG_SCRIPT, WRONG_LANGUAGE,
-           LOST_ENTITIES, ANSWER)
+REASONS = (
+    EMPTY_INPUT,
+    EMPTY,
+    TRUNCATED,
+    TEMPLATE_ECHO,
+    REPETITION,
+    GIBBERISH,
+    WRONG_SCRIPT,
+    WRONG_LANGUAGE,
+    LOST_ENTITIES,
+    ANSWER,
+)
 
 # ---------------------------------------------------------------------------------- repetition
 # A 1-8 char unit repeated 8+ times in a row (longer units are word n-grams, checked on words;
@@ -68,7 +84,7 @@ def _repetition(text: str, words: list[str]) -> bool:
             return True
     lower = [w.lower() for w in words]
     if len(lower) >= 12:
-        trigrams = [tuple(lower[i: i + 3]) for i in range(len(lower) - 2)]
+        trigrams = [tuple(lower[i : i + 3]) for i in range(len(lower) - 2)]
         if len(set(trigrams)) / len(trigrams) < 0.5:
             return True
         # a loop: one 4-gram 4+ times (models loop until the token limit)
@@ -137,57 +153,275 @@ def _wrong_script(text: str, original: str) -> bool:
     return out[main] / n_out < 0.3
 
 
-# Distinctive function words (not shared between the languages listed), lower case.
+# Function words of en/es/fr/de/it/pt/nl, lower case: the gibberish and repetition checks ask
+# whether a word is one (language is bpo.language's job).
 _FUNCTION = {
-    "en": {"the", "and", "of", "to", "is", "are", "you", "your", "that", "this", "with", "for", "what", "how", "can",
-           "me", "my", "it", "be", "about", "please", "an", "which", "would", "should", "from", "have", "do", "does",
-           "i", "or", "on", "at", "some", "will", "their", "they", "was", "were", "give", "make", "write", "tell"},
-    "es": {"el", "los", "las", "del", "y", "es", "que", "por", "para", "una", "cómo", "qué", "cuáles", "son", "con",
-           "mi", "su", "lo", "al", "pero", "más", "puedes", "muy", "también", "sobre", "hacer", "explica",
-           "explícame", "dame", "todos", "días"},
-    "fr": {"le", "les", "des", "et", "est", "que", "pour", "une", "dans", "avec", "comment", "quelles", "quels",
-           "quelle", "sont", "mon", "ma", "mes", "je", "vous", "tu", "pas", "sur", "du", "au", "aux", "donne-moi",
-           "qui", "cette", "faire", "moi", "façons"},
-    "de": {"der", "die", "das", "und", "ist", "ich", "nicht", "mit", "für", "ein", "eine", "einen", "wie", "was",
-           "kann", "meine", "mein", "dass", "auf", "den", "dem", "zu", "sind", "wenn", "schreibe", "bitte", "auch",
-           "oder", "über", "erkläre", "morgen"},
-    "it": {"il", "gli", "della", "di", "che", "è", "per", "una", "sono", "come", "non", "con", "nel", "alla", "mio",
-           "questo", "anche", "più", "cosa", "quali", "puoi", "spiegami", "dimmi"},
-    "pt": {"o", "os", "as", "do", "da", "dos", "das", "em", "é", "que", "para", "uma", "não", "com", "como", "posso",
-           "meu", "minha", "você", "mais", "sobre", "são", "quais", "explique", "no", "na"},
-    "nl": {"de", "het", "een", "en", "is", "van", "dat", "niet", "voor", "met", "hoe", "wat", "ik", "mijn", "je",
-           "zijn", "kun", "kunt", "ook", "op", "leg", "uit"},
+    "en": {
+        "the",
+        "and",
+        "of",
+        "to",
+        "is",
+        "are",
+        "you",
+        "your",
+        "that",
+        "this",
+        "with",
+        "for",
+        "what",
+        "how",
+        "can",
+        "me",
+        "my",
+        "it",
+        "be",
+        "about",
+        "please",
+        "an",
+        "which",
+        "would",
+        "should",
+        "from",
+        "have",
+        "do",
+        "does",
+        "i",
+        "or",
+        "on",
+        "at",
+        "some",
+        "will",
+        "their",
+        "they",
+        "was",
+        "were",
+        "give",
+        "make",
+        "write",
+        "tell",
+    },
+    "es": {
+        "el",
+        "los",
+        "las",
+        "del",
+        "y",
+        "es",
+        "que",
+        "por",
+        "para",
+        "una",
+        "cómo",
+        "qué",
+        "cuáles",
+        "son",
+        "con",
+        "mi",
+        "su",
+        "lo",
+        "al",
+        "pero",
+        "más",
+        "puedes",
+        "muy",
+        "también",
+        "sobre",
+        "hacer",
+        "explica",
+        "explícame",
+        "dame",
+        "todos",
+        "días",
+    },
+    "fr": {
+        "le",
+        "les",
+        "des",
+        "et",
+        "est",
+        "que",
+        "pour",
+        "une",
+        "dans",
+        "avec",
+        "comment",
+        "quelles",
+        "quels",
+        "quelle",
+        "sont",
+        "mon",
+        "ma",
+        "mes",
+        "je",
+        "vous",
+        "tu",
+        "pas",
+        "sur",
+        "du",
+        "au",
+        "aux",
+        "donne-moi",
+        "qui",
+        "cette",
+        "faire",
+        "moi",
+        "façons",
+    },
+    "de": {
+        "der",
+        "die",
+        "das",
+        "und",
+        "ist",
+        "ich",
+        "nicht",
+        "mit",
+        "für",
+        "ein",
+        "eine",
+        "einen",
+        "wie",
+        "was",
+        "kann",
+        "meine",
+        "mein",
+        "dass",
+        "auf",
+        "den",
+        "dem",
+        "zu",
+        "sind",
+        "wenn",
+        "schreibe",
+        "bitte",
+        "auch",
+        "oder",
+        "über",
+        "erkläre",
+        "morgen",
+    },
+    "it": {
+        "il",
+        "gli",
+        "della",
+        "di",
+        "che",
+        "è",
+        "per",
+        "una",
+        "sono",
+        "come",
+        "non",
+        "con",
+        "nel",
+        "alla",
+        "mio",
+        "questo",
+        "anche",
+        "più",
+        "cosa",
+        "quali",
+        "puoi",
+        "spiegami",
+        "dimmi",
+    },
+    "pt": {
+        "o",
+        "os",
+        "as",
+        "do",
+        "da",
+        "dos",
+        "das",
+        "em",
+        "é",
+        "que",
+        "para",
+        "uma",
+        "não",
+        "com",
+        "como",
+        "posso",
+        "meu",
+        "minha",
+        "você",
+        "mais",
+        "sobre",
+        "são",
+        "quais",
+        "explique",
+        "no",
+        "na",
+    },
+    "nl": {
+        "de",
+        "het",
+        "een",
+        "en",
+        "is",
+        "van",
+        "dat",
+        "niet",
+        "voor",
+        "met",
+        "hoe",
+        "wat",
+        "ik",
+        "mijn",
+        "je",
+        "zijn",
+        "kun",
+        "kunt",
+        "ook",
+        "op",
+        "leg",
+        "uit",
+    },
 }
 # Function words shared between those languages: no use for telling them apart, but counted
 # with the rest as function words (gibberish, repetition checks)
-_SHARED_FUNCTION = {"a", "in", "as", "by", "not", "all", "if", "so", "but", "we", "he", "she", "his", "her", "them",
-                    "its", "has", "had", "been", "than", "there", "into", "more", "any", "who", "when", "where", "why",
-                    "e", "la", "un", "en", "de", "per", "se", "no", "si", "non"}
+_SHARED_FUNCTION = {
+    "a",
+    "in",
+    "as",
+    "by",
+    "not",
+    "all",
+    "if",
+    "so",
+    "but",
+    "we",
+    "he",
+    "she",
+    "his",
+    "her",
+    "them",
+    "its",
+    "has",
+    "had",
+    "been",
+    "than",
+    "there",
+    "into",
+    "more",
+    "any",
+    "who",
+    "when",
+    "where",
+    "why",
+    "e",
+    "la",
+    "un",
+    "en",
+    "de",
+    "per",
+    "se",
+    "no",
+    "si",
+    "non",
+}
 _FUNCTION_ALL = frozenset().union(*_FUNCTION.values(), _SHARED_FUNCTION)
-
-
-def _language(words: list[str]) -> tuple[str | None, float, dict]:
-    """``(language, share, shares)``: the language whose function words cover most of the text,
-    or None when too short or too close to call."""
-    lower = [w.lower() for w in words if w.isalpha()]
-    if len(lower) < 6:
-        return None, 0.0, {}
-    shares = {lang: sum(w in fw for w in lower) / len(lower) for lang, fw in _FUNCTION.items()}
-    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
-    (best, s1), (_, s2) = ranked[0], ranked[1]
-    if s1 < 0.15 or s1 < 2 * s2:
-        return None, s1, shares
-    return best, s1, shares
-
-
-def _wrong_language(words: list[str], original: str) -> bool:
-    orig_words = _WORD.findall(_strip_code(original))
-    lang, _, _ = _language(orig_words)
-    if lang is None:
-        return False
-    out_lang, _, shares = _language(words)
-    # only a clear other language with almost none of the prompt's function words
-    return out_lang is not None and out_lang != lang and shares.get(lang, 0.0) < 0.08
 
 
 # -------------------------------------------------------------------------------- gibberish
@@ -226,7 +460,8 @@ def _odd_word(token: str, allowed: set[str]) -> bool:
 
 
 _ODD_CANDIDATE = re.compile(
-    r"[a-z]{2}[A-Z][a-z]|\d[A-Za-z]{3}|[A-Za-z]{3}\d|[a-z]\d[a-z]|\b[b-df-hj-np-tv-xz]{5,}\b|\w{25}")
+    r"[a-z]{2}[A-Z][a-z]|\d[A-Za-z]{3}|[A-Za-z]{3}\d|[a-z]\d[a-z]|\b[b-df-hj-np-tv-xz]{5,}\b|\w{25}"
+)
 
 
 def _odd_candidates(text: str) -> list[str]:
@@ -259,8 +494,9 @@ def _gibberish(text: str, words: list[str], original: str | None) -> bool:
     if broken and not (original and broken.group(0) in original):
         return True
     # BPE fragments: one- and two-letter lower-case tokens that are no word of these languages
-    short = [w for w in words if len(w) <= 2 and w.isalpha() and w.islower() and w not in _SHORT_WORDS
-             and w not in allowed]
+    short = [
+        w for w in words if len(w) <= 2 and w.isalpha() and w.islower() and w not in _SHORT_WORDS and w not in allowed
+    ]
     if len(short) >= 2 and len(short) / len(words) >= 0.06:
         return True
     # together: glued tokens, fragments and over-long lower-case "words" (real ones of 15+
@@ -291,13 +527,97 @@ _QUOTED = re.compile(r"\"([^\"\n]{1,80})\"|“([^”\n]{1,80})”|«([^»\n]{1,8
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 _NAME = re.compile(r"\b[A-Z][\w'’-]*(?:[ \t]+(?:(?:of|of the|de|van|von)[ \t]+)?[A-Z][\w'’-]*)+")
 # Capitalised words that start sentences or titles, not names
-_NOT_NAME = {"what", "how", "why", "who", "when", "where", "which", "can", "could", "would", "should", "please", "tell",
-             "write", "explain", "describe", "give", "list", "create", "make", "i", "you", "the", "a", "an", "is", "are",
-             "do", "does", "in", "on", "for", "to", "and", "my", "if", "it", "this", "that", "hi", "hello", "hey",
-             "generate", "provide", "find", "identify", "classify", "answer", "rewrite", "summarize", "translate",
-             "input", "output", "question", "text", "context", "instruction", "title", "note", "example", "let",
-             "as", "use", "based", "from", "with", "your", "yes", "no", "q", "suggest", "compose", "i'm", "i've", "i'd",
-             "i'll", "let's", "it's", "here", "there", "now", "then", "also", "but", "so", "we", "they", "he", "she"}
+_NOT_NAME = {
+    "what",
+    "how",
+    "why",
+    "who",
+    "when",
+    "where",
+    "which",
+    "can",
+    "could",
+    "would",
+    "should",
+    "please",
+    "tell",
+    "write",
+    "explain",
+    "describe",
+    "give",
+    "list",
+    "create",
+    "make",
+    "i",
+    "you",
+    "the",
+    "a",
+    "an",
+    "is",
+    "are",
+    "do",
+    "does",
+    "in",
+    "on",
+    "for",
+    "to",
+    "and",
+    "my",
+    "if",
+    "it",
+    "this",
+    "that",
+    "hi",
+    "hello",
+    "hey",
+    "generate",
+    "provide",
+    "find",
+    "identify",
+    "classify",
+    "answer",
+    "rewrite",
+    "summarize",
+    "translate",
+    "input",
+    "output",
+    "question",
+    "text",
+    "context",
+    "instruction",
+    "title",
+    "note",
+    "example",
+    "let",
+    "as",
+    "use",
+    "based",
+    "from",
+    "with",
+    "your",
+    "yes",
+    "no",
+    "q",
+    "suggest",
+    "compose",
+    "i'm",
+    "i've",
+    "i'd",
+    "i'll",
+    "let's",
+    "it's",
+    "here",
+    "there",
+    "now",
+    "then",
+    "also",
+    "but",
+    "so",
+    "we",
+    "they",
+    "he",
+    "she",
+}
 
 
 def _strip_code(text: str) -> str:
@@ -331,7 +651,7 @@ def _entities(original: str) -> set[str]:
 
 def _kept(entity: str, out: str, out_words: set[str]) -> bool:
     if entity.startswith(_PASSAGE):
-        words = _WORD.findall(_norm(entity[len(_PASSAGE):]))
+        words = _WORD.findall(_norm(entity[len(_PASSAGE) :]))
         return sum(w in out_words for w in words) * 2 >= len(words)
     e = _norm(entity).replace(",", "")
     if e in out:
@@ -359,12 +679,15 @@ _ANSWER_OPENERS = re.compile(
     r"^\W*(?:sure|certainly|of course|absolutely|great question|here(?:'s| is| are)|i'd be happy|i would be happy|"
     r"i'm happy|happy to help|as an ai|the answer|yes[,!.]|no[,!.]|okay[,!.]|ok[,!.]|thank you|thanks for|a:|"
     r"i'm sorry|i am sorry|i'll |dear |the original prompt is|to (?:\w+ ){1,8}?\w+, (?:you|it's|we|follow|start))",
-    re.I)
+    re.I,
+)
 _REQUEST = re.compile(
     r"\?|\b(?:please|explain|describe|write|tell|give|list|provide|create|generate|compose|suggest|summari[sz]e|"
     r"translate|help|can you|could you|would you|i want|i need|i'd like|include|make sure|discuss|compare|analy[sz]e|"
     r"outline|identify|classify|rewrite|find|share|recommend|plan|list|show|calculate|convert|complete|answer|"
-    r"your task|you are|imagine|pretend|act as|let's|should i|must|focus)\b", re.I)
+    r"your task|you are|imagine|pretend|act as|let's|should i|must|focus)\b",
+    re.I,
+)
 
 
 def _answer(text: str, words: list[str], original: str) -> bool:
@@ -373,8 +696,13 @@ def _answer(text: str, words: list[str], original: str) -> bool:
         return True
     # a rewrite of a request is still a request (a question, an imperative, "you ..."); a
     # statement in reply to one is an answer
-    if (len(words) >= 4 and not _REQUEST.search(text) and _REQUEST.search(original)
-            and _language(_WORD.findall(original))[0] in (None, "en") and _language(words)[0] in (None, "en")):
+    if (
+        len(words) >= 4
+        and not _REQUEST.search(text)
+        and _REQUEST.search(original)
+        and detect_language(original) in (UNDETERMINED, "en")
+        and detect_language(text) in (UNDETERMINED, "en")
+    ):
         return True
     return False
 
@@ -403,7 +731,7 @@ def degenerate_reason(text: str, hit_limit: bool, original: str | None = None) -
     if original is not None and original.strip():
         if _wrong_script(stripped, original):
             return WRONG_SCRIPT
-        if _wrong_language(words, original):
+        if language_mismatch(_strip_code(original), _strip_code(stripped)):
             return WRONG_LANGUAGE
         if _lost_entities(stripped, original):
             return LOST_ENTITIES

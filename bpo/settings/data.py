@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
+from bpo.language import LanguageConfigError, wanted_languages
 from bpo.settings.base import Settings, SettingsError
 from bpo.settings.config import load_schema
 
@@ -20,18 +21,20 @@ COMMON_SOURCE_KEYS = ("path", "hub_id", "split", "sample")
 @dataclass(frozen=True)
 class HHRLHFOptions(Settings):
     hub_data_dir: str | None
+    languages: tuple[str, ...] | str  # a list of ISO 639-1 codes, or "all" (bpo.sources.languages)
     multi_turn: bool
 
 
 @dataclass(frozen=True)
 class OASST1Options(Settings):
-    languages: tuple[str, ...]
+    languages: tuple[str, ...] | str
     multi_turn: bool
+    test_trees: float
 
 
 @dataclass(frozen=True)
 class ChatbotArenaOptions(Settings):
-    languages: tuple[str, ...]
+    languages: tuple[str, ...] | str
     multi_turn: bool
     drop_flagged: bool
 
@@ -41,11 +44,16 @@ class AlpacaGPT4Options(Settings):
     format: str  # pair | comparison
     bad_path: str | None
     bad_hub_id: str | None
+    languages: tuple[str, ...] | str
 
 
 # The own keys of each source (sources.<name> in the schema, besides COMMON_SOURCE_KEYS and activate).
-SOURCE_OPTIONS: dict[str, type[Settings]] = {"hh_rlhf": HHRLHFOptions, "oasst1": OASST1Options,
-                                             "chatbot_arena": ChatbotArenaOptions, "alpaca_gpt4": AlpacaGPT4Options}
+SOURCE_OPTIONS: dict[str, type[Settings]] = {
+    "hh_rlhf": HHRLHFOptions,
+    "oasst1": OASST1Options,
+    "chatbot_arena": ChatbotArenaOptions,
+    "alpaca_gpt4": AlpacaGPT4Options,
+}
 
 
 @dataclass(frozen=True)
@@ -74,14 +82,24 @@ class SourceSettings(Settings):
         if name not in sources:
             raise SettingsError(f"config: unknown source 'sources.{name}' (defined: {sorted(sources)})")
         section = {k: v for k, v in sources[name].items() if k != "activate"}
+        if "languages" in section:  # a language no code matches fails here, naming the key
+            try:
+                wanted_languages(section["languages"], f"sources.{name}.languages")
+            except LanguageConfigError as e:
+                raise SettingsError(str(e)) from None
         common = {k: section.pop(k) for k in COMMON_SOURCE_KEYS}
         return cls.from_mapping({"name": name, **common, "options": section}, f"sources.{name}")
 
     def section(self) -> dict[str, Any]:
         """The config section as the source loaders (``bpo.sources``) read it, keys in the order
         the schema documents them (so the stats JSON does not depend on how a config is laid out)."""
-        values = {"path": self.path, "hub_id": self.hub_id, "split": self.split, "sample": self.sample,
-                  **self.options.canonical()}
+        values = {
+            "path": self.path,
+            "hub_id": self.hub_id,
+            "split": self.split,
+            "sample": self.sample,
+            **self.options.canonical(),
+        }
         documented = load_schema()["properties"]["sources"]["properties"].get(self.name, {}).get("properties", {})
         order = [k for k in documented if k in values] + sorted(k for k in values if k not in documented)
         return {k: values[k] for k in order}

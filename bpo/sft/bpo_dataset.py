@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
+from bpo.language import UNDETERMINED, detect
 from bpo.pairs import pair_id
 from bpo.readers import ReadError, read_dataset
 from bpo.settings import SFTSettings
@@ -52,8 +53,15 @@ def read_bpo_records(*, path: str | None, hub_id: str | None, split: str = "trai
     if not hub_id and not path:
         raise SFTError("config sft.bpo_dataset: set hub_id (e.g. THUDM/BPO) or path when sft.source is bpo_dataset")
     try:
-        raw = read_dataset(path=path, hub_id=hub_id, split=split, features=_features(), columns=list(FIELDS),
-                           what="sft.bpo_dataset", allow_missing=True)
+        raw = read_dataset(
+            path=path,
+            hub_id=hub_id,
+            split=split,
+            features=_features(),
+            columns=list(FIELDS),
+            what="sft.bpo_dataset",
+            allow_missing=True,
+        )
     except ReadError as exc:
         raise SFTError(f"config sft.bpo_dataset.{'hub_id' if hub_id else 'path'}: {exc}") from exc
     # Absent fields read as all-null columns; leave them out so the check below sees which
@@ -88,7 +96,6 @@ def sft_from_bpo_records(
     report = FilterReport(SOURCE, BPO_REASONS + (RULE_REASONS if apply_filters else ()))
     rows, seen = [], set()
     for i, rec in enumerate(records):
-        report.seen(SOURCE)
         ident = f"record {i}"
         prompt = rec.get("prompt")
         if prompt is not None and prompt.strip():
@@ -96,6 +103,7 @@ def sft_from_bpo_records(
         else:
             prompt = rec.get("instruction")
             context = rec.get("context") or rec.get("input") or ""
+        report.seen(SOURCE, detect(prompt) if isinstance(prompt, str) else None)  # no language field
         optimized = rec.get("optimized_prompt")
         if prompt is None or not prompt.strip():
             report.drop(SOURCE, "missing_prompt", ident)
@@ -113,8 +121,18 @@ def sft_from_bpo_records(
             if reason:
                 report.drop(SOURCE, reason, f"{ident} ({pid})")
                 continue
-        rows.append(kept_row(report, pair_id=pid, source=SOURCE, instruction=prompt, optimized=optimized,
-                             context=context, seed=seed, formats=formats))
+        rows.append(
+            kept_row(
+                report,
+                pair_id=pid,
+                source=SOURCE,
+                instruction=prompt,
+                optimized=optimized,
+                context=context,
+                seed=seed,
+                formats=formats,
+            )
+        )
     return rows, report
 
 
@@ -131,12 +149,26 @@ def build_sft_from_bpo_dataset(
         raise SFTError("config sft.bpo_dataset: not set (sft.source is not bpo_dataset)")
     records, origin, reader_drops = read_bpo_records(path=src.path, hub_id=src.hub_id, split=src.split)
     log.info("sft: %d BPO-format records from %s", len(records), origin)
-    rows, report = sft_from_bpo_records(records, rules=FilterRules.from_settings(settings), seed=settings.seed,
-                                        apply_filters=src.apply_filters, formats=settings.context_formats)
+    rows, report = sft_from_bpo_records(
+        records,
+        rules=FilterRules.from_settings(settings),
+        seed=settings.seed,
+        apply_filters=src.apply_filters,
+        formats=settings.context_formats,
+    )
     for reason, n in reader_drops.items():  # unreadable records count as drops too
         report.records_in += n
         report.by_source[SOURCE]["in"] += n
+        report.by_language[UNDETERMINED]["in"] += n
+        report.by_language[UNDETERMINED]["dropped"][reason] += n
         report.dropped[reason] += n
         report.by_source[SOURCE]["dropped"][reason] += n
-    return write_sft(rows, report, settings, inputs={"bpo_dataset": origin}, train_path=train_path,
-                     val_path=val_path, report_path=report_path)
+    return write_sft(
+        rows,
+        report,
+        settings,
+        inputs={"bpo_dataset": origin},
+        train_path=train_path,
+        val_path=val_path,
+        report_path=report_path,
+    )

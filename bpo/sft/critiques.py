@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from bpo.schemas import CRITIQUES, PAIRS, read_table
 from bpo.settings import SFTSettings
@@ -19,7 +19,6 @@ from bpo.sft.core import (
 )
 
 log = logging.getLogger("bpo.sft")
-
 
 
 def sft_from_critiques(
@@ -37,8 +36,8 @@ def sft_from_critiques(
     rows, seen = [], set()
     for c in critiques:
         pid, source = c["pair_id"], c["source"]
-        report.seen(source)
         pair = by_id.get(pid)
+        report.seen(source, pair["language"] if pair else None)
         status = c["status"]
         optimized = c["optimized_instruction"]
         if pid in seen:
@@ -61,8 +60,18 @@ def sft_from_critiques(
         if reason:
             report.drop(source, reason, pid)
             continue
-        rows.append(kept_row(report, pair_id=pid, source=source, instruction=pair["instruction"],
-                             optimized=optimized, context=pair["context"], seed=seed, formats=formats))
+        rows.append(
+            kept_row(
+                report,
+                pair_id=pid,
+                source=source,
+                instruction=pair["instruction"],
+                optimized=optimized,
+                context=pair["context"],
+                seed=seed,
+                formats=formats,
+            )
+        )
     return rows, report
 
 
@@ -80,14 +89,23 @@ def build_sft_from_critiques(
     critiques: list[dict] = []
     for path in critique_paths:
         critiques.extend(read_table(path, CRITIQUES).to_pylist())
-    rows, report = sft_from_critiques(pairs, critiques, rules=FilterRules.from_settings(settings), seed=settings.seed,
-                                      formats=settings.context_formats)
+    rows, report = sft_from_critiques(
+        pairs,
+        critiques,
+        rules=FilterRules.from_settings(settings),
+        seed=settings.seed,
+        formats=settings.context_formats,
+    )
     critiqued = {c["pair_id"] for c in critiques}
     sources = {c["source"] for c in critiques}
     uncritiqued = sum(1 for p in pairs if p["source"] in sources and p["pair_id"] not in critiqued)
     if uncritiqued:
         log.warning("sft: %d pair(s) of the critiqued sources have no critique row", uncritiqued)
-    inputs = {"pairs": str(pairs_path), "critiques": [str(p) for p in critique_paths],
-              "pairs_without_critique": uncritiqued}
-    return write_sft(rows, report, settings, inputs=inputs, train_path=train_path, val_path=val_path,
-                     report_path=report_path)
+    inputs = {
+        "pairs": str(pairs_path),
+        "critiques": [str(p) for p in critique_paths],
+        "pairs_without_critique": uncritiqued,
+    }
+    return write_sft(
+        rows, report, settings, inputs=inputs, train_path=train_path, val_path=val_path, report_path=report_path
+    )

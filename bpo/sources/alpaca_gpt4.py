@@ -18,6 +18,7 @@ from datasets import Features, List, Value
 from bpo.drops import Drops
 from bpo.readers import read_dataset
 from bpo.sources.base import ParseResult, pair, read_source, record_read
+from bpo.sources.languages import detect_languages
 
 NAME = "alpaca_gpt4"
 FEATURES = Features({"instruction": Value("string"), "input": Value("string"), "output": Value("string")})
@@ -73,7 +74,7 @@ def parse_pair(good: pa.Table, bad: pa.Table, *, locate=None, locate_bad=None) -
                     bad=answers[key],
                     good_model=GOOD_MODEL,
                     bad_model=BAD_MODEL,
-                )
+                ),
             )
     other["bad_unmatched"] = len(answers) - len(used)
     res.set_other("bad_records", other)
@@ -88,19 +89,26 @@ def parse_comparison(table: pa.Table, *, locate=None) -> ParseResult:
         elif len(output) != 2 or output[0] is None or output[1] is None:
             res.drop("malformed_output_not_a_pair", i, "output")
         else:
-            res.keep(i, pair(source_id=i, instruction=instruction, context=context or "", good=output[0], bad=output[1]))
+            res.keep(
+                i, pair(source_id=i, instruction=instruction, context=context or "", good=output[0], bad=output[1])
+            )
     return res
 
 
 def load(settings: dict) -> ParseResult:
+    languages, where = settings.get("languages", "all"), f"sources.{NAME}.languages"
     if settings.get("format", "pair") == "comparison":
         raw = read_source(NAME, settings, COMPARISON_FEATURES)
-        return record_read(parse_comparison(raw.table, locate=raw.location), raw)
+        return record_read(detect_languages(parse_comparison(raw.table, locate=raw.location), languages, where), raw)
     good = read_source(NAME, settings, FEATURES)
     bad = read_dataset(
-        path=settings.get("bad_path"), hub_id=settings.get("bad_hub_id"), split=settings.get("split", "train"),
-        features=FEATURES, what=f"sources.{NAME} (bad_path/bad_hub_id)",
+        path=settings.get("bad_path"),
+        hub_id=settings.get("bad_hub_id"),
+        split=settings.get("split", "train"),
+        features=FEATURES,
+        what=f"sources.{NAME} (bad_path/bad_hub_id)",
     )
-    res = record_read(parse_pair(good.table, bad.table, locate=good.location, locate_bad=bad.location), good)
+    res = parse_pair(good.table, bad.table, locate=good.location, locate_bad=bad.location)
+    res = record_read(detect_languages(res, languages, where), good)
     # an unreadable bad record is not a candidate: counted with the other bad records
     return record_read(res, bad, unreadable_as="bad_records")

@@ -4,8 +4,8 @@ reading of a source's raw data shared by the loaders."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
 
 from bpo.drops import Drops, locations_of
 from bpo.readers import RawTable, read_dataset
@@ -107,11 +107,6 @@ def pair(
         "language": language,
         "num_turns": num_turns,
     }
-
-
-def language_filter(languages) -> frozenset | None:
-    """None keeps every language (an empty list in config)."""
-    return frozenset(languages) if languages else None
 
 
 def read_source(

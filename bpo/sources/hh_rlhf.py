@@ -18,6 +18,7 @@ import pyarrow as pa
 from datasets import Features, Value
 
 from bpo.sources.base import ASSISTANT, USER, ParseResult, pair, read_source, record_read, render_dialogue
+from bpo.sources.languages import detect_languages
 
 NAME = "hh_rlhf"
 FEATURES = Features({"chosen": Value("string"), "rejected": Value("string")})
@@ -92,4 +93,5 @@ def _parse_row(i: int, c: str | None, r: str | None, multi_turn: bool) -> dict |
 def load(settings: dict) -> ParseResult:
     raw = read_source(NAME, settings, FEATURES, COLUMNS, data_dir=settings.get("hub_data_dir"))
     res = parse(raw.table, multi_turn=bool(settings.get("multi_turn", False)), locate=raw.location)
+    detect_languages(res, settings.get("languages", "all"), f"sources.{NAME}.languages")
     return record_read(res, raw)  # unreadable rows are dialogues too

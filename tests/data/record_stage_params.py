@@ -3,8 +3,9 @@ the demo and the paper config; recorded on commit 5423dc9, before LLMCall and th
 root: ``python3 tests/data/record_stage_params.py > tests/data/stage_params.json``. A deliberate
 params change (it reruns those stages) records them again. Re-recorded once when the templates moved
 into the package: only the `template` values changed (config/templates/x.txt -> builtin:x.txt; same
-content hashes, so the rerun is answered from the LLM cache); and when the report gained eval.report.lc
-(method and difficulty: the report reruns, no LLM call)."""
+content hashes, so the rerun is answered from the LLM cache); when the report gained eval.report.lc
+(method and difficulty: the report reruns, no LLM call); and when sft gained language_mismatch and
+languages (issue 21: the SFT stage reruns, no LLM call)."""
 
 import json
 
@@ -20,11 +21,13 @@ def stage_params() -> dict:
     out = {}
     for name, paths in CONFIGS.items():
         c = load_config(*paths)
-        d = out[name] = {"critique": CritiqueSettings.from_config(c).canonical(),
-                         "estimate": CritiqueEstimateSettings.from_config(c).canonical(),
-                         "sft": SFTSettings.from_config(c).canonical(),
-                         "judge": JudgeSettings.from_config(c).canonical(),
-                         "report": ReportSettings.from_config(c).canonical()}
+        d = out[name] = {
+            "critique": CritiqueSettings.from_config(c).canonical(),
+            "estimate": CritiqueEstimateSettings.from_config(c).canonical(),
+            "sft": SFTSettings.from_config(c).canonical(),
+            "judge": JudgeSettings.from_config(c).canonical(),
+            "report": ReportSettings.from_config(c).canonical(),
+        }
         ts = next(iter(c["eval"]["testsets"]))
         for t, cfg in c["eval"]["targets"].items():
             if cfg["kind"] == "endpoint" and cfg["endpoint"]:

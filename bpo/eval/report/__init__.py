@@ -9,15 +9,24 @@ stand-in, the plots' titles and the summaries say so.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from bpo.atomic import write_json, write_text
+from bpo.eval.lc_difficulty import report_difficulty
 from bpo.eval.report.plots import compare_plot, winrate_plot
 from bpo.eval.report.summary import Summary
-from bpo.eval.lc_difficulty import report_difficulty
-from bpo.eval.report.tables import (STANDIN_NOTE, backends, cell_rows, group_by, intrinsic_metrics, rows_of,
-                                   valid_pairs)
+from bpo.eval.report.tables import (
+    STANDIN_NOTE,
+    backends,
+    cell_rows,
+    group_by,
+    intrinsic_metrics,
+    is_overall,
+    item_languages,
+    rows_of,
+    valid_pairs,
+)
 from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES, write_table
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import NO_CALL
@@ -56,15 +65,27 @@ def build_report(
             if a is None:
                 raise ValueError(f"{j_path}: no answers for optimizer/test set/target {'/'.join(key)} among the inputs")
             if {r["item_id"] for r in cell_j} != {r["item_id"] for r in a}:
-                raise ValueError(f"{j_path} and the answers of {'/'.join(key)} cover different items: "
-                                 "were they produced from the same answers?")
+                raise ValueError(
+                    f"{j_path} and the answers of {'/'.join(key)} cover different items: "
+                    "were they produced from the same answers?"
+                )
             cells.append((key, cell_j, a))
     # eval.report.lc.method alpacaeval: item difficulty per test set, from every cell that shares it
-    difficulty = {} if settings.lc.method == "length_only" else report_difficulty(
-        {key: valid_pairs(cell_j, {r["item_id"]: r for r in a}) for key, cell_j, a in cells}, settings.lc)
+    difficulty = (
+        {}
+        if settings.lc.method == "length_only"
+        else report_difficulty(
+            {key: valid_pairs(cell_j, {r["item_id"]: r for r in a}) for key, cell_j, a in cells}, settings.lc
+        )
+    )
+    languages: dict[str, dict[str, str]] = {}  # test set -> item id -> language of its instruction
+    for (_, testset), o in optimizer_cells.items():
+        languages.setdefault(testset, {}).update(item_languages(o))
     rows, no_call_ties = [], 0
     for key, cell_j, a in cells:
-        rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]))
+        rows += cell_rows(
+            cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]), languages.get(key[1])
+        )
         no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in cell_j)
     table = write_table(rows, out_table, WINRATES).to_pylist()
 
@@ -75,7 +96,7 @@ def build_report(
             intrinsic.setdefault(opt, {})[testset] = metrics
     write_json(intrinsic, out_intrinsic, indent=2, sort_keys=True, ensure_ascii=True)
 
-    overall = [r for r in table if r["category"] is None]
+    overall = [r for r in table if is_overall(r)]
     judge_backends = backends(r["backend"] for r in table)
     note = STANDIN_NOTE if STANDIN in judge_backends else None
     winrate_plot(overall, Path(out_plot), note)

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bpo.eval.lc_difficulty import lc_method_note
-from bpo.eval.report.tables import backends
+from bpo.eval.report.tables import backends, is_overall
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, SINGLE_RANDOM
 from bpo.vocab import STANDIN_BACKEND as STANDIN
@@ -50,16 +50,22 @@ class _Table:
 
     def markdown(self) -> list[str]:
         align = ["---:" if i in self.right else "---" for i in range(len(self.headers))]
-        return ["| " + " | ".join(self.headers) + " |", "|" + "|".join(align) + "|",
-                *("| " + " | ".join(r) + " |" for r in self.rows)]
+        return [
+            "| " + " | ".join(self.headers) + " |",
+            "|" + "|".join(align) + "|",
+            *("| " + " | ".join(r) + " |" for r in self.rows),
+        ]
 
     def html(self) -> str:
         def cells(tag, values):
-            return "".join(f"<{tag}{' class=num' if i in self.right else ''}>{html.escape(v)}</{tag}>"
-                           for i, v in enumerate(values))
+            return "".join(
+                f"<{tag}{' class=num' if i in self.right else ''}>{html.escape(v)}</{tag}>"
+                for i, v in enumerate(values)
+            )
 
-        body = "".join(f"<tr{' class=standin' if flag else ''}>{cells('td', r)}</tr>"
-                       for r, flag in zip(self.rows, self.flagged))
+        body = "".join(
+            f"<tr{' class=standin' if flag else ''}>{cells('td', r)}</tr>" for r, flag in zip(self.rows, self.flagged)
+        )
         return f"<table><thead><tr>{cells('th', self.headers)}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -69,7 +75,7 @@ class Summary:
     def __init__(self, table, optimizer_cells, intrinsic, settings: ReportSettings, no_call_ties: int):
         self.table, self.optimizer_cells, self.intrinsic = table, optimizer_cells, intrinsic
         self.settings, self.no_call_ties = settings, no_call_ties
-        self.overall = [r for r in table if r["category"] is None]
+        self.overall = [r for r in table if is_overall(r)]
         self.judge_backends = backends(r["backend"] for r in table)
         self.answer_backends = backends(r["answer_backend"] for r in table)
 
@@ -78,19 +84,25 @@ class Summary:
     def banners(self) -> list[str]:
         out = []
         if STANDIN in self.judge_backends:
-            out.append("The verdicts in this report come from the offline stand-in, not from a model. The stand-in "
-                       "(backend: standin) is a deterministic text generator that lets the workflow run without an "
-                       "API. Its win rates say nothing about the optimizer or the prompts; they only show that every "
-                       "stage ran. Point eval.judge.endpoint at a real model for meaningful numbers. Rows whose "
-                       "backend columns say standin are marked.")
+            out.append(
+                "The verdicts in this report come from the offline stand-in, not from a model. The stand-in "
+                "(backend: standin) is a deterministic text generator that lets the workflow run without an "
+                "API. Its win rates say nothing about the optimizer or the prompts; they only show that every "
+                "stage ran. Point eval.judge.endpoint at a real model for meaningful numbers. Rows whose "
+                "backend columns say standin are marked."
+            )
         standin_targets = sorted({r["target"] for r in self.overall if STANDIN in r["answer_backend"].split("+")})
         if standin_targets:
-            out.append(f"The answers of target(s) {', '.join(standin_targets)} also come from the offline stand-in, "
-                       "not from a model.")
+            out.append(
+                f"The answers of target(s) {', '.join(standin_targets)} also come from the offline stand-in, "
+                "not from a model."
+            )
         for opt, testsets in self._unusable_optimizers().items():
-            out.append(f"The output of optimizer '{opt}' was unusable for every prompt of {', '.join(testsets)}: "
-                       "each original prompt was compared with itself, so those rows say nothing about prompt "
-                       "optimization.")
+            out.append(
+                f"The output of optimizer '{opt}' was unusable for every prompt of {', '.join(testsets)}: "
+                "each original prompt was compared with itself, so those rows say nothing about prompt "
+                "optimization."
+            )
         return out
 
     def _unusable_optimizers(self) -> dict[str, list[str]]:
@@ -107,16 +119,21 @@ class Summary:
         if self.judge_backends:
             judge_line = f"Judge: {judges} (backend: {', '.join(sorted(self.judge_backends))})"
         else:
-            judge_line = (f"Judge: {judges}, but no pair needed a judge call (identical answers are ties, "
-                          "missing ones invalid)")
+            judge_line = (
+                f"Judge: {judges}, but no pair needed a judge call (identical answers are ties, missing ones invalid)"
+            )
         protocols = {p for r in self.table for p in r["protocol"].split("+")}
         out = [f"{judge_line}; target answers from backend(s): {', '.join(sorted(self.answer_backends)) or 'none'}."]
         if BOTH_ORDERS in protocols:
-            out.append("Protocol both_orders: each pair is judged twice, once with each answer shown first; agreeing "
-                       "verdicts count, disagreeing verdicts count as a tie (MT-bench convention).")
+            out.append(
+                "Protocol both_orders: each pair is judged twice, once with each answer shown first; agreeing "
+                "verdicts count, disagreeing verdicts count as a tie (MT-bench convention)."
+            )
         if SINGLE_RANDOM in protocols:
-            out.append("Protocol single_random (the BPO paper's): each pair is judged once, in a seeded random "
-                       "order; position consistency cannot be measured.")
+            out.append(
+                "Protocol single_random (the BPO paper's): each pair is judged once, in a seeded random "
+                "order; position consistency cannot be measured."
+            )
         if self.no_call_ties:
             out.append(f"{self.no_call_ties} pair(s) had identical answers and count as ties without a judge call.")
         out += [
@@ -140,42 +157,85 @@ class Summary:
         return _Table(["role", "name", "model", "runs as", "real model"], rows, set(), [m.real is False for m in roles])
 
     def main_table(self) -> _Table:
-        headers = ["optimizer", "test set", "target", "n", "win / tie / lose %", "ΔWR [CI]", "LC ΔWR [CI]",
-                   "position consistency %", "words original → optimized", "invalid", "fallbacks",
-                   "judge backend", "answers backend"]
+        headers = [
+            "optimizer",
+            "test set",
+            "target",
+            "n",
+            "win / tie / lose %",
+            "ΔWR [CI]",
+            "LC ΔWR [CI]",
+            "position consistency %",
+            "words original → optimized",
+            "invalid",
+            "fallbacks",
+            "judge backend",
+            "answers backend",
+        ]
         rows, flagged = [], []
         for r in self.overall:
-            invalid = {"missing answer": r["n_missing_answer"], "judge call failed": r["n_judge_failed"],
-                       "unparseable": r["n_unparseable"]}
-            invalid_text = str(r["n_invalid"]) + (f" ({_reasons({k: v for k, v in invalid.items() if v})})"
-                                                  if r["n_invalid"] else "")
+            invalid = {
+                "missing answer": r["n_missing_answer"],
+                "judge call failed": r["n_judge_failed"],
+                "unparseable": r["n_unparseable"],
+            }
+            invalid_text = str(r["n_invalid"]) + (
+                f" ({_reasons({k: v for k, v in invalid.items() if v})})" if r["n_invalid"] else ""
+            )
             fallback_text = str(r["n_fallback"]) + (f" ({_reasons(r['fallback_reasons'])})" if r["n_fallback"] else "")
-            rows.append([
-                r["optimizer"], r["testset"], r["target"], str(r["n"]),
-                f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
-                interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
-                interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
-                fmt(r["position_consistency"]),
-                f"{fmt(r['mean_len_original'], 0)} → {fmt(r['mean_len_optimized'], 0)}",
-                invalid_text, fallback_text, _backend_label(r["backend"]), _backend_label(r["answer_backend"]),
-            ])
+            rows.append(
+                [
+                    r["optimizer"],
+                    r["testset"],
+                    r["target"],
+                    str(r["n"]),
+                    f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
+                    interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
+                    interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
+                    fmt(r["position_consistency"]),
+                    f"{fmt(r['mean_len_original'], 0)} → {fmt(r['mean_len_optimized'], 0)}",
+                    invalid_text,
+                    fallback_text,
+                    _backend_label(r["backend"]),
+                    _backend_label(r["answer_backend"]),
+                ]
+            )
             flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
         return _Table(headers, rows, {3, 7}, flagged)
 
-    def category_table(self) -> _Table | None:
+    def breakdown_table(self, column: str) -> _Table | None:
+        """The rows of one breakdown (``category`` or ``language``), or None when there are none."""
         rows, flagged = [], []
         for r in self.table:
-            if r["category"] is None:
+            if r.get(column) is None:
                 continue
-            rows.append([r["optimizer"], r["testset"], r["target"], r["category"], str(r["n"]), str(r["n_invalid"]),
-                         f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
-                         interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
-                         interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"])])
+            rows.append(
+                [
+                    r["optimizer"],
+                    r["testset"],
+                    r["target"],
+                    r[column],
+                    str(r["n"]),
+                    str(r["n_invalid"]),
+                    f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
+                    interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
+                    interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
+                ]
+            )
             flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
         if not rows:
             return None
-        headers = ["optimizer", "test set", "target", "category", "n", "invalid", "win / tie / lose %", "ΔWR [CI]",
-                   "LC ΔWR [CI]"]
+        headers = [
+            "optimizer",
+            "test set",
+            "target",
+            column,
+            "n",
+            "invalid",
+            "win / tie / lose %",
+            "ΔWR [CI]",
+            "LC ΔWR [CI]",
+        ]
         return _Table(headers, rows, {4, 5}, flagged)
 
     def optimizer_table(self) -> _Table:
@@ -184,42 +244,99 @@ class Summary:
             reasons = Counter(r["fallback_reason"] for r in o if r["fallback_reason"] is not None)
             kept = sum(reasons.values())
             rows.append([opt, testset, str(len(o)), str(len(o) - kept), _reasons(reasons) or "–"])
-        return _Table(["optimizer", "test set", "prompts", "rewritten", "kept original (reason: count)"], rows,
-                      {2, 3}, [False] * len(rows))
+        return _Table(
+            ["optimizer", "test set", "prompts", "rewritten", "kept original (reason: count)"],
+            rows,
+            {2, 3},
+            [False] * len(rows),
+        )
 
     def intrinsic_table(self) -> _Table | None:
         rows = []
         for opt, testsets in self.intrinsic.items():
             for name, m in testsets.items():
-                rows.append([opt, name, str(m["n"]), *(fmt(m[k], 3) for k in (
-                    "token_f1", "rouge_l", "exact_match", "baseline_token_f1", "baseline_rouge_l", "unchanged",
-                    "fallback"))])
+                rows.append(
+                    [
+                        opt,
+                        name,
+                        str(m["n"]),
+                        *(
+                            fmt(m[k], 3)
+                            for k in (
+                                "token_f1",
+                                "rouge_l",
+                                "exact_match",
+                                "baseline_token_f1",
+                                "baseline_rouge_l",
+                                "unchanged",
+                                "fallback",
+                            )
+                        ),
+                    ]
+                )
         if not rows:
             return None
-        headers = ["optimizer", "test set", "n", "token-F1", "ROUGE-L", "exact", "baseline token-F1",
-                   "baseline ROUGE-L", "unchanged", "fallback"]
+        headers = [
+            "optimizer",
+            "test set",
+            "n",
+            "token-F1",
+            "ROUGE-L",
+            "exact",
+            "baseline token-F1",
+            "baseline ROUGE-L",
+            "unchanged",
+            "fallback",
+        ]
         return _Table(headers, rows, set(range(2, 10)), [False] * len(rows))
 
     def sections(self) -> list[tuple[str, list[str], _Table | None]]:
         """(heading, paragraphs, table) in reading order; the first heading is the title."""
-        category = self.category_table()
+        category = self.breakdown_table("category")
+        language = self.breakdown_table("language")
         intrinsic = self.intrinsic_table()
         out = [
-            ("BPO evaluation: answers to optimized prompts vs answers to the original prompts",
-             ["The models behind these numbers: which are real and which are the offline stand-in."],
-             self.models_table()),
+            (
+                "BPO evaluation: answers to optimized prompts vs answers to the original prompts",
+                ["The models behind these numbers: which are real and which are the offline stand-in."],
+                self.models_table(),
+            ),
             ("Win rates", self.method(), self.main_table()),
         ]
         if category is not None:
-            out.append(("Per category", ["The same figures for each category of the test sets that have one."],
-                        category))
-        out.append(("Optimizer", ["How often each optimizer's rewrite was used; a kept original prompt is a "
-                                  "fallback, with its reason."], self.optimizer_table()))
+            out.append(
+                ("Per category", ["The same figures for each category of the test sets that have one."], category)
+            )
+        if language is not None:
+            out.append(
+                (
+                    "Per language",
+                    [
+                        "The same figures for each language of the test sets that have more than "
+                        "one (the language of the original prompt, identified by bpo.language; "
+                        "und: too short or mixed to tell)."
+                    ],
+                    language,
+                )
+            )
+        out.append(
+            (
+                "Optimizer",
+                ["How often each optimizer's rewrite was used; a kept original prompt is a fallback, with its reason."],
+                self.optimizer_table(),
+            )
+        )
         if intrinsic is not None:
-            out.append(("Similarity to reference rewrites", [
-                "Where a test set ships reference optimized prompts (BPO test), the optimizer's output is scored "
-                "against them (lower-cased word tokens). Baseline: the original prompt scored the same way."],
-                intrinsic))
+            out.append(
+                (
+                    "Similarity to reference rewrites",
+                    [
+                        "Where a test set ships reference optimized prompts (BPO test), the optimizer's output is scored "
+                        "against them (lower-cased word tokens). Baseline: the original prompt scored the same way."
+                    ],
+                    intrinsic,
+                )
+            )
         return out
 
     # -- renderings ----------------------------------------------------------------------------
@@ -238,11 +355,13 @@ class Summary:
         return "\n".join(out).rstrip("\n") + "\n"
 
     def html(self) -> str:
-        parts = ["<!DOCTYPE html><html><head><meta charset=utf-8><title>BPO evaluation</title><style>"
-                 "body{font-family:sans-serif;font-size:14px;margin:1em}table{border-collapse:collapse;margin:.5em 0}"
-                 "td,th{border:1px solid #bbb;padding:3px 6px}th{background:#eee}.num{text-align:right}"
-                 "tr.standin td{background:#fff3cd}.banner{background:#fff3cd;border:1px solid #c9a227;"
-                 "padding:.5em;font-weight:bold}</style></head><body>"]
+        parts = [
+            "<!DOCTYPE html><html><head><meta charset=utf-8><title>BPO evaluation</title><style>"
+            "body{font-family:sans-serif;font-size:14px;margin:1em}table{border-collapse:collapse;margin:.5em 0}"
+            "td,th{border:1px solid #bbb;padding:3px 6px}th{background:#eee}.num{text-align:right}"
+            "tr.standin td{background:#fff3cd}.banner{background:#fff3cd;border:1px solid #c9a227;"
+            "padding:.5em;font-weight:bold}</style></head><body>"
+        ]
         for i, (heading, paragraphs, table) in enumerate(self.sections()):
             parts.append(f"<h{1 if i == 0 else 2}>{html.escape(heading)}</h{1 if i == 0 else 2}>")
             if i == 0:

@@ -10,13 +10,14 @@ valid pairs.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from bpo.eval.intrinsic import similarity_summary
 from bpo.eval.length_control import OUTCOME_PREFERENCE, length_controlled
 from bpo.eval.testsets import render_question
 from bpo.eval.verdicts import combine_orders
 from bpo.eval.winrates import bootstrap_delta_interval, count_outcomes, mean_words, position_consistency, win_rates
+from bpo.language import UNDETERMINED, detect
 from bpo.schemas import read_table
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, NO_CALL
@@ -46,8 +47,10 @@ def invalid_breakdown(judgments: list[dict]) -> dict[str, int]:
     for rec in judgments:
         if rec["outcome"] != "invalid":
             continue
-        no_reply = (rec["verdict_optimized_first"] is None and rec["raw_optimized_first"] is None,
-                    rec["verdict_original_first"] is None and rec["raw_original_first"] is None)
+        no_reply = (
+            rec["verdict_optimized_first"] is None and rec["raw_optimized_first"] is None,
+            rec["verdict_original_first"] is None and rec["raw_original_first"] is None,
+        )
         failed = all(no_reply) if rec["protocol"] != BOTH_ORDERS else any(no_reply)
         if rec["backend"] == NO_CALL:
             counts["missing answer"] += 1
@@ -66,15 +69,22 @@ def valid_pairs(judgments: list[dict], answers: dict[str, dict]) -> list[tuple[s
             continue
         a = answers[r["item_id"]]
         if not (isinstance(a["answer_optimized"], str) and isinstance(a["answer_original"], str)):
-            raise ValueError(f"{r['optimizer']}/{r['testset']}/{r['target']} item {r['item_id']}: judged "
-                             f"'{r['outcome']}' but an answer is missing; judgments and answers disagree")
-        pairs.append((r["item_id"], OUTCOME_PREFERENCE[r["outcome"]], len(a["answer_optimized"]),
-                      len(a["answer_original"])))
+            raise ValueError(
+                f"{r['optimizer']}/{r['testset']}/{r['target']} item {r['item_id']}: judged "
+                f"'{r['outcome']}' but an answer is missing; judgments and answers disagree"
+            )
+        pairs.append(
+            (r["item_id"], OUTCOME_PREFERENCE[r["outcome"]], len(a["answer_optimized"]), len(a["answer_original"]))
+        )
     return pairs
 
 
-def _length_controlled(judgments: list[dict], answers: dict[str, dict], settings: ReportSettings,
-                       difficulty: Mapping[str, float] | None = None):
+def _length_controlled(
+    judgments: list[dict],
+    answers: dict[str, dict],
+    settings: ReportSettings,
+    difficulty: Mapping[str, float] | None = None,
+):
     """LC ΔWR over the valid pairs (answer lengths in characters), or None below lc_min_pairs;
     ``difficulty`` by item id for eval.report.lc.method alpacaeval."""
     if sum(r["outcome"] != "invalid" for r in judgments) < settings.lc_min_pairs:
@@ -83,18 +93,34 @@ def _length_controlled(judgments: list[dict], answers: dict[str, dict], settings
     if settings.lc.method != "length_only" and difficulty is None:
         raise ValueError(f"eval.report.lc.method {settings.lc.method}: no item difficulty given for this row")
     d = None if settings.lc.method == "length_only" else [difficulty[i] for i in items]
-    return length_controlled(prefs, optimized, original, samples=settings.bootstrap_samples, seed=settings.seed,
-                             confidence=settings.confidence, difficulty=d)
+    return length_controlled(
+        prefs,
+        optimized,
+        original,
+        samples=settings.bootstrap_samples,
+        seed=settings.seed,
+        confidence=settings.confidence,
+        difficulty=d,
+    )
 
 
-def winrate_row(judgments: list[dict], answers: dict[str, dict], optimized: list[dict], settings: ReportSettings, *,
-                category: str | None, difficulty: Mapping[str, float] | None = None) -> dict:
+def winrate_row(
+    judgments: list[dict],
+    answers: dict[str, dict],
+    optimized: list[dict],
+    settings: ReportSettings,
+    *,
+    category: str | None,
+    difficulty: Mapping[str, float] | None = None,
+    language: str | None = None,
+) -> dict:
     """One WINRATES row from the judgments of one (optimizer, test set, target[, category]);
     ``answers`` by item id, ``optimized``: the optimizer's rows for the same items."""
     outcomes = [r["outcome"] for r in judgments]
     rates, counts = win_rates(outcomes), count_outcomes(outcomes)
-    low, high = bootstrap_delta_interval(outcomes, samples=settings.bootstrap_samples, seed=settings.seed,
-                                         confidence=settings.confidence)
+    low, high = bootstrap_delta_interval(
+        outcomes, samples=settings.bootstrap_samples, seed=settings.seed, confidence=settings.confidence
+    )
     lc = _length_controlled(judgments, answers, settings, difficulty)
     # Consistency only over pairs the judge actually saw in both orders.
     consistency = position_consistency(
@@ -112,6 +138,7 @@ def winrate_row(judgments: list[dict], answers: dict[str, dict], optimized: list
         "target": first["target"],
         "judge_model": "+".join(sorted({r["judge_model"] for r in judgments})),
         "category": category,
+        "language": language,
         "protocol": "+".join(sorted({r["protocol"] for r in judgments})),
         "n": rates.n,
         "n_invalid": rates.n_invalid,
@@ -141,16 +168,41 @@ def winrate_row(judgments: list[dict], answers: dict[str, dict], optimized: list
     }
 
 
-def cell_rows(judgments: list[dict], answers: list[dict], optimized: list[dict], settings: ReportSettings,
-              difficulty: Mapping[str, float] | None = None) -> list[dict]:
-    """The overall row of one (optimizer, test set, target), then one row per category."""
+def cell_rows(
+    judgments: list[dict],
+    answers: list[dict],
+    optimized: list[dict],
+    settings: ReportSettings,
+    difficulty: Mapping[str, float] | None = None,
+    languages: Mapping[str, str] | None = None,
+) -> list[dict]:
+    """The overall row of one (optimizer, test set, target), then one row per category, then,
+    where the test set's items are in more than one language (``languages``: item id -> ISO
+    639-1 code), one row per language."""
     by_item = {r["item_id"]: r for r in answers}
     rows = [winrate_row(judgments, by_item, optimized, settings, category=None, difficulty=difficulty)]
     for category in sorted({r["category"] for r in judgments if r["category"] is not None}):
         j = [r for r in judgments if r["category"] == category]
         o = [r for r in optimized if r["category"] == category]
         rows.append(winrate_row(j, by_item, o, settings, category=category, difficulty=difficulty))
+    languages = languages or {}
+    lang_of = {r["item_id"]: languages.get(r["item_id"], UNDETERMINED) for r in judgments}
+    if len(set(lang_of.values())) > 1:  # a one-language test set: its overall row says it all
+        for lang in sorted(set(lang_of.values())):
+            j = [r for r in judgments if lang_of[r["item_id"]] == lang]
+            o = [r for r in optimized if languages.get(r["item_id"], UNDETERMINED) == lang]
+            rows.append(winrate_row(j, by_item, o, settings, category=None, difficulty=difficulty, language=lang))
     return rows
+
+
+def item_languages(optimized: Iterable[Mapping]) -> dict[str, str]:
+    """Item id -> the language of its original instruction (bpo.language; "und" when unclear)."""
+    return {r["item_id"]: detect(r["instruction"]) for r in optimized}
+
+
+def is_overall(row: Mapping) -> bool:
+    """A row over every item of its cell (not a category's or a language's)."""
+    return row["category"] is None and row.get("language") is None
 
 
 def intrinsic_metrics(optimized: list[dict]) -> dict | None:
