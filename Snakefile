@@ -8,6 +8,15 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# One path segment per wildcard, for every rule; rules narrow a wildcard further where only some
+# names fit (e.g. optimize_identity takes only the identity optimizers).
+wildcard_constraints:
+    testset="[^/]+",
+    optimizer="[^/]+",
+    target="[^/]+",
+    filename="[^/]+",
+
+
 report: "report/workflow.rst"
 
 
@@ -22,6 +31,6 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

@@ -78,8 +78,11 @@ def main() -> None:
     if not board_path.is_file():
         raise SystemExit(f"{board_path}: no leaderboard; see this script's docstring for where to get it")
     with open(board_path, newline="") as fh:
-        board = {r[""]: float(r["length_controlled_winrate"]) for r in csv.DictReader(fh)
-                 if r.get("length_controlled_winrate")}
+        board = {
+            r[""]: float(r["length_controlled_winrate"])
+            for r in csv.DictReader(fh)
+            if r.get("length_controlled_winrate")
+        }
     data = {m: d for m in sorted(board) if m != BASELINE and (d := load(args.folder, m)) is not None}
     if len(data) < 2:
         raise SystemExit(f"{args.folder}: fewer than 2 models with annotations and a leaderboard row")
@@ -103,23 +106,35 @@ def main() -> None:
             ours["published θ"] = published_slope_lc(y, diff, d, slopes[model])
             errors["published θ"].append(abs(ours["published θ"] - board[model]))
         for method in ("alpacaeval", "length_only"):
-            lc = length_controlled(y, diff, np.zeros_like(diff), samples=1, seed=0,
-                                   difficulty=d if method == "alpacaeval" else None,
-                                   gamed=gamed if method == "alpacaeval" else ())
+            lc = length_controlled(
+                y,
+                diff,
+                np.zeros_like(diff),
+                samples=1,
+                seed=0,
+                difficulty=d if method == "alpacaeval" else None,
+                gamed=gamed if method == "alpacaeval" else (),
+            )
             ours[method] = (lc.delta_wr + 100.0) / 2.0
             errors[method].append(abs(ours[method] - board[model]))
-        print(f"{model:40s} {board[model]:6.1f} {ours['alpacaeval']:10.1f} {ours['length_only']:11.1f} "
-              f"{ours.get('published θ', float('nan')):11.1f}")
-    print(f"\n{len(data)} models; joint difficulty over {sum(len(v[0]) for v in data.values())} pairs, "
-          f"{len(difficulty)} items, ridge {args.ridge}: {joint_s:.1f} s CPU; gamed baselines: "
-          f"{len(gamed)} ({'regularised' if gamed else 'absent, no regularisation'})")
+        print(
+            f"{model:40s} {board[model]:6.1f} {ours['alpacaeval']:10.1f} {ours['length_only']:11.1f} "
+            f"{ours.get('published θ', float('nan')):11.1f}"
+        )
+    print(
+        f"\n{len(data)} models; joint difficulty over {sum(len(v[0]) for v in data.values())} pairs, "
+        f"{len(difficulty)} items, ridge {args.ridge}: {joint_s:.1f} s CPU; gamed baselines: "
+        f"{len(gamed)} ({'regularised' if gamed else 'absent, no regularisation'})"
+    )
     for method, err in errors.items():
         if not err:
             print(f"{method:12s} no published weights file ({WEIGHTS})")
             continue
         e = np.asarray(err)
-        print(f"{method:12s} MAE {e.mean():5.2f}  max {e.max():5.2f}  within {WITHIN}: "
-              f"{np.mean(e <= WITHIN) * 100:5.1f} % ({int(np.sum(e <= WITHIN))}/{len(e)})")
+        print(
+            f"{method:12s} MAE {e.mean():5.2f}  max {e.max():5.2f}  within {WITHIN}: "
+            f"{np.mean(e <= WITHIN) * 100:5.1f} % ({int(np.sum(e <= WITHIN))}/{len(e)})"
+        )
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from bpo.browse import build_browse  # noqa: E402
-
 from browse_fixture import write_artifacts  # noqa: E402
 from headless import chromium, missing_reason, wait_state  # noqa: E402
+
+from bpo.browse import build_browse  # noqa: E402
 
 PAPER_TESTSETS = {"vicuna_eval": 80, "self_instruct": 252, "dolly_eval": 200, "bpo_test": 200}
 OPTIMIZERS = ["trained", "thudm_bpo", "llm_rewrite", "identity"]
@@ -61,8 +61,9 @@ def main() -> int:
         root = Path(args.keep or tmp)
         sizes = {ts: max(1, round(n * args.scale)) for ts, n in PAPER_TESTSETS.items()}
         t0 = time.perf_counter()
-        paths = write_artifacts(root, sizes, OPTIMIZERS, TARGETS, layout="new", seed=0,
-                                answer_words=(150, 400), rationale_words=(60, 200))
+        paths = write_artifacts(
+            root, sizes, OPTIMIZERS, TARGETS, layout="new", seed=0, answer_words=(150, 400), rationale_words=(60, 200)
+        )
         t1 = time.perf_counter()
         html = root / "browse.html"
         size = build_browse(paths["optimized"], paths["answers"], paths["judgments"], [], html)
@@ -87,10 +88,14 @@ def main() -> int:
                 filters.append(driver.execute_script(FILTER_JS))
                 searches.append(driver.execute_script(SEARCH_JS, "tasto"))
         med = statistics.median
-        print(f"load time (median of {args.loads}, from navigation start): data decoded {med(decoded):.0f} ms, "
-              f"first page of rows rendered {med(rendered):.0f} ms")
-        print(f"filter outcome=lose: {med(f[0] for f in filters):.0f} ms ({filters[0][1]} rows); "
-              f"search over all rows: {med(s[0] for s in searches):.0f} ms ({searches[0][1]} rows match)")
+        print(
+            f"load time (median of {args.loads}, from navigation start): data decoded {med(decoded):.0f} ms, "
+            f"first page of rows rendered {med(rendered):.0f} ms"
+        )
+        print(
+            f"filter outcome=lose: {med(f[0] for f in filters):.0f} ms ({filters[0][1]} rows); "
+            f"search over all rows: {med(s[0] for s in searches):.0f} ms ({searches[0][1]} rows match)"
+        )
     return 0
 
 

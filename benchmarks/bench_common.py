@@ -1,4 +1,4 @@
-"""Synthetic SFT data for the training/inference benchmarks (written for this project).
+"""Shared benchmark parts: synthetic SFT data (written for this project) and the loopback upstream.
 
 Example lengths are spread over the range the issue asks for (prompt + rewrite of 20-300
 tokens), so padding waste is what real BPO data of mixed sources would show.
@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 WORDS = (
     "please explain describe the a of and to in how why what which give list write story poem "
@@ -42,3 +47,18 @@ def write_pairs(path: Path, n: int, seed: int = 0) -> Path:
 
     write_table(synthetic_pairs(n, seed), path, SFT)
     return path
+
+
+def start_loopback(port_file: Path, latency: float | None = None) -> tuple[subprocess.Popen, str]:
+    """tests/loopback_server.py (echo responder, nothing recorded) in its own process; its base URL
+    without ``/v1``. ``latency``: seconds before each reply (none when None)."""
+    cmd = [sys.executable, str(REPO / "tests" / "loopback_server.py"), "--responder", "echo", "--no-record"]
+    if latency is not None:
+        cmd += ["--latency", str(latency)]
+    proc = subprocess.Popen([*cmd, "--port-file", str(port_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not port_file.exists():
+        if proc.poll() is not None or time.time() - t0 > 30:
+            raise SystemExit("loopback server did not start")
+        time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{int(port_file.read_text())}"

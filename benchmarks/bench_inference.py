@@ -82,12 +82,21 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rows = synthetic_pairs(args.prompts, seed=1)
     prompts = [r["prompt"] + " " + r["optimized_prompt"] for r in rows]  # 20-300 words of user prompt
-    decode = GenerationSettings(engine="auto", temperature=0.6, top_p=0.9, max_new_tokens=args.max_new_tokens,
-                                batch_size=1, seed=0, greedy=False)
+    decode = GenerationSettings(
+        engine="auto",
+        temperature=0.6,
+        top_p=0.9,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=1,
+        seed=0,
+        greedy=False,
+    )
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     # (label, engine, batch size); the first is the baseline
-    modes = [("one at a time (generate)", "hf-generate", 1), (f"generate, static batches of {max(sizes)}",
-                                                               "hf-generate", max(sizes))]
+    modes = [
+        ("one at a time (generate)", "hf-generate", 1),
+        (f"generate, static batches of {max(sizes)}", "hf-generate", max(sizes)),
+    ]
     modes += [(f"lean loop, batch {b}", "lean", b) for b in sizes]
     summary = []
     real = args.model is not None
@@ -95,11 +104,15 @@ def main() -> None:
         lens = sorted(len(tok(p, add_special_tokens=False).input_ids) for p in prompts)
         for engine in ("hf-generate", "lean"):  # load + warm up both code paths
             optimize_prompts(folder, prompts[:2], decode.replace(batch_size=2, engine=engine))
-        print(f"model: {description}, weights {load_optimizer(folder).resolved_dtype} (dtype auto), "
-              f"torch threads {torch.get_num_threads()}")
-        print(f"  {len(prompts)} prompts of {lens[0]}-{lens[-1]} tokens (median {lens[len(lens) // 2]}) "
-              f"+ template; top-p 0.9, temperature 0.6, up to {args.max_new_tokens} new tokens"
-              + (f", EOS made likely (rate {args.eos_rate})" if args.eos_rate else ""))
+        print(
+            f"model: {description}, weights {load_optimizer(folder).resolved_dtype} (dtype auto), "
+            f"torch threads {torch.get_num_threads()}"
+        )
+        print(
+            f"  {len(prompts)} prompts of {lens[0]}-{lens[-1]} tokens (median {lens[len(lens) // 2]}) "
+            f"+ template; top-p 0.9, temperature 0.6, up to {args.max_new_tokens} new tokens"
+            + (f", EOS made likely (rate {args.eos_rate})" if args.eos_rate else "")
+        )
         times: dict[str, list[float]] = {label: [] for label, _, _ in modes}
         work: dict[str, list[int]] = {label: [] for label, _, _ in modes}  # prompts or output tokens
         for rep in range(args.repeats):
@@ -110,9 +123,11 @@ def main() -> None:
                 out_tokens = sum(len(tok(r.raw or "", add_special_tokens=False).input_ids) for r in res)
                 times[label].append(dt)
                 work[label].append(out_tokens if args.eos_rate or real else len(prompts))
-                print(f"  run {rep + 1} {label:34s}: {len(prompts) / dt:7.2f} prompts/s, "
-                      f"~{out_tokens / dt:7.0f} output tokens/s ({dt:.1f} s, mean output "
-                      f"{out_tokens / len(res):.0f} tokens)")
+                print(
+                    f"  run {rep + 1} {label:34s}: {len(prompts) / dt:7.2f} prompts/s, "
+                    f"~{out_tokens / dt:7.0f} output tokens/s ({dt:.1f} s, mean output "
+                    f"{out_tokens / len(res):.0f} tokens)"
+                )
         # With EOS, sampled output lengths differ between modes: compare output tokens/s.
         rate = {label: max(work[label][i] / t for i, t in enumerate(times[label])) for label in times}
         for label, _, _ in modes[1:]:
@@ -122,8 +137,10 @@ def main() -> None:
     for name, label, fast, slow in summary:
         print(f"{name:>6s}  {label:34s}  {fast:15.1f}  {slow:13.1f}  {fast / slow:7.1f}x")
     best = max((r for r in summary if r[1].startswith("lean")), key=lambda r: r[2] / r[3])
-    print(f"RESULT inference {unit}: best batched/one-at-a-time {best[2] / best[3]:.1f}x ({best[0]} model, {best[1]}); "
-          f"target >= {6 if real else 8}x")
+    print(
+        f"RESULT inference {unit}: best batched/one-at-a-time {best[2] / best[3]:.1f}x ({best[0]} model, {best[1]}); "
+        f"target >= {6 if real else 8}x"
+    )
 
 
 def _models(args, prompts, decode):
@@ -135,18 +152,28 @@ def _models(args, prompts, decode):
         from bpo.prompt_format import read_format_record
 
         cfg = AutoConfig.from_pretrained(args.model)
-        yield (Path(args.model).name, args.model, AutoTokenizer.from_pretrained(args.model),
-               f"{args.model} ({cfg.model_type}, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers), "
-               f"prompt format {read_format_record(args.model) or 'plain'}")
+        yield (
+            Path(args.model).name,
+            args.model,
+            AutoTokenizer.from_pretrained(args.model),
+            f"{args.model} ({cfg.model_type}, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers), "
+            f"prompt format {read_format_record(args.model) or 'plain'}",
+        )
         return
     from bpo.train.tiny_model import build_tiny
 
     for spec in args.models.split(","):
         hidden, layers = (int(x) for x in spec.split("x"))
         heads = max(1, hidden // 16)
-        tiny = {"vocab_size": 4096, "hidden_size": hidden, "intermediate_size": int(hidden * 2.75),
-                "num_layers": layers, "num_heads": heads, "num_kv_heads": max(1, heads // 2),
-                "max_position_embeddings": 2048}
+        tiny = {
+            "vocab_size": 4096,
+            "hidden_size": hidden,
+            "intermediate_size": int(hidden * 2.75),
+            "num_layers": layers,
+            "num_heads": heads,
+            "num_kv_heads": max(1, heads // 2),
+            "max_position_embeddings": 2048,
+        }
         with tempfile.TemporaryDirectory() as tmp:
             model, tok = build_tiny([(p, p) for p in prompts], tiny, seed=0)
             if args.eos_rate:
@@ -154,9 +181,13 @@ def _models(args, prompts, decode):
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             n_params = sum(p.numel() for p in model.parameters())
-            yield (f"{n_params / 1e6:.2f}M", tmp, tok,
-                   f"random tiny Llama, {n_params / 1e6:.2f} M parameters (hidden {hidden}, {layers} layers, "
-                   f"{heads} heads / {max(1, heads // 2)} kv)")
+            yield (
+                f"{n_params / 1e6:.2f}M",
+                tmp,
+                tok,
+                f"random tiny Llama, {n_params / 1e6:.2f} M parameters (hidden {hidden}, {layers} layers, "
+                f"{heads} heads / {max(1, heads // 2)} kv)",
+            )
 
 
 if __name__ == "__main__":

@@ -30,12 +30,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from llm_fault_cases import (  # noqa: E402
+    KEY_ENV,
+    SECRET,
+    DeadEndpoint,
+    closed_port_url,
+    concurrent_runs,
+    critique_stage_stop,
+    kill_owner_run,
+    planted_key_run,
+    stop_time,
+)
+from loopback_server import LoopbackServer  # noqa: E402
+
 from bpo.llm import ChatRequest, client_from_mapping  # noqa: E402
 from bpo.llm.errors import EndpointUnreachable  # noqa: E402
 from bpo.settings.config import load_schema  # noqa: E402
-from llm_fault_cases import (KEY_ENV, SECRET, DeadEndpoint, closed_port_url, concurrent_runs,  # noqa: E402
-                             critique_stage_stop, kill_owner_run, planted_key_run, stop_time)
-from loopback_server import LoopbackServer  # noqa: E402
 
 
 def schema_limits() -> dict:
@@ -49,8 +59,9 @@ def unreachable(tmp: Path, n: int) -> tuple[float, dict, str]:
     limits = schema_limits()
     endpoint = {"backend": "openai", "base_url": closed_port_url(), "api_key_env": KEY_ENV, "limits": limits}
     client = client_from_mapping(endpoint, tmp / "unreachable.sqlite", "critique", name="remote", progress=False)
-    requests = [ChatRequest(model="gpt-3.5-turbo", messages=[{"role": "user", "content": f"pair {i}"}])
-                for i in range(n)]
+    requests = [
+        ChatRequest(model="gpt-3.5-turbo", messages=[{"role": "user", "content": f"pair {i}"}]) for i in range(n)
+    ]
     t0 = time.monotonic()
     try:
         client.run(requests)
@@ -76,8 +87,10 @@ def liveness(tmp: Path, n: int, slow_s: float) -> None:
         out = stop_time(srv.base_url, 2, {**limits, "max_concurrency": 1}, tmp / "slow.sqlite")
     statuses = [r.status for r in out["results"] or []]
     verdict = f"stopped: {out['error']}" if out["error"] else f"not stopped, answers {statuses}"
-    print(f"slow live server, one answer every {slow_s:g} s at concurrency 1 (default limits otherwise), 2 requests: "
-          f"{verdict} after {out['seconds']:.1f} s, {out['stats'].get('probes')} liveness probes")
+    print(
+        f"slow live server, one answer every {slow_s:g} s at concurrency 1 (default limits otherwise), 2 requests: "
+        f"{verdict} after {out['seconds']:.1f} s, {out['stats'].get('probes')} liveness probes"
+    )
 
 
 def main() -> None:
@@ -92,27 +105,35 @@ def main() -> None:
         for sub in ("unreachable", "liveness", "planted", "concurrent", "kill"):
             (tmp / sub).mkdir()
         seconds, limits, message = unreachable(tmp / "unreachable", args.pairs)
-        print(f"unreachable endpoint, {args.pairs} requests through LLMClient (limits {limits}): "
-              f"error after {seconds:.1f} s")
+        print(
+            f"unreachable endpoint, {args.pairs} requests through LLMClient (limits {limits}): "
+            f"error after {seconds:.1f} s"
+        )
         print(f"  {message}")
         liveness(tmp / "liveness", args.pairs, args.slow_s)
         if args.only_liveness:
             return
         planted = planted_key_run(tmp / "planted")
         files = sorted(p.name for p in planted["dir"].iterdir())
-        print(f"planted key echoed by the server in {planted['echoed']} replies: {len(planted['hits'])} hits "
-              f"in {len(files)} files the run wrote ({', '.join(files)})")
+        print(
+            f"planted key echoed by the server in {planted['echoed']} replies: {len(planted['hits'])} hits "
+            f"in {len(files)} files the run wrote ({', '.join(files)})"
+        )
         both = concurrent_runs(tmp / "concurrent", n=400, conc=16)
-        print(f"two concurrent runs of the same 400 requests: {both['paid']} calls paid "
-              f"(sent / awaited from the other run / found cached at the start: run A {both['sent'][0]} / "
-              f"{both['awaited'][0]} / {both['cached'][0]}, run B {both['sent'][1]} / {both['awaited'][1]} / "
-              f"{both['cached'][1]})")
+        print(
+            f"two concurrent runs of the same 400 requests: {both['paid']} calls paid "
+            f"(sent / awaited from the other run / found cached at the start: run A {both['sent'][0]} / "
+            f"{both['awaited'][0]} / {both['cached'][0]}, run B {both['sent'][1]} / {both['awaited'][1]} / "
+            f"{both['cached'][1]})"
+        )
         kill = kill_owner_run(tmp / "kill", n=200, conc=8)
-        print(f"kill -9 of one of two runs of the same 200 requests (concurrency 8): the other completed "
-              f"{kill['b_done_after_kill_s']:.1f} s after the kill; {kill['repaid']} calls re-paid, "
-              f"{kill['in_flight']} of the killed run's calls were in flight at the kill (sent, answer not "
-              f"stored; {kill['unanswered_by_server']} not yet answered by the server) "
-              f"({kill['paid']} paid for {kill['distinct']} distinct)")
+        print(
+            f"kill -9 of one of two runs of the same 200 requests (concurrency 8): the other completed "
+            f"{kill['b_done_after_kill_s']:.1f} s after the kill; {kill['repaid']} calls re-paid, "
+            f"{kill['in_flight']} of the killed run's calls were in flight at the kill (sent, answer not "
+            f"stored; {kill['unanswered_by_server']} not yet answered by the server) "
+            f"({kill['paid']} paid for {kill['distinct']} distinct)"
+        )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "raw" / "hh-rlhf" / "harmless-base-test.sample.jsonl"
 FULL_SIZE = 160_800
 TARGET_S = 10.0
-CLEANING = {"seed": 42, "min_chars": 1, "max_instruction_chars": 4000, "max_context_chars": 8000, "max_response_chars": 8000}
+CLEANING = {
+    "seed": 42,
+    "min_chars": 1,
+    "max_instruction_chars": 4000,
+    "max_context_chars": 8000,
+    "max_response_chars": 8000,
+}
 
 
 def source_settings(path, **options) -> PairsSourceSettings:
@@ -85,7 +91,7 @@ def main() -> int:
     where = pin_two_cores()
     print(f"hh-rlhf pairs benchmark: {args.rows:,} rows, {where}, best and median of {args.repeat}")
     if hasattr(os, "getloadavg"):
-        print("load average before: %.1f %.1f %.1f" % os.getloadavg())
+        print("load average before: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
     with tempfile.TemporaryDirectory(prefix="bench-pairs-") as tmp:
         tmp = Path(tmp)
@@ -99,7 +105,9 @@ def main() -> int:
 
         def run(path, **settings):
             return lambda: build_source_pairs(
-                source_settings(path, **settings), pairs_path=tmp / "out.parquet", stats_path=tmp / "out.stats.json",
+                source_settings(path, **settings),
+                pairs_path=tmp / "out.parquet",
+                stats_path=tmp / "out.stats.json",
             )
 
         cases = [
@@ -119,12 +127,15 @@ def main() -> int:
         wall = [w for w, _ in times]
         best, med, cpu = min(wall), statistics.median(wall), statistics.median(c for _, c in times)
         pairs_s = f"{pairs / med:8,.0f}" if pairs is not None else f"{'':>8}"
-        print(f"{label:36} {best:7.2f} {med:8.2f} {cpu:6.2f} {rows / med:9,.0f} {pairs if pairs is not None else '':>7} {pairs_s}")
+        shown = pairs if pairs is not None else ""
+        print(f"{label:36} {best:7.2f} {med:8.2f} {cpu:6.2f} {rows / med:9,.0f} {shown:>7} {pairs_s}")
     if hasattr(os, "getloadavg"):
-        print("load average after: %.1f %.1f %.1f" % os.getloadavg())
+        print("load average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     main_case = statistics.median(w for w, _ in cases[2][1])
     verdict = "met" if main_case < TARGET_S else "MISSED"
-    print(f"target: {args.rows:,} rows end to end in < {TARGET_S:.0f} s on 2 cores: {main_case:.2f} s (median), {verdict}")
+    print(
+        f"target: {args.rows:,} rows end to end in < {TARGET_S:.0f} s on 2 cores: {main_case:.2f} s (median), {verdict}"
+    )
     return 0
 
 

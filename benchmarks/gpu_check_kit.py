@@ -38,12 +38,24 @@ NEVER = ("torch",)
 SOURCE_ONLY = ("deepspeed",)  # no wheel on PyPI: built here
 PY = "3.12"
 TARGET_ENV = {
-    "python_version": PY, "python_full_version": f"{PY}.3", "sys_platform": "linux", "platform_system": "Linux",
-    "platform_machine": "x86_64", "implementation_name": "cpython", "platform_python_implementation": "CPython",
-    "os_name": "posix", "extra": "",
+    "python_version": PY,
+    "python_full_version": f"{PY}.3",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "os_name": "posix",
+    "extra": "",
 }
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
-             "manylinux1_x86_64", "linux_x86_64")
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+    "linux_x86_64",
+)
 INSTALL = "python3 -m pip install --no-index --no-deps --find-links {out} {out}/*.whl"
 
 
@@ -75,8 +87,9 @@ def kit_packages(image: set[str], pins: dict[str, str]) -> dict[str, str]:
         try:
             requires = md.requires(name) or []
         except md.PackageNotFoundError:
-            raise SystemExit(f"device-kit: {name} is not installed here (its dependencies are read from it): "
-                             "run `make setup`") from None
+            raise SystemExit(
+                f"device-kit: {name} is not installed here (its dependencies are read from it): run `make setup`"
+            ) from None
         todo += [Requirement(r) for r in requires]
     return dict(sorted(kit.items()))
 
@@ -87,7 +100,8 @@ def supported_on_target(wheel_name: str) -> bool:
     from packaging.utils import parse_wheel_filename
 
     target = set(tags.cpython_tags((3, 12), platforms=PLATFORMS)) | set(
-        tags.compatible_tags((3, 12), "cp312", platforms=PLATFORMS))
+        tags.compatible_tags((3, 12), "cp312", platforms=PLATFORMS)
+    )
     return bool(parse_wheel_filename(wheel_name)[3] & target)
 
 
@@ -106,9 +120,27 @@ def build(out: Path, kit: dict[str, str]) -> list[str]:
     from_source = [n for n in SOURCE_ONLY if n in kit]
     while True:
         binary = [f"{n}=={v}" for n, v in kit.items() if n not in from_source]
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                               "--python-version", PY, "--implementation", "cp", *platforms, "--dest", str(out),
-                               *binary], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                PY,
+                "--implementation",
+                "cp",
+                *platforms,
+                "--dest",
+                str(out),
+                *binary,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode == 0:
             break
         missing = re.search(r"No matching distribution found for ([A-Za-z0-9._-]+)==", proc.stderr)
@@ -118,10 +150,35 @@ def build(out: Path, kit: dict[str, str]) -> list[str]:
         from_source.append(canonicalize_name(missing[1]))  # no wheel for any platform: build one
     for name in from_source:
         ds = name == "deepspeed"
-        run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *(["--no-build-isolation"] if ds else []),
-             "--wheel-dir", str(out), f"{name}=={kit[name]}"], env={**os.environ, **({"DS_BUILD_OPS": "0"} if ds else {})})
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(out),
-         str(REPO)])
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                *(["--no-build-isolation"] if ds else []),
+                "--wheel-dir",
+                str(out),
+                f"{name}=={kit[name]}",
+            ],
+            env={**os.environ, **({"DS_BUILD_OPS": "0"} if ds else {})},
+        )
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(REPO),
+        ]
+    )
     shutil.rmtree(REPO / "build", ignore_errors=True)  # setuptools' scratch folder
     return from_source
 
@@ -132,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry", action="store_true", help="list the packages, download nothing")
     ns = ap.parse_args(argv)
     kit = kit_packages(image_packages(), lock_pins())
-    print(f"device-kit: {len(kit)} packages + bpo-workflow (the image has the rest; {', '.join(UPGRADES)} "
-          "at the lock's newer versions)")
+    print(
+        f"device-kit: {len(kit)} packages + bpo-workflow (the image has the rest; {', '.join(UPGRADES)} "
+        "at the lock's newer versions)"
+    )
     print("  " + " ".join(f"{n}=={v}" for n, v in kit.items()))
     if ns.dry:
         return 0
@@ -143,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(w.stat().st_size for w in wheels)
     for w in wheels:
         print(f"  {w.stat().st_size / 2**20:7.2f} MiB  {w.name}")
-    print(f"device-kit: {len(wheels)} wheels, {size / 2**20:.1f} MiB in {out}; built here from source: "
-          f"{', '.join(built)}")
+    print(
+        f"device-kit: {len(wheels)} wheels, {size / 2**20:.1f} MiB in {out}; built here from source: {', '.join(built)}"
+    )
     bad = [w.name for w in wheels if not supported_on_target(w.name)]
     if bad:
         raise SystemExit(f"device-kit: wheels that will not install on CPython 3.12 x86_64: {bad}")

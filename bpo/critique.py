@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections import Counter
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pyarrow.compute as pc
 
@@ -57,9 +57,18 @@ def build_requests(pairs: Sequence[Mapping], template: CritiqueTemplate, call: L
     """One :class:`ChatRequest` per pair (the rendered template as the user message), in the pairs' order."""
     from bpo.llm import call_request
 
-    return [call_request(call, template.render(instruction=pair["instruction"], context=pair.get("context") or "",
-                                               bad_response=pair["bad_response"], good_response=pair["good_response"]))
-            for pair in pairs]
+    return [
+        call_request(
+            call,
+            template.render(
+                instruction=pair["instruction"],
+                context=pair.get("context") or "",
+                bad_response=pair["bad_response"],
+                good_response=pair["good_response"],
+            ),
+        )
+        for pair in pairs
+    ]
 
 
 def critique_rows(pairs: Sequence[Mapping], requests: Sequence, results: Sequence, model: str) -> list[dict]:
@@ -146,8 +155,14 @@ def run_critique(
     requests = _requests(pairs, template, settings)
     if requests:
         est = _as_dict(client.estimate(requests))
-        log.info("critique %s: %d pairs, template %s (sha256 %s); estimate before sending: %s",
-                 source, len(pairs), settings.template, template.sha256[:12], json.dumps(est, default=str))
+        log.info(
+            "critique %s: %d pairs, template %s (sha256 %s); estimate before sending: %s",
+            source,
+            len(pairs),
+            settings.template,
+            template.sha256[:12],
+            json.dumps(est, default=str),
+        )
         results = client.run(requests)  # capped at runtime.budget_usd
     else:
         results = []
@@ -164,7 +179,9 @@ def run_critique(
             f"failed ones. First errors: {examples}"
         )
     if errors:
-        log.warning("critique %s: %d failed call(s) recorded with status 'error' (within max_error_fraction)", source, errors)
+        log.warning(
+            "critique %s: %d failed call(s) recorded with status 'error' (within max_error_fraction)", source, errors
+        )
     write_table(rows, output, CRITIQUES)
     return summary
 
@@ -184,8 +201,13 @@ def estimate_critiques(
     template = load_critique(critique.template, critique.template_sha256)
     # No API key needed to count: an estimate before exporting the key is the point.
     client = make_client(critique.call.endpoint, runtime, STAGE, check_key=False)
-    report: dict = {"model": critique.call.model, "template": critique.template, "template_sha256": template.sha256,
-                    "budget_usd_per_source": budget_usd, "sources": {}}
+    report: dict = {
+        "model": critique.call.model,
+        "template": critique.template,
+        "template_sha256": template.sha256,
+        "budget_usd_per_source": budget_usd,
+        "sources": {},
+    }
     totals: Counter = Counter()
     for source in settings.sources:
         pairs = select_pairs(pairs_path, source)
@@ -200,8 +222,11 @@ def estimate_critiques(
     report["total"] = dict(totals)
     if any(e.get("usd") is None and e.get("calls") for e in report["sources"].values()):
         report["total"]["usd"] = None  # a model without a price: the total is unknown, not partial
-    over = [s for s, e in report["sources"].items()
-            if budget_usd is not None and isinstance(e.get("usd"), (int, float)) and e["usd"] > budget_usd]
+    over = [
+        s
+        for s, e in report["sources"].items()
+        if budget_usd is not None and isinstance(e.get("usd"), (int, float)) and e["usd"] > budget_usd
+    ]
     report["over_budget"] = over
     if over:
         log.warning("critique estimate: %s would exceed the budget of %.2f USD per source", over, budget_usd)

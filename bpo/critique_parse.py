@@ -43,7 +43,7 @@ _OPT_AT_LINE = _label_re(_OPT_LABEL)
 _CMP_AT_LINE = _label_re(_CMP_LABEL)
 # Fallback for replies squeezed onto one line: the label mid-line, but only with a colon.
 _OPT_INLINE = re.compile(rf"\b{_OPT_LABEL}[ \t]*[*_]*[ \t]*[:：][*_]*", re.IGNORECASE)
-_CMP_INLINE = re.compile(rf"\bdetailed[ \t]+comparison(?:[ \t]+results?)?[ \t]*[*_]*[ \t]*[:：][*_]*", re.IGNORECASE)
+_CMP_INLINE = re.compile(r"\bdetailed[ \t]+comparison(?:[ \t]+results?)?[ \t]*[*_]*[ \t]*[:：][*_]*", re.IGNORECASE)
 
 # End marker: [END], [end], [ END ], <END>; decoration around it (**[END]**) is trimmed after.
 # No leading quantifier, so a long run of "*" cannot make the search quadratic.
@@ -150,7 +150,7 @@ def parse_critique(reply: str | None) -> ParsedCritique:
 
     comparison = None
     if cmp_spans:
-        c_start, c_end = cmp_spans[0]
+        _, c_end = cmp_spans[0]
         # The comparison runs to the next label, whichever order the two parts come in.
         nxt = [s for s, _ in opt_spans if s >= c_end]
         comparison = _clean_comparison(text[c_end : nxt[0] if nxt else len(text)])

@@ -5,7 +5,7 @@ blame), so a million drops stay a count and a short list."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 # Locations kept per reason: enough to find the pattern, bounded for any input size.
 LOCATIONS_PER_REASON = 5

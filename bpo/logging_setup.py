@@ -27,8 +27,9 @@ def _log_uncaught(exc_type, exc, tb) -> None:
     logging.getLogger("bpo").error("uncaught exception:\n%s", text)
 
 
-def setup_logging(log_path: str | None = None, level: int = logging.INFO,
-                  config: Mapping[str, Any] | None = None) -> None:
+def setup_logging(
+    log_path: str | None = None, level: int = logging.INFO, config: Mapping[str, Any] | None = None
+) -> None:
     """Log to stderr and ``log_path``; ``config`` (optional): the workflow config, whose endpoints'
     key variables are masked too (those of an LLM client are masked once it is built)."""
     redact.register_config(config)

@@ -41,8 +41,6 @@ from bpo.sources import load_source
 
 log = logging.getLogger(__name__)
 
-TEXT_FIELDS = ("instruction", "context", "good_response", "bad_response")
-
 
 def expected_stops() -> tuple[type[BaseException], ...]:
     """Errors that end a data-stage job with a one-line reason: an unreadable dataset, a source
@@ -100,7 +98,7 @@ def clean_pairs(
         else:
             kept.append({**p, "instruction": ins, "context": ctx, "good_response": good, "bad_response": bad})
             continue
-        dropped.add(why, locate and (lambda: locate(k)), field)
+        dropped.add(why, locate and (lambda k=k: locate(k)), field)
     return kept, dropped
 
 

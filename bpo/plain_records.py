@@ -6,9 +6,9 @@ What ``bpo optimize --input`` and the evaluation test sets read (re-exported by 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pyarrow as pa
 
@@ -53,8 +53,6 @@ class Records:
         self.dropped.add(reason, where, field_name)
         if self.dropped[reason] <= EXAMPLES_PER_REASON:
             log.warning("%s: record dropped: %s", self.dropped.locations[reason][-1], reason)
-
-
 
 
 def read_records(path: str | Path) -> Records:

@@ -91,8 +91,10 @@ def format_prompt(user_prompt: str, fmt: str, tokenizer=None) -> str:
         return BPO_RELEASE_TEMPLATE.format(prompt=prompt)
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         name = getattr(tokenizer, "name_or_path", None)
-        raise ValueError(f"prompt format {CHAT_TEMPLATE!r}: tokenizer {name!r} has no chat template; "
-                         f"use {PLAIN!r} or {BPO_RELEASE!r}")
+        raise ValueError(
+            f"prompt format {CHAT_TEMPLATE!r}: tokenizer {name!r} has no chat template; "
+            f"use {PLAIN!r} or {BPO_RELEASE!r}"
+        )
     messages = [{"role": "user", "content": _CHAT_USER_TURN.format(header=_HEADER, prompt=prompt)}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
@@ -100,7 +102,7 @@ def format_prompt(user_prompt: str, fmt: str, tokenizer=None) -> str:
 def _drop_leading_bos(text: str, tokenizer) -> str:
     bos = tokenizer.bos_token
     while bos and text.startswith(bos):
-        text = text[len(bos):]
+        text = text[len(bos) :]
     return text
 
 
@@ -129,8 +131,9 @@ def encode_target(optimized: str, tokenizer) -> list[int]:
     """Token ids of a training target: the optimized prompt, then EOS exactly once."""
     eos_id = tokenizer.eos_token_id
     if eos_id is None:
-        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', None)!r} has no EOS token; "
-                         "the optimizer must learn to stop")
+        raise ValueError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', None)!r} has no EOS token; the optimizer must learn to stop"
+        )
     text = optimized.strip()
     eos = tokenizer.eos_token
     while eos and text.endswith(eos):  # an EOS typed into the data is not a second EOS
@@ -167,12 +170,13 @@ def read_format_record(model_dir: str | os.PathLike) -> str | None:
         record = json.loads(path.read_text(encoding="utf-8"))
         fmt = record["prompt_format"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a prompt format record ({exc}); expected {{\"prompt_format\": ...}}") from None
+        raise ValueError(f'{path}: not a prompt format record ({exc}); expected {{"prompt_format": ...}}') from None
     return check_format(fmt, where=str(path))
 
 
-def resolve_prompt_format(model: str | os.PathLike, override: str | None = None,
-                          configured: str | None = None) -> tuple[str, str]:
+def resolve_prompt_format(
+    model: str | os.PathLike, override: str | None = None, configured: str | None = None
+) -> tuple[str, str]:
     """``(format, source)`` for optimizer ``model`` (a folder or a hub id).
 
     Order: ``override`` (``bpo optimize --format``) > the folder's record > ``configured`` (the

@@ -37,9 +37,9 @@ import contextlib
 import logging
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,8 +64,20 @@ from bpo.record_formats import (
 log = logging.getLogger(__name__)
 
 # Re-exported: callers import every reader and its error from here.
-__all__ = ["JSON_SUFFIXES", "PARQUET_SUFFIXES", "SUPPORTED_SUFFIXES", "TABLE_SUFFIXES", "RawTable", "ReadError",
-           "Records", "data_files", "read_dataset", "read_hub", "read_local", "read_records"]
+__all__ = [
+    "JSON_SUFFIXES",
+    "PARQUET_SUFFIXES",
+    "SUPPORTED_SUFFIXES",
+    "TABLE_SUFFIXES",
+    "RawTable",
+    "ReadError",
+    "Records",
+    "data_files",
+    "read_dataset",
+    "read_hub",
+    "read_local",
+    "read_records",
+]
 
 
 @dataclass
@@ -120,7 +132,9 @@ def _conform(table: pa.Table, schema: pa.Schema, origin: str) -> pa.Table:
                 try:
                     col = col.cast(f.type)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                    raise ReadError(f"{origin}: column {f.name!r} of type {col.type} cannot be read as {f.type}: {exc}") from exc
+                    raise ReadError(
+                        f"{origin}: column {f.name!r} of type {col.type} cannot be read as {f.type}: {exc}"
+                    ) from exc
         else:
             col = pa.nulls(table.num_rows, f.type)
         cols.append(col)
@@ -149,8 +163,15 @@ def _quiet_datasets():
 # ---------------------------------------------------------------- hub
 
 
-def read_hub(hub_id: str, *, features, columns: Sequence[str], split: str = "train", data_dir: str | None = None,
-             allow_missing: bool = False) -> RawTable:
+def read_hub(
+    hub_id: str,
+    *,
+    features,
+    columns: Sequence[str],
+    split: str = "train",
+    data_dir: str | None = None,
+    allow_missing: bool = False,
+) -> RawTable:
     """Load ``split`` of a hub dataset with ``datasets.load_dataset``; check and type the columns
     (with ``allow_missing``, an absent column is all nulls, as in a local file)."""
     import datasets
@@ -199,7 +220,6 @@ def _typed_read(files: list[Path], features) -> pa.Table:
         return ds.data.table if ds.num_rows else features.arrow_schema.empty_table()
 
 
-
 def _fits(value, typ: pa.DataType) -> bool:
     """Whether a decoded JSON value can be stored as ``typ`` without coercion (null fits all)."""
     if value is None:
@@ -217,7 +237,6 @@ def _fits(value, typ: pa.DataType) -> bool:
     if pa.types.is_struct(typ):
         return isinstance(value, dict) and all(_fits(value.get(f.name), f.type) for f in typ)
     raise TypeError(f"feature type {typ} is not supported by the record-by-record reader")
-
 
 
 def _tolerant_read(files: list[Path], schema: pa.Schema) -> tuple[pa.Table, Drops, list[str]]:
@@ -269,7 +288,9 @@ def read_local(path: str | Path, *, features, columns: Sequence[str]) -> RawTabl
         cause = exc.__cause__ or exc
         log.warning(
             "%s: typed read failed (%s: %s); reading record by record",
-            origin, type(cause).__name__, str(cause).splitlines()[0][:300] if str(cause) else "",
+            origin,
+            type(cause).__name__,
+            str(cause).splitlines()[0][:300] if str(cause) else "",
         )
         table, dropped, where_rows = _tolerant_read(files, schema)
         if dropped:
@@ -298,10 +319,9 @@ def read_dataset(
     as nulls); a hub dataset only with ``allow_missing``."""
     columns = list(columns or features)
     if hub_id:
-        return read_hub(hub_id, features=features, columns=columns, split=split, data_dir=data_dir,
-                        allow_missing=allow_missing)
+        return read_hub(
+            hub_id, features=features, columns=columns, split=split, data_dir=data_dir, allow_missing=allow_missing
+        )
     if path:
         return read_local(path, features=features, columns=columns)
     raise ReadError(f"{what}: neither hub_id nor path is set")
-
-

@@ -12,8 +12,8 @@ import json
 import logging
 import re
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pyarrow.parquet as pq
 
@@ -89,7 +89,7 @@ def _read_text(path: Path) -> tuple[str, bool]:
     except OSError as exc:
         raise ReadError(f"{path}: unreadable: {type(exc).__name__}: {exc.strerror or exc}") from None
     if data.startswith(_BOM):
-        data = data[len(_BOM):]
+        data = data[len(_BOM) :]
     return data.decode("utf-8", "surrogateescape"), truncated
 
 
@@ -138,11 +138,11 @@ def _array_items(text: str, path: Path) -> Iterator[str]:
         elif tok in "]}" and depth:
             depth -= 1
         elif tok == "]":  # the array's own end
-            if text[start:m.start()].strip():
-                yield text[start:m.start()]
+            if text[start : m.start()].strip():
+                yield text[start : m.start()]
             return
         elif tok == "," and not depth:
-            yield text[start:m.start()]
+            yield text[start : m.start()]
             start = m.end()
     raise ReadError(f"{path}: not valid JSON: the array is not closed")
 
@@ -185,7 +185,7 @@ def _is_json_array(path: Path) -> bool:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as fh:
         head = fh.read(len(_BOM))
-        head = head[len(_BOM):] if head == _BOM else head
+        head = head[len(_BOM) :] if head == _BOM else head
         while True:
             stripped = head.lstrip()
             if stripped:
@@ -244,6 +244,7 @@ def parquet_records(path: Path, batch_rows: int = 4096) -> Iterator[tuple[int, o
         yield from enumerate(recs, row)
         row += batch.num_rows
 
+
 TABLE_SUFFIXES = (".csv", ".tsv")
 
 _WRAPPER_HEAD = re.compile(r'\s*\{\s*"[^"\\]*"\s*:\s*\[')
@@ -264,7 +265,7 @@ def json_document(path: Path) -> list:
         head = _WRAPPER_HEAD.match(text)
         if not head:
             raise ReadError(f"{path}: nested too deep for the JSON parser") from None
-        return [_parse(item) for item in _array_items(text[head.end() - 1:], path)]
+        return [_parse(item) for item in _array_items(text[head.end() - 1 :], path)]
     lists = [v for v in data.values() if isinstance(v, list)] if isinstance(data, dict) else []
     if len(lists) != 1:
         what = "an object without exactly one list" if isinstance(data, dict) else type(data).__name__

@@ -36,8 +36,14 @@ MIN_SECRET_LEN = 8
 
 # Variable names that hold secrets by convention (checked even when no config names them).
 _SECRET_NAME = re.compile(r"(?i)(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$")
-_WELL_KNOWN = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN",
-               "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
+_WELL_KNOWN = (
+    "OPENAI_API_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "WANDB_API_KEY",
+)
 
 # Credential shapes. Each branch starts at a character that is rare in prose ("-", "_", "B",
 # "A") and checks the key's prefix and a word boundary before it with a lookbehind: the regex
@@ -48,15 +54,19 @@ _WELL_KNOWN = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "ANTHROPIC_API_KEY", "H
 # 24+ characters, so that model text such as "Basic arithmetic" or "Bearer authentication"
 # stays as written (a configured key is masked by its value whatever its shape).
 _AUTH_TOKEN = r"\s+(?=[A-Za-z._~+/\-]*[0-9]|[A-Za-z0-9._~+/\-]{24})[A-Za-z0-9._~+/\-]{8,}=*"
-_SHAPES = re.compile("|".join((
-    r"-(?<=\bsk-)[A-Za-z0-9_\-]{8,}",  # OpenAI / Anthropic / many proxies
-    rf"B(?<!\wB)(?:earer|asic){_AUTH_TOKEN}",  # an Authorization header value
-    r"_(?<=\bhf_)[A-Za-z0-9]{8,}",  # Hugging Face
-    r"_(?<=\bgh[pousr]_)[A-Za-z0-9]{20,}",  # GitHub
-    r"_(?<=\bgithub_pat_)[A-Za-z0-9_]{20,}",
-    r"A(?<!\wA)(?:KIA[0-9A-Z]{16}\b|Iza[0-9A-Za-z_\-]{30,})",  # AWS access key id, Google API key
-    r"-(?<=\bxox[abprs]-)[A-Za-z0-9\-]{10,}",  # Slack
-)))
+_SHAPES = re.compile(
+    "|".join(
+        (
+            r"-(?<=\bsk-)[A-Za-z0-9_\-]{8,}",  # OpenAI / Anthropic / many proxies
+            rf"B(?<!\wB)(?:earer|asic){_AUTH_TOKEN}",  # an Authorization header value
+            r"_(?<=\bhf_)[A-Za-z0-9]{8,}",  # Hugging Face
+            r"_(?<=\bgh[pousr]_)[A-Za-z0-9]{20,}",  # GitHub
+            r"_(?<=\bgithub_pat_)[A-Za-z0-9_]{20,}",
+            r"A(?<!\wA)(?:KIA[0-9A-Z]{16}\b|Iza[0-9A-Za-z_\-]{30,})",  # AWS access key id, Google API key
+            r"-(?<=\bxox[abprs]-)[A-Za-z0-9\-]{10,}",  # Slack
+        )
+    )
+)
 _WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 _lock = threading.Lock()
@@ -124,8 +134,13 @@ def _current() -> tuple:
     state = _state
     # os.environ's backing dict (bytes on POSIX): its keys and values compare in C, no decoding
     env = getattr(os.environ, "_data", os.environ)
-    if (state is not None and state[0] == _version and state[5] is env and env.keys() == state[1]
-            and list(map(env.get, state[2])) == state[3]):
+    if (
+        state is not None
+        and state[0] == _version
+        and state[5] is env
+        and env.keys() == state[1]
+        and list(map(env.get, state[2])) == state[3]
+    ):
         return state
     return _rebuild(env)
 

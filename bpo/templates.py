@@ -23,8 +23,11 @@ from pathlib import Path
 
 BUILTIN = "builtin:"
 # Where the error for a missing file points the user.
-CONFIG_KEYS = {"critique": "critique.template", "judge": "eval.judge.template",
-               "rewrite": "eval.optimizers.<name>.template"}
+CONFIG_KEYS = {
+    "critique": "critique.template",
+    "judge": "eval.judge.template",
+    "rewrite": "eval.optimizers.<name>.template",
+}
 
 CRITIQUE_PLACEHOLDERS = ("instruction", "context", "bad_response", "good_response")
 JUDGE_PLACEHOLDERS = ("question", "answer_a", "answer_b")
@@ -63,10 +66,12 @@ def resolve(value: str | os.PathLike, kind: str = "critique") -> Path:
     text = os.fspath(value)
     if not text.startswith(BUILTIN):
         return Path(text)
-    name = text[len(BUILTIN):]
+    name = text[len(BUILTIN) :]
     if name not in builtin_names():
-        raise TemplateError(f"{kind} template {text}: no built-in template of that name "
-                            f"(built-in: {', '.join(BUILTIN + n for n in builtin_names())})")
+        raise TemplateError(
+            f"{kind} template {text}: no built-in template of that name "
+            f"(built-in: {', '.join(BUILTIN + n for n in builtin_names())})"
+        )
     return builtin_dir() / name
 
 
@@ -86,8 +91,10 @@ def _read(value: str | os.PathLike, kind: str, sha256: str | None) -> tuple[byte
     raw = path.read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
     if sha256 is not None and sha != sha256:
-        raise TemplateError(f"{kind} template {value}: the template changed after the workflow was planned "
-                            f"(sha256 {sha[:12]} != {sha256[:12]}); run again")
+        raise TemplateError(
+            f"{kind} template {value}: the template changed after the workflow was planned "
+            f"(sha256 {sha[:12]} != {sha256[:12]}); run again"
+        )
     return raw, sha
 
 
@@ -127,8 +134,12 @@ class CritiqueTemplate:
             elif has_context or not inside:
                 lines.append(line)
         text = "\n".join(lines).strip("\n")
-        values = {"instruction": instruction, "context": context, "bad_response": bad_response,
-                  "good_response": good_response}
+        values = {
+            "instruction": instruction,
+            "context": context,
+            "bad_response": bad_response,
+            "good_response": good_response,
+        }
         # One pass, so a response that itself contains "{context}" is never expanded.
         return _CRITIQUE_RE.sub(lambda m: values[m.group(1)], text)
 
@@ -167,14 +178,18 @@ def load_critique(value: str | os.PathLike, sha256: str | None = None) -> Critiq
     found = set(_CRITIQUE_RE.findall(body))
     missing = [p for p in ("instruction", "bad_response", "good_response") if p not in found]
     if missing:
-        raise TemplateError(f"{where}: missing placeholder(s) {', '.join('{%s}' % m for m in missing)}")
+        raise TemplateError(f"{where}: missing placeholder(s) {', '.join('{' + m + '}' for m in missing)}")
     if not n_context:
         raise TemplateError(f"{where}: no {{context}} placeholder; pairs with a context would lose it")
-    unknown = sorted({name for name in _CANDIDATE_RE.findall(body) if name not in CRITIQUE_PLACEHOLDERS}
-                     - {"if_context", "end_if_context"})
+    unknown = sorted(
+        {name for name in _CANDIDATE_RE.findall(body) if name not in CRITIQUE_PLACEHOLDERS}
+        - {"if_context", "end_if_context"}
+    )
     if unknown:
-        raise TemplateError(f"{where}: unknown placeholder(s) {', '.join('{%s}' % u for u in unknown)} "
-                            f"(known: {', '.join('{%s}' % p for p in CRITIQUE_PLACEHOLDERS)})")
+        raise TemplateError(
+            f"{where}: unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)} "
+            f"(known: {', '.join('{' + p + '}' for p in CRITIQUE_PLACEHOLDERS)})"
+        )
     if CRITIQUE_REPLY_LABEL.lower() not in body.lower():
         raise TemplateError(f"{where}: must ask for the reply label '{CRITIQUE_REPLY_LABEL}'")
     return CritiqueTemplate(path=os.fspath(value), sha256=sha, body=body)
@@ -198,8 +213,7 @@ class JudgeTemplate:
 
     def fill(self, *, question: str, answer_a: str, answer_b: str) -> tuple[str | None, str]:
         values = dict(question=question, answer_a=answer_a, answer_b=answer_b)
-        return (fill_judge(self.system, **values) if self.system is not None else None,
-                fill_judge(self.user, **values))
+        return (fill_judge(self.system, **values) if self.system is not None else None, fill_judge(self.user, **values))
 
 
 def _split_system(text: str, where: str) -> tuple[str | None, str]:
@@ -208,11 +222,13 @@ def _split_system(text: str, where: str) -> tuple[str | None, str]:
     if not marks:
         return None, text
     kinds = [lines[i].strip() for i in marks]
-    if kinds != [SYSTEM_MARK, USER_MARK] or any(line.strip() for line in lines[:marks[0]]):
-        raise TemplateError(f"{where}: a template with a system message starts with a '{SYSTEM_MARK}' line and "
-                            f"has one '{USER_MARK}' line after it (found {kinds})")
-    system = "\n".join(lines[marks[0] + 1:marks[1]]).strip("\n")
-    user = "\n".join(lines[marks[1] + 1:]).strip("\n")
+    if kinds != [SYSTEM_MARK, USER_MARK] or any(line.strip() for line in lines[: marks[0]]):
+        raise TemplateError(
+            f"{where}: a template with a system message starts with a '{SYSTEM_MARK}' line and "
+            f"has one '{USER_MARK}' line after it (found {kinds})"
+        )
+    system = "\n".join(lines[marks[0] + 1 : marks[1]]).strip("\n")
+    user = "\n".join(lines[marks[1] + 1 :]).strip("\n")
     if not system.strip() or not user.strip():
         raise TemplateError(f"{where}: the system and the user part must both have text")
     return system, user
@@ -255,8 +271,10 @@ def load_rewrite(value: str | os.PathLike, sha256: str | None = None) -> Rewrite
     raw, _ = _read(value, "rewrite", sha256)
     text = _without_comments(_decode(raw, value, "rewrite"))
     if text.count(REWRITE_PLACEHOLDER) != 1:
-        raise TemplateError(f"rewrite template {value}: placeholder {REWRITE_PLACEHOLDER} must appear exactly "
-                            f"once (found {text.count(REWRITE_PLACEHOLDER)})")
+        raise TemplateError(
+            f"rewrite template {value}: placeholder {REWRITE_PLACEHOLDER} must appear exactly "
+            f"once (found {text.count(REWRITE_PLACEHOLDER)})"
+        )
     return RewriteTemplate(text)
 
 

@@ -7,7 +7,6 @@ from bpo.settings.config import load_schema, validate_config
 from bpo.settings.plan import Plan, optimizer_model
 from bpo.sources import SOURCES
 
-
 # One line per problem (key path, "did you mean"); schema defaults filled in. The schema ships
 # inside the bpo package the rules import (bpo/resources/schema.yaml): it always matches the
 # settings code that reads the config.
@@ -73,6 +72,8 @@ def pairs_source_settings(wildcards):
 def pairs_merge_settings():
     """Whether the merge drops duplicates across sources."""
     return MergeSettings.from_config(config).canonical()
+
+
 # --- end data stage ---
 
 
@@ -80,7 +81,11 @@ def get_final_output():
     """Targets of `rule all`, following the config's activate switches."""
     targets = expand(result("pairs/{source}.parquet"), source=active_sources())
     targets.append(result("pairs/all.parquet"))
-    targets += [result("sft/train.parquet"), result("sft/val.parquet"), result("sft/filter_report.json")]  # rules/critique.smk
+    targets += [
+        result("sft/train.parquet"),
+        result("sft/val.parquet"),
+        result("sft/filter_report.json"),
+    ]  # rules/critique.smk
     targets.append(result("models/optimizer"))  # rules/train.smk
     targets += eval_report_outputs()  # rules/report.smk
     return targets
@@ -214,6 +219,8 @@ def answer_original_hf_settings(wildcards):
 
 def hf_target_model_input(wildcards):
     return local_model_input(config["eval"]["targets"][wildcards.target]["model"])
+
+
 # --- end optimize stage ---
 
 

@@ -16,19 +16,19 @@ rule critique:
         pairs=result("pairs/all.parquet"),
     output:
         critiques=result("critiques/{source}.parquet"),
-    params:
-        settings=critique_settings(),
-    wildcard_constraints:
-        source="|".join(SOURCES),
     log:
         log_file("critique/critique.{source}.log"),
     benchmark:
         benchmark_file("critique/critique.{source}.tsv")
+    wildcard_constraints:
+        source="|".join(SOURCES),
     conda:
         "../envs/llm.yaml"
     resources:
         api=1,
         mem_mb=2000,
+    params:
+        settings=critique_settings(),
     script:
         "../workflow_scripts/critique.py"
 
@@ -41,13 +41,13 @@ rule critique_estimate:
         pairs=result("pairs/all.parquet"),
     output:
         estimate=result("critiques/estimate.json"),
-    params:
-        settings=critique_estimate_settings(),
     log:
         log_file("critique/critique_estimate.log"),
     conda:
         "../envs/llm.yaml"
     resources:
         mem_mb=2000,
+    params:
+        settings=critique_estimate_settings(),
     script:
         "../workflow_scripts/critique_estimate.py"

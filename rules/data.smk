@@ -8,19 +8,19 @@ rule pairs_source:
     output:
         pairs=result("pairs/{source}.parquet"),
         stats=result("pairs/{source}.stats.json"),
-    params:
-        settings=pairs_source_settings,
-    wildcard_constraints:
-        source="|".join(SOURCES),
     log:
         log_file("data/pairs_source.{source}.log"),
     benchmark:
         benchmark_file("data/pairs_source.{source}.tsv")
+    wildcard_constraints:
+        source="|".join(SOURCES),
     conda:
         "../envs/data.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        settings=pairs_source_settings,
     script:
         "../workflow_scripts/pairs_source.py"
 
@@ -32,8 +32,6 @@ rule pairs_merge:
     output:
         pairs=result("pairs/all.parquet"),
         stats=result("pairs/all.stats.json"),
-    params:
-        settings=pairs_merge_settings(),
     log:
         log_file("data/pairs_merge.log"),
     benchmark:
@@ -43,5 +41,7 @@ rule pairs_merge:
     resources:
         mem_mb=4000,
         runtime=15,
+    params:
+        settings=pairs_merge_settings(),
     script:
         "../workflow_scripts/pairs_merge.py"

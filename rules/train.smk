@@ -18,8 +18,6 @@ rule train_optimizer:
             caption="../report/loss_curve.rst",
             category="Optimizer training",
         ),
-    params:
-        settings=train_settings(),
     log:
         log_file("train/train_optimizer.log"),
     benchmark:
@@ -37,5 +35,7 @@ rule train_optimizer:
         mem_mb=8000,
         runtime=60,
         slurm_extra="",
+    params:
+        settings=train_settings(),
     script:
         "../workflow_scripts/train.py"

@@ -39,8 +39,15 @@ def chromium(width: int = 1280, height: int = 900):
     binary, driver_path = browser_paths()
     opts = webdriver.ChromeOptions()
     opts.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--window-size={width},{height}", "--disable-extensions", "--no-first-run"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        f"--window-size={width},{height}",
+        "--disable-extensions",
+        "--no-first-run",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
     try:
@@ -54,7 +61,8 @@ def wait_state(driver, state: str, timeout: float = 30.0) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, timeout).until(
-        lambda d: d.execute_script("return document.body && document.body.dataset.state") == state)
+        lambda d: d.execute_script("return document.body && document.body.dataset.state") == state
+    )
 
 
 def screenshot(driver, name: str) -> Path:

@@ -47,8 +47,9 @@ def files_with(root: Path, needle: bytes) -> list[str]:
 
 # ---- a run whose server echoes the key -----------------------------------------------------
 
-PLANTED_RUN = textwrap.dedent(
-    """
+PLANTED_RUN = (
+    textwrap.dedent(
+        """
     import sys
     from bpo.logging_setup import setup_logging
 
@@ -68,7 +69,9 @@ PLANTED_RUN = textwrap.dedent(
     client_from_mapping(ep, cache, "critique", progress=False).run(reqs + [ChatRequest(model="m", messages=[
         {"role": "user", "content": "four-oh-one"}])])  # raises: the uncaught error goes to the log
     """
-) % KEY_ENV
+    )
+    % KEY_ENV
+)
 
 
 def planted_key_run(tmp: Path) -> dict:
@@ -81,20 +84,35 @@ def planted_key_run(tmp: Path) -> dict:
     with LoopbackServer(responder="echo") as srv:
         srv.fail("500", times=4, match="q 1", echo_key=True)
         srv.fail("401", times=5, match="four-oh-one", echo_key=True)
-        proc = subprocess.run([sys.executable, str(driver), str(run_dir / "stage.log"), srv.base_url,
-                               str(run_dir / "llm.sqlite"), str(run_dir / "export.parquet")],
-                              capture_output=True, timeout=120, env={**os.environ, KEY_ENV: SECRET})
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(driver),
+                str(run_dir / "stage.log"),
+                srv.base_url,
+                str(run_dir / "llm.sqlite"),
+                str(run_dir / "export.parquet"),
+            ],
+            capture_output=True,
+            timeout=120,
+            env={**os.environ, KEY_ENV: SECRET},
+        )
         echoed = srv.count("q 1") + srv.count("four-oh-one")
     (run_dir / "stdout").write_bytes(proc.stdout)
     (run_dir / "stderr").write_bytes(proc.stderr)
-    return {"returncode": proc.returncode, "echoed": echoed, "dir": run_dir,
-            "hits": files_with(run_dir, SECRET.encode()) + files_with(run_dir, SECRET[3:].encode())}
+    return {
+        "returncode": proc.returncode,
+        "echoed": echoed,
+        "dir": run_dir,
+        "hits": files_with(run_dir, SECRET.encode()) + files_with(run_dir, SECRET[3:].encode()),
+    }
 
 
 # ---- runs in separate processes --------------------------------------------------------------
 
-DRIVER = textwrap.dedent(
-    """
+DRIVER = (
+    textwrap.dedent(
+        """
     import os, sys, time
     from bpo.llm import ChatRequest, client_from_mapping
 
@@ -110,15 +128,21 @@ DRIVER = textwrap.dedent(
     assert all(r.status == "ok" for r in results), [r for r in results if r.status != "ok"][:3]
     print("done", client.last_stats["sent"], client.last_stats["awaited"], client.last_stats["cached"])
     """
-) % KEY_ENV
+    )
+    % KEY_ENV
+)
 
 
 def _start(tmp: Path, srv: LoopbackServer, n: int, conc: int, tag: str) -> subprocess.Popen:
     driver = tmp / "driver.py"
     driver.write_text(DRIVER)
-    return subprocess.Popen([sys.executable, str(driver), srv.base_url, str(tmp / "llm.sqlite"), str(n),
-                             str(conc), tag, str(tmp / "go")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, KEY_ENV: SECRET})
+    return subprocess.Popen(
+        [sys.executable, str(driver), srv.base_url, str(tmp / "llm.sqlite"), str(n), str(conc), tag, str(tmp / "go")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, KEY_ENV: SECRET},
+    )
 
 
 def _release(tmp: Path) -> None:
@@ -147,12 +171,16 @@ def concurrent_runs(tmp: Path, n: int = 400, conc: int = 16, latency_s: float = 
         for p, (_, err) in zip(procs, outs):
             if p.returncode != 0:
                 raise AssertionError(f"a driver failed:\n{err[-3000:]}")
-        return {"paid": srv.total, "distinct": len(srv.counts), "max_per_request": max(srv.counts.values()),
-                "sent": [int(out.split()[1]) for out, _ in outs],
-                "awaited": [int(out.split()[2]) for out, _ in outs],
-                # answered by the other run before this one looked (its first cache read)
-                "cached": [int(out.split()[3]) for out, _ in outs],
-                "runs_seen": sorted({r.headers.get("x-run") for r in srv.requests})}
+        return {
+            "paid": srv.total,
+            "distinct": len(srv.counts),
+            "max_per_request": max(srv.counts.values()),
+            "sent": [int(out.split()[1]) for out, _ in outs],
+            "awaited": [int(out.split()[2]) for out, _ in outs],
+            # answered by the other run before this one looked (its first cache read)
+            "cached": [int(out.split()[3]) for out, _ in outs],
+            "runs_seen": sorted({r.headers.get("x-run") for r in srv.requests}),
+        }
 
 
 def kill_owner_run(tmp: Path, n: int = 200, conc: int = 8, latency_s: float = 0.2) -> dict:
@@ -183,11 +211,14 @@ def kill_owner_run(tmp: Path, n: int = 200, conc: int = 8, latency_s: float = 0.
         counts[_content(r)] = counts.get(_content(r), 0) + 1
     from_a = [r for r in requests if r.headers.get("x-run") == "A"]
     return {
-        "paid": len(requests), "distinct": len(counts), "repaid": len(requests) - len(counts),
+        "paid": len(requests),
+        "distinct": len(counts),
+        "repaid": len(requests) - len(counts),
         "in_flight": len(sent_by_a - stored_at_kill),
         "unanswered_by_server": sum(1 for r in from_a if r.answered is None or r.answered > t_kill),
         "repaid_not_from_a": sorted({k for k, c in counts.items() if c > 1} - {_content(r) for r in from_a}),
-        "b_done_after_kill_s": b_done_s, "concurrency": conc,
+        "b_done_after_kill_s": b_done_s,
+        "concurrency": conc,
     }
 
 
@@ -244,7 +275,7 @@ class DeadEndpoint:
         except (ConnectionError, asyncio.CancelledError):
             writer.close()
 
-    def start(self) -> "DeadEndpoint":
+    def start(self) -> DeadEndpoint:
         ready = threading.Event()
 
         def run():
@@ -277,7 +308,7 @@ class DeadEndpoint:
             self._thread.join(10)
             self._loop = None
 
-    def __enter__(self) -> "DeadEndpoint":
+    def __enter__(self) -> DeadEndpoint:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -292,8 +323,9 @@ def stop_time(base_url: str, n: int, limits: dict, cache: Path, name: str = "rem
 
     ep = {"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV, "limits": limits}
     client = client_from_mapping(ep, cache, "critique", name=name, progress=False)
-    requests = [ChatRequest(model="gpt-3.5-turbo", messages=[{"role": "user", "content": f"pair {i}"}])
-                for i in range(n)]
+    requests = [
+        ChatRequest(model="gpt-3.5-turbo", messages=[{"role": "user", "content": f"pair {i}"}]) for i in range(n)
+    ]
     t0 = time.monotonic()
     error = results = None
     try:
@@ -314,15 +346,38 @@ def critique_stage_stop(tmp: Path, base_url: str, n_pairs: int, limits: dict) ->
 
     template = "builtin:critique.txt"
     pairs = tmp / "pairs.parquet"
-    write_table([{"pair_id": f"p{i}", "source": "alpaca_gpt4", "source_id": f"p{i}",
-                  "instruction": f"Give tip number {i} for studying.", "context": "",
-                  "good_response": f"Tip {i}: work in short blocks and take breaks.", "bad_response": "No.",
-                  "good_model": None, "bad_model": None, "language": "en", "num_turns": 1}
-                 for i in range(n_pairs)], pairs, PAIRS)
-    endpoint = EndpointSettings(name="remote", backend="openai", base_url=base_url, api_key_env=KEY_ENV,
-                                default_headers={}, local=None)
-    call = LLMCall(endpoint=endpoint, model="gpt-3.5-turbo", temperature=0.9, top_p=1.0, max_tokens=512, seed=None,
-                   system_prompt=None)
+    write_table(
+        [
+            {
+                "pair_id": f"p{i}",
+                "source": "alpaca_gpt4",
+                "source_id": f"p{i}",
+                "instruction": f"Give tip number {i} for studying.",
+                "context": "",
+                "good_response": f"Tip {i}: work in short blocks and take breaks.",
+                "bad_response": "No.",
+                "good_model": None,
+                "bad_model": None,
+                "language": "en",
+                "num_turns": 1,
+            }
+            for i in range(n_pairs)
+        ],
+        pairs,
+        PAIRS,
+    )
+    endpoint = EndpointSettings(
+        name="remote", backend="openai", base_url=base_url, api_key_env=KEY_ENV, default_headers={}, local=None
+    )
+    call = LLMCall(
+        endpoint=endpoint,
+        model="gpt-3.5-turbo",
+        temperature=0.9,
+        top_p=1.0,
+        max_tokens=512,
+        seed=None,
+        system_prompt=None,
+    )
     settings = CritiqueSettings(call=call, template=template, template_sha256=template_sha256(template))
     ep = {"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV, "limits": dict(limits)}
     runtime = LLMRuntime.from_config(endpoint_config("remote", ep, cache=str(tmp / "llm.sqlite"), prices={}), "remote")

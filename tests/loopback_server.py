@@ -33,17 +33,39 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # A responder maps the parsed request body to (content, finish_reason).
 Responder = Callable[[dict], "tuple[str, str]"]
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 411: "Length Required",
-            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    411: "Length Required",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
-FAILURE_KINDS = ("429", "500", "503", "400", "401", "404", "hang", "malformed", "nochoices", "length", "refusal",
-                 "content_filter", "drop")
+FAILURE_KINDS = (
+    "429",
+    "500",
+    "503",
+    "400",
+    "401",
+    "404",
+    "hang",
+    "malformed",
+    "nochoices",
+    "length",
+    "refusal",
+    "content_filter",
+    "drop",
+)
 
 
 def standin_responder(body: dict) -> tuple[str, str]:
@@ -89,7 +111,7 @@ class _Rule:
 class _Protocol(asyncio.Protocol):
     """Minimal HTTP/1.1 with Content-Length bodies and keep-alive; no task per request."""
 
-    def __init__(self, server: "LoopbackServer"):
+    def __init__(self, server: LoopbackServer):
         self.server = server
         self.buf = b""
         self.transport: asyncio.Transport | None = None
@@ -124,12 +146,16 @@ class _Protocol(asyncio.Protocol):
             self.buf = self.buf[head_end + 4 + length :]
             self.server._handle(self, method, path, headers, body)
 
-    def _send(self, status: int, body: bytes, extra: dict[str, str] | None = None,
-              content_type: str = "application/json"):
+    def _send(
+        self, status: int, body: bytes, extra: dict[str, str] | None = None, content_type: str = "application/json"
+    ):
         if self.transport is None or self.transport.is_closing():
             return
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-                 f"content-type: {content_type}", f"content-length: {len(body)}"]
+        lines = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+            f"content-type: {content_type}",
+            f"content-length: {len(body)}",
+        ]
         for k, v in (extra or {}).items():
             lines.append(f"{k}: {v}")
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
@@ -138,8 +164,9 @@ class _Protocol(asyncio.Protocol):
 class LoopbackServer:
     """OpenAI-compatible chat server on 127.0.0.1 (thread mode: ``start()``/``stop()``)."""
 
-    def __init__(self, latency_s: float = 0.0, responder: Responder | str = "standin",
-                 record: bool = True, port: int = 0):
+    def __init__(
+        self, latency_s: float = 0.0, responder: Responder | str = "standin", record: bool = True, port: int = 0
+    ):
         self.latency_s = float(latency_s)
         if responder == "standin":
             responder = standin_responder
@@ -162,8 +189,15 @@ class LoopbackServer:
         self._seq = 0
 
     # ---- scripting ---------------------------------------------------------------------
-    def fail(self, kind: str, times: int = 1, match: str | None = None,
-             retry_after: float | None = None, seconds: float = 3600.0, **spec: Any) -> None:
+    def fail(
+        self,
+        kind: str,
+        times: int = 1,
+        match: str | None = None,
+        retry_after: float | None = None,
+        seconds: float = 3600.0,
+        **spec: Any,
+    ) -> None:
         """Misbehave on the next ``times`` requests whose last message contains ``match``.
 
         kinds: 429 / 500 / 503 / 400 / 401 / 404 (error status; ``retry_after`` sets Retry-After;
@@ -285,12 +319,19 @@ class LoopbackServer:
             "created": int(time.time()),
             "model": req.get("model", "unknown"),
             "choices": [
-                {"index": i, "finish_reason": finish, "logprobs": None,
-                 "message": {"role": "assistant", "content": text, "refusal": refusal}}
+                {
+                    "index": i,
+                    "finish_reason": finish,
+                    "logprobs": None,
+                    "message": {"role": "assistant", "content": text, "refusal": refusal},
+                }
                 for i in range(n)
             ],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
         proto._send(200, json.dumps(reply).encode())
 
@@ -307,11 +348,10 @@ class LoopbackServer:
     # ---- lifecycle -----------------------------------------------------------------------
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._aserver = await self._loop.create_server(
-            lambda: _Protocol(self), "127.0.0.1", self.port, backlog=4096)
+        self._aserver = await self._loop.create_server(lambda: _Protocol(self), "127.0.0.1", self.port, backlog=4096)
         self.port = self._aserver.sockets[0].getsockname()[1]
 
-    def start(self) -> "LoopbackServer":
+    def start(self) -> LoopbackServer:
         ready = threading.Event()
 
         def run():
@@ -345,7 +385,7 @@ class LoopbackServer:
             self._thread.join(10)
         self._loop = None
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -360,8 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-record", action="store_true", help="do not keep request headers/bodies")
     ap.add_argument("--port-file", help="write the bound port here once listening")
     args = ap.parse_args(argv)
-    srv = LoopbackServer(latency_s=args.latency, responder=args.responder,
-                         record=not args.no_record, port=args.port)
+    srv = LoopbackServer(latency_s=args.latency, responder=args.responder, record=not args.no_record, port=args.port)
 
     async def run():
         await srv._serve()

@@ -61,9 +61,17 @@ class ChatUpstream(LoopbackServer):
             proto._send(200, b"<html>maintenance</html>", None, "text/html")
             return
         if method == "GET" and p.endswith("/v1/models"):
-            models = {"object": "list", "data": [{"id": "loopback-chat", "object": "model", "created": 0,
-                                                  "owned_by": f"loopback, called with {key}" if self.echo_key
-                                                  else "loopback"}]}
+            models = {
+                "object": "list",
+                "data": [
+                    {
+                        "id": "loopback-chat",
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": f"loopback, called with {key}" if self.echo_key else "loopback",
+                    }
+                ],
+            }
             proto._send(200, json.dumps(models).encode(), {"x-upstream": "models", **self._key_header(key)})
             return
         if method == "POST" and p.endswith("/v1/completions"):
@@ -71,8 +79,10 @@ class ChatUpstream(LoopbackServer):
             prompts = req["prompt"] if isinstance(req["prompt"], list) else [req["prompt"]]
             with self._lock:
                 self.completion_batches.append(len(prompts))
-            choices = [{"index": i, "text": " " + fake_rewrite(original_from_template(t)), "finish_reason": "stop"}
-                       for i, t in enumerate(prompts)]
+            choices = [
+                {"index": i, "text": " " + fake_rewrite(original_from_template(t)), "finish_reason": "stop"}
+                for i, t in enumerate(prompts)
+            ]
             reply = json.dumps({"id": "cmpl-loopback", "object": "text_completion", "choices": choices}).encode()
             self._loop.call_later(self.completions_latency_s, proto._send, 200, reply)
             return
@@ -97,17 +107,32 @@ class ChatUpstream(LoopbackServer):
                 if self.echo_key:  # in the text, which goes out 16 characters an event: the key split
                     text = f"{text} (called with {key})"
                     extra = self._key_header(key)
-                self._loop.call_later(self.latency_s, proto._send, 200, sse_body(req, text, key if self.echo_key
-                                                                                 else None), extra,
-                                      "text/event-stream")
+                self._loop.call_later(
+                    self.latency_s,
+                    proto._send,
+                    200,
+                    sse_body(req, text, key if self.echo_key else None),
+                    extra,
+                    "text/event-stream",
+                )
                 return
             if self.echo_key and isinstance(req, dict) and not ruled:
                 self._record(path, headers, body, last)
                 text, _ = self.responder(req)
-                reply = {"id": "chatcmpl-echo", "object": "chat.completion", "created": 0, "model": "m",
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": f"{text} (called with {key})"}}],
-                         "debug": {"authorization": headers.get("authorization")}}
+                reply = {
+                    "id": "chatcmpl-echo",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "m",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": f"{text} (called with {key})"},
+                        }
+                    ],
+                    "debug": {"authorization": headers.get("authorization")},
+                }
                 proto._send(200, json.dumps(reply).encode(), self._key_header(key))
                 return
         super()._handle(proto, method, path, headers, body)
@@ -119,8 +144,12 @@ class ChatUpstream(LoopbackServer):
 def sse_body(req: dict, text: str, key: str | None = None) -> bytes:
     """The reply as OpenAI streams it: a role chunk, content in pieces, a finish chunk, [DONE];
     with ``key``, one more content chunk quoting it whole and an extra field holding it."""
-    base = {"id": "chatcmpl-loopback-stream", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": req.get("model", "unknown")}
+    base = {
+        "id": "chatcmpl-loopback-stream",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": req.get("model", "unknown"),
+    }
     deltas = [{"role": "assistant", "content": ""}] + [{"content": text[i : i + 16]} for i in range(0, len(text), 16)]
     if key is not None:
         deltas.append({"content": f" [key {key}]"})

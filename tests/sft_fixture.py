@@ -13,13 +13,29 @@ from pathlib import Path
 from bpo.schemas import SFT, write_table
 
 TOPICS = [
-    "photosynthesis", "the French revolution", "binary search", "compound interest", "volcanoes",
-    "the water cycle", "black holes", "vaccines", "supply and demand", "recursion", "plate tectonics",
-    "the immune system", "climate change", "neural networks", "the printing press", "tides",
+    "photosynthesis",
+    "the French revolution",
+    "binary search",
+    "compound interest",
+    "volcanoes",
+    "the water cycle",
+    "black holes",
+    "vaccines",
+    "supply and demand",
+    "recursion",
+    "plate tectonics",
+    "the immune system",
+    "climate change",
+    "neural networks",
+    "the printing press",
+    "tides",
 ]
 ASKS = ["tell me about {t}", "explain {t}", "what is {t}?", "how does {t} work", "{t} summary pls"]
 EXTRA = [
-    "", " for a school project", " in simple words", " and why it matters",
+    "",
+    " for a school project",
+    " in simple words",
+    " and why it matters",
     " I keep forgetting the details and my exam is next week, so help me understand the main ideas",
 ]
 

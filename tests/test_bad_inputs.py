@@ -15,18 +15,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 import pytest
 import yaml
+from conftest import REPO
 
 from bpo.cli import main as bpo_main
 from bpo.config_inputs import input_problems
 from bpo.eval.testsets import TestSetError, load_testset
 from bpo.pairs import build_source_pairs
 from bpo.readers import ReadError, read_dataset, read_records
-from bpo.sources import hh_rlhf
 from bpo.settings import ConfigError, PairsSourceSettings, load_config
-from conftest import REPO
+from bpo.sources import hh_rlhf
 
 CORPUS = REPO / "tests" / "bad_inputs"
 
@@ -56,19 +55,29 @@ DROP_CASES = {
     "malformed JSON line": Drop("hh_rlhf", "hh_malformed_json.jsonl", "malformed_invalid_json", "{f}:2"),
     "missing field": Drop("hh_rlhf", "hh_missing_field.jsonl", "malformed_missing_field", "{f}:2 (field 'rejected')"),
     "wrong type": Drop("hh_rlhf", "hh_wrong_type.jsonl", "malformed_wrong_type", "{f}:2 (field 'chosen')"),
-    "empty instruction": Drop("hh_rlhf", "hh_empty_instruction.jsonl", "empty_instruction",
-                              "{f}:2 (field 'instruction')"),
-    "orphan oasst1 reply": Drop("oasst1", "oasst1_orphan_reply.jsonl", "reply_parent_missing",
-                                "{f}:4 (field 'parent_id')", other="messages_skipped", pairs=1),
-    "oasst1 message its own parent": Drop("oasst1", "oasst1_self_parent.jsonl", "self_parent",
-                                          "{f}:4 (field 'parent_id')", pairs=1),
+    "empty instruction": Drop(
+        "hh_rlhf", "hh_empty_instruction.jsonl", "empty_instruction", "{f}:2 (field 'instruction')"
+    ),
+    "orphan oasst1 reply": Drop(
+        "oasst1",
+        "oasst1_orphan_reply.jsonl",
+        "reply_parent_missing",
+        "{f}:4 (field 'parent_id')",
+        other="messages_skipped",
+        pairs=1,
+    ),
+    "oasst1 message its own parent": Drop(
+        "oasst1", "oasst1_self_parent.jsonl", "self_parent", "{f}:4 (field 'parent_id')", pairs=1
+    ),
     "bytes that are not UTF-8": Drop("hh_rlhf", "hh_bad_bytes.jsonl", "malformed_not_utf8", "{f}:2"),
     "JSON escape of a lone surrogate": Drop("hh_rlhf", "hh_lone_surrogate.jsonl", "malformed_not_utf8", "{f}:2"),
-    "bytes that are not UTF-8, JSON array": Drop("hh_rlhf", "hh_bad_bytes_array.json", "malformed_not_utf8",
-                                                 "{f} record 2"),
+    "bytes that are not UTF-8, JSON array": Drop(
+        "hh_rlhf", "hh_bad_bytes_array.json", "malformed_not_utf8", "{f} record 2"
+    ),
     "deeply nested line": Drop("hh_rlhf", "hh_deep_nesting.jsonl", "malformed_too_deep", "{f}:2"),
-    "deeply nested item, JSON array": Drop("hh_rlhf", "hh_deep_nesting_array.json", "malformed_too_deep",
-                                           "{f} record 2"),
+    "deeply nested item, JSON array": Drop(
+        "hh_rlhf", "hh_deep_nesting_array.json", "malformed_too_deep", "{f} record 2"
+    ),
     "BOM and a bad line": Drop("hh_rlhf", "hh_bom_bad_line.jsonl", "malformed_invalid_json", "{f}:2"),
     "BOM and a bad line, gzip": Drop("hh_rlhf", "hh_bom.jsonl.gz", "malformed_invalid_json", "{f}:2"),
     "valid JSON, not an object": Drop("hh_rlhf", "hh_not_an_object.jsonl", "malformed_not_an_object", "{f}:2"),
@@ -80,8 +89,11 @@ DROP_CASES = {
 def test_bad_record_is_a_counted_located_drop(tmp_path, case):
     path = str(CORPUS / case.file)
     config = load_config(overrides={"sources": {case.source: {"path": path}}})
-    stats = build_source_pairs(PairsSourceSettings.from_config(config, case.source),
-                               pairs_path=tmp_path / "p.parquet", stats_path=tmp_path / "s.json")
+    stats = build_source_pairs(
+        PairsSourceSettings.from_config(config, case.source),
+        pairs_path=tmp_path / "p.parquet",
+        stats_path=tmp_path / "s.json",
+    )
     assert stats == json.loads((tmp_path / "s.json").read_text())
     where = case.location.format(f=path, line=stats["pairs"] + 1)  # truncated: the line after the last whole one
     if case.other:
@@ -119,23 +131,31 @@ def _source(name):
 
 
 ERROR_CASES = {
-    "unknown config key": (lambda: _load("config_unknown_key.yaml"),
-                           Error(ConfigError, ("config pairs.max_respnse_chars: unknown key",
-                                               "did you mean 'max_response_chars'?"))),
-    "wrong enum value": (lambda: _load("config_bad_enum.yaml"),
-                         Error(ConfigError, ("config sft.source: 'critique' is not one of",
-                                             "did you mean 'critiques'?"))),
-    "missing input file": (_inputs(_config_file("config_missing_input.yaml")),
-                           Error(ConfigError, ("config sources.hh_rlhf.path: tests/bad_inputs/no-such-file.jsonl "
-                                               "does not exist",))),
+    "unknown config key": (
+        lambda: _load("config_unknown_key.yaml"),
+        Error(ConfigError, ("config pairs.max_respnse_chars: unknown key", "did you mean 'max_response_chars'?")),
+    ),
+    "wrong enum value": (
+        lambda: _load("config_bad_enum.yaml"),
+        Error(ConfigError, ("config sft.source: 'critique' is not one of", "did you mean 'critiques'?")),
+    ),
+    "missing input file": (
+        _inputs(_config_file("config_missing_input.yaml")),
+        Error(ConfigError, ("config sources.hh_rlhf.path: tests/bad_inputs/no-such-file.jsonl does not exist",)),
+    ),
     "empty source file": (_source("hh_empty.jsonl"), Error(ReadError, (f"{CORPUS / 'hh_empty.jsonl'}: no records",))),
-    "empty test-set file": (lambda: load_testset("t", CORPUS / "hh_empty.jsonl", "vicuna"),
-                            Error(TestSetError, (f"{CORPUS / 'hh_empty.jsonl'}: test set 't' has no usable items",))),
-    "truncated gzip JSON array": (lambda: read_records(_truncated_array()),
-                                  Error(ReadError, ("a truncated gzip file: its JSON array is cut off",))),
+    "empty test-set file": (
+        lambda: load_testset("t", CORPUS / "hh_empty.jsonl", "vicuna"),
+        Error(TestSetError, (f"{CORPUS / 'hh_empty.jsonl'}: test set 't' has no usable items",)),
+    ),
+    "truncated gzip JSON array": (
+        lambda: read_records(_truncated_array()),
+        Error(ReadError, ("a truncated gzip file: its JSON array is cut off",)),
+    ),
     "template without placeholder": (
         _inputs({"critique": {"template": str(CORPUS / "critique_no_placeholder.txt")}}),
-        Error(ConfigError, ("config critique.template:", "missing placeholder(s) {bad_response}"))),
+        Error(ConfigError, ("config critique.template:", "missing placeholder(s) {bad_response}")),
+    ),
 }
 
 
@@ -160,8 +180,10 @@ def _truncated_array() -> Path:
 # ---------------------------------------------------------------- test-set files
 
 
-@pytest.mark.parametrize("name, reason", [("testset_bad_line.jsonl", "malformed_invalid_json"),
-                                          ("testset_bad_bytes.jsonl", "malformed_not_utf8")])
+@pytest.mark.parametrize(
+    "name, reason",
+    [("testset_bad_line.jsonl", "malformed_invalid_json"), ("testset_bad_bytes.jsonl", "malformed_not_utf8")],
+)
 def test_bad_testset_line_is_a_counted_located_drop(name, reason):
     path = CORPUS / name
     ts = load_testset("vicuna_eval", path, "vicuna")
@@ -175,9 +197,11 @@ def test_testset_ids_from_record_numbers_do_not_shift_past_a_dropped_record(tmp_
     """Layouts without an id column number the records; a dropped record keeps its number, so
     the SFT rewrite's lookup of the source record by id stays right."""
     path = tmp_path / "alpaca.jsonl"
-    path.write_bytes(b'{"instruction": "first", "input": "", "output": "a"}\n'
-                     b'{"instruction": "caf\xe9", "input": "", "output": "b"}\n'
-                     b'{"instruction": "third", "input": "", "output": "c"}\n')
+    path.write_bytes(
+        b'{"instruction": "first", "input": "", "output": "a"}\n'
+        b'{"instruction": "caf\xe9", "input": "", "output": "b"}\n'
+        b'{"instruction": "third", "input": "", "output": "c"}\n'
+    )
     ts = load_testset("alpaca", path, "alpaca")
     assert [(it.item_id, it.instruction) for it in ts.items] == [("0", "first"), ("2", "third")]
     records = read_records(path)
@@ -188,14 +212,16 @@ def test_testset_ids_from_record_numbers_do_not_shift_past_a_dropped_record(tmp_
 
 
 def _plain_cases():
-    return [("hh_bad_bytes.jsonl", "malformed_not_utf8", "{f}:2"),
-            ("hh_deep_nesting.jsonl", "malformed_too_deep", "{f}:2"),
-            ("hh_bom_bad_line.jsonl", "malformed_invalid_json", "{f}:2"),
-            ("hh_bom.jsonl.gz", "malformed_invalid_json", "{f}:2"),
-            ("hh_not_an_object.jsonl", "malformed_not_an_object", "{f}:2"),
-            ("hh_lone_surrogate.jsonl", "malformed_not_utf8", "{f}:2"),
-            ("hh_bad_bytes_array.json", "malformed_not_utf8", "{f} record 2"),
-            ("hh_deep_nesting_array.json", "malformed_too_deep", "{f} record 2")]
+    return [
+        ("hh_bad_bytes.jsonl", "malformed_not_utf8", "{f}:2"),
+        ("hh_deep_nesting.jsonl", "malformed_too_deep", "{f}:2"),
+        ("hh_bom_bad_line.jsonl", "malformed_invalid_json", "{f}:2"),
+        ("hh_bom.jsonl.gz", "malformed_invalid_json", "{f}:2"),
+        ("hh_not_an_object.jsonl", "malformed_not_an_object", "{f}:2"),
+        ("hh_lone_surrogate.jsonl", "malformed_not_utf8", "{f}:2"),
+        ("hh_bad_bytes_array.json", "malformed_not_utf8", "{f} record 2"),
+        ("hh_deep_nesting_array.json", "malformed_too_deep", "{f} record 2"),
+    ]
 
 
 @pytest.mark.parametrize("name, reason, location", _plain_cases(), ids=[c[0] for c in _plain_cases()])
@@ -230,28 +256,30 @@ def test_parquet_text_that_is_not_utf8_is_a_counted_drop(tmp_path):
 @pytest.fixture(scope="module")
 def optimizer_dir(tmp_path_factory):
     """A tiny optimizer folder as the trainer writes it (random weights: only the plumbing counts)."""
-    import torch
+    from eval_helpers import save_tiny_optimizer
 
-    from bpo.prompt_format import TEMPLATE_VERSION
-    from bpo.train.artifacts import TRAIN_CONFIG_NAME
-    from bpo.train.tiny_model import build_tiny
-
-    d = tmp_path_factory.mktemp("optimizer")
     pairs = [(f"prompt {i}", f"A better prompt {i}.") for i in range(16)]
-    torch.manual_seed(0)
-    model, tok = build_tiny(pairs, {"hidden_size": 32, "intermediate_size": 64}, seed=1)
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    (d / TRAIN_CONFIG_NAME).write_text(json.dumps({"bpo_template_version": TEMPLATE_VERSION}))
-    return str(d)
+    return save_tiny_optimizer(tmp_path_factory.mktemp("optimizer"), pairs)
 
 
 def test_optimize_input_with_a_bad_line_drops_it_and_rewrites_the_rest(optimizer_dir, tmp_path, capsys):
     from bpo.schemas import OPTIMIZED, read_frame
 
     src, out = CORPUS / "optimize_bad_line.jsonl", tmp_path / "o.parquet"
-    rc = bpo_main(["optimize", "--model", optimizer_dir, "--input", str(src), "--output", str(out),
-                   "--max-new-tokens", "4", "--greedy"])
+    rc = bpo_main(
+        [
+            "optimize",
+            "--model",
+            optimizer_dir,
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--max-new-tokens",
+            "4",
+            "--greedy",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0, err
     assert f"bpo optimize: dropped 1 record(s) of --input as malformed_invalid_json: {src}:2" in err.splitlines()
@@ -261,11 +289,14 @@ def test_optimize_input_with_a_bad_line_drops_it_and_rewrites_the_rest(optimizer
     assert got["instruction"].tolist() == ["explain tides", "what is recursion"]
 
 
-@pytest.mark.parametrize("content, says", [
-    (b'{"prompt": 3}\n{"prompt": "ok"}\n', "malformed_wrong_type: {f}:1 (field 'prompt')"),
-    (b'{"text": "x"}\n{"prompt": "ok"}\n', "malformed_missing_field: {f}:1 (field 'prompt')"),
-    (b'{"prompt": "caf\xe9"}\n{"prompt": "ok"}\n', "malformed_not_utf8: {f}:1"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (b'{"prompt": 3}\n{"prompt": "ok"}\n', "malformed_wrong_type: {f}:1 (field 'prompt')"),
+        (b'{"text": "x"}\n{"prompt": "ok"}\n', "malformed_missing_field: {f}:1 (field 'prompt')"),
+        (b'{"prompt": "caf\xe9"}\n{"prompt": "ok"}\n', "malformed_not_utf8: {f}:1"),
+    ],
+)
 def test_optimize_input_bad_records_are_counted_located_drops(content, says, tmp_path):
     from bpo.cli import read_prompt_file
 
@@ -277,14 +308,18 @@ def test_optimize_input_bad_records_are_counted_located_drops(content, says, tmp
     assert dict(dropped) == {reason: 1} and dropped.locations[reason] == [where]
 
 
-@pytest.mark.parametrize("name, content, says", [
-    ("p.json", b'[{"prompt": "a"}, {"prompt": ', "{f}: not valid JSON (Expecting value at line 1)"),
-    ("p.jsonl", b"", "{f}: no records (the file is empty)"),
-    ("p.jsonl.gz", b"not gzip at all", "{f}: unreadable: not a gzip file"),
-    ("p.txt", b"prompt", "{f}: unknown file type"),
-])
-def test_optimize_input_unreadable_as_a_whole_is_one_line_naming_it(optimizer_dir, name, content, says, tmp_path,
-                                                                    capsys):
+@pytest.mark.parametrize(
+    "name, content, says",
+    [
+        ("p.json", b'[{"prompt": "a"}, {"prompt": ', "{f}: not valid JSON (Expecting value at line 1)"),
+        ("p.jsonl", b"", "{f}: no records (the file is empty)"),
+        ("p.jsonl.gz", b"not gzip at all", "{f}: unreadable: not a gzip file"),
+        ("p.txt", b"prompt", "{f}: unknown file type"),
+    ],
+)
+def test_optimize_input_unreadable_as_a_whole_is_one_line_naming_it(
+    optimizer_dir, name, content, says, tmp_path, capsys
+):
     src = tmp_path / name
     src.write_bytes(content)
     rc = bpo_main(["optimize", "--model", optimizer_dir, "--input", str(src), "--output", str(tmp_path / "o.parquet")])
@@ -298,10 +333,13 @@ MISSING = "tests/bad_inputs/no-such-optimizer"
 NO_TOKENIZER = str(CORPUS / "model_no_tokenizer")
 
 
-@pytest.mark.parametrize("folder, says", [
-    (MISSING, f"{MISSING} does not exist (and is not a hub id: those read namespace/name)"),
-    (NO_TOKENIZER, f"no tokenizer files in {NO_TOKENIZER} (looked for tokenizer.json"),
-])
+@pytest.mark.parametrize(
+    "folder, says",
+    [
+        (MISSING, f"{MISSING} does not exist (and is not a hub id: those read namespace/name)"),
+        (NO_TOKENIZER, f"no tokenizer files in {NO_TOKENIZER} (looked for tokenizer.json"),
+    ],
+)
 def test_model_folder_errors_say_what_is_missing_the_same_in_optimize_and_serve(folder, says, capsys):
     assert bpo_main(["optimize", "--model", folder, "Tell me a joke"]) == 1
     optimize_err = capsys.readouterr().err.strip().splitlines()

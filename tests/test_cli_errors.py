@@ -7,20 +7,26 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 
 def bpo(cwd, *args):
-    return subprocess.run([sys.executable, "-m", "bpo.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "bpo.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def test_missing_model_folder_is_one_line_naming_it(tmp_path):
     proc = bpo(tmp_path, "optimize", "--model", "results/models/nope", "Tell me a joke")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "bpo: error: --model results/models/nope does not exist (and is not a hub id: those read namespace/name)"]
+        "bpo: error: --model results/models/nope does not exist (and is not a hub id: those read namespace/name)"
+    ]
     assert proc.stdout == ""
 
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import copy
 
-import jsonschema
 import pytest
 import yaml
+from conftest import REPO, edit_config, snakemake
 from snakemake.utils import validate
 
 from bpo.settings.config import SCHEMA_PATH
-
-from conftest import REPO, snakemake
 
 
 def _load(name):
@@ -70,10 +68,7 @@ def test_bad_key_or_type_is_an_error_naming_it(mutate, key):
 
 
 def test_bad_key_fails_at_parse_time(workflow_copy):
-    cfg_path = workflow_copy / "config" / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["pairs"]["max_respnse_chars"] = 10
-    cfg_path.write_text(yaml.safe_dump(cfg))
+    edit_config(workflow_copy, lambda cfg: cfg["pairs"].update(max_respnse_chars=10))
     proc = snakemake(workflow_copy, "-n", "--cores", "1", check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr

@@ -138,7 +138,9 @@ def test_extra_text_after_end_is_ignored():
 
 
 def test_missing_label_is_a_parse_failure():
-    r = parse_critique("Detailed Comparison Result: Answer 2 is better because the optimized instruction would be clearer.")
+    r = parse_critique(
+        "Detailed Comparison Result: Answer 2 is better because the optimized instruction would be clearer."
+    )
     assert r.optimized_instruction is None
     assert r.parse_error == "no 'Optimized Instruction:' label"
     assert r.comparison.startswith("Answer 2 is better")
@@ -146,8 +148,10 @@ def test_missing_label_is_a_parse_failure():
 
 def test_prose_mentioning_the_label_is_not_the_label():
     # "optimized instruction" without a colon, mid-sentence, must not be taken as the label.
-    r = parse_critique("Detailed Comparison Result: An optimized instruction should ask for examples.\n"
-                       "Optimized Instruction: Give three examples of renewable energy. [END]")
+    r = parse_critique(
+        "Detailed Comparison Result: An optimized instruction should ask for examples.\n"
+        "Optimized Instruction: Give three examples of renewable energy. [END]"
+    )
     assert r.optimized_instruction == "Give three examples of renewable energy."
 
 
@@ -185,7 +189,9 @@ def test_no_comparison_label():
 
 
 def test_two_instruction_labels_use_the_first():
-    r = parse_critique("Detailed Comparison Result: x\nOptimized Instruction: First. [END]\nOptimized Instruction: Second. [END]")
+    r = parse_critique(
+        "Detailed Comparison Result: x\nOptimized Instruction: First. [END]\nOptimized Instruction: Second. [END]"
+    )
     assert r.optimized_instruction == "First."
     assert "2 'Optimized Instruction' labels" in r.parse_error
 
@@ -237,8 +243,10 @@ def test_quote_inside_end_marker():
 
 
 def test_protected_text_passes_through_unchanged():
-    r = parse_critique("Detailed Comparison Result: x\nOptimized Instruction: Summarise the text "
-                       "[protected]Q3 revenue rose 4%[/protected] in one sentence. [END]")
+    r = parse_critique(
+        "Detailed Comparison Result: x\nOptimized Instruction: Summarise the text "
+        "[protected]Q3 revenue rose 4%[/protected] in one sentence. [END]"
+    )
     assert "[protected]Q3 revenue rose 4%[/protected]" in r.optimized_instruction
 
 

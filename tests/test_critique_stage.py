@@ -10,24 +10,23 @@ import json
 import sqlite3
 
 import pytest
-import yaml
+from conftest import copy_workflow, edit_config, snakemake
+from loopback_server import LoopbackServer
 
 from bpo.critique import CritiqueError, build_requests, estimate_critiques, run_critique
 from bpo.llm import BudgetExceeded
+from bpo.schemas import CRITIQUES, PAIRS, read_table, write_table
 from bpo.settings import (
     CritiqueEstimateSettings,
     CritiqueSettings,
     EndpointSettings,
     LLMCall,
-    endpoint_config,
     LLMRuntime,
     critique_runtime,
+    endpoint_config,
     load_config,
 )
-from bpo.schemas import CRITIQUES, PAIRS, read_table, write_table
 from bpo.templates import TemplateError, builtin_dir, load_critique, template_sha256
-from conftest import copy_workflow, snakemake
-from loopback_server import LoopbackServer
 
 TEMPLATE = builtin_dir() / "critique.txt"
 KEY_ENV = "BPO_TEST_CRITIQUE_KEY"
@@ -36,29 +35,64 @@ SECRET = "sk-test-critique-0123456789abcdef"
 
 def _pair(pid, source, instruction, context, good, bad):
     return {
-        "pair_id": pid, "source": source, "source_id": pid, "instruction": instruction, "context": context,
-        "good_response": good, "bad_response": bad, "good_model": None, "bad_model": None,
-        "language": "en", "num_turns": 1,
+        "pair_id": pid,
+        "source": source,
+        "source_id": pid,
+        "instruction": instruction,
+        "context": context,
+        "good_response": good,
+        "bad_response": bad,
+        "good_model": None,
+        "bad_model": None,
+        "language": "en",
+        "num_turns": 1,
     }
 
 
 # Written for these tests.
 PAIRS_ROWS = [
-    _pair("a1", "alpaca_gpt4", "Give three tips for staying focused while studying.", "",
-          "1. Put your phone in another room. 2. Work in 25-minute blocks. 3. Keep a list of distractions to handle later.",
-          "Just focus harder."),
-    _pair("a2", "alpaca_gpt4", "Classify the following animal as a mammal, bird or reptile.", "Penguin",
-          "A penguin is a bird: it has feathers, lays eggs and has a beak, even though it cannot fly.",
-          "Mammal."),
-    _pair("a3", "alpaca_gpt4", "Rewrite the sentence with {braces} kept.", "Use {context} literally: {instruction}",
-          "Sure: the sentence with {braces} kept.", "No."),
-    _pair("h1", "hh_rlhf", "How do I get rid of a wasp nest near my door?", "",
-          "Wait until evening when wasps are less active, wear protective clothing, and consider calling a pest "
-          "control service, especially if anyone in the house is allergic.",
-          "Just hit it with a stick."),
-    _pair("h2", "hh_rlhf", "What is the boiling point of water at the top of Mount Everest?", "",
-          "About 70 degrees Celsius, because air pressure at 8,849 m is roughly a third of that at sea level.",
-          "100 degrees Celsius, like everywhere."),
+    _pair(
+        "a1",
+        "alpaca_gpt4",
+        "Give three tips for staying focused while studying.",
+        "",
+        "1. Put your phone in another room. 2. Work in 25-minute blocks. "
+        "3. Keep a list of distractions to handle later.",
+        "Just focus harder.",
+    ),
+    _pair(
+        "a2",
+        "alpaca_gpt4",
+        "Classify the following animal as a mammal, bird or reptile.",
+        "Penguin",
+        "A penguin is a bird: it has feathers, lays eggs and has a beak, even though it cannot fly.",
+        "Mammal.",
+    ),
+    _pair(
+        "a3",
+        "alpaca_gpt4",
+        "Rewrite the sentence with {braces} kept.",
+        "Use {context} literally: {instruction}",
+        "Sure: the sentence with {braces} kept.",
+        "No.",
+    ),
+    _pair(
+        "h1",
+        "hh_rlhf",
+        "How do I get rid of a wasp nest near my door?",
+        "",
+        "Wait until evening when wasps are less active, wear protective clothing, and consider calling a pest "
+        "control service, especially if anyone in the house is allergic.",
+        "Just hit it with a stick.",
+    ),
+    _pair(
+        "h2",
+        "hh_rlhf",
+        "What is the boiling point of water at the top of Mount Everest?",
+        "",
+        "About 70 degrees Celsius, because air pressure at 8,849 m is roughly a third of that at sea level.",
+        "100 degrees Celsius, like everywhere.",
+    ),
 ]
 ALPACA = [p for p in PAIRS_ROWS if p["source"] == "alpaca_gpt4"]
 
@@ -83,25 +117,54 @@ def endpoint(server, monkeypatch):
         "backend": "openai",
         "base_url": server.base_url,
         "api_key_env": KEY_ENV,
-        "limits": {"max_concurrency": 4, "max_retries": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.05,
-                   "timeout_s": 10},
+        "limits": {
+            "max_concurrency": 4,
+            "max_retries": 2,
+            "backoff_base_s": 0.01,
+            "backoff_max_s": 0.05,
+            "timeout_s": 10,
+        },
     }
 
 
 def _settings(endpoint, **kw) -> CritiqueSettings:
-    ep = EndpointSettings(name="loopback", backend=endpoint["backend"], base_url=endpoint["base_url"],
-                          api_key_env=endpoint["api_key_env"], default_headers={}, local=None)
-    values = {"model": "gpt-3.5-turbo", "temperature": 0.9, "top_p": 1.0, "max_tokens": 512, "seed": None,
-              "system_prompt": None, **kw}
-    return CritiqueSettings(call=LLMCall(endpoint=ep, **values), template=str(TEMPLATE),
-                            template_sha256=template_sha256(TEMPLATE))
+    ep = EndpointSettings(
+        name="loopback",
+        backend=endpoint["backend"],
+        base_url=endpoint["base_url"],
+        api_key_env=endpoint["api_key_env"],
+        default_headers={},
+        local=None,
+    )
+    values = {
+        "model": "gpt-3.5-turbo",
+        "temperature": 0.9,
+        "top_p": 1.0,
+        "max_tokens": 512,
+        "seed": None,
+        "system_prompt": None,
+        **kw,
+    }
+    return CritiqueSettings(
+        call=LLMCall(endpoint=ep, **values), template=str(TEMPLATE), template_sha256=template_sha256(TEMPLATE)
+    )
 
 
 def _call(**kw) -> LLMCall:
     """The loopback-free sampling of the request-building tests (gpt-3.5-turbo, 0.9, 1.0, 512)."""
     ep = EndpointSettings(name="x", backend="standin", base_url=None, api_key_env=None, default_headers={}, local=None)
-    return LLMCall(**{"endpoint": ep, "model": "gpt-3.5-turbo", "temperature": 0.9, "top_p": 1.0, "max_tokens": 512,
-                      "seed": None, "system_prompt": None, **kw})
+    return LLMCall(
+        **{
+            "endpoint": ep,
+            "model": "gpt-3.5-turbo",
+            "temperature": 0.9,
+            "top_p": 1.0,
+            "max_tokens": 512,
+            "seed": None,
+            "system_prompt": None,
+            **kw,
+        }
+    )
 
 
 def _runtime(endpoint, cache, prices=None, budget_usd=None, max_error_fraction=0.0) -> LLMRuntime:
@@ -110,8 +173,13 @@ def _runtime(endpoint, cache, prices=None, budget_usd=None, max_error_fraction=0
 
 
 def _run(pairs_file, out, endpoint, cache, source="alpaca_gpt4", prices=None, budget_usd=None, max_error_fraction=0.0):
-    return run_critique(_settings(endpoint), _runtime(endpoint, cache, prices, budget_usd, max_error_fraction),
-                        pairs_path=pairs_file, source=source, output=out)
+    return run_critique(
+        _settings(endpoint),
+        _runtime(endpoint, cache, prices, budget_usd, max_error_fraction),
+        pairs_path=pairs_file,
+        source=source,
+        output=out,
+    )
 
 
 # ---------------------------------------------------------------- template
@@ -150,7 +218,10 @@ def test_template_substitutes_once_and_literally():
         ("{instruction}\n{context}\n{good_response}\nOptimized Instruction:", "missing placeholder"),
         ("{instruction}\n{bad_response}\n{good_response}\nOptimized Instruction:", "no {context}"),
         ("{instruction}\n{context}\n{bad_response}\n{good_res}\n{good_response}\nOptimized Instruction:", "{good_res}"),
-        ("{instruction}\n{if_context}\n{context}\n{bad_response}\n{good_response}\nOptimized Instruction:", "never closed"),
+        (
+            "{instruction}\n{if_context}\n{context}\n{bad_response}\n{good_response}\nOptimized Instruction:",
+            "never closed",
+        ),
         ("{instruction}\n{context}\n{bad_response}\n{good_response}\nGive the rewrite.", "Optimized Instruction:"),
     ],
 )
@@ -183,22 +254,47 @@ def test_requests_are_single_user_messages_with_sampling():
 def test_settings_from_config_leave_the_runtime_out():
     """The rule's one param holds what changes answers; limits, cache, prices, budget and error
     tolerance come from the config at run time (critique_runtime)."""
-    config = load_config(overrides={
-        "llm": {"cache": "cache/llm.sqlite", "prices": {"gpt-3.5-turbo": {"input": 0.5, "output": 1.5}},
-                "endpoints": {"api": {"backend": "openai", "base_url": "http://127.0.0.1:1/v1", "api_key_env": "K",
-                                      "limits": {"max_concurrency": 3}}}},
-        "critique": {"endpoint": "api", "model": "gpt-3.5-turbo", "template": str(TEMPLATE), "budget_usd": 2.0,
-                     "max_error_fraction": 0.2},
-    })
+    config = load_config(
+        overrides={
+            "llm": {
+                "cache": "cache/llm.sqlite",
+                "prices": {"gpt-3.5-turbo": {"input": 0.5, "output": 1.5}},
+                "endpoints": {
+                    "api": {
+                        "backend": "openai",
+                        "base_url": "http://127.0.0.1:1/v1",
+                        "api_key_env": "K",
+                        "limits": {"max_concurrency": 3},
+                    }
+                },
+            },
+            "critique": {
+                "endpoint": "api",
+                "model": "gpt-3.5-turbo",
+                "template": str(TEMPLATE),
+                "budget_usd": 2.0,
+                "max_error_fraction": 0.2,
+            },
+        }
+    )
     settings = CritiqueSettings.from_config(config)
     params = settings.canonical()
-    assert params["endpoint"] == {"name": "api", "backend": "openai", "base_url": "http://127.0.0.1:1/v1",
-                                  "api_key_env": "K", "default_headers": {}}
+    assert params["endpoint"] == {
+        "name": "api",
+        "backend": "openai",
+        "base_url": "http://127.0.0.1:1/v1",
+        "api_key_env": "K",
+        "default_headers": {},
+    }
     assert params["template_sha256"] == template_sha256(TEMPLATE) and params["model"] == "gpt-3.5-turbo"
     assert not {"limits", "budget_usd", "max_error_fraction", "cache", "prices"} & set(params)
     assert CritiqueSettings.from_params(params) == settings
     runtime = critique_runtime(config)
-    assert runtime.limits.max_concurrency == 3 and runtime.limits.max_retries == 6 and runtime.cache_path == "cache/llm.sqlite"
+    assert (
+        runtime.limits.max_concurrency == 3
+        and runtime.limits.max_retries == 6
+        and runtime.cache_path == "cache/llm.sqlite"
+    )
     assert runtime.budget_usd == 2.0 and runtime.max_error_fraction == 0.2
     assert runtime.prices == config["llm"]["prices"]
     estimate = CritiqueEstimateSettings.from_config(config)
@@ -368,11 +464,12 @@ def test_workflow_critique_and_sft_with_the_standin(tmp_path):
         return {line.split()[-1] for line in out.splitlines() if line.startswith(("rule ", "localrule "))}
 
     assert planned() == set()
-    cfg_path = wf / "config" / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["llm"]["endpoints"]["standin"]["limits"]["max_concurrency"] = 3
-    cfg["critique"]["budget_usd"] = 10.0
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def runtime_edit(cfg):
+        cfg["llm"]["endpoints"]["standin"]["limits"]["max_concurrency"] = 3
+        cfg["critique"]["budget_usd"] = 10.0
+
+    edit_config(wf, runtime_edit)
     assert planned() == set()  # runtime settings: nothing reruns
     template.write_text(template.read_text() + "Keep the rewrite under 60 words.\n")
     assert planned() == {"critique:", "sft:"}

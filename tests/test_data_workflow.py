@@ -3,15 +3,14 @@ the demo data, and reruns of exactly the jobs a config or input edit affects."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 
 import pytest
 import yaml
+from conftest import copy_workflow, edited_config, job_counts, snakemake
 
 from bpo.schemas import PAIRS, read_table
-from conftest import copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -23,30 +22,8 @@ def _out(proc) -> str:
     return proc.stdout + proc.stderr
 
 
-def planned_jobs(proc) -> dict[str, int]:
-    """The "Job stats" table Snakemake prints (empty when there is nothing to do)."""
-    text = _out(proc)
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
-
-
 def planned_sources(proc) -> set[str]:
     return set(re.findall(r"wildcards: source=(\w+)", _out(proc)))
-
-
-@contextlib.contextmanager
-def edited_config(workdir, edit):
-    path = workdir / "config" / "config.yaml"
-    original = path.read_text()
-    cfg = yaml.safe_load(original)
-    edit(cfg)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    try:
-        yield
-    finally:
-        path.write_text(original)
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +31,13 @@ def ran(tmp_path_factory):
     """A workflow copy with the data stage run once."""
     wf = copy_workflow(tmp_path_factory.mktemp("data-stage") / "wf")
     proc = snakemake(wf, "--cores", "2", TARGET)
-    assert planned_jobs(proc) == {"pairs_source": 4, "pairs_merge": 1}
+    assert job_counts(proc) == {"pairs_source": 4, "pairs_merge": 1}
     return wf
 
 
 def test_dry_run_plans_the_data_stage_with_local_files_as_inputs(workflow_copy):
     proc = snakemake(workflow_copy, "-n", "--cores", "1", TARGET)
-    assert planned_jobs(proc) == {"pairs_source": 4, "pairs_merge": 1}
+    assert job_counts(proc) == {"pairs_source": 4, "pairs_merge": 1}
     assert planned_sources(proc) == set(SOURCES)
     text = _out(proc)
     assert "input: resources/demo/hh-rlhf/train.jsonl\n" in text
@@ -77,7 +54,7 @@ def test_paper_sources_build_the_data_dag_offline(workflow_copy):
     (workflow_copy / "config" / "paper_data.yaml").write_text(yaml.safe_dump(data_only))
     # the target goes first: --configfile takes every argument after it
     proc = snakemake(workflow_copy, TARGET, "-n", "--cores", "1", "--configfile", "config/paper_data.yaml")
-    assert planned_jobs(proc) == {"pairs_source": 4, "pairs_merge": 1}
+    assert job_counts(proc) == {"pairs_source": 4, "pairs_merge": 1}
     assert "resources/demo" not in _out(proc)
 
 
@@ -118,15 +95,27 @@ def test_real_run_writes_pairs_stats_and_logs(ran):
         assert all(f"{reason} {n}" in log for reason, n in st["dropped"].items())
         assert (ran / f"benchmarks/demo/data/pairs_source.{source}.tsv").exists()
     assert "duplicates across sources dropped" in (ran / "logs/demo/data/pairs_merge.log").read_text()
-    assert planned_jobs(snakemake(ran, "-n", "--cores", "1", TARGET)) == {}
+    assert job_counts(snakemake(ran, "-n", "--cores", "1", TARGET)) == {}
 
 
 @pytest.mark.parametrize(
     "edit, jobs, sources",
     [
-        (lambda c: c["sources"]["oasst1"].__setitem__("languages", ["en", "es"]), {"pairs_source": 1, "pairs_merge": 1}, {"oasst1"}),
-        (lambda c: c["sources"]["chatbot_arena"].__setitem__("sample", 5), {"pairs_source": 1, "pairs_merge": 1}, {"chatbot_arena"}),
-        (lambda c: c["pairs"].__setitem__("max_response_chars", 5000), {"pairs_source": 4, "pairs_merge": 1}, set(SOURCES)),
+        (
+            lambda c: c["sources"]["oasst1"].__setitem__("languages", ["en", "es"]),
+            {"pairs_source": 1, "pairs_merge": 1},
+            {"oasst1"},
+        ),
+        (
+            lambda c: c["sources"]["chatbot_arena"].__setitem__("sample", 5),
+            {"pairs_source": 1, "pairs_merge": 1},
+            {"chatbot_arena"},
+        ),
+        (
+            lambda c: c["pairs"].__setitem__("max_response_chars", 5000),
+            {"pairs_source": 4, "pairs_merge": 1},
+            set(SOURCES),
+        ),
         (lambda c: c["pairs"].__setitem__("dedup", False), {"pairs_merge": 1}, set()),
     ],
     ids=["oasst1.languages", "chatbot_arena.sample", "pairs.max_response_chars", "pairs.dedup"],
@@ -134,7 +123,7 @@ def test_real_run_writes_pairs_stats_and_logs(ran):
 def test_config_edit_reruns_only_the_affected_jobs(ran, edit, jobs, sources):
     with edited_config(ran, edit):
         proc = snakemake(ran, "-n", "--cores", "1", TARGET)
-    assert planned_jobs(proc) == jobs
+    assert job_counts(proc) == jobs
     assert planned_sources(proc) == sources
     assert "Params have changed since last execution" in _out(proc)
 
@@ -150,7 +139,7 @@ def test_input_file_edit_reruns_only_that_source(ran):
         proc = snakemake(ran, "-n", "--cores", "1", TARGET)
     finally:
         path.write_bytes(original)
-    assert planned_jobs(proc) == {"pairs_source": 1, "pairs_merge": 1}
+    assert job_counts(proc) == {"pairs_source": 1, "pairs_merge": 1}
     assert planned_sources(proc) == {"chatbot_arena"}
 
 
@@ -158,11 +147,11 @@ def test_real_rerun_after_a_config_edit_touches_only_the_affected_outputs(ran):
     untouched = {s: (ran / f"results/demo/pairs/{s}.parquet").stat().st_mtime_ns for s in SOURCES if s != "oasst1"}
     with edited_config(ran, lambda c: c["sources"]["oasst1"].__setitem__("languages", ["en", "es", "de"])):
         proc = snakemake(ran, "--cores", "2", TARGET)
-        assert planned_jobs(proc) == {"pairs_source": 1, "pairs_merge": 1}
+        assert job_counts(proc) == {"pairs_source": 1, "pairs_merge": 1}
         langs = read_table(ran / "results/demo/pairs/oasst1.parquet", PAIRS).column("language").to_pylist()
         assert {"es", "de"} <= set(langs)
         assert {s: (ran / f"results/demo/pairs/{s}.parquet").stat().st_mtime_ns for s in untouched} == untouched
         merged = read_table(ran / TARGET, PAIRS)
         assert {"es", "de"} <= set(merged.column("language").to_pylist())
     # back to the original config: the same two jobs again, nothing else
-    assert planned_jobs(snakemake(ran, "--cores", "2", TARGET)) == {"pairs_source": 1, "pairs_merge": 1}
+    assert job_counts(snakemake(ran, "--cores", "2", TARGET)) == {"pairs_source": 1, "pairs_merge": 1}

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from eval_helpers import loopback_config
+from loopback_server import LoopbackServer
 
 from bpo.eval.answer import answer_optimized, answer_original, answer_rows, endpoint_answerer, questions
 from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_table, write_table
 from bpo.settings import LLMRuntime, SettingsError, load_config
 from bpo.settings.evaluate import EndpointTargetSettings, OriginalAnswerSettings, SFTRewriteSettings
-from eval_helpers import loopback_config, save_tiny_model
-from loopback_server import LoopbackServer
 
 ITEMS = [
     # (instruction, context, optimized instruction, fallback reason)
@@ -37,24 +37,47 @@ def _answer(optimized, originals, out, target, runtime):
 def _testset(tmp_path) -> dict:
     """The ITEMS as a custom-format test set file, with a category column."""
     path = tmp_path / "demo.jsonl"
-    path.write_text("".join(json.dumps({"id": str(i), "instruction": ins, "context": ctx, "category": f"cat{i % 2}"}) + "\n"
-                            for i, (ins, ctx, _, _) in enumerate(ITEMS)))
-    return {"demo": {"format": "custom", "path": str(path),
-                     "columns": {"id": "id", "instruction": "instruction", "context": "context", "category": "category"}}}
+    path.write_text(
+        "".join(
+            json.dumps({"id": str(i), "instruction": ins, "context": ctx, "category": f"cat{i % 2}"}) + "\n"
+            for i, (ins, ctx, _, _) in enumerate(ITEMS)
+        )
+    )
+    return {
+        "demo": {
+            "format": "custom",
+            "path": str(path),
+            "columns": {"id": "id", "instruction": "instruction", "context": "context", "category": "category"},
+        }
+    }
 
 
 def _target(srv, monkeypatch, tmp_path):
     """Target ``loop`` on the loopback server, its runtime and the settings of its original
     answers, built from a config like the rules do."""
-    config = loopback_config(srv, monkeypatch, tmp_path, eval={"targets": {"loop": TARGET}, "testsets": _testset(tmp_path)})
-    return (EndpointTargetSettings.from_config(config, "loop"), LLMRuntime.from_config(config, "loop"),
-            OriginalAnswerSettings.from_config(config, "demo", "loop"))
+    config = loopback_config(
+        srv, monkeypatch, tmp_path, eval={"targets": {"loop": TARGET}, "testsets": _testset(tmp_path)}
+    )
+    return (
+        EndpointTargetSettings.from_config(config, "loop"),
+        LLMRuntime.from_config(config, "loop"),
+        OriginalAnswerSettings.from_config(config, "demo", "loop"),
+    )
 
 
 def _optimized(path, optimizer="opt"):
     rows = [
-        {"item_id": str(i), "testset": "demo", "optimizer": optimizer, "category": f"cat{i % 2}", "instruction": ins,
-         "context": ctx, "optimized_instruction": opt, "fallback_reason": fb, "reference_optimized": None}
+        {
+            "item_id": str(i),
+            "testset": "demo",
+            "optimizer": optimizer,
+            "category": f"cat{i % 2}",
+            "instruction": ins,
+            "context": ctx,
+            "optimized_instruction": opt,
+            "fallback_reason": fb,
+            "reference_optimized": None,
+        }
         for i, (ins, ctx, opt, fb) in enumerate(ITEMS)
     ]
     write_table(rows, path, OPTIMIZED)
@@ -80,8 +103,14 @@ def test_endpoint_target_answers_originals_once_and_each_optimizer_its_questions
         assert srv.total == 5  # all from the cache
         # a second optimizer reuses the original answers: only its own changed questions are asked
         other = tmp_path / "other.parquet"
-        write_table([{**r, "optimizer": "other", "optimized_instruction": r["instruction"] + " Be brief."}
-                     for r in read_table(opt, OPTIMIZED).to_pylist()], other, OPTIMIZED)
+        write_table(
+            [
+                {**r, "optimizer": "other", "optimized_instruction": r["instruction"] + " Be brief."}
+                for r in read_table(opt, OPTIMIZED).to_pylist()
+            ],
+            other,
+            OPTIMIZED,
+        )
         _answer(other, originals, tmp_path / "other_answers.parquet", target, runtime)
         assert srv.total == 8
     orig_rows = read_table(originals, ORIGINAL_ANSWERS).to_pylist()
@@ -126,17 +155,36 @@ def test_failed_calls_are_recorded_not_dropped(tmp_path, monkeypatch):
 def test_target_settings_hold_the_endpoint_and_leave_runtime_out(tmp_path):
     """What changes answers (the endpoint's backend and URL included) is the rule's one param;
     limits, prices and the cache path are runtime settings, read when the script runs."""
-    config = load_config(overrides={
-        "llm": {"cache": str(tmp_path / "c.sqlite"), "prices": {"target-model": {"input": 1.0, "output": 2.0}},
-                "endpoints": {"loop": {"backend": "openai", "base_url": "http://127.0.0.1:9/v1",
-                                       "limits": {"max_concurrency": 2}}}},
-        "eval": {"targets": {"loop": TARGET, "local": {"kind": "hf", "model": "m"}, "bare": {"model": "m"}}}})
+    config = load_config(
+        overrides={
+            "llm": {
+                "cache": str(tmp_path / "c.sqlite"),
+                "prices": {"target-model": {"input": 1.0, "output": 2.0}},
+                "endpoints": {
+                    "loop": {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "limits": {"max_concurrency": 2}}
+                },
+            },
+            "eval": {"targets": {"loop": TARGET, "local": {"kind": "hf", "model": "m"}, "bare": {"model": "m"}}},
+        }
+    )
     target = EndpointTargetSettings.from_config(config, "loop")
     params = target.canonical()
-    assert params == {"name": "loop", "model": "target-model", "temperature": 0.0, "top_p": 1.0, "max_tokens": 64,
-                      "seed": None, "system_prompt": None,
-                      "endpoint": {"name": "loop", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
-                                   "api_key_env": "OPENAI_API_KEY", "default_headers": {}}}
+    assert params == {
+        "name": "loop",
+        "model": "target-model",
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "max_tokens": 64,
+        "seed": None,
+        "system_prompt": None,
+        "endpoint": {
+            "name": "loop",
+            "backend": "openai",
+            "base_url": "http://127.0.0.1:9/v1",
+            "api_key_env": "OPENAI_API_KEY",
+            "default_headers": {},
+        },
+    }
     assert EndpointTargetSettings.from_params(params) == target
     runtime = LLMRuntime.from_config(config, target.call.endpoint.name)
     assert (runtime.cache_path, runtime.limits.max_concurrency) == (str(tmp_path / "c.sqlite"), 2)
@@ -157,28 +205,31 @@ def test_answer_rows_pair_items_with_their_answers(tmp_path):
     original, optimized = questions(items)
     assert original[0] == "Summarize the text.\nCats sleep a lot." and optimized[1] == ITEMS[1][2]
     rows = answer_rows(items, "t", [("a", "ok", "hf")] * 3, [(None, "error", "openai")] * 3)
-    assert rows[0] == {"item_id": "0", "testset": "demo", "optimizer": "opt", "target": "t", "category": "cat0",
-                       "question_original": original[0],
-                       "question_optimized": optimized[0], "answer_original": "a", "answer_optimized": None,
-                       "status_original": "ok", "status_optimized": "error", "backend": "hf+openai"}
+    assert rows[0] == {
+        "item_id": "0",
+        "testset": "demo",
+        "optimizer": "opt",
+        "target": "t",
+        "category": "cat0",
+        "question_original": original[0],
+        "question_optimized": optimized[0],
+        "answer_original": "a",
+        "answer_optimized": None,
+        "status_original": "ok",
+        "status_optimized": "error",
+        "backend": "hf+openai",
+    }
     with pytest.raises(ValueError, match="3 items but 2 original"):
         answer_rows(items, "t", [("a", "ok", "hf")] * 2, [("a", "ok", "hf")] * 3)
-
-
-@pytest.fixture(scope="module")
-def tiny_target(tmp_path_factory):
-    """A randomly initialised tiny Llama saved like a hub model (no download)."""
-    pairs = [("What is the capital of France?", "Paris is the capital of France."),
-             ("Name a colour.", "Blue is a colour.")] * 4
-    return save_tiny_model(tmp_path_factory.mktemp("tiny_target"), pairs)
 
 
 def _hf_settings(model, batch_size):
     from bpo.settings.generation import GenerationSettings
     from bpo.settings.hf_target import HFTargetSettings
 
-    gen = GenerationSettings(engine="auto", temperature=0.0, top_p=1.0, max_new_tokens=12, batch_size=batch_size,
-                             seed=0, greedy=True)
+    gen = GenerationSettings(
+        engine="auto", temperature=0.0, top_p=1.0, max_new_tokens=12, batch_size=batch_size, seed=0, greedy=True
+    )
     return HFTargetSettings(name="tiny", model=str(model), dtype="auto", system_prompt=None, generation=gen)
 
 
@@ -203,9 +254,15 @@ def test_optional_request_fields_null_are_not_sent(tmp_path, monkeypatch):
     from bpo.llm import ChatRequest, call_request
 
     with LoopbackServer(responder="echo") as srv:
-        config = loopback_config(srv, monkeypatch, tmp_path, eval={
-            "targets": {"loop": {**TARGET, "top_p": None, "max_tokens": None, "seed": None}},
-            "testsets": _testset(tmp_path)})
+        config = loopback_config(
+            srv,
+            monkeypatch,
+            tmp_path,
+            eval={
+                "targets": {"loop": {**TARGET, "top_p": None, "max_tokens": None, "seed": None}},
+                "testsets": _testset(tmp_path),
+            },
+        )
         settings = OriginalAnswerSettings.from_config(config, "demo", "loop")
         _originals(tmp_path / "o.parquet", settings, LLMRuntime.from_config(config, "loop"))
         bodies = [json.loads(r.body) for r in srv.requests]
@@ -215,7 +272,23 @@ def test_optional_request_fields_null_are_not_sent(tmp_path, monkeypatch):
         assert body["temperature"] == 0.0
     call = settings.target.call.replace(model="m", top_p=0.9, max_tokens=64, seed=3)
     sent = call_request(call, "q")
-    assert sent.body == {"model": "m", "messages": [{"role": "user", "content": "q"}], "temperature": 0.0,
-                         "top_p": 0.9, "max_tokens": 64, "seed": 3}
-    assert sent.key == ChatRequest(model="m", messages=[{"role": "user", "content": "q"}], temperature=0.0, top_p=0.9,
-                                   max_tokens=64, n=1, seed=3).key
+    assert sent.body == {
+        "model": "m",
+        "messages": [{"role": "user", "content": "q"}],
+        "temperature": 0.0,
+        "top_p": 0.9,
+        "max_tokens": 64,
+        "seed": 3,
+    }
+    assert (
+        sent.key
+        == ChatRequest(
+            model="m",
+            messages=[{"role": "user", "content": "q"}],
+            temperature=0.0,
+            top_p=0.9,
+            max_tokens=64,
+            n=1,
+            seed=3,
+        ).key
+    )

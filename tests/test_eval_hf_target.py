@@ -3,16 +3,15 @@ engine in the metadata, greedy answers independent of batching, original answers
 
 from __future__ import annotations
 
-import pytest
-
 import json
+
+import pytest
 
 from bpo.eval.answer import answer_optimized, answer_original
 from bpo.eval.hf_target import hf_answerer
 from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_metadata, read_table, write_table
 from bpo.settings import load_config
 from bpo.settings.hf_target import HFOriginalAnswerSettings, HFTargetSettings
-from eval_helpers import save_tiny_model
 
 ITEMS = [
     ("What is the capital of France?", "", "What is the capital city of France?", None),
@@ -21,18 +20,22 @@ ITEMS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_target(tmp_path_factory):
-    pairs = [("What is the capital of France?", "Paris is the capital of France."),
-             ("Name a colour.", "Blue is a colour.")] * 4
-    return save_tiny_model(tmp_path_factory.mktemp("tiny_target"), pairs)
-
-
 @pytest.fixture
 def optimized(tmp_path):
-    rows = [{"item_id": str(i), "testset": "demo", "optimizer": "opt", "category": None, "instruction": ins,
-             "context": ctx, "optimized_instruction": opt, "fallback_reason": fb, "reference_optimized": None}
-            for i, (ins, ctx, opt, fb) in enumerate(ITEMS)]
+    rows = [
+        {
+            "item_id": str(i),
+            "testset": "demo",
+            "optimizer": "opt",
+            "category": None,
+            "instruction": ins,
+            "context": ctx,
+            "optimized_instruction": opt,
+            "fallback_reason": fb,
+            "reference_optimized": None,
+        }
+        for i, (ins, ctx, opt, fb) in enumerate(ITEMS)
+    ]
     write_table(rows, tmp_path / "optimized.parquet", OPTIMIZED)
     return tmp_path / "optimized.parquet"
 
@@ -41,10 +44,24 @@ def _config(model, tmp_path=None, **target):
     testsets = {}
     if tmp_path is not None:
         path = tmp_path / "demo.jsonl"
-        path.write_text("".join(json.dumps({"id": str(i), "q": ins, "ctx": ctx}) + "\n" for i, (ins, ctx, _, _) in enumerate(ITEMS)))
-        testsets = {"demo": {"format": "custom", "path": str(path), "columns": {"id": "id", "instruction": "q", "context": "ctx"}}}
-    return load_config(overrides={"eval": {"testsets": testsets, "targets": {
-        "tiny": {"kind": "hf", "model": model, "max_tokens": 12, "batch_size": 2, **target}}}})
+        path.write_text(
+            "".join(json.dumps({"id": str(i), "q": ins, "ctx": ctx}) + "\n" for i, (ins, ctx, _, _) in enumerate(ITEMS))
+        )
+        testsets = {
+            "demo": {
+                "format": "custom",
+                "path": str(path),
+                "columns": {"id": "id", "instruction": "q", "context": "ctx"},
+            }
+        }
+    return load_config(
+        overrides={
+            "eval": {
+                "testsets": testsets,
+                "targets": {"tiny": {"kind": "hf", "model": model, "max_tokens": 12, "batch_size": 2, **target}},
+            }
+        }
+    )
 
 
 def _settings(model, **target):
@@ -109,11 +126,18 @@ def test_unchanged_questions_load_no_model(tmp_path, tiny_target, optimized):
     loading the target."""
     originals = _originals(tmp_path, tiny_target)
     rows = read_table(optimized, OPTIMIZED).to_pylist()
-    write_table([{**r, "optimizer": "identity", "optimized_instruction": r["instruction"]} for r in rows],
-                tmp_path / "identity.parquet", OPTIMIZED)
+    write_table(
+        [{**r, "optimizer": "identity", "optimized_instruction": r["instruction"]} for r in rows],
+        tmp_path / "identity.parquet",
+        OPTIMIZED,
+    )
     missing = _settings(tiny_target).replace(model=str(tmp_path / "no-such-model"))  # loading would fail
     stats = _answer(tmp_path / "identity.parquet", originals, tmp_path / "a.parquet", missing)
     assert stats["answered"] == 0 and stats["engine"] is None
     answers = read_table(tmp_path / "a.parquet", ANSWERS).to_pylist()
     original = read_table(originals, ORIGINAL_ANSWERS).to_pylist()
-    assert [a["answer_optimized"] for a in answers] == [a["answer_original"] for a in answers] == [o["answer"] for o in original]
+    assert (
+        [a["answer_optimized"] for a in answers]
+        == [a["answer_original"] for a in answers]
+        == [o["answer"] for o in original]
+    )

@@ -7,14 +7,14 @@ import json
 import re
 
 import pytest
+from eval_helpers import loopback_config
+from loopback_server import LoopbackServer
 
 from bpo.eval.judge import judge_answers
 from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
 from bpo.settings import LLMRuntime, SettingsError, load_config
 from bpo.settings.evaluate import JudgeSettings
 from bpo.templates import TemplateError, builtin_dir, fill_judge, load_judge
-from eval_helpers import loopback_config
-from loopback_server import LoopbackServer
 
 TEMPLATE = builtin_dir() / "judge.txt"
 JUDGE = {"endpoint": "loop", "model": "judge-model", "max_tokens": 256, "template": str(TEMPLATE)}
@@ -24,6 +24,8 @@ def _judge(srv, monkeypatch, tmp_path, **judge):
     """The judge on the loopback server and its runtime, built from a config like the rule does."""
     config = loopback_config(srv, monkeypatch, tmp_path, eval={"judge": {**JUDGE, **judge}}, max_concurrency=8)
     return JudgeSettings.from_config(config), LLMRuntime.from_config(config, "loop")
+
+
 _A = re.compile(r"=== Answer from Assistant A ===\n(.*?)\n=== End of answer A ===", re.S)
 _B = re.compile(r"=== Answer from Assistant B ===\n(.*?)\n=== End of answer B ===", re.S)
 
@@ -31,13 +33,22 @@ _B = re.compile(r"=== Answer from Assistant B ===\n(.*?)\n=== End of answer B ==
 def _answers(path, rows):
     full = []
     for i, (orig, opt) in enumerate(rows):
-        full.append({
-            "item_id": f"i{i}", "testset": "demo", "optimizer": "opt", "target": "t", "category": None,
-            "question_original": f"Question {i}?",
-            "question_optimized": f"Better question {i}?", "answer_original": orig, "answer_optimized": opt,
-            "status_original": "ok" if orig else "error", "status_optimized": "ok" if opt else "error",
-            "backend": "openai",
-        })
+        full.append(
+            {
+                "item_id": f"i{i}",
+                "testset": "demo",
+                "optimizer": "opt",
+                "target": "t",
+                "category": None,
+                "question_original": f"Question {i}?",
+                "question_optimized": f"Better question {i}?",
+                "answer_original": orig,
+                "answer_optimized": opt,
+                "status_original": "ok" if orig else "error",
+                "status_optimized": "ok" if opt else "error",
+                "backend": "openai",
+            }
+        )
     write_table(full, path, ANSWERS)
     return path
 
@@ -69,12 +80,15 @@ def test_template_has_placeholders_and_tokens(tmp_path):
 
 
 def test_judge_sees_both_orders_and_caches(tmp_path, monkeypatch):
-    answers = _answers(tmp_path / "answers.parquet", [
-        ("short original answer", "longer optimized answer with detail"),
-        ("another original", "another optimized"),
-        ("same text", "same text"),  # identical -> tie without a call
-        (None, "optimized only"),  # missing answer -> invalid, no call
-    ])
+    answers = _answers(
+        tmp_path / "answers.parquet",
+        [
+            ("short original answer", "longer optimized answer with detail"),
+            ("another original", "another optimized"),
+            ("same text", "same text"),  # identical -> tie without a call
+            (None, "optimized only"),  # missing answer -> invalid, no call
+        ],
+    )
     out = tmp_path / "judgments.parquet"
     with LoopbackServer() as srv:  # stand-in responder: a verdict for judge prompts
         judge, runtime = _judge(srv, monkeypatch, tmp_path)
@@ -82,11 +96,17 @@ def test_judge_sees_both_orders_and_caches(tmp_path, monkeypatch):
         sent = _sent(srv)
         assert len(sent) == 4  # two pairs x two orders
         shown = {(a, b) for a, b, _ in sent}
-        for orig, opt in [("short original answer", "longer optimized answer with detail"), ("another original", "another optimized")]:
+        for orig, opt in [
+            ("short original answer", "longer optimized answer with detail"),
+            ("another original", "another optimized"),
+        ]:
             assert (opt, orig) in shown and (orig, opt) in shown  # both orders
         for _, _, body in sent:
             assert body["model"] == "judge-model" and body["temperature"] == 0.0
-            assert "Question" in body["messages"][-1]["content"] and "Better question" not in body["messages"][-1]["content"]
+            assert (
+                "Question" in body["messages"][-1]["content"]
+                and "Better question" not in body["messages"][-1]["content"]
+            )
         # second run: every call from the cache
         judge_answers(answers, tmp_path / "again.parquet", judge, runtime)
         assert srv.total == 4
@@ -101,15 +121,19 @@ def test_judge_sees_both_orders_and_caches(tmp_path, monkeypatch):
         assert r["verdict_optimized_first"] in "ABC" and r["verdict_original_first"] in "ABC"
         assert r["raw_optimized_first"] and r["raw_original_first"]
         assert r["backend"] == "openai" and r["protocol"] == "both_orders" and r["optimizer"] == "opt"
-        assert r["rule_optimized_first"] == r["rule_original_first"] == "sole_token"  # the stand-in names one verdict token
+        assert (
+            r["rule_optimized_first"] == r["rule_original_first"] == "sole_token"
+        )  # the stand-in names one verdict token
     assert stats["calls"] == 4
 
 
 def _scripted(rule):
     """A loopback responder that judges by the answers' content, like a model would."""
+
     def respond(body):
         text = body["messages"][-1]["content"]
         return rule(_A.search(text).group(1), _B.search(text).group(1)), "stop"
+
     return respond
 
 
@@ -117,20 +141,28 @@ def _scripted(rule):
     "rule, outcomes",
     [
         # a judge that prefers the answer containing GOOD, whatever its position: real wins/losses
-        (lambda a, b: "Reasoning...\n[[A]]" if "GOOD" in a else ("[[B]]" if "GOOD" in b else "[[C]]"),
-         {"i0": "win", "i1": "lose", "i2": "tie"}),
+        (
+            lambda a, b: "Reasoning...\n[[A]]" if "GOOD" in a else ("[[B]]" if "GOOD" in b else "[[C]]"),
+            {"i0": "win", "i1": "lose", "i2": "tie"},
+        ),
         # a judge that always picks the first answer: pure position bias -> every pair a tie
         (lambda a, b: "Final verdict: [[A]]", {"i0": "tie", "i1": "tie", "i2": "tie"}),
         # unparseable replies are invalid, not dropped and not ties
-        (lambda a, b: "I cannot decide." if "GOOD" in a + b else "[[C]]", {"i0": "invalid", "i1": "invalid", "i2": "tie"}),
+        (
+            lambda a, b: "I cannot decide." if "GOOD" in a + b else "[[C]]",
+            {"i0": "invalid", "i1": "invalid", "i2": "tie"},
+        ),
     ],
 )
 def test_two_order_outcomes_from_scripted_judges(tmp_path, monkeypatch, rule, outcomes):
-    answers = _answers(tmp_path / "answers.parquet", [
-        ("plain", "GOOD detailed"),  # optimized better
-        ("GOOD original", "weak"),  # original better
-        ("fine one", "fine two"),  # equal
-    ])
+    answers = _answers(
+        tmp_path / "answers.parquet",
+        [
+            ("plain", "GOOD detailed"),  # optimized better
+            ("GOOD original", "weak"),  # original better
+            ("fine one", "fine two"),  # equal
+        ],
+    )
     with LoopbackServer(responder=_scripted(rule)) as srv:
         stats = judge_answers(answers, tmp_path / "j.parquet", *_judge(srv, monkeypatch, tmp_path))
     rows = read_table(tmp_path / "j.parquet", JUDGMENTS).to_pylist()
@@ -181,8 +213,10 @@ def test_single_random_judges_one_seeded_order_per_item(tmp_path, monkeypatch):
         unjudged = "original_first" if side == "optimized_first" else "optimized_first"
         assert r[f"raw_{unjudged}"] is None and r[f"rule_{unjudged}"] is None and r[f"raw_{side}"]
         assert r["protocol"] == "single_random" and r["outcome"] == "win"  # the judge finds GOOD wherever it is
+
     def order(rs):
         return [r["verdict_optimized_first"] is not None for r in rs]
+
     assert order(first) == order(again)  # same seed, same orders
     assert len(set(order(first))) == 2  # both orders occur
     assert order(first) != order(other)  # another seed draws again
@@ -199,7 +233,8 @@ def test_template_with_a_system_message(tmp_path, monkeypatch):
         "=== user ===\n"
         "Question: {question}\n"
         "=== Answer from Assistant A ===\n{answer_a}\n=== End of answer A ===\n"
-        "=== Answer from Assistant B ===\n{answer_b}\n=== End of answer B ===\n")
+        "=== Answer from Assistant B ===\n{answer_b}\n=== End of answer B ===\n"
+    )
     loaded = load_judge(template)
     assert loaded.system == "Compare two answers. End with [[A]], [[B]] or [[C]] for a tie."
     assert loaded.user.startswith("Question: {question}")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import REPO
+from eval_helpers import loopback_config, save_tiny_model
+from loopback_server import LoopbackServer
 
 from bpo.eval.optimize import identity_testset, llm_rewrite_testset, optimize_testset, split_context
 from bpo.schemas import OPTIMIZED, read_metadata, read_table
 from bpo.settings import ConfigError, LLMRuntime, SettingsError, load_config
 from bpo.settings.optimize import IdentitySettings, LLMRewriteSettings, OptimizeSettings, optimizer_settings
-from conftest import REPO
-from eval_helpers import loopback_config, save_tiny_model
-from loopback_server import LoopbackServer
 
 DEMO = REPO / "resources" / "demo" / "testsets"
 
@@ -21,9 +21,16 @@ DEMO = REPO / "resources" / "demo" / "testsets"
 @pytest.mark.parametrize(
     "output, context, expected",
     [
-        ("Summarize the passage below in two sentences.\nCats sleep a lot.", "Cats sleep a lot.",
-         ("Summarize the passage below in two sentences.", None)),
-        ("Rewrite it clearly.\n\n  Their going too the libary.  \n", "Their going too the libary.", ("Rewrite it clearly.", None)),
+        (
+            "Summarize the passage below in two sentences.\nCats sleep a lot.",
+            "Cats sleep a lot.",
+            ("Summarize the passage below in two sentences.", None),
+        ),
+        (
+            "Rewrite it clearly.\n\n  Their going too the libary.  \n",
+            "Their going too the libary.",
+            ("Rewrite it clearly.", None),
+        ),
         ("Summarize.\nCats sleep a lot!", "Cats sleep a lot.", (None, "context altered")),  # one character changed
         ("Cats sleep a lot.\n\nSummarize this.", "Cats sleep a lot.", ("Summarize this.", None)),  # context first
         ("Summarize: Cats sleep a lot. In one line.", "Cats sleep a lot.", (None, "context altered")),  # moved inside
@@ -45,8 +52,21 @@ def _settings(context_mode="with_context", **generation):
     """Optimize settings for the demo's dolly set, built from the validated config."""
     from bpo.settings import load_config
 
-    config = load_config(overrides={"eval": {"optimizers": {"trained": {
-        "context_mode": context_mode, "max_tokens": 16, "batch_size": 4, "seed": 1, **generation}}}})
+    config = load_config(
+        overrides={
+            "eval": {
+                "optimizers": {
+                    "trained": {
+                        "context_mode": context_mode,
+                        "max_tokens": 16,
+                        "batch_size": 4,
+                        "seed": 1,
+                        **generation,
+                    }
+                }
+            }
+        }
+    )
     settings = OptimizeSettings.from_config(config, "dolly_eval", "trained")
     return settings.replace(testset=settings.testset.replace(path=str(DEMO / "dolly_eval.json")))
 
@@ -78,8 +98,9 @@ def test_optimize_testset_keeps_context(tmp_path, tiny_optimizer, context_mode):
 def test_the_engine_that_ran_is_in_the_metadata(tmp_path, tiny_optimizer, engine, expected):
     """auto resolves to lean for a plain Llama; the record names the resolved engine and its
     version, the rows are unchanged by it (greedy)."""
-    import bpo
     import transformers
+
+    import bpo
 
     out = tmp_path / "optimized.parquet"
     stats = optimize_testset(out, _settings(engine=engine, greedy=True), tiny_optimizer)
@@ -105,8 +126,14 @@ def _demo_testset(name="dolly_eval", fmt="dolly", file="dolly_eval.json"):
 
 
 def test_identity_keeps_every_prompt_and_its_category(tmp_path):
-    config = load_config(overrides={"eval": {"testsets": _demo_testset("vicuna_eval", "vicuna", "vicuna_eval.jsonl"),
-                                             "optimizers": {"none": {"kind": "identity"}}}})
+    config = load_config(
+        overrides={
+            "eval": {
+                "testsets": _demo_testset("vicuna_eval", "vicuna", "vicuna_eval.jsonl"),
+                "optimizers": {"none": {"kind": "identity"}},
+            }
+        }
+    )
     settings = optimizer_settings(config, "vicuna_eval", "none")
     assert isinstance(settings, IdentitySettings)
     assert IdentitySettings.from_params(settings.canonical()) == settings
@@ -132,12 +159,30 @@ def _rewriter(body):
 
 def test_llm_rewrite_asks_the_endpoint_and_falls_back_with_a_reason(tmp_path, monkeypatch):
     with LoopbackServer(responder=_rewriter) as srv:
-        config = loopback_config(srv, monkeypatch, tmp_path, eval={
-            "testsets": _demo_testset(),
-            "optimizers": {"rw": {"kind": "llm_rewrite", "endpoint": "loop", "model": "rewriter", "temperature": 0.0,
-                                  "top_p": None, "max_tokens": 300, "seed": None}}})
+        config = loopback_config(
+            srv,
+            monkeypatch,
+            tmp_path,
+            eval={
+                "testsets": _demo_testset(),
+                "optimizers": {
+                    "rw": {
+                        "kind": "llm_rewrite",
+                        "endpoint": "loop",
+                        "model": "rewriter",
+                        "temperature": 0.0,
+                        "top_p": None,
+                        "max_tokens": 300,
+                        "seed": None,
+                    }
+                },
+            },
+        )
         settings = optimizer_settings(config, "dolly_eval", "rw")
-        assert isinstance(settings, LLMRewriteSettings) and LLMRewriteSettings.from_params(settings.canonical()) == settings
+        assert (
+            isinstance(settings, LLMRewriteSettings)
+            and LLMRewriteSettings.from_params(settings.canonical()) == settings
+        )
         runtime = LLMRuntime.from_config(config, "loop")
         stats = llm_rewrite_testset(tmp_path / "o.parquet", settings, runtime)
         bodies = [json.loads(r.body) for r in srv.requests]
@@ -165,10 +210,18 @@ def test_llm_rewrite_asks_the_endpoint_and_falls_back_with_a_reason(tmp_path, mo
 
 
 def test_optimizer_settings_name_the_config_key():
-    config = load_config(overrides={"eval": {"optimizers": {
-        "hub": {"kind": "model", "model": "THUDM/BPO", "prompt_format": "bpo-release"},
-        "nomodel": {"kind": "model"}, "nullp": {"kind": "trained", "top_p": None},
-        "rw": {"kind": "llm_rewrite", "model": "m"}}}})
+    config = load_config(
+        overrides={
+            "eval": {
+                "optimizers": {
+                    "hub": {"kind": "model", "model": "THUDM/BPO", "prompt_format": "bpo-release"},
+                    "nomodel": {"kind": "model"},
+                    "nullp": {"kind": "trained", "top_p": None},
+                    "rw": {"kind": "llm_rewrite", "model": "m"},
+                }
+            }
+        }
+    )
     hub = optimizer_settings(config, "dolly_eval", "hub")
     assert (hub.name, hub.model, hub.prompt_format) == ("hub", "THUDM/BPO", "bpo-release")
     trained = optimizer_settings(config, "dolly_eval", "trained")
@@ -177,7 +230,9 @@ def test_optimizer_settings_name_the_config_key():
         optimizer_settings(config, "dolly_eval", "nomodel")
     with pytest.raises(SettingsError, match="eval.optimizers.nullp.top_p"):
         optimizer_settings(config, "dolly_eval", "nullp")
-    with pytest.raises(SettingsError, match="eval.optimizers.rw.endpoint: kind llm_rewrite needs a name under llm.endpoints"):
+    with pytest.raises(
+        SettingsError, match="eval.optimizers.rw.endpoint: kind llm_rewrite needs a name under llm.endpoints"
+    ):
         optimizer_settings(config, "dolly_eval", "rw")
     with pytest.raises(SettingsError, match="eval.optimizers has no optimizer 'nope'"):
         optimizer_settings(config, "dolly_eval", "nope")

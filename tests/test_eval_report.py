@@ -26,32 +26,65 @@ PAIRS = [
     (None, None, "invalid", False, "standin", "math"),  # judge calls failed
     (None, None, "invalid", False, "none", "math"),  # an answer is missing
 ]
-OUTPUTS = [("table", "winrates.parquet"), ("summary", "summary.md"), ("plot", "winrates.png"),
-           ("compare_plot", "compare.png"), ("intrinsic", "intrinsic.json"), ("summary_html", "summary.html")]
+OUTPUTS = [
+    ("table", "winrates.parquet"),
+    ("summary", "summary.md"),
+    ("plot", "winrates.png"),
+    ("compare_plot", "compare.png"),
+    ("intrinsic", "intrinsic.json"),
+    ("summary_html", "summary.html"),
+]
 
 
 def _answer(item, optimizer, category, original, optimized, *, testset="demo", backend="standin"):
-    return {"item_id": item, "testset": testset, "optimizer": optimizer, "category": category, "target": "t1",
-            "question_original": f"question {item}", "question_optimized": f"better question {item}",
-            "answer_original": original, "answer_optimized": optimized,
-            "status_original": "ok" if original is not None else "error", "status_optimized": "ok", "backend": backend}
+    return {
+        "item_id": item,
+        "testset": testset,
+        "optimizer": optimizer,
+        "category": category,
+        "target": "t1",
+        "question_original": f"question {item}",
+        "question_optimized": f"better question {item}",
+        "answer_original": original,
+        "answer_optimized": optimized,
+        "status_original": "ok" if original is not None else "error",
+        "status_optimized": "ok",
+        "backend": backend,
+    }
 
 
 def _judgment(item, optimizer, category, v1, v2, outcome, raw, backend, *, testset="demo", protocol="both_orders"):
-    return {"item_id": item, "testset": testset, "optimizer": optimizer, "category": category, "target": "t1",
-            "judge_model": "judge-x", "protocol": protocol,
-            "verdict_optimized_first": v1, "verdict_original_first": v2, "outcome": outcome,
-            "raw_optimized_first": ("reply" if raw else None), "raw_original_first": ("[[B]]" if raw else None),
-            "rule_optimized_first": "sole_token" if v1 else None, "rule_original_first": "sole_token" if v2 else None,
-            "backend": backend}
+    return {
+        "item_id": item,
+        "testset": testset,
+        "optimizer": optimizer,
+        "category": category,
+        "target": "t1",
+        "judge_model": "judge-x",
+        "protocol": protocol,
+        "verdict_optimized_first": v1,
+        "verdict_original_first": v2,
+        "outcome": outcome,
+        "raw_optimized_first": ("reply" if raw else None),
+        "raw_original_first": ("[[B]]" if raw else None),
+        "rule_optimized_first": "sole_token" if v1 else None,
+        "rule_original_first": "sole_token" if v2 else None,
+        "backend": backend,
+    }
 
 
 def _optimized(item, optimizer, category, rewritten, *, testset="demo"):
-    return {"item_id": item, "testset": testset, "optimizer": optimizer, "category": category,
-            "instruction": "write a poem about the sea", "context": "",
-            "optimized_instruction": "write a short poem about the sea" if rewritten else "write a poem about the sea",
-            "fallback_reason": None if rewritten else "context altered",
-            "reference_optimized": "write a short poem about the calm sea"}
+    return {
+        "item_id": item,
+        "testset": testset,
+        "optimizer": optimizer,
+        "category": category,
+        "instruction": "write a poem about the sea",
+        "context": "",
+        "optimized_instruction": "write a short poem about the sea" if rewritten else "write a poem about the sea",
+        "fallback_reason": None if rewritten else "context altered",
+        "reference_optimized": "write a short poem about the calm sea",
+    }
 
 
 def _write(tmp_path, name, answers, judgments, optimized):
@@ -90,11 +123,18 @@ def _report(tmp_path, *cells, **report):
     out = {k: tmp_path / "report" / name for k, name in OUTPUTS}
     report = {"bootstrap_samples": 500, **report}
     settings = ReportSettings.from_config(load_config(overrides={"eval": {"report": report}}))
-    rows = build_report([c["judgments"] for c in cells], [c["answers"] for c in reversed(cells)],
-                        [c["optimized"] for c in cells], settings,
-                        out_table=out["table"], out_summary=out["summary"], out_plot=out["plot"],
-                        out_compare_plot=out["compare_plot"], out_intrinsic=out["intrinsic"],
-                        out_summary_html=out["summary_html"])
+    rows = build_report(
+        [c["judgments"] for c in cells],
+        [c["answers"] for c in reversed(cells)],
+        [c["optimized"] for c in cells],
+        settings,
+        out_table=out["table"],
+        out_summary=out["summary"],
+        out_plot=out["plot"],
+        out_compare_plot=out["compare_plot"],
+        out_intrinsic=out["intrinsic"],
+        out_summary_html=out["summary_html"],
+    )
     return rows, out
 
 
@@ -103,7 +143,12 @@ def test_report_figures_hand_computed(tmp_path):
     assert read_table(out["table"], WINRATES).to_pylist() == rows
     row = rows[0]
     assert (row["optimizer"], row["testset"], row["target"], row["category"], row["protocol"]) == (
-        "trained", "demo", "t1", None, "both_orders")
+        "trained",
+        "demo",
+        "t1",
+        None,
+        "both_orders",
+    )
     # valid pairs: 3 win, 1 lose, 2 tie (of 6); 3 invalid of 9
     assert (row["n"], row["n_invalid"], row["n_win"], row["n_tie"], row["n_lose"]) == (9, 3, 3, 2, 1)
     assert (row["win"], row["tie"], row["lose"], row["delta_wr"]) == pytest.approx((50.0, 100 / 3, 100 / 6, 100 / 3))
@@ -143,7 +188,11 @@ def test_optimizers_side_by_side_and_identity_is_all_ties(tmp_path):
     assert [r["optimizer"] for r in overall] == ["trained", "identity"]
     identity = overall[1]
     assert (identity["tie"], identity["delta_wr"], identity["delta_wr_low"], identity["delta_wr_high"]) == (
-        100.0, 0.0, 0.0, 0.0)
+        100.0,
+        0.0,
+        0.0,
+        0.0,
+    )
     assert identity["backend"] == "none" and identity["position_consistency"] is None
     text = out["summary"].read_text()
     assert "| identity | demo | t1 | 9 | 0.0 / 100.0 / 0.0 | 0.0 [0.0, 0.0] |" in text
@@ -176,11 +225,19 @@ def test_first_page_names_real_and_standin_models(tmp_path):
     the stand-in target, the critic and the judge are not. Said before the win rates."""
     settings = ReportSettings.from_config(load_config())
     roles = {(m.role, m.name): m for m in settings.models}
-    assert set(roles) == {("optimizer", "trained"), ("optimizer", "identity"), ("critic", "critic"),
-                          ("target", "standin"), ("target", "smollm2"), ("judge", "judge")}
+    assert set(roles) == {
+        ("optimizer", "trained"),
+        ("optimizer", "identity"),
+        ("critic", "critic"),
+        ("target", "standin"),
+        ("target", "smollm2"),
+        ("judge", "judge"),
+    }
     assert roles["optimizer", "trained"].real is True
     assert "fine-tuned from .bpo-cache/models/SmolLM2-135M-Instruct" in roles["optimizer", "trained"].source
-    assert roles["target", "smollm2"].real is True and roles["target", "smollm2"].model.endswith("SmolLM2-135M-Instruct")
+    assert roles["target", "smollm2"].real is True and roles["target", "smollm2"].model.endswith(
+        "SmolLM2-135M-Instruct"
+    )
     assert [roles[k].real for k in (("target", "standin"), ("critic", "critic"), ("judge", "judge"))] == [False] * 3
     assert roles["optimizer", "identity"].real is None
     assert ReportSettings.from_params(settings.canonical()) == settings  # what the rule passes round-trips
@@ -195,7 +252,10 @@ def test_first_page_names_real_and_standin_models(tmp_path):
     models_at, winrates_at = text.index("| role | name | model | runs as | real model |"), text.index("## Win rates")
     assert models_at < winrates_at
     assert "| target | smollm2 | .bpo-cache/models/SmolLM2-135M-Instruct | local model (kind hf) | yes |" in text
-    assert "| judge | judge | bpo-standin-judge | offline stand-in: deterministic text, NOT a model | NO (stand-in) |" in text
+    assert (
+        "| judge | judge | bpo-standin-judge | offline stand-in: deterministic text, NOT a model | NO (stand-in) |"
+        in text
+    )
     page = out["summary_html"].read_text()
     assert page.index("<th>real model</th>") < page.index("<h2>Win rates</h2>")
 
@@ -233,16 +293,27 @@ def test_mismatched_inputs_are_an_error(tmp_path):
         _report(tmp_path, paths)
     identity = _identity(tmp_path)
     with pytest.raises(ValueError, match="no answers for optimizer/test set/target identity/demo/t1"):
-        build_report([identity["judgments"]], [], [], ReportSettings.from_config(load_config()),
-                     **{f"out_{k}": tmp_path / name for k, name in OUTPUTS})
+        build_report(
+            [identity["judgments"]],
+            [],
+            [],
+            ReportSettings.from_config(load_config()),
+            **{f"out_{k}": tmp_path / name for k, name in OUTPUTS},
+        )
 
 
 def test_no_judge_call_and_no_usable_rewrite_are_said_plainly(tmp_path):
     paths = _trained(tmp_path)
     j = read_table(paths["judgments"], JUDGMENTS).to_pylist()
     for r in j:  # every pair decided without a call (identical answers)
-        r.update(verdict_optimized_first="C", verdict_original_first="C", outcome="tie", backend="none",
-                 raw_optimized_first=None, raw_original_first=None)
+        r.update(
+            verdict_optimized_first="C",
+            verdict_original_first="C",
+            outcome="tie",
+            backend="none",
+            raw_optimized_first=None,
+            raw_original_first=None,
+        )
     write_table(j, paths["judgments"], JUDGMENTS)
     o = read_table(paths["optimized"], OPTIMIZED).to_pylist()
     for r in o:
@@ -265,12 +336,16 @@ def test_single_random_protocol(tmp_path):
         _judgment("q1", "trained", None, None, "A", "lose", True, "standin", protocol="single_random"),
         _judgment("q2", "trained", None, None, "B", "win", True, "standin", protocol="single_random"),
         {**_judgment("q3", "trained", None, None, None, "invalid", False, "standin", protocol="single_random")},
-        {**_judgment("q4", "trained", None, None, None, "invalid", False, "standin", protocol="single_random"),
-         "raw_original_first": "I cannot decide"},
+        {
+            **_judgment("q4", "trained", None, None, None, "invalid", False, "standin", protocol="single_random"),
+            "raw_original_first": "I cannot decide",
+        },
     ]
     for j in judgments[:3]:  # the order not judged has no reply
-        j.update(raw_optimized_first=j["raw_optimized_first"] if j["verdict_optimized_first"] else None,
-                 raw_original_first=j["raw_original_first"] if j["verdict_original_first"] else None)
+        j.update(
+            raw_optimized_first=j["raw_optimized_first"] if j["verdict_optimized_first"] else None,
+            raw_original_first=j["raw_original_first"] if j["verdict_original_first"] else None,
+        )
     answers = [_answer(f"q{i}", "trained", None, "a b", "a b c") for i in range(5)]
     optimized = [_optimized(f"q{i}", "trained", None, True) for i in range(5)]
     rows, out = _report(tmp_path, _write(tmp_path, "single", answers, judgments, optimized))
@@ -294,11 +369,13 @@ def test_length_controlled_column_removes_a_pure_length_preference(tmp_path):
         win = longer if rng.random() < 0.8 else not longer  # a judge swayed by length, with noise
         outcome = "win" if win else "lose"
         answers.append(_answer(f"q{i}", "trained", None, original, opt, backend="openai"))
-        judgments.append(_judgment(f"q{i}", "trained", None, "A" if win else "B", "B" if win else "A", outcome, True,
-                                   "openai"))
+        judgments.append(
+            _judgment(f"q{i}", "trained", None, "A" if win else "B", "B" if win else "A", outcome, True, "openai")
+        )
         optimized.append(_optimized(f"q{i}", "trained", None, True))
-    rows, out = _report(tmp_path, _write(tmp_path, "lc", answers, judgments, optimized), lc_min_pairs=20,
-                        bootstrap_samples=200)
+    rows, out = _report(
+        tmp_path, _write(tmp_path, "lc", answers, judgments, optimized), lc_min_pairs=20, bootstrap_samples=200
+    )
     row = rows[0]
     assert row["delta_wr"] > 15 and row["lc_length_coef"] > 1
     assert row["lc_delta_wr_low"] <= 0 <= row["lc_delta_wr_high"]

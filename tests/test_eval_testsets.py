@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import REPO
 
 from bpo.eval.testsets import TestSetError, column_mapping, load_testset, read_records, render_question
-from conftest import REPO
 
 DEMO = REPO / "resources" / "demo" / "testsets"
 PAPER_SETS = [
@@ -97,7 +97,12 @@ def test_csv_user_file(tmp_path):
     "content, fmt, columns, match",
     [
         ('[{"text": "x"}]', "vicuna", None, r"bad.json record 1: missing column 'question_id'"),
-        ('[{"question_id": 1, "text": "a"}, {"question_id": 1, "text": "b"}]', "vicuna", None, r"bad.json record 2: duplicate id '1' \(also .*bad.json record 1\)"),
+        (
+            '[{"question_id": 1, "text": "a"}, {"question_id": 1, "text": "b"}]',
+            "vicuna",
+            None,
+            r"bad.json record 2: duplicate id '1' \(also .*bad.json record 1\)",
+        ),
         ('{"a": 1, "b": 2}', "vicuna", None, "expected a JSON list"),
         ('[{"question_id": 1, "text": ["a"]}]', "vicuna", None, "column 'text' holds a list"),
         ('[{"question_id": 1, "text": "a"}]', "custom", {"id": "question_id"}, "needs columns.instruction"),

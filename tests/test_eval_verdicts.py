@@ -27,7 +27,11 @@ STRICT = [
     ("[A]", "A", "single_bracket:sole_token"),
     ("My verdict: [B]", "B", "single_bracket:sole_token"),
     # several tokens, one explicit rule decides
-    ("Reply [[A]] if A is better, [[B]] if B is better, [[C]] for a tie.\n\nB is more accurate.\n[[B]]", "B", "final_token"),
+    (
+        "Reply [[A]] if A is better, [[B]] if B is better, [[C]] for a tie.\n\nB is more accurate.\n[[B]]",
+        "B",
+        "final_token",
+    ),
     ("Both [[A]] and [[B]] have merits. Final verdict: [[A]]", "A", "verdict_line"),
     ("My verdict: [[A]]\nHad the user asked for brevity, I would have chosen [[B]].", "A", "verdict_line"),
     ("Output your final verdict as [[A]], [[B]] or [[C]].\n\nA is right, B is wrong.\n**[[A]]**.", "A", "final_token"),

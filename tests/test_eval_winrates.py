@@ -7,10 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from bpo.eval.length_control import OUTCOME_PREFERENCE, length_controlled
 from bpo.eval.intrinsic import lcs_length, rouge_l, similarity_summary, token_f1
-from bpo.eval.winrates import (bootstrap_delta_interval, mean_words, position_consistency, verdict_probabilities,
-                               weighted_delta_wr, weighted_preference, win_rates)
+from bpo.eval.length_control import OUTCOME_PREFERENCE, length_controlled
+from bpo.eval.winrates import (
+    bootstrap_delta_interval,
+    mean_words,
+    position_consistency,
+    verdict_probabilities,
+    weighted_delta_wr,
+    weighted_preference,
+    win_rates,
+)
 
 
 def test_win_rates_hand_computed():
@@ -100,7 +107,11 @@ def test_rouge_l_hand_computed():
 
 
 def test_similarity_summary_has_a_baseline():
-    s = similarity_summary(["Explain photosynthesis simply for a child"], ["Explain photosynthesis simply for a child"], ["photosynthesis?"])
+    s = similarity_summary(
+        ["Explain photosynthesis simply for a child"],
+        ["Explain photosynthesis simply for a child"],
+        ["photosynthesis?"],
+    )
     assert s["n"] == 1 and s["token_f1"] == 1.0 and s["exact_match"] == 1.0 and s["unchanged"] == 0.0
     assert s["baseline_token_f1"] == pytest.approx(2 * (1 * 1 / 6) / (1 + 1 / 6))
 
@@ -192,8 +203,9 @@ def test_length_control_rejects_bad_input():
 
 
 def test_verdict_probabilities_pool_and_renormalise():
-    probs = verdict_probabilities({"A": math.log(0.6), " a": math.log(0.1), "B": math.log(0.2), "tie": math.log(0.05),
-                                   "The": math.log(0.05)})
+    probs = verdict_probabilities(
+        {"A": math.log(0.6), " a": math.log(0.1), "B": math.log(0.2), "tie": math.log(0.05), "The": math.log(0.05)}
+    )
     assert probs == pytest.approx({"A": 0.7 / 0.95, "B": 0.2 / 0.95, "C": 0.05 / 0.95})
     assert verdict_probabilities({"Sure": -0.1}) is None
 

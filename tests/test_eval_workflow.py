@@ -7,8 +7,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
-from conftest import dry_run_jobs, snakemake
+from conftest import edit_config, job_counts, snakemake
 from eval_helpers import save_tiny_model
 
 from bpo.templates import builtin_dir
@@ -23,13 +22,6 @@ EVAL_OUTPUTS = [
     "results/demo/report/intrinsic.json",
 ]
 SFT_OUTPUTS = ["results/demo/sft_rewrite/reproduce.json", "results/demo/sft_rewrite/train.json"]
-
-
-def _edit_config(wf, edit):
-    path = wf / "config" / "config.yaml"
-    cfg = yaml.safe_load(path.read_text())
-    edit(cfg)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +63,7 @@ def evaluated(tmp_path_factory):
         for name in ("vicuna_eval", "self_instruct", "oasst1_multilingual"):
             cfg["eval"]["testsets"][name]["activate"] = False
 
-    _edit_config(wf, edit)
+    edit_config(wf, edit)
     snakemake(wf, "--cores", "2", *EVAL_OUTPUTS, *SFT_OUTPUTS)
     return wf
 
@@ -138,10 +130,10 @@ def _planned(wf, edit=None, template=None) -> dict[str, int]:
     saved = config.read_text(), judge.read_text()
     try:
         if edit is not None:
-            _edit_config(wf, edit)
+            edit_config(wf, edit)
         if template is not None:
             judge.write_text(template(saved[1]))
-        return dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *SFT_OUTPUTS))
+        return job_counts(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *SFT_OUTPUTS))
     finally:
         config.write_text(saved[0])
         judge.write_text(saved[1])
@@ -228,12 +220,12 @@ def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evalu
     wf = evaluated
     sft_outputs = ["results/demo/sft_rewrite/reproduce.json", "results/demo/sft_rewrite/train.json"]
     snakemake(wf, "--cores", "2", *EVAL_OUTPUTS, *sft_outputs)  # catch up with the earlier tests' edits
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
-    _edit_config(wf, lambda c: c["llm"]["endpoints"]["standin"]["limits"].update(max_concurrency=2))
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
-    _edit_config(wf, lambda c: c["eval"]["optimizers"]["tiny"].update(temperature=0.7))
+    assert job_counts(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
+    edit_config(wf, lambda c: c["llm"]["endpoints"]["standin"]["limits"].update(max_concurrency=2))
+    assert job_counts(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
+    edit_config(wf, lambda c: c["eval"]["optimizers"]["tiny"].update(temperature=0.7))
     proc = snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)
-    assert dry_run_jobs(proc) == {
+    assert job_counts(proc) == {
         "optimize_testset": 2,
         "answer": 2,
         "answer_hf": 2,
@@ -244,17 +236,17 @@ def test_optimizer_and_hf_target_settings_rerun_their_stage_and_downstream(evalu
     }
     outputs = [line.split("output:", 1)[1] for line in proc.stdout.splitlines() if line.strip().startswith("output:")]
     assert outputs and not any("/identity/" in o or "original_answers" in o for o in outputs)
-    _edit_config(wf, lambda c: c["eval"]["optimizers"]["tiny"].update(temperature=0.6))
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
-    _edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="hf-generate"))
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {
+    edit_config(wf, lambda c: c["eval"]["optimizers"]["tiny"].update(temperature=0.6))
+    assert job_counts(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS, *sft_outputs)) == {}
+    edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="hf-generate"))
+    assert job_counts(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {
         "answer_original_hf": 2,
         "answer_hf": 4,
         "judge": 4,
         "report": 1,
     }
-    _edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="auto"))
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
+    edit_config(wf, lambda c: c["eval"]["targets"]["tiny_hf"].update(engine="auto"))
+    assert job_counts(snakemake(wf, "-n", "--cores", "1", *EVAL_OUTPUTS)) == {}
 
 
 def test_generation_engine_is_recorded(evaluated):
@@ -277,8 +269,8 @@ def test_original_answers_are_scheduled_once_per_testset_and_target(workflow_cop
             for i in range(n_extra):
                 cfg["eval"]["optimizers"][f"identity{i}"] = {"kind": "identity"}
 
-        _edit_config(workflow_copy, edit)
-        return dry_run_jobs(snakemake(workflow_copy, "-n", "--cores", "1", *EVAL_OUTPUTS))
+        edit_config(workflow_copy, edit)
+        return job_counts(snakemake(workflow_copy, "-n", "--cores", "1", *EVAL_OUTPUTS))
 
     two, four = jobs(0), jobs(2)  # the demo's trained + identity, then two identities more
     assert two["answer_original"] == four["answer_original"] == 4  # 4 demo test sets x 1 target

@@ -79,9 +79,10 @@ GOOD = "good"
             fb.ANSWER,
         ),
         (
-            "Harry Potter is a series of seven fantasy novels written by British author J. K. Rowling. The novels "
-            "chronicle the lives of a young wizard, Harry Potter, and his friends Hermione Granger and Ron Weasley, all "
-            "of whom are students at Hogwarts School of Witchcraft and Wizardry.",
+            "Harry Potter is a series of seven fantasy novels written by British author J. K. Rowling. "
+            "The novels chronicle the lives of a young wizard, Harry Potter, "
+            "and his friends Hermione Granger and Ron Weasley, "
+            "all of whom are students at Hogwarts School of Witchcraft and Wizardry.",
             "Tell me about Harry Potter",
             fb.ANSWER,
         ),

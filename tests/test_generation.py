@@ -7,10 +7,9 @@ import sys
 
 import pytest
 import torch
+from eval_helpers import save_tiny_model
 
 from bpo.generation import GenerationSettings, LocalModel, generate, generate_chat, load_model, resolve_engine
-from eval_helpers import save_tiny_model
-from smollm2_fixture import smollm2_dir  # noqa: F401 (fixture)
 
 QUESTIONS = ["What is the capital of France?", "Name a colour.", "Why is the sky blue? Answer in one line.", "Hi"]
 
@@ -23,7 +22,8 @@ def tiny(tmp_path_factory):
     model = load_model(path)
     model.tokenizer.chat_template = (
         "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     with torch.no_grad():  # wider weights: outputs differ from prompt to prompt
         torch.manual_seed(0)
         for p in model.hf().parameters():
@@ -41,9 +41,17 @@ def test_auto_is_lean_for_a_plain_kv_cache_else_hf_generate(tiny):
     from transformers import MistralConfig, MistralForCausalLM
 
     assert resolve_engine("auto", tiny) == "lean"
-    sliding = MistralForCausalLM(MistralConfig(vocab_size=32, hidden_size=16, intermediate_size=32,
-                                               num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                               sliding_window=8))
+    sliding = MistralForCausalLM(
+        MistralConfig(
+            vocab_size=32,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            sliding_window=8,
+        )
+    )
     windowed = LocalModel(name="sliding", tokenizer=tiny.tokenizer, device="cpu", dtype="auto", _hf=sliding)
     assert resolve_engine("auto", windowed) == "hf-generate"
     assert resolve_engine("hf-generate", windowed) == "hf-generate"
@@ -137,6 +145,9 @@ def test_smollm2_runs_in_bf16_on_a_cpu_with_native_bf16(smollm2_dir):
         pytest.skip("needs a CPU with native bf16")
     model = load_model(str(smollm2_dir))
     assert model.hf().dtype == torch.bfloat16 and model.resolved_dtype == "bfloat16"
-    out = generate(model, [model.encode_chat([{"role": "user", "content": "What is the capital of France?"}])],
-                   _settings(max_new_tokens=12))
+    out = generate(
+        model,
+        [model.encode_chat([{"role": "user", "content": "What is the capital of France?"}])],
+        _settings(max_new_tokens=12),
+    )
     assert "Paris" in out.outputs[0].text and out.engine.metadata()["generation_dtype"] == "bfloat16"

@@ -20,8 +20,13 @@ import gpu_check_kit  # noqa: E402
 
 def run_check(out: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--out", str(out), *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -66,11 +71,32 @@ def test_an_unknown_section_is_refused(tmp_path):
 def test_the_kit_holds_what_the_gpu_image_lacks_at_the_locked_versions():
     pins = gpu_check_kit.lock_pins()
     kit = gpu_check_kit.kit_packages(gpu_check_kit.image_packages(), pins)
-    for name in ("deepspeed", "snakemake", "jsonschema", "datasets", "openai", "gguf", "starlette", "uvicorn",
-                 "transformers", "hjson", "pydantic"):
+    for name in (
+        "deepspeed",
+        "snakemake",
+        "jsonschema",
+        "datasets",
+        "openai",
+        "gguf",
+        "starlette",
+        "uvicorn",
+        "transformers",
+        "hjson",
+        "pydantic",
+    ):
         assert kit[name] == pins[name], name
-    for name in ("torch", "pandas", "pyarrow", "accelerate", "statsmodels", "tensorboard", "numpy", "triton",
-                 "pytest", "selenium"):  # in the image, or not needed there (dev tools)
+    for name in (
+        "torch",
+        "pandas",
+        "pyarrow",
+        "accelerate",
+        "statsmodels",
+        "tensorboard",
+        "numpy",
+        "triton",
+        "pytest",
+        "selenium",
+    ):  # in the image, or not needed there (dev tools)
         assert name not in kit, name
     assert not any(n.startswith("nvidia-") for n in kit)
 

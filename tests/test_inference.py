@@ -10,6 +10,8 @@ import logging
 import pandas as pd
 import pytest
 import torch
+from eval_helpers import save_tiny_optimizer
+from sft_fixture import sft_rows
 
 from bpo.cli import main as bpo_main
 from bpo.generation import GenerationSettings, lean
@@ -20,9 +22,6 @@ from bpo.optimizer import optimize_prompts as _optimize_prompts
 from bpo.optimizer.fallback import EMPTY, EMPTY_INPUT, REPETITION, TEMPLATE_ECHO, TRUNCATED, degenerate_reason
 from bpo.schemas import OPTIMIZED, read_frame
 from bpo.train.artifacts import TRAIN_CONFIG_NAME
-from bpo.train.tiny_model import build_tiny
-
-from sft_fixture import sft_rows
 
 PROMPTS = [
     "tell me about volcanoes",
@@ -34,8 +33,13 @@ PROMPTS = [
     "explain the water cycle for a school project",
 ]
 MORE_PROMPTS = [
-    "give me a recipe for bread", "why is the sky blue", "write a poem about tides", "sort a list in python",
-    "compare cats and dogs as pets", "what causes earthquakes", "plan a three day trip to Rome",
+    "give me a recipe for bread",
+    "why is the sky blue",
+    "write a poem about tides",
+    "sort a list in python",
+    "compare cats and dogs as pets",
+    "what causes earthquakes",
+    "plan a three day trip to Rome",
 ]
 DECODE = dict(temperature=0.6, top_p=0.9, seed=3)
 
@@ -52,23 +56,10 @@ def model_dir(tmp_path_factory):
     differ from prompt to prompt, so batching mistakes (padding, positions) would show."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model: one thread is fastest, and robust to shared cores
-    d = tmp_path_factory.mktemp("optimizer")
-    rows = sft_rows(32)
-    model, tok = build_tiny([(r["prompt"], r["optimized_prompt"]) for r in rows],
-                            {"hidden_size": 32, "intermediate_size": 64}, seed=1)
     # The default init (std 0.02) makes greedy decoding emit the same token for every
     # prompt; wider random weights make the output depend on the input.
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0.0, 0.3)
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    from bpo.prompt_format import TEMPLATE_VERSION
-
-    (d / TRAIN_CONFIG_NAME).write_text(json.dumps({"bpo_template_version": TEMPLATE_VERSION}))
-    yield str(d)
+    pairs = [(r["prompt"], r["optimized_prompt"]) for r in sft_rows(32)]
+    yield save_tiny_optimizer(tmp_path_factory.mktemp("optimizer"), pairs, init_std=0.3)
     torch.set_num_threads(before)
 
 
@@ -97,8 +88,13 @@ def eos_model_dir(model_dir, tmp_path_factory):
     with torch.inference_mode():
         for p in prompts:
             ids = encode_prompt(p, PLAIN, tok)
-            out = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False,
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[0, len(ids):].tolist()
+            out = model.generate(
+                torch.tensor([ids]),
+                max_new_tokens=24,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )[0, len(ids) :].tolist()
             for t in set(out):
                 first_seen.setdefault(t, []).append(out.index(t))
     n = len(prompts)
@@ -126,10 +122,12 @@ def test_batched_generation_equals_one_at_a_time_under_greedy(model_dir):
     assert len({r.raw for r in batched}) > 3  # outputs depend on the prompt: the check has teeth
 
 
-@pytest.mark.parametrize("batch_size, padded_prefill, small_cache",
-                         [(1, False, False), (3, False, True), (3, True, False), (16, True, True)])
-def test_lean_loop_equals_generate_when_rows_end_at_different_steps(eos_model_dir, eos_reference, batch_size,
-                                                                    padded_prefill, small_cache, caplog, monkeypatch):
+@pytest.mark.parametrize(
+    "batch_size, padded_prefill, small_cache", [(1, False, False), (3, False, True), (3, True, False), (16, True, True)]
+)
+def test_lean_loop_equals_generate_when_rows_end_at_different_steps(
+    eos_model_dir, eos_reference, batch_size, padded_prefill, small_cache, caplog, monkeypatch
+):
     """Finished rows are dropped and their slots refilled mid-flight (batch 3 < 14 prompts);
     every row must still decode exactly as transformers' generate decodes it alone. On CPU
     prompts are prefilled one by one; ``padded_prefill`` forces the left-padded batch
@@ -144,8 +142,9 @@ def test_lean_loop_equals_generate_when_rows_end_at_different_steps(eos_model_di
     # is gibberish, which the fallback now rejects; only where each row stopped matters here)
     assert {r.fallback_reason == TRUNCATED for r in reference} == {True, False} and len(lengths) > 5
     with caplog.at_level(logging.DEBUG, logger="bpo.generation.lean"):
-        got = optimize_prompts(eos_model_dir, prompts, max_new_tokens=24, batch_size=batch_size, greedy=True,
-                                engine="lean", **DECODE)
+        got = optimize_prompts(
+            eos_model_dir, prompts, max_new_tokens=24, batch_size=batch_size, greedy=True, engine="lean", **DECODE
+        )
     assert [r.raw for r in got] == [r.raw for r in reference]
     assert [r.fallback_reason for r in got] == [r.fallback_reason for r in reference]
     stats = [r.args[-1] for r in caplog.records if r.getMessage().startswith("lean decoding")]
@@ -161,8 +160,9 @@ def test_sampling_is_seeded(model_dir, eos_model_dir):
     for d, batch_size in [(model_dir, 4), (eos_model_dir, 3)]:  # static rows; rows refilled mid-flight
         a = optimize_prompts(d, PROMPTS + MORE_PROMPTS, max_new_tokens=10, batch_size=batch_size, **DECODE)
         b = optimize_prompts(d, PROMPTS + MORE_PROMPTS, max_new_tokens=10, batch_size=batch_size, **DECODE)
-        c = optimize_prompts(d, PROMPTS + MORE_PROMPTS, max_new_tokens=10, batch_size=batch_size,
-                             **{**DECODE, "seed": 4})
+        c = optimize_prompts(
+            d, PROMPTS + MORE_PROMPTS, max_new_tokens=10, batch_size=batch_size, **{**DECODE, "seed": 4}
+        )
         assert [r.raw for r in a] == [r.raw for r in b]
         assert [r.raw for r in a] != [r.raw for r in c]
 
@@ -190,14 +190,16 @@ def test_sampler_draws_from_the_nucleus():
     logits = torch.randn(3, 40, generator=torch.Generator().manual_seed(1)) * torch.tensor([[0.2], [1.0], [3.0]])
     expected = TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(0.6)(None, logits.clone())).softmax(-1)
     n = 100_000
-    draws = lean._sample_top_p(logits.repeat_interleave(n, 0), temperature=0.6, top_p=0.9,
-                                    generator=torch.Generator().manual_seed(2)).view(3, n)
+    draws = lean._sample_top_p(
+        logits.repeat_interleave(n, 0), temperature=0.6, top_p=0.9, generator=torch.Generator().manual_seed(2)
+    ).view(3, n)
     freq = torch.stack([torch.bincount(row, minlength=40) for row in draws]).double() / n
     assert ((freq > 0) <= (expected > 0)).all()  # never a token outside the nucleus
     z = (freq - expected) / (expected * (1 - expected) / n).sqrt().clamp_min(1e-12)
     assert z[expected > 0].abs().max() < 5
-    again = lean._sample_top_p(logits.repeat_interleave(n, 0), temperature=0.6, top_p=0.9,
-                                    generator=torch.Generator().manual_seed(2)).view(3, n)
+    again = lean._sample_top_p(
+        logits.repeat_interleave(n, 0), temperature=0.6, top_p=0.9, generator=torch.Generator().manual_seed(2)
+    ).view(3, n)
     assert torch.equal(draws, again)
 
 
@@ -205,8 +207,14 @@ def test_lean_loop_only_for_plain_kv_caches(model_dir):
     from transformers import MistralConfig, MistralForCausalLM
 
     assert lean.lean_supported(load_optimizer(model_dir).hf())
-    tiny = dict(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                num_key_value_heads=1)
+    tiny = dict(
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     assert not lean.lean_supported(MistralForCausalLM(MistralConfig(sliding_window=8, **tiny)))
     assert lean.lean_supported(MistralForCausalLM(MistralConfig(sliding_window=None, **tiny)))
 
@@ -274,8 +282,16 @@ def test_cli_text_mode_prints_one_rewrite_per_prompt(model_dir, capsys):
     rc = bpo_main(["optimize", "--model", model_dir, "--max-new-tokens", "4", "--greedy", "Tell me about Harry Potter"])
     assert rc == 0
     out = capsys.readouterr()
-    expected = optimize_prompts(model_dir, ["Tell me about Harry Potter"], max_new_tokens=4, batch_size=16,
-                                greedy=True, temperature=0.6, top_p=0.9, seed=42)[0]
+    expected = optimize_prompts(
+        model_dir,
+        ["Tell me about Harry Potter"],
+        max_new_tokens=4,
+        batch_size=16,
+        greedy=True,
+        temperature=0.6,
+        top_p=0.9,
+        seed=42,
+    )[0]
     assert out.out.strip() == expected.text.strip()
 
 
@@ -297,8 +313,22 @@ def test_cli_file_mode_writes_the_optimized_schema(model_dir, tmp_path, fmt):
     else:
         df.to_parquet(src)
     out = tmp_path / "out.parquet"
-    rc = bpo_main(["optimize", "--model", model_dir, "--input", str(src), "--output", str(out),
-                   "--context-column", "context", "--max-new-tokens", "4", "--greedy"])
+    rc = bpo_main(
+        [
+            "optimize",
+            "--model",
+            model_dir,
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--context-column",
+            "context",
+            "--max-new-tokens",
+            "4",
+            "--greedy",
+        ]
+    )
     assert rc == 0
     got = read_frame(out, OPTIMIZED)
     assert got["item_id"].tolist() == ["a", "b", "c"] and set(got["testset"]) == {"mini"}

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import statsmodels.api as sm
+from test_eval_report import _answer, _judgment, _optimized, _report, _write
 
 from bpo.eval.lc_difficulty import joint_difficulty, read_difficulty
 from bpo.eval.length_control import GAMED_LAMBDA, Gamed, length_controlled
 from bpo.settings import load_config
 from bpo.settings.base import SettingsError
 from bpo.settings.evaluate import ReportSettings
-from test_eval_report import _answer, _judgment, _optimized, _report, _write
 
 
 def _sigmoid(z):
@@ -86,16 +86,23 @@ def test_gamed_baselines_pull_the_length_slope_with_their_weight():
     diff = rng.normal(-200, 300, n)
     y = rng.binomial(1, _sigmoid(2.5 * np.tanh(diff / diff.std(ddof=1)) + d - 0.5)).astype(float)
     g_diff = rng.normal(0, 400, n)  # the baseline prompted to vary its length, slope 0.5, no intercept
-    gamed = [Gamed(rng.binomial(1, _sigmoid(0.5 * np.tanh(g_diff / g_diff.std(ddof=1)) + d)).astype(float),
-                   g_diff, d)]
+    gamed = [Gamed(rng.binomial(1, _sigmoid(0.5 * np.tanh(g_diff / g_diff.std(ddof=1)) + d)).astype(float), g_diff, d)]
     alone = length_controlled(y, diff, np.zeros(n), samples=5, seed=0, difficulty=d)
     pulled = length_controlled(y, diff, np.zeros(n), samples=5, seed=0, difficulty=d, gamed=gamed)
     assert 0.5 < pulled.length_coef < alone.length_coef
     # the same fit by hand: gamed pairs weigh GAMED_LAMBDA in all and have no intercept
-    x = np.vstack([np.column_stack([np.tanh(diff / diff.std(ddof=1)), d, np.ones(n)]),
-                   np.column_stack([np.tanh(g_diff / g_diff.std(ddof=1)), d, np.zeros(n)])])
-    fit = sm.GLM(np.concatenate([y, gamed[0].preferences]), x, family=sm.families.Binomial(),
-                 freq_weights=np.concatenate([np.ones(n), np.full(n, GAMED_LAMBDA)])).fit()
+    x = np.vstack(
+        [
+            np.column_stack([np.tanh(diff / diff.std(ddof=1)), d, np.ones(n)]),
+            np.column_stack([np.tanh(g_diff / g_diff.std(ddof=1)), d, np.zeros(n)]),
+        ]
+    )
+    fit = sm.GLM(
+        np.concatenate([y, gamed[0].preferences]),
+        x,
+        family=sm.families.Binomial(),
+        freq_weights=np.concatenate([np.ones(n), np.full(n, GAMED_LAMBDA)]),
+    ).fit()
     assert pulled.length_coef == pytest.approx(fit.params[0])
     assert pulled.delta_wr == pytest.approx(100 * (2 * np.mean(_sigmoid(fit.params[1] * d + fit.params[2])) - 1))
     with pytest.raises(ValueError, match="gamed baselines need the alpacaeval method"):
@@ -157,8 +164,11 @@ def test_report_alpacaeval_joint_names_its_method_and_needs_two_rows(tmp_path):
     assert [r["lc_delta_wr"] for r in base if r["category"] is None] != [r["lc_delta_wr"] for r in overall]
     text = out["summary"].read_text()
     assert "LC ΔWR (method length_only)" in text and "not AlpacaEval 2.0's LC" in text
-    with pytest.raises(ValueError, match=r"eval\.report\.lc\.difficulty: joint needs at least 2 optimizer x target "
-                                         r"rows with valid pairs on test set 'demo', found 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"eval\.report\.lc\.difficulty: joint needs at least 2 optimizer x target "
+        r"rows with valid pairs on test set 'demo', found 1",
+    ):
         _report(tmp_path, cells[0], bootstrap_samples=50, lc=lc)
 
 
@@ -177,8 +187,9 @@ def test_report_difficulty_file_gives_the_joint_figures_and_names_missing_items(
         rows.append(([p[0] for p in pairs], [p[1] for p in pairs], [p[2] - p[3] for p in pairs]))
     path = tmp_path / "difficulty.csv"
     path.write_text("item_id,difficulty\n" + "".join(f"{k},{v!r}\n" for k, v in jd(rows).items()))
-    from_file, out = _report(tmp_path, *cells, bootstrap_samples=50,
-                             lc={"method": "alpacaeval", "difficulty": str(path)})
+    from_file, out = _report(
+        tmp_path, *cells, bootstrap_samples=50, lc={"method": "alpacaeval", "difficulty": str(path)}
+    )
     assert [r["lc_delta_wr"] for r in from_file] == pytest.approx([r["lc_delta_wr"] for r in joint])
     assert f"read from {path}" in out["summary"].read_text()
     path.write_text("item_id,difficulty\nq0,0.1\n")

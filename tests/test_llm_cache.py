@@ -7,14 +7,16 @@ import pytest
 import yaml
 
 from bpo.cli import main as bpo_main
-from bpo.llm import ChatRequest, client_from_mapping, LLMError
+from bpo.llm import ChatRequest, LLMError, client_from_mapping
 from bpo.llm.cache import CACHE_EXPORT_SCHEMA, Cache
 from bpo.llm.usage import usage_report
 
 
 def reqs(n, model="gpt-3.5-turbo", tag="q"):
-    return [ChatRequest(model=model, messages=[{"role": "user", "content": f"{tag} {i}"}], temperature=0.9)
-            for i in range(n)]
+    return [
+        ChatRequest(model=model, messages=[{"role": "user", "content": f"{tag} {i}"}], temperature=0.9)
+        for i in range(n)
+    ]
 
 
 def fill(path, stage, model, n, tag="q"):
@@ -121,11 +123,31 @@ def test_claims_are_exclusive_released_with_the_answer_and_taken_over_from_the_d
         assert cache.claim(k, "openai", other) == (k[3:], {}, k[:3])
         assert cache.claim(k[:1], "standin", other)[0] == k[:1]
         # an answer releases its claim and is handed to the next claimant; a failure only releases it
-        row = result_row(key=k[0], backend="openai", stage="s", model="gpt-3.5-turbo", request=rs[0].body_json,
-                         status="ok", text="answer", choices=None, finish_reason="stop", prompt_tokens=1,
-                         completion_tokens=1, error=None, response_model="m", latency_s=0.1, attempts=1)
-        fail = {"key": k[1], "backend": "openai", "stage": "s", "model": "gpt-3.5-turbo", "error": "HTTP 500",
-                "attempts": 3}
+        row = result_row(
+            key=k[0],
+            backend="openai",
+            stage="s",
+            model="gpt-3.5-turbo",
+            request=rs[0].body_json,
+            status="ok",
+            text="answer",
+            choices=None,
+            finish_reason="stop",
+            prompt_tokens=1,
+            completion_tokens=1,
+            error=None,
+            response_model="m",
+            latency_s=0.1,
+            attempts=1,
+        )
+        fail = {
+            "key": k[1],
+            "backend": "openai",
+            "stage": "s",
+            "model": "gpt-3.5-turbo",
+            "error": "HTTP 500",
+            "attempts": 3,
+        }
         cache.store([row], [fail], me)
         claimed, answered, held = cache.claim(k[:3], "openai", other)
         assert (claimed, list(answered), held) == ([k[1]], [k[0]], [k[2]])
@@ -134,8 +156,12 @@ def test_claims_are_exclusive_released_with_the_answer_and_taken_over_from_the_d
         retire_owner(me)
         assert not owner_alive(me)
         assert cache.claim(k[2:3], "openai", other)[0] == k[2:3]
-        dead = subprocess.run([sys.executable, "-c", "from bpo.llm.cache import new_owner; print(new_owner())"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        dead = subprocess.run(
+            [sys.executable, "-c", "from bpo.llm.cache import new_owner; print(new_owner())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         assert not owner_alive(dead)
         assert owner_alive("elsewhere|1|1|x") and owner_alive(other)
         cache.release_claims(other)
@@ -165,22 +191,39 @@ def test_cli_cache_export_config_masks_keys_of_an_old_cache(tmp_path):
     import subprocess
     import sys
 
-    from bpo import redact
     from conftest import REPO
+
+    from bpo import redact
 
     key, org = _plain_secret(), _plain_secret()
     env = {**os.environ, "PYTHONPATH": str(REPO), "BPO_ECHO_ACCESS": key, "BPO_ORG_HEADER_VAL": org}
-    cfg = {"llm": {"cache": "c/llm.sqlite", "endpoints": {"mine": {
-        "backend": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "BPO_ECHO_ACCESS",
-        "default_headers": {"X-Org": "${BPO_ORG_HEADER_VAL}"}}}}}
+    cfg = {
+        "llm": {
+            "cache": "c/llm.sqlite",
+            "endpoints": {
+                "mine": {
+                    "backend": "openai",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "api_key_env": "BPO_ECHO_ACCESS",
+                    "default_headers": {"X-Org": "${BPO_ORG_HEADER_VAL}"},
+                }
+            },
+        }
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     fill(tmp_path / "c" / "llm.sqlite", "critique", "gpt-test", 3)
     with sqlite3.connect(tmp_path / "c" / "llm.sqlite") as db:  # what a cache from before redaction held
         db.execute("UPDATE calls SET text = text || ?, response_model = ?", (f" {key}", f"m {org}"))
 
     def bpo(*args):
-        return subprocess.run([sys.executable, "-m", "bpo.cli", "cache", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "bpo.cli", "cache", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def values(path):
         return json.dumps(pq.read_table(tmp_path / path).to_pylist())

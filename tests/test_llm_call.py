@@ -13,7 +13,9 @@ from bpo.llm import call_request
 from bpo.settings import CritiqueSettings, LLMCall, SettingsError, load_config
 from bpo.settings.evaluate import EndpointTargetSettings, JudgeSettings
 from bpo.settings.optimize import LLMRewriteSettings
-from bpo.templates import load_critique as critique_template, load_judge as judge_template, load_rewrite
+from bpo.templates import load_critique as critique_template
+from bpo.templates import load_judge as judge_template
+from bpo.templates import load_rewrite
 
 DATA = Path(__file__).parent / "data"
 # the same inputs as tests/data/record_request_keys.py, which recorded the keys with the old code
@@ -55,9 +57,12 @@ def test_request_keys_are_the_recorded_ones(config_name, variant):
 
 def test_canonical_form_is_flat_and_round_trips():
     config = load_config(*CONFIGS["paper"])
-    for settings in (CritiqueSettings.from_config(config), JudgeSettings.from_config(config),
-                     EndpointTargetSettings.from_config(config, "gpt-3.5-turbo"),
-                     LLMRewriteSettings.from_config(config, "vicuna_eval", "llm_rewrite")):
+    for settings in (
+        CritiqueSettings.from_config(config),
+        JudgeSettings.from_config(config),
+        EndpointTargetSettings.from_config(config, "gpt-3.5-turbo"),
+        LLMRewriteSettings.from_config(config, "vicuna_eval", "llm_rewrite"),
+    ):
         canon = settings.canonical()
         assert "call" not in canon and canon["model"] == settings.call.model
         assert canon["endpoint"] == settings.call.endpoint.canonical() and list(canon) == sorted(canon)

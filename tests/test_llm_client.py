@@ -11,11 +11,11 @@ import sqlite3
 import time
 
 import pytest
+from loopback_server import LoopbackServer
 
-from bpo.llm import BudgetExceeded, ChatRequest, client_from_mapping, LLMError, MissingAPIKey, ReplayMiss, make_client
+from bpo.llm import BudgetExceeded, ChatRequest, LLMError, MissingAPIKey, ReplayMiss, client_from_mapping, make_client
 from bpo.llm.cache import Cache
 from bpo.llm.limits import Limits, RateLimiter, TokenBucket
-from loopback_server import LoopbackServer
 
 KEY_ENV = "BPO_TEST_LLM_KEY"
 SECRET = "sk-bpo-loopback-SECRET-7f3a9c"
@@ -39,8 +39,7 @@ def endpoint(srv, **limits):
 
 
 def reqs(n, tag="q", **kw):
-    return [ChatRequest(model="gpt-test", messages=[{"role": "user", "content": f"{tag} {i}"}], **kw)
-            for i in range(n)]
+    return [ChatRequest(model="gpt-test", messages=[{"role": "user", "content": f"{tag} {i}"}], **kw) for i in range(n)]
 
 
 def _schema_limits(**limits):
@@ -125,8 +124,9 @@ def test_exhausted_retries_are_recorded_as_error_not_cached_and_retried_next_run
     assert server.total == 1
 
 
-@pytest.mark.parametrize("kind, status", [("length", "truncated"), ("refusal", "refused"),
-                                          ("content_filter", "refused")])
+@pytest.mark.parametrize(
+    "kind, status", [("length", "truncated"), ("refusal", "refused"), ("content_filter", "refused")]
+)
 def test_truncated_and_refused_are_recorded_once_and_cached(server, tmp_path, kind, status):
     server.fail(kind, times=5, match="q 0")
     out = client(server, tmp_path).run(reqs(2))
@@ -199,8 +199,9 @@ def test_replay_serves_the_cache_and_a_miss_is_a_clear_error(server, tmp_path):
 def test_budget_cap_stops_cleanly_and_a_rerun_continues(server, tmp_path):
     prices = {"gpt-test": {"input": 1000.0, "output": 1000.0}}  # $0.001 per token
     rs = reqs(20, max_tokens=40)
-    c = client_from_mapping(endpoint(server, max_concurrency=2), tmp_path / "llm.sqlite", "critique", prices=prices,
-                  progress=False)
+    c = client_from_mapping(
+        endpoint(server, max_concurrency=2), tmp_path / "llm.sqlite", "critique", prices=prices, progress=False
+    )
     est = c.estimate(rs)
     assert est.calls == 20 and est.usd is not None
     with pytest.raises(BudgetExceeded, match="budget cap of \\$0.1500 reached") as err:
@@ -266,8 +267,7 @@ def test_the_api_key_never_leaks(server, tmp_path, caplog, capsys, monkeypatch):
     assert any(r.headers.get("authorization") == f"Bearer {SECRET}" for r in server.requests)
     assert any(r.headers.get("x-proxy-auth") == "proxy-SECRET-e91d" for r in server.requests)
     Cache(tmp_path / "llm.sqlite").export_parquet(tmp_path / "export.parquet")
-    blobs = {"logs": caplog.text.encode(), "stderr": capsys.readouterr().err.encode(),
-             "results": repr(out).encode()}
+    blobs = {"logs": caplog.text.encode(), "stderr": capsys.readouterr().err.encode(), "results": repr(out).encode()}
     for f in tmp_path.iterdir():
         if f.is_file():
             blobs[f.name] = f.read_bytes()
@@ -297,12 +297,23 @@ def test_make_client_from_settings(server, tmp_path):
     """The one factory: answer-relevant endpoint settings plus run-time limits, cache, prices, budget."""
     from bpo.settings import EndpointSettings, LLMRuntime, SettingsError, load_config
 
-    config = load_config(overrides={"llm": {"cache": str(tmp_path / "c.sqlite"),
-                                            "endpoints": {"local": endpoint(server, max_concurrency=3)},
-                                            "prices": {"gpt-test": {"input": 1.0, "output": 1.0}}}})
+    config = load_config(
+        overrides={
+            "llm": {
+                "cache": str(tmp_path / "c.sqlite"),
+                "endpoints": {"local": endpoint(server, max_concurrency=3)},
+                "prices": {"gpt-test": {"input": 1.0, "output": 1.0}},
+            }
+        }
+    )
     runtime = LLMRuntime.from_config(config, "local", budget_usd=0.000001)
     c = make_client(EndpointSettings.from_config(config, "local"), runtime, "judge", progress=False)
-    assert (c.cache_path, c.stage, c.name, c.base_url) == (str(tmp_path / "c.sqlite"), "judge", "local", server.base_url)
+    assert (c.cache_path, c.stage, c.name, c.base_url) == (
+        str(tmp_path / "c.sqlite"),
+        "judge",
+        "local",
+        server.base_url,
+    )
     assert c.limits.max_concurrency == 3 and c.prices == {"gpt-test": {"input": 1.0, "output": 1.0}}
     with pytest.raises(BudgetExceeded):
         c.run(reqs(2))
@@ -317,7 +328,10 @@ def test_make_client_from_settings(server, tmp_path):
         ({"backend": "gpt"}, "llm.endpoints.gpt.backend: 'gpt' is not one of"),
         ({"backend": "openai", "limitz": {}}, "unknown key"),
         ({"backend": "standin", "limits": {"max_concurency": 2}}, "unknown key"),
-        ({"backend": "standin", "limits": {"max_concurrency": 0}}, "limits.max_concurrency: 0 is less than the minimum of 1"),
+        (
+            {"backend": "standin", "limits": {"max_concurrency": 0}},
+            "limits.max_concurrency: 0 is less than the minimum of 1",
+        ),
         ({"backend": "standin", "limits": {"transport": "h3"}}, "transport"),
     ],
 )
@@ -366,9 +380,18 @@ def test_loopback_server_as_a_separate_process(tmp_path):
     from pathlib import Path
 
     port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("loopback_server.py")),
-                             "--responder", "echo", "--port-file", str(port_file)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("loopback_server.py")),
+            "--responder",
+            "echo",
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 30
         while not port_file.exists() and time.time() < deadline:
@@ -381,8 +404,12 @@ def test_loopback_server_as_a_separate_process(tmp_path):
                 return json.loads(r.read())
 
         call("/control", {"fail": [{"kind": "500", "times": 1, "match": "q 0"}], "latency_s": 0.05})
-        ep = {"backend": "openai", "base_url": root + "/v1", "api_key_env": KEY_ENV,
-              "limits": {"max_concurrency": 2, "backoff_base_s": 0.01}}
+        ep = {
+            "backend": "openai",
+            "base_url": root + "/v1",
+            "api_key_env": KEY_ENV,
+            "limits": {"max_concurrency": 2, "backoff_base_s": 0.01},
+        }
         out = client_from_mapping(ep, tmp_path / "c.sqlite", "test", progress=False).run(reqs(3))
         assert [r.status for r in out] == ["ok"] * 3
         stats = call("/stats")

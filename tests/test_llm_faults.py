@@ -15,14 +15,25 @@ import threading
 import time
 
 import pytest
+from llm_fault_cases import (
+    KEY_ENV,
+    SECRET,
+    DeadEndpoint,
+    closed_port_url,
+    concurrent_runs,
+    critique_stage_stop,
+    endpoint,
+    files_with,
+    kill_owner_run,
+    planted_key_run,
+    stop_time,
+)
+from loopback_server import LoopbackServer
 
 from bpo import redact
-from bpo.llm import ChatRequest, client_from_mapping, LLMError
+from bpo.llm import ChatRequest, LLMError, client_from_mapping
 from bpo.llm.cache import Cache, result_row
 from bpo.llm.errors import EndpointUnreachable
-from llm_fault_cases import (KEY_ENV, SECRET, DeadEndpoint, closed_port_url, concurrent_runs, critique_stage_stop,
-                             endpoint, files_with, kill_owner_run, planted_key_run, stop_time)
-from loopback_server import LoopbackServer
 
 
 @pytest.fixture(autouse=True)
@@ -31,16 +42,20 @@ def api_key(monkeypatch):
 
 
 def reqs(n, tag="q"):
-    return [ChatRequest(model="gpt-test", messages=[{"role": "user", "content": f"{tag} {i}"}], temperature=0.9)
-            for i in range(n)]
+    return [
+        ChatRequest(model="gpt-test", messages=[{"role": "user", "content": f"{tag} {i}"}], temperature=0.9)
+        for i in range(n)
+    ]
 
 
 # ---- circuit breaker -------------------------------------------------------------------------
 
+
 def test_unreachable_endpoint_stops_within_the_breaker_window(tmp_path):
     url = closed_port_url()
-    c = client_from_mapping(endpoint(url, circuit_breaker_s=1.0), tmp_path / "c.sqlite", "critique", name="remote",
-                  progress=False)
+    c = client_from_mapping(
+        endpoint(url, circuit_breaker_s=1.0), tmp_path / "c.sqlite", "critique", name="remote", progress=False
+    )
     t0 = time.monotonic()
     with pytest.raises(EndpointUnreachable, match="endpoint 'remote'.*" + url.replace(".", r"\.")) as err:
         c.run(reqs(500))
@@ -54,8 +69,13 @@ def test_breaker_over_tls_failure(tmp_path):
     # https to a plain-HTTP server: the TLS handshake never completes (connect timeout)
     with LoopbackServer(responder="echo") as srv:
         url = srv.base_url.replace("http://", "https://")
-        c = client_from_mapping(endpoint(url, circuit_breaker_s=1.0, timeout_s=0.3), tmp_path / "c.sqlite", "critique",
-                      name="tls", progress=False)
+        c = client_from_mapping(
+            endpoint(url, circuit_breaker_s=1.0, timeout_s=0.3),
+            tmp_path / "c.sqlite",
+            "critique",
+            name="tls",
+            progress=False,
+        )
         t0 = time.monotonic()
         with pytest.raises(EndpointUnreachable, match="endpoint 'tls'"):
             c.run(reqs(50))
@@ -76,8 +96,9 @@ def test_endpoint_dying_mid_run_keeps_received_answers(tmp_path):
     killer = threading.Thread(target=stop_after, args=(30,))
     killer.start()
     try:
-        c = client_from_mapping(endpoint(url, circuit_breaker_s=1.0, max_concurrency=4), cache, "critique",
-                      name="local", progress=False)
+        c = client_from_mapping(
+            endpoint(url, circuit_breaker_s=1.0, max_concurrency=4), cache, "critique", name="local", progress=False
+        )
         with pytest.raises(EndpointUnreachable, match="endpoint 'local'.*unreachable"):
             c.run(reqs(400))
     finally:
@@ -93,7 +114,9 @@ def test_rejected_key_names_endpoint_and_base_url(tmp_path):
     with LoopbackServer(responder="echo") as srv:
         srv.fail("401", times=100)
         with pytest.raises(EndpointUnreachable, match=f"endpoint 'api'.*{srv.base_url}.*HTTP 401"):
-            client_from_mapping(endpoint(srv.base_url), tmp_path / "c.sqlite", "judge", name="api", progress=False).run(reqs(3))
+            client_from_mapping(endpoint(srv.base_url), tmp_path / "c.sqlite", "judge", name="api", progress=False).run(
+                reqs(3)
+            )
 
 
 # ---- liveness: endpoints that accept connections but give no HTTP answer ----------------------
@@ -102,12 +125,14 @@ def test_rejected_key_names_endpoint_and_base_url(tmp_path):
 # benchmarks/bench_llm_faults.py measures the same with the default limits and 2,000 requests.
 
 SCALED = {"circuit_breaker_s": 1.0, "max_concurrency": 16}
-SEEN = {"hung": "no reply in time", "close": "closed before a status line", "garbage": "not HTTP",
-        "banner": "not HTTP"}
-DETAIL = {"hung": "no HTTP status line within", "close": "server closed the connection without a response",
-          "garbage": r"not an HTTP reply \(first bytes b'\\x15",
-          # the banner may arrive before the request is written or after: either way it is named
-          "banner": r"not an HTTP reply \((first bytes|the server spoke first:) b'SSH-2\.0-OpenSSH"}
+SEEN = {"hung": "no reply in time", "close": "closed before a status line", "garbage": "not HTTP", "banner": "not HTTP"}
+DETAIL = {
+    "hung": "no HTTP status line within",
+    "close": "server closed the connection without a response",
+    "garbage": r"not an HTTP reply \(first bytes b'\\x15",
+    # the banner may arrive before the request is written or after: either way it is named
+    "banner": r"not an HTTP reply \((first bytes|the server spoke first:) b'SSH-2\.0-OpenSSH",
+}
 
 
 @pytest.mark.parametrize("transport", ["lean", "httpx"])
@@ -165,8 +190,12 @@ def test_a_status_line_then_silence_is_a_live_server(tmp_path):
     """A server that sends its status line and stalls the body is alive (calls time out and are
     retried, each one fails on its own), not an unreachable endpoint."""
     with DeadEndpoint("stalled_body") as srv:
-        out = stop_time(srv.base_url, 3, {**SCALED, "timeout_s": 0.5, "max_retries": 1, "backoff_base_s": 0.01,
-                                          "max_concurrency": 3}, tmp_path / "c.sqlite")
+        out = stop_time(
+            srv.base_url,
+            3,
+            {**SCALED, "timeout_s": 0.5, "max_retries": 1, "backoff_base_s": 0.01, "max_concurrency": 3},
+            tmp_path / "c.sqlite",
+        )
     assert out["error"] is None, out["error"]
     assert [r.status for r in out["results"]] == ["error"] * 3
     assert all("gave up after 2 attempts: timed out after 0.5 s" in r.error for r in out["results"])
@@ -177,8 +206,12 @@ def test_chat_calls_hanging_on_a_server_that_answers_probes_time_out_one_by_one(
     the breaker leaves it alone, those calls fail at their own timeout, the others are cached."""
     with LoopbackServer(responder="echo") as srv:
         srv.fail("hang", times=1000, match="pair 1")
-        out = stop_time(srv.base_url, 12, {**SCALED, "max_concurrency": 4, "timeout_s": 0.5, "max_retries": 1,
-                                           "backoff_base_s": 0.01}, tmp_path / "c.sqlite")
+        out = stop_time(
+            srv.base_url,
+            12,
+            {**SCALED, "max_concurrency": 4, "timeout_s": 0.5, "max_retries": 1, "backoff_base_s": 0.01},
+            tmp_path / "c.sqlite",
+        )
     assert out["error"] is None, out["error"]
     failed = [r for r in out["results"] if r.status == "error"]
     assert len(failed) == 3 and all("timed out after 0.5 s" in r.error for r in failed)  # pair 1, 10, 11
@@ -189,12 +222,17 @@ def test_chat_calls_hanging_on_a_server_that_answers_probes_time_out_one_by_one(
 
 def test_the_progress_bar_shows_the_stall_without_an_eta(tmp_path, capsys):
     with DeadEndpoint("hung") as srv:
-        c = client_from_mapping(endpoint(srv.base_url, circuit_breaker_s=1.0), tmp_path / "c.sqlite", "critique",
-                      name="remote", progress=True)
+        c = client_from_mapping(
+            endpoint(srv.base_url, circuit_breaker_s=1.0),
+            tmp_path / "c.sqlite",
+            "critique",
+            name="remote",
+            progress=True,
+        )
         with pytest.raises(EndpointUnreachable):
             c.run(reqs(40))
     err = capsys.readouterr().err
-    assert f"ETA unknown, no HTTP answer for" in err and f"probing {srv.base_url}/models" in err, err[-2000:]
+    assert "ETA unknown, no HTTP answer for" in err and f"probing {srv.base_url}/models" in err, err[-2000:]
 
 
 def test_the_critique_stage_stops_on_a_hung_endpoint(tmp_path):
@@ -214,19 +252,31 @@ def test_breaker_setting_is_validated(tmp_path):
 
 # ---- redaction -------------------------------------------------------------------------------
 
+
 def test_redact_masks_configured_values_and_key_shapes(monkeypatch):
     monkeypatch.setenv("MY_PROXY_VAR", "proxy-value-zz91x")
     monkeypatch.setenv("OTHER_ENDPOINT_KEY_VAR", "abc-other-endpoint-secret")
-    redact.register_config({"llm": {"endpoints": {
-        "a": {"backend": "openai", "default_headers": {"X-Auth": "${MY_PROXY_VAR}"}},
-        "b": {"backend": "openai", "api_key_env": "OTHER_ENDPOINT_KEY_VAR"}}}})
-    text = ("proxy-value-zz91x abc-other-endpoint-secret sk-proj-AbCdEf0123456789 Bearer eyJhbGciOiJIUzI1NiJ9.x.y "
-            "hf_abcdefghijklmnop ghp_abcdefghijklmnopqrstuvwxyz AKIAABCDEFGHIJKLMNOP")
+    redact.register_config(
+        {
+            "llm": {
+                "endpoints": {
+                    "a": {"backend": "openai", "default_headers": {"X-Auth": "${MY_PROXY_VAR}"}},
+                    "b": {"backend": "openai", "api_key_env": "OTHER_ENDPOINT_KEY_VAR"},
+                }
+            }
+        }
+    )
+    text = (
+        "proxy-value-zz91x abc-other-endpoint-secret sk-proj-AbCdEf0123456789 Bearer eyJhbGciOiJIUzI1NiJ9.x.y "
+        "hf_abcdefghijklmnop ghp_abcdefghijklmnopqrstuvwxyz AKIAABCDEFGHIJKLMNOP"
+    )
     out = redact.redact(text)
     assert out.count(redact.MASK) == 7, out
     # ordinary text and cache keys are left alone
-    plain = ("task-force risk-averse key 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 sk-1 "
-             "ask-questionnaire Basic arithmetic. Bearer authentication")  # model text stays as written
+    plain = (
+        "task-force risk-averse key 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 sk-1 "
+        "ask-questionnaire Basic arithmetic. Bearer authentication"
+    )  # model text stays as written
     assert redact.redact(plain) == plain
     assert str(LLMError(f"server said {SECRET}")) == f"server said {redact.MASK}"
 
@@ -276,8 +326,13 @@ def test_snakemake_log_holds_no_echoed_key(tmp_path):
     with LoopbackServer(responder="echo") as srv:
         srv.fail("401", times=10, echo_key=True)
         (wf / "config.yaml").write_text(json.dumps({"llm": {"endpoints": {"remote": endpoint(srv.base_url)}}}))
-        proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config.yaml"],
-                              cwd=wf, capture_output=True, timeout=300, env={**os.environ, KEY_ENV: SECRET})
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config.yaml"],
+            cwd=wf,
+            capture_output=True,
+            timeout=300,
+            env={**os.environ, KEY_ENV: SECRET},
+        )
         assert srv.total >= 1
     assert proc.returncode != 0
     (wf / "terminal.txt").write_bytes(proc.stdout + proc.stderr)
@@ -287,6 +342,7 @@ def test_snakemake_log_holds_no_echoed_key(tmp_path):
 
 
 # ---- in-flight claims across processes --------------------------------------------------------
+
 
 def test_two_concurrent_runs_of_the_same_400_requests_pay_400(tmp_path):
     out = concurrent_runs(tmp_path, n=400, conc=16)
@@ -320,10 +376,29 @@ def test_a_claim_held_elsewhere_is_awaited_then_taken_over_when_its_lease_ends(t
     def answer_first():
         time.sleep(0.3)
         with Cache(cache_path) as db:
-            db.store([result_row(key=rs[0].key, backend="openai", stage="critique", model="gpt-test",
-                                 request=rs[0].body_json, status="ok", text="from the other host", choices=None,
-                                 finish_reason="stop", prompt_tokens=1, completion_tokens=1, error=None,
-                                 response_model="gpt-test", latency_s=0.1, attempts=1)], [], "otherhost|1|1|a")
+            db.store(
+                [
+                    result_row(
+                        key=rs[0].key,
+                        backend="openai",
+                        stage="critique",
+                        model="gpt-test",
+                        request=rs[0].body_json,
+                        status="ok",
+                        text="from the other host",
+                        choices=None,
+                        finish_reason="stop",
+                        prompt_tokens=1,
+                        completion_tokens=1,
+                        error=None,
+                        response_model="gpt-test",
+                        latency_s=0.1,
+                        attempts=1,
+                    )
+                ],
+                [],
+                "otherhost|1|1|a",
+            )
 
     with LoopbackServer(responder="echo") as srv:
         t = threading.Thread(target=answer_first)

@@ -48,8 +48,12 @@ def test_kill_9_then_rerun_makes_exactly_the_missing_calls(tmp_path):
     cache = tmp_path / "llm.sqlite"
     env = {**os.environ, "BPO_KILL_KEY": "sk-kill-test"}
     with LoopbackServer(latency_s=0.25, responder="echo") as srv:
-        proc = subprocess.Popen([sys.executable, str(driver), srv.base_url, str(cache)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, str(driver), srv.base_url, str(cache)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.time() + 60
         while srv.total < N // 2 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.01)
@@ -66,8 +70,13 @@ def test_kill_9_then_rerun_makes_exactly_the_missing_calls(tmp_path):
         assert received_before - len(cached) <= CONCURRENCY
         assert cached <= set(before)
 
-        rerun = subprocess.run([sys.executable, str(driver), srv.base_url, str(cache)], env=env,
-                               capture_output=True, text=True, timeout=120)
+        rerun = subprocess.run(
+            [sys.executable, str(driver), srv.base_url, str(cache)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert rerun.stdout.split() == ["done", str(len(cached))]
         sent_again = {p: c - before.get(p, 0) for p, c in srv.counts.items() if c - before.get(p, 0)}

@@ -8,6 +8,8 @@ import threading
 
 import pytest
 import yaml
+from conftest import copy_workflow, job_counts, snakemake
+from eval_helpers import save_tiny_model
 
 from bpo.generation import GenerationSettings, generate_chat, load_model
 from bpo.llm import ChatRequest, LLMError, make_client
@@ -17,11 +19,11 @@ from bpo.llm.usage import format_report, usage_report
 from bpo.schemas import ANSWERS, OPTIMIZED, ORIGINAL_ANSWERS, read_table, write_table
 from bpo.settings import EndpointSettings, LLMRuntime, SettingsError, load_config
 from bpo.settings.evaluate import EndpointTargetSettings
-from conftest import copy_workflow, dry_run_jobs, snakemake
-from eval_helpers import save_tiny_model
 
-PAIRS = [("What is the capital of France?", "Paris is the capital of France."),
-         ("Name a colour.", "Blue is a colour.")] * 4
+PAIRS = [
+    ("What is the capital of France?", "Paris is the capital of France."),
+    ("Name a colour.", "Blue is a colour."),
+] * 4
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +33,28 @@ def tiny(tmp_path_factory):
 
 def _config(tmp_path, model, **endpoint):
     ep = {"backend": "local", "model": model, **endpoint}
-    return load_config(overrides={"llm": {"cache": str(tmp_path / "cache.sqlite"), "endpoints": {"loc": ep}},
-                                  "eval": {"targets": {"loc": {"kind": "endpoint", "endpoint": "loc",
-                                                               "model": "tiny-label", "max_tokens": 6}}}})
+    return load_config(
+        overrides={
+            "llm": {"cache": str(tmp_path / "cache.sqlite"), "endpoints": {"loc": ep}},
+            "eval": {
+                "targets": {"loc": {"kind": "endpoint", "endpoint": "loc", "model": "tiny-label", "max_tokens": 6}}
+            },
+        }
+    )
 
 
 def _client(config, stage="answer"):
-    return make_client(EndpointSettings.from_config(config, "loc"), LLMRuntime.from_config(config, "loc"), stage,
-                       progress=False)
+    return make_client(
+        EndpointSettings.from_config(config, "loc"), LLMRuntime.from_config(config, "loc"), stage, progress=False
+    )
 
 
 def _requests(count, **kw):
     kw = {"temperature": 0, "max_tokens": 6, **kw}
-    return [ChatRequest(model="tiny-label", messages=[{"role": "user", "content": f"Question number {i}?"}], **kw)
-            for i in range(count)]
+    return [
+        ChatRequest(model="tiny-label", messages=[{"role": "user", "content": f"Question number {i}?"}], **kw)
+        for i in range(count)
+    ]
 
 
 class _Counter:
@@ -109,13 +119,16 @@ def test_requests_with_other_decoding_are_generated_apart(tiny, tmp_path):
 @pytest.mark.parametrize("engine", ["auto", "hf-generate"])
 def test_greedy_answers_equal_generate_chat(tiny, tmp_path, engine):
     config = _config(tmp_path, tiny, engine=engine)
-    conversations = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}],
-                     [{"role": "user", "content": "What is the capital of France?"}]]
+    conversations = [
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}],
+        [{"role": "user", "content": "What is the capital of France?"}],
+    ]
     requests = [ChatRequest(model="x", messages=c, temperature=0, max_tokens=5) for c in conversations]
     client = _client(config)
     results = client.run(requests)
-    settings = GenerationSettings(engine=engine, temperature=1.0, top_p=1.0, max_new_tokens=5, batch_size=1, seed=0,
-                                  greedy=True)
+    settings = GenerationSettings(
+        engine=engine, temperature=1.0, top_p=1.0, max_new_tokens=5, batch_size=1, seed=0, greedy=True
+    )
     generated = generate_chat(load_model(tiny), conversations, settings)
     expected = generated.outputs
     assert client.last_stats["engines"] == [str(generated.engine)]  # the engine that ran, as EngineRecord says
@@ -151,7 +164,9 @@ def test_sources_separate_weights_and_never_serve_other_backends(tiny, tmp_path)
     other = save_tiny_model(tmp_path / "other", list(reversed(PAIRS)) + [("Hi.", "Hello there.")])
     assert _client(_config(tmp_path, other)).source != _client(config).source
     assert _client(_config(tmp_path, tiny, dtype="float32")).source != _client(config).source
-    replay = load_config(overrides={"llm": {"cache": config["llm"]["cache"], "endpoints": {"loc": {"backend": "replay"}}}})
+    replay = load_config(
+        overrides={"llm": {"cache": config["llm"]["cache"], "endpoints": {"loc": {"backend": "replay"}}}}
+    )
     from bpo.llm import ReplayMiss
 
     with pytest.raises(ReplayMiss):
@@ -170,7 +185,9 @@ def test_config_errors_name_the_key(tmp_path, tiny):
         _client(missing).run(_requests(1))
     canon = EndpointSettings.from_config(_config(tmp_path, tiny, engine="hf-generate"), "loc").canonical()
     assert canon["local"] == {"model": tiny, "dtype": "auto", "engine": "hf-generate", "default_max_tokens": 1024}
-    assert EndpointSettings.from_params(canon) == EndpointSettings.from_config(_config(tmp_path, tiny, engine="hf-generate"), "loc")
+    assert EndpointSettings.from_params(canon) == EndpointSettings.from_config(
+        _config(tmp_path, tiny, engine="hf-generate"), "loc"
+    )
 
 
 def test_answer_stage_with_a_local_endpoint_target(tiny, tmp_path):
@@ -179,22 +196,53 @@ def test_answer_stage_with_a_local_endpoint_target(tiny, tmp_path):
     from bpo.schemas import ORIGINAL_ANSWERS
 
     pairs = [("Name a colour.", "Name one colour."), ("Capital of France?", "What is the capital of France?")]
-    rows = [{"item_id": str(i), "testset": "demo", "optimizer": "trained", "category": None, "instruction": ins,
-             "context": "", "optimized_instruction": opt, "fallback_reason": None, "reference_optimized": None}
-            for i, (ins, opt) in enumerate(pairs)]
+    rows = [
+        {
+            "item_id": str(i),
+            "testset": "demo",
+            "optimizer": "trained",
+            "category": None,
+            "instruction": ins,
+            "context": "",
+            "optimized_instruction": opt,
+            "fallback_reason": None,
+            "reference_optimized": None,
+        }
+        for i, (ins, opt) in enumerate(pairs)
+    ]
     write_table(rows, tmp_path / "optimized.parquet", OPTIMIZED)
-    write_table([{"item_id": str(i), "testset": "demo", "target": "loc", "category": None, "question": ins,
-                  "answer": "an earlier answer", "status": "ok", "backend": "standin"}
-                 for i, (ins, _) in enumerate(pairs)], tmp_path / "original.parquet", ORIGINAL_ANSWERS)
+    write_table(
+        [
+            {
+                "item_id": str(i),
+                "testset": "demo",
+                "target": "loc",
+                "category": None,
+                "question": ins,
+                "answer": "an earlier answer",
+                "status": "ok",
+                "backend": "standin",
+            }
+            for i, (ins, _) in enumerate(pairs)
+        ],
+        tmp_path / "original.parquet",
+        ORIGINAL_ANSWERS,
+    )
     config = _config(tmp_path, tiny)
     target = EndpointTargetSettings.from_config(config, "loc")
     runtime = LLMRuntime.from_config(config, "loc")
-    answer_optimized(tmp_path / "optimized.parquet", tmp_path / "original.parquet", tmp_path / "answers.parquet",
-                     target.name, endpoint_answerer(target, runtime))
+    answer_optimized(
+        tmp_path / "optimized.parquet",
+        tmp_path / "original.parquet",
+        tmp_path / "answers.parquet",
+        target.name,
+        endpoint_answerer(target, runtime),
+    )
     out = read_table(tmp_path / "answers.parquet", ANSWERS).to_pylist()
     assert [r["item_id"] for r in out] == ["0", "1"]
-    assert all(r["backend"] == "local+standin" and r["status_optimized"] == "truncated" and r["answer_optimized"]
-               for r in out)
+    assert all(
+        r["backend"] == "local+standin" and r["status_optimized"] == "truncated" and r["answer_optimized"] for r in out
+    )
     with Cache(config["llm"]["cache"]) as cache:
         body = json.loads(next(iter(cache.rows()))["request"])
     assert body["model"] == "tiny-label" and body["max_tokens"] == 6
@@ -222,12 +270,18 @@ def test_answer_rule_under_snakemake_with_a_local_endpoint(tiny, tmp_path):
     """Rule answer_original runs end to end with a target on a local endpoint;
     the log names the cache source and the engine that ran."""
     wf = copy_workflow(tmp_path / "wf")
-    (wf / "local.yaml").write_text(yaml.safe_dump({
-        "llm": {"endpoints": {"loc": {"backend": "local", "model": tiny}}},
-        "eval": {"targets": {"loc": {"kind": "endpoint", "endpoint": "loc", "model": "tiny", "max_tokens": 6}}}}))
+    (wf / "local.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "llm": {"endpoints": {"loc": {"backend": "local", "model": tiny}}},
+                "eval": {"targets": {"loc": {"kind": "endpoint", "endpoint": "loc", "model": "tiny", "max_tokens": 6}}},
+            }
+        )
+    )
     target = "results/demo/eval/dolly_eval/loc/original_answers.parquet"
-    assert dry_run_jobs(snakemake(wf, "-n", "--cores", "1", target, "--configfile", "local.yaml")) == {
-        "answer_original": 1}
+    assert job_counts(snakemake(wf, "-n", "--cores", "1", target, "--configfile", "local.yaml")) == {
+        "answer_original": 1
+    }
     snakemake(wf, "--cores", "1", target, "--configfile", "local.yaml")
     out = read_table(wf / target, ORIGINAL_ANSWERS).to_pylist()
     assert out[0]["backend"] == "local" and out[0]["status"] == "truncated" and out[0]["answer"]

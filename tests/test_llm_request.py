@@ -49,8 +49,15 @@ def test_key_changes_with_everything_that_changes_the_answer(change):
 
 def test_body_is_what_is_hashed_and_sent():
     r = req(seed=3, extra={"response_format": {"type": "text"}})
-    assert r.body == {"model": "gpt-3.5-turbo", "messages": MSG, "temperature": 0.9, "top_p": 1.0,
-                      "max_tokens": 256, "seed": 3, "response_format": {"type": "text"}}
+    assert r.body == {
+        "model": "gpt-3.5-turbo",
+        "messages": MSG,
+        "temperature": 0.9,
+        "top_p": 1.0,
+        "max_tokens": 256,
+        "seed": 3,
+        "response_format": {"type": "text"},
+    }
     import json
 
     assert json.loads(r.body_json) == r.body

@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 
 import pytest
+from loopback_server import LoopbackServer
 
 import bpo.llm.session as session_mod
 from bpo.llm import STANDIN_MODEL, ChatRequest, client_from_mapping
 from bpo.llm.cache import Cache
 from bpo.llm.standin import StandinTransport, completion, find_instruction, reply_text
-from loopback_server import LoopbackServer
 
 CRITIQUE_FORMAT = re.compile(
-    r"^Detailed Comparison Result: (?P<cmp>.+?)\n\nOptimized Instruction: (?P<opt>.+) \[END\]$", re.S)
+    r"^Detailed Comparison Result: (?P<cmp>.+?)\n\nOptimized Instruction: (?P<opt>.+) \[END\]$", re.S
+)
 
 # Critique prompts written for these tests, in two header styles.
 CRITIQUE_EQ = """You will compare two answers, then improve the instruction.
@@ -64,8 +65,9 @@ Finish with [[A]] if A is better, [[B]] if B is better, [[C]] for a tie."""
 
 
 def standin(tmp_path, name="c.sqlite"):
-    return client_from_mapping({"backend": "standin", "limits": {"max_concurrency": 4}}, tmp_path / name, "test",
-                     progress=False)
+    return client_from_mapping(
+        {"backend": "standin", "limits": {"max_concurrency": 4}}, tmp_path / name, "test", progress=False
+    )
 
 
 def chat(content, **kw):
@@ -103,10 +105,16 @@ def test_standin_runs_the_real_openai_client_path_and_labels_itself(tmp_path, sp
 
 @pytest.mark.parametrize("template", [CRITIQUE_EQ, CRITIQUE_HASH])
 def test_critique_prompts_get_a_parseable_rewrite_of_their_instruction(tmp_path, template):
-    instructions = ["Tell me the weather in [protected]Paris[/protected] tomorrow.", "Write a haiku about rain",
-                    "why", "List three ways to save energy at home, with a short reason for each."]
-    rs = [chat(template.replace("{instruction}", i).replace("{context}", "Forecast: sunny."), temperature=0.9)
-          for i in instructions]
+    instructions = [
+        "Tell me the weather in [protected]Paris[/protected] tomorrow.",
+        "Write a haiku about rain",
+        "why",
+        "List three ways to save energy at home, with a short reason for each.",
+    ]
+    rs = [
+        chat(template.replace("{instruction}", i).replace("{context}", "Forecast: sunny."), temperature=0.9)
+        for i in instructions
+    ]
     out = standin(tmp_path).run(rs)
     for inst, r in zip(instructions, out):
         m = CRITIQUE_FORMAT.match(r.text)
@@ -130,9 +138,15 @@ def test_find_instruction_styles():
 
 
 def test_judge_verdicts_vary_with_content_and_are_consistent_across_orders(tmp_path):
-    answers = ["Paris.", "The capital of France is Paris, on the Seine.", "Lyon, I think.",
-               "Paris is the capital and largest city of France.", "I do not know.", "France's capital: Paris."]
-    pairs = [(a, b) for i, a in enumerate(answers) for b in answers[i + 1:]]
+    answers = [
+        "Paris.",
+        "The capital of France is Paris, on the Seine.",
+        "Lyon, I think.",
+        "Paris is the capital and largest city of France.",
+        "I do not know.",
+        "France's capital: Paris.",
+    ]
+    pairs = [(a, b) for i, a in enumerate(answers) for b in answers[i + 1 :]]
     rs = [chat(JUDGE.format(q="What is the capital of France?", a=a, b=b), temperature=0.0) for a, b in pairs]
     swapped = [chat(JUDGE.format(q="What is the capital of France?", a=b, b=a), temperature=0.0) for a, b in pairs]
     out = standin(tmp_path).run(rs + swapped)
@@ -143,13 +157,17 @@ def test_judge_verdicts_vary_with_content_and_are_consistent_across_orders(tmp_p
         verdicts.append(tokens[0][2])
     assert len(set(verdicts)) >= 2, "the stand-in judge must not always give the same verdict"
     flip = {"A": "B", "B": "A", "C": "C"}
-    assert verdicts[len(pairs):] == [flip[v] for v in verdicts[: len(pairs)]]
+    assert verdicts[len(pairs) :] == [flip[v] for v in verdicts[: len(pairs)]]
     same = standin(tmp_path, "d.sqlite").run([chat(JUDGE.format(q="q", a="same", b="same"))])
     assert same[0].text.endswith("[[C]]")
 
 
 def test_plain_answers_are_deterministic_and_vary(tmp_path):
-    rs = [chat("How do vaccines work?"), chat("Explain photosynthesis to a child."), chat("How do vaccines work?", seed=2)]
+    rs = [
+        chat("How do vaccines work?"),
+        chat("Explain photosynthesis to a child."),
+        chat("How do vaccines work?", seed=2),
+    ]
     a = standin(tmp_path, "a.sqlite").run(rs)
     b = standin(tmp_path, "b.sqlite").run(rs)
     assert [r.text for r in a] == [r.text for r in b]
@@ -158,8 +176,9 @@ def test_plain_answers_are_deterministic_and_vary(tmp_path):
 
 
 def test_max_tokens_and_n(tmp_path):
-    out = standin(tmp_path).run([chat("Tell me a long story about the sea.", max_tokens=5),
-                                 chat("Name a colour.", n=3, temperature=1.0)])
+    out = standin(tmp_path).run(
+        [chat("Tell me a long story about the sea.", max_tokens=5), chat("Name a colour.", n=3, temperature=1.0)]
+    )
     assert out[0].status == "truncated" and out[0].completion_tokens <= 5
     assert len(out[1].choices) == 3 and len(set(out[1].choices)) == 3 and out[1].text == out[1].choices[0]
     again = standin(tmp_path).run([chat("Name a colour.", n=3, temperature=1.0)])
@@ -176,12 +195,19 @@ def test_standin_answers_are_never_served_as_real_ones(tmp_path, monkeypatch):
         client_from_mapping({"backend": "replay"}, tmp_path / "c.sqlite", "test", progress=False).run(rs)
     monkeypatch.setenv("BPO_TEST_KEY2", "sk-x")
     with LoopbackServer(responder="echo") as srv:
-        real = client_from_mapping({"backend": "openai", "base_url": srv.base_url, "api_key_env": "BPO_TEST_KEY2"},
-                         tmp_path / "c.sqlite", "test", progress=False).run(rs)
+        real = client_from_mapping(
+            {"backend": "openai", "base_url": srv.base_url, "api_key_env": "BPO_TEST_KEY2"},
+            tmp_path / "c.sqlite",
+            "test",
+            progress=False,
+        ).run(rs)
         assert srv.total == 1 and not real[0].cached and real[0].backend == "openai"
     # both answers now live side by side, each served to its own kind of backend
     assert standin(tmp_path).run(rs)[0].text != real[0].text
-    assert client_from_mapping({"backend": "replay"}, tmp_path / "c.sqlite", "test", progress=False).run(rs)[0].text == real[0].text
+    assert (
+        client_from_mapping({"backend": "replay"}, tmp_path / "c.sqlite", "test", progress=False).run(rs)[0].text
+        == real[0].text
+    )
 
 
 def test_completion_object_shape():

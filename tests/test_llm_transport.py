@@ -13,12 +13,24 @@ import pytest
 from openai import AsyncOpenAI
 
 from bpo.llm.http1 import Response as _Response
-from bpo.llm.transport import (LeanAsyncTransport, NoStatusLine, ReplyCut, ReplyStalled, no_answer, probe,
-                               proxy_configured)
+from bpo.llm.transport import (
+    LeanAsyncTransport,
+    NoStatusLine,
+    ReplyCut,
+    ReplyStalled,
+    no_answer,
+    probe,
+    proxy_configured,
+)
 
-REPLY = {"id": "x", "object": "chat.completion", "created": 1, "model": "m",
-         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hello"}}],
-         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+REPLY = {
+    "id": "x",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hello"}}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
 
 
 def parse(*chunks: bytes) -> _Response:
@@ -35,8 +47,12 @@ def test_content_length_split_across_reads():
 
 
 def test_chunked_with_extensions_and_trailers():
-    r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-              b"5;ext=1\r\nhello\r\n", b"6\r\n world\r\n0\r\nX-Trailer: t\r\n", b"\r\n")
+    r = parse(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"5;ext=1\r\nhello\r\n",
+        b"6\r\n world\r\n0\r\nX-Trailer: t\r\n",
+        b"\r\n",
+    )
     assert r.done and bytes(r.body) == b"hello world"
 
 
@@ -94,8 +110,11 @@ class RawServer:
                     return
                 buf += data
             head, _, rest = buf.partition(b"\r\n\r\n")
-            length = int(([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")]
-                          or [b"0"])[0])  # a GET has no body
+            length = int(
+                ([h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")] or [b"0"])[
+                    0
+                ]
+            )  # a GET has no body
             while len(rest) < length:
                 rest += conn.recv(65536)
             self.requests.append(head)
@@ -115,8 +134,13 @@ class RawServer:
 def _call(port, n=1, timeout=5.0, scheme="http", ssl_context=None):
     async def go():
         transport = LeanAsyncTransport(4, ssl_context=ssl_context)
-        client = AsyncOpenAI(base_url=f"{scheme}://localhost:{port}/v1", api_key="sk-t", max_retries=0,
-                             timeout=timeout, http_client=httpx2.AsyncClient(transport=transport))
+        client = AsyncOpenAI(
+            base_url=f"{scheme}://localhost:{port}/v1",
+            api_key="sk-t",
+            max_retries=0,
+            timeout=timeout,
+            http_client=httpx2.AsyncClient(transport=transport),
+        )
         out = []
         for _ in range(n):
             resp = await client.post("/chat/completions", body={"model": "m", "messages": []}, cast_to=httpx2.Response)
@@ -130,10 +154,18 @@ def _call(port, n=1, timeout=5.0, scheme="http", ssl_context=None):
 
 def test_gzip_chunked_reply_and_a_silently_closed_keepalive_connection():
     body = gzip.compress(json.dumps(REPLY).encode())
-    chunked = b"".join([b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-                        b"Transfer-Encoding: chunked\r\n\r\n",
-                        f"{len(body[:10]):x}\r\n".encode(), body[:10], b"\r\n",
-                        f"{len(body[10:]):x}\r\n".encode(), body[10:], b"\r\n0\r\n\r\n"])
+    chunked = b"".join(
+        [
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            f"{len(body[:10]):x}\r\n".encode(),
+            body[:10],
+            b"\r\n",
+            f"{len(body[10:]):x}\r\n".encode(),
+            body[10:],
+            b"\r\n0\r\n\r\n",
+        ]
+    )
     plain = json.dumps(REPLY).encode()
     clen = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(plain), plain)
     # first reply, then the server drops the idle keep-alive connection; the next call reconnects
@@ -174,7 +206,9 @@ def test_errors_map_to_the_sdk_exceptions():
     finally:
         srv.close()
     err = b'{"error": {"message": "slow down"}}'
-    srv = RawServer([(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: %d\r\n\r\n%s" % (len(err), err), False)])
+    srv = RawServer(
+        [(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: %d\r\n\r\n%s" % (len(err), err), False)]
+    )
     try:
         with pytest.raises(openai.RateLimitError) as e:
             _call(srv.port)
@@ -205,12 +239,15 @@ def _seen(port, timeout=5.0):
     return None, None, time.monotonic() - t0
 
 
-@pytest.mark.parametrize("script, kind, cls, detail", [
-    ([(b"", True)], "closed before a status line", NoStatusLine, "without a response"),
-    ([(b"HTTP/1.1 20", True)], "closed before a status line", NoStatusLine, "before a complete status line"),
-    ([(b"\x15\x03\x01\x00\x02\x02\x46", False)], "not HTTP", NoStatusLine, "first bytes"),
-    ([(b"", False)], "no reply in time", httpx2.ReadTimeout, "no HTTP status line within 1 s"),
-])
+@pytest.mark.parametrize(
+    "script, kind, cls, detail",
+    [
+        ([(b"", True)], "closed before a status line", NoStatusLine, "without a response"),
+        ([(b"HTTP/1.1 20", True)], "closed before a status line", NoStatusLine, "before a complete status line"),
+        ([(b"\x15\x03\x01\x00\x02\x02\x46", False)], "not HTTP", NoStatusLine, "first bytes"),
+        ([(b"", False)], "no reply in time", httpx2.ReadTimeout, "no HTTP status line within 1 s"),
+    ],
+)
 def test_what_came_instead_of_an_http_answer(script, kind, cls, detail):
     srv = RawServer(script)
     try:
@@ -222,10 +259,13 @@ def test_what_came_instead_of_an_http_answer(script, kind, cls, detail):
         assert took < 0.5, "garbage must fail at once, not at the read timeout"
 
 
-@pytest.mark.parametrize("script, cls", [
-    ([(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{", True)], ReplyCut),
-    ([(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{", False)], ReplyStalled),
-])
+@pytest.mark.parametrize(
+    "script, cls",
+    [
+        ([(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{", True)], ReplyCut),
+        ([(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{", False)], ReplyStalled),
+    ],
+)
 def test_a_status_line_then_a_broken_body_is_an_http_answer(script, cls):
     srv = RawServer(script)
     try:
@@ -281,7 +321,16 @@ def test_probe_counts_any_http_status_as_alive():
 
 
 def test_proxy_detection(monkeypatch):
-    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+    for var in (
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ):
         monkeypatch.delenv(var, raising=False)
     assert not proxy_configured("https://api.openai.com/v1")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
@@ -298,9 +347,28 @@ def test_https_with_certificate_verification(tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("openssl command not available to make a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
     plain = json.dumps(REPLY).encode()

@@ -23,6 +23,9 @@ LIMITS = {"min_chars": 1, "max_instruction_chars": 50, "max_context_chars": 60, 
 DEFAULT_CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 CLEANING = {k: v for k, v in DEFAULT_CONFIG["pairs"].items() if k != "dedup"}
 
+# the config's demo paths are relative to the repository root
+pytestmark = pytest.mark.usefixtures("run_from_repo")
+
 
 def cand(instruction="Name a colour.", good="Blue.", bad="Seven.", context="", **kw):
     return pair(source_id=kw.pop("source_id", "0"), instruction=instruction, good=good, bad=bad, context=context, **kw)
@@ -137,11 +140,6 @@ def test_source_settings_hold_the_section_without_activate():
     on = PairsSourceSettings.from_config(load_config(), "oasst1")
     assert "activate" not in str(on.canonical())
     assert MergeSettings.from_config(config).canonical() == {"dedup": True}
-
-
-@pytest.fixture(autouse=True)
-def _run_from_repo(monkeypatch):
-    monkeypatch.chdir(REPO)  # the config's demo paths are relative to the repository root
 
 
 @pytest.mark.parametrize("source", ["hh_rlhf", "oasst1", "chatbot_arena", "alpaca_gpt4"])

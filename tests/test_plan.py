@@ -4,6 +4,7 @@ decides what is active, and an optimizer runs through the function its kind regi
 from __future__ import annotations
 
 import pytest
+from conftest import REPO
 
 from bpo.eval.optimize import run_optimizer
 from bpo.schemas import OPTIMIZED, read_metadata, read_table
@@ -12,7 +13,6 @@ from bpo.settings.critique import CritiqueEstimateSettings
 from bpo.settings.evaluate import model_roles
 from bpo.settings.optimize import OPTIMIZER_KINDS, optimizer_kind, optimizer_settings
 from bpo.settings.plan import Plan, optimizer_model
-from conftest import REPO
 
 PAPER = (REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml")
 
@@ -35,9 +35,12 @@ def test_default_and_paper_plans():
 
 def test_switching_off_removes_everywhere():
     """One switch, every reader: the estimate's sources, the models table and the triples."""
-    config = load_config(overrides={"sources": {"oasst1": {"activate": False}},
-                                    "eval": {"targets": {"standin": {"activate": False}},
-                                             "optimizers": {"trained": {"activate": False}}}})
+    config = load_config(
+        overrides={
+            "sources": {"oasst1": {"activate": False}},
+            "eval": {"targets": {"standin": {"activate": False}}, "optimizers": {"trained": {"activate": False}}},
+        }
+    )
     plan = Plan.from_config(config)
     assert "oasst1" not in plan.sources and CritiqueEstimateSettings.from_config(config).sources == plan.sources
     roles = {(r.role, r.name) for r in model_roles(config)}
@@ -46,9 +49,16 @@ def test_switching_off_removes_everywhere():
 
 
 def test_model_input_by_kind():
-    config = load_config(overrides={"eval": {"optimizers": {"hub": {"kind": "model", "model": "THUDM/BPO"},
-                                                            "rw": {"kind": "llm_rewrite", "endpoint": "standin",
-                                                                   "model": "m"}}}})
+    config = load_config(
+        overrides={
+            "eval": {
+                "optimizers": {
+                    "hub": {"kind": "model", "model": "THUDM/BPO"},
+                    "rw": {"kind": "llm_rewrite", "endpoint": "standin", "model": "m"},
+                }
+            }
+        }
+    )
     assert optimizer_model(config, "trained") == "trained" and optimizer_model(config, "hub") == "THUDM/BPO"
     assert optimizer_model(config, "identity") is None and optimizer_model(config, "rw") is None
     with pytest.raises(SettingsError, match="eval.optimizers has no optimizer 'nope'"):

@@ -8,13 +8,12 @@ import json
 
 import httpx
 import pytest
+from headless import chromium, missing_reason, screenshot, wait_state
+from serve_upstream import REWRITE_PREFIX, ChatUpstream
 
 from bpo.serve.app import create_app
 from bpo.serve.server import ServerThread
 from bpo.settings.serve import load_serve_config
-
-from headless import chromium, missing_reason, screenshot, wait_state
-from serve_upstream import REWRITE_PREFIX, ChatUpstream
 
 CLIENT_KEY = "client-key-playground"
 UPSTREAM_KEY = "sk-upstream-secret-PLAY"
@@ -24,13 +23,16 @@ ENV = {"BPO_TEST_CLIENT_KEYS": CLIENT_KEY, "BPO_TEST_UPSTREAM_KEY": UPSTREAM_KEY
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
     with ChatUpstream() as upstream:
-        settings = load_serve_config(None, {
-            "api_keys_env": "BPO_TEST_CLIENT_KEYS",
-            "cache": str(tmp_path_factory.mktemp("play") / "rewrites.sqlite"),
-            "upstream": {"base_url": upstream.base_url, "api_key_env": "BPO_TEST_UPSTREAM_KEY"},
-            "rewriter": {"kind": "remote", "optimizer": "optimizer", "remote_base_url": upstream.base_url},
-            "batching": {"max_wait_ms": 5},
-        })
+        settings = load_serve_config(
+            None,
+            {
+                "api_keys_env": "BPO_TEST_CLIENT_KEYS",
+                "cache": str(tmp_path_factory.mktemp("play") / "rewrites.sqlite"),
+                "upstream": {"base_url": upstream.base_url, "api_key_env": "BPO_TEST_UPSTREAM_KEY"},
+                "rewriter": {"kind": "remote", "optimizer": "optimizer", "remote_base_url": upstream.base_url},
+                "batching": {"max_wait_ms": 5},
+            },
+        )
         with ServerThread(create_app(settings, environ=ENV)) as srv:
             yield srv, upstream
 
@@ -66,8 +68,10 @@ def test_prompt_shows_rewrite_and_both_answers(proxy):
         driver.find_element("id", "model").send_keys("loopback-chat")
         driver.find_element("id", "go").click()
         wait_state(driver, "done")
-        text = {i: driver.find_element("id", i).text for i in ("rewrite", "status", "answer-original",
-                                                               "answer-rewrite", "error")}
+        text = {
+            i: driver.find_element("id", i).text
+            for i in ("rewrite", "status", "answer-original", "answer-rewrite", "error")
+        }
         screenshot(driver, "playground.png")
         assert driver.get_log("browser") == [] or all("401" in e["message"] for e in driver.get_log("browser"))
     assert text["error"] == ""

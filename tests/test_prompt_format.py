@@ -23,7 +23,6 @@ from bpo.prompt_format import (
     resolve_prompt_format,
     write_format_record,
 )
-from smollm2_fixture import smollm2_dir  # noqa: F401 (fixture)
 
 RELEASED_INPUT = (
     "[INST] You are an expert prompt engineer. Please help me improve this prompt to get a more helpful "
@@ -63,7 +62,7 @@ def test_record_roundtrip_and_resolution_order(tmp_path, caplog):
     assert resolve_prompt_format(tmp_path, configured=BPO_RELEASE) == (CHAT_TEMPLATE, "record")
     assert resolve_prompt_format(tmp_path, override=PLAIN, configured=BPO_RELEASE) == (PLAIN, "override")
     assert "records prompt format 'chat-template'; using 'plain' as overridden" in caplog.text
-    assert f"prompt format 'plain' (from override)" in caplog.text
+    assert "prompt format 'plain' (from override)" in caplog.text
     write_format_record(tmp_path, PLAIN)
     assert json.loads((tmp_path / RECORD_NAME).read_text()) == {"prompt_format": PLAIN, "template_version": 1}
     (tmp_path / RECORD_NAME).write_text('{"prompt_format": "alpaca"}')
@@ -116,8 +115,11 @@ def test_chat_template_is_the_base_models_own_turn(tokenizers):
 @pytest.mark.slow
 def test_training_target_ends_with_eos_exactly_once(tokenizers):
     tok = tokenizers[1]
-    for optimized in ["Describe the Harry Potter books.", "Describe the Harry Potter books.<|im_end|>",
-                      "  Describe the Harry Potter books. <|im_end|><|im_end|>\n"]:
+    for optimized in [
+        "Describe the Harry Potter books.",
+        "Describe the Harry Potter books.<|im_end|>",
+        "  Describe the Harry Potter books. <|im_end|><|im_end|>\n",
+    ]:
         target = encode_target(optimized, tok)
         assert target[-1] == tok.eos_token_id and target.count(tok.eos_token_id) == 1
         assert tok.decode(target[:-1]) == "Describe the Harry Potter books."
@@ -140,8 +142,10 @@ def test_plain_ids_are_what_training_used_before(tokenizers):
         before += tok("Describe the books.", add_special_tokens=False).input_ids + [tok.eos_token_id]
         inp, target = encode_training_pair("Tell me about Harry Potter", " Describe the books. ", PLAIN, tok)
         assert inp + target == before
-        assert encode_example(tok, "Tell me about Harry Potter", "Describe the books.", 10_000,
-                              PLAIN)["input_ids"] == before
+        assert (
+            encode_example(tok, "Tell me about Harry Potter", "Describe the books.", 10_000, PLAIN)["input_ids"]
+            == before
+        )
 
 
 @pytest.fixture()
@@ -176,8 +180,9 @@ def test_optimizer_feeds_the_model_the_resolved_format(unrecorded_smollm2, monke
     monkeypatch.setattr(rewrite, "generate", spy)
     caplog.set_level(logging.INFO, logger="bpo.prompt_format")
     tok = AutoTokenizer.from_pretrained(unrecorded_smollm2)
-    settings = GenerationSettings(engine="auto", temperature=0.0, top_p=1.0, max_new_tokens=3, batch_size=2,
-                                  seed=0, greedy=True)
+    settings = GenerationSettings(
+        engine="auto", temperature=0.0, top_p=1.0, max_new_tokens=3, batch_size=2, seed=0, greedy=True
+    )
     hp = "Tell me about Harry Potter"
 
     out = rewrite.optimize_prompts(str(unrecorded_smollm2), [hp], settings, prompt_format=BPO_RELEASE)
@@ -189,7 +194,6 @@ def test_optimizer_feeds_the_model_the_resolved_format(unrecorded_smollm2, monke
     rewrite.optimize_prompts(str(unrecorded_smollm2), [hp], settings, prompt_format=BPO_RELEASE)
     assert seen[-1] == [encode_prompt(hp, CHAT_TEMPLATE, tok)]
     assert tok.decode(seen[-1][0]) == format_prompt(hp, CHAT_TEMPLATE, tok)
-    rewrite.optimize_prompts(str(unrecorded_smollm2), [hp], settings, prompt_format=PLAIN,
-                             format_override=BPO_RELEASE)
+    rewrite.optimize_prompts(str(unrecorded_smollm2), [hp], settings, prompt_format=PLAIN, format_override=BPO_RELEASE)
     assert seen[-1][0][0] == tok.bos_token_id and tok.decode(seen[-1][0][1:]) == RELEASED_INPUT
     assert "prompt format 'bpo-release' (from override)" in caplog.text

@@ -23,13 +23,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
+from conftest import copy_workflow, edit_config, snakemake
+from loopback_server import LoopbackServer, standin_responder
 
 from bpo import redact
 from bpo.llm import ChatRequest, client_from_mapping
 from bpo.llm.cache import Cache
-from conftest import copy_workflow, snakemake
-from loopback_server import LoopbackServer, standin_responder
 
 KEY_ENV = "BPO_UPSTREAM_AUTH"  # a name that does not look secret: only the config says it is
 ORG_ENV = "BPO_UPSTREAM_ORG"
@@ -53,8 +52,9 @@ class EchoKeyServer(LoopbackServer):
         return f"{text}\n\n(Your key {self._seen} was accepted.)", finish
 
     def _respond(self, proto, req, rule, seq, rec):
-        self._seen = " / ".join((rec.headers.get("authorization", "").removeprefix("Bearer "),
-                                 rec.headers.get("x-upstream-org", "")))
+        self._seen = " / ".join(
+            (rec.headers.get("authorization", "").removeprefix("Bearer "), rec.headers.get("x-upstream-org", ""))
+        )
         send = proto._send
 
         def echoing_send(status, body, extra=None, content_type="application/json"):
@@ -82,9 +82,13 @@ class EchoKeyServer(LoopbackServer):
 
 
 def _endpoint(base_url: str) -> dict:
-    return {"backend": "openai", "base_url": base_url, "api_key_env": KEY_ENV,
-            "default_headers": {"X-Upstream-Org": f"${{{ORG_ENV}}}"},
-            "limits": {"max_concurrency": 4, "max_retries": 3, "backoff_base_s": 0.01, "timeout_s": 10}}
+    return {
+        "backend": "openai",
+        "base_url": base_url,
+        "api_key_env": KEY_ENV,
+        "default_headers": {"X-Upstream-Org": f"${{{ORG_ENV}}}"},
+        "limits": {"max_concurrency": 4, "max_retries": 3, "backoff_base_s": 0.01, "timeout_s": 10},
+    }
 
 
 @pytest.fixture
@@ -121,9 +125,13 @@ def test_echoed_keys_are_stored_nowhere_and_a_rerun_pays_nothing(tmp_path, keys,
         assert srv.requests[0].headers["authorization"] == f"Bearer {SHAPELESS}"  # the keys were sent...
         assert SHAPELESS in srv._seen and SK_KEY in srv._seen  # ...and echoed back
         # a rerun, and one after the keys were rotated (the cache key never holds a key)
-        again = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(_reqs(6))
+        again = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(
+            _reqs(6)
+        )
         monkeypatch.setenv(KEY_ENV, "".join(reversed(SHAPELESS)))
-        rotated = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(_reqs(6))
+        rotated = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(
+            _reqs(6)
+        )
         # the failed call is retried once (failures are not answers); the 5 answers cost nothing
         assert srv.total == paid + 1, f"{srv.total - paid - 1} answered calls were paid again"
     assert paid == 1 + 3 + 4
@@ -136,8 +144,7 @@ def test_echoed_keys_are_stored_nowhere_and_a_rerun_pays_nothing(tmp_path, keys,
     assert first[0].error.count(redact.MASK) == 2
     Cache(cache_path).export_parquet(tmp_path / "cache" / "export.parquet")
     exported = pq.read_table(tmp_path / "cache" / "export.parquet").to_pylist()
-    assert len(exported) == 6 and all(redact.MASK in r["text"] and redact.MASK in r["response_model"]
-                                      for r in exported)
+    assert len(exported) == 6 and all(redact.MASK in r["text"] and redact.MASK in r["response_model"] for r in exported)
     with sqlite3.connect(cache_path) as db:
         assert db.execute("SELECT COUNT(*) FROM failures WHERE error LIKE '%[REDACTED]%[REDACTED]%'").fetchone()[0] == 1
     assert _leaks(tmp_path) == []
@@ -149,7 +156,9 @@ def test_keys_in_fields_of_the_wrong_type_are_not_stored(tmp_path, keys):
     cache_path = tmp_path / "llm.sqlite"
     reqs = _reqs(3) + [ChatRequest(model="gpt-test", messages=[{"role": "user", "content": "please refuse"}])]
     with EchoKeyServer(odd=True) as srv:
-        out = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(reqs)
+        out = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(
+            reqs
+        )
         assert SHAPELESS in srv._seen
     assert [r.status for r in out] == ["ok"] * 3 + ["refused"]
     assert all(r.model == "gpt-test" and r.finish_reason is None for r in out)
@@ -168,10 +177,14 @@ def test_rows_written_before_redaction_are_masked_on_read_export_and_import(tmp_
         client = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False)
         client.run(_reqs(3))
         with sqlite3.connect(cache_path) as db:  # what an unredacted cache held
-            db.execute("UPDATE calls SET text = text || ?, choices = ?", (f" {SHAPELESS} {SK_KEY}",
-                                                                          json.dumps([SHAPELESS, SK_KEY])))
+            db.execute(
+                "UPDATE calls SET text = text || ?, choices = ?",
+                (f" {SHAPELESS} {SK_KEY}", json.dumps([SHAPELESS, SK_KEY])),
+            )
         paid = srv.total
-        out = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(_reqs(3))
+        out = client_from_mapping(_endpoint(srv.base_url), cache_path, "critique", name="echo", progress=False).run(
+            _reqs(3)
+        )
         assert srv.total == paid
     assert all(r.cached and r.text.endswith(f"{redact.MASK} {redact.MASK}") for r in out)
     with Cache(cache_path) as cache:
@@ -180,8 +193,10 @@ def test_rows_written_before_redaction_are_masked_on_read_export_and_import(tmp_
     assert all(json.loads(r["choices"]) == [redact.MASK, redact.MASK] for r in rows)
     # a shared file that holds a key (exported by an older version) is redacted on import
     schema = pq.read_schema(tmp_path / "share" / "export.parquet")
-    pq.write_table(pa.Table.from_pylist([{**r, "text": f"{r['text']} {SHAPELESS}"} for r in rows], schema=schema),
-                   tmp_path / "incoming.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{**r, "text": f"{r['text']} {SHAPELESS}"} for r in rows], schema=schema),
+        tmp_path / "incoming.parquet",
+    )
     with Cache(tmp_path / "fresh" / "llm.sqlite") as fresh:
         assert fresh.import_parquet(tmp_path / "incoming.parquet") == (3, 0)
     (tmp_path / "old.sqlite").unlink()  # holds the keys on purpose
@@ -213,26 +228,32 @@ def test_redaction_follows_the_environment_and_registrations(monkeypatch):
 
 # ---- Done when: the critique stage through Snakemake, then `bpo cache export` ------------------
 
+
 @pytest.mark.slow
 def test_critique_stage_and_export_write_no_echoed_key(tmp_path, keys):
     wf = copy_workflow(tmp_path / "wf")
-    cfg_path = wf / "config" / "config.yaml"
     with EchoKeyServer() as srv:
         srv.fail("400", times=1)  # one pair's call fails: parse_error, failures table, rule log
         srv.fail("500", times=3)  # echoed in errors that are retried
-        cfg = yaml.safe_load(cfg_path.read_text())
-        cfg["llm"]["endpoints"]["echo"] = _endpoint(srv.base_url)
-        cfg["critique"].update(endpoint="echo", model="gpt-test", max_error_fraction=0.5)
-        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+        def use_echo(cfg):
+            cfg["llm"]["endpoints"]["echo"] = _endpoint(srv.base_url)
+            cfg["critique"].update(endpoint="echo", model="gpt-test", max_error_fraction=0.5)
+
+        cfg = edit_config(wf, use_echo)
         sources = [s for s, v in cfg["sources"].items() if v.get("activate")]
         targets = [f"results/demo/critiques/{s}.parquet" for s in sources]
         proc = snakemake(wf, "--cores", "2", *targets)
         (wf / "terminal.txt").write_text(proc.stdout + proc.stderr)
         paid = srv.total
         assert SHAPELESS in srv._seen and SK_KEY in srv._seen  # the upstream saw and echoed both
-    export = subprocess.run([sys.executable, "-m", "bpo.cli", "cache", "export", "shared/cache.parquet",
-                             "--cache", cfg["llm"]["cache"]], cwd=wf, capture_output=True, text=True,
-                            env=os.environ.copy())
+    export = subprocess.run(
+        [sys.executable, "-m", "bpo.cli", "cache", "export", "shared/cache.parquet", "--cache", cfg["llm"]["cache"]],
+        cwd=wf,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert export.returncode == 0, export.stderr
     (wf / "export-terminal.txt").write_text(export.stdout + export.stderr)
 

@@ -17,7 +17,7 @@ PROMPTS = {
 def _multilingual(tmp_path):
     answers, judgments, optimized = [], [], []
     langs = ["en", "es", "zh"]
-    for i, (v1, v2, outcome, raw, backend, category) in enumerate(PAIRS):
+    for i, (v1, v2, outcome, raw, backend, _category) in enumerate(PAIRS):
         item, lang = f"q{i}", langs[i % 3]
         answers.append(_answer(item, "trained", None, "one two", "one two three four"))
         judgments.append(_judgment(item, "trained", None, v1, v2, outcome, raw, backend))

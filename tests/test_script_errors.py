@@ -29,23 +29,23 @@ rule stop:
     script: "stop.py"
 """
 
-UNEXPECTED = """
+UNEXPECTED = f"""
 import os
 from bpo.logging_setup import setup_logging
 
 setup_logging(snakemake.log[0], config=snakemake.config)
-raise RuntimeError("unexpected failure, key " + os.environ["%s"])
-""" % KEY_ENV
+raise RuntimeError("unexpected failure, key " + os.environ["{KEY_ENV}"])
+"""
 
-STOP = """
+STOP = f"""
 import os
 from bpo.logging_setup import exit_on, setup_logging
 from bpo.readers import ReadError
 
 setup_logging(snakemake.log[0], config=snakemake.config)
 with exit_on(ReadError):
-    raise ReadError("data/x.jsonl: expected stop, key " + os.environ["%s"])
-""" % KEY_ENV
+    raise ReadError("data/x.jsonl: expected stop, key " + os.environ["{KEY_ENV}"])
+"""
 
 
 def test_script_errors_reach_the_rule_log_redacted(tmp_path):
@@ -56,8 +56,14 @@ def test_script_errors_reach_the_rule_log_redacted(tmp_path):
     (wf / "stop.py").write_text(STOP)
     (wf / "config.yaml").write_text(json.dumps({"llm": {"endpoints": {"remote": {"api_key_env": KEY_ENV}}}}))
     env = {**os.environ, KEY_ENV: SECRET, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--keep-going", "--configfile",
-                           "config.yaml"], cwd=wf, capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--keep-going", "--configfile", "config.yaml"],
+        cwd=wf,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode != 0
     unexpected = (wf / "logs" / "unexpected.log").read_text()
     assert "uncaught exception" in unexpected and "Traceback" in unexpected

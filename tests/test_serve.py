@@ -15,12 +15,11 @@ from urllib.parse import unquote
 import httpx
 import openai
 import pytest
+from serve_upstream import REWRITE_PREFIX, ChatUpstream
 
 from bpo.serve.app import create_app
 from bpo.serve.server import ServerThread
 from bpo.settings.serve import load_serve_config
-
-from serve_upstream import REWRITE_PREFIX, ChatUpstream
 
 CLIENT_KEY = "client-key-123"
 UPSTREAM_KEY = "sk-upstream-secret-XYZ"
@@ -30,18 +29,11 @@ ENV = {"BPO_TEST_CLIENT_KEYS": f"{CLIENT_KEY},second-client-key", "BPO_TEST_UPST
 @pytest.fixture(scope="module")
 def tiny_optimizer(tmp_path_factory):
     """An optimizer folder as the trainer writes it, random tiny weights (nothing trained)."""
-    from bpo.prompt_format import TEMPLATE_VERSION
-    from bpo.train.tiny_model import build_tiny
-    from bpo.train.artifacts import TRAIN_CONFIG_NAME
+    from eval_helpers import save_tiny_optimizer
     from sft_fixture import sft_rows
 
-    d = tmp_path_factory.mktemp("optimizer")
-    model, tok = build_tiny([(r["prompt"], r["optimized_prompt"]) for r in sft_rows(32)],
-                            {"hidden_size": 32, "intermediate_size": 64}, seed=1)
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    (d / TRAIN_CONFIG_NAME).write_text(json.dumps({"bpo_template_version": TEMPLATE_VERSION}))
-    return str(d)
+    pairs = [(r["prompt"], r["optimized_prompt"]) for r in sft_rows(32)]
+    return save_tiny_optimizer(tmp_path_factory.mktemp("optimizer"), pairs)
 
 
 @pytest.fixture
@@ -87,7 +79,8 @@ MESSAGES = [
 
 def test_sync_client_gets_reply_to_rewritten_prompt(upstream, proxy):
     raw = client(proxy).chat.completions.with_raw_response.create(
-        model="loopback-chat", messages=MESSAGES, temperature=0.3, max_tokens=50, extra_body={"top_k": 5})
+        model="loopback-chat", messages=MESSAGES, temperature=0.3, max_tokens=50, extra_body={"top_k": 5}
+    )
     reply = raw.parse()
     rewritten = REWRITE_PREFIX + "tell me about tides"
     assert reply.choices[0].message.content == f"loopback reply to: {rewritten}"
@@ -105,8 +98,12 @@ def test_sync_client_gets_reply_to_rewritten_prompt(upstream, proxy):
 
 
 def test_streaming_and_content_parts(upstream, proxy):
-    messages = [{"role": "user", "content": [{"type": "text", "text": "summarize this"},
-                                             {"type": "text", "text": "ATTACHED DOCUMENT"}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "summarize this"}, {"type": "text", "text": "ATTACHED DOCUMENT"}],
+        }
+    ]
     chunks = list(client(proxy).chat.completions.create(model="m", messages=messages, stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == f"loopback reply to: {REWRITE_PREFIX}summarize thisATTACHED DOCUMENT"
@@ -124,10 +121,12 @@ def test_async_concurrency_each_reply_to_its_own_request(upstream, proxy):
         async def one(i):
             if i % 3 == 0:  # streaming and not, interleaved
                 stream = await aclient.chat.completions.create(
-                    model="m", messages=[{"role": "user", "content": f"question number {i}"}], stream=True)
+                    model="m", messages=[{"role": "user", "content": f"question number {i}"}], stream=True
+                )
                 return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-            r = await aclient.chat.completions.create(model="m", messages=[{"role": "user",
-                                                                           "content": f"question number {i}"}])
+            r = await aclient.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": f"question number {i}"}]
+            )
             return r.choices[0].message.content
 
         out = await asyncio.gather(*(one(i) for i in range(96)))
@@ -144,10 +143,12 @@ def test_async_concurrency_each_reply_to_its_own_request(upstream, proxy):
 
 def test_opt_out_by_header_and_body_field(upstream, proxy):
     c = client(proxy)
-    r1 = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "keep me"}],
-                                   extra_headers={"X-BPO-Rewrite": "off"})
-    r2 = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "keep me too"}],
-                                   extra_body={"bpo": {"rewrite": False}})
+    r1 = c.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "keep me"}], extra_headers={"X-BPO-Rewrite": "off"}
+    )
+    r2 = c.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "keep me too"}], extra_body={"bpo": {"rewrite": False}}
+    )
     assert r1.choices[0].message.content == "loopback reply to: keep me" and r1.bpo["rewrite"] == "off"
     assert r2.choices[0].message.content == "loopback reply to: keep me too"
     assert all("bpo" not in b for b in upstream_bodies(upstream))  # the extension field is not forwarded
@@ -199,8 +200,9 @@ def test_upstream_errors_pass_through_with_retry_after(upstream, proxy):
     assert r.status_code == 429 and r.headers["retry-after"] == "7"
     assert r.json() == {"error": {"message": "scripted 429", "type": "loopback", "code": None}}
     with pytest.raises(openai.InternalServerError) as exc:
-        client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "down"}],
-                                              extra_headers={"x-bpo-rewrite": "off"})
+        client(proxy).chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "down"}], extra_headers={"x-bpo-rewrite": "off"}
+        )
     assert exc.value.status_code == 503 and exc.value.response.headers["retry-after"] == "3"
 
 
@@ -218,8 +220,12 @@ def test_dead_upstream_is_502(upstream, tmp_path):
 def test_degenerate_rewrite_falls_back_and_is_counted(upstream, proxy):
     reply = client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "REPEAT after me"}])
     assert reply.choices[0].message.content == "loopback reply to: REPEAT after me"
-    assert reply.bpo == {"prompt": "REPEAT after me", "rewrite": "fallback", "fallback_reason": "repetition",
-                         "cached": False}
+    assert reply.bpo == {
+        "prompt": "REPEAT after me",
+        "rewrite": "fallback",
+        "fallback_reason": "repetition",
+        "cached": False,
+    }
     m = httpx.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}).text
     assert 'bpo_serve_fallbacks_total{reason="repetition"} 1.0' in m
     assert "bpo_serve_queue_depth 0.0" in m and "bpo_serve_rewrite_seconds_bucket" in m
@@ -241,8 +247,7 @@ def test_rewrite_endpoint_and_cache_across_restarts(upstream, tmp_path):
 
 def test_full_queue_is_429_and_timeout_falls_back(upstream, tmp_path):
     upstream.completions_latency_s = 1.0
-    s = settings(upstream, tmp_path, batching={"max_queue": 2, "max_batch_size": 1, "timeout_s": 0.5,
-                                               "max_wait_ms": 0})
+    s = settings(upstream, tmp_path, batching={"max_queue": 2, "max_batch_size": 1, "timeout_s": 0.5, "max_wait_ms": 0})
     h = {"authorization": f"Bearer {CLIENT_KEY}"}
 
     async def run(proxy):
@@ -273,17 +278,30 @@ def test_upstream_key_never_logged(upstream, tmp_path, caplog):
 
 
 def test_local_optimizer_rewrites(upstream, tmp_path, tiny_optimizer):
-    s = settings(upstream, tmp_path, rewriter={"kind": "local", "optimizer": tiny_optimizer, "max_new_tokens": 24,
-                                               "greedy": True})
+    s = settings(
+        upstream,
+        tmp_path,
+        rewriter={"kind": "local", "optimizer": tiny_optimizer, "max_new_tokens": 24, "greedy": True},
+    )
     with ServerThread(create_app(s, environ=ENV)) as proxy:
+
         async def run():
             async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
-                return await asyncio.gather(*(c.chat.completions.create(
-                    model="m", messages=[{"role": "user", "content": f"explain topic {i}"}]) for i in range(8)))
+                return await asyncio.gather(
+                    *(
+                        c.chat.completions.create(
+                            model="m", messages=[{"role": "user", "content": f"explain topic {i}"}]
+                        )
+                        for i in range(8)
+                    )
+                )
 
         replies = asyncio.run(run())
         for i, r in enumerate(replies):  # a rewrite, or the original with the optimizer's reason
-            assert r.choices[0].message.content == f"loopback reply to: {r.bpo['prompt']}"[:len("loopback reply to: ") + 200]
+            assert (
+                r.choices[0].message.content
+                == f"loopback reply to: {r.bpo['prompt']}"[: len("loopback reply to: ") + 200]
+            )
             assert (r.bpo["fallback_reason"] is None) != (r.bpo["prompt"] == f"explain topic {i}")
         m = httpx.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}).text
         assert "bpo_serve_rewrite_batch_size_count" in m and 'source="optimizer"' in m
@@ -312,8 +330,11 @@ def test_identity_forwards_the_bytes_as_sent(upstream, tmp_path):
     s = settings(upstream, tmp_path, rewriter={"kind": "identity"})
     raw = b'{"model": "m",  "messages": [{"role": "user", "content": "caf\\u00e9 \xe2\x98\x95"}], "n": 2}'
     with ServerThread(create_app(s, environ=ENV)) as proxy:
-        r = httpx.post(proxy.base_url + "/chat/completions", content=raw,
-                       headers={"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"})
+        r = httpx.post(
+            proxy.base_url + "/chat/completions",
+            content=raw,
+            headers={"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"},
+        )
     assert r.status_code == 200 and len(r.json()["choices"]) == 2
     assert r.json()["bpo"] == {"prompt": "café ☕", "rewrite": "unchanged", "fallback_reason": None, "cached": False}
     assert r.headers["x-bpo-rewrite"] == "unchanged" and "x-bpo-prompt" not in r.headers
@@ -322,10 +343,14 @@ def test_identity_forwards_the_bytes_as_sent(upstream, tmp_path):
 
 
 def test_audit_field_is_spliced_into_json_objects_only():
-    from bpo.serve.sse import add_field as _add_field, inject_first_event as _inject_first_event
+    from bpo.serve.sse import add_field as _add_field
+    from bpo.serve.sse import inject_first_event as _inject_first_event
 
-    assert json.loads(_add_field(b'{"id": "x", "choices": []}\n', b'{"a": 1}')) == {"id": "x", "choices": [],
-                                                                                     "bpo": {"a": 1}}
+    assert json.loads(_add_field(b'{"id": "x", "choices": []}\n', b'{"a": 1}')) == {
+        "id": "x",
+        "choices": [],
+        "bpo": {"a": 1},
+    }
     assert json.loads(_add_field(b"{ }", b"1")) == {"bpo": 1}
     assert _add_field(b"[1, 2]", b"1") == b"[1, 2]" and _add_field(b"not json", b"1") == b"not json"
     event = b'event: x\ndata: {"id": 1}'
@@ -352,8 +377,12 @@ def test_rewrite_cache_first_answer_wins_across_connections(tmp_path):
     key = cache_key("optimizer-x", "p")
     assert a.get(key) is None and key != cache_key("optimizer-y", "p")
     a.put_many([(key, "optimizer-x", "p", Rewrite("first"))])
-    b.put_many([(key, "optimizer-x", "p", Rewrite("second")), (cache_key("optimizer-x", "q"), "optimizer-x", "q",
-                                                               Rewrite("q", "repetition"))])
+    b.put_many(
+        [
+            (key, "optimizer-x", "p", Rewrite("second")),
+            (cache_key("optimizer-x", "q"), "optimizer-x", "q", Rewrite("q", "repetition")),
+        ]
+    )
     assert b.get(key) == Rewrite("first") and a.get(cache_key("optimizer-x", "q")) == Rewrite("q", "repetition")
     assert a.count() == b.count() == 2
     a.close()
@@ -377,7 +406,7 @@ PROXY_BAD_BODIES = {
     "wrong types: messages a string": b'{"model": "m", "messages": "hello", "prompt": ["x"]}',
     "wrong types: messages of numbers": b'{"model": "m", "messages": [1, 2], "prompt": 3}',
     "wrong types: stream a string": b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes", '
-                                    b'"prompt": {"text": "x"}}',
+    b'"prompt": {"text": "x"}}',
     "wrong types: bpo field": b'{"messages": [], "bpo": "off", "prompt": null}',
 }
 
@@ -401,9 +430,12 @@ def test_proxy_bad_bodies_are_openai_style_4xx(upstream, proxy, path, capfd, cap
 
 def test_wrong_types_name_the_field(upstream, proxy):
     h = {"authorization": f"Bearer {CLIENT_KEY}"}
-    for body, param in (({"messages": "hello"}, "messages"), ({"model": "m"}, "messages"),
-                        ({"messages": [{"role": "user", "content": "x"}], "stream": 1}, "stream"),
-                        ({"messages": [], "bpo": "off"}, "bpo")):
+    for body, param in (
+        ({"messages": "hello"}, "messages"),
+        ({"model": "m"}, "messages"),
+        ({"messages": [{"role": "user", "content": "x"}], "stream": 1}, "stream"),
+        ({"messages": [], "bpo": "off"}, "bpo"),
+    ):
         error = httpx.post(proxy.base_url + "/chat/completions", json=body, headers=h).json()["error"]
         assert error["param"] == param and param in error["message"]
 
@@ -414,8 +446,11 @@ def test_client_leaving_mid_body_is_one_log_line(upstream, proxy, capfd, caplog)
     caplog.set_level(logging.INFO, logger="bpo.serve.app")
     for path in ("/v1/chat/completions", "/v1/rewrite"):
         with socket.create_connection((proxy.host, proxy.port)) as s:
-            s.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n"
-                      "content-type: application/json\r\ncontent-length: 5000\r\n\r\n".encode() + b'{"messages": [')
+            s.sendall(
+                f"POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n"
+                "content-type: application/json\r\ncontent-length: 5000\r\n\r\n".encode()
+                + b'{"messages": ['
+            )
             time.sleep(0.2)  # the handler is reading the body
     for _ in range(100):  # the disconnect reaches the handler asynchronously
         if len([r for r in caplog.records if "before its request body was complete" in r.getMessage()]) == 2:
@@ -444,11 +479,23 @@ def test_upstream_200_not_json_or_not_a_stream_is_502_for_every_client(upstream,
     upstream.raw("stream cut", _reply("200 OK", b'data: {"id": "x"', "text/event-stream"))
     upstream.raw("not http", b"SSH-2.0-OpenSSH_9.6\r\n", close=True)
     c = client(proxy)
-    for prompt, stream in (("html page", False), ("html page", True), ("cut json", False), ("json for a stream", True),
-                           ("html as a stream", True), ("stream cut", True), ("not http", False), ("not http", True)):
+    for prompt, stream in (
+        ("html page", False),
+        ("html page", True),
+        ("cut json", False),
+        ("json for a stream", True),
+        ("html as a stream", True),
+        ("stream cut", True),
+        ("not http", False),
+        ("not http", True),
+    ):
         with pytest.raises(openai.APIStatusError) as exc:
-            reply = c.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}], stream=stream,
-                                              extra_headers={"x-bpo-rewrite": "off"})
+            reply = c.chat.completions.create(
+                model="m",
+                messages=[{"role": "user", "content": prompt}],
+                stream=stream,
+                extra_headers={"x-bpo-rewrite": "off"},
+            )
             list(reply) if stream else None
         assert exc.value.status_code == 502, (prompt, stream)
         assert set(exc.value.body) == {"message", "type", "param", "code"}
@@ -467,7 +514,7 @@ def test_upstream_framings_chunked_close_delimited_gzip_and_keepalive(upstream, 
 
     reply = b'{"id": "chatcmpl-x", "object": "chat.completion", "choices": []}'
     chunked = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
-    chunked += b"".join(b"%x\r\n%s\r\n" % (len(reply[i:i + 7]), reply[i:i + 7]) for i in range(0, len(reply), 7))
+    chunked += b"".join(b"%x\r\n%s\r\n" % (len(reply[i : i + 7]), reply[i : i + 7]) for i in range(0, len(reply), 7))
     upstream.raw("chunked", chunked + b"0\r\n\r\n")
     upstream.raw("until close", b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n" + reply, close=True)
     upstream.raw("gzipped", _reply("200 OK", gzip.compress(reply), extra="content-encoding: gzip\r\n"))
@@ -475,8 +522,10 @@ def test_upstream_framings_chunked_close_delimited_gzip_and_keepalive(upstream, 
     upstream.raw("short body", _reply("200 OK", reply)[:-10], close=True)
     s = settings(upstream, tmp_path, rewriter={"kind": "identity"})
     app = create_app(s, environ=ENV)
-    with ServerThread(app) as proxy, httpx.Client(base_url=proxy.base_url,
-                                                  headers={"authorization": f"Bearer {CLIENT_KEY}"}) as c:
+    with (
+        ServerThread(app) as proxy,
+        httpx.Client(base_url=proxy.base_url, headers={"authorization": f"Bearer {CLIENT_KEY}"}) as c,
+    ):
         for prompt in ("chunked", "until close", "gzipped"):
             r = c.post("/chat/completions", json={"messages": [{"role": "user", "content": prompt}]})
             assert r.status_code == 200 and r.json()["id"] == "chatcmpl-x" and r.json()["bpo"]["rewrite"] == "unchanged"
@@ -486,7 +535,10 @@ def test_upstream_framings_chunked_close_delimited_gzip_and_keepalive(upstream, 
         r = c.post("/chat/completions", json={"messages": [{"role": "user", "content": "short body"}]})
         assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unreachable"
         for i in range(5):  # keep-alive: one connection serves requests one after the other
-            assert c.post("/chat/completions", json={"messages": [{"role": "user", "content": f"q{i}"}]}).status_code == 200
+            assert (
+                c.post("/chat/completions", json={"messages": [{"role": "user", "content": f"q{i}"}]}).status_code
+                == 200
+            )
         assert len(app.state.serve.upstream._idle) == 1
 
 
@@ -510,11 +562,13 @@ def test_upstream_key_never_reaches_clients(upstream, tmp_path, key_env, key):
         returned.append(raw.http_response.read() + str(raw.headers).encode())
         assert "called with [REDACTED]" in raw.parse().choices[0].message.content
         with c.chat.completions.with_streaming_response.create(
-                model="m", messages=[{"role": "user", "content": "stream me"}], stream=True) as sr:
+            model="m", messages=[{"role": "user", "content": "stream me"}], stream=True
+        ) as sr:
             returned.append(b"".join(sr.http_response.iter_bytes()) + str(sr.headers).encode())
         assert b"[REDACTED]" in returned[-1]
-        chunks = list(c.chat.completions.create(model="m", messages=[{"role": "user", "content": "stream me"}],
-                                                stream=True))
+        chunks = list(
+            c.chat.completions.create(model="m", messages=[{"role": "user", "content": "stream me"}], stream=True)
+        )
         text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
         assert text == (f"loopback reply to: {REWRITE_PREFIX}stream me (called with [REDACTED]) [key [REDACTED]]")
         assert chunks[-1].choices[0].finish_reason == "stop" and key not in str([ch.model_dump() for ch in chunks])
@@ -525,11 +579,19 @@ def test_upstream_key_never_reaches_clients(upstream, tmp_path, key_env, key):
         models = c.models.with_raw_response.list()
         returned.append(models.http_response.read() + str(models.headers).encode())
         h = {"authorization": f"Bearer {CLIENT_KEY}"}
-        for r in (httpx.post(proxy.base_url + "/chat/completions", headers=h,
-                             json={"messages": [{"role": "user", "content": "wrong key"}]}),
-                  httpx.post(proxy.base_url + "/chat/completions", headers=h,
-                             json={"messages": [{"role": "user", "content": "raw"}], "stream": True}),
-                  httpx.get(proxy.base_url + "/models", headers=h)):
+        for r in (
+            httpx.post(
+                proxy.base_url + "/chat/completions",
+                headers=h,
+                json={"messages": [{"role": "user", "content": "wrong key"}]},
+            ),
+            httpx.post(
+                proxy.base_url + "/chat/completions",
+                headers=h,
+                json={"messages": [{"role": "user", "content": "raw"}], "stream": True},
+            ),
+            httpx.get(proxy.base_url + "/models", headers=h),
+        ):
             returned.append(r.content + b"".join(k + b": " + v for k, v in r.headers.raw))
     assert len(upstream.requests) >= 5
     assert all(rec.headers["authorization"] == f"Bearer {key}" for rec in upstream.requests)  # it was echoed
@@ -553,10 +615,32 @@ def test_workers_share_one_port_and_the_rewrite_cache(upstream, tmp_path):
         port = s.getsockname()[1]
     repo = Path(__file__).resolve().parents[1]
     log = tmp_path / "serve.log"
-    cmd = [sys.executable, "-m", "bpo.cli", "serve", "--workers", "2", "--port", str(port),
-           "--api-keys-env", "BPO_TEST_CLIENT_KEYS", "--upstream", upstream.base_url,
-           "--upstream-key-env", "BPO_TEST_UPSTREAM_KEY", "--rewriter", "remote", "--rewriter-url", upstream.base_url,
-           "--optimizer", "optimizer", "--cache", str(tmp_path / "rewrites.sqlite"), "--log-level", "info"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bpo.cli",
+        "serve",
+        "--workers",
+        "2",
+        "--port",
+        str(port),
+        "--api-keys-env",
+        "BPO_TEST_CLIENT_KEYS",
+        "--upstream",
+        upstream.base_url,
+        "--upstream-key-env",
+        "BPO_TEST_UPSTREAM_KEY",
+        "--rewriter",
+        "remote",
+        "--rewriter-url",
+        upstream.base_url,
+        "--optimizer",
+        "optimizer",
+        "--cache",
+        str(tmp_path / "rewrites.sqlite"),
+        "--log-level",
+        "info",
+    ]
     env = {**os.environ, **ENV, "PYTHONPATH": str(repo)}
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -572,14 +656,20 @@ def test_workers_share_one_port_and_the_rewrite_cache(upstream, tmp_path):
         workers = [c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
         assert len(workers) == 2
         h = {"authorization": f"Bearer {CLIENT_KEY}"}
-        cached = [httpx.post(url + "/v1/rewrite", json={"prompt": "what is a tide"}, headers=h).json()["cached"]
-                  for _ in range(8)]  # a new connection each: either worker may take it
+        cached = [
+            httpx.post(url + "/v1/rewrite", json={"prompt": "what is a tide"}, headers=h).json()["cached"]
+            for _ in range(8)
+        ]  # a new connection each: either worker may take it
         assert cached == [False] + [True] * 7 and upstream.completion_batches == [1]  # paid once
         c = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
-        replies = [c.chat.completions.create(model="m", messages=[{"role": "user", "content": "what is a tide"}])
-                   for _ in range(4)]
-        assert all(r.bpo["cached"] and r.choices[0].message.content.endswith(REWRITE_PREFIX + "what is a tide")
-                   for r in replies)
+        replies = [
+            c.chat.completions.create(model="m", messages=[{"role": "user", "content": "what is a tide"}])
+            for _ in range(4)
+        ]
+        assert all(
+            r.bpo["cached"] and r.choices[0].message.content.endswith(REWRITE_PREFIX + "what is a tide")
+            for r in replies
+        )
         assert upstream.completion_batches == [1]
         for _ in range(4):  # whichever worker answers the scrape, it counts every worker's requests
             m = httpx.get(url + "/metrics", headers=h).text
@@ -591,8 +681,11 @@ def test_workers_share_one_port_and_the_rewrite_cache(upstream, tmp_path):
         upstream.echo_key = True  # the key from the real environment, through a worker process: never returned
         raw = c.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "echo"}])
         assert "called with [REDACTED]" in raw.parse().choices[0].message.content
-        streamed = httpx.post(url + "/v1/chat/completions", headers=h, json={
-            "messages": [{"role": "user", "content": "echo"}], "stream": True})
+        streamed = httpx.post(
+            url + "/v1/chat/completions",
+            headers=h,
+            json={"messages": [{"role": "user", "content": "echo"}], "stream": True},
+        )
         models = httpx.get(url + "/v1/models", headers=h)
         for r in (raw.http_response, streamed, models):
             assert UPSTREAM_KEY.encode() not in r.content + str(r.headers.raw).encode()
@@ -611,8 +704,9 @@ def test_upstream_that_does_not_answer_is_504_sync_and_streaming(upstream, tmp_p
         for stream in (False, True):
             t0 = time.time()
             with pytest.raises(openai.APIStatusError) as exc:
-                client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "slow"}],
-                                                      stream=stream)
+                client(proxy).chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "slow"}], stream=stream
+                )
             assert exc.value.status_code == 504 and exc.value.body["code"] == "upstream_timeout"
             assert time.time() - t0 < 5
         assert client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "ok"}]).choices
@@ -622,12 +716,20 @@ def test_upstream_connections_closed_between_requests_large_replies_and_broken_s
     """Idle keep-alive connections the upstream closes (as uvicorn-based servers do after 5 s)
     are not reused; a 3 MB reply arrives whole (reading pauses and resumes); a stream the
     upstream breaks mid-way ends the client's stream with one warning."""
-    big = json.dumps({"id": "chatcmpl-big", "object": "chat.completion",
-                      "choices": [{"index": 0, "message": {"role": "assistant", "content": "y" * 3_000_000}}]}).encode()
+    big = json.dumps(
+        {
+            "id": "chatcmpl-big",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "y" * 3_000_000}}],
+        }
+    ).encode()
     upstream.raw("big reply", _reply("200 OK", big))
     events = b'data: {"id": "s", "choices": [{"index": 0, "delta": {"content": "part"}}]}\n\n'
-    upstream.raw("broken stream", b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 5000\r\n\r\n"
-                 + events * 3, close=True)
+    upstream.raw(
+        "broken stream",
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 5000\r\n\r\n" + events * 3,
+        close=True,
+    )
     s = settings(upstream, tmp_path, rewriter={"kind": "identity"})
     with ServerThread(create_app(s, environ=ENV)) as proxy:
         c = client(proxy)
@@ -638,8 +740,9 @@ def test_upstream_connections_closed_between_requests_large_replies_and_broken_s
             assert c.chat.completions.create(model="m", messages=[{"role": "user", "content": f"again {i}"}]).choices
         r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "big reply"}])
         assert len(r.choices[0].message.content) == 3_000_000 and r.bpo["rewrite"] == "unchanged"
-        chunks = list(c.chat.completions.create(model="m", messages=[{"role": "user", "content": "broken stream"}],
-                                                stream=True))
+        chunks = list(
+            c.chat.completions.create(model="m", messages=[{"role": "user", "content": "broken stream"}], stream=True)
+        )
         assert "".join(ch.choices[0].delta.content for ch in chunks) == "part" * 3  # held runs flushed at the end
     assert len([r for r in caplog.records if "upstream stream ended early" in r.getMessage()]) == 1
 
@@ -702,9 +805,13 @@ def test_stream_redactor_passes_ordinary_events_as_they_came():
     from bpo.serve.sse import StreamRedactor
 
     r = StreamRedactor()
-    events = [b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe5\xa5\xbd\xe7\x9a\x84 "},"finish_reason":null}]}\n\n',
-              b": keep-alive\n\n", b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe8\xb0\xa2"},'
-              b'"finish_reason":null}]}\n\n', b'data: {"id":"c","choices":[],"usage":{"total_tokens":3}}\n\n']
+    events = [
+        b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe5\xa5\xbd\xe7\x9a\x84 "},'
+        b'"finish_reason":null}]}\n\n',
+        b": keep-alive\n\n",
+        b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\xe8\xb0\xa2"},"finish_reason":null}]}\n\n',
+        b'data: {"id":"c","choices":[],"usage":{"total_tokens":3}}\n\n',
+    ]
     out, rest = r.events(b"".join(events))
     assert out == b"".join(events) and rest == b""  # text ending in blanks or CJK: nothing held, bytes kept
     chunks, text = _redacted_stream(["an ordinary ", "answer with words ", "split", "ting", " across"])
@@ -715,15 +822,19 @@ def test_client_leaving_mid_stream_frees_the_upstream_connection(upstream, tmp_p
     import socket
 
     first = b'data: {"id": "s", "choices": [{"index": 0, "delta": {"content": "first words "}}]}\n\n'
-    upstream.raw("never ends", b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 99999\r\n\r\n"
-                 + first)
+    upstream.raw(
+        "never ends", b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 99999\r\n\r\n" + first
+    )
     s = settings(upstream, tmp_path, rewriter={"kind": "identity"})
     app = create_app(s, environ=ENV)
     with ServerThread(app) as proxy:
         body = json.dumps({"messages": [{"role": "user", "content": "never ends"}], "stream": True}).encode()
         with socket.create_connection((proxy.host, proxy.port)) as sock:
-            sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n"
-                         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+            sock.sendall(
+                f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
             got = b""
             while b"first words" not in got:
                 got += sock.recv(65536)

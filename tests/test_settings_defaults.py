@@ -22,8 +22,9 @@ def _settings_classes() -> list[type]:
     found = {Limits}
     for mod in pkgutil.iter_modules(bpo.settings.__path__):
         module = importlib.import_module(f"bpo.settings.{mod.name}")
-        found |= {v for v in vars(module).values()
-                  if isinstance(v, type) and issubclass(v, Settings) and v is not Settings}
+        found |= {
+            v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Settings) and v is not Settings
+        }
     return sorted(found, key=lambda c: (c.__module__, c.__name__))
 
 
@@ -32,17 +33,37 @@ CLASSES = _settings_classes()
 
 def test_every_settings_class_is_found():
     names = {c.__name__ for c in CLASSES}
-    assert {"EndpointSettings", "EndpointLimits", "LLMCall", "LLMRuntime", "LocalModelSettings", "CritiqueSettings",
-            "JudgeSettings", "EndpointTargetSettings", "LLMRewriteSettings", "GenerationSettings", "SourceSettings",
-            "TestsetSettings", "SFTSettings", "ReportSettings", "Limits", "HHRLHFOptions", "OASST1Options",
-            "ChatbotArenaOptions", "AlpacaGPT4Options"} <= names
+    assert {
+        "EndpointSettings",
+        "EndpointLimits",
+        "LLMCall",
+        "LLMRuntime",
+        "LocalModelSettings",
+        "CritiqueSettings",
+        "JudgeSettings",
+        "EndpointTargetSettings",
+        "LLMRewriteSettings",
+        "GenerationSettings",
+        "SourceSettings",
+        "TestsetSettings",
+        "SFTSettings",
+        "ReportSettings",
+        "Limits",
+        "HHRLHFOptions",
+        "OASST1Options",
+        "ChatbotArenaOptions",
+        "AlpacaGPT4Options",
+    } <= names
     assert len(CLASSES) >= 30
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_no_defaults_outside_the_schema(cls):
-    with_default = [f.name for f in dataclasses.fields(cls)
-                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+    with_default = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    ]
     assert with_default == []
 
 
@@ -56,7 +77,10 @@ def test_endpoint_and_limits_get_the_schema_values():
     config = endpoint_config("api", {"backend": "openai"})
     ep = EndpointSettings.from_config(config, "api")
     assert (ep.base_url, ep.api_key_env, dict(ep.default_headers)) == (
-        schema["base_url"]["default"], schema["api_key_env"]["default"], schema["default_headers"]["default"])
+        schema["base_url"]["default"],
+        schema["api_key_env"]["default"],
+        schema["default_headers"]["default"],
+    )
     assert LLMRuntime.from_config(config, "api").limits.canonical() == limits_defaults
     # a client built from a mapping written in code gets the same values (no second copy to drift)
     client = client_from_mapping({"backend": "standin"}, "unused.sqlite", "test", check_key=False)
@@ -66,8 +90,10 @@ def test_endpoint_and_limits_get_the_schema_values():
 def test_local_endpoint_options_get_the_schema_values():
     schema = _schema_endpoint()
     ep = EndpointSettings.from_config(endpoint_config("loc", {"backend": "local", "model": "some/model"}), "loc")
-    assert ep.local.canonical() == {"model": "some/model", **{k: schema[k]["default"] for k in
-                                                              ("default_max_tokens", "dtype", "engine")}}
+    assert ep.local.canonical() == {
+        "model": "some/model",
+        **{k: schema[k]["default"] for k in ("default_max_tokens", "dtype", "engine")},
+    }
 
 
 def test_source_options_are_typed_with_the_schema_values():
@@ -80,7 +106,11 @@ def test_source_options_are_typed_with_the_schema_values():
         options = SourceSettings.from_config(config, name).options
         assert isinstance(options, cls)
         assert {k: v for k, v in options.canonical().items()} == {
-            f.name: config["sources"][name][f.name] for f in dataclasses.fields(cls)}
-        assert set(options.canonical()) | {"activate", "path", "hub_id", "split", "sample"} == set(schema[name]["properties"])
-    assert SourceSettings.from_config(load_config(overrides={"sources": {"oasst1": {"languages": ["de"]}}}),
-                                      "oasst1").options.languages == ("de",)
+            f.name: config["sources"][name][f.name] for f in dataclasses.fields(cls)
+        }
+        assert set(options.canonical()) | {"activate", "path", "hub_id", "split", "sample"} == set(
+            schema[name]["properties"]
+        )
+    assert SourceSettings.from_config(
+        load_config(overrides={"sources": {"oasst1": {"languages": ["de"]}}}), "oasst1"
+    ).options.languages == ("de",)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from conftest import REPO
 
 from bpo.settings import (
     CleaningSettings,
@@ -18,33 +19,45 @@ from bpo.settings import (
     SourceSettings,
     load_config,
 )
-from conftest import REPO
 
 CONFIGS = {"default": (), "paper": (REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml")}
 
 
-@pytest.fixture(autouse=True)
-def _run_from_repo(monkeypatch):
-    monkeypatch.chdir(REPO)  # the critique template path is relative to the repository root
+pytestmark = pytest.mark.usefixtures("run_from_repo")
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_stage_settings_round_trip(name):
     config = load_config(*CONFIGS[name])
     built = [PairsSourceSettings.from_config(config, s) for s in config["sources"]]
-    built += [MergeSettings.from_config(config), CritiqueSettings.from_config(config),
-              CritiqueEstimateSettings.from_config(config), SFTSettings.from_config(config)]
+    built += [
+        MergeSettings.from_config(config),
+        CritiqueSettings.from_config(config),
+        CritiqueEstimateSettings.from_config(config),
+        SFTSettings.from_config(config),
+    ]
     for settings in built:
         params = settings.canonical()
         assert list(params) == sorted(params)
         assert type(settings).from_params(params) == settings
 
 
-@pytest.mark.parametrize("cls", [SourceSettings, CleaningSettings, PairsSourceSettings, MergeSettings,
-                                 CritiqueSettings, CritiqueEstimateSettings, SFTSettings])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        SourceSettings,
+        CleaningSettings,
+        PairsSourceSettings,
+        MergeSettings,
+        CritiqueSettings,
+        CritiqueEstimateSettings,
+        SFTSettings,
+    ],
+)
 def test_no_defaults_outside_the_schema(cls):
-    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-               for f in dataclasses.fields(cls))
+    assert all(
+        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING for f in dataclasses.fields(cls)
+    )
 
 
 def test_bpo_dataset_only_in_that_mode():

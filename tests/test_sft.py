@@ -42,18 +42,36 @@ def _bpo_settings(path, **kw):
 
 def _pair(pid, instruction, context="", source="alpaca_gpt4"):
     return {
-        "pair_id": pid, "source": source, "source_id": None, "instruction": instruction, "context": context,
-        "good_response": "A careful, complete answer.", "bad_response": "A short answer.",
-        "good_model": None, "bad_model": None, "language": "en", "num_turns": 1,
+        "pair_id": pid,
+        "source": source,
+        "source_id": None,
+        "instruction": instruction,
+        "context": context,
+        "good_response": "A careful, complete answer.",
+        "bad_response": "A short answer.",
+        "good_model": None,
+        "bad_model": None,
+        "language": "en",
+        "num_turns": 1,
     }
 
 
 def _critique(pid, optimized, status="ok", source="alpaca_gpt4", parse_error=None):
     return {
-        "pair_id": pid, "source": source, "request_key": "k" + pid, "model": "m", "status": status,
-        "raw_reply": None if optimized is None else f"Detailed Comparison Result: x\nOptimized Instruction: {optimized} [END]",
-        "comparison": "x", "optimized_instruction": optimized, "parse_error": parse_error,
-        "prompt_tokens": 10, "completion_tokens": 5, "backend": "standin",
+        "pair_id": pid,
+        "source": source,
+        "request_key": "k" + pid,
+        "model": "m",
+        "status": status,
+        "raw_reply": None
+        if optimized is None
+        else f"Detailed Comparison Result: x\nOptimized Instruction: {optimized} [END]",
+        "comparison": "x",
+        "optimized_instruction": optimized,
+        "parse_error": parse_error,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "backend": "standin",
     }
 
 
@@ -94,7 +112,9 @@ def test_filter_rules_thresholds():
     assert RULES.reason("a", "a b c d e f", False) is None  # exactly 6x: kept
     assert RULES.reason("a", "a b c d e f g", False) == "optimized_too_long"
     assert RULES.reason("a b", "keep [Protected]x[/protected]", False) == "protected_marker"
-    off = dataclasses.replace(RULES, max_original_to_optimized=None, max_optimized_to_original=None, protected_markers=())
+    off = dataclasses.replace(
+        RULES, max_original_to_optimized=None, max_optimized_to_original=None, protected_markers=()
+    )
     assert off.reason("a b c d e", "a", False) is None
     assert off.reason("a", "a b c d e f g h", False) is None
     assert off.reason("a", "a [protected", False) is None
@@ -112,8 +132,15 @@ def test_sft_from_critiques_counts_every_reason_and_keeps_the_rest():
     assert [r["pair_id"] for r in rows] == ["p_keep", "p_ctx", "p_long"]
     assert report.records_in == len(CRITIQUE_ROWS)
     assert dict(report.dropped) == {
-        "original_too_long": 1, "protected_marker": 1, "parse_failure": 1, "call_error": 1,
-        "refused": 1, "truncated": 1, "optimized_too_long": 1, "duplicate": 1, "no_pair": 1,
+        "original_too_long": 1,
+        "protected_marker": 1,
+        "parse_failure": 1,
+        "call_error": 1,
+        "refused": 1,
+        "truncated": 1,
+        "optimized_too_long": 1,
+        "duplicate": 1,
+        "no_pair": 1,
     }
     assert report.examples["original_too_long"] == ["p_short"]
     assert report.by_source["hh_rlhf"]["dropped"] == Counter({"refused": 1, "truncated": 1})
@@ -207,8 +234,12 @@ def _build(tmp_path, out, **kw):
     kw.setdefault("seed", 42)
     kw.setdefault("val_fraction", 0.3)
     return build_sft_from_critiques(
-        SETTINGS.replace(**kw), pairs_path=pairs, critique_paths=paths, train_path=out / "train.parquet",
-        val_path=out / "val.parquet", report_path=out / "filter_report.json",
+        SETTINGS.replace(**kw),
+        pairs_path=pairs,
+        critique_paths=paths,
+        train_path=out / "train.parquet",
+        val_path=out / "val.parquet",
+        report_path=out / "filter_report.json",
     )
 
 
@@ -227,7 +258,11 @@ def test_build_sft_from_critiques_writes_schema_files_and_report(tmp_path):
     assert on_disk["settings"]["max_original_to_optimized"] == 2.0
     assert on_disk["inputs"]["pairs_without_critique"] == 0
     assert sum(on_disk["context_formats_used"].values()) == 1  # one kept pair has a context
-    assert len(val) >= 1 and {r["pair_id"] for r in train} | {r["pair_id"] for r in val} == {"p_keep", "p_ctx", "p_long"}
+    assert len(val) >= 1 and {r["pair_id"] for r in train} | {r["pair_id"] for r in val} == {
+        "p_keep",
+        "p_ctx",
+        "p_long",
+    }
 
 
 def test_build_sft_is_byte_identical_on_rerun(tmp_path):
@@ -245,8 +280,12 @@ def test_build_sft_is_byte_identical_on_rerun(tmp_path):
 
 def test_build_sft_dispatch_rejects_unknown_mode(tmp_path):
     with pytest.raises(SFTError, match="sft.source"):
-        build_sft(SETTINGS.replace(source="magic"), train_path=tmp_path / "t.parquet", val_path=tmp_path / "v.parquet",
-                  report_path=tmp_path / "r.json")
+        build_sft(
+            SETTINGS.replace(source="magic"),
+            train_path=tmp_path / "t.parquet",
+            val_path=tmp_path / "v.parquet",
+            report_path=tmp_path / "r.json",
+        )
 
 
 def test_build_sft_dispatches_on_the_settings_source(tmp_path):
@@ -265,23 +304,42 @@ def test_build_sft_dispatches_on_the_settings_source(tmp_path):
 # ---------------------------------------------------------------- BPO-format datasets
 
 BPO_RECORDS = [
-    {"prompt": "Tell me a joke about cats.", "optimized_prompt": "Tell me a short, family-friendly joke about cats.",
-     "good_res": "Why did the cat sit on the computer? To keep an eye on the mouse!", "bad_res": "Cats."},
-    {"instruction": "Classify the following words.", "context": "Tomato, pineapple, mango",
-     "optimized_prompt": "Classify each of the following words as a fruit or a vegetable and explain briefly."},
-    {"instruction": "Translate to German.", "input": "Good morning",
-     "optimized_prompt": "Translate the given phrase into German."},
+    {
+        "prompt": "Tell me a joke about cats.",
+        "optimized_prompt": "Tell me a short, family-friendly joke about cats.",
+        "good_res": "Why did the cat sit on the computer? To keep an eye on the mouse!",
+        "bad_res": "Cats.",
+    },
+    {
+        "instruction": "Classify the following words.",
+        "context": "Tomato, pineapple, mango",
+        "optimized_prompt": "Classify each of the following words as a fruit or a vegetable and explain briefly.",
+    },
+    {
+        "instruction": "Translate to German.",
+        "input": "Good morning",
+        "optimized_prompt": "Translate the given phrase into German.",
+    },
     {"prompt": "What is 2+2?", "optimized_prompt": ""},
     {"prompt": "   ", "optimized_prompt": "Something"},
-    {"prompt": "Tell me a joke about cats.", "optimized_prompt": "Tell me a short, family-friendly joke about cats.",
-     "good_res": "Why did the cat sit on the computer? To keep an eye on the mouse!", "bad_res": "Cats."},
-    {"prompt": "Hi", "optimized_prompt": "Greet me back warmly and ask how my day is going, in one friendly sentence please."},
+    {
+        "prompt": "Tell me a joke about cats.",
+        "optimized_prompt": "Tell me a short, family-friendly joke about cats.",
+        "good_res": "Why did the cat sit on the computer? To keep an eye on the mouse!",
+        "bad_res": "Cats.",
+    },
+    {
+        "prompt": "Hi",
+        "optimized_prompt": "Greet me back warmly and ask how my day is going, in one friendly sentence please.",
+    },
     {"prompt": "Summarise it.", "optimized_prompt": "Summarise [protected]the article[/protected]."},
 ]
 
 
 def test_sft_from_bpo_records_without_filters():
-    rows, report = sft_from_bpo_records(BPO_RECORDS, rules=RULES, seed=42, apply_filters=False, formats=DEFAULT_CONTEXT_FORMATS)
+    rows, report = sft_from_bpo_records(
+        BPO_RECORDS, rules=RULES, seed=42, apply_filters=False, formats=DEFAULT_CONTEXT_FORMATS
+    )
     assert dict(report.dropped) == {"missing_optimized": 1, "missing_prompt": 1, "duplicate": 1}
     assert len(rows) == 5 and report.records_in == 8
     assert all(r["source"] == "bpo_dataset" for r in rows)
@@ -296,7 +354,9 @@ def test_sft_from_bpo_records_without_filters():
 
 
 def test_sft_from_bpo_records_with_filters():
-    _, report = sft_from_bpo_records(BPO_RECORDS, rules=RULES, seed=42, apply_filters=True, formats=DEFAULT_CONTEXT_FORMATS)
+    _, report = sft_from_bpo_records(
+        BPO_RECORDS, rules=RULES, seed=42, apply_filters=True, formats=DEFAULT_CONTEXT_FORMATS
+    )
     assert report.dropped["optimized_too_long"] == 1  # "Hi" -> 16 words
     assert report.dropped["protected_marker"] == 1
 
@@ -304,7 +364,9 @@ def test_sft_from_bpo_records_with_filters():
 def test_bpo_pair_id_matches_the_data_stage():
     from bpo.pairs import pair_id
 
-    rows, _ = sft_from_bpo_records(BPO_RECORDS[:1], rules=RULES, seed=42, apply_filters=False, formats=DEFAULT_CONTEXT_FORMATS)
+    rows, _ = sft_from_bpo_records(
+        BPO_RECORDS[:1], rules=RULES, seed=42, apply_filters=False, formats=DEFAULT_CONTEXT_FORMATS
+    )
     rec = BPO_RECORDS[0]
     assert rows[0]["pair_id"] == pair_id(rec["prompt"], "", rec["good_res"], rec["bad_res"])
 
@@ -319,8 +381,10 @@ def test_local_json_and_jsonl_with_a_malformed_record(tmp_path):
     as_jsonl.write_text("\n".join(lines) + "\n")
     out = tmp_path / "sft"
     report = build_sft_from_bpo_dataset(
-        _bpo_settings(as_jsonl, seed=42, val_fraction=0.2), train_path=out / "train.parquet",
-        val_path=out / "val.parquet", report_path=out / "filter_report.json",
+        _bpo_settings(as_jsonl, seed=42, val_fraction=0.2),
+        train_path=out / "train.parquet",
+        val_path=out / "val.parquet",
+        report_path=out / "filter_report.json",
     )
     assert report["records_in"] == 10
     assert report["kept"] == 5
@@ -365,8 +429,10 @@ def test_real_bpo_test_set(shared_data, tmp_path):
     path = shared_data / "testsets" / "bpo_test.json"
     out = tmp_path / "sft"
     report = build_sft_from_bpo_dataset(
-        _bpo_settings(path, seed=42, val_fraction=0.05), train_path=out / "train.parquet",
-        val_path=out / "val.parquet", report_path=out / "filter_report.json",
+        _bpo_settings(path, seed=42, val_fraction=0.05),
+        train_path=out / "train.parquet",
+        val_path=out / "val.parquet",
+        report_path=out / "filter_report.json",
     )
     raw = json.loads(path.read_text())
     assert report["records_in"] == len(raw) == 200
@@ -389,7 +455,12 @@ def test_nothing_left_is_a_clear_error(tmp_path):
     crit = tmp_path / "c.parquet"
     write_table([_critique("p_keep", None, parse_error="empty reply")], crit, CRITIQUES)
     with pytest.raises(SFTError, match=r"no record left for training: 1 in, dropped \{'parse_failure': 1\}"):
-        build_sft_from_critiques(SETTINGS.replace(seed=1, val_fraction=0.1), pairs_path=pairs, critique_paths=[crit],
-                                 train_path=tmp_path / "t.parquet", val_path=tmp_path / "v.parquet",
-                                 report_path=tmp_path / "r.json")
+        build_sft_from_critiques(
+            SETTINGS.replace(seed=1, val_fraction=0.1),
+            pairs_path=pairs,
+            critique_paths=[crit],
+            train_path=tmp_path / "t.parquet",
+            val_path=tmp_path / "v.parquet",
+            report_path=tmp_path / "r.json",
+        )
     assert not (tmp_path / "t.parquet").exists()

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
-from conftest import copy_workflow, snakemake
-from test_data_workflow import edited_config, planned_jobs, planned_sources
+from conftest import copy_workflow, edited_config, job_counts, snakemake
+from test_data_workflow import planned_sources
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +22,8 @@ CRITIQUE_AND_SFT = {"critique": 4, "sft": 1}
 def ran(tmp_path_factory):
     wf = copy_workflow(tmp_path_factory.mktemp("stage-reruns") / "wf")
     proc = snakemake(wf, "--cores", "2", TARGET)
-    assert planned_jobs(proc) == {"pairs_source": 4, "pairs_merge": 1, **CRITIQUE_AND_SFT}
-    assert planned_jobs(snakemake(wf, "-n", "--cores", "1", TARGET)) == {}
+    assert job_counts(proc) == {"pairs_source": 4, "pairs_merge": 1, **CRITIQUE_AND_SFT}
+    assert job_counts(snakemake(wf, "-n", "--cores", "1", TARGET)) == {}
     return wf
 
 
@@ -51,15 +50,28 @@ def _reorder(cfg):
 
 RESULT_EDITS = [
     # pairs_source: that source, the merge, and everything that reads all.parquet
-    ("sources.hh_rlhf.multi_turn", _set("sources", "hh_rlhf", "multi_turn", True),
-     {"pairs_source": 1, "pairs_merge": 1, **CRITIQUE_AND_SFT}, {"hh_rlhf"} | SOURCES),
-    ("pairs.min_chars", _set("pairs", "min_chars", 2), {"pairs_source": 4, "pairs_merge": 1, **CRITIQUE_AND_SFT}, SOURCES),
+    (
+        "sources.hh_rlhf.multi_turn",
+        _set("sources", "hh_rlhf", "multi_turn", True),
+        {"pairs_source": 1, "pairs_merge": 1, **CRITIQUE_AND_SFT},
+        {"hh_rlhf"} | SOURCES,
+    ),
+    (
+        "pairs.min_chars",
+        _set("pairs", "min_chars", 2),
+        {"pairs_source": 4, "pairs_merge": 1, **CRITIQUE_AND_SFT},
+        SOURCES,
+    ),
     # pairs_merge
     ("pairs.dedup", _set("pairs", "dedup", False), {"pairs_merge": 1, **CRITIQUE_AND_SFT}, SOURCES),
     # critique: the endpoint and sampling are results; every source's critiques and the SFT set rerun
     ("critique.temperature", _set("critique", "temperature", 0.5), CRITIQUE_AND_SFT, SOURCES),
-    ("llm.endpoints.standin.default_headers", _set("llm", "endpoints", "standin", "default_headers", {"X-Team": "a"}),
-     CRITIQUE_AND_SFT, SOURCES),
+    (
+        "llm.endpoints.standin.default_headers",
+        _set("llm", "endpoints", "standin", "default_headers", {"X-Team": "a"}),
+        CRITIQUE_AND_SFT,
+        SOURCES,
+    ),
     # sft
     ("sft.val_fraction", _set("sft", "val_fraction", 0.2), {"sft": 1}, set()),
     ("sft.protected_markers", _set("sft", "protected_markers", ["[protected", "<keep>"]), {"sft": 1}, set()),
@@ -81,7 +93,7 @@ RUNTIME_EDITS = [
 def test_result_edit_reruns_its_stage_and_downstream(ran, edit, jobs, sources):
     with edited_config(ran, edit):
         proc = snakemake(ran, "-n", "--cores", "1", TARGET)
-    assert planned_jobs(proc) == jobs
+    assert job_counts(proc) == jobs
     assert planned_sources(proc) == sources
     assert "Params have changed since last execution" in proc.stdout + proc.stderr
 
@@ -90,16 +102,16 @@ def test_result_edit_reruns_its_stage_and_downstream(ran, edit, jobs, sources):
 def test_runtime_edit_reruns_nothing(ran, edit):
     with edited_config(ran, edit):
         proc = snakemake(ran, "-n", "--cores", "1", TARGET)
-    assert planned_jobs(proc) == {}
+    assert job_counts(proc) == {}
 
 
 def test_critique_estimate_follows_the_active_sources(ran):
     snakemake(ran, "--cores", "1", "results/demo/critiques/estimate.json")
-    assert planned_jobs(snakemake(ran, "-n", "--cores", "1", "results/demo/critiques/estimate.json")) == {}
+    assert job_counts(snakemake(ran, "-n", "--cores", "1", "results/demo/critiques/estimate.json")) == {}
     with edited_config(ran, _set("critique", "budget_usd", 1.0)):  # runtime: nothing
-        assert planned_jobs(snakemake(ran, "-n", "--cores", "1", "results/demo/critiques/estimate.json")) == {}
+        assert job_counts(snakemake(ran, "-n", "--cores", "1", "results/demo/critiques/estimate.json")) == {}
     with edited_config(ran, _set("sources", "oasst1", "activate", False)):
         proc = snakemake(ran, "-n", "--cores", "1", "results/demo/critiques/estimate.json")
-    assert planned_jobs(proc) == {"pairs_merge": 1, "critique_estimate": 1}  # the merge reads one file less
+    assert job_counts(proc) == {"pairs_merge": 1, "critique_estimate": 1}  # the merge reads one file less
     cfg = yaml.safe_load((ran / "config" / "config.yaml").read_text())
     assert cfg["sources"]["oasst1"]["activate"] is True  # the edit was undone

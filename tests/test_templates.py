@@ -28,9 +28,13 @@ from bpo.templates import (
 )
 from bpo.vocab import VERDICTS
 
+
 def _llm_rewrite(template: str) -> dict:
-    return {"eval": {"optimizers": {"rw": {"kind": "llm_rewrite", "endpoint": "standin", "model": "m",
-                                           "template": template}}}}
+    return {
+        "eval": {
+            "optimizers": {"rw": {"kind": "llm_rewrite", "endpoint": "standin", "model": "m", "template": template}}
+        }
+    }
 
 
 def test_builtin_templates_ship_in_the_package_and_resolve():
@@ -60,7 +64,8 @@ def test_an_unknown_builtin_is_a_settings_error_naming_the_key():
         CritiqueSettings.from_config(config)
     assert input_problems(config) == [
         "config critique.template: no built-in template of that name "
-        "(built-in: builtin:critique.txt, builtin:judge.txt, builtin:optimize_rewrite.txt)"]
+        "(built-in: builtin:critique.txt, builtin:judge.txt, builtin:optimize_rewrite.txt)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -81,7 +86,8 @@ def test_a_broken_rewrite_template_fails_when_the_config_is_parsed(tmp_path, bod
 
 def test_every_kind_reports_a_missing_file_and_a_folder_by_key(tmp_path):
     assert input_problems(load_config(overrides=_llm_rewrite(str(tmp_path / "no.txt")))) == [
-        f"config eval.optimizers.rw.template: {tmp_path / 'no.txt'} does not exist"]
+        f"config eval.optimizers.rw.template: {tmp_path / 'no.txt'} does not exist"
+    ]
     for kind in ("critique", "judge", "rewrite"):
         assert template_problem(str(tmp_path), kind) == f"{tmp_path} is not a file"
         with pytest.raises(TemplateError, match="no such file"):

@@ -5,13 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from sft_fixture import sft_rows
 
-from bpo.prompt_format import build_prompt
-from bpo.prompt_format import PLAIN, encode_prompt
+from bpo.prompt_format import PLAIN, build_prompt, encode_prompt
 from bpo.train.data import IGNORE_INDEX, encode_example, encode_pairs, make_collator, prepare_tokenizer
 from bpo.train.tiny_model import build_tiny, train_tokenizer
-
-from sft_fixture import sft_rows
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +78,9 @@ def test_packed_batch_gives_the_losses_of_examples_run_one_by_one(tiny, attn):
     the restarting position ids. Both must equal the examples run alone."""
     model, tok, rows = tiny
     model.set_attn_implementation(attn)
-    examples, _ = encode_pairs(tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[:6]], 512,
-                               prompt_format=PLAIN)
+    examples, _ = encode_pairs(
+        tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[:6]], 512, prompt_format=PLAIN
+    )
     lengths = [len(e["input_ids"]) for e in examples]
     assert len(set(lengths)) > 1  # variable lengths, the case packing is for
 
@@ -116,8 +115,9 @@ def test_packed_batch_gives_the_losses_of_examples_run_one_by_one(tiny, attn):
 
 def test_padded_batch_gives_the_same_losses(tiny):
     model, tok, rows = tiny
-    examples, _ = encode_pairs(tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[6:10]], 512,
-                               prompt_format=PLAIN)
+    examples, _ = encode_pairs(
+        tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[6:10]], 512, prompt_format=PLAIN
+    )
     batch = make_collator(tok, packing=False)(examples)
     assert batch["input_ids"].shape[0] == len(examples)
     with torch.no_grad():
@@ -138,8 +138,9 @@ def test_scored_position_logits_give_the_models_loss_and_gradients(tiny, packing
     from bpo.train.loss import scored_positions, target_logits_loss
 
     model, tok, rows = tiny
-    examples, _ = encode_pairs(tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[10:16]], 512,
-                               prompt_format=PLAIN)
+    examples, _ = encode_pairs(
+        tok, [(r["pair_id"], r["prompt"], r["optimized_prompt"]) for r in rows[10:16]], 512, prompt_format=PLAIN
+    )
     batch = make_collator(tok, packing=packing)(examples)
     keep = scored_positions(batch["labels"])
     assert 0 < len(keep) < batch["labels"].shape[1]  # prompt positions are skipped
@@ -171,8 +172,13 @@ def test_varlen_attention_runs_in_fp32_on_cpu_under_bf16(monkeypatch):
     torch.manual_seed(0)
     q, k, v = (torch.randn(1, 2, 10, 8) for _ in range(3))
     cu = torch.tensor([0, 4, 10])
-    expected = torch.cat([F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], is_causal=True)
-                          for s, e in ((0, 4), (4, 10))], dim=2).transpose(1, 2)
+    expected = torch.cat(
+        [
+            F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], is_causal=True)
+            for s, e in ((0, 4), (4, 10))
+        ],
+        dim=2,
+    ).transpose(1, 2)
     seen = []
     real = F.scaled_dot_product_attention
 
@@ -182,7 +188,8 @@ def test_varlen_attention_runs_in_fp32_on_cpu_under_bf16(monkeypatch):
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out, _ = sdpa_varlen_attention_forward(SimpleNamespace(num_key_value_groups=1), q.bfloat16(), k.bfloat16(),
-                                               v.bfloat16(), None, cu_seq_lens_q=cu)
+        out, _ = sdpa_varlen_attention_forward(
+            SimpleNamespace(num_key_value_groups=1), q.bfloat16(), k.bfloat16(), v.bfloat16(), None, cu_seq_lens_q=cu
+        )
     assert out.dtype == torch.bfloat16 and set(seen) == {(torch.float32, False)}
     assert torch.allclose(out.float(), expected, atol=3e-2)

@@ -19,8 +19,9 @@ def plan(env, **kw):
     # no slurmctld to ask: the job is what the step's environment says
     kw.setdefault("allocation", lambda job_id: (int(env.get("SLURM_NNODES", 1)), env.get("SLURM_JOB_NODELIST")))
     kw.setdefault("node_addr", lambda name: {"gpu07": "10.0.0.7"}.get(name, name))
-    return plan_launch(env, spec_path="/ckpt/spec.json", python="PY", hostnames=fake_hostnames,
-                       free_port=lambda: 40000, **kw)
+    return plan_launch(
+        env, spec_path="/ckpt/spec.json", python="PY", hostnames=fake_hostnames, free_port=lambda: 40000, **kw
+    )
 
 
 def test_laptop_without_gpu_trains_in_process():
@@ -32,13 +33,29 @@ def test_laptop_without_gpu_trains_in_process():
 def test_several_cpu_ranks_use_standalone_torchrun():
     p = plan({}, cpu_ranks=2)
     assert p.use_cpu and p.world_size == 2
-    assert p.command == ["PY", "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                         "--nproc-per-node", "2", "-m", "bpo.train.run", "--spec", "/ckpt/spec.json"]
+    assert p.command == [
+        "PY",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "bpo.train.run",
+        "--spec",
+        "/ckpt/spec.json",
+    ]
 
 
 def test_local_gpus_get_one_rank_each():
     p = plan({"MASTER_PORT": "29999"}, cuda_devices=4, cpu_ranks=3)
-    assert not p.use_cpu and p.nproc_per_node == 4 and p.command[:4] == ["PY", "-m", "torch.distributed.run", "--standalone"]
+    assert (
+        not p.use_cpu
+        and p.nproc_per_node == 4
+        and p.command[:4] == ["PY", "-m", "torch.distributed.run", "--standalone"]
+    )
 
 
 def test_one_gpu_slurm_job_trains_in_process():
@@ -57,17 +74,41 @@ def test_single_node_slurm_allocation_uses_its_gpus():
 
 def test_multi_node_slurm_job_runs_torchrun_on_every_node_with_c10d_rendezvous():
     env = {
-        "SLURM_JOB_ID": "4242", "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "gpu[07-08]",
-        "SLURM_GPUS_ON_NODE": "8", "SLURM_NODEID": "0",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NNODES": "2",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+        "SLURM_GPUS_ON_NODE": "8",
+        "SLURM_NODEID": "0",
     }
     p = plan(env, cuda_devices=8)
     assert (p.nnodes, p.nproc_per_node, p.world_size) == (2, 8, 16)
     assert p.master_addr == "10.0.0.7" and SLURM_PORT_RANGE[0] <= p.master_port < SLURM_PORT_RANGE[1]
     assert p.command == [
-        "srun", "--jobid=4242", "--overlap", "--nodes=2", "--ntasks-per-node=1", "--ntasks=2", "--kill-on-bad-exit=1",
-        "--label", "PY", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "8",
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"10.0.0.7:{p.master_port}", "--rdzv-id", "bpo-4242",
-        "-m", "bpo.train.run", "--spec", "/ckpt/spec.json",
+        "srun",
+        "--jobid=4242",
+        "--overlap",
+        "--nodes=2",
+        "--ntasks-per-node=1",
+        "--ntasks=2",
+        "--kill-on-bad-exit=1",
+        "--label",
+        "PY",
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "8",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"10.0.0.7:{p.master_port}",
+        "--rdzv-id",
+        "bpo-4242",
+        "-m",
+        "bpo.train.run",
+        "--spec",
+        "/ckpt/spec.json",
     ]
 
 
@@ -75,8 +116,11 @@ def test_inside_a_job_step_the_whole_allocation_comes_from_slurmctld():
     # The Snakemake SLURM executor runs the rule in a one-node, one-task step: the step's
     # SLURM_NNODES / SLURM_JOB_NODELIST say one node, the job (scontrol) says two.
     env = {
-        "SLURM_JOB_ID": "4242", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "gpu07",
-        "SLURM_GPUS_ON_NODE": "4", "SLURM_CPUS_PER_TASK": "32",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NNODES": "1",
+        "SLURM_JOB_NODELIST": "gpu07",
+        "SLURM_GPUS_ON_NODE": "4",
+        "SLURM_CPUS_PER_TASK": "32",
     }
     asked = []
     p = plan(env, cuda_devices=4, allocation=lambda job_id: asked.append(job_id) or (2, "gpu[07-08]"))
@@ -108,7 +152,9 @@ def test_multi_node_without_nodelist_is_a_clear_error():
 def test_single_process_env_is_set_for_deepspeed_and_restored(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.setenv("MASTER_PORT", "1")
-    p = LaunchPlan(nnodes=1, nproc_per_node=1, master_addr="127.0.0.1", master_port=41234, use_cpu=True, under_slurm=False)
+    p = LaunchPlan(
+        nnodes=1, nproc_per_node=1, master_addr="127.0.0.1", master_port=41234, use_cpu=True, under_slurm=False
+    )
     with single_process_env(p):
         assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["MASTER_PORT"]) == ("0", "1", "41234")
     assert "RANK" not in os.environ and os.environ["MASTER_PORT"] == "1"

@@ -108,9 +108,15 @@ def _spec(tmp_path: Path) -> TrainSpec:
     train = tmp_path / "train.parquet"
     train.write_bytes(b"not read: the fake srun trains nothing")
     config = load_config(overrides={"train": {"deepspeed": None, "checkpoint": {"dir": str(tmp_path / "ckpt")}}})
-    return TrainSpec(settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config),
-                     train=str(train), val=None, model_dir=str(tmp_path / "model"),
-                     metrics=str(tmp_path / "m.parquet"), loss_curve=str(tmp_path / "c.png"))
+    return TrainSpec(
+        settings=TrainSettings.from_config(config),
+        checkpoint=CheckpointRuntime.from_config(config),
+        train=str(train),
+        val=None,
+        model_dir=str(tmp_path / "model"),
+        metrics=str(tmp_path / "m.parquet"),
+        loss_curve=str(tmp_path / "c.png"),
+    )
 
 
 @pytest.fixture

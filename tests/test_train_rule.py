@@ -7,23 +7,18 @@ import json
 import re
 
 import pytest
+from conftest import edit_config, edited_config, job_counts, snakemake, use_tiny_optimizer
+from sft_fixture import write_sft
 
 from bpo.schemas import TRAIN_METRICS, read_frame
-
-from conftest import dry_run_jobs, snakemake, use_tiny_optimizer
-from sft_fixture import write_sft
 
 pytestmark = pytest.mark.slow
 
 
 def test_train_rule_trains_the_tiny_optimizer_and_reruns_on_a_param_edit(workflow_copy):
-    import yaml
-
     wf = workflow_copy
     cfg = wf / "config" / "config.yaml"
-    config = yaml.safe_load(cfg.read_text())
-    use_tiny_optimizer(config)
-    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    edit_config(wf, use_tiny_optimizer)
     write_sft(wf / "results" / "demo" / "sft", n_train=40, n_val=8)
     target = "results/demo/models/optimizer_metrics/train_metrics.parquet"
     snakemake(wf, target, "--cores", "2", "--allowed-rules", "train_optimizer")
@@ -64,19 +59,17 @@ def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a
     nothing upstream; train.checkpoint.save_steps is read at run time and reruns nothing.
     Also what a user sees after the demo: a fluent rewrite from `bpo optimize`, fallbacks
     counted by reason, and the report's first page naming the real models and the stand-in."""
-    import yaml
-
     from bpo.cli import main as bpo_main
     from bpo.optimizer.fallback import degenerate_reason
 
+    def two_testsets(cfg):
+        for name in ("vicuna_eval", "self_instruct"):
+            cfg["eval"]["testsets"][name]["activate"] = False
+
     wf = workflow_copy
-    cfg_path = wf / "config" / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    for name in ("vicuna_eval", "self_instruct"):
-        cfg["eval"]["testsets"][name]["activate"] = False
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    edit_config(wf, two_testsets)
     snakemake(wf, "--cores", "2", timeout=1800)
-    assert dry_run_jobs(snakemake(wf, "-n")) == {}
+    assert job_counts(snakemake(wf, "-n")) == {}
 
     prompt = "Tell me about Harry Potter"
     capsys.readouterr()
@@ -88,21 +81,18 @@ def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a
     assert "| optimizer | test set | prompts | rewritten | kept original (reason: count) |" in summary
     page = (wf / "results/demo/report/summary.html").read_text()
     first = page[: page.index("<h2>Win rates</h2>")]
-    assert ("<td>target</td><td>smollm2</td><td>.bpo-cache/models/SmolLM2-135M-Instruct</td>"
-            "<td>local model (kind hf)</td><td>yes</td>") in first
+    assert (
+        "<td>target</td><td>smollm2</td><td>.bpo-cache/models/SmolLM2-135M-Instruct</td>"
+        "<td>local model (kind hf)</td><td>yes</td>"
+    ) in first
     assert "<td>optimizer</td><td>trained</td>" in first and "fine-tuned from .bpo-cache/models/SmolLM2" in first
     for role in ("judge", "critic"):
         assert f"<td>{role}</td><td>{role}</td>" in first
     assert first.count("<td>NO (stand-in)</td>") == 3  # the stand-in target, the critic, the judge
 
     def dry_run_after(edit):
-        edited = yaml.safe_load(cfg_path.read_text())
-        edit(edited["train"])
-        cfg_path.write_text(yaml.safe_dump(edited, sort_keys=False))
-        try:
-            return dry_run_jobs(snakemake(wf, "-n"))
-        finally:
-            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        with edited_config(wf, lambda cfg: edit(cfg["train"])):
+            return job_counts(snakemake(wf, "-n"))
 
     assert dry_run_after(lambda t: t["checkpoint"].update(save_steps=7, keep=True)) == {}
     jobs = dry_run_after(lambda t: t.update(learning_rate=1.0e-3))

@@ -31,7 +31,9 @@ def test_defaults_come_from_the_schema_and_edits_show_in_the_canonical_form():
     assert params["lora"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
     assert TrainSettings.from_params(params) == settings
     # the runtime part is separate: editing it leaves the rule param untouched
-    edited = load_config(overrides={"train": {"learning_rate": 1e-4, "lora": {"r": 4}, "checkpoint": {"save_steps": 7}}})
+    edited = load_config(
+        overrides={"train": {"learning_rate": 1e-4, "lora": {"r": 4}, "checkpoint": {"save_steps": 7}}}
+    )
     assert TrainSettings.from_config(edited).canonical() == params
     assert CheckpointRuntime.from_config(edited, "out/m").save_steps == 7
     assert CheckpointRuntime.from_config(edited, "out/m").dir == "out/optimizer_checkpoints"  # null: beside the model
@@ -39,8 +41,15 @@ def test_defaults_come_from_the_schema_and_edits_show_in_the_canonical_form():
 
 def test_spec_round_trips_through_its_file(tmp_path):
     config = load_config()
-    spec = TrainSpec(settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config, "m"),
-                     train="a.parquet", val=None, model_dir="m", metrics="m.parquet", loss_curve="m.png")
+    spec = TrainSpec(
+        settings=TrainSettings.from_config(config),
+        checkpoint=CheckpointRuntime.from_config(config, "m"),
+        train="a.parquet",
+        val=None,
+        model_dir="m",
+        metrics="m.parquet",
+        loss_curve="m.png",
+    )
     spec.write(tmp_path / "spec.json")
     assert TrainSpec.read(tmp_path / "spec.json") == spec
 

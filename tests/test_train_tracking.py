@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from sft_fixture import write_sft
 
 from bpo.schemas import TRAIN_METRICS, read_frame
 from bpo.settings import SettingsError, load_config
 from bpo.settings.train import CheckpointRuntime, TrackingRuntime, TrainSettings
 from bpo.train.launch import launch_training
 from bpo.train.spec import TrainSpec
-
-from sft_fixture import write_sft
 
 
 def test_report_to_is_runtime_not_a_rule_param():
@@ -46,9 +44,16 @@ def test_an_unknown_tracker_is_a_schema_error():
 
 def test_the_spec_carries_tracking_to_the_ranks(tmp_path):
     config = load_config(overrides={"train": {"report_to": "tensorboard"}})
-    spec = TrainSpec(settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config, "m"),
-                     train="a.parquet", val=None, model_dir="m", metrics="m.parquet", loss_curve="m.png",
-                     tracking=TrackingRuntime.from_config(config, str(tmp_path / "tb")))
+    spec = TrainSpec(
+        settings=TrainSettings.from_config(config),
+        checkpoint=CheckpointRuntime.from_config(config, "m"),
+        train="a.parquet",
+        val=None,
+        model_dir="m",
+        metrics="m.parquet",
+        loss_curve="m.png",
+        tracking=TrackingRuntime.from_config(config, str(tmp_path / "tb")),
+    )
     spec.write(tmp_path / "spec.json")
     assert TrainSpec.read(tmp_path / "spec.json") == spec
 
@@ -59,16 +64,41 @@ def test_tensorboard_event_files_hold_the_metrics_losses_and_the_settings(tmp_pa
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     train, val = write_sft(tmp_path / "sft", n_train=24, n_val=4)
-    config = load_config(overrides={"run_name": "tb", "train": {
-        "base_model": None, "prompt_format": "plain", "deepspeed": None, "max_steps": 6, "global_batch_size": 4, "per_device_batch_size": 4,
-        "learning_rate": 3e-3, "seed": 3, "report_to": "tensorboard",
-        "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1},
-        "checkpoint": {"dir": str(tmp_path / "ckpt"), "save_steps": 0}}})
+    config = load_config(
+        overrides={
+            "run_name": "tb",
+            "train": {
+                "base_model": None,
+                "prompt_format": "plain",
+                "deepspeed": None,
+                "max_steps": 6,
+                "global_batch_size": 4,
+                "per_device_batch_size": 4,
+                "learning_rate": 3e-3,
+                "seed": 3,
+                "report_to": "tensorboard",
+                "tiny": {
+                    "hidden_size": 32,
+                    "intermediate_size": 64,
+                    "num_layers": 1,
+                    "num_heads": 2,
+                    "num_kv_heads": 1,
+                },
+                "checkpoint": {"dir": str(tmp_path / "ckpt"), "save_steps": 0},
+            },
+        }
+    )
     tb_dir = tmp_path / "logs" / "tensorboard" / "run1"
-    spec = TrainSpec(settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config),
-                     train=str(train), val=str(val), model_dir=str(tmp_path / "model"),
-                     metrics=str(tmp_path / "metrics.parquet"), loss_curve=str(tmp_path / "loss.png"),
-                     tracking=TrackingRuntime.from_config(config, str(tb_dir)))
+    spec = TrainSpec(
+        settings=TrainSettings.from_config(config),
+        checkpoint=CheckpointRuntime.from_config(config),
+        train=str(train),
+        val=str(val),
+        model_dir=str(tmp_path / "model"),
+        metrics=str(tmp_path / "metrics.parquet"),
+        loss_curve=str(tmp_path / "loss.png"),
+        tracking=TrackingRuntime.from_config(config, str(tb_dir)),
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
+from sft_fixture import write_sft
 
 from bpo.prompt_format import read_format_record
 from bpo.schemas import TRAIN_METRICS, read_frame
@@ -24,28 +25,43 @@ from bpo.train.checkpoint import prepare_checkpoint_dir
 from bpo.train.launch import launch_training
 from bpo.train.spec import TrainSpec
 
-from sft_fixture import write_sft
-from smollm2_fixture import smollm2_dir  # noqa: F401 (fixture)
-
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 HP = dict(
-    base_model=None, prompt_format="plain",  # the tiny from-scratch model, not the demo's SmolLM2
+    base_model=None,
+    prompt_format="plain",  # the tiny from-scratch model, not the demo's SmolLM2
     tiny={"hidden_size": 48, "intermediate_size": 128, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2},
-    max_steps=10, global_batch_size=8, per_device_batch_size=4, learning_rate=3e-3,
-    warmup_ratio=0.1, deepspeed=None, eval_steps=5, seed=7,
+    max_steps=10,
+    global_batch_size=8,
+    per_device_batch_size=4,
+    learning_rate=3e-3,
+    warmup_ratio=0.1,
+    deepspeed=None,
+    eval_steps=5,
+    seed=7,
 )
 
 
 def spec_for(root: Path, data: tuple[Path, Path], checkpoint=None, **overrides) -> TrainSpec:
     """The spec the workflow script builds, from the default config with these edits."""
-    config = load_config(overrides={"train": {
-        **HP, **overrides, "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0, **(checkpoint or {})}}})
+    config = load_config(
+        overrides={
+            "train": {
+                **HP,
+                **overrides,
+                "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0, **(checkpoint or {})},
+            }
+        }
+    )
     return TrainSpec(
-        settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config),
-        train=str(data[0]), val=str(data[1]), model_dir=str(root / "model"),
-        metrics=str(root / "metrics" / "train_metrics.parquet"), loss_curve=str(root / "metrics" / "loss_curve.png"),
+        settings=TrainSettings.from_config(config),
+        checkpoint=CheckpointRuntime.from_config(config),
+        train=str(data[0]),
+        val=str(data[1]),
+        model_dir=str(root / "model"),
+        metrics=str(root / "metrics" / "train_metrics.parquet"),
+        loss_curve=str(root / "metrics" / "loss_curve.png"),
     )
 
 
@@ -145,14 +161,27 @@ def test_demo_smollm2_bf16_autocast_loss_stays_within_tolerance_of_fp32(tmp_path
     losses = {}
     for precision in ("fp32", "bf16"):
         root = tmp_path / precision
-        config = load_config(overrides={"train": {
-            "base_model": str(smollm2_dir), "precision": precision, "max_steps": 3, "eval_steps": 0,
-            "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0}}})
+        config = load_config(
+            overrides={
+                "train": {
+                    "base_model": str(smollm2_dir),
+                    "precision": precision,
+                    "max_steps": 3,
+                    "eval_steps": 0,
+                    "checkpoint": {"dir": str(root / "ckpt"), "save_steps": 0},
+                }
+            }
+        )
         assert config["train"]["prompt_format"] == "chat-template" and config["train"]["learning_rate"] == 1e-4
         spec = TrainSpec(
-            settings=TrainSettings.from_config(config), checkpoint=CheckpointRuntime.from_config(config),
-            train=str(data[0]), val=None, model_dir=str(root / "model"), metrics=str(root / "m.parquet"),
-            loss_curve=str(root / "m.png"))
+            settings=TrainSettings.from_config(config),
+            checkpoint=CheckpointRuntime.from_config(config),
+            train=str(data[0]),
+            val=None,
+            model_dir=str(root / "model"),
+            metrics=str(root / "m.parquet"),
+            loss_curve=str(root / "m.png"),
+        )
         summary = launch_training(spec)
         assert summary["precision"] == precision
         losses[precision] = read_frame(spec.metrics, TRAIN_METRICS).dropna(subset=["loss"])["loss"].tolist()
@@ -179,8 +208,12 @@ def test_resume_from_checkpoint_continues_the_same_run(full_run, data, tmp_path)
             shutil.rmtree(resumed_root / "ckpt" / name)
     (resumed_root / "ckpt" / "checkpoint-6").mkdir()  # no trainer_state.json: incomplete
     spec2 = dataclasses.replace(
-        spec, model_dir=str(resumed_root / "model"), metrics=str(resumed_root / "m.parquet"),
-        loss_curve=str(resumed_root / "m.png"), checkpoint=spec.checkpoint.replace(dir=str(resumed_root / "ckpt")))
+        spec,
+        model_dir=str(resumed_root / "model"),
+        metrics=str(resumed_root / "m.parquet"),
+        loss_curve=str(resumed_root / "m.png"),
+        checkpoint=spec.checkpoint.replace(dir=str(resumed_root / "ckpt")),
+    )
     summary = launch_training(spec2)
     assert summary["resumed_from"].endswith("checkpoint-4")
     a = read_frame(spec.metrics, TRAIN_METRICS).dropna(subset=["loss"]).set_index("step")["loss"]
@@ -235,8 +268,14 @@ def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path, data):
     from bpo.train.data import load_sft_pairs
     from bpo.train.tiny_model import build_tiny
 
-    spec = spec_for(tmp_path, data, max_steps=3, eval_steps=0, gradient_checkpointing=True,
-                    lora={"enabled": True, "r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    spec = spec_for(
+        tmp_path,
+        data,
+        max_steps=3,
+        eval_steps=0,
+        gradient_checkpointing=True,
+        lora={"enabled": True, "r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+    )
     summary = launch_training(spec)
     assert summary["global_steps"] == 3
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "model")

@@ -18,9 +18,9 @@ import time
 import urllib.request
 
 import pytest
+from conftest import REPO
 
 from bpo.llm import ChatRequest, client_from_mapping
-from conftest import REPO
 
 pytestmark = pytest.mark.slow  # builds a wheel and a venv: about 30 s on 2 cores
 
@@ -48,8 +48,22 @@ def installed(tmp_path_factory):
         shutil.copy2(REPO / name, src / name)
     shutil.copytree(REPO / "bpo", src / "bpo", ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist"),
-          str(src)], root, env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(root / "dist"),
+            str(src),
+        ],
+        root,
+        env,
+    )
     (wheel,) = (root / "dist").glob("bpo_workflow-*.whl")
     _run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "venv")], root, env)
     bin_dir = root / "venv" / "bin"
@@ -61,10 +75,16 @@ def installed(tmp_path_factory):
 
 def test_the_venv_imports_the_wheel_with_its_resources(installed):
     bin_dir, env, work = installed
-    out = _run([str(bin_dir / "python"), "-c",
-                "import bpo, bpo.settings.config as c, bpo.templates as t; "
-                "print(bpo.__file__); print(c.SCHEMA_PATH); print(t.resolve('builtin:judge.txt'))"],
-               work, env).stdout.split()
+    out = _run(
+        [
+            str(bin_dir / "python"),
+            "-c",
+            "import bpo, bpo.settings.config as c, bpo.templates as t; "
+            "print(bpo.__file__); print(c.SCHEMA_PATH); print(t.resolve('builtin:judge.txt'))",
+        ],
+        work,
+        env,
+    ).stdout.split()
     site = str(bin_dir.parent / "lib")
     assert all(line.startswith(site) for line in out), out
     assert str(REPO) not in " ".join(out)
@@ -100,7 +120,9 @@ def test_bpo_optimize_help_and_usage(installed, tmp_path):
     help_text = _run([str(bin_dir / "bpo"), "optimize", "--help"], work, env).stdout
     assert "--model" in help_text and "--max-tokens" in help_text
     cache = tmp_path / "llm.sqlite"  # one stand-in call: a cache with a row to count
-    client = client_from_mapping({"backend": "standin", "limits": {"max_concurrency": 1}}, cache, "critique", progress=False)
+    client = client_from_mapping(
+        {"backend": "standin", "limits": {"max_concurrency": 1}}, cache, "critique", progress=False
+    )
     (result,) = client.run([ChatRequest(model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Hi?"}])])
     assert result.status == "ok"
     usage = _run([str(bin_dir / "bpo"), "usage", "--cache", str(cache)], work, env)
@@ -111,9 +133,23 @@ def test_bpo_optimize_help_and_usage(installed, tmp_path):
 def test_bpo_serve_identity_answers_health(installed):
     bin_dir, env, work = installed
     port = _free_port()
-    proc = subprocess.Popen([str(bin_dir / "bpo"), "serve", "--rewriter", "identity", "--upstream",
-                             "http://127.0.0.1:9/v1", "--port", str(port)],
-                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            str(bin_dir / "bpo"),
+            "serve",
+            "--rewriter",
+            "identity",
+            "--upstream",
+            "http://127.0.0.1:9/v1",
+            "--port",
+            str(port),
+        ],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         body, deadline = None, time.monotonic() + 60
         while body is None and time.monotonic() < deadline and proc.poll() is None:
@@ -133,9 +169,11 @@ def test_bpo_serve_identity_answers_health(installed):
 
 def test_no_default_config_outside_the_workflow_is_one_clear_error(installed):
     bin_dir, env, work = installed
-    proc = _run([str(bin_dir / "python"), "-c", "from bpo.settings import load_config; load_config()"], work, env,
-                check=False)
+    proc = _run(
+        [str(bin_dir / "python"), "-c", "from bpo.settings import load_config; load_config()"], work, env, check=False
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         f"bpo.settings.config.ConfigError: no config/config.yaml in the working folder {work}: run from the "
-        "workflow's folder or pass the config file")
+        "workflow's folder or pass the config file"
+    )

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import yaml
-
-from conftest import snakemake
-
-
-def _job_counts(dry_run_stdout: str) -> dict[str, int]:
-    block = dry_run_stdout.split("Job stats:")[1].split("\n\n")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+from conftest import edit_config, job_counts, snakemake
 
 
 def test_paper_recipe_dry_run_offline(workflow_copy, monkeypatch):
@@ -21,7 +13,7 @@ def test_paper_recipe_dry_run_offline(workflow_copy, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     proc = snakemake(workflow_copy, "-n", "--configfile", "config/paper.yaml")
-    jobs = _job_counts(proc.stdout)
+    jobs = job_counts(proc)
     assert jobs["download_testset"] == 4
     assert jobs["pairs_source"] == 4 and jobs["critique"] == 4
     assert jobs["train_optimizer"] == 1
@@ -35,18 +27,22 @@ def test_paper_recipe_dry_run_offline(workflow_copy, monkeypatch):
     for optimizer in ("trained", "thudm_bpo", "identity", "llm_rewrite"):
         assert f"results/paper/eval/vicuna_eval/{optimizer}/optimized.parquet" in dag
     config = yaml.safe_load((workflow_copy / "config" / "paper.yaml").read_text())["eval"]["optimizers"]
-    assert config["thudm_bpo"] == {**config["thudm_bpo"], "kind": "model", "model": "THUDM/BPO",
-                                   "prompt_format": "bpo-release"}
+    assert config["thudm_bpo"] == {
+        **config["thudm_bpo"],
+        "kind": "model",
+        "model": "THUDM/BPO",
+        "prompt_format": "bpo-release",
+    }
 
 
 @pytest.mark.slow
 def test_testset_by_url_is_downloaded_by_its_rule(workflow_copy, tmp_path):
     src = tmp_path / "published.jsonl"
     src.write_text('{"question_id": 7, "text": "Why is the sky blue?", "category": "generic"}\n')
-    cfg_path = workflow_copy / "config" / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["eval"]["testsets"]["vicuna_eval"] = {"format": "vicuna", "path": None, "url": src.as_uri()}
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    edit_config(
+        workflow_copy,
+        lambda cfg: cfg["eval"]["testsets"].update(vicuna_eval={"format": "vicuna", "path": None, "url": src.as_uri()}),
+    )
     target = "data/testsets/vicuna_eval/published.jsonl"
     snakemake(workflow_copy, "--cores", "1", target)
     assert (workflow_copy / target).read_text() == src.read_text()

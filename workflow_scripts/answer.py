@@ -12,5 +12,10 @@ settings = EndpointTargetSettings.from_params(snakemake.params.settings)  # noqa
 # limits, cache path, prices: runtime settings, read from config at run time (edits rerun nothing)
 runtime = LLMRuntime.from_config(snakemake.config, settings.call.endpoint.name)  # noqa: F821
 inp = snakemake.input  # noqa: F821
-answer_optimized(inp.optimized, inp.original, snakemake.output.answers, settings.name,  # noqa: F821
-                 endpoint_answerer(settings, runtime))
+answer_optimized(
+    inp.optimized,
+    inp.original,
+    snakemake.output.answers,
+    settings.name,  # noqa: F821
+    endpoint_answerer(settings, runtime),
+)

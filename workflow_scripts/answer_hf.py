@@ -9,5 +9,10 @@ from bpo.eval.hf_target import hf_answerer  # noqa: E402
 from bpo.settings.hf_target import HFTargetSettings  # noqa: E402
 
 settings = HFTargetSettings.from_params(snakemake.params.settings)  # noqa: F821
-answer_optimized(snakemake.input.optimized, snakemake.input.original, snakemake.output.answers,  # noqa: F821
-                 settings.name, hf_answerer(settings))
+answer_optimized(
+    snakemake.input.optimized,
+    snakemake.input.original,
+    snakemake.output.answers,  # noqa: F821
+    settings.name,
+    hf_answerer(settings),
+)

@@ -11,5 +11,9 @@ from bpo.settings.evaluate import OriginalAnswerSettings  # noqa: E402
 settings = OriginalAnswerSettings.from_params(snakemake.params.settings)  # noqa: F821
 # limits, cache path, prices: runtime settings, read from config at run time (edits rerun nothing)
 runtime = LLMRuntime.from_config(snakemake.config, settings.target.call.endpoint.name)  # noqa: F821
-answer_original(snakemake.output.answers, settings.testset, settings.target.name,  # noqa: F821
-                endpoint_answerer(settings.target, runtime))
+answer_original(
+    snakemake.output.answers,
+    settings.testset,
+    settings.target.name,  # noqa: F821
+    endpoint_answerer(settings.target, runtime),
+)

@@ -8,7 +8,15 @@ from bpo.eval.report import build_report  # noqa: E402
 from bpo.settings.evaluate import ReportSettings  # noqa: E402
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821
-build_report(list(inp.judgments), list(inp.answers), list(inp.optimized),
-             ReportSettings.from_params(snakemake.params.settings),  # noqa: F821
-             out_table=out.table, out_summary=out.summary, out_plot=out.plot, out_compare_plot=out.compare_plot,
-             out_intrinsic=out.intrinsic, out_summary_html=out.summary_html)
+build_report(
+    list(inp.judgments),
+    list(inp.answers),
+    list(inp.optimized),
+    ReportSettings.from_params(snakemake.params.settings),  # noqa: F821
+    out_table=out.table,
+    out_summary=out.summary,
+    out_plot=out.plot,
+    out_compare_plot=out.compare_plot,
+    out_intrinsic=out.intrinsic,
+    out_summary_html=out.summary_html,
+)

@@ -12,5 +12,11 @@ settings = SFTRewriteSettings.from_params(snakemake.params.settings)  # noqa: F8
 # limits, cache path, prices: runtime settings, read from config at run time (edits rerun nothing)
 runtime = LLMRuntime.from_config(snakemake.config, settings.target.call.endpoint.name)  # noqa: F821
 out = snakemake.output  # noqa: F821
-answer_sft(snakemake.input.optimized, snakemake.input.source, settings, runtime,  # noqa: F821
-           out_reproduce=out.reproduce, out_sft=out.sft)
+answer_sft(
+    snakemake.input.optimized,
+    snakemake.input.source,
+    settings,
+    runtime,  # noqa: F821
+    out_reproduce=out.reproduce,
+    out_sft=out.sft,
+)

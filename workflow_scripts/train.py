@@ -24,6 +24,7 @@ spec = TrainSpec(
     # Runtime too: a tracker watches the run. TensorBoard's files go beside the rule's log, one
     # folder per start (logs/<run_name>/train/tensorboard/<time>).
     tracking=TrackingRuntime.from_config(
-        sm.config, str(Path(sm.log[0]).parent / "tensorboard" / time.strftime("%Y%m%d-%H%M%S"))),
+        sm.config, str(Path(sm.log[0]).parent / "tensorboard" / time.strftime("%Y%m%d-%H%M%S"))
+    ),
 )
 launch_training(spec, threads=sm.threads)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from bpo.eval.calls import run_unique
 from bpo.eval.testsets import load_configured, render_question
@@ -37,8 +38,9 @@ Answer = tuple[str | None, str, str]
 Answerer = Callable[[Sequence[str]], tuple[list[Answer], Any]]
 
 
-def answer_questions(questions: Sequence[str], target: EndpointTargetSettings, runtime: LLMRuntime, *,
-                     stage: str) -> list[Answer]:
+def answer_questions(
+    questions: Sequence[str], target: EndpointTargetSettings, runtime: LLMRuntime, *, stage: str
+) -> list[Answer]:
     """One :data:`Answer` per question from an endpoint target; identical questions are one call."""
     from bpo.llm import call_request, make_client
 
@@ -63,9 +65,19 @@ def original_rows(testset: str, target_name: str, items: Sequence, answers: Sequ
     """``original_answers.parquet`` rows: test item ``k`` (a TestItem) with ``answers[k]``."""
     if len(items) != len(answers):
         raise ValueError(f"target {target_name}: {len(items)} items but {len(answers)} answers")
-    return [{"item_id": it.item_id, "testset": testset, "target": target_name, "category": it.category,
-             "question": it.question, "answer": text, "status": status, "backend": backend}
-            for it, (text, status, backend) in zip(items, answers)]
+    return [
+        {
+            "item_id": it.item_id,
+            "testset": testset,
+            "target": target_name,
+            "category": it.category,
+            "question": it.question,
+            "answer": text,
+            "status": status,
+            "backend": backend,
+        }
+        for it, (text, status, backend) in zip(items, answers)
+    ]
 
 
 def load_original_items(settings) -> list:
@@ -89,8 +101,12 @@ def answer_original(out_path: str | Path, testset: TestsetSettings, target_name:
     """The target answers the original question of every test item; writes ``original_answers.parquet``."""
     items = load_original_items(testset)
     results, engine = answer([it.question for it in items])
-    write_table(original_rows(testset.name, target_name, items, results), out_path, ORIGINAL_ANSWERS,
-                metadata=engine.metadata() if engine else None)
+    write_table(
+        original_rows(testset.name, target_name, items, results),
+        out_path,
+        ORIGINAL_ANSWERS,
+        metadata=engine.metadata() if engine else None,
+    )
     stats = {"items": len(items), **_statuses(results, engine)}
     log.info("target %s answered the %d original questions of %s: %s", target_name, len(items), testset.name, stats)
     return stats
@@ -109,8 +125,10 @@ def read_originals(original_path: str | Path, items: Sequence[Mapping], target_n
         if orig["target"] != target_name:
             raise ValueError(f"{original_path}: answers of target {orig['target']}, expected {target_name}")
         if orig["question"] != render_question(rec["instruction"], rec["context"]):
-            raise ValueError(f"{original_path}: item {rec['item_id']} was asked differently than in the optimized "
-                             "prompts (were both made from the same test set settings?)")
+            raise ValueError(
+                f"{original_path}: item {rec['item_id']} was asked differently than in the optimized "
+                "prompts (were both made from the same test set settings?)"
+            )
         out.append((orig["answer"], orig["status"], orig["backend"]))
     return out
 
@@ -122,7 +140,9 @@ def to_answer(items: Sequence[Mapping]) -> list[int]:
     return [k for k in range(len(items)) if q_opt[k] != q_orig[k]]
 
 
-def merge_answers(n: int, original: Sequence[Answer], pending: Sequence[int], answered: Sequence[Answer]) -> list[Answer]:
+def merge_answers(
+    n: int, original: Sequence[Answer], pending: Sequence[int], answered: Sequence[Answer]
+) -> list[Answer]:
     """Optimized answers of ``n`` items: ``answered`` at ``pending`` positions, else the original answer."""
     out = list(original[:n])
     for k, ans in zip(pending, answered, strict=True):
@@ -132,32 +152,47 @@ def merge_answers(n: int, original: Sequence[Answer], pending: Sequence[int], an
 
 def questions(items: Sequence[Mapping]) -> tuple[list[str], list[str]]:
     """The original and the optimized question of every item, context attached verbatim."""
-    return ([render_question(r["instruction"], r["context"]) for r in items],
-            [render_question(r["optimized_instruction"], r["context"]) for r in items])
+    return (
+        [render_question(r["instruction"], r["context"]) for r in items],
+        [render_question(r["optimized_instruction"], r["context"]) for r in items],
+    )
 
 
-def answer_rows(items: Sequence[Mapping], target_name: str, original: Sequence[Answer],
-                optimized: Sequence[Answer]) -> list[dict]:
+def answer_rows(
+    items: Sequence[Mapping], target_name: str, original: Sequence[Answer], optimized: Sequence[Answer]
+) -> list[dict]:
     """``answers.parquet`` rows: item ``k`` with its answers ``original[k]`` and ``optimized[k]``."""
     if not len(items) == len(original) == len(optimized):
-        raise ValueError(f"target {target_name}: {len(items)} items but {len(original)} original and "
-                         f"{len(optimized)} optimized answers")
+        raise ValueError(
+            f"target {target_name}: {len(items)} items but {len(original)} original and "
+            f"{len(optimized)} optimized answers"
+        )
     q_orig, q_opt = questions(items)
     rows = []
     for k, rec in enumerate(items):
         (a_orig, s_orig, b_orig), (a_opt, s_opt, b_opt) = original[k], optimized[k]
-        rows.append({
-            "item_id": rec["item_id"], "testset": rec["testset"], "optimizer": rec["optimizer"], "target": target_name,
-            "category": rec["category"], "question_original": q_orig[k], "question_optimized": q_opt[k],
-            "answer_original": a_orig, "answer_optimized": a_opt,
-            "status_original": s_orig, "status_optimized": s_opt,
-            "backend": "+".join(sorted({b_orig, b_opt})),
-        })
+        rows.append(
+            {
+                "item_id": rec["item_id"],
+                "testset": rec["testset"],
+                "optimizer": rec["optimizer"],
+                "target": target_name,
+                "category": rec["category"],
+                "question_original": q_orig[k],
+                "question_optimized": q_opt[k],
+                "answer_original": a_orig,
+                "answer_optimized": a_opt,
+                "status_original": s_orig,
+                "status_optimized": s_opt,
+                "backend": "+".join(sorted({b_orig, b_opt})),
+            }
+        )
     return rows
 
 
-def answer_optimized(optimized_path: str | Path, original_path: str | Path, out_path: str | Path,
-                     target_name: str, answer: Answerer) -> dict:
+def answer_optimized(
+    optimized_path: str | Path, original_path: str | Path, out_path: str | Path, target_name: str, answer: Answerer
+) -> dict:
     """The target answers one optimizer's questions of ``optimized.parquet``; the original answers
     come from ``original_path``, and an unchanged question reuses its original answer (nothing is
     asked, no model loaded, when every question is unchanged). Writes ``answers.parquet``."""
@@ -167,9 +202,19 @@ def answer_optimized(optimized_path: str | Path, original_path: str | Path, out_
     _, q_opt = questions(items)
     answered, engine = answer([q_opt[k] for k in pending]) if pending else ([], None)
     optimized = merge_answers(len(items), original, pending, answered)
-    write_table(answer_rows(items, target_name, original, optimized), out_path, ANSWERS,
-                metadata=engine.metadata() if engine else None)
+    write_table(
+        answer_rows(items, target_name, original, optimized),
+        out_path,
+        ANSWERS,
+        metadata=engine.metadata() if engine else None,
+    )
     stats = {"items": len(items), "answered": len(pending), **_statuses(optimized, engine)}
-    log.info("target %s answered %d of %d optimized questions of %s (the rest equal the original): %s",
-             target_name, len(pending), len(items), items[0]["optimizer"], stats)
+    log.info(
+        "target %s answered %d of %d optimized questions of %s (the rest equal the original): %s",
+        target_name,
+        len(pending),
+        len(items),
+        items[0]["optimizer"],
+        stats,
+    )
     return stats

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,14 @@ def run_unique(client, requests: Sequence, *, what: str) -> list:
     out = [by_key[req.key] for req in requests]
     statuses = Counter(r.status for r in results)
     cached = sum(1 for r in results if r.cached)
-    log.info("%s: %d requests, %d distinct, %d from cache, statuses %s", what, len(requests), len(unique), cached, dict(statuses))
+    log.info(
+        "%s: %d requests, %d distinct, %d from cache, statuses %s",
+        what,
+        len(requests),
+        len(unique),
+        cached,
+        dict(statuses),
+    )
     if results and statuses.get("error", 0) == len(results):
         first = next((r.error for r in results if r.error), "no error message")
         raise EvalCallError(f"{what}: all {len(results)} calls failed (first error: {first})")

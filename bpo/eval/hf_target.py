@@ -9,7 +9,7 @@ answer_original_hf and answer_hf); the engine goes into the Parquet metadata.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from bpo.generation import EngineRecord, generate_chat, load_model
 from bpo.settings.hf_target import HFTargetSettings
@@ -26,13 +26,19 @@ def hf_answers(questions: Sequence[str], settings: HFTargetSettings) -> tuple[li
     distinct = list(dict.fromkeys(questions))
     out = generate_chat(model, [system + [{"role": "user", "content": q}] for q in distinct], settings.generation)
     answers = {q: (g.text.strip(), "truncated" if g.hit_limit else "ok") for q, g in zip(distinct, out.outputs)}
-    log.info("local target %s (%s): %d questions answered, %d distinct", settings.model, out.engine, len(questions),
-             len(distinct))
+    log.info(
+        "local target %s (%s): %d questions answered, %d distinct",
+        settings.model,
+        out.engine,
+        len(questions),
+        len(distinct),
+    )
     return [answers[q] for q in questions], out.engine
 
 
 def hf_answerer(settings: HFTargetSettings):
     """A local HF target as a bpo.eval.answer.Answerer (the model loads on the first question)."""
+
     def answer(questions: Sequence[str]):
         generated, engine = hf_answers(questions, settings)
         return [(text, status, "hf") for text, status in generated], engine

@@ -22,7 +22,7 @@ from bpo.eval.verdicts import combine_orders, parse_verdict
 from bpo.schemas import ANSWERS, JUDGMENTS, read_table, write_table
 from bpo.settings import LLMRuntime
 from bpo.settings.evaluate import JudgeSettings
-from bpo.templates import TemplateError, load_judge
+from bpo.templates import JudgeTemplate, TemplateError, load_judge
 from bpo.vocab import BOTH_ORDERS, NO_CALL, PROTOCOLS, SINGLE_RANDOM
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ IDENTICAL_RULE = "identical_answers"
 def optimized_first(order_seed: int, testset: str, item_id: str) -> bool:
     """single_random: whether the optimized answer is shown first for this item. Depends only
     on the seed, the test set and the item (stable across runs, optimizers and targets)."""
-    digest = hashlib.sha256(f"{order_seed}\n{testset}\n{item_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{order_seed}\n{testset}\n{item_id}".encode()).digest()
     return digest[0] % 2 == 0
 
 
@@ -77,8 +77,10 @@ def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSe
     """
     template = load_judge(judge.template, judge.template_sha256)
     if template.system is not None and judge.call.system_prompt:
-        raise TemplateError(f"judge template {judge.template}: the template has a system part and "
-                            "eval.judge.call.system_prompt is set too; keep one of them")
+        raise TemplateError(
+            f"judge template {judge.template}: the template has a system part and "
+            "eval.judge.call.system_prompt is set too; keep one of them"
+        )
     answers = read_table(answers_path, ANSWERS).to_pylist()
     model = judge.call.model
 
@@ -87,18 +89,32 @@ def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSe
     pending: list[tuple[int, dict[bool, int]]] = []  # (row index, {optimized first?: request index})
     for rec in answers:
         row = {
-            "item_id": rec["item_id"], "testset": rec["testset"], "optimizer": rec["optimizer"],
-            "target": rec["target"], "category": rec["category"], "judge_model": model, "protocol": judge.protocol,
-            "verdict_optimized_first": None, "verdict_original_first": None, "outcome": "invalid",
-            "raw_optimized_first": None, "raw_original_first": None,
-            "rule_optimized_first": None, "rule_original_first": None, "backend": NO_CALL,
+            "item_id": rec["item_id"],
+            "testset": rec["testset"],
+            "optimizer": rec["optimizer"],
+            "target": rec["target"],
+            "category": rec["category"],
+            "judge_model": model,
+            "protocol": judge.protocol,
+            "verdict_optimized_first": None,
+            "verdict_original_first": None,
+            "outcome": "invalid",
+            "raw_optimized_first": None,
+            "raw_original_first": None,
+            "rule_optimized_first": None,
+            "rule_original_first": None,
+            "backend": NO_CALL,
         }
         rows.append(row)
         orders = _orders(judge, rec)
         optimized, original, question = rec["answer_optimized"], rec["answer_original"], rec["question_original"]
         if not (_usable(optimized) and _usable(original)):
-            log.warning("item %s: answer missing (original %s, optimized %s): pair invalid",
-                        rec["item_id"], rec["status_original"], rec["status_optimized"])
+            log.warning(
+                "item %s: answer missing (original %s, optimized %s): pair invalid",
+                rec["item_id"],
+                rec["status_original"],
+                rec["status_optimized"],
+            )
             continue
         if judge.identical_as_tie and optimized.strip() == original.strip():
             # Same text on both sides (typically an unchanged prompt at temperature 0): a tie
@@ -131,16 +147,27 @@ def judge_answers(answers_path: str | Path, out_path: str | Path, judge: JudgeSe
                     log.warning("item %s: no verdict (%s); reply: %r", row["item_id"], reason, (res.text or "")[:200])
                 verdicts[first] = parsed.verdict
                 backends.add(res.backend)
-                row.update({f"verdict_{_SIDE[first]}": parsed.verdict, f"raw_{_SIDE[first]}": res.text,
-                            f"rule_{_SIDE[first]}": parsed.rule})
+                row.update(
+                    {
+                        f"verdict_{_SIDE[first]}": parsed.verdict,
+                        f"raw_{_SIDE[first]}": res.text,
+                        f"rule_{_SIDE[first]}": parsed.rule,
+                    }
+                )
             if len(indices) == 2:
                 outcome = combine_orders(verdicts[True], verdicts[False]).outcome
             else:
-                (first, verdict), = verdicts.items()
+                ((first, verdict),) = verdicts.items()
                 outcome = single_order_outcome(verdict, first)
             row.update(outcome=outcome, backend="+".join(sorted(backends)))
     write_table(rows, out_path, JUDGMENTS)
     outcomes = Counter(r["outcome"] for r in rows)
-    log.info("judged %d pairs with %s (%s): %s; verdicts without a decision: %s", len(rows), model, judge.protocol,
-             dict(outcomes), dict(unparseable) or "none")
+    log.info(
+        "judged %d pairs with %s (%s): %s; verdicts without a decision: %s",
+        len(rows),
+        model,
+        judge.protocol,
+        dict(outcomes),
+        dict(unparseable) or "none",
+    )
     return {"outcomes": dict(outcomes), "unparseable": dict(unparseable), "calls": len(requests)}

@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
 JOINT_RIDGE = 0.01  # L2 penalty on the item terms δ of the joint fit (see the module docstring)
 
 
-def joint_difficulty(rows: Sequence[tuple[Sequence[str], Sequence[float], Sequence[float]]], *,
-                     ridge: float = JOINT_RIDGE) -> dict[str, float]:
+def joint_difficulty(
+    rows: Sequence[tuple[Sequence[str], Sequence[float], Sequence[float]]], *, ridge: float = JOINT_RIDGE
+) -> dict[str, float]:
     """Item difficulty δ (centred) from the joint GLM over ``rows``: each row is (item ids,
     preferences for the row's answer in [0, 1], fractional ones kept, length differences in
     characters). Needs at least two rows: with one, δ and the row's own terms are the same thing."""
@@ -49,8 +50,9 @@ def joint_difficulty(rows: Sequence[tuple[Sequence[str], Sequence[float], Sequen
         diff = np.asarray(diff, dtype=float)
         y = np.asarray(prefs, dtype=float)
         if not (len(ids) == len(y) == len(diff)) or len(y) == 0:
-            raise ValueError(f"row {r}: item ids, preferences and length differences must be non-empty and "
-                             "of one length")
+            raise ValueError(
+                f"row {r}: item ids, preferences and length differences must be non-empty and of one length"
+            )
         if np.any(~np.isfinite(y) | (y < 0) | (y > 1)) or np.any(~np.isfinite(diff)):
             raise ValueError(f"row {r}: preferences must lie in [0, 1] and lengths must be numbers")
         sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
@@ -62,9 +64,12 @@ def joint_difficulty(rows: Sequence[tuple[Sequence[str], Sequence[float], Sequen
     n = len(y)
     # columns: θ_r (n_rows), β_r (n_rows), δ_i (len(items))
     design = scipy.sparse.csr_matrix(
-        (np.concatenate([x, np.ones(n), np.ones(n)]),
-         (np.tile(np.arange(n), 3), np.concatenate([row_of, n_rows + row_of, 2 * n_rows + item_of]))),
-        shape=(n, 2 * n_rows + len(items)))
+        (
+            np.concatenate([x, np.ones(n), np.ones(n)]),
+            (np.tile(np.arange(n), 3), np.concatenate([row_of, n_rows + row_of, 2 * n_rows + item_of])),
+        ),
+        shape=(n, 2 * n_rows + len(items)),
+    )
     penalty = np.concatenate([np.full(2 * n_rows, 1e-9), np.full(len(items), ridge)])  # 1e-9: θ of a zero column
 
     def loss(w):
@@ -78,11 +83,12 @@ def joint_difficulty(rows: Sequence[tuple[Sequence[str], Sequence[float], Sequen
         p = _sigmoid(design @ w)
         return (design.T @ scipy.sparse.diags(p * (1 - p)) @ design).toarray() + np.diag(penalty)
 
-    result = scipy.optimize.minimize(loss, np.zeros(design.shape[1]), jac=grad, hess=hess, method="trust-exact",
-                                     options={"gtol": 1e-8})
+    result = scipy.optimize.minimize(
+        loss, np.zeros(design.shape[1]), jac=grad, hess=hess, method="trust-exact", options={"gtol": 1e-8}
+    )
     if not result.success and np.max(np.abs(result.jac)) > 1e-4:
         raise RuntimeError(f"joint difficulty fit did not converge: {result.message}")
-    delta = result.x[2 * n_rows:]
+    delta = result.x[2 * n_rows :]
     delta = delta - delta.mean()
     return {item: float(v) for item, v in zip(items, delta)}
 
@@ -98,8 +104,9 @@ def read_difficulty(path: str | Path) -> dict[tuple[str | None, str], float]:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
         if "item_id" not in fields or "difficulty" not in fields:
-            raise ValueError(f"{path}: the header must name item_id and difficulty (and optionally testset), "
-                             f"got {fields}")
+            raise ValueError(
+                f"{path}: the header must name item_id and difficulty (and optionally testset), got {fields}"
+            )
         out: dict[tuple[str | None, str], float] = {}
         for rec in reader:
             where = f"{path}:{reader.line_num}"
@@ -120,8 +127,9 @@ def read_difficulty(path: str | Path) -> dict[tuple[str | None, str], float]:
     return out
 
 
-def difficulty_of(table: Mapping[tuple[str | None, str], float], testset: str, item_ids: Sequence[str],
-                  source: str) -> dict[str, float]:
+def difficulty_of(
+    table: Mapping[tuple[str | None, str], float], testset: str, item_ids: Sequence[str], source: str
+) -> dict[str, float]:
     """The file's difficulty of each item of ``testset`` (a row without testset serves every test
     set); an item without one is an error naming it."""
     out = {}
@@ -133,8 +141,9 @@ def difficulty_of(table: Mapping[tuple[str | None, str], float], testset: str, i
     return out
 
 
-def report_difficulty(pairs: Mapping[tuple[str, str, str], Sequence[tuple[str, float, int, int]]],
-                      lc) -> dict[str, dict[str, float]]:
+def report_difficulty(
+    pairs: Mapping[tuple[str, str, str], Sequence[tuple[str, float, int, int]]], lc
+) -> dict[str, dict[str, float]]:
     """Item difficulty by test set, then item id, for the report's (optimizer, test set, target)
     cells given as their valid pairs (item id, preference, optimized length, original length);
     ``lc``: :class:`bpo.settings.evaluate.LCSettings`. Empty for the length_only method."""
@@ -145,30 +154,47 @@ def report_difficulty(pairs: Mapping[tuple[str, str, str], Sequence[tuple[str, f
         by_testset.setdefault(testset, []).append(cell)
     if lc.difficulty != "joint":
         table = read_difficulty(lc.difficulty)
-        return {ts: difficulty_of(table, ts, sorted({p[0] for cell in cells for p in cell}),
-                                  f"eval.report.lc.difficulty ({lc.difficulty})")
-                for ts, cells in by_testset.items()}
+        return {
+            ts: difficulty_of(
+                table,
+                ts,
+                sorted({p[0] for cell in cells for p in cell}),
+                f"eval.report.lc.difficulty ({lc.difficulty})",
+            )
+            for ts, cells in by_testset.items()
+        }
     out = {}
     for ts, cells in by_testset.items():
         rows = [([p[0] for p in c], [p[1] for p in c], [p[2] - p[3] for p in c]) for c in cells if c]
         if len(rows) < 2:
-            raise ValueError(f"config eval.report.lc.difficulty: joint needs at least 2 optimizer x target rows "
-                             f"with valid pairs on test set {ts!r}, found {len(rows)}; add optimizers or targets, "
-                             "or give a difficulty file")
+            raise ValueError(
+                f"config eval.report.lc.difficulty: joint needs at least 2 optimizer x target rows "
+                f"with valid pairs on test set {ts!r}, found {len(rows)}; add optimizers or targets, "
+                "or give a difficulty file"
+            )
         out[ts] = joint_difficulty(rows)
     return out
 
 
 def lc_method_note(lc) -> str:
     """The report's sentence on how its LC ΔWR was computed, naming the method exactly."""
-    base = ("LC ΔWR (method {m}): a logistic GLM of the judge's preference for the optimized answer (win 1, tie "
-            "0.5, lose 0) on tanh(Δ characters / sd)")
+    base = (
+        "LC ΔWR (method {m}): a logistic GLM of the judge's preference for the optimized answer (win 1, tie "
+        "0.5, lose 0) on tanh(Δ characters / sd)"
+    )
     if lc.method == "length_only":
-        return (base.format(m="length_only") + " with an intercept, predicted at equal length: AlpacaEval 2.0's "
-                "length term only (Dubois et al. 2024), without its per-item difficulty term or gamed-baseline "
-                "regularisation, so it is not AlpacaEval 2.0's LC.")
-    source = ("estimated jointly over every optimizer × target row of the test set" if lc.difficulty == "joint"
-              else f"read from {lc.difficulty}")
-    return (base.format(m="alpacaeval") + f" plus a per-item difficulty term ({source}) and a per-row intercept, "
-            "averaged over the items at equal length: AlpacaEval 2.0's length_controlled_v1 GLM (Dubois et al. "
-            "2024), without its gamed-baseline regularisation (this run has no gamed-baseline answers).")
+        return (
+            base.format(m="length_only") + " with an intercept, predicted at equal length: AlpacaEval 2.0's "
+            "length term only (Dubois et al. 2024), without its per-item difficulty term or gamed-baseline "
+            "regularisation, so it is not AlpacaEval 2.0's LC."
+        )
+    source = (
+        "estimated jointly over every optimizer × target row of the test set"
+        if lc.difficulty == "joint"
+        else f"read from {lc.difficulty}"
+    )
+    return (
+        base.format(m="alpacaeval") + f" plus a per-item difficulty term ({source}) and a per-row intercept, "
+        "averaged over the items at equal length: AlpacaEval 2.0's length_controlled_v1 GLM (Dubois et al. "
+        "2024), without its gamed-baseline regularisation (this run has no gamed-baseline answers)."
+    )

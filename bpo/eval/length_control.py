@@ -19,8 +19,9 @@ verdict-token probabilities, :func:`bpo.eval.winrates.weighted_preference`) ente
 Fit: statsmodels' GLM (IRLS maximum likelihood). Where the maximum-likelihood estimate does not
 exist (perfect separation, e.g. in a small bootstrap resample where the longer answer always
 won; or IRLS not converging to finite values), the fit falls back to statsmodels' ridge-penalised
-GLM with penalty :data:`RIDGE` on θ only, and the fit is counted. Exact cases need no fit: a constant preference is its own
-LC value, and without any length difference the GLM reduces to the mean preference.
+GLM with penalty :data:`RIDGE` on θ only, and the fit is counted. Exact cases need no fit: a
+constant preference is its own LC value, and without any length difference the GLM reduces to
+the mean preference.
 
 Interval: percentile bootstrap over pairs (resampled with replacement, refitted, sd recomputed).
 
@@ -41,8 +42,8 @@ preference is the mean over the row's items of σ(γ · d_i + β) (Δlen = 0), n
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -115,8 +116,10 @@ def _fit_alpacaeval(y: np.ndarray, diff: np.ndarray, d: np.ndarray, gamed: Seque
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-    x = np.vstack([np.column_stack([_length_column(diff), d, np.ones_like(d)])]
-                  + [np.column_stack([_length_column(g.diff), g.difficulty, np.zeros_like(g.diff)]) for g in gamed])
+    x = np.vstack(
+        [np.column_stack([_length_column(diff), d, np.ones_like(d)])]
+        + [np.column_stack([_length_column(g.diff), g.difficulty, np.zeros_like(g.diff)]) for g in gamed]
+    )
     endog = np.concatenate([y] + [g.preferences for g in gamed])
     weights = np.concatenate([np.ones_like(y)] + [np.full(len(g.diff), GAMED_LAMBDA / len(gamed)) for g in gamed])
     model = sm.GLM(endog, x, family=sm.families.Binomial(), freq_weights=weights)
@@ -128,8 +131,9 @@ def _fit_alpacaeval(y: np.ndarray, diff: np.ndarray, d: np.ndarray, gamed: Seque
         # separation only where some preference is 0 or 1 (fractional ones are fitted finitely)
         perfect = any(issubclass(w.category, PerfectSeparationWarning) for w in caught)
         params = result.params
-        separated = (not (result.converged and np.all(np.isfinite(params)))
-                     or (perfect and bool(np.any((endog == 0) | (endog == 1)))))
+        separated = not (result.converged and np.all(np.isfinite(params))) or (
+            perfect and bool(np.any((endog == 0) | (endog == 1)))
+        )
         if separated:
             params = model.fit_regularized(alpha=np.array([RIDGE, RIDGE, 0.0]), L1_wt=0.0).params
     preference = float(np.mean(0.5 * (1.0 + np.tanh(0.5 * (params[1] * d + params[2])))))
@@ -144,9 +148,17 @@ def _delta(preference: float) -> float:
     return 100.0 * (2.0 * preference - 1.0)
 
 
-def length_controlled(preferences: Sequence[float], len_optimized: Sequence[float], len_original: Sequence[float], *,
-                      samples: int, seed: int, confidence: float = 0.95, difficulty: Sequence[float] | None = None,
-                      gamed: Sequence[Gamed] = ()) -> LengthControlled | None:
+def length_controlled(
+    preferences: Sequence[float],
+    len_optimized: Sequence[float],
+    len_original: Sequence[float],
+    *,
+    samples: int,
+    seed: int,
+    confidence: float = 0.95,
+    difficulty: Sequence[float] | None = None,
+    gamed: Sequence[Gamed] = (),
+) -> LengthControlled | None:
     """LC ΔWR with its percentile bootstrap interval. ``preferences[i]`` is the judge's preference
     for the optimized answer of pair i (1 win, 0.5 tie, 0 lose, or a probability, kept as it is);
     lengths in characters. Without ``difficulty`` the ``length_only`` GLM; with it (one value per

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from bpo.drops import locations_of
 from bpo.eval.testsets import TestItem, load_configured, render_question
@@ -29,8 +30,8 @@ from bpo.generation import EngineRecord, GenerationSettings
 from bpo.optimizer import optimize_prompts
 from bpo.schemas import OPTIMIZED, write_table
 from bpo.settings import LLMRuntime
-from bpo.templates import RewriteTemplate
 from bpo.settings.optimize import IdentitySettings, LLMRewriteSettings, OptimizeSettings, optimizer_kind
+from bpo.templates import RewriteTemplate
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def split_context(output: str, context: str) -> tuple[str | None, str | None]:
     if text.endswith(ctx):
         instruction = text[: len(text) - len(ctx)].strip()
     elif text.startswith(ctx):
-        instruction = text[len(ctx):].strip()
+        instruction = text[len(ctx) :].strip()
     else:
         return None, "context altered"
     if not instruction:
@@ -54,8 +55,13 @@ def split_context(output: str, context: str) -> tuple[str | None, str | None]:
 
 
 def optimize_items(
-    items: Sequence[TestItem], model: str, settings: GenerationSettings, *, context_mode: str,
-    prompt_format: str | None = None, format_override: str | None = None,
+    items: Sequence[TestItem],
+    model: str,
+    settings: GenerationSettings,
+    *,
+    context_mode: str,
+    prompt_format: str | None = None,
+    format_override: str | None = None,
 ) -> tuple[list[tuple[str, str | None]], EngineRecord | None]:
     """``(optimized_instruction, fallback_reason)`` per item, and the engine that generated.
     ``prompt_format``/``format_override``: see :func:`bpo.optimizer.optimize_prompts`."""
@@ -65,8 +71,7 @@ def optimize_items(
         prompts = [render_question(it.instruction, it.context) for it in items]
     else:
         prompts = [it.instruction for it in items]
-    rewrites = optimize_prompts(model, prompts, settings, prompt_format=prompt_format,
-                                format_override=format_override)
+    rewrites = optimize_prompts(model, prompts, settings, prompt_format=prompt_format, format_override=format_override)
     if len(rewrites.results) != len(items):
         raise RuntimeError(f"optimizer returned {len(rewrites.results)} results for {len(items)} prompts")
     out: list[tuple[str, str | None]] = []
@@ -87,16 +92,28 @@ def optimize_items(
     return out, rewrites.engine
 
 
-def write_optimized(items: Sequence[TestItem], rewritten: Sequence[tuple[str, str | None]], testset: str,
-                    optimizer: str, engine: EngineRecord | None, out_path: str | Path,
-                    metadata: dict[str, str] | None = None) -> None:
+def write_optimized(
+    items: Sequence[TestItem],
+    rewritten: Sequence[tuple[str, str | None]],
+    testset: str,
+    optimizer: str,
+    engine: EngineRecord | None,
+    out_path: str | Path,
+    metadata: dict[str, str] | None = None,
+) -> None:
     """The OPTIMIZED table, with the engine (or other provenance) in its metadata (the CLI's file
     mode writes it too)."""
     rows = [
         {
-            "item_id": it.item_id, "testset": testset, "optimizer": optimizer, "category": it.category,
-            "instruction": it.instruction, "context": it.context, "optimized_instruction": opt,
-            "fallback_reason": reason, "reference_optimized": it.reference_optimized,
+            "item_id": it.item_id,
+            "testset": testset,
+            "optimizer": optimizer,
+            "category": it.category,
+            "instruction": it.instruction,
+            "context": it.context,
+            "optimized_instruction": opt,
+            "fallback_reason": reason,
+            "reference_optimized": it.reference_optimized,
         }
         for it, (opt, reason) in zip(items, rewritten)
     ]
@@ -105,29 +122,50 @@ def write_optimized(items: Sequence[TestItem], rewritten: Sequence[tuple[str, st
 
 def _finish(name: str, testset: str, rewritten: list, dropped, how: str) -> dict:
     fallbacks = Counter(reason for _, reason in rewritten if reason is not None)
-    log.info("%s on %s: %d prompts optimized with %s, %d fell back to the original (%s)", name, testset,
-             len(rewritten), how, sum(fallbacks.values()), dict(fallbacks) or "none")
-    return {"items": len(rewritten), "fallbacks": dict(fallbacks), "dropped": dict(dropped),
-            "drop_locations": locations_of(dropped)}
+    log.info(
+        "%s on %s: %d prompts optimized with %s, %d fell back to the original (%s)",
+        name,
+        testset,
+        len(rewritten),
+        how,
+        sum(fallbacks.values()),
+        dict(fallbacks) or "none",
+    )
+    return {
+        "items": len(rewritten),
+        "fallbacks": dict(fallbacks),
+        "dropped": dict(dropped),
+        "drop_locations": locations_of(dropped),
+    }
 
 
 def optimize_testset(out_path: str | Path, settings: OptimizeSettings, model: str) -> dict:
     """Load the test set of ``settings``, rewrite it with the optimizer at ``model`` (a folder or
     hub id: the trained optimizer's folder when ``settings.model`` is None), write ``out_path``."""
     ts = load_configured(settings.testset)
-    rewritten, engine = optimize_items(ts.items, model, settings.generation, context_mode=settings.context_mode,
-                                       prompt_format=settings.prompt_format)
+    rewritten, engine = optimize_items(
+        ts.items, model, settings.generation, context_mode=settings.context_mode, prompt_format=settings.prompt_format
+    )
     write_optimized(ts.items, rewritten, settings.testset.name, settings.name, engine, out_path)
-    return {**_finish(settings.name, settings.testset.name, rewritten, ts.dropped, str(engine)),
-            "engine": str(engine) if engine else None}
+    return {
+        **_finish(settings.name, settings.testset.name, rewritten, ts.dropped, str(engine)),
+        "engine": str(engine) if engine else None,
+    }
 
 
 def identity_testset(out_path: str | Path, settings: IdentitySettings) -> dict:
     """Every prompt unchanged, no model loaded: the sanity row of the comparison (ties)."""
     ts = load_configured(settings.testset)
     rewritten = [(it.instruction, None) for it in ts.items]
-    write_optimized(ts.items, rewritten, settings.testset.name, settings.name, None, out_path,
-                    metadata={"optimizer_kind": "identity"})
+    write_optimized(
+        ts.items,
+        rewritten,
+        settings.testset.name,
+        settings.name,
+        None,
+        out_path,
+        metadata={"optimizer_kind": "identity"},
+    )
     return _finish(settings.name, settings.testset.name, rewritten, ts.dropped, "identity (no rewrite)")
 
 
@@ -154,13 +192,13 @@ def rewrite_request(settings: LLMRewriteSettings, template: RewriteTemplate, ins
     return call_request(settings.call, template.fill(instruction))
 
 
-def rewrite_with_llm(items: Sequence[TestItem], settings: LLMRewriteSettings,
-                     runtime: LLMRuntime) -> list[tuple[str, str | None]]:
+def rewrite_with_llm(
+    items: Sequence[TestItem], settings: LLMRewriteSettings, runtime: LLMRuntime
+) -> list[tuple[str, str | None]]:
     """``(optimized_instruction, fallback_reason)`` per item: the endpoint rewrites the
     instruction alone (the context is attached afterwards, untouched). Calls are cached."""
     from bpo.eval.calls import run_unique
     from bpo.llm import make_client
-
     from bpo.templates import load_rewrite
 
     template = load_rewrite(settings.template, settings.template_sha256)
@@ -184,13 +222,21 @@ def llm_rewrite_testset(out_path: str | Path, settings: LLMRewriteSettings, runt
     """Rewrite the test set of ``settings`` through its endpoint; write ``out_path``."""
     ts = load_configured(settings.testset)
     rewritten = rewrite_with_llm(ts.items, settings, runtime)
-    write_optimized(ts.items, rewritten, settings.testset.name, settings.name, None, out_path,
-                    metadata={"optimizer_kind": "llm_rewrite", "rewrite_model": settings.call.model})
+    write_optimized(
+        ts.items,
+        rewritten,
+        settings.testset.name,
+        settings.name,
+        None,
+        out_path,
+        metadata={"optimizer_kind": "llm_rewrite", "rewrite_model": settings.call.model},
+    )
     return _finish(settings.name, settings.testset.name, rewritten, ts.dropped, f"llm_rewrite {settings.call.model}")
 
 
-def run_optimizer(out_path: str | Path, config: Mapping[str, Any], params: Mapping[str, Any],
-                  model_input: str | None = None) -> dict:
+def run_optimizer(
+    out_path: str | Path, config: Mapping[str, Any], params: Mapping[str, Any], model_input: str | None = None
+) -> dict:
     """Rewrite a test set with the optimizer whose canonical settings are ``params``, through the
     library function its kind registers (bpo.settings.optimize.OPTIMIZER_KINDS). ``model_input``:
     the rule's model folder, if any (else a kind with a model input uses the hub id it names);

@@ -29,8 +29,15 @@ from bpo.settings.evaluate import SFTRewriteSettings
 log = logging.getLogger(__name__)
 
 
-def answer_sft(optimized_path: str | Path, source_path: str | Path, settings: SFTRewriteSettings,
-               runtime: LLMRuntime, *, out_reproduce: str | Path, out_sft: str | Path) -> dict:
+def answer_sft(
+    optimized_path: str | Path,
+    source_path: str | Path,
+    settings: SFTRewriteSettings,
+    runtime: LLMRuntime,
+    *,
+    out_reproduce: str | Path,
+    out_sft: str | Path,
+) -> dict:
     """Answer the optimized instructions; write the reproduce and the SFT file. Returns counts."""
     target = settings.target
     optimized = read_table(optimized_path, OPTIMIZED).to_pylist()
@@ -45,17 +52,24 @@ def answer_sft(optimized_path: str | Path, source_path: str | Path, settings: SF
             dropped[f"answer {status}"] += 1
             continue
         original = source[int(rec["item_id"])]
-        reproduce.append({
-            "instruction": rec["instruction"], "input": rec["context"], "output": original.get("output"),
-            "optimized_prompt": rec["optimized_instruction"], "res": text,
-        })
+        reproduce.append(
+            {
+                "instruction": rec["instruction"],
+                "input": rec["context"],
+                "output": original.get("output"),
+                "optimized_prompt": rec["optimized_instruction"],
+                "res": text,
+            }
+        )
         sft.append({"instruction": rec["instruction"], "input": rec["context"], "output": text})
     if not sft:
         raise RuntimeError(f"SFT rewrite: no record got an answer from target '{target.name}' ({dict(dropped)})")
     write_json(reproduce, out_reproduce, indent=1)
     write_json(sft, out_sft, indent=1)
     stats = {
-        "records": len(optimized), "written": len(sft), "dropped": dict(dropped),
+        "records": len(optimized),
+        "written": len(sft),
+        "dropped": dict(dropped),
         "rewritten": sum(r["fallback_reason"] is None for r in optimized),
     }
     log.info("SFT rewrite with %s: %s", target.name, stats)

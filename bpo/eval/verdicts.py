@@ -90,13 +90,6 @@ class Verdict:
     rule: str  # the rule that decided, or why nothing was decided (see the module docstring)
     reason: str | None = None  # None when decided; empty | no verdict | ambiguous (A/B) | negated preference
 
-    @property
-    def decided(self) -> bool:
-        return self.verdict is not None
-
-
-ParsedVerdict = Verdict  # the name before rules were recorded
-
 
 def _letter(token: str) -> str:
     token = token.strip().lower()
@@ -134,7 +127,7 @@ def _from_tokens(text: str, pattern: re.Pattern, prefix: str) -> Verdict:
     final = pattern.fullmatch(last_line)
     decisions = [_letter(final.group(1))] if final else []
     for label in _LABEL.finditer(text):
-        segment = text[label.end():_line_end(text, label.end())]
+        segment = text[label.end() : _line_end(text, label.end())]
         found = {_letter(m.group(1)) for m in pattern.finditer(segment)}
         if len(found) == 1:  # a line listing several verdicts quotes the options, it decides nothing
             decisions.append(found.pop())
@@ -147,7 +140,7 @@ def _from_tokens(text: str, pattern: re.Pattern, prefix: str) -> Verdict:
 def _from_labels(text: str) -> Verdict | None:
     decisions = []
     for label in _LABEL.finditer(text):
-        rest = text[label.end():_line_end(text, label.end())]
+        rest = text[label.end() : _line_end(text, label.end())]
         m = _LABEL_LETTER.match(rest)
         if m:
             decisions.append(m.group(1))
@@ -162,7 +155,7 @@ def _from_labels(text: str) -> Verdict | None:
 def _lenient(text: str) -> Verdict:
     signals: list[str] = []
     for label in _LABEL.finditer(text):
-        rest = text[label.end():_line_end(text, label.end())]
+        rest = text[label.end() : _line_end(text, label.end())]
         m = _LENIENT_LABEL.match(rest)
         if m:
             if _NEGATION.search(rest):
@@ -172,7 +165,7 @@ def _lenient(text: str) -> Verdict:
         agreed = _agreeing(signals)
         return Verdict(agreed, "lenient:label") if agreed else _ambiguous(signals, "lenient:ambiguous")
     for m in _PREFER.finditer(text):
-        if _NEGATION.search(text[max(0, m.start() - _NEGATION_WINDOW):m.end()]):
+        if _NEGATION.search(text[max(0, m.start() - _NEGATION_WINDOW) : m.end()]):
             return Verdict(None, "lenient:negation", "negated preference")
         signals.append(m.group(1) or m.group(2))
     if _TIE_PROSE.search(text):

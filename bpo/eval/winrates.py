@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -122,8 +122,9 @@ def verdict_probabilities(top_logprobs: Mapping[str, float]) -> dict[str, float]
     return {k: v / total for k, v in mass.items()}
 
 
-def weighted_preference(probs_optimized_first: Mapping[str, float] | None,
-                        probs_original_first: Mapping[str, float] | None) -> float | None:
+def weighted_preference(
+    probs_optimized_first: Mapping[str, float] | None, probs_original_first: Mapping[str, float] | None
+) -> float | None:
     """Expected preference for the optimized answer (1 = surely preferred, 0.5 = tie), from the
     verdict probabilities of each judged order (None = not judged in that order): with the
     optimized answer shown first P(A) + P(C)/2, shown second P(B) + P(C)/2; the mean of the

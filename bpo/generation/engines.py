@@ -74,8 +74,10 @@ def resolve_engine(requested: str, model: LocalModel) -> str:
     if requested == "auto":
         return "lean" if lean_supported(model.hf()) else "hf-generate"
     if requested == "lean" and not lean_supported(model.hf()):
-        raise ValueError(f"engine lean: {model.name} has no plain full-attention KV cache "
-                         "(sliding window, linear attention or KV sharing); use hf-generate or auto")
+        raise ValueError(
+            f"engine lean: {model.name} has no plain full-attention KV cache "
+            "(sliding window, linear attention or KV sharing); use hf-generate or auto"
+        )
     if requested == "vllm":
         try:
             import vllm  # noqa: F401
@@ -150,13 +152,24 @@ def _vllm(model: LocalModel, encoded: list[list[int]], settings: GenerationSetti
     from vllm import SamplingParams
 
     greedy = settings.greedy
-    params = SamplingParams(n=1, temperature=0.0 if greedy else settings.temperature,
-                            top_p=1.0 if greedy else settings.top_p, max_tokens=settings.max_new_tokens,
-                            seed=settings.seed, stop_token_ids=model.eos_ids)
+    params = SamplingParams(
+        n=1,
+        temperature=0.0 if greedy else settings.temperature,
+        top_p=1.0 if greedy else settings.top_p,
+        max_tokens=settings.max_new_tokens,
+        seed=settings.seed,
+        stop_token_ids=model.eos_ids,
+    )
     results = model.vllm(settings.seed).generate([{"prompt_token_ids": ids} for ids in encoded], params)
-    return [Generation(text=r.outputs[0].text, hit_limit=r.outputs[0].finish_reason == "length",
-                       prompt_tokens=len(ids), completion_tokens=len(r.outputs[0].token_ids))
-            for ids, r in zip(encoded, results)]
+    return [
+        Generation(
+            text=r.outputs[0].text,
+            hit_limit=r.outputs[0].finish_reason == "length",
+            prompt_tokens=len(ids),
+            completion_tokens=len(r.outputs[0].token_ids),
+        )
+        for ids, r in zip(encoded, results)
+    ]
 
 
 def generate(model: LocalModel, prompts: Sequence[Sequence[int]], settings: GenerationSettings) -> Generated:
@@ -175,8 +188,12 @@ def generate(model: LocalModel, prompts: Sequence[Sequence[int]], settings: Gene
         return Generated(_vllm(model, encoded, settings), record)
     run = _lean if engine == "lean" else _hf_generate
     outputs = [
-        Generation(text=model.tokenizer.decode(ids, skip_special_tokens=True), hit_limit=hit_limit,
-                   prompt_tokens=len(prompt), completion_tokens=n_new)
+        Generation(
+            text=model.tokenizer.decode(ids, skip_special_tokens=True),
+            hit_limit=hit_limit,
+            prompt_tokens=len(prompt),
+            completion_tokens=n_new,
+        )
         for prompt, (ids, hit_limit, n_new) in zip(encoded, run(model, encoded, settings))
     ]
     record = dataclasses.replace(record, dtype=model.resolved_dtype)
@@ -184,8 +201,9 @@ def generate(model: LocalModel, prompts: Sequence[Sequence[int]], settings: Gene
     return Generated(outputs, record)
 
 
-def generate_chat(model: LocalModel, conversations: Sequence[Sequence[Mapping[str, str]]],
-                  settings: GenerationSettings) -> Generated:
+def generate_chat(
+    model: LocalModel, conversations: Sequence[Sequence[Mapping[str, str]]], settings: GenerationSettings
+) -> Generated:
     """The assistant's reply to each conversation (``[{"role", "content"}, ...]`` ending in a
     user turn), rendered by :meth:`LocalModel.encode_chat`."""
     return generate(model, [model.encode_chat(c) for c in conversations], settings)

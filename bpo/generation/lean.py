@@ -161,19 +161,28 @@ def _prefill(model, prompts_ids, *, pad_id, keep_last):
     slack = 0.0 if device.type == "cpu" else 0.125
     for chunk in _pad_chunks([len(ids) for ids in prompts_ids], slack):
         c_width = max(len(prompts_ids[i]) for i in chunk)
-        input_ids = torch.tensor([[pad_id] * (c_width - len(prompts_ids[i])) + prompts_ids[i] for i in chunk],
-                                 device=device)
+        input_ids = torch.tensor(
+            [[pad_id] * (c_width - len(prompts_ids[i])) + prompts_ids[i] for i in chunk], device=device
+        )
         n_pad = torch.tensor([c_width - len(prompts_ids[i]) for i in chunk], device=device)
         attention_mask = (torch.arange(c_width, device=device)[None, :] >= n_pad[:, None]).long()
         position_ids = (attention_mask.cumsum(-1) - 1).masked_fill_(attention_mask == 0, 1)
         cache = DynamicCache(config=model.config)
-        c_logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=cache, use_cache=True, **keep_last).logits[:, -1]
+        c_logits = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            **keep_last,
+        ).logits[:, -1]
         rows = torch.tensor(chunk, device=device)
         if logits is None:
             logits = c_logits.new_empty(len(prompts_ids), c_logits.shape[-1])
-            kv = [tuple(t.new_zeros(len(prompts_ids), t.shape[1], width, t.shape[3])
-                        for t in (layer.keys, layer.values)) for layer in cache.layers]
+            kv = [
+                tuple(t.new_zeros(len(prompts_ids), t.shape[1], width, t.shape[3]) for t in (layer.keys, layer.values))
+                for layer in cache.layers
+            ]
         logits[rows] = c_logits
         for (keys, values), layer in zip(kv, cache.layers):
             keys[rows, :, width - c_width :] = layer.keys
@@ -278,8 +287,7 @@ def decode(model, encoded, *, pad_id, eos_ids, temperature, top_p, max_new_token
             g_rows, g_lens, g_first = [], [], []
             if refill:
                 group = [pending.popleft() for _ in range(min(free, len(pending)))]
-                logits, g_kv, g_width = _prefill(model, [encoded[i] for i in group], pad_id=pad_id,
-                                                    keep_last=keep_last)
+                logits, g_kv, g_width = _prefill(model, [encoded[i] for i in group], pad_id=pad_id, keep_last=keep_last)
                 stats["prefill groups"] += 1
                 for j, (i, t) in enumerate(zip(group, pick(logits).tolist())):
                     ids: list[int] = []
@@ -294,20 +302,33 @@ def decode(model, encoded, *, pad_id, eos_ids, temperature, top_p, max_new_token
                 cache = None
                 continue
             first = as_long(g_first)
-            cache, lens, mask = _merge_caches(cache, keep_t, lens, g_kv, as_long(g_rows), as_long(g_lens), g_width,
-                                              _headroom(max(g_width or 0, int(lens.max()) if keep else 0),
-                                                        max_new_tokens))
+            cache, lens, mask = _merge_caches(
+                cache,
+                keep_t,
+                lens,
+                g_kv,
+                as_long(g_rows),
+                as_long(g_lens),
+                g_width,
+                _headroom(max(g_width or 0, int(lens.max()) if keep else 0), max_new_tokens),
+            )
             last = torch.cat([last[keep_t], first]) if keep else first
             stats["rebuilds"] += 1
             continue
         if cache.cur == cache.capacity:  # grow (rows keep their order)
             stats["grows"] += 1
             everyone = as_long(range(len(rows)))
-            cache, lens, mask = _merge_caches(cache, everyone, lens, None, as_long([]), as_long([]), None,
-                                              _headroom(cache.cur, max_new_tokens))
+            cache, lens, mask = _merge_caches(
+                cache, everyone, lens, None, as_long([]), as_long([]), None, _headroom(cache.cur, max_new_tokens)
+            )
         # One decode step; the new token of every row goes to column cache.cur.
-        logits = model(input_ids=last[:, None], attention_mask=mask[:, :, :, : cache.cur + 1],
-                       position_ids=lens[:, None], past_key_values=cache, use_cache=True).logits[:, -1]
+        logits = model(
+            input_ids=last[:, None],
+            attention_mask=mask[:, :, :, : cache.cur + 1],
+            position_ids=lens[:, None],
+            past_key_values=cache,
+            use_cache=True,
+        ).logits[:, -1]
         cache.cur += 1
         lens = lens + 1
         last = pick(logits)

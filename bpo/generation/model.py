@@ -20,13 +20,19 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # it does in training (bpo.train.run.resolve_precision).
 CPU_BF16_MIN_PARAMS = 50_000_000
 
-_LOADED: dict[tuple, "LocalModel"] = {}
+_LOADED: dict[tuple, LocalModel] = {}
 
 # What the hub accepts as a repo id: "name" or "namespace/name", no "..", "--" or leading dot.
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 # Files a transformers tokenizer is loaded from (fast, sentencepiece, BPE/WordPiece vocabularies, tiktoken).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
-                   "sentencepiece.bpe.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 
 
 def is_hub_id(value: str) -> bool:
@@ -43,8 +49,7 @@ def model_folder_problem(value: str, *, tokenizer: bool = True) -> str | None:
         return None if is_hub_id(value) else f"{value} does not exist (and is not a hub id: those read namespace/name)"
     if not path.is_dir():
         return f"{value} is not a folder"
-    if tokenizer and not any((path / name).is_file() for name in TOKENIZER_FILES) \
-            and not any(path.glob("*.tiktoken")):
+    if tokenizer and not any((path / name).is_file() for name in TOKENIZER_FILES) and not any(path.glob("*.tiktoken")):
         return f"no tokenizer files in {value} (looked for {', '.join(TOKENIZER_FILES)}, *.tiktoken)"
     return None
 
@@ -99,8 +104,9 @@ class LocalModel:
             dtype, why = ("float32", "") if cpu_auto else resolve_dtype(self.dtype, self.device)
             try:
                 # sdpa explicitly: training may have used sdpa_varlen, which only matters for packing
-                model = AutoModelForCausalLM.from_pretrained(self.name, dtype=getattr(torch, dtype),
-                                                             attn_implementation="sdpa")
+                model = AutoModelForCausalLM.from_pretrained(
+                    self.name, dtype=getattr(torch, dtype), attn_implementation="sdpa"
+                )
             except OSError as exc:
                 raise FileNotFoundError(f"cannot load the model from {self.name!r}: {exc}") from exc
             if cpu_auto:

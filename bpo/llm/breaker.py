@@ -36,8 +36,7 @@ class Breaker:
     slow but live server answers the probe and is left alone; a hung or non-HTTP one fails it.
     """
 
-    def __init__(self, limit_s: float, probe_after_s: float = PROBE_AFTER_S,
-                 probe_timeout_s: float = PROBE_TIMEOUT_S):
+    def __init__(self, limit_s: float, probe_after_s: float = PROBE_AFTER_S, probe_timeout_s: float = PROBE_TIMEOUT_S):
         self.limit_s = limit_s
         self.probe_after_s = probe_after_s
         self.probe_timeout_s = probe_timeout_s
@@ -76,8 +75,14 @@ class Breaker:
         now = time.monotonic()
         if self.since is None:
             self.since = now if at is None else at
-            log.warning("endpoint '%s' (%s) gives no HTTP answer (%s); probing it and retrying for up to %g s "
-                        "(limits.circuit_breaker_s)", name, base_url, error, self.limit_s)
+            log.warning(
+                "endpoint '%s' (%s) gives no HTTP answer (%s); probing it and retrying for up to %g s "
+                "(limits.circuit_breaker_s)",
+                name,
+                base_url,
+                error,
+                self.limit_s,
+            )
         self.failures += 1
         self.seen[kind] = self.seen.get(kind, 0) + 1
         self.last_error = error
@@ -95,8 +100,10 @@ class Breaker:
         """What was seen instead of an HTTP answer, for the error that stops the stage."""
         kinds = ", ".join(f"{kind} x{n}" for kind, n in sorted(self.seen.items(), key=lambda kv: -kv[1]))
         waiting = f"; {self.waiting} calls in flight, ended" if self.waiting else ""
-        return (f"no HTTP answer for {time.monotonic() - self.since:.0f} s: {self.failures} failures "
-                f"({kinds}; {self.probes} liveness probes sent{waiting}); last: {self.last_error}")
+        return (
+            f"no HTTP answer for {time.monotonic() - self.since:.0f} s: {self.failures} failures "
+            f"({kinds}; {self.probes} liveness probes sent{waiting}); last: {self.last_error}"
+        )
 
     async def watch(self, probe, name: str, base_url: str) -> None:
         """Probe the endpoint while it is silent; returns when the breaker trips."""
@@ -124,7 +131,7 @@ class Breaker:
             return
         try:
             await asyncio.wait_for(self.tripped.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
@@ -161,4 +168,3 @@ def short(text: Any, limit: int = _ERROR_TEXT_MAX) -> str:
     """Error text as it may be logged or stored: redacted, cut at ``limit`` characters."""
     s = redact.redact(str(text))
     return s if len(s) <= limit else s[:limit] + "..."
-

@@ -20,11 +20,10 @@ The row's columns and Parquet form are in bpo.llm.cache_rows, claim owners in bp
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,8 +40,17 @@ DEFAULT_CACHE_PATH = ".bpo-cache/llm.sqlite"
 # ``local:<16 hex>`` for a local model's answers (bpo.llm.local.local_source).
 SOURCES = ("openai", "standin")
 
-__all__ = ["CACHE_EXPORT_SCHEMA", "CLAIM_LEASE_S", "DEFAULT_CACHE_PATH", "SOURCES", "Cache", "new_owner",
-           "owner_alive", "result_row", "retire_owner"]
+__all__ = [
+    "CACHE_EXPORT_SCHEMA",
+    "CLAIM_LEASE_S",
+    "DEFAULT_CACHE_PATH",
+    "SOURCES",
+    "Cache",
+    "new_owner",
+    "owner_alive",
+    "result_row",
+    "retire_owner",
+]
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -86,6 +94,8 @@ CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 _SQL_CHUNK = 500  # keys per IN (...) query, under SQLite's variable limit
 
 
+# The counters of one usage row (`bpo usage`), all starting at 0.
+_USAGE_FIELDS = ("calls", "ok", "truncated", "refused", "failed", "prompt_tokens", "completion_tokens")
 
 
 class Cache:
@@ -100,8 +110,7 @@ class Cache:
         while True:
             try:
                 # autocommit mode: we open transactions ourselves, one per batch of answers
-                self._db = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None,
-                                           check_same_thread=False)
+                self._db = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False)
                 if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
@@ -118,7 +127,7 @@ class Cache:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "Cache":
+    def __enter__(self) -> Cache:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -133,7 +142,8 @@ class Cache:
             chunk = list(keys[i : i + _SQL_CHUNK])
             marks = ",".join("?" * len(chunk))
             cur = self._db.execute(
-                f"SELECT {cols} FROM calls WHERE backend = ? AND key IN ({marks})", [backend, *chunk])
+                f"SELECT {cols} FROM calls WHERE backend = ? AND key IN ({marks})", [backend, *chunk]
+            )
             for row in cur:
                 out[row[0]] = dict(zip(COLUMNS, row))
         return out
@@ -143,8 +153,7 @@ class Cache:
         for i in range(0, len(keys), _SQL_CHUNK):
             chunk = list(keys[i : i + _SQL_CHUNK])
             marks = ",".join("?" * len(chunk))
-            cur = self._db.execute(f"SELECT key FROM calls WHERE backend = ? AND key IN ({marks})",
-                                   [backend, *chunk])
+            cur = self._db.execute(f"SELECT key FROM calls WHERE backend = ? AND key IN ({marks})", [backend, *chunk])
             found.update(r[0] for r in cur)
         return found
 
@@ -163,8 +172,7 @@ class Cache:
             "SELECT stage, model, backend, status, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) "
             "FROM calls GROUP BY stage, model, backend, status"
         ):
-            s = stats.setdefault((stage, model, backend), {"calls": 0, "ok": 0, "truncated": 0, "refused": 0,
-                                                           "failed": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            s = stats.setdefault((stage, model, backend), dict.fromkeys(_USAGE_FIELDS, 0))
             s["calls"] += n
             s[status] = s.get(status, 0) + n
             s["prompt_tokens"] += pt or 0
@@ -173,8 +181,7 @@ class Cache:
             "SELECT stage, model, backend, COUNT(DISTINCT key) FROM failures f WHERE NOT EXISTS "
             "(SELECT 1 FROM calls c WHERE c.key = f.key AND c.backend = f.backend) GROUP BY stage, model, backend"
         ):
-            s = stats.setdefault((stage, model, backend), {"calls": 0, "ok": 0, "truncated": 0, "refused": 0,
-                                                           "failed": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            s = stats.setdefault((stage, model, backend), dict.fromkeys(_USAGE_FIELDS, 0))
             s["failed"] += n
         return [{"stage": k[0], "model": k[1], "backend": k[2], **v} for k, v in sorted(stats.items())]
 
@@ -201,8 +208,18 @@ class Cache:
     def _insert_failures(self, rows: list[dict]) -> None:
         self._db.executemany(
             "INSERT INTO failures (key, backend, stage, model, error, attempts, created) VALUES (?,?,?,?,?,?,?)",
-            [(r["key"], r["backend"], redact(r["stage"]), redact(r["model"]), redact(r.get("error")),
-              r.get("attempts"), r.get("created", time.time())) for r in rows],
+            [
+                (
+                    r["key"],
+                    r["backend"],
+                    redact(r["stage"]),
+                    redact(r["model"]),
+                    redact(r.get("error")),
+                    r.get("attempts"),
+                    r.get("created", time.time()),
+                )
+                for r in rows
+            ],
         )
 
     def store(self, answers: Sequence[dict], failures: Sequence[dict], owner: str | None) -> None:
@@ -215,16 +232,20 @@ class Cache:
             if answers:
                 self._db.executemany(
                     f"INSERT OR REPLACE INTO calls ({', '.join(COLUMNS)}) VALUES ({marks})",
-                    [call_values(r) for r in answers])
+                    [call_values(r) for r in answers],
+                )
             if failures:
                 self._insert_failures(list(failures))
             if owner is not None:
-                self._db.executemany("DELETE FROM claims WHERE key = ? AND backend = ? AND owner = ?",
-                                     [(r["key"], r["backend"], owner) for r in (*answers, *failures)])
+                self._db.executemany(
+                    "DELETE FROM claims WHERE key = ? AND backend = ? AND owner = ?",
+                    [(r["key"], r["backend"], owner) for r in (*answers, *failures)],
+                )
 
     # ---- in-flight claims ----------------------------------------------------------------
-    def claim(self, keys: Sequence[str], backend: str, owner: str,
-              lease_s: float = CLAIM_LEASE_S) -> tuple[list[str], dict[str, dict], list[str]]:
+    def claim(
+        self, keys: Sequence[str], backend: str, owner: str, lease_s: float = CLAIM_LEASE_S
+    ) -> tuple[list[str], dict[str, dict], list[str]]:
         """Claim ``keys`` for ``owner`` in one transaction: (claimed, answered rows, held by a
         live owner). A key already answered is returned as its row, never claimed; a claim whose
         lease ran out or whose owner is dead is taken over."""
@@ -239,11 +260,16 @@ class Cache:
                 chunk = list(keys[i : i + _SQL_CHUNK])
                 marks = ",".join("?" * len(chunk))
                 for row in self._db.execute(
-                        f"SELECT {cols} FROM calls WHERE backend = ? AND key IN ({marks})", [backend, *chunk]):
+                    f"SELECT {cols} FROM calls WHERE backend = ? AND key IN ({marks})", [backend, *chunk]
+                ):
                     answered[row[0]] = dict(zip(COLUMNS, row))
-                current = {k: (o, e) for k, o, e in self._db.execute(
-                    f"SELECT key, owner, expires FROM claims WHERE backend = ? AND key IN ({marks})",
-                    [backend, *chunk])}
+                current = {
+                    k: (o, e)
+                    for k, o, e in self._db.execute(
+                        f"SELECT key, owner, expires FROM claims WHERE backend = ? AND key IN ({marks})",
+                        [backend, *chunk],
+                    )
+                }
                 take = []
                 for key in chunk:
                     if key in answered:
@@ -259,7 +285,8 @@ class Cache:
                 if take:
                     self._db.executemany(
                         "INSERT OR REPLACE INTO claims (key, backend, owner, expires) VALUES (?,?,?,?)",
-                        [(k, backend, owner, now + lease_s) for k in take])
+                        [(k, backend, owner, now + lease_s) for k in take],
+                    )
                     claimed.extend(take)
         return claimed, answered, held
 
@@ -307,8 +334,10 @@ class Cache:
                 if not r.get(col):
                     raise LLMError(f"cache import: {path} row {i} has no {col}")
             if r["backend"] not in SOURCES and not is_local_source(r["backend"]):
-                raise LLMError(f"cache import: {path} row {i} (key {r['key'][:12]}): backend "
-                               f"{r['backend']!r} is not one of {SOURCES} or local:<16 hex>")
+                raise LLMError(
+                    f"cache import: {path} row {i} (key {r['key'][:12]}): backend "
+                    f"{r['backend']!r} is not one of {SOURCES} or local:<16 hex>"
+                )
             if r["status"] not in ("ok", "truncated", "refused"):
                 raise LLMError(f"cache import: {path} row {i} (key {r['key'][:12]}): status {r['status']!r}")
         before = self.count()
@@ -320,8 +349,6 @@ class Cache:
             )
         added = self.count() - before
         return added, len(rows) - added
-
-
 
 
 class _transaction:

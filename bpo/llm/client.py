@@ -26,8 +26,9 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from bpo import redact
 from bpo.llm.cache import Cache
@@ -63,9 +64,11 @@ class Estimate:
 
     def __str__(self) -> str:
         cost = f"~${self.usd:.4f}" if self.usd is not None else f"unknown (no price for {self.unpriced_models})"
-        return (f"{self.requests} requests ({self.unique} distinct): {self.cached} cached, {self.calls} to send, "
-                f"~{self.prompt_tokens} prompt + <= {self.completion_tokens} completion tokens, cost {cost} "
-                f"[backend {self.backend}]")
+        return (
+            f"{self.requests} requests ({self.unique} distinct): {self.cached} cached, {self.calls} to send, "
+            f"~{self.prompt_tokens} prompt + <= {self.completion_tokens} completion tokens, cost {cost} "
+            f"[backend {self.backend}]"
+        )
 
 
 class LLMClient:
@@ -78,8 +81,15 @@ class LLMClient:
     (``check_key=False`` defers that to ``run``, e.g. for a dry-run estimate without a key).
     """
 
-    def __init__(self, endpoint: EndpointSettings, runtime: LLMRuntime, stage: str, *, progress: bool | None = None,
-                 check_key: bool = True):
+    def __init__(
+        self,
+        endpoint: EndpointSettings,
+        runtime: LLMRuntime,
+        stage: str,
+        *,
+        progress: bool | None = None,
+        check_key: bool = True,
+    ):
         if not stage or not isinstance(stage, str):
             raise LLMError("LLMClient: stage must be a non-empty string (it labels cache rows and usage)")
         self.name, self.backend, self.stage = endpoint.name, endpoint.backend, stage
@@ -89,8 +99,9 @@ class LLMClient:
         self.base_url = LOCAL_BASE_URL if self.local else endpoint.base_url or DEFAULT_BASE_URL
         self.api_key_env = endpoint.api_key_env
         self._where = where
-        self.session = Session(self.backend, self.base_url, self.api_key_env, endpoint.default_headers, self.limits,
-                               self.local, where)
+        self.session = Session(
+            self.backend, self.base_url, self.api_key_env, endpoint.default_headers, self.limits, self.local, where
+        )
         self.cache_path = os.fspath(runtime.cache_path)
         self.prices = dict(runtime.prices)
         self.default_budget_usd = runtime.budget_usd
@@ -118,8 +129,9 @@ class LLMClient:
                 self._source = local_source(self.local["model"], self.local["dtype"], self.local["engine"])
             except (OSError, ValueError) as exc:
                 raise LLMError(f"config {self._where}.model: {exc}") from exc
-            log.info("endpoint '%s': backend local, model %s: cache source %s", self.name, self.local["model"],
-                     self._source)
+            log.info(
+                "endpoint '%s': backend local, model %s: cache source %s", self.name, self.local["model"], self._source
+            )
         return self._source
 
     def price_of(self, model: str) -> Mapping[str, float] | None:
@@ -174,8 +186,10 @@ class LLMClient:
         if budget is not None and self.backend not in FREE:  # stand-in and local are free
             unpriced = sorted({r.model for r in requests if price_for(self.prices, r.model) is None})
             if unpriced:
-                raise LLMError(f"stage '{self.stage}': a budget of ${budget} is set but llm.prices has no price "
-                               f"for model(s) {unpriced}; add {{input, output}} USD per million tokens")
+                raise LLMError(
+                    f"stage '{self.stage}': a budget of ${budget} is set but llm.prices has no price "
+                    f"for model(s) {unpriced}; add {{input, output}} USD per million tokens"
+                )
         t0 = time.perf_counter()
         results: list[ChatResult | None] = [None] * len(requests)
         first: dict[str, int] = {}
@@ -194,10 +208,16 @@ class LLMClient:
                     f"stage '{self.stage}': backend replay has no cached answer for {len(todo)} of {len(first)} "
                     f"distinct requests (models {models}; first missing key {todo[0][0][:16]}) in {self.cache_path}. "
                     f"Import a shared cache (`bpo cache import FILE.parquet --cache {self.cache_path}`) or use "
-                    f"backend openai to make the calls.", missing=len(todo), total=len(first))
+                    f"backend openai to make the calls.",
+                    missing=len(todo),
+                    total=len(first),
+                )
             if self.backend == "standin":
-                log.warning("stage '%s': backend standin: answers come from the offline stand-in (%s), NOT a real model",
-                            self.stage, STANDIN_MODEL)
+                log.warning(
+                    "stage '%s': backend standin: answers come from the offline stand-in (%s), NOT a real model",
+                    self.stage,
+                    STANDIN_MODEL,
+                )
             stats = await self._dispatch(todo, results, first, cache, len(hits), budget)
         finally:
             cache.close()
@@ -207,33 +227,63 @@ class LLMClient:
                 j = first[r.key]
                 if results[j] is not None and j != i:
                     results[i] = dataclasses.replace(results[j], cached=True)
-        stats.update(requests=len(requests), distinct=len(first), cached=len(hits), seconds=round(time.perf_counter() - t0, 3))
+        stats.update(
+            requests=len(requests), distinct=len(first), cached=len(hits), seconds=round(time.perf_counter() - t0, 3)
+        )
         self.last_stats = stats
-        log.info("stage '%s' [%s %s]: %d requests, %d distinct, %d cached, %d answered by another run, %d sent "
-                 "(%d ok, %d truncated, %d refused, %d failed), %d retries, %d prompt + %d completion tokens, ~$%.4f, "
-                 "%.1f s", self.stage, self.backend, self.name, len(requests), len(first), len(hits),
-                 stats["awaited"], stats["sent"],
-                 stats["ok"], stats["truncated"], stats["refused"], stats["error"], stats["retries"],
-                 stats["prompt_tokens"], stats["completion_tokens"], stats["spent_usd"], stats["seconds"])
+        log.info(
+            "stage '%s' [%s %s]: %d requests, %d distinct, %d cached, %d answered by another run, %d sent "
+            "(%d ok, %d truncated, %d refused, %d failed), %d retries, %d prompt + %d completion tokens, ~$%.4f, "
+            "%.1f s",
+            self.stage,
+            self.backend,
+            self.name,
+            len(requests),
+            len(first),
+            len(hits),
+            stats["awaited"],
+            stats["sent"],
+            stats["ok"],
+            stats["truncated"],
+            stats["refused"],
+            stats["error"],
+            stats["retries"],
+            stats["prompt_tokens"],
+            stats["completion_tokens"],
+            stats["spent_usd"],
+            stats["seconds"],
+        )
         if stats.get("engines"):
-            log.info("stage '%s': local model %s (cache source %s) generated with engine %s", self.stage,
-                     self.local["model"], self.source, ", ".join(stats["engines"]))
+            log.info(
+                "stage '%s': local model %s (cache source %s) generated with engine %s",
+                self.stage,
+                self.local["model"],
+                self.source,
+                ", ".join(stats["engines"]),
+            )
         if stats.get("cache_error"):
-            raise LLMError(f"stage '{self.stage}': cannot write answers to the LLM cache {self.cache_path} "
-                           f"(config llm.cache): {stats['cache_error']}; {stats.get('unstored', 0)} answered "
-                           f"calls could not be stored, the run stopped")
+            raise LLMError(
+                f"stage '{self.stage}': cannot write answers to the LLM cache {self.cache_path} "
+                f"(config llm.cache): {stats['cache_error']}; {stats.get('unstored', 0)} answered "
+                f"calls could not be stored, the run stopped"
+            )
         if stats.get("fatal"):
             raise EndpointUnreachable(
                 f"stage '{self.stage}': endpoint '{self.name}' ({self._where}, base_url {self.base_url}): "
                 f"{stats['fatal']}; stopped after {stats['sent']} calls (answered ones are cached)",
-                endpoint=self.name, base_url=self.base_url)
+                endpoint=self.name,
+                base_url=self.base_url,
+            )
         if stats.get("unreachable"):
             raise EndpointUnreachable(
                 f"stage '{self.stage}': endpoint '{self.name}' ({self._where}) at base_url {self.base_url} is "
                 f"unreachable: {stats['unreachable']}; stopped after {stats['sent']} calls, answers received "
                 f"before are cached. Check that base_url points at a live OpenAI-compatible HTTP server and the "
                 f"network (DNS, TLS, proxy), then rerun; the wait is "
-                f"{self._where}.limits.circuit_breaker_s.", endpoint=self.name, base_url=self.base_url)
+                f"{self._where}.limits.circuit_breaker_s.",
+                endpoint=self.name,
+                base_url=self.base_url,
+            )
         if stats.get("budget_stop"):
             answered = sum(r is not None for r in results)
             remaining = len(requests) - answered
@@ -242,8 +292,12 @@ class LLMClient:
                 f"{stats['sent']} new calls this run (estimated from llm.prices); {remaining} of {len(requests)} "
                 f"requests not sent. Everything answered is cached: rerun to continue (each run may spend up to "
                 f"the budget), or raise the budget.",
-                spent_usd=stats["spent_usd"], budget_usd=budget, answered=answered, remaining=remaining,
-                results=results)
+                spent_usd=stats["spent_usd"],
+                budget_usd=budget,
+                answered=answered,
+                remaining=remaining,
+                results=results,
+            )
         return results  # type: ignore[return-value]
 
     # ---- internals -------------------------------------------------------------------------
@@ -264,17 +318,25 @@ class LLMClient:
         return await Dispatcher(self, todo, results, first, cache, n_cached, budget).run()
 
 
-def make_client(endpoint: EndpointSettings, runtime: LLMRuntime, stage: str, *, check_key: bool = True,
-                progress: bool | None = None) -> LLMClient:
+def make_client(
+    endpoint: EndpointSettings, runtime: LLMRuntime, stage: str, *, check_key: bool = True, progress: bool | None = None
+) -> LLMClient:
     """The one way to build an LLM client: ``endpoint`` (what changes answers) plus ``runtime``
     (limits, cache path, prices, budget: what never does), both from :mod:`bpo.settings`."""
     return LLMClient(endpoint, runtime, stage, check_key=check_key, progress=progress)
 
 
-def client_from_mapping(endpoint: Mapping[str, Any], cache_path: str | os.PathLike, stage: str,
-                        prices: Mapping[str, Mapping[str, float]] | None = None, *, name: str | None = None,
-                        budget_usd: float | None = None, progress: bool | None = None,
-                        check_key: bool = True) -> LLMClient:
+def client_from_mapping(
+    endpoint: Mapping[str, Any],
+    cache_path: str | os.PathLike,
+    stage: str,
+    prices: Mapping[str, Mapping[str, float]] | None = None,
+    *,
+    name: str | None = None,
+    budget_usd: float | None = None,
+    progress: bool | None = None,
+    check_key: bool = True,
+) -> LLMClient:
     """A client for an ``llm.endpoints.<name>`` entry written in code (tests, benchmarks): the
     schema validates it and fills its defaults, then it is built like any stage's."""
     from bpo.settings import ConfigError, SettingsError, endpoint_config
@@ -285,6 +347,10 @@ def client_from_mapping(endpoint: Mapping[str, Any], cache_path: str | os.PathLi
         settings = EndpointSettings.from_config(config, name)
     except (ConfigError, SettingsError) as exc:
         raise LLMError(str(exc)) from None
-    return make_client(settings, LLMRuntime.from_config(config, name, budget_usd=budget_usd), stage,
-                       check_key=check_key, progress=progress)
-
+    return make_client(
+        settings,
+        LLMRuntime.from_config(config, name, budget_usd=budget_usd),
+        stage,
+        check_key=check_key,
+        progress=progress,
+    )

@@ -38,8 +38,18 @@ class Dispatcher:
     def __init__(self, owner, todo, results, first, cache: Cache, n_cached: int, budget: float | None):
         self.c, self.todo, self.results, self.first, self.cache = owner, todo, results, first, cache
         self.n_cached, self.budget = n_cached, budget
-        self.stats: dict[str, Any] = {"sent": 0, "ok": 0, "truncated": 0, "refused": 0, "error": 0, "retries": 0,
-                                      "prompt_tokens": 0, "completion_tokens": 0, "spent_usd": 0.0, "awaited": 0}
+        self.stats: dict[str, Any] = {
+            "sent": 0,
+            "ok": 0,
+            "truncated": 0,
+            "refused": 0,
+            "error": 0,
+            "retries": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "spent_usd": 0.0,
+            "awaited": 0,
+        }
         self.pending: list[dict] = []
         self.failures: list[dict] = []
         self.flush_scheduled = False
@@ -52,9 +62,17 @@ class Dispatcher:
             return stats
         from tqdm import tqdm
 
-        self.bar = bar = tqdm(total=len(self.first), initial=self.n_cached, desc=f"{c.stage} [{c.backend}]",
-                              unit="call", file=sys.stderr, disable=not c.show_progress(), dynamic_ncols=True,
-                              mininterval=1.0 if sys.stderr.isatty() else 15.0, postfix=f"cached={self.n_cached}")
+        self.bar = bar = tqdm(
+            total=len(self.first),
+            initial=self.n_cached,
+            desc=f"{c.stage} [{c.backend}]",
+            unit="call",
+            file=sys.stderr,
+            disable=not c.show_progress(),
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 15.0,
+            postfix=f"cached={self.n_cached}",
+        )
         self.loop = asyncio.get_running_loop()
         # the stand-in is free and instant: nothing to share with other processes (a local
         # model's generations are worth not repeating, so they are claimed like paid calls)
@@ -71,8 +89,18 @@ class Dispatcher:
         self.claim_batch = max(1, min(64, n_workers))
 
         client, transport = c.session.open(self.source)
-        self.caller = Caller(client, c.limits, self.limiter, breaker, stats, name=c.name, base_url=c.base_url,
-                             stage=c.stage, backend=c.backend, source=self.source)
+        self.caller = Caller(
+            client,
+            c.limits,
+            self.limiter,
+            breaker,
+            stats,
+            name=c.name,
+            base_url=c.base_url,
+            stage=c.stage,
+            backend=c.backend,
+            source=self.source,
+        )
         beat = asyncio.ensure_future(self.heartbeat()) if owner is not None else None
         prober = c.session.prober()
         watch = None
@@ -242,8 +270,17 @@ class Dispatcher:
             if row is not None:
                 self.store(row)
             else:
-                self.store({"key": key, "backend": self.source, "stage": c.stage, "model": req.model,
-                            "error": res.error, "attempts": attempts}, failed=True)
+                self.store(
+                    {
+                        "key": key,
+                        "backend": self.source,
+                        "stage": c.stage,
+                        "model": req.model,
+                        "error": res.error,
+                        "attempts": attempts,
+                    },
+                    failed=True,
+                )
                 self.bar.set_postfix_str(f"cached={self.n_cached} failed={stats['error']}", refresh=False)
             self.bar.update(1)
             # yield once: the flush queued above runs before this worker sends again, so an

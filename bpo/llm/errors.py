@@ -48,8 +48,16 @@ class BudgetExceeded(LLMError):
     ``results`` holds what was answered (None where nothing was sent), in request order.
     """
 
-    def __init__(self, message: str, *, spent_usd: float, budget_usd: float, answered: int,
-                 remaining: int, results: list | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        spent_usd: float,
+        budget_usd: float,
+        answered: int,
+        remaining: int,
+        results: list | None = None,
+    ):
         super().__init__(message)
         self.spent_usd = spent_usd
         self.budget_usd = budget_usd

@@ -29,8 +29,19 @@ class NoStatusLine(httpx2.RemoteProtocolError):
 class Response:
     """Incremental HTTP/1.1 response parser (status, headers, Content-Length/chunked/close)."""
 
-    __slots__ = ("status", "reason", "headers", "body", "keep_alive", "_mode", "_remaining",
-                 "_buf", "done", "head_request", "_got_bytes")
+    __slots__ = (
+        "status",
+        "reason",
+        "headers",
+        "body",
+        "keep_alive",
+        "_mode",
+        "_remaining",
+        "_buf",
+        "done",
+        "head_request",
+        "_got_bytes",
+    )
 
     def __init__(self, head_request: bool = False):
         self.status = 0

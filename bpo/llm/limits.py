@@ -24,7 +24,7 @@ class Limits(EndpointLimits):
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter: uniform in [base*2^attempt / 2, base*2^attempt]."""
-        cap = min(self.backoff_max_s, self.backoff_base_s * (2.0 ** attempt))
+        cap = min(self.backoff_max_s, self.backoff_base_s * (2.0**attempt))
         return cap * (0.5 + 0.5 * random.random())
 
 

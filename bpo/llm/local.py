@@ -31,13 +31,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx2
-
 
 log = logging.getLogger("bpo.llm.local")
 
@@ -74,7 +73,9 @@ def weights_fingerprint(model: str) -> str:
         try:
             config = Path(hf_hub_download(model, "config.json"))  # .../snapshots/<commit>/config.json
         except Exception as exc:  # noqa: BLE001 - any hub failure: say which model
-            raise FileNotFoundError(f"backend local: {model!r} is neither a folder nor a reachable hub id: {exc}") from exc
+            raise FileNotFoundError(
+                f"backend local: {model!r} is neither a folder nor a reachable hub id: {exc}"
+            ) from exc
         return f"hub:{model}@{config.parent.name}"
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _MODEL_SUFFIXES)
     if not files:
@@ -101,6 +102,7 @@ def is_local_source(source: str) -> bool:
 
 
 # ---- requests ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Decoding:
@@ -138,8 +140,9 @@ def parse_body(body: Any, default_max_tokens: int) -> tuple[list[dict[str, str]]
         raise LocalRequestError("the body must be a JSON object")
     unknown = sorted(set(body) - _BODY_FIELDS)
     if unknown:
-        raise LocalRequestError(f"backend local does not support the request field(s) {unknown} "
-                                f"(supported: {sorted(_BODY_FIELDS)})")
+        raise LocalRequestError(
+            f"backend local does not support the request field(s) {unknown} (supported: {sorted(_BODY_FIELDS)})"
+        )
     if int(body.get("n") or 1) != 1:
         raise LocalRequestError(f"field n={body['n']}: backend local generates one choice per request (n must be 1)")
     raw = body.get("messages")
@@ -171,8 +174,13 @@ def parse_body(body: Any, default_max_tokens: int) -> tuple[list[dict[str, str]]
     if not all(isinstance(s, str) and s for s in stops):
         raise LocalRequestError(f"field stop must be a non-empty string or a list of them, got {stop!r}")
     greedy = temperature == 0
-    decoding = Decoding(greedy=greedy, temperature=1.0 if greedy else temperature, top_p=1.0 if greedy else top_p,
-                        max_new_tokens=max_tokens, seed=seed or 0)
+    decoding = Decoding(
+        greedy=greedy,
+        temperature=1.0 if greedy else temperature,
+        top_p=1.0 if greedy else top_p,
+        max_new_tokens=max_tokens,
+        seed=seed or 0,
+    )
     return messages, decoding, stops
 
 
@@ -182,6 +190,7 @@ def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str | None:
 
 
 # ---- the batching worker ----------------------------------------------------------------
+
 
 class LocalWorker:
     """One thread that owns one loaded model and generates the queued requests in batches.
@@ -236,8 +245,12 @@ class LocalWorker:
                     if len(jobs) == 1:
                         jobs[0].future.set_exception(exc)
                     else:
-                        log.warning("backend local: a batch of %d failed (%s: %s); generating them one by one",
-                                    len(jobs), type(exc).__name__, exc)
+                        log.warning(
+                            "backend local: a batch of %d failed (%s: %s); generating them one by one",
+                            len(jobs),
+                            type(exc).__name__,
+                            exc,
+                        )
                         for job in jobs:
                             try:
                                 self._run(engine, decoding, [job])
@@ -255,9 +268,15 @@ class LocalWorker:
         from bpo.generation import GenerationSettings, generate_chat
 
         model = self._model()
-        settings = GenerationSettings(engine=engine, temperature=decoding.temperature, top_p=decoding.top_p,
-                                      max_new_tokens=decoding.max_new_tokens, batch_size=len(jobs),
-                                      seed=decoding.seed, greedy=decoding.greedy)
+        settings = GenerationSettings(
+            engine=engine,
+            temperature=decoding.temperature,
+            top_p=decoding.top_p,
+            max_new_tokens=decoding.max_new_tokens,
+            batch_size=len(jobs),
+            seed=decoding.seed,
+            greedy=decoding.greedy,
+        )
         t = time.perf_counter()
         out = generate_chat(model, [j.messages for j in jobs], settings)
         self.generate_calls += 1
@@ -265,8 +284,14 @@ class LocalWorker:
         ran = str(out.engine)
         if ran not in self.engines:
             self.engines.add(ran)
-            log.info("backend local: model %s (dtype %s, device %s) generates with engine %s (requested %s)",
-                     self.model, self.dtype, model.device, ran, out.engine.requested)
+            log.info(
+                "backend local: model %s (dtype %s, device %s) generates with engine %s (requested %s)",
+                self.model,
+                self.dtype,
+                model.device,
+                ran,
+                out.engine.requested,
+            )
         log.debug("backend local: %d conversations in one batch, %.2f s", len(jobs), time.perf_counter() - t)
         if self.on_generate is not None:
             self.on_generate(len(jobs))
@@ -277,8 +302,15 @@ class LocalWorker:
                 # the tokens of what is returned (the stop string and what followed are dropped)
                 text, finish = cut, "stop"
                 completion_tokens = len(model.tokenizer(cut, add_special_tokens=False)["input_ids"])
-            job.future.set_result({"text": text, "finish_reason": finish, "prompt_tokens": g.prompt_tokens,
-                                   "completion_tokens": completion_tokens, "engine": ran})
+            job.future.set_result(
+                {
+                    "text": text,
+                    "finish_reason": finish,
+                    "prompt_tokens": g.prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "engine": ran,
+                }
+            )
 
 
 _WORKERS: dict[tuple[str, str], LocalWorker] = {}
@@ -296,6 +328,7 @@ def local_worker(model: str, dtype: str) -> LocalWorker:
 
 
 # ---- the transport ----------------------------------------------------------------------
+
 
 def _error(code: int, message: str) -> httpx2.Response:
     return httpx2.Response(code, json={"error": {"message": message, "type": "invalid_request_error"}})
@@ -323,17 +356,28 @@ class LocalTransport(httpx2.AsyncBaseTransport):
         try:
             out = await asyncio.wrap_future(self.worker.submit(messages, self.engine, decoding, stops))
         except Exception as exc:  # noqa: BLE001 - a generation failure is this request's error
-            return _error(400, f"backend local: generation failed with {self.worker.model}: {type(exc).__name__}: {exc}")
+            return _error(
+                400, f"backend local: generation failed with {self.worker.model}: {type(exc).__name__}: {exc}"
+            )
         self.engines.add(out["engine"])
         key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
         pt, ct = out["prompt_tokens"], out["completion_tokens"]
-        return httpx2.Response(200, json={
-            "id": f"chatcmpl-local-{key}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.worker.model,
-            "system_fingerprint": f"{self.source} {out['engine']}",
-            "choices": [{"index": 0, "finish_reason": out["finish_reason"], "logprobs": None,
-                         "message": {"role": "assistant", "content": out["text"], "refusal": None}}],
-            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
-        })
+        return httpx2.Response(
+            200,
+            json={
+                "id": f"chatcmpl-local-{key}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.worker.model,
+                "system_fingerprint": f"{self.source} {out['engine']}",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": out["finish_reason"],
+                        "logprobs": None,
+                        "message": {"role": "assistant", "content": out["text"], "refusal": None},
+                    }
+                ],
+                "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+            },
+        )

@@ -12,8 +12,7 @@ from bpo.llm.cache_rows import result_row
 from bpo.llm.request import ChatRequest, ChatResult
 
 
-def answered(req: ChatRequest, data: dict, latency: float, attempts: int, *, source: str, stage: str,
-             backend: str):
+def answered(req: ChatRequest, data: dict, latency: float, attempts: int, *, source: str, stage: str, backend: str):
     """``(ChatResult, cache row, attempts)`` for a reply ``data`` that :func:`parse` accepted."""
     choices = data["choices"]
     first = choices[0]
@@ -46,13 +45,36 @@ def answered(req: ChatRequest, data: dict, latency: float, attempts: int, *, sou
     if ct is None:
         ct = sum((len(t or "") + 3) // 4 for t in texts)
     model = _text(data.get("model"), keep=False) or req.model
-    row = result_row(key=req.key, backend=source, stage=stage, model=req.model, request=req.body_json,
-                     status=status, text=text, choices=texts, finish_reason=finish, prompt_tokens=pt,
-                     completion_tokens=ct, error=error, response_model=model, latency_s=round(latency, 4),
-                     attempts=attempts)
-    res = ChatResult(key=req.key, status=status, text=text, prompt_tokens=pt, completion_tokens=ct,
-                     cached=False, error=error, backend=backend, model=model, finish_reason=finish,
-                     choices=texts)
+    row = result_row(
+        key=req.key,
+        backend=source,
+        stage=stage,
+        model=req.model,
+        request=req.body_json,
+        status=status,
+        text=text,
+        choices=texts,
+        finish_reason=finish,
+        prompt_tokens=pt,
+        completion_tokens=ct,
+        error=error,
+        response_model=model,
+        latency_s=round(latency, 4),
+        attempts=attempts,
+    )
+    res = ChatResult(
+        key=req.key,
+        status=status,
+        text=text,
+        prompt_tokens=pt,
+        completion_tokens=ct,
+        cached=False,
+        error=error,
+        backend=backend,
+        model=model,
+        finish_reason=finish,
+        choices=texts,
+    )
     return res, row, attempts
 
 
@@ -101,7 +123,16 @@ def from_row(row: dict, backend: str) -> ChatResult:
     texts: tuple = (text,)
     if row.get("choices"):
         texts = tuple(redact.redact(t) for t in json.loads(row["choices"]))
-    return ChatResult(key=row["key"], status=row["status"], text=text, prompt_tokens=row["prompt_tokens"],
-                      completion_tokens=row["completion_tokens"], cached=True, error=redact.redact(row["error"]),
-                      backend=backend, model=redact.redact(row["response_model"]), finish_reason=row["finish_reason"],
-                      choices=texts)
+    return ChatResult(
+        key=row["key"],
+        status=row["status"],
+        text=text,
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        cached=True,
+        error=redact.redact(row["error"]),
+        backend=backend,
+        model=redact.redact(row["response_model"]),
+        finish_reason=row["finish_reason"],
+        choices=texts,
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from bpo.llm.errors import LLMError
 
@@ -90,7 +91,7 @@ class ChatRequest:
         object.__setattr__(self, "_body", body)
         # one serialisation serves the key, the HTTP body and the cache row
         object.__setattr__(self, "_json", canon)
-        object.__setattr__(self, "_key", hashlib.sha256(f"{KEY_VERSION}\n{canon}".encode("utf-8")).hexdigest())
+        object.__setattr__(self, "_key", hashlib.sha256(f"{KEY_VERSION}\n{canon}".encode()).hexdigest())
 
     @property
     def key(self) -> str:
@@ -183,7 +184,9 @@ def price_for(prices: Mapping[str, Mapping[str, float]] | None, model: str) -> M
     return prices.get(model)
 
 
-def cost_usd(price: Mapping[str, float] | None, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
+def cost_usd(
+    price: Mapping[str, float] | None, prompt_tokens: int | None, completion_tokens: int | None
+) -> float | None:
     if price is None:
         return None
     return ((prompt_tokens or 0) * float(price["input"]) + (completion_tokens or 0) * float(price["output"])) / 1e6
@@ -196,5 +199,12 @@ def call_request(call: Any, user: str, *, system: str | None = None) -> ChatRequ
     request is what it was when the stage built it by hand."""
     system = system or call.system_prompt
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-    return ChatRequest(model=call.model, messages=messages, temperature=call.temperature, top_p=call.top_p,
-                       max_tokens=call.max_tokens, n=1, seed=call.seed)
+    return ChatRequest(
+        model=call.model,
+        messages=messages,
+        temperature=call.temperature,
+        top_p=call.top_p,
+        max_tokens=call.max_tokens,
+        n=1,
+        seed=call.seed,
+    )

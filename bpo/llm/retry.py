@@ -58,8 +58,20 @@ def retry_after(headers: httpx2.Headers | None) -> float | None:
 class Caller:
     """Sends one run's requests through ``client`` with the retry policy above."""
 
-    def __init__(self, client: AsyncOpenAI, limits: Limits, limiter: RateLimiter, breaker: Breaker, stats: dict, *,
-                 name: str, base_url: str, stage: str, backend: str, source: str):
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        limits: Limits,
+        limiter: RateLimiter,
+        breaker: Breaker,
+        stats: dict,
+        *,
+        name: str,
+        base_url: str,
+        stage: str,
+        backend: str,
+        source: str,
+    ):
         self.client, self.limits, self.limiter, self.breaker, self.stats = client, limits, limiter, breaker, stats
         self.name, self.base_url, self.stage, self.backend, self.source = name, base_url, stage, backend, source
         self.n_failed = 0
@@ -116,8 +128,15 @@ class Caller:
                 if isinstance(parsed, str):
                     last_error = f"malformed response body: {parsed}"
                 else:
-                    return answered(req, parsed, time.perf_counter() - t, attempt + 1, source=self.source,
-                                    stage=self.stage, backend=self.backend)
+                    return answered(
+                        req,
+                        parsed,
+                        time.perf_counter() - t,
+                        attempt + 1,
+                        source=self.source,
+                        stage=self.stage,
+                        backend=self.backend,
+                    )
             finally:
                 breaker.settled()
             if attempt < lim.max_retries:
@@ -128,8 +147,15 @@ class Caller:
         error = redact.redact(error)
         self.n_failed += 1
         if self.n_failed <= 20:  # a dead endpoint must not flood the log; the summary counts all
-            log.warning("stage '%s': call %s (model %s) failed: %s%s", self.stage, req.key[:12], req.model, error,
-                        " (further failures are only counted)" if self.n_failed == 20 else "")
-        res = ChatResult(key=req.key, status="error", text=None, error=error, backend=self.backend,
-                         model=None, cached=False)
+            log.warning(
+                "stage '%s': call %s (model %s) failed: %s%s",
+                self.stage,
+                req.key[:12],
+                req.model,
+                error,
+                " (further failures are only counted)" if self.n_failed == 20 else "",
+            )
+        res = ChatResult(
+            key=req.key, status="error", text=None, error=error, backend=self.backend, model=None, cached=False
+        )
         return res, None, attempts

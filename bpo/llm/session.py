@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import httpx2
 from openai import AsyncOpenAI
@@ -28,8 +29,16 @@ FREE = ("standin", "local")
 class Session:
     """How one endpoint is reached; ``where`` (``llm.endpoints.<name>``) names it in errors."""
 
-    def __init__(self, backend: str, base_url: str, api_key_env: str | None, header_templates: Mapping[str, Any],
-                 limits: Limits, local: dict[str, Any] | None, where: str):
+    def __init__(
+        self,
+        backend: str,
+        base_url: str,
+        api_key_env: str | None,
+        header_templates: Mapping[str, Any],
+        limits: Limits,
+        local: dict[str, Any] | None,
+        where: str,
+    ):
         self.backend, self.base_url, self.api_key_env = backend, base_url, api_key_env
         self.limits, self.local, self._where = limits, local, where
         self._header_templates = dict(header_templates)
@@ -88,10 +97,14 @@ class Session:
         else:
             transport = None
             http_client = httpx2.AsyncClient(
-                limits=httpx2.Limits(max_connections=conc, max_keepalive_connections=conc), trust_env=True)
+                limits=httpx2.Limits(max_connections=conc, max_keepalive_connections=conc), trust_env=True
+            )
             base_url = self.base_url
         client = AsyncOpenAI(
-            api_key=self.api_key(), base_url=base_url, http_client=http_client, max_retries=0,
+            api_key=self.api_key(),
+            base_url=base_url,
+            http_client=http_client,
+            max_retries=0,
             timeout=httpx2.Timeout(self.limits.timeout_s, connect=min(10.0, self.limits.timeout_s)),
             default_headers=self.headers() or None,
         )

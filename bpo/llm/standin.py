@@ -89,9 +89,11 @@ def find_instruction(prompt: str) -> str | None:
 # ---- critique ---------------------------------------------------------------------------
 
 _COMPARISON = [
-    "The stronger answer follows the instruction more closely and gets the key facts right, while the weaker one {weak}.",
+    "The stronger answer follows the instruction more closely and gets the key facts right, "
+    "while the weaker one {weak}.",
     "The weaker answer {weak}; the stronger answer is correct, better organised and more directly useful to the user.",
-    "On correctness the stronger answer wins: the weaker one {weak}. It is also more helpful, with a clearer structure.",
+    "On correctness the stronger answer wins: the weaker one {weak}. "
+    "It is also more helpful, with a clearer structure.",
 ]
 _WEAK = [
     "misses part of what was asked",
@@ -138,6 +140,7 @@ def _critique(prompt: str, seed: int) -> str:
 
 # ---- judge ------------------------------------------------------------------------------
 
+
 def _answers(prompt: str) -> tuple[str, str] | None:
     a = b = None
     for title, text in _sections(prompt):
@@ -167,8 +170,10 @@ def _judge(prompt: str, seed: int) -> str:
     else:
         verdict = "ABCAB"[seed % 5]
     why = {
-        "A": "Assistant A answers the question more directly and its content is more accurate and complete; Assistant B is vaguer.",
-        "B": "Assistant B is more accurate and better organised and covers what the user asked; Assistant A leaves gaps.",
+        "A": "Assistant A answers the question more directly and its content is more accurate and complete; "
+        "Assistant B is vaguer.",
+        "B": "Assistant B is more accurate and better organised and covers what the user asked; "
+        "Assistant A leaves gaps.",
         "C": "Both answers are of similar quality: each covers the main point with comparable accuracy and detail.",
     }[verdict]
     return f"{why}\n\n[[{verdict}]]"
@@ -208,8 +213,9 @@ def _plain(prompt: str, seed: int) -> str:
 def reply_text(body: dict, choice: int = 0) -> str:
     """The stand-in's reply to a chat-completions request body (deterministic)."""
     prompt = _prompt(body)
-    seed = _h(body.get("model"), body.get("messages"), body.get("temperature"), body.get("top_p"),
-              body.get("seed"), choice)
+    seed = _h(
+        body.get("model"), body.get("messages"), body.get("temperature"), body.get("top_p"), body.get("seed"), choice
+    )
     if CRITIQUE_REPLY_LABEL in prompt:
         return _critique(prompt, seed)
     if all(t in prompt for t in VERDICT_TOKENS):
@@ -221,8 +227,11 @@ def completion(body: dict) -> dict:
     """A full chat.completion object for ``body``, as an OpenAI-compatible server returns it."""
     n = int(body.get("n") or 1)
     max_tokens = body.get("max_tokens")
-    prompt_tokens = sum(len(str(m.get("content") or "")) for m in body.get("messages") or []) // 4 \
-        + 4 * len(body.get("messages") or []) + 3
+    prompt_tokens = (
+        sum(len(str(m.get("content") or "")) for m in body.get("messages") or []) // 4
+        + 4 * len(body.get("messages") or [])
+        + 3
+    )
     choices = []
     completion_tokens = 0
     for i in range(n):
@@ -232,8 +241,14 @@ def completion(body: dict) -> dict:
             text = text[: int(max_tokens) * 4]
             finish = "length"
         completion_tokens += (len(text) + 3) // 4
-        choices.append({"index": i, "finish_reason": finish, "logprobs": None,
-                        "message": {"role": "assistant", "content": text, "refusal": None}})
+        choices.append(
+            {
+                "index": i,
+                "finish_reason": finish,
+                "logprobs": None,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+            }
+        )
     key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
     return {
         "id": f"chatcmpl-standin-{key}",
@@ -242,8 +257,11 @@ def completion(body: dict) -> dict:
         "model": STANDIN_MODEL,
         "system_fingerprint": "bpo-standin-offline-not-a-real-model",
         "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
@@ -258,12 +276,23 @@ class StandinTransport(httpx2.AsyncBaseTransport):
         self.requests += 1
         self.last_headers = {k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"}
         if request.method != "POST" or not request.url.path.rstrip("/").endswith("/chat/completions"):
-            return httpx2.Response(404, json={"error": {"message": f"stand-in serves only chat completions, not {request.url.path}",
-                                                         "type": "invalid_request_error"}})
+            return httpx2.Response(
+                404,
+                json={
+                    "error": {
+                        "message": f"stand-in serves only chat completions, not {request.url.path}",
+                        "type": "invalid_request_error",
+                    }
+                },
+            )
         try:
             body = json.loads(await request.aread())
         except ValueError:
-            return httpx2.Response(400, json={"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
+            return httpx2.Response(
+                400, json={"error": {"message": "body is not JSON", "type": "invalid_request_error"}}
+            )
         if not body.get("messages"):
-            return httpx2.Response(400, json={"error": {"message": "messages is required", "type": "invalid_request_error"}})
+            return httpx2.Response(
+                400, json={"error": {"message": "messages is required", "type": "invalid_request_error"}}
+            )
         return httpx2.Response(200, json=completion(body))

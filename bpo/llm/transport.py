@@ -25,8 +25,16 @@ import httpx2
 
 from bpo.llm.http1 import NoStatusLine, ReplyCut, ReplyStalled, Response
 
-__all__ = ["LeanAsyncTransport", "NoStatusLine", "ReplyCut", "ReplyStalled", "default_ssl_context", "no_answer",
-           "probe", "proxy_configured"]
+__all__ = [
+    "LeanAsyncTransport",
+    "NoStatusLine",
+    "ReplyCut",
+    "ReplyStalled",
+    "default_ssl_context",
+    "no_answer",
+    "probe",
+    "proxy_configured",
+]
 
 
 def proxy_configured(url: str) -> bool:
@@ -90,8 +98,13 @@ class _Connection(asyncio.Protocol):
             elif resp.status:
                 self._finish(ReplyCut("server closed the connection before the response was complete"))
             else:
-                self._finish(NoStatusLine("server closed the connection before a complete status line"
-                                          if resp.got_bytes else "server closed the connection without a response"))
+                self._finish(
+                    NoStatusLine(
+                        "server closed the connection before a complete status line"
+                        if resp.got_bytes
+                        else "server closed the connection without a response"
+                    )
+                )
 
     def _finish(self, exc):
         waiter = self.waiter
@@ -125,8 +138,9 @@ class LeanAsyncTransport(httpx2.AsyncBaseTransport):
             kwargs = {"ssl": self._ssl(), "server_hostname": host}
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(key), host, port, **kwargs), timeout)
-        except asyncio.TimeoutError:
+                loop.create_connection(lambda: _Connection(key), host, port, **kwargs), timeout
+            )
+        except TimeoutError:
             raise httpx2.ConnectTimeout(f"connect to {host}:{port} timed out") from None
         except OSError as exc:
             raise httpx2.ConnectError(f"connect to {host}:{port} failed: {exc}") from None
@@ -146,7 +160,7 @@ class LeanAsyncTransport(httpx2.AsyncBaseTransport):
         if self._slots.locked():  # wait_for costs a task: only pay it when we must wait
             try:
                 await asyncio.wait_for(self._slots.acquire(), timeouts.get("pool"))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise httpx2.PoolTimeout("no free connection in the pool") from None
         else:
             await self._slots.acquire()
@@ -199,8 +213,11 @@ class LeanAsyncTransport(httpx2.AsyncBaseTransport):
         waiter = loop.create_future()
         if conn.closed:  # closed between connect and now, e.g. after a banner a non-HTTP service sent
             self._close(conn)
-            raise NoStatusLine(f"not an HTTP reply (the server spoke first: {conn.early!r})" if conn.early
-                               else "server closed the connection without a response")
+            raise NoStatusLine(
+                f"not an HTTP reply (the server spoke first: {conn.early!r})"
+                if conn.early
+                else "server closed the connection without a response"
+            )
         resp = conn.response = Response(head_request=request.method == "HEAD")
         conn.waiter = waiter
         # a timer on the waiter itself (cheaper than asyncio.wait_for's extra future and hop)
@@ -213,8 +230,9 @@ class LeanAsyncTransport(httpx2.AsyncBaseTransport):
         except _Expired:
             self._close(conn)
             if resp.status:
-                raise ReplyStalled(f"HTTP {resp.status} but no complete response within {read_timeout:g} s",
-                                   request=request) from None
+                raise ReplyStalled(
+                    f"HTTP {resp.status} but no complete response within {read_timeout:g} s", request=request
+                ) from None
             raise httpx2.ReadTimeout(f"no HTTP status line within {read_timeout:g} s", request=request) from None
         except BaseException:
             self._close(conn)  # state unknown (cancelled, protocol error): never reuse
@@ -251,8 +269,11 @@ def no_answer(exc: BaseException) -> tuple[str, str] | None:
     if isinstance(exc, httpx2.TimeoutException):
         return "no reply in time", detail
     if isinstance(exc, httpx2.RemoteProtocolError):
-        return ("not HTTP" if "not an HTTP reply" in detail or "illegal" in detail.lower()
-                else "closed before a status line"), detail
+        return (
+            "not HTTP"
+            if "not an HTTP reply" in detail or "illegal" in detail.lower()
+            else "closed before a status line"
+        ), detail
     if isinstance(exc, (httpx2.NetworkError, OSError)):
         return "connection broken", detail
     return "connection error", f"{type(exc).__name__}: {detail}"

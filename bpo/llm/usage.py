@@ -4,8 +4,8 @@ read from the cache (every answered call is there, with its token usage)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import yaml
 
@@ -31,8 +31,19 @@ def usage_report(cache_path: str | Path, prices: Mapping | None = None) -> list[
 def format_report(rows: list[dict]) -> str:
     if not rows:
         return "no LLM calls in the cache"
-    head = ["stage", "model", "backend", "calls", "ok", "truncated", "refused", "failed",
-            "prompt_tok", "completion_tok", "usd"]
+    head = [
+        "stage",
+        "model",
+        "backend",
+        "calls",
+        "ok",
+        "truncated",
+        "refused",
+        "failed",
+        "prompt_tok",
+        "completion_tok",
+        "usd",
+    ]
     table = [head]
     for r in rows:
         usd = "n/a (no price)" if r["usd"] is None else f"{r['usd']:.4f}"
@@ -40,21 +51,51 @@ def format_report(rows: list[dict]) -> str:
             usd += " (stand-in)"
         elif is_local_source(r["backend"]):
             usd += " (local)"
-        table.append([r["stage"], r["model"], r["backend"], r["calls"], r["ok"], r["truncated"], r["refused"],
-                      r["failed"], r["prompt_tokens"], r["completion_tokens"], usd])
+        table.append(
+            [
+                r["stage"],
+                r["model"],
+                r["backend"],
+                r["calls"],
+                r["ok"],
+                r["truncated"],
+                r["refused"],
+                r["failed"],
+                r["prompt_tokens"],
+                r["completion_tokens"],
+                usd,
+            ]
+        )
     billable = [r for r in rows if r["backend"] != STANDIN_BACKEND]
     total_usd = sum(r["usd"] or 0.0 for r in billable)
     unpriced = sorted({r["model"] for r in billable if r["usd"] is None})
-    table.append(["TOTAL", "", "", sum(r["calls"] for r in rows), sum(r["ok"] for r in rows),
-                  sum(r["truncated"] for r in rows), sum(r["refused"] for r in rows),
-                  sum(r["failed"] for r in rows), sum(r["prompt_tokens"] for r in rows),
-                  sum(r["completion_tokens"] for r in rows), f"{total_usd:.4f}"])
+    table.append(
+        [
+            "TOTAL",
+            "",
+            "",
+            sum(r["calls"] for r in rows),
+            sum(r["ok"] for r in rows),
+            sum(r["truncated"] for r in rows),
+            sum(r["refused"] for r in rows),
+            sum(r["failed"] for r in rows),
+            sum(r["prompt_tokens"] for r in rows),
+            sum(r["completion_tokens"] for r in rows),
+            f"{total_usd:.4f}",
+        ]
+    )
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
-    lines = ["  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in table]
+    lines = [
+        "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in table
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.insert(-1, "  ".join("-" * w for w in widths))
-    note = ["", "usd: estimated from llm.prices (USD per million tokens); the stand-in is free and not a real model; local models (backend local:<hash>) are free."]
+    note = [
+        "",
+        "usd: estimated from llm.prices (USD per million tokens); the stand-in is free and not a real model; "
+        "local models (backend local:<hash>) are free.",
+    ]
     if unpriced:
         note.append(f"no price in llm.prices for: {', '.join(unpriced)} (not in the total)")
     return "\n".join(lines + note)

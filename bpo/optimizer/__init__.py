@@ -5,5 +5,11 @@
 from bpo.optimizer.fallback import degenerate_reason
 from bpo.optimizer.rewrite import OptimizeResult, Rewrites, check_template_version, load_optimizer, optimize_prompts
 
-__all__ = ["OptimizeResult", "Rewrites", "check_template_version", "degenerate_reason", "load_optimizer",
-           "optimize_prompts"]
+__all__ = [
+    "OptimizeResult",
+    "Rewrites",
+    "check_template_version",
+    "degenerate_reason",
+    "load_optimizer",
+    "optimize_prompts",
+]

@@ -38,12 +38,12 @@ of CPU per output on the calibration set (each prompt identified once), most of 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 
 from bpo.language import UNDETERMINED
 from bpo.language import detect as detect_language
 from bpo.language import mismatch as language_mismatch
+from bpo.optimizer.script_words import _FUNCTION_ALL, _script_shares
 
 EMPTY_INPUT = "empty_input"
 EMPTY = "empty_output"
@@ -57,18 +57,10 @@ LOST_ENTITIES = "lost_entities"
 ANSWER = "answer"
 
 # Every reason, in check order (EMPTY_INPUT is the callers'); reports and docs list these.
-REASONS = (
-    EMPTY_INPUT,
-    EMPTY,
-    TRUNCATED,
-    TEMPLATE_ECHO,
-    REPETITION,
-    GIBBERISH,
-    WRONG_SCRIPT,
-    WRONG_LANGUAGE,
-    LOST_ENTITIES,
-    ANSWER,
-)
+# fmt: off
+REASONS = (EMPTY_INPUT, EMPTY, TRUNCATED, TEMPLATE_ECHO, REPETITION, GIBBERISH, WRONG_SCRIPT, WRONG_LANGUAGE,
+           LOST_ENTITIES, ANSWER)
+# fmt: on
 
 # ---------------------------------------------------------------------------------- repetition
 # A 1-8 char unit repeated 8+ times in a row (longer units are word n-grams, checked on words;
@@ -117,26 +109,6 @@ _ECHO_MARKERS = _echo_markers()
 
 
 # ---------------------------------------------------------------------------- script, language
-_LATIN = re.compile(r"[A-Za-z\u00C0-\u024F]")
-_OTHER_LETTER = re.compile(r"[^\W\d_A-Za-z\u00C0-\u024F]")
-
-
-def _script(ch: str) -> str:
-    """The writing system of a non-Latin letter, coarse: kana and Han count as one (Japanese
-    mixes them)."""
-    try:
-        first = unicodedata.name(ch).split(" ", 1)[0]
-    except ValueError:
-        return "unknown"
-    if first in ("CJK", "HIRAGANA", "KATAKANA", "HALFWIDTH", "FULLWIDTH"):
-        return "han"
-    return first.lower()
-
-
-def _script_shares(text: str) -> tuple[Counter, int]:
-    counts = Counter(map(_script, _OTHER_LETTER.findall(text)))  # Latin counted by regex: fast
-    counts["latin"] = len(_LATIN.findall(text))
-    return counts, sum(counts.values())
 
 
 def _wrong_script(text: str, original: str) -> bool:
@@ -151,277 +123,6 @@ def _wrong_script(text: str, original: str) -> bool:
         return False
     # Han prompts use 1 char a word, Latin ones ~5: compare shares, generously
     return out[main] / n_out < 0.3
-
-
-# Function words of en/es/fr/de/it/pt/nl, lower case: the gibberish and repetition checks ask
-# whether a word is one (language is bpo.language's job).
-_FUNCTION = {
-    "en": {
-        "the",
-        "and",
-        "of",
-        "to",
-        "is",
-        "are",
-        "you",
-        "your",
-        "that",
-        "this",
-        "with",
-        "for",
-        "what",
-        "how",
-        "can",
-        "me",
-        "my",
-        "it",
-        "be",
-        "about",
-        "please",
-        "an",
-        "which",
-        "would",
-        "should",
-        "from",
-        "have",
-        "do",
-        "does",
-        "i",
-        "or",
-        "on",
-        "at",
-        "some",
-        "will",
-        "their",
-        "they",
-        "was",
-        "were",
-        "give",
-        "make",
-        "write",
-        "tell",
-    },
-    "es": {
-        "el",
-        "los",
-        "las",
-        "del",
-        "y",
-        "es",
-        "que",
-        "por",
-        "para",
-        "una",
-        "cómo",
-        "qué",
-        "cuáles",
-        "son",
-        "con",
-        "mi",
-        "su",
-        "lo",
-        "al",
-        "pero",
-        "más",
-        "puedes",
-        "muy",
-        "también",
-        "sobre",
-        "hacer",
-        "explica",
-        "explícame",
-        "dame",
-        "todos",
-        "días",
-    },
-    "fr": {
-        "le",
-        "les",
-        "des",
-        "et",
-        "est",
-        "que",
-        "pour",
-        "une",
-        "dans",
-        "avec",
-        "comment",
-        "quelles",
-        "quels",
-        "quelle",
-        "sont",
-        "mon",
-        "ma",
-        "mes",
-        "je",
-        "vous",
-        "tu",
-        "pas",
-        "sur",
-        "du",
-        "au",
-        "aux",
-        "donne-moi",
-        "qui",
-        "cette",
-        "faire",
-        "moi",
-        "façons",
-    },
-    "de": {
-        "der",
-        "die",
-        "das",
-        "und",
-        "ist",
-        "ich",
-        "nicht",
-        "mit",
-        "für",
-        "ein",
-        "eine",
-        "einen",
-        "wie",
-        "was",
-        "kann",
-        "meine",
-        "mein",
-        "dass",
-        "auf",
-        "den",
-        "dem",
-        "zu",
-        "sind",
-        "wenn",
-        "schreibe",
-        "bitte",
-        "auch",
-        "oder",
-        "über",
-        "erkläre",
-        "morgen",
-    },
-    "it": {
-        "il",
-        "gli",
-        "della",
-        "di",
-        "che",
-        "è",
-        "per",
-        "una",
-        "sono",
-        "come",
-        "non",
-        "con",
-        "nel",
-        "alla",
-        "mio",
-        "questo",
-        "anche",
-        "più",
-        "cosa",
-        "quali",
-        "puoi",
-        "spiegami",
-        "dimmi",
-    },
-    "pt": {
-        "o",
-        "os",
-        "as",
-        "do",
-        "da",
-        "dos",
-        "das",
-        "em",
-        "é",
-        "que",
-        "para",
-        "uma",
-        "não",
-        "com",
-        "como",
-        "posso",
-        "meu",
-        "minha",
-        "você",
-        "mais",
-        "sobre",
-        "são",
-        "quais",
-        "explique",
-        "no",
-        "na",
-    },
-    "nl": {
-        "de",
-        "het",
-        "een",
-        "en",
-        "is",
-        "van",
-        "dat",
-        "niet",
-        "voor",
-        "met",
-        "hoe",
-        "wat",
-        "ik",
-        "mijn",
-        "je",
-        "zijn",
-        "kun",
-        "kunt",
-        "ook",
-        "op",
-        "leg",
-        "uit",
-    },
-}
-# Function words shared between those languages: no use for telling them apart, but counted
-# with the rest as function words (gibberish, repetition checks)
-_SHARED_FUNCTION = {
-    "a",
-    "in",
-    "as",
-    "by",
-    "not",
-    "all",
-    "if",
-    "so",
-    "but",
-    "we",
-    "he",
-    "she",
-    "his",
-    "her",
-    "them",
-    "its",
-    "has",
-    "had",
-    "been",
-    "than",
-    "there",
-    "into",
-    "more",
-    "any",
-    "who",
-    "when",
-    "where",
-    "why",
-    "e",
-    "la",
-    "un",
-    "en",
-    "de",
-    "per",
-    "se",
-    "no",
-    "si",
-    "non",
-}
-_FUNCTION_ALL = frozenset().union(*_FUNCTION.values(), _SHARED_FUNCTION)
 
 
 # -------------------------------------------------------------------------------- gibberish
@@ -527,97 +228,16 @@ _QUOTED = re.compile(r"\"([^\"\n]{1,80})\"|“([^”\n]{1,80})”|«([^»\n]{1,8
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 _NAME = re.compile(r"\b[A-Z][\w'’-]*(?:[ \t]+(?:(?:of|of the|de|van|von)[ \t]+)?[A-Z][\w'’-]*)+")
 # Capitalised words that start sentences or titles, not names
-_NOT_NAME = {
-    "what",
-    "how",
-    "why",
-    "who",
-    "when",
-    "where",
-    "which",
-    "can",
-    "could",
-    "would",
-    "should",
-    "please",
-    "tell",
-    "write",
-    "explain",
-    "describe",
-    "give",
-    "list",
-    "create",
-    "make",
-    "i",
-    "you",
-    "the",
-    "a",
-    "an",
-    "is",
-    "are",
-    "do",
-    "does",
-    "in",
-    "on",
-    "for",
-    "to",
-    "and",
-    "my",
-    "if",
-    "it",
-    "this",
-    "that",
-    "hi",
-    "hello",
-    "hey",
-    "generate",
-    "provide",
-    "find",
-    "identify",
-    "classify",
-    "answer",
-    "rewrite",
-    "summarize",
-    "translate",
-    "input",
-    "output",
-    "question",
-    "text",
-    "context",
-    "instruction",
-    "title",
-    "note",
-    "example",
-    "let",
-    "as",
-    "use",
-    "based",
-    "from",
-    "with",
-    "your",
-    "yes",
-    "no",
-    "q",
-    "suggest",
-    "compose",
-    "i'm",
-    "i've",
-    "i'd",
-    "i'll",
-    "let's",
-    "it's",
-    "here",
-    "there",
-    "now",
-    "then",
-    "also",
-    "but",
-    "so",
-    "we",
-    "they",
-    "he",
-    "she",
-}
+# fmt: off
+_NOT_NAME = {"what", "how", "why", "who", "when", "where", "which", "can", "could", "would", "should", "please", "tell",
+             "write", "explain", "describe", "give", "list", "create", "make", "i", "you", "the", "a", "an", "is",
+             "are", "do", "does", "in", "on", "for", "to", "and", "my", "if", "it", "this", "that", "hi", "hello",
+             "hey",
+             "generate", "provide", "find", "identify", "classify", "answer", "rewrite", "summarize", "translate",
+             "input", "output", "question", "text", "context", "instruction", "title", "note", "example", "let",
+             "as", "use", "based", "from", "with", "your", "yes", "no", "q", "suggest", "compose", "i'm", "i've", "i'd",
+             "i'll", "let's", "it's", "here", "there", "now", "then", "also", "but", "so", "we", "they", "he", "she"}
+# fmt: on
 
 
 def _strip_code(text: str) -> str:

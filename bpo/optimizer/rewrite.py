@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from bpo.generation import EngineRecord, GenerationSettings, LocalModel, generate, load_model
 from bpo.optimizer.fallback import EMPTY_INPUT, degenerate_reason
@@ -49,7 +49,9 @@ def check_template_version(model_dir: str) -> None:
                 f"{model_dir}: trained with prompt template v{version}, this code builds v{TEMPLATE_VERSION}; retrain"
             )
     elif Path(model_dir).exists():
-        log.warning("%s has no %s: assuming it was trained on bpo.prompt_format's template", model_dir, TRAIN_CONFIG_NAME)
+        log.warning(
+            "%s has no %s: assuming it was trained on bpo.prompt_format's template", model_dir, TRAIN_CONFIG_NAME
+        )
 
 
 def load_optimizer(model_dir: str, device: str | None = None) -> LocalModel:
@@ -61,8 +63,14 @@ def load_optimizer(model_dir: str, device: str | None = None) -> LocalModel:
         raise FileNotFoundError(f"cannot load the optimizer from {model_dir!r}: {exc}") from exc
 
 
-def optimize_prompts(model_dir: str, prompts: Sequence[str], settings: GenerationSettings, *,
-                     prompt_format: str | None = None, format_override: str | None = None) -> Rewrites:
+def optimize_prompts(
+    model_dir: str,
+    prompts: Sequence[str],
+    settings: GenerationSettings,
+    *,
+    prompt_format: str | None = None,
+    format_override: str | None = None,
+) -> Rewrites:
     """Rewrite ``prompts`` with the optimizer in ``model_dir``; one result per prompt, in order.
 
     The input format is ``format_override`` (``bpo optimize --format``), else the folder's record,
@@ -87,6 +95,10 @@ def optimize_prompts(model_dir: str, prompts: Sequence[str], settings: Generatio
             results[i] = OptimizeResult(prompts[i] if reason else gen.text.strip(), reason, gen.text)
     reasons = Counter(r.fallback_reason for r in results if r.fallback_reason)
     if reasons:
-        log.warning("optimizer output unusable for %d of %d prompts (original kept): %s", sum(reasons.values()),
-                    len(prompts), dict(reasons))
+        log.warning(
+            "optimizer output unusable for %d of %d prompts (original kept): %s",
+            sum(reasons.values()),
+            len(prompts),
+            dict(reasons),
+        )
     return Rewrites(results, engine)  # type: ignore[arg-type]

@@ -49,12 +49,33 @@ from starlette.routing import Route
 
 from bpo.serve.batcher import Outcome, QueueFull, RewriteBatcher
 from bpo.serve.cache import RewriteCache
-from bpo.serve.inbound import (ApiError, ClientGone, client_keys, locate_prompt, opted_out, register_secrets,
-                               replace_prompt, upstream_api_key)
+from bpo.serve.inbound import (
+    ApiError,
+    ClientGone,
+    client_keys,
+    endpoint,
+    http_error,
+    locate_prompt,
+    opted_out,
+    register_secrets,
+    replace_prompt,
+    upstream_api_key,
+)
 from bpo.serve.metrics import ServeMetrics
 from bpo.serve.playground import playground_routes
-from bpo.serve.replies import (audit_headers, audit_record, content_type, decoded, invalid_reply, json_object,
-                               open_stream, passthrough_headers, redacted, rewrite_status, stream_redacted)
+from bpo.serve.replies import (
+    audit_headers,
+    audit_record,
+    content_type,
+    decoded,
+    invalid_reply,
+    json_object,
+    open_stream,
+    passthrough_headers,
+    redacted,
+    rewrite_status,
+    stream_redacted,
+)
 from bpo.serve.rewriter import Rewriter, make_rewriter
 from bpo.serve.sse import add_field
 from bpo.serve.upstream import Upstream, UpstreamError, UpstreamResponse
@@ -82,10 +103,12 @@ class ServeState:
             key = upstream_api_key(settings, environ)
             if key:
                 headers["authorization"] = f"Bearer {key}"
-            self.upstream = Upstream(self.upstream_url, headers, timeout_s=up.timeout_s,
-                                     max_connections=up.max_connections)
-        self.rewriter = rewriter or make_rewriter(settings.rewriter, batch_size=settings.batching.max_batch_size,
-                                                  environ=environ)
+            self.upstream = Upstream(
+                self.upstream_url, headers, timeout_s=up.timeout_s, max_connections=up.max_connections
+            )
+        self.rewriter = rewriter or make_rewriter(
+            settings.rewriter, batch_size=settings.batching.max_batch_size, environ=environ
+        )
         self.cache = RewriteCache(settings.cache) if settings.cache and self.rewriter.batched else None
         self.batcher = RewriteBatcher(self.rewriter, settings.batching, self.metrics, self.cache)
 
@@ -110,11 +133,15 @@ class ServeState:
             return
         auth = request.headers.get("authorization", "")
         scheme, _, given = auth.partition(" ")
-        ok = scheme.lower() == "bearer" and any(hmac.compare_digest(given.strip().encode(), k.encode())
-                                               for k in self.keys)
+        ok = scheme.lower() == "bearer" and any(
+            hmac.compare_digest(given.strip().encode(), k.encode()) for k in self.keys
+        )
         if not ok:
-            raise ApiError(401, "invalid or missing API key: use one of this proxy's client keys "
-                                "(Authorization: Bearer KEY)", code="invalid_api_key")
+            raise ApiError(
+                401,
+                "invalid or missing API key: use one of this proxy's client keys (Authorization: Bearer KEY)",
+                code="invalid_api_key",
+            )
 
     async def read_json(self, request: Request) -> tuple[dict, bytes]:
         """The request's JSON object and its raw bytes (size-limited; OpenAI-style 400/413)."""
@@ -148,8 +175,13 @@ class ServeState:
         try:
             outcome = await self.batcher.rewrite(prompt)
         except QueueFull as exc:
-            raise ApiError(429, str(exc), type_="rate_limit_error", code="rewrite_queue_full",
-                           headers={"retry-after": str(exc.retry_after_s)}) from None
+            raise ApiError(
+                429,
+                str(exc),
+                type_="rate_limit_error",
+                code="rewrite_queue_full",
+                headers={"retry-after": str(exc.retry_after_s)},
+            ) from None
         r = outcome.rewrite
         self.metrics.rewrite_seconds.observe(outcome.seconds)
         self.metrics.rewrites.labels("fallback" if r.fallback_reason else "rewritten", outcome.source).inc()
@@ -160,8 +192,12 @@ class ServeState:
     async def call_upstream(self, request: Request, method: str, path: str, content: bytes = b"") -> UpstreamResponse:
         """Send to the upstream (the proxy's own key; a few of the client's headers, never its key)."""
         if self.upstream is None:
-            raise ApiError(503, "this proxy has no upstream (--upstream): only /v1/rewrite is served",
-                           type_="server_error", code="no_upstream")
+            raise ApiError(
+                503,
+                "this proxy has no upstream (--upstream): only /v1/rewrite is served",
+                type_="server_error",
+                code="no_upstream",
+            )
         headers = {name: request.headers[name] for name in _FORWARD_REQUEST_HEADERS if name in request.headers}
         try:
             return await self.upstream.send(method, path, content, headers)
@@ -185,8 +221,10 @@ class ServeState:
         """A 200's body must be a JSON object: anything else (an HTML page, a cut-off body) is 502."""
         if not json_object(content):
             self.metrics.upstream_errors.labels("invalid_reply").inc()
-            raise invalid_reply(f"upstream answered 200 with a body that is not a JSON object "
-                                 f"(content-type {content_type(headers) or 'none'!r})")
+            raise invalid_reply(
+                f"upstream answered 200 with a body that is not a JSON object "
+                f"(content-type {content_type(headers) or 'none'!r})"
+            )
 
     def upstream_failure(self, exc: UpstreamError) -> ApiError:
         self.metrics.upstream_errors.labels(exc.kind).inc()
@@ -195,31 +233,8 @@ class ServeState:
         return ApiError(502, f"upstream unreachable ({exc})", "server_error", "upstream_unreachable")
 
 
-
 # ---- handlers ----------------------------------------------------------------------------
-def _endpoint(name: str):
-    """Count every reply by endpoint and status; ApiError -> its OpenAI-style reply."""
-
-    def wrap(fn):
-        async def handler(request: Request) -> Response:
-            state: ServeState = request.app.state.serve
-            try:
-                resp = await fn(state, request)
-            except ApiError as exc:
-                resp = exc.response()
-            except ClientGone:  # nobody to answer: one line, no traceback
-                log.info("%s: the client closed its connection before its request body was complete", name)
-                resp = Response(status_code=499)
-            state.metrics.requests.labels(name, str(resp.status_code)).inc()
-            return resp
-
-        handler.__name__ = fn.__name__
-        return handler
-
-    return wrap
-
-
-@_endpoint("chat")
+@endpoint("chat")
 async def chat_completions(state: ServeState, request: Request) -> Response:
     state.authorize(request)
     body, raw = await state.read_json(request)
@@ -228,12 +243,14 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
     changed = "bpo" in body
     bpo_field = body.pop("bpo", None)
     if bpo_field is not None and not isinstance(bpo_field, dict):
-        raise ApiError(400, 'body field "bpo" must be an object, e.g. {"rewrite": false}', code="invalid_bpo_field",
-                       param="bpo")
+        raise ApiError(
+            400, 'body field "bpo" must be an object, e.g. {"rewrite": false}', code="invalid_bpo_field", param="bpo"
+        )
     messages = body.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, 'body field "messages" must be an array of message objects', code="invalid_messages",
-                       param="messages")
+        raise ApiError(
+            400, 'body field "messages" must be an array of message objects', code="invalid_messages", param="messages"
+        )
     stream = body.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise ApiError(400, 'body field "stream" must be true or false', code="invalid_stream", param="stream")
@@ -272,8 +289,12 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
             raise
         _, out_headers = redacted(b"", {**passthrough_headers(resp.headers), **audit_headers(audit)})
         # background: closes the upstream reply also when the client left before the stream began
-        return StreamingResponse(stream_redacted(resp, head, rest, chunks, state.metrics, t0), status_code=200,
-                                 headers=out_headers, background=BackgroundTask(resp.aclose))
+        return StreamingResponse(
+            stream_redacted(resp, head, rest, chunks, state.metrics, t0),
+            status_code=200,
+            headers=out_headers,
+            background=BackgroundTask(resp.aclose),
+        )
     content = await state.read_upstream(resp)
     state.metrics.upstream_seconds.labels("chat").observe(time.perf_counter() - t0)
     content, headers = state.checked(content, resp.headers)
@@ -284,7 +305,7 @@ async def chat_completions(state: ServeState, request: Request) -> Response:
     return Response(content, resp.status, headers=out_headers)
 
 
-@_endpoint("models")
+@endpoint("models")
 async def list_models(state: ServeState, request: Request) -> Response:
     state.authorize(request)
     t0 = time.perf_counter()
@@ -298,7 +319,7 @@ async def list_models(state: ServeState, request: Request) -> Response:
     return Response(content, resp.status, headers=out_headers)
 
 
-@_endpoint("rewrite")
+@endpoint("rewrite")
 async def rewrite(state: ServeState, request: Request) -> Response:
     """``{"prompt": "..."}`` -> ``{"object": "bpo.rewrite", "prompt": <sent>, "original", "rewrite",
     "fallback_reason", "cached"}``; nothing goes upstream."""
@@ -316,22 +337,22 @@ async def rewrite(state: ServeState, request: Request) -> Response:
     return JSONResponse({"object": "bpo.rewrite", "original": prompt, **audit}, headers=audit_headers(audit))
 
 
-@_endpoint("health")
+@endpoint("health")
 async def health(state: ServeState, request: Request) -> Response:
-    return JSONResponse({"status": "ok", "rewriter": state.rewriter.kind, "queue_depth": state.batcher.depth,
-                         "upstream": bool(state.upstream_url)})
+    return JSONResponse(
+        {
+            "status": "ok",
+            "rewriter": state.rewriter.kind,
+            "queue_depth": state.batcher.depth,
+            "upstream": bool(state.upstream_url),
+        }
+    )
 
 
-@_endpoint("metrics")
+@endpoint("metrics")
 async def metrics(state: ServeState, request: Request) -> Response:
     state.authorize(request)
     return Response(state.metrics.render(), headers={"content-type": state.metrics.content_type})
-
-
-async def _http_error(request: Request, exc: HTTPException) -> Response:
-    """Unknown paths and methods get OpenAI-style errors too."""
-    return ApiError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None,
-                    headers=exc.headers).response()
 
 
 def routes() -> list[Route]:
@@ -344,11 +365,19 @@ def routes() -> list[Route]:
     ] + playground_routes()  # GET /: a static page calling the endpoints above like any client
 
 
-def create_app(settings: ServeSettings, *, rewriter: Rewriter | None = None, environ=os.environ,
-               extra_routes: list[Route] | None = None) -> Starlette:
+def create_app(
+    settings: ServeSettings,
+    *,
+    rewriter: Rewriter | None = None,
+    environ=os.environ,
+    extra_routes: list[Route] | None = None,
+) -> Starlette:
     """The proxy app; ``rewriter`` replaces the one the settings describe, ``extra_routes`` add pages."""
     state = ServeState(settings, rewriter, environ)
-    app = Starlette(routes=routes() + list(extra_routes or []), lifespan=state.lifespan,
-                    exception_handlers={HTTPException: _http_error})
+    app = Starlette(
+        routes=routes() + list(extra_routes or []),
+        lifespan=state.lifespan,
+        exception_handlers={HTTPException: http_error},
+    )
     app.state.serve = state
     return app

@@ -15,8 +15,8 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from bpo.serve.rewriter import Rewrite
 

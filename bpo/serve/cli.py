@@ -39,8 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def overrides(args: argparse.Namespace) -> dict:
     """The flags given, as a config mapping."""
     out: dict = {}
-    for flag, key in (("host", "host"), ("port", "port"), ("workers", "workers"), ("api_keys_env", "api_keys_env"),
-                      ("cache", "cache")):
+    for flag, key in (
+        ("host", "host"),
+        ("port", "port"),
+        ("workers", "workers"),
+        ("api_keys_env", "api_keys_env"),
+        ("cache", "cache"),
+    ):
         if getattr(args, flag) is not None:
             out[key] = getattr(args, flag)
     for flag, key in (("upstream", "base_url"), ("upstream_key_env", "api_key_env")):
@@ -87,8 +92,14 @@ def cli_serve(args: argparse.Namespace) -> int:
         return 2
     if settings.workers > 1:
         os.environ[WORKER_SETTINGS_ENV] = json.dumps({"settings": settings.canonical(), "log_level": args.log_level})
-        config = uvicorn_config("bpo.serve.cli:worker_app", factory=True, workers=settings.workers,
-                                host=settings.host, port=settings.port, log_level=args.log_level)
+        config = uvicorn_config(
+            "bpo.serve.cli:worker_app",
+            factory=True,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            log_level=args.log_level,
+        )
         # /metrics adds up every worker's values (bpo.serve.metrics); the files go with the server
         with tempfile.TemporaryDirectory(prefix="bpo-serve-metrics-") as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

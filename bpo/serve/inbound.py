@@ -7,12 +7,14 @@ user message's text sits and how a client opts out of rewriting.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from bpo.redact import redact, register_env, register_value
 from bpo.settings.serve import ServeSettings
@@ -23,15 +25,21 @@ OPT_OUT_HEADER = "x-bpo-rewrite"
 class ApiError(Exception):
     """An OpenAI-style error reply of the proxy's own."""
 
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                 headers: dict | None = None, param: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        headers: dict | None = None,
+        param: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers
         self.param = param
 
     def response(self) -> JSONResponse:
-        body = {"error": {"message": redact(self.message), "type": self.type, "param": self.param,
-                          "code": self.code}}
+        body = {"error": {"message": redact(self.message), "type": self.type, "param": self.param, "code": self.code}}
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
@@ -48,8 +56,9 @@ def client_keys(settings: ServeSettings, environ=os.environ) -> list[str]:
         if not keys:
             raise ValueError(f"api_keys_env: environment variable {settings.api_keys_env} is empty or not set")
     elif settings.host not in ("127.0.0.1", "::1", "localhost"):
-        raise ValueError(f"host {settings.host}: a server reachable from other machines needs client keys "
-                         "(--api-keys-env NAME)")
+        raise ValueError(
+            f"host {settings.host}: a server reachable from other machines needs client keys (--api-keys-env NAME)"
+        )
     upstream_key = upstream_api_key(settings, environ)
     if upstream_key and upstream_key in keys:
         raise ValueError("a client key equals the upstream key: give clients keys of their own")
@@ -122,3 +131,35 @@ def opted_out(request: Request, bpo_field: Any) -> bool:
     if request.headers.get(OPT_OUT_HEADER, "").strip().lower() in ("off", "0", "false", "no"):
         return True
     return isinstance(bpo_field, dict) and bpo_field.get("rewrite") is False
+
+
+# ---- handler plumbing: every route's reply counted, errors in OpenAI's shape ----------------
+def endpoint(name: str):
+    """Count every reply by endpoint and status; ApiError -> its OpenAI-style reply."""
+
+    def wrap(fn):
+        async def handler(request: Request) -> Response:
+            state = request.app.state.serve
+            try:
+                resp = await fn(state, request)
+            except ApiError as exc:
+                resp = exc.response()
+            except ClientGone:  # nobody to answer: one line, no traceback
+                logging.getLogger("bpo.serve.app").info(
+                    "%s: the client closed its connection before its request body was complete", name
+                )
+                resp = Response(status_code=499)
+            state.metrics.requests.labels(name, str(resp.status_code)).inc()
+            return resp
+
+        handler.__name__ = fn.__name__
+        return handler
+
+    return wrap
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """Unknown paths and methods get OpenAI-style errors too."""
+    return ApiError(
+        exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None, headers=exc.headers
+    ).response()

@@ -37,11 +37,13 @@ def page() -> tuple[str, str]:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>BPO playground</title><style>{css}</style></head>
 <body data-state="loading"><header class="top"><h1>BPO playground</h1>
-<div class="filters">Type a prompt: the proxy's optimizer rewrites it; optionally the upstream answers both.</div></header>
+<div class="filters">Type a prompt: the proxy's optimizer rewrites it; optionally the upstream answers both.</div>
+</header>
 <main class="play"><form id="form" autocomplete="off">
 <textarea id="prompt" aria-label="prompt" placeholder="e.g. tell me about tides" required></textarea>
 <div class="controls">
-<label>client key <input id="key" type="password" autocomplete="off" placeholder="only if the proxy has client keys"></label>
+<label>client key <input id="key" type="password" autocomplete="off"
+  placeholder="only if the proxy has client keys"></label>
 <label><input id="answers" type="checkbox"> also ask the upstream</label>
 <label>model <input id="model" type="text" placeholder="upstream model name"></label>
 <button id="go" type="submit">rewrite</button></div></form>
@@ -52,15 +54,24 @@ def page() -> tuple[str, str]:
 <div><h4>answer to the rewrite</h4><p class="a" id="answer-rewrite"></p></div></div>
 </main><script>{js}</script></body></html>
 """
-    csp = (f"default-src 'none'; script-src {_sha256(js)}; style-src {_sha256(css)}; connect-src 'self'; "
-           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    csp = (
+        f"default-src 'none'; script-src {_sha256(js)}; style-src {_sha256(css)}; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
     return html, csp
 
 
 async def playground(request: Request) -> HTMLResponse:
     html, csp = page()
-    return HTMLResponse(html, headers={"content-security-policy": csp, "x-content-type-options": "nosniff",
-                                       "referrer-policy": "no-referrer", "cache-control": "no-store"})
+    return HTMLResponse(
+        html,
+        headers={
+            "content-security-policy": csp,
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+            "cache-control": "no-store",
+        },
+    )
 
 
 def playground_routes() -> list[Route]:

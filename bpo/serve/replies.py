@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import zlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from bpo.redact import redact
@@ -26,8 +26,15 @@ log = logging.getLogger("bpo.serve.app")  # the proxy's one logger name (what op
 
 PROMPT_HEADER_MAX = 4096  # longer prompts only in the body's `bpo` field (clients cap header sizes)
 # Hop-by-hop and framing headers: the proxy's server sets its own.
-DROP_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length",
-                         "date", "server", "set-cookie"}
+DROP_RESPONSE_HEADERS = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "date",
+    "server",
+    "set-cookie",
+}
 
 
 def passthrough_headers(headers: list[tuple[str, str]]) -> dict:
@@ -83,8 +90,12 @@ def content_type(headers: list[tuple[str, str]]) -> str:
 
 def audit_record(sent: str, status: str, outcome: Outcome | None) -> dict:
     r: Rewrite | None = outcome.rewrite if outcome else None
-    return {"prompt": sent, "rewrite": status, "fallback_reason": r.fallback_reason if r else None,
-            "cached": bool(outcome and outcome.source == "cache")}
+    return {
+        "prompt": sent,
+        "rewrite": status,
+        "fallback_reason": r.fallback_reason if r else None,
+        "cached": bool(outcome and outcome.source == "cache"),
+    }
 
 
 def rewrite_status(outcome: Outcome, original: str) -> str:
@@ -104,15 +115,15 @@ def audit_headers(audit: dict) -> dict:
     return headers
 
 
-
 async def open_stream(resp: UpstreamResponse, audit: bytes) -> tuple[bytes, bytes, AsyncIterator[bytes]]:
     """Read the upstream's stream up to its first data event, before the client's reply starts:
     (those bytes with the audit field added, the bytes read after them, the rest of the stream).
     A reply that is not an event stream of JSON data is :class:`ApiError` 502."""
     ctype = content_type(resp.headers)
     if not ctype.lower().startswith("text/event-stream"):
-        raise invalid_reply(f"upstream answered a streaming request with content-type {ctype or 'none'!r}, "
-                             "not an event stream")
+        raise invalid_reply(
+            f"upstream answered a streaming request with content-type {ctype or 'none'!r}, not an event stream"
+        )
     if any(k == "content-encoding" and v.strip().lower() != "identity" for k, v in resp.headers):
         raise invalid_reply("upstream event stream has a content-encoding, which the proxy cannot check")
     chunks = resp.iter_bytes()
@@ -136,8 +147,9 @@ async def open_stream(resp: UpstreamResponse, audit: bytes) -> tuple[bytes, byte
         return buf[:start] + inject_first_event(buf[start:end], audit) + buf[end : end + sep], buf[end + sep :], chunks
 
 
-async def stream_redacted(resp: UpstreamResponse, head: bytes, buf: bytes, chunks: AsyncIterator[bytes],
-                           metrics: ServeMetrics, t0: float):
+async def stream_redacted(
+    resp: UpstreamResponse, head: bytes, buf: bytes, chunks: AsyncIterator[bytes], metrics: ServeMetrics, t0: float
+):
     """The stream to the client, whole events at a time, redacted by :class:`StreamRedactor`
     (a key spread over several events too). When the upstream breaks off, the whole events read
     still go out, then the held text; the client sees no ``[DONE]``."""

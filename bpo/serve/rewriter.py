@@ -28,8 +28,8 @@ from pathlib import Path
 from bpo.generation.model import model_folder_problem
 from bpo.optimizer import degenerate_reason, optimize_prompts
 from bpo.optimizer.fallback import EMPTY_INPUT
-from bpo.settings.generation import GenerationSettings
 from bpo.prompt_format import TEMPLATE_VERSION, build_prompt
+from bpo.settings.generation import GenerationSettings
 from bpo.settings.serve import RewriterSettings
 
 # Fallback reasons added by the server (the optimizer's own come from bpo.optimizer).
@@ -75,8 +75,13 @@ class IdentityRewriter(Rewriter):
 
 
 def _decoding(s: RewriterSettings) -> dict:
-    return {"temperature": s.temperature, "top_p": s.top_p, "max_new_tokens": s.max_new_tokens, "greedy": s.greedy,
-            "seed": s.seed}
+    return {
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "max_new_tokens": s.max_new_tokens,
+        "greedy": s.greedy,
+        "seed": s.seed,
+    }
 
 
 def _fingerprint(model: str) -> str:
@@ -104,8 +109,15 @@ class LocalRewriter(Rewriter):
             raise ValueError(f"rewriter.optimizer (--optimizer): {problem}")
         self.settings = settings
         self.batch_size = batch_size
-        self.identity = json.dumps({"kind": "local", "model": _fingerprint(settings.optimizer),
-                                    "template": TEMPLATE_VERSION, **_decoding(settings)}, sort_keys=True)
+        self.identity = json.dumps(
+            {
+                "kind": "local",
+                "model": _fingerprint(settings.optimizer),
+                "template": TEMPLATE_VERSION,
+                **_decoding(settings),
+            },
+            sort_keys=True,
+        )
         # One thread: the model is not shared between concurrent generations; a batch uses it whole.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="bpo-rewrite")
         self._started = False
@@ -137,18 +149,28 @@ class RemoteRewriter(Rewriter):
 
     def __init__(self, settings: RewriterSettings, environ=os.environ):
         if not settings.remote_base_url or not settings.optimizer:
-            raise ValueError("rewriter kind remote needs rewriter.remote_base_url and rewriter.optimizer "
-                             "(the served model name)")
+            raise ValueError(
+                "rewriter kind remote needs rewriter.remote_base_url and rewriter.optimizer (the served model name)"
+            )
         self.settings = settings
         self.url = settings.remote_base_url.rstrip("/") + "/completions"
-        self.identity = json.dumps({"kind": "remote", "url": settings.remote_base_url, "model": settings.optimizer,
-                                    "template": TEMPLATE_VERSION, **_decoding(settings)}, sort_keys=True)
+        self.identity = json.dumps(
+            {
+                "kind": "remote",
+                "url": settings.remote_base_url,
+                "model": settings.optimizer,
+                "template": TEMPLATE_VERSION,
+                **_decoding(settings),
+            },
+            sort_keys=True,
+        )
         self._headers = {"content-type": "application/json"}
         if settings.remote_api_key_env:
             key = environ.get(settings.remote_api_key_env)
             if not key:
-                raise ValueError(f"rewriter.remote_api_key_env: environment variable {settings.remote_api_key_env} "
-                                 "is not set")
+                raise ValueError(
+                    f"rewriter.remote_api_key_env: environment variable {settings.remote_api_key_env} is not set"
+                )
             self._headers["authorization"] = f"Bearer {key}"
         self._http = None
 
@@ -165,8 +187,13 @@ class RemoteRewriter(Rewriter):
         import httpx2 as httpx
 
         s = self.settings
-        body = {"model": s.optimizer, "prompt": [build_prompt(p) for p in prompts], "max_tokens": s.max_new_tokens,
-                "n": 1, "seed": s.seed}
+        body = {
+            "model": s.optimizer,
+            "prompt": [build_prompt(p) for p in prompts],
+            "max_tokens": s.max_new_tokens,
+            "n": 1,
+            "seed": s.seed,
+        }
         body.update({"temperature": 0.0} if s.greedy else {"temperature": s.temperature, "top_p": s.top_p})
         try:
             resp = await self._http.post(self.url, json=body, headers=self._headers)
@@ -177,10 +204,14 @@ class RemoteRewriter(Rewriter):
         try:
             choices = resp.json()["choices"]
             by_index = {int(c["index"]): c for c in choices}
-            outs = [(by_index[i].get("text") or "", by_index[i].get("finish_reason") == "length")
-                    for i in range(len(prompts))]
+            outs = [
+                (by_index[i].get("text") or "", by_index[i].get("finish_reason") == "length")
+                for i in range(len(prompts))
+            ]
         except (ValueError, KeyError, TypeError) as exc:
-            raise RewriterError(f"remote optimizer {self.url}: unexpected reply ({type(exc).__name__}: {exc})") from None
+            raise RewriterError(
+                f"remote optimizer {self.url}: unexpected reply ({type(exc).__name__}: {exc})"
+            ) from None
         results = []
         for prompt, (raw, hit_limit) in zip(prompts, outs):
             reason = degenerate_reason(raw, hit_limit, prompt) if prompt.strip() else EMPTY_INPUT

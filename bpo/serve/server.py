@@ -9,11 +9,22 @@ import threading
 import uvicorn
 
 
-def uvicorn_config(app, *, host: str, port: int, log_level: str = "info", access_log: bool = False,
-                   **extra) -> uvicorn.Config:
+def uvicorn_config(
+    app, *, host: str, port: int, log_level: str = "info", access_log: bool = False, **extra
+) -> uvicorn.Config:
     # server_header off: nothing about the stack leaks; uvloop/httptools when installed.
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                          server_header=False, timeout_keep_alive=30, backlog=4096, lifespan="on", **extra)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        server_header=False,
+        timeout_keep_alive=30,
+        backlog=4096,
+        lifespan="on",
+        **extra,
+    )
 
 
 class ServerThread:
@@ -25,8 +36,9 @@ class ServerThread:
         self.sock.bind((host, 0))
         self.host, self.port = self.sock.getsockname()
         self.server = uvicorn.Server(uvicorn_config(app, host=host, port=self.port, log_level=log_level))
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                        name="bpo-serve", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, name="bpo-serve", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -36,7 +48,7 @@ class ServerThread:
     def base_url(self) -> str:
         return self.url + "/v1"
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self._thread.start()
         for _ in range(6000):  # model warm-up happens in the lifespan: allow a minute
             if self.server.started or not self._thread.is_alive():
@@ -51,7 +63,7 @@ class ServerThread:
         self._thread.join(30)
         self.sock.close()
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

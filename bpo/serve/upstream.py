@@ -19,7 +19,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httptools
@@ -149,7 +149,7 @@ class UpstreamResponse:
     """A reply whose head has arrived; read or iterate its body once, then it is released
     (``aclose`` releases it early: the connection is dropped, not reused)."""
 
-    def __init__(self, upstream: "Upstream", conn: _Connection):
+    def __init__(self, upstream: Upstream, conn: _Connection):
         self._upstream, self._conn = upstream, conn
         self.status: int = conn.status
         self.headers: list[tuple[str, str]] = conn.headers
@@ -177,8 +177,15 @@ class UpstreamResponse:
 
 
 class Upstream:
-    def __init__(self, base_url: str, headers: dict[str, str], *, timeout_s: float, max_connections: int,
-                 keepalive_expiry_s: float = 30.0):
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        *,
+        timeout_s: float,
+        max_connections: int,
+        keepalive_expiry_s: float = 30.0,
+    ):
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -199,8 +206,9 @@ class Upstream:
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
 
-    async def send(self, method: str, path: str, content: bytes = b"",
-                   headers: dict[str, str] | None = None) -> UpstreamResponse:
+    async def send(
+        self, method: str, path: str, content: bytes = b"", headers: dict[str, str] | None = None
+    ) -> UpstreamResponse:
         """The upstream's reply (head read, body not yet); :class:`UpstreamError` when none came."""
         head = f"{method} {self._prefix}{path}{self._query} HTTP/1.1\r\n".encode("latin-1") + self._fixed
         for k, v in (headers or {}).items():
@@ -245,8 +253,13 @@ class Upstream:
             conn.transport.close()
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.connect_timeout_s):
-            _, conn = await loop.create_connection(lambda: _Connection(loop), self._host, self._port, ssl=self._ssl,
-                                                   server_hostname=self._host if self._ssl else None)
+            _, conn = await loop.create_connection(
+                lambda: _Connection(loop),
+                self._host,
+                self._port,
+                ssl=self._ssl,
+                server_hostname=self._host if self._ssl else None,
+            )
         return conn
 
     def _release(self, conn: _Connection) -> None:

@@ -5,11 +5,11 @@ Contract: this package imports nothing else from ``bpo``; every other package ma
 """
 
 from bpo.settings.base import Settings, SettingsError
-from bpo.settings.critique import CritiqueEstimateSettings, CritiqueSettings, critique_runtime
-from bpo.settings.sft import BPODatasetSettings, SFTSettings
-from bpo.settings.data import CleaningSettings, MergeSettings, PairsSourceSettings, SourceSettings
 from bpo.settings.config import ConfigError, load_config, validate_config
+from bpo.settings.critique import CritiqueEstimateSettings, CritiqueSettings, critique_runtime
+from bpo.settings.data import CleaningSettings, MergeSettings, PairsSourceSettings, SourceSettings
 from bpo.settings.llm import EndpointLimits, EndpointSettings, LLMCall, LLMRuntime, LocalModelSettings, endpoint_config
+from bpo.settings.sft import BPODatasetSettings, SFTSettings
 
 __all__ = [
     "BPODatasetSettings",

@@ -46,8 +46,10 @@ def config_section(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 # What a target of the wrong kind is told, by the kind the caller needs.
-_WRONG_KIND = {"endpoint": "config eval.targets.{name}: kind '{kind}' is not an LLM endpoint target",
-               "hf": "config: eval.targets.{name} has kind '{kind}', not hf"}
+_WRONG_KIND = {
+    "endpoint": "config eval.targets.{name}: kind '{kind}' is not an LLM endpoint target",
+    "hf": "config: eval.targets.{name} has kind '{kind}', not hf",
+}
 
 
 def target_section(config: Mapping[str, Any], name: str, kind: str) -> Mapping[str, Any]:
@@ -121,9 +123,13 @@ class Settings:
         for name in cls.inline:
             if name not in data:  # flat, as canonical() writes it
                 sub_names = {f.name for f in dataclasses.fields(_settings_class(hints[name]))}
-                data = {**{k: v for k, v in data.items() if k not in sub_names},
-                        name: {**dict.fromkeys(set(cls.omit_none) & sub_names),
-                               **{k: v for k, v in data.items() if k in sub_names}}}
+                data = {
+                    **{k: v for k, v in data.items() if k not in sub_names},
+                    name: {
+                        **dict.fromkeys(set(cls.omit_none) & sub_names),
+                        **{k: v for k, v in data.items() if k in sub_names},
+                    },
+                }
         missing = [n for n in names if n not in data]
         unknown = sorted(set(data) - set(names))
         prefix = f"{where}." if where else ""
@@ -139,8 +145,10 @@ class Settings:
             item = _settings_items(hints[name])
             if item is not None:
                 sub = item
-                value = tuple(v if isinstance(v, item) else item.from_mapping(v, f"{prefix}{name}[{i}]")
-                              for i, v in enumerate(value))
+                value = tuple(
+                    v if isinstance(v, item) else item.from_mapping(v, f"{prefix}{name}[{i}]")
+                    for i, v in enumerate(value)
+                )
             values[name] = _frozen(value) if sub is None else value
         return cls(**values)
 

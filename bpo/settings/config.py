@@ -64,14 +64,19 @@ def _error_lines(error) -> list[str]:
     (that one dumps the schema)."""
     where = _key_path(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = list((error.schema.get("properties") or {}))
+        known = list(error.schema.get("properties") or {})
         unknown = [k for k in error.instance if k not in known]
-        return [f"{_key_path([*error.absolute_path, k])}: unknown key"
-                + (_did_you_mean(k, known) or f" (known: {', '.join(known)})") for k in unknown]
+        return [
+            f"{_key_path([*error.absolute_path, k])}: unknown key"
+            + (_did_you_mean(k, known) or f" (known: {', '.join(known)})")
+            for k in unknown
+        ]
     if error.validator == "enum":
         choices = error.validator_value
-        return [f"{where}: {error.instance!r} is not one of {', '.join(map(repr, choices))}"
-                f"{_did_you_mean(error.instance, choices)}"]
+        return [
+            f"{where}: {error.instance!r} is not one of {', '.join(map(repr, choices))}"
+            f"{_did_you_mean(error.instance, choices)}"
+        ]
     if error.validator in ("anyOf", "oneOf") and error.context:
         return [f"{where}: " + " or ".join(sorted({e.message for e in error.context}))]
     return [f"{where}: {error.message}"]
@@ -103,8 +108,10 @@ def load_config(*paths: str | Path, overrides: Mapping[str, Any] | None = None) 
     """The validated config: the working folder's ``config/config.yaml`` when no path is given, later
     files and then ``overrides`` merged over earlier ones, schema defaults filled in."""
     if not paths and not DEFAULT_CONFIG_PATH.is_file():
-        raise ConfigError(f"no {DEFAULT_CONFIG_PATH} in the working folder {Path.cwd()}: run from the workflow's "
-                          "folder or pass the config file")
+        raise ConfigError(
+            f"no {DEFAULT_CONFIG_PATH} in the working folder {Path.cwd()}: run from the workflow's "
+            "folder or pass the config file"
+        )
     config: dict = {}
     for path in paths or (DEFAULT_CONFIG_PATH,):
         config = merge(config, yaml.safe_load(Path(path).read_text()) or {})

@@ -28,8 +28,11 @@ class CritiqueSettings(Settings):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         cfg = config["critique"]
-        return cls(call=LLMCall.from_section(config, cfg, "critique", "the critique stage"), template=cfg["template"],
-                   template_sha256=file_sha256(cfg["template"], "critique.template"))
+        return cls(
+            call=LLMCall.from_section(config, cfg, "critique", "the critique stage"),
+            template=cfg["template"],
+            template_sha256=file_sha256(cfg["template"], "critique.template"),
+        )
 
 
 @dataclass(frozen=True)
@@ -47,5 +50,6 @@ class CritiqueEstimateSettings(Settings):
 def critique_runtime(config: Mapping[str, Any]) -> LLMRuntime:
     """Limits, cache, prices, ``critique.budget_usd`` and ``critique.max_error_fraction``."""
     cfg = config["critique"]
-    return LLMRuntime.from_config(config, cfg["endpoint"], budget_usd=cfg["budget_usd"],
-                                  max_error_fraction=cfg["max_error_fraction"])
+    return LLMRuntime.from_config(
+        config, cfg["endpoint"], budget_usd=cfg["budget_usd"], max_error_fraction=cfg["max_error_fraction"]
+    )

@@ -42,8 +42,10 @@ class OriginalAnswerSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], testset: str, target: str) -> Self:
-        return cls(testset=TestsetSettings.from_config(config, testset),
-                   target=EndpointTargetSettings.from_config(config, target))
+        return cls(
+            testset=TestsetSettings.from_config(config, testset),
+            target=EndpointTargetSettings.from_config(config, target),
+        )
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,15 @@ class JudgeSettings(Settings):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         j = config["eval"]["judge"]
-        return cls(call=LLMCall.from_section(config, j, "eval.judge", "the judge"),
-                   identical_as_tie=j["identical_as_tie"], template=j["template"],
-                   template_sha256=file_sha256(j["template"], "eval.judge.template"), protocol=j["protocol"],
-                   order_seed=j["order_seed"], lenient_verdicts=j["lenient_verdicts"])
+        return cls(
+            call=LLMCall.from_section(config, j, "eval.judge", "the judge"),
+            identical_as_tie=j["identical_as_tie"],
+            template=j["template"],
+            template_sha256=file_sha256(j["template"], "eval.judge.template"),
+            protocol=j["protocol"],
+            order_seed=j["order_seed"],
+            lenient_verdicts=j["lenient_verdicts"],
+        )
 
 
 @dataclass(frozen=True)
@@ -101,17 +108,27 @@ def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
         opt, kind = ev["optimizers"][name], plan.kind(name)
         if kind.model_input == "trained":
             base = config["train"]["base_model"]
-            out.append(ModelRole("optimizer", name, "trained by this workflow (rule train_optimizer)",
-                                 f"fine-tuned from {base}" if base else
-                                 "tiny model trained from scratch (exercises the code, NOT a useful optimizer)",
-                                 bool(base)))
+            out.append(
+                ModelRole(
+                    "optimizer",
+                    name,
+                    "trained by this workflow (rule train_optimizer)",
+                    f"fine-tuned from {base}"
+                    if base
+                    else "tiny model trained from scratch (exercises the code, NOT a useful optimizer)",
+                    bool(base),
+                )
+            )
         elif kind.model_input == "model":
             out.append(ModelRole("optimizer", name, opt["model"], "local folder or hub id", True))
         elif kind.no_model:
             out.append(ModelRole("optimizer", name, "none", kind.no_model, None))
         else:  # the kind calls an LLM
-            out.append(_endpoint_role("optimizer", name, LLMCall.from_section(config, opt, f"eval.optimizers.{name}",
-                                                                              f"kind {kind_name}")))
+            out.append(
+                _endpoint_role(
+                    "optimizer", name, LLMCall.from_section(config, opt, f"eval.optimizers.{name}", f"kind {kind_name}")
+                )
+            )
     if plan.trains_optimizer:
         if config["sft"]["source"] == "critiques":
             out.append(_endpoint_role("critic", "critic", CritiqueSettings.from_config(config).call))

@@ -51,17 +51,24 @@ class GenerationSettings(Settings):
         if key.startswith("eval.optimizers."):
             for field in ("top_p", "max_tokens", "seed"):
                 if section[field] is None:
-                    raise SettingsError(f"config {key}.{field}: a local optimizer model needs a value (null is "
-                                        "only for kind llm_rewrite, where it means the field is not sent)")
+                    raise SettingsError(
+                        f"config {key}.{field}: a local optimizer model needs a value (null is "
+                        "only for kind llm_rewrite, where it means the field is not sent)"
+                    )
             values = {f: section[f] for f in cls.field_names() if f != "max_new_tokens"}
             return cls.from_mapping({**values, "max_new_tokens": section["max_tokens"]}, key)
         if key.startswith("eval.targets."):
             if section["max_tokens"] is None:
                 raise SettingsError(f"config {key}.max_tokens: an hf target needs a value (null is for endpoints)")
-            return cls(engine=section["engine"], temperature=section["temperature"],
-                       top_p=1.0 if section["top_p"] is None else section["top_p"],
-                       max_new_tokens=section["max_tokens"], batch_size=section["batch_size"],
-                       seed=section["seed"] or 0, greedy=section["temperature"] == 0)
+            return cls(
+                engine=section["engine"],
+                temperature=section["temperature"],
+                top_p=1.0 if section["top_p"] is None else section["top_p"],
+                max_new_tokens=section["max_tokens"],
+                batch_size=section["batch_size"],
+                seed=section["seed"] or 0,
+                greedy=section["temperature"] == 0,
+            )
         raise SettingsError(f"config {key}: not a section with generation settings")
 
     @classmethod

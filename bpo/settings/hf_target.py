@@ -22,8 +22,13 @@ class HFTargetSettings(Settings):
     @classmethod
     def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
         cfg = target_section(config, name, "hf")
-        return cls(name=name, model=cfg["model"], dtype=cfg["dtype"], system_prompt=cfg["system_prompt"],
-                   generation=GenerationSettings.from_config(config, f"eval.targets.{name}"))
+        return cls(
+            name=name,
+            model=cfg["model"],
+            dtype=cfg["dtype"],
+            system_prompt=cfg["system_prompt"],
+            generation=GenerationSettings.from_config(config, f"eval.targets.{name}"),
+        )
 
 
 @dataclass(frozen=True)
@@ -35,5 +40,6 @@ class HFOriginalAnswerSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], testset: str, target: str) -> Self:
-        return cls(testset=TestsetSettings.from_config(config, testset),
-                   target=HFTargetSettings.from_config(config, target))
+        return cls(
+            testset=TestsetSettings.from_config(config, testset), target=HFTargetSettings.from_config(config, target)
+        )

@@ -20,7 +20,9 @@ from bpo.settings.base import Settings, SettingsError
 def endpoint_section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     endpoints = config["llm"]["endpoints"]
     if name not in endpoints:
-        raise SettingsError(f"config: LLM endpoint '{name}' is not defined under llm.endpoints (defined: {sorted(endpoints)})")
+        raise SettingsError(
+            f"config: LLM endpoint '{name}' is not defined under llm.endpoints (defined: {sorted(endpoints)})"
+        )
     return endpoints[name]
 
 
@@ -53,14 +55,23 @@ class EndpointSettings(Settings):
         local = None
         if ep["backend"] == "local":
             if not ep.get("model"):
-                raise SettingsError(f"config llm.endpoints.{name}.model is required for backend local "
-                                    "(an HF model folder or hub id)")
+                raise SettingsError(
+                    f"config llm.endpoints.{name}.model is required for backend local (an HF model folder or hub id)"
+                )
             local = LocalModelSettings.from_mapping({k: ep[k] for k in LOCAL_KEYS}, f"llm.endpoints.{name}")
         elif ep.get("model") is not None:
-            raise SettingsError(f"config llm.endpoints.{name}.model is only for backend local; backend "
-                                f"{ep['backend']} takes the model name from each stage's own `model` key")
-        return cls(name=name, backend=ep["backend"], base_url=ep["base_url"], api_key_env=ep["api_key_env"],
-                   default_headers=dict(ep["default_headers"]), local=local)
+            raise SettingsError(
+                f"config llm.endpoints.{name}.model is only for backend local; backend "
+                f"{ep['backend']} takes the model name from each stage's own `model` key"
+            )
+        return cls(
+            name=name,
+            backend=ep["backend"],
+            base_url=ep["base_url"],
+            api_key_env=ep["api_key_env"],
+            default_headers=dict(ep["default_headers"]),
+            local=local,
+        )
 
     # A remote endpoint's canonical form has no `local` entry, so the params of stages on remote
     # endpoints are what they were before backend local existed (nothing reruns for it).
@@ -130,13 +141,25 @@ class LLMRuntime(Settings):
     max_error_fraction: float
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], endpoint: str, *, budget_usd: float | None = None,
-                    max_error_fraction: float = 0.0) -> Self:
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        endpoint: str,
+        *,
+        budget_usd: float | None = None,
+        max_error_fraction: float = 0.0,
+    ) -> Self:
         llm = config["llm"]
-        limits = EndpointLimits.from_mapping(endpoint_section(config, endpoint)["limits"],
-                                             f"llm.endpoints.{endpoint}.limits")
-        return cls(cache_path=llm["cache"], limits=limits, prices=dict(llm["prices"]), budget_usd=budget_usd,
-                   max_error_fraction=max_error_fraction)
+        limits = EndpointLimits.from_mapping(
+            endpoint_section(config, endpoint)["limits"], f"llm.endpoints.{endpoint}.limits"
+        )
+        return cls(
+            cache_path=llm["cache"],
+            limits=limits,
+            prices=dict(llm["prices"]),
+            budget_usd=budget_usd,
+            max_error_fraction=max_error_fraction,
+        )
 
 
 def endpoint_config(name: str, endpoint: Mapping[str, Any], **llm: Any) -> dict[str, Any]:

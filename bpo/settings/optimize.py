@@ -51,9 +51,14 @@ class OptimizeSettings(Settings):
         key = f"eval.optimizers.{optimizer}"
         if opt["kind"] == "model" and not opt["model"]:
             raise SettingsError(f"config {key}.model: kind model needs a local folder or hub id")
-        return cls(name=optimizer, testset=TestsetSettings.from_config(config, testset),
-                   model=opt["model"] if opt["kind"] == "model" else None, prompt_format=opt["prompt_format"],
-                   context_mode=opt["context_mode"], generation=GenerationSettings.from_config(config, key))
+        return cls(
+            name=optimizer,
+            testset=TestsetSettings.from_config(config, testset),
+            model=opt["model"] if opt["kind"] == "model" else None,
+            prompt_format=opt["prompt_format"],
+            context_mode=opt["context_mode"],
+            generation=GenerationSettings.from_config(config, key),
+        )
 
 
 @dataclass(frozen=True)
@@ -87,9 +92,13 @@ class LLMRewriteSettings(Settings):
     def from_config(cls, config: Mapping[str, Any], testset: str, optimizer: str) -> Self:
         opt = _check_kind(config, optimizer, ("llm_rewrite",))
         key = f"eval.optimizers.{optimizer}"
-        return cls(name=optimizer, testset=TestsetSettings.from_config(config, testset),
-                   call=LLMCall.from_section(config, opt, key, "kind llm_rewrite"),
-                   template=opt["template"], template_sha256=file_sha256(opt["template"], f"{key}.template"))
+        return cls(
+            name=optimizer,
+            testset=TestsetSettings.from_config(config, testset),
+            call=LLMCall.from_section(config, opt, key, "kind llm_rewrite"),
+            template=opt["template"],
+            template_sha256=file_sha256(opt["template"], f"{key}.template"),
+        )
 
 
 @dataclass(frozen=True)
@@ -114,8 +123,9 @@ class OptimizerKind:
 OPTIMIZER_KINDS: dict[str, OptimizerKind] = {
     "trained": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="trained"),
     "model": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="model"),
-    "identity": OptimizerKind(IdentitySettings, "bpo.eval.optimize:identity_testset",
-                              no_model="no rewrite (the original prompt)"),
+    "identity": OptimizerKind(
+        IdentitySettings, "bpo.eval.optimize:identity_testset", no_model="no rewrite (the original prompt)"
+    ),
     "llm_rewrite": OptimizerKind(LLMRewriteSettings, "bpo.eval.optimize:llm_rewrite_testset"),
 }
 

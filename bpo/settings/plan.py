@@ -30,9 +30,13 @@ class Plan:
         optimizers = {name: ev["optimizers"][name]["kind"] for name in _active(ev["optimizers"])}
         for name in optimizers:
             optimizer_kind(config, name)  # an unknown kind is an error naming the key
-        return cls(sources=_active(config["sources"]), testsets=_active(ev["testsets"]), optimizers=optimizers,
-                   targets={name: ev["targets"][name]["kind"] for name in _active(ev["targets"])},
-                   sft_rewrite=ev["sft_rewrite"]["activate"])
+        return cls(
+            sources=_active(config["sources"]),
+            testsets=_active(ev["testsets"]),
+            optimizers=optimizers,
+            targets={name: ev["targets"][name]["kind"] for name in _active(ev["targets"])},
+            sft_rewrite=ev["sft_rewrite"]["activate"],
+        )
 
     def optimizers_of(self, *kinds: str) -> list[str]:
         """Active optimizers, of ``kinds`` when given."""

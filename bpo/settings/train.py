@@ -120,8 +120,10 @@ class TrackingRuntime(Settings):
     def from_config(cls, config: Mapping[str, Any], logging_dir: str | None = None) -> Self:
         report_to = config["train"]["report_to"]
         check_tracker(report_to)
-        return cls.from_mapping({"report_to": report_to, "run_name": f"{config['run_name']}/train",
-                                 "logging_dir": logging_dir}, "train.report_to")
+        return cls.from_mapping(
+            {"report_to": report_to, "run_name": f"{config['run_name']}/train", "logging_dir": logging_dir},
+            "train.report_to",
+        )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ or a ready-made BPO-format dataset (:mod:`bpo.sft.bpo_dataset`). :func:`build_sf
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from bpo.settings import SFTSettings
 from bpo.sft.bpo_dataset import build_sft_from_bpo_dataset, read_bpo_records, sft_from_bpo_records

@@ -10,9 +10,7 @@ from types import ModuleType
 from bpo.sources import alpaca_gpt4, chatbot_arena, hh_rlhf, oasst1
 from bpo.sources.base import CANDIDATE_FIELDS, ParseResult
 
-SOURCES: dict[str, ModuleType] = {
-    m.NAME: m for m in (hh_rlhf, oasst1, chatbot_arena, alpaca_gpt4)
-}
+SOURCES: dict[str, ModuleType] = {m.NAME: m for m in (hh_rlhf, oasst1, chatbot_arena, alpaca_gpt4)}
 
 
 class ConfigError(ValueError):

@@ -10,6 +10,8 @@ either toxic-chat tagger are dropped unless ``drop_flagged`` is off.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pyarrow as pa
 from datasets import Features, List, Value
 
@@ -124,7 +126,7 @@ def parse(
                 why = "malformed_conversations_differ"
             elif row["winner"].startswith("tie"):
                 why = "tie"
-            elif (lang := gate.resolve(turns_a[-2][1], lambda: res.where(i), row["language"], has_label=True)) is None:
+            elif (lang := gate.resolve(turns_a[-2][1], partial(res.where, i), row["language"], has_label=True)) is None:
                 why, blame = "language", "language"
             elif drop_flagged and _flagged(row):
                 why = "flagged"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 from bpo.drops import Drops
 from bpo.language import UNDETERMINED, LanguageConfigError, detect, normalize, wanted_languages
@@ -65,7 +66,7 @@ def detect_languages(res, languages, where: str):
     aligned = len(res.rows) == len(res.pairs)
     pairs, rows = [], []
     for k, cand in enumerate(res.pairs):
-        place = lambda k=k: res.candidate_location(k)
+        place = partial(res.candidate_location, k)
         lang = gate.resolve(cand["instruction"], place)
         if lang is None:
             res.dropped.add("language", place, "instruction")

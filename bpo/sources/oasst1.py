@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from functools import partial
 
 import pyarrow as pa
 from datasets import Features, List, Value
@@ -141,28 +142,28 @@ def parse(
     for row, msg in enumerate(table.to_pylist()):
         bad_field = _malformed_field(msg)
         if bad_field:
-            skipped.add("malformed_message", lambda: res.where(row), bad_field)
+            skipped.add("malformed_message", lambda row=row: res.where(row), bad_field)
             continue
         if msg["message_id"] in by_id:
-            skipped.add("duplicate_message_id", lambda: res.where(row), "message_id")
+            skipped.add("duplicate_message_id", lambda row=row: res.where(row), "message_id")
             continue
         by_id[msg["message_id"]] = msg
         row_of[msg["message_id"]] = row
         if msg["role"] == "prompter":
             prompts.append(msg)
         elif msg["parent_id"] == msg["message_id"]:  # a reply to itself: no prompt will ever see it
-            skipped.add("self_parent", lambda: res.where(row), "parent_id")
+            skipped.add("self_parent", lambda row=row: res.where(row), "parent_id")
         elif msg["parent_id"]:
             replies[msg["parent_id"]].append(msg)
         else:  # an assistant message cannot start a tree
-            skipped.add("malformed_message", lambda: res.where(row), "parent_id")
+            skipped.add("malformed_message", lambda row=row: res.where(row), "parent_id")
     # replies that no prompt will ever look at are counted, not lost
     for parent_id, group in replies.items():
         parent = by_id.get(parent_id)
         if parent is None or parent["role"] != "prompter":
             reason = "reply_parent_missing" if parent is None else "reply_parent_not_prompter"
             for rep in group:
-                skipped.add(reason, lambda: res.where(row_of[rep["message_id"]]), "parent_id")
+                skipped.add(reason, lambda rep=rep: res.where(row_of[rep["message_id"]]), "parent_id")
 
     def thread(msg: dict) -> list[dict] | str:
         """Messages from the root down to ``msg``'s parent, or the reason it is unusable."""
@@ -191,7 +192,7 @@ def parse(
         if why is None and test_trees > 0 and _in_test_share(msg, by_id, test_trees):
             why = "held_out_for_test"
         if why is None:
-            lang = gate.resolve(msg["text"], lambda: res.where(row_of[msg["message_id"]]), msg["lang"], has_label=True)
+            lang = gate.resolve(msg["text"], partial(res.where, row_of[msg["message_id"]]), msg["lang"], has_label=True)
             why = "language" if lang is None else None
         if why is None and msg["parent_id"] and not multi_turn:
             why = "multi_turn"
@@ -202,7 +203,7 @@ def parse(
                 if skip is None and rep["rank"] is None:
                     skip = "unranked"
                 if skip:
-                    skipped.add(f"reply_{skip}", lambda: res.where(row_of[rep["message_id"]]), _BLAME.get(skip))
+                    skipped.add(f"reply_{skip}", lambda rep=rep: res.where(row_of[rep["message_id"]]), _BLAME.get(skip))
                 else:
                     ranked.append(rep)
             if len(ranked) < 2:

@@ -5,8 +5,9 @@ Rank 0 writes them (``trainer.args.should_save``), every file atomically."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bpo.atomic import save_figure, write_json
 from bpo.prompt_format import TEMPLATE_VERSION, write_format_record
@@ -65,8 +66,9 @@ def zero_stage(ds_config: Mapping | None) -> int:
     return int((ds_config or {}).get("zero_optimization", {}).get("stage", 0) or 0)
 
 
-def save_model(trainer, tokenizer, spec: TrainSpec, base_desc: Mapping, ds_config: Mapping | None,
-               summary: Mapping[str, Any]) -> None:
+def save_model(
+    trainer, tokenizer, spec: TrainSpec, base_desc: Mapping, ds_config: Mapping | None, summary: Mapping[str, Any]
+) -> None:
     """Weights + tokenizer + training record in ``model_dir`` (a full model even for LoRA, so
     inference loads one folder with no base-model lookup). Every rank calls it (ZeRO-3 gathers)."""
     model_dir = Path(spec.model_dir)

@@ -21,14 +21,16 @@ import torch.nn.functional as F
 NAME = "sdpa_varlen"
 
 
-def sdpa_varlen_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
-                                  is_causal=None, **kwargs):
+def sdpa_varlen_attention_forward(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
+):
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     cu = kwargs.get("cu_seq_lens_q")
     if cu is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     n_rep = getattr(module, "num_key_value_groups", 1)
     if n_rep > 1:
         key, value = repeat_kv(key, n_rep), repeat_kv(value, n_rep)

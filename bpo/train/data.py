@@ -85,8 +85,9 @@ def encode_example(tokenizer, prompt: str, optimized: str, max_length: int, prom
     }
 
 
-def encode_pairs(tokenizer, pairs, max_length: int, *, prompt_format: str,
-                 what: str = "sft") -> tuple[list[dict], EncodeReport]:
+def encode_pairs(
+    tokenizer, pairs, max_length: int, *, prompt_format: str, what: str = "sft"
+) -> tuple[list[dict], EncodeReport]:
     """Encode ``(pair_id, prompt, optimized)`` rows in ``prompt_format`` (one of
     :data:`bpo.prompt_format.FORMATS`); drops are counted by reason and logged."""
     report = EncodeReport()
@@ -103,8 +104,12 @@ def encode_pairs(tokenizer, pairs, max_length: int, *, prompt_format: str,
         report.n_target_tokens += sum(1 for t in enc["labels"] if t != IGNORE_INDEX)
         examples.append(enc)
     if report.dropped:
-        log.warning("%s: dropped %d of %d pairs: %s", what, sum(report.dropped.values()), report.n_rows, dict(report.dropped))
-    log.info("%s: %d examples, %d tokens (%d in the loss)", what, report.n_kept, report.n_tokens, report.n_target_tokens)
+        log.warning(
+            "%s: dropped %d of %d pairs: %s", what, sum(report.dropped.values()), report.n_rows, dict(report.dropped)
+        )
+    log.info(
+        "%s: %d examples, %d tokens (%d in the loss)", what, report.n_kept, report.n_tokens, report.n_target_tokens
+    )
     return examples, report
 
 

@@ -25,9 +25,9 @@ import shlex
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 from bpo.train.checkpoint import prepare_checkpoint_dir
 from bpo.train.spec import TrainSpec
@@ -182,7 +182,8 @@ def plan_launch(
         if gpus and not cuda_devices:
             log.warning(
                 "the SLURM allocation has %d GPU(s) per node but torch sees none (a CPU build of torch?): "
-                "training on CPU", gpus,
+                "training on CPU",
+                gpus,
             )
             gpus = 0
     if gpus is None:
@@ -203,25 +204,55 @@ def plan_launch(
         port = int(env["MASTER_PORT"]) if env.get("MASTER_PORT") else (free_port or _free_port)()
     rdzv_id = f"bpo-{env['SLURM_JOB_ID']}" if under_slurm else "bpo-local"
     plan = LaunchPlan(
-        nnodes=nnodes, nproc_per_node=nproc, master_addr=master, master_port=port, use_cpu=use_cpu,
-        under_slurm=under_slurm, rdzv_id=rdzv_id,
+        nnodes=nnodes,
+        nproc_per_node=nproc,
+        master_addr=master,
+        master_port=port,
+        use_cpu=use_cpu,
+        under_slurm=under_slurm,
+        rdzv_id=rdzv_id,
     )
     if plan.world_size == 1:
         return plan
 
     entry = ["-m", "bpo.train.run", "--spec", spec_path]
     if nnodes == 1:
-        plan.command = [python, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                        "--nproc-per-node", str(nproc), *entry]
+        plan.command = [
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            str(nproc),
+            *entry,
+        ]
     else:
         plan.command = [
-            "srun", f"--jobid={env['SLURM_JOB_ID']}", "--overlap", f"--nodes={nnodes}",
+            "srun",
+            f"--jobid={env['SLURM_JOB_ID']}",
+            "--overlap",
+            f"--nodes={nnodes}",
             # the job's CPUs per node for each node's torchrun (a step task defaults to one)
-            *([f"--cpus-per-task={env['SLURM_CPUS_PER_TASK']}"] if env.get("SLURM_CPUS_PER_TASK") else []), "--ntasks-per-node=1", f"--ntasks={nnodes}", "--kill-on-bad-exit=1",
+            *([f"--cpus-per-task={env['SLURM_CPUS_PER_TASK']}"] if env.get("SLURM_CPUS_PER_TASK") else []),
+            "--ntasks-per-node=1",
+            f"--ntasks={nnodes}",
+            "--kill-on-bad-exit=1",
             "--label",  # each output line starts with its node's task number
-            python, "-m", "torch.distributed.run",
-            "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
-            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{master}:{port}", "--rdzv-id", rdzv_id,
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            str(nnodes),
+            "--nproc-per-node",
+            str(nproc),
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            f"{master}:{port}",
+            "--rdzv-id",
+            rdzv_id,
             *entry,
         ]
     return plan
@@ -237,8 +268,12 @@ def _free_port() -> int:
 def single_process_env(plan: LaunchPlan):
     """torch.distributed env of a world of one, restored afterwards (tests run in process)."""
     values = {
-        "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
-        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(plan.master_port),
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(plan.master_port),
     }
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -267,8 +302,11 @@ def launch_training(spec: TrainSpec, env: Mapping[str, str] | None = None, threa
     spec_path = Path(spec.checkpoint.dir) / "bpo_spec.json"
     plan = plan_launch(env, cuda_devices=cuda, cpu_ranks=spec.settings.cpu_ranks, spec_path=str(spec_path))
     log.info(
-        "launch: %d node(s) x %d rank(s) on %s%s", plan.nnodes, plan.nproc_per_node,
-        "CPU" if plan.use_cpu else "GPU", f", master {plan.master_addr}:{plan.master_port}" if plan.world_size > 1 else "",
+        "launch: %d node(s) x %d rank(s) on %s%s",
+        plan.nnodes,
+        plan.nproc_per_node,
+        "CPU" if plan.use_cpu else "GPU",
+        f", master {plan.master_addr}:{plan.master_port}" if plan.world_size > 1 else "",
     )
     resume = prepare_checkpoint_dir(spec, plan.world_size)
     if not plan.command:
@@ -283,8 +321,9 @@ def launch_training(spec: TrainSpec, env: Mapping[str, str] | None = None, threa
     if plan.nnodes > 1:
         # The step's own SLURM_* (one node, one task) would confine the inner srun to it.
         keep = {"SLURM_JOB_ID", "SLURM_JOBID", "SLURM_CONF"}
-        child_env = {k: v for k, v in child_env.items()
-                     if not k.startswith(("SLURM_", "SRUN_", "SBATCH_")) or k in keep}
+        child_env = {
+            k: v for k, v in child_env.items() if not k.startswith(("SLURM_", "SRUN_", "SBATCH_")) or k in keep
+        }
     if plan.use_cpu:
         # Split the cores between the CPU ranks instead of oversubscribing them.
         cores = int(threads) if threads else (os.cpu_count() or 1)
@@ -300,8 +339,9 @@ def run_ranks(cmd: list[str], env: Mapping[str, str]) -> int:
     node's) to the ``bpo.train.ranks`` logger, so they reach the rule's log: inherited file
     descriptors would write past the log to the terminal, i.e. to SLURM's own output file."""
     rank_log = logging.getLogger("bpo.train.ranks")
-    with subprocess.Popen(cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace", bufsize=1) as proc:
+    with subprocess.Popen(
+        cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
+    ) as proc:
         for line in proc.stdout:
             rank_log.info("%s", line.rstrip("\n"))
         return proc.wait()

@@ -34,9 +34,11 @@ def target_logits_loss(model, inputs, num_items_in_batch=None):
     logits = outputs.logits.float()
     targets = labels[:, keep + 1].to(logits.device)
     reduction = "mean" if num_items_in_batch is None else "sum"
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=IGNORE_INDEX, reduction=reduction)
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction=reduction
+    )
     if num_items_in_batch is not None:
-        loss = loss / (num_items_in_batch.to(loss.device) if torch.is_tensor(num_items_in_batch)
-                       else num_items_in_batch)
+        loss = loss / (
+            num_items_in_batch.to(loss.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch
+        )
     return loss

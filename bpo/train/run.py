@@ -100,8 +100,13 @@ def _make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             """Training steps take the logits of the scored positions only (bpo.train.loss);
             evaluation and anything unusual go the Trainer's way."""
-            if return_outputs or not model.training or "labels" not in inputs or self.label_smoother is not None \
-                    or not self.model_accepts_loss_kwargs:
+            if (
+                return_outputs
+                or not model.training
+                or "labels" not in inputs
+                or self.label_smoother is not None
+                or not self.model_accepts_loss_kwargs
+            ):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = target_logits_loss(model, inputs, num_items_in_batch)
             if loss is None:
@@ -159,8 +164,16 @@ def _attach_tracking(trainer, spec: TrainSpec) -> None:
     trainer.add_callback(_LogSettings())
 
 
-def _training_arguments(hp: TrainSettings, spec: TrainSpec, *, accum: int, precision: str, has_eval: bool,
-                        ds_config: dict | None, use_cpu: bool):
+def _training_arguments(
+    hp: TrainSettings,
+    spec: TrainSpec,
+    *,
+    accum: int,
+    precision: str,
+    has_eval: bool,
+    ds_config: dict | None,
+    use_cpu: bool,
+):
     from transformers import TrainingArguments
 
     ckpt = spec.checkpoint
@@ -229,18 +242,27 @@ def run(spec: TrainSpec, resume_from: str | None = None) -> dict:
     ds_config = load_deepspeed_config(hp.deepspeed)
     tokenizer, model, base_desc = load_tokenizer_and_tiny(hp, train_pairs)
     prepare_tokenizer(tokenizer)
-    train_ex, train_report = encode_pairs(tokenizer, train_pairs, hp.max_length, prompt_format=hp.prompt_format,
-                                           what=spec.train)
-    val_ex, val_report = encode_pairs(tokenizer, val_pairs, hp.max_length, prompt_format=hp.prompt_format,
-                                       what=str(spec.val))
+    train_ex, train_report = encode_pairs(
+        tokenizer, train_pairs, hp.max_length, prompt_format=hp.prompt_format, what=spec.train
+    )
+    val_ex, val_report = encode_pairs(
+        tokenizer, val_pairs, hp.max_length, prompt_format=hp.prompt_format, what=str(spec.val)
+    )
     if not train_ex:
         raise ValueError(
             f"{spec.train}: every pair was dropped ({dict(train_report.dropped)}); "
             f"raise config train.max_length ({hp.max_length})?"
         )
     has_eval = bool(val_ex)
-    args = _training_arguments(hp, spec, accum=accum, precision=precision, has_eval=has_eval,
-                               ds_config=ds_config, use_cpu=not torch.cuda.is_available())
+    args = _training_arguments(
+        hp,
+        spec,
+        accum=accum,
+        precision=precision,
+        has_eval=has_eval,
+        ds_config=ds_config,
+        use_cpu=not torch.cuda.is_available(),
+    )
     if model is None:
         # Without DeepSpeed, bf16 is autocast over fp32 weights (fp32 master weights); DeepSpeed's
         # bf16 optimizer keeps its own fp32 master copy, so there the base loads in bf16 (half the RAM).
@@ -266,8 +288,17 @@ def run(spec: TrainSpec, resume_from: str | None = None) -> dict:
     log.info(
         "training: %d examples, world size %d, per-device batch %d x accumulation %d = global %d, "
         "precision %s (%s), prompt format %s, deepspeed %s, packing %s, LoRA %s",
-        len(train_ex), world_size, hp.per_device_batch_size, accum, hp.global_batch_size,
-        precision, precision_why, hp.prompt_format, hp.deepspeed or "off", hp.packing, hp.lora.enabled,
+        len(train_ex),
+        world_size,
+        hp.per_device_batch_size,
+        accum,
+        hp.global_batch_size,
+        precision,
+        precision_why,
+        hp.prompt_format,
+        hp.deepspeed or "off",
+        hp.packing,
+        hp.lora.enabled,
     )
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)

@@ -8,9 +8,10 @@ workflow script built.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bpo.atomic import write_json
 from bpo.settings.train import CheckpointRuntime, TrackingRuntime, TrainSettings
@@ -40,12 +41,15 @@ class TrainSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainSpec:
         return cls(
             settings=TrainSettings.from_params(data["settings"]),
             checkpoint=CheckpointRuntime.from_params(data["checkpoint"]),
-            train=data["train"], val=data["val"], model_dir=data["model_dir"],
-            metrics=data["metrics"], loss_curve=data["loss_curve"],
+            train=data["train"],
+            val=data["val"],
+            model_dir=data["model_dir"],
+            metrics=data["metrics"],
+            loss_curve=data["loss_curve"],
             tracking=TrackingRuntime.from_params(data["tracking"]) if data.get("tracking") else None,
         )
 
@@ -53,5 +57,5 @@ class TrainSpec:
         write_json(self.as_dict(), path, indent=1)
 
     @classmethod
-    def read(cls, path: str | Path) -> "TrainSpec":
+    def read(cls, path: str | Path) -> TrainSpec:
         return cls.from_dict(json.loads(Path(path).read_text()))

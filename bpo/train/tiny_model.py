@@ -11,7 +11,7 @@ in well under a second.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -21,6 +21,7 @@ from bpo.settings.train import TinySettings
 log = logging.getLogger(__name__)
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
+
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """Byte-level BPE trained on ``texts``, wrapped as a transformers fast tokenizer.
@@ -81,8 +82,9 @@ def tiny_llama_config(tokenizer, tiny: TinySettings | Mapping):
     )
 
 
-def build_tiny(pairs: Iterable[tuple[str, str]], tiny: TinySettings | Mapping, seed: int,
-               attn_implementation: str = "sdpa_varlen"):
+def build_tiny(
+    pairs: Iterable[tuple[str, str]], tiny: TinySettings | Mapping, seed: int, attn_implementation: str = "sdpa_varlen"
+):
     """Tokenizer trained on the SFT pairs (rendered as the optimizer sees them) and a
     randomly initialised tiny Llama. Returns ``(model, tokenizer)``."""
     import torch

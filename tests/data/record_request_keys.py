@@ -7,8 +7,10 @@ import json
 
 from bpo.settings import load_config
 
-PAIRS = [{"instruction": "Name a fruit.", "context": "", "bad_response": "car", "good_response": "apple"},
-         {"instruction": "Sum it.", "context": "2 and 3", "bad_response": "6", "good_response": "5"}]
+PAIRS = [
+    {"instruction": "Name a fruit.", "context": "", "bad_response": "car", "good_response": "apple"},
+    {"instruction": "Sum it.", "context": "2 and 3", "bad_response": "6", "good_response": "5"},
+]
 QUESTIONS = ["What is 2+2?", "Write a haiku about rain.\n\nIt rains."]
 ANSWERS = ("The answer is 4.", "Four.")
 CONFIGS = {"demo": ("config/config.yaml",), "paper": ("config/config.yaml", "config/paper.yaml")}
@@ -18,7 +20,8 @@ VARIANTS = {"": {}, "+system": {"eval": {"judge": {"system_prompt": "You judge."
 
 def keys(config: dict) -> dict:
     # the code of commit 5423dc9 (imported here: the test imports this module's inputs only)
-    from bpo.critique import _requests, load_template as critique_template
+    from bpo.critique import _requests
+    from bpo.critique import load_template as critique_template
     from bpo.eval.calls import chat_request
     from bpo.eval.judge import load_template as judge_template
     from bpo.eval.optimize import _REWRITE_PLACEHOLDER, load_rewrite_template
@@ -32,9 +35,18 @@ def keys(config: dict) -> dict:
     for name, t in config["eval"]["targets"].items():
         if t["kind"] == "endpoint" and t["endpoint"]:
             s = EndpointTargetSettings.from_config(config, name)
-            out[f"answer/{name}"] = [chat_request(s.model, q, temperature=s.temperature, top_p=s.top_p,
-                                                  max_tokens=s.max_tokens, seed=s.seed, system=s.system_prompt).key
-                                     for q in QUESTIONS]
+            out[f"answer/{name}"] = [
+                chat_request(
+                    s.model,
+                    q,
+                    temperature=s.temperature,
+                    top_p=s.top_p,
+                    max_tokens=s.max_tokens,
+                    seed=s.seed,
+                    system=s.system_prompt,
+                ).key
+                for q in QUESTIONS
+            ]
     j = JudgeSettings.from_config(config)
     template = judge_template(j.template)
     gen = dict(temperature=j.temperature, top_p=j.top_p, max_tokens=j.max_tokens, seed=j.seed)
@@ -46,9 +58,18 @@ def keys(config: dict) -> dict:
         if o["kind"] == "llm_rewrite":
             s = LLMRewriteSettings.from_config(config, next(iter(config["eval"]["testsets"])), name)
             tpl = load_rewrite_template(s.template)
-            out[f"llm_rewrite/{name}"] = [chat_request(s.model, tpl.replace(_REWRITE_PLACEHOLDER, q), system=None,
-                                                       temperature=s.temperature, top_p=s.top_p,
-                                                       max_tokens=s.max_tokens, seed=s.seed).key for q in QUESTIONS]
+            out[f"llm_rewrite/{name}"] = [
+                chat_request(
+                    s.model,
+                    tpl.replace(_REWRITE_PLACEHOLDER, q),
+                    system=None,
+                    temperature=s.temperature,
+                    top_p=s.top_p,
+                    max_tokens=s.max_tokens,
+                    seed=s.seed,
+                ).key
+                for q in QUESTIONS
+            ]
     return out
 
 

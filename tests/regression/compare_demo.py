@@ -35,8 +35,13 @@ def checkout(rev: str, dest: Path) -> None:
     """``rev`` (a commit) or ``WORKTREE`` (tracked + untracked, not ignored) copied into ``dest``."""
     dest.mkdir(parents=True)
     if rev == "WORKTREE":
-        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                               capture_output=True).stdout.decode().split("\0")
+        files = (
+            subprocess.run(
+                ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True, capture_output=True
+            )
+            .stdout.decode()
+            .split("\0")
+        )
         for name in filter(None, files):
             src = REPO / name
             if src.is_file():
@@ -50,8 +55,9 @@ def checkout(rev: str, dest: Path) -> None:
 def run_demo(tree: Path, cores: int) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores)], cwd=tree, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", str(cores)], cwd=tree, env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         sys.exit(f"demo failed in {tree}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return time.monotonic() - start
@@ -108,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("old", nargs="?", help="commit to compare against (or --old-tree)")
     ap.add_argument("--old-tree", type=Path, help="an already-run tree (e.g. one kept with --keep) as the old side")
-    ap.add_argument("--reuse-cache", action="store_true",
-                    help="start the new run from the old tree's LLM cache and report the calls it paid")
+    ap.add_argument(
+        "--reuse-cache",
+        action="store_true",
+        help="start the new run from the old tree's LLM cache and report the calls it paid",
+    )
     ap.add_argument("new", nargs="?", default="WORKTREE", help="commit, or WORKTREE (default)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the temp trees")
@@ -135,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             before = cached_calls(trees["new"])
         print(f"{label}: {rev}: demo ran in {run_demo(trees[label], args.cores):.0f} s", flush=True)
         if label == "new" and args.reuse_cache:
-            print(f"new: LLM calls paid with the old cache: {cached_calls(trees['new']) - before} "
-                  f"(cache held {before})", flush=True)
+            print(
+                f"new: LLM calls paid with the old cache: {cached_calls(trees['new']) - before} (cache held {before})",
+                flush=True,
+            )
     old, new = artifacts(trees["old"]), artifacts(trees["new"])
     new = align(old, new)
     bad = 0

@@ -104,7 +104,9 @@ def parse_plan(text: str) -> dict[str, int]:
 def squeue_info(slurm_id: str) -> dict[str, str]:
     out = subprocess.run(
         ["squeue", "-h", "--states=all", "-j", slurm_id, "-o", "%i|%T|%j|%k"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout.strip()
     if not out:
         return {}
@@ -113,9 +115,7 @@ def squeue_info(slurm_id: str) -> dict[str, str]:
 
 
 def scontrol_info(slurm_id: str) -> dict[str, str]:
-    out = subprocess.run(
-        ["scontrol", "show", "job", "-o", slurm_id], capture_output=True, text=True, timeout=60
-    ).stdout
+    out = subprocess.run(["scontrol", "show", "job", "-o", slurm_id], capture_output=True, text=True, timeout=60).stdout
     return dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
 
 

@@ -9,6 +9,7 @@ from bpo.atomic import save_figure
 from bpo.eval.report.summary import interval
 from bpo.settings.evaluate import ReportSettings
 
+
 def _pyplot():
     import matplotlib
 
@@ -56,28 +57,38 @@ def compare_plot(table, path: Path, title_note: str | None, settings: ReportSett
     cols = min(2, max(1, len(panels)))
     nrows = math.ceil(max(1, len(panels)) / cols)
     optimizers = max((len(rows) for rows in panels.values()), default=1)
-    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 1.4 + (0.55 * optimizers + 0.8) * nrows),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 1.4 + (0.55 * optimizers + 0.8) * nrows), squeeze=False)
     series = (("delta_wr", "ΔWR", "#1565c0", "o", -0.15), ("lc_delta_wr", "LC ΔWR", "#ef6c00", "s", 0.15))
     for ax, ((testset, target), rows) in zip(axes.flat, panels.items()):
         y = list(range(len(rows)))
         for col, label, color, marker, offset in series:
-            pts = [(i + offset, r[col], r[f"{col}_low"], r[f"{col}_high"]) for i, r in zip(y, rows)
-                   if r[col] is not None and not math.isnan(r[col])]
+            pts = [
+                (i + offset, r[col], r[f"{col}_low"], r[f"{col}_high"])
+                for i, r in zip(y, rows)
+                if r[col] is not None and not math.isnan(r[col])
+            ]
             if pts:
-                ax.errorbar([p[1] for p in pts], [p[0] for p in pts],
-                            xerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
-                            fmt=marker, color=color, capsize=3, label=label)
+                ax.errorbar(
+                    [p[1] for p in pts],
+                    [p[0] for p in pts],
+                    xerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
+                    fmt=marker,
+                    color=color,
+                    capsize=3,
+                    label=label,
+                )
         ax.axvline(0, color="#555", linewidth=0.8)
-        labels = [r["optimizer"] + ("" if r["lc_delta_wr"] is not None else f"\n(LC: < {settings.lc_min_pairs} pairs)")
-                  for r in rows]
+        labels = [
+            r["optimizer"] + ("" if r["lc_delta_wr"] is not None else f"\n(LC: < {settings.lc_min_pairs} pairs)")
+            for r in rows
+        ]
         ax.set_yticks(y, labels, fontsize=8)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_xlim(-105, 105)
         ax.set_title(f"{testset} / {target}", fontsize=9)
         ax.set_xlabel("percentage points (optimized vs original)", fontsize=8)
         ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     title = f"ΔWR and length-controlled ΔWR with {round(100 * settings.confidence)}% bootstrap intervals"
     if title_note:

@@ -331,8 +331,9 @@ class Summary:
                 (
                     "Similarity to reference rewrites",
                     [
-                        "Where a test set ships reference optimized prompts (BPO test), the optimizer's output is scored "
-                        "against them (lower-cased word tokens). Baseline: the original prompt scored the same way."
+                        "Where a test set ships reference optimized prompts (BPO test), "
+                        "the optimizer's output is scored against them (lower-cased word tokens). "
+                        "Baseline: the original prompt scored the same way."
                     ],
                     intrinsic,
                 )
