@@ -1,6 +1,6 @@
 """Language identification: bpo.language (lingua-language-detector, low-accuracy mode, with its
 "und" rules) against the function-word heuristic the fallback detector used before it
-(``_language`` in bpo/optimizer/fallback.py, 7 Latin-script languages, reproduced here as the
+(``_language`` of bpo/optimizer/fallback.py, 7 Latin-script languages, reproduced here as the
 baseline), on a labelled multilingual set: accuracy, undetermined rate, wrong-guess rate and
 texts per second of CPU, side by side in one run.
 
@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 from bpo.language import UNDETERMINED, detect
-from bpo.optimizer.fallback import _FUNCTION
+from bpo.optimizer.script_words import _FUNCTION
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "langid_set.jsonl"
