@@ -8,15 +8,15 @@ from test_eval_report import PAIRS, _answer, _judgment, _optimized, _report, _wr
 from bpo.schemas import WINRATES, read_table
 
 PROMPTS = {
+    "und": "Hi",
     "en": "Explain how photosynthesis works in simple words, with an example a child would understand.",
     "es": "¿Cuáles son los beneficios de hacer ejercicio todos los días para la salud del corazón?",
     "zh": "请用简单的语言解释一下光合作用是如何进行的，并举一个例子。",
 }
 
 
-def _multilingual(tmp_path):
+def _multilingual(tmp_path, langs=("en", "es", "zh")):
     answers, judgments, optimized = [], [], []
-    langs = ["en", "es", "zh"]
     for i, (v1, v2, outcome, raw, backend, _category) in enumerate(PAIRS):
         item, lang = f"q{i}", langs[i % 3]
         answers.append(_answer(item, "trained", None, "one two", "one two three four"))
@@ -50,3 +50,15 @@ def test_one_language_test_set_has_no_language_rows(tmp_path):
     rows, out = _report(tmp_path, _trained(tmp_path))
     assert all(r["language"] is None for r in rows)
     assert "## Per language" not in out["summary"].read_text()
+
+
+def test_english_and_undetermined_prompts_give_no_language_rows(tmp_path):
+    """Short prompts ("und") in an English test set do not make it multilingual."""
+    rows, out = _report(tmp_path, _multilingual(tmp_path, langs=("en", "und", "en")))
+    assert all(r["language"] is None for r in rows)
+    assert "## Per language" not in out["summary"].read_text()
+
+
+def test_undetermined_prompts_get_their_row_in_a_multilingual_test_set(tmp_path):
+    rows, _ = _report(tmp_path, _multilingual(tmp_path, langs=("es", "und", "zh")))
+    assert [r["language"] for r in rows] == [None, "es", "und", "zh"]

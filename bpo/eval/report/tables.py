@@ -177,8 +177,8 @@ def cell_rows(
     languages: Mapping[str, str] | None = None,
 ) -> list[dict]:
     """The overall row of one (optimizer, test set, target), then one row per category, then,
-    where the test set's items are in more than one language (``languages``: item id -> ISO
-    639-1 code), one row per language."""
+    where the test set's items are in more than one identified language (``languages``: item id
+    -> ISO 639-1 code), one row per language ("und" included)."""
     by_item = {r["item_id"]: r for r in answers}
     rows = [winrate_row(judgments, by_item, optimized, settings, category=None, difficulty=difficulty)]
     for category in sorted({r["category"] for r in judgments if r["category"] is not None}):
@@ -187,7 +187,8 @@ def cell_rows(
         rows.append(winrate_row(j, by_item, o, settings, category=category, difficulty=difficulty))
     languages = languages or {}
     lang_of = {r["item_id"]: languages.get(r["item_id"], UNDETERMINED) for r in judgments}
-    if len(set(lang_of.values())) > 1:  # a one-language test set: its overall row says it all
+    # a one-language test set (its short prompts "und" aside): its overall row says it all
+    if len(set(lang_of.values()) - {UNDETERMINED}) > 1:
         for lang in sorted(set(lang_of.values())):
             j = [r for r in judgments if lang_of[r["item_id"]] == lang]
             o = [r for r in optimized if languages.get(r["item_id"], UNDETERMINED) == lang]
