@@ -159,12 +159,20 @@ def _to_arrow(pairs: list[dict]) -> pa.Table:
     return pa.table({f.name: pa.array([p[f.name] for p in pairs], f.type) for f in PAIRS}, schema=PAIRS)
 
 
+def _language_counts(pairs) -> dict[str, int]:
+    """Pairs per language (ISO 639-1, "und"), most first."""
+    counts = Counter(p["language"] or "und" for p in pairs)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def _summary(stats: dict) -> str:
     drops = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "none"
     lines = [
         f"{stats['source']}: {stats['records_read']} records read from {', '.join(stats['origin'])}",
         f"{stats['source']}: {stats['candidates']} candidates ({stats['unit']}) -> {stats['pairs']} pairs; "
         f"dropped {stats['dropped_total']}: {drops}",
+        f"{stats['source']}: pairs by language: "
+        + (", ".join(f"{k} {v}" for k, v in stats["languages"].items()) or "none"),
     ]
     for key, counts in stats["other"].items():
         lines.append(f"{stats['source']}: {key}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -221,6 +229,7 @@ def build_source_pairs(
         "records_read": parsed.records_read,
         "candidates": parsed.candidates,
         "pairs": len(sampled),
+        "languages": _language_counts(sampled),
         "dropped_total": sum(dropped.values()),
         "dropped": dict(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))),
         "other": parsed.other,
@@ -280,6 +289,7 @@ def merge_pairs(
             "candidates": st.get("candidates"),
             "pairs_in": table.num_rows,
             "pairs": kept.num_rows,
+            "languages": _language_counts({"language": x} for x in kept.column("language").to_pylist()),
             "dropped": dropped,
         }
     merged = pa.concat_tables(tables) if tables else PAIRS.empty_table()
@@ -288,6 +298,7 @@ def merge_pairs(
         "pairs": merged.num_rows,
         "dedup": dedup,
         "duplicates_across_sources": sum(v["pairs_in"] - v["pairs"] for v in per_source.values()),
+        "languages": _language_counts({"language": x} for x in merged.column("language").to_pylist()),
         "sources": per_source,
     }
     write_json(stats, stats_path)

@@ -34,7 +34,7 @@ PAIRS = pa.schema(
         pa.field("bad_response", _str, nullable=False),
         pa.field("good_model", _str),  # null when unknown
         pa.field("bad_model", _str),
-        pa.field("language", _str),  # as the source names it ("en", "English"); null when unknown
+        pa.field("language", _str),  # ISO 639-1 ("en", "zh"), or "und" when undetermined (bpo.sources.languages)
         pa.field("num_turns", _i64, nullable=False),  # human turns in the dialogue, 1 = single-turn
         # the turns before `instruction` (multi_turn sources), [] for single-turn; never in `context`
         pa.field("history", HISTORY, nullable=False),
@@ -203,6 +203,7 @@ WINRATES = pa.schema(
         pa.field("target", _str, nullable=False),
         pa.field("judge_model", _str, nullable=False),
         pa.field("category", _str),  # null = every item of the test set
+        pa.field("language", _str),  # ISO 639-1 (bpo.language, "und"); null = every language
         pa.field("protocol", _str, nullable=False),  # both_orders | single_random
         pa.field("n", _i64, nullable=False),  # all pairs
         pa.field("n_invalid", _i64, nullable=False),

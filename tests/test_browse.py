@@ -14,7 +14,8 @@ from browse_fixture import write_artifacts
 from headless import chromium, missing_reason, screenshot, wait_state
 
 from bpo.browse import BrowseInputError, build_browse, load_rows
-from bpo.browse.page import encode
+from bpo.browse.page import encode, render
+from bpo.language import UNDETERMINED, known_codes
 
 TESTSETS = {"vicuna": 24, "dolly": 17}
 TARGETS = ["standin", "small"]
@@ -107,6 +108,9 @@ def test_new_layout_optimizer_and_category(tmp_path):
     # the identity optimizer's answers repeat the original ones: stored once in the page
     data = encode(rows, [])
     assert len(data["strings"]) < 12 * 7
+    # each row carries the language of its original prompt, a filter of the page
+    assert {r.language for r in rows} <= known_codes() | {UNDETERMINED} and all(r.language for r in rows)
+    assert "language" in data["fields"] and 'id="f-language"' in render(data, "t")
 
 
 def test_rows_that_do_not_join_are_an_error(tmp_path):

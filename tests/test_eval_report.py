@@ -243,7 +243,11 @@ def test_first_page_names_real_and_standin_models(tmp_path):
     assert ReportSettings.from_params(settings.canonical()) == settings  # what the rule passes round-trips
     tiny = ReportSettings.from_config(load_config(overrides={"train": {"base_model": None}}))
     assert next(m for m in tiny.models if m.name == "trained").real is False
-    paper = {(m.role, m.name): m for m in ReportSettings.from_config(load_config("config/paper.yaml")).models}
+    # paper.yaml lists only what differs: it is merged over config.yaml, as snakemake --configfile does
+    paper = {
+        (m.role, m.name): m
+        for m in ReportSettings.from_config(load_config("config/config.yaml", "config/paper.yaml")).models
+    }
     assert paper["judge", "judge"].model == "gpt-4" and paper["judge", "judge"].source.startswith("API endpoint openai")
     assert all(m.real is not False for m in paper.values())  # no stand-in anywhere in the paper recipe
 

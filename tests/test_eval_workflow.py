@@ -62,8 +62,8 @@ def evaluated(tmp_path_factory):
             "batch_size": 4,
         }
         cfg["eval"]["targets"].pop("smollm2")  # the demo's real target: the full-demo test runs it
-        # two of the four demo sets keep the test lean: one with contexts, one with references
-        for name in ("vicuna_eval", "self_instruct"):
+        # two of the five demo sets keep the test lean: one with contexts, one with references
+        for name in ("vicuna_eval", "self_instruct", "oasst1_multilingual"):
             cfg["eval"]["testsets"][name]["activate"] = False
 
     edit_config(wf, edit)
@@ -309,10 +309,10 @@ def test_original_answers_are_scheduled_once_per_testset_and_target(workflow_cop
         return job_counts(snakemake(workflow_copy, "-n", "--cores", "1", *EVAL_OUTPUTS))
 
     two, four = jobs(0), jobs(2)  # the demo's trained + identity, then two identities more
-    assert two["answer_original"] == four["answer_original"] == 4  # 4 demo test sets x 1 target
-    assert (two["answer"], four["answer"]) == (8, 16)
-    assert (two["judge"], four["judge"]) == (16, 32)  # x 2 targets: the stand-in and the SmolLM2 hf target
-    assert (two["optimize_identity"], four["optimize_identity"]) == (4, 12)
+    assert two["answer_original"] == four["answer_original"] == 5  # 5 demo test sets x 1 target
+    assert (two["answer"], four["answer"]) == (10, 20)
+    assert (two["judge"], four["judge"]) == (20, 40)  # x 2 targets: the stand-in and the SmolLM2 hf target
+    assert (two["optimize_identity"], four["optimize_identity"]) == (5, 15)
 
 
 def test_html_report(evaluated):

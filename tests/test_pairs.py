@@ -124,6 +124,7 @@ def test_source_settings_hold_the_section_without_activate():
         "languages": ["en", "de"],
         "multi_turn": False,
         "max_history_turns": None,
+        "test_trees": 0.5,
     }
     assert list(section) == [
         "path",
@@ -132,6 +133,7 @@ def test_source_settings_hold_the_section_without_activate():
         "languages",
         "multi_turn",
         "max_history_turns",
+        "test_trees",
         "sample",
     ]  # the schema's order
     assert settings.cleaning.canonical() == CLEANING
@@ -182,9 +184,16 @@ def test_demo_counts(tmp_path):
                 "long_response": 1,
             },
         ),
+        # languages: all (14 en + 10 pairs in six other languages); half the non-English trees held out for test
         "oasst1": (
-            14,
-            {"language": 2, "multi_turn": 2, "deleted": 1, "not_reviewed": 1, "fewer_than_2_ranked_replies": 2},
+            24,
+            {
+                "held_out_for_test": 6,
+                "multi_turn": 2,
+                "deleted": 1,
+                "not_reviewed": 1,
+                "fewer_than_2_ranked_replies": 2,
+            },
         ),
         "chatbot_arena": (17, {"tie": 2, "flagged": 2, "language": 2, "multi_turn": 2, "malformed_winner": 1}),
         "alpaca_gpt4": (15, {"unmatched": 2, "duplicate_key": 1, "same_responses": 1, "empty_response": 1}),

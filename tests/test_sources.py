@@ -313,7 +313,12 @@ def test_arena_winner_gives_the_pair():
         "model-y",
         "model-x",
     )
-    assert (p2["instruction"], p2["source_id"], p2["language"], p2["num_turns"]) == ("2+2?", "q2", "English", 1)
+    assert (p2["instruction"], p2["source_id"], p2["language"], p2["num_turns"]) == (
+        "2+2?",
+        "q2",
+        "en",
+        1,
+    )  # the dataset's "English" as ISO 639-1
 
 
 def test_arena_filters_ties_flags_languages_and_multi_turn():

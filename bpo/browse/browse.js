@@ -4,10 +4,11 @@
 (function () {
   const PAGE = 50;
   const FIELDS_TEXT = ["item_id", "question_original", "question_optimized", "answer_original", "answer_optimized",
-    "raw_optimized_first", "raw_original_first", "category", "fallback_reason", "history_original",
+    "raw_optimized_first", "raw_original_first", "category", "language", "fallback_reason", "history_original",
     "history_optimized"];
   const FILTERS = [["testset", "test sets"], ["optimizer", "optimizers"], ["target", "targets"],
-    ["outcome", "outcomes"], ["category", "categories"], ["fallback_reason", "fallback reasons"], ["turn", "turns"]];
+    ["outcome", "outcomes"], ["category", "categories"], ["language", "languages"],
+    ["fallback_reason", "fallback reasons"], ["turn", "turns"]];
   const NONE = "(none)";
   const $ = (id) => document.getElementById(id);
   let D, S, F, rows, strLower, filtered = [], page = 0, searchHits = null;
@@ -144,10 +145,12 @@
   function officialRow() {
     const ts = selected("testset"), op = selected("optimizer"), tg = selected("target"), cat = selected("category");
     const tn = selected("turn") === NONE ? null : selected("turn");
-    if (!ts || !op || !tg || selected("outcome") || selected("fallback_reason") || searchHits) return null;
+    const lang = selected("language");
+    if (!ts || !op || !tg || selected("outcome") || selected("fallback_reason") || searchHits || (cat && lang)) return null;
     // a multi-turn test set's report rows are per turn: one is official only when a turn is selected
     return D.winrates.find((w) => w.testset === ts && w.optimizer === op && w.target === tg &&
-      (cat ? w.category === cat : w.category == null) && (w.turn == null ? tn === null : String(w.turn) === tn)) || null;
+      (cat ? w.category === cat : w.category == null) && (lang ? w.language === lang : w.language == null) &&
+      (w.turn == null ? tn === null : String(w.turn) === tn)) || null;
   }
 
   function verdictText(v, optimizedIs) {
@@ -165,6 +168,7 @@
     const ans = (f) => (g(f) == null ? `<em class="missing">no answer (${esc(g(f.replace("answer", "status")))})</em>` : esc(g(f)));
     const badges = [`<span class="badge o-${outcome}">${outcome}</span>`];
     if (g("category")) badges.push(`<span class="badge cat">${esc(g("category"))}</span>`);
+    badges.push(`<span class="badge lang">${esc(g("language"))}</span>`);
     if (fb) badges.push(`<span class="badge fallback">fallback: ${esc(fb)}</span>`);
     if (standinAns) badges.push(`<span class="badge standin">stand-in answered</span>`);
     if (standinJudge) badges.push(`<span class="badge standin">stand-in judged</span>`);

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bpo.language import detect
 from bpo.schemas import ANSWERS, CONVERSATIONS, JUDGMENTS, OPTIMIZED, TURN_JUDGMENTS, TURN_WINRATES, WINRATES
 from bpo.vocab import OUTCOMES
 
@@ -29,6 +30,7 @@ LATER_COLUMNS = frozenset(
     {
         "optimizer",
         "category",
+        "language",
         "protocol",
         "rule_optimized_first",
         "rule_original_first",
@@ -75,6 +77,7 @@ class Row:
     target: str
     item_id: str
     category: str | None
+    language: str  # of the original instruction (bpo.language; "und" when unclear), as the report's rows
     question_original: str
     question_optimized: str
     answer_original: str | None
@@ -149,6 +152,7 @@ def load_rows(
                     target=key[2],
                     item_id=key[3],
                     category=j.get("category") or a.get("category") or o.get("category"),
+                    language=detect(o["instruction"]),
                     question_original=a["question_original"],
                     question_optimized=a["question_optimized"],
                     answer_original=a["answer_original"],
@@ -252,6 +256,7 @@ WINRATE_SHOWN = (
     "backend",
     "optimizer",
     "category",
+    "language",
     "lc_delta_wr",
     "lc_delta_wr_low",
     "lc_delta_wr_high",

@@ -74,7 +74,8 @@ def render(data: dict, title: str) -> str:
 <div class="filters">
 <select id="f-testset" aria-label="test set"></select><select id="f-optimizer" aria-label="optimizer"></select>
 <select id="f-target" aria-label="target"></select><select id="f-outcome" aria-label="outcome"></select>
-<select id="f-category" aria-label="category"></select><select id="f-turn" aria-label="turn"></select>
+<select id="f-category" aria-label="category"></select><select id="f-language" aria-label="language"></select>
+<select id="f-turn" aria-label="turn"></select>
 <select id="f-fallback_reason" aria-label="fallback reason"></select>
 <input id="search" type="search" placeholder="search questions, answers, verdicts, item ids" aria-label="search">
 <button id="reset" type="button">reset</button></div>

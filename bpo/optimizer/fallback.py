@@ -16,8 +16,9 @@ never rename one without migrating readers), checked in this order:
   content word, or almost no / almost only function words.
 - ``wrong_script``: the text is not in the prompt's writing system (e.g. English for a Chinese
   prompt), by Unicode script of the letters.
-- ``wrong_language``: same script but another language (English for a Spanish prompt), by a
-  small function-word profile for en, es, fr, de, it, pt, nl; only when both are clear.
+- ``wrong_language``: same script but another language (English for a Spanish prompt, Japanese
+  for a Chinese one), by :func:`bpo.language.mismatch` (75 languages); only when both texts are
+  identified (neither is "und") and the output does not quote most of the prompt.
 - ``lost_entities``: the rewrite dropped a number, a short quoted string, a code span or a
   capitalised multi-word name (``Harry Potter``) of the original, or most words of a longer
   quoted passage (the text the prompt asks to work on).
@@ -34,8 +35,9 @@ The checks that compare with the prompt (script, language, entities, answer) run
 ``original`` is given. Thresholds were calibrated on real outputs (SmolLM2-135M-Instruct before
 and after a short fine-tune, and a tiny from-scratch model's gibberish) against the BPO
 release's reference rewrites; ``tests/data/fallback_calibration.jsonl`` holds the labelled set
-and ``tests/test_fallback.py`` reports precision/recall per reason. Pure Python, no model: about
-0.3 ms of CPU for a 300-character prompt and rewrite.
+and ``tests/test_fallback.py`` reports precision/recall per reason. No neural model: about 0.6 ms
+of CPU per output on the calibration set (each prompt identified once), most of it language identification
+(``benchmarks/bench_fallback.py``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from bpo.optimizer.script_words import _FUNCTION_ALL, _language, _script_shares
+from bpo.language import UNDETERMINED
+from bpo.language import detect as detect_language
+from bpo.language import mismatch as language_mismatch
+from bpo.optimizer.script_words import _FUNCTION_ALL, _script_shares
 
 EMPTY_INPUT = "empty_input"
 EMPTY = "empty_output"
@@ -124,16 +129,6 @@ def _wrong_script(text: str, original: str) -> bool:
         return False
     # Han prompts use 1 char a word, Latin ones ~5: compare shares, generously
     return out[main] / n_out < 0.3
-
-
-def _wrong_language(words: list[str], original: str) -> bool:
-    orig_words = _WORD.findall(_strip_code(original))
-    lang, _, _ = _language(orig_words)
-    if lang is None:
-        return False
-    out_lang, _, shares = _language(words)
-    # only a clear other language with almost none of the prompt's function words
-    return out_lang is not None and out_lang != lang and shares.get(lang, 0.0) < 0.08
 
 
 # -------------------------------------------------------------------------------- gibberish
@@ -331,8 +326,8 @@ def _answer(text: str, words: list[str], original: str) -> bool:
         len(words) >= 4
         and not _REQUEST.search(text)
         and _REQUEST.search(original)
-        and _language(_WORD.findall(original))[0] in (None, "en")
-        and _language(words)[0] in (None, "en")
+        and detect_language(original) in (UNDETERMINED, "en")
+        and detect_language(text) in (UNDETERMINED, "en")
     ):
         return True
     return False
@@ -370,7 +365,7 @@ def degenerate_reason(text: str, hit_limit: bool, original: str | None = None, h
     if original is not None and original.strip():
         if _wrong_script(stripped, original):
             return WRONG_SCRIPT
-        if _wrong_language(words, original):
+        if language_mismatch(_strip_code(original), _strip_code(stripped)):
             return WRONG_LANGUAGE
         if _lost_entities(stripped, original):
             return LOST_ENTITIES

@@ -1,5 +1,5 @@
-"""Script and function-word checks of the fallback detector: which writing system a text uses and,
-among Latin-script languages, which one its function words point to."""
+"""Script and function-word data of the fallback detector: which writing system a text uses, and
+which words are function words (gibberish, repetition checks; language is bpo.language's job)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _script_shares(text: str) -> tuple[Counter, int]:
     return counts, sum(counts.values())
 
 
-# Distinctive function words (not shared between the languages listed), lower case.
+# Function words of en/es/fr/de/it/pt/nl, lower case.
 # fmt: off
 _FUNCTION = {
     "en": {"the", "and", "of", "to", "is", "are", "you", "your", "that", "this", "with", "for", "what", "how", "can",
@@ -60,17 +60,3 @@ _SHARED_FUNCTION = {"a", "in", "as", "by", "not", "all", "if", "so", "but", "we"
                     "e", "la", "un", "en", "de", "per", "se", "no", "si", "non"}
 # fmt: on
 _FUNCTION_ALL = frozenset().union(*_FUNCTION.values(), _SHARED_FUNCTION)
-
-
-def _language(words: list[str]) -> tuple[str | None, float, dict]:
-    """``(language, share, shares)``: the language whose function words cover most of the text,
-    or None when too short or too close to call."""
-    lower = [w.lower() for w in words if w.isalpha()]
-    if len(lower) < 6:
-        return None, 0.0, {}
-    shares = {lang: sum(w in fw for w in lower) / len(lower) for lang, fw in _FUNCTION.items()}
-    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
-    (best, s1), (_, s2) = ranked[0], ranked[1]
-    if s1 < 0.15 or s1 < 2 * s2:
-        return None, s1, shares
-    return best, s1, shares

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
+from bpo.language import LanguageConfigError, wanted_languages
 from bpo.settings.base import Settings, SettingsError
 from bpo.settings.config import load_schema
 
@@ -20,20 +21,22 @@ COMMON_SOURCE_KEYS = ("path", "hub_id", "split", "sample")
 @dataclass(frozen=True)
 class HHRLHFOptions(Settings):
     hub_data_dir: str | None
+    languages: tuple[str, ...] | str  # a list of ISO 639-1 codes, or "all" (bpo.sources.languages)
     multi_turn: bool
     max_history_turns: int | None  # earlier user turns at most (more: dropped, counted); None = any
 
 
 @dataclass(frozen=True)
 class OASST1Options(Settings):
-    languages: tuple[str, ...]
+    languages: tuple[str, ...] | str
     multi_turn: bool
     max_history_turns: int | None
+    test_trees: float
 
 
 @dataclass(frozen=True)
 class ChatbotArenaOptions(Settings):
-    languages: tuple[str, ...]
+    languages: tuple[str, ...] | str
     multi_turn: bool
     max_history_turns: int | None
     drop_flagged: bool
@@ -44,6 +47,7 @@ class AlpacaGPT4Options(Settings):
     format: str  # pair | comparison
     bad_path: str | None
     bad_hub_id: str | None
+    languages: tuple[str, ...] | str
 
 
 # The own keys of each source (sources.<name> in the schema, besides COMMON_SOURCE_KEYS and activate).
@@ -81,6 +85,11 @@ class SourceSettings(Settings):
         if name not in sources:
             raise SettingsError(f"config: unknown source 'sources.{name}' (defined: {sorted(sources)})")
         section = {k: v for k, v in sources[name].items() if k != "activate"}
+        if "languages" in section:  # a language no code matches fails here, naming the key
+            try:
+                wanted_languages(section["languages"], f"sources.{name}.languages")
+            except LanguageConfigError as e:
+                raise SettingsError(str(e)) from None
         common = {k: section.pop(k) for k in COMMON_SOURCE_KEYS}
         return cls.from_mapping({"name": name, **common, "options": section}, f"sources.{name}")
 

@@ -21,6 +21,14 @@ class BPODatasetSettings(Settings):
 
 
 @dataclass(frozen=True)
+class SFTLanguageSettings(Settings):
+    """``sft.languages``: per-language cap and balance of the SFT records (seeded)."""
+
+    cap: int | None
+    balance: bool
+
+
+@dataclass(frozen=True)
 class SFTSettings(Settings):
     """``sft.*``; ``bpo_dataset`` is None unless ``source`` is ``bpo_dataset`` (so editing it in
     critiques mode reruns nothing)."""
@@ -33,6 +41,8 @@ class SFTSettings(Settings):
     protected_markers: tuple[str, ...]
     length_rules_with_context: bool
     context_formats: tuple[str, ...]
+    language_mismatch: bool
+    languages: SFTLanguageSettings
     bpo_dataset: BPODatasetSettings | None
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from bpo.settings.base import Settings, SettingsError
 
@@ -32,6 +32,8 @@ class TestsetSettings(Settings):
     columns: Mapping[str, str | None]
     sample: int
     seed: int
+    test_trees: float | None  # format oasst1: sources.oasst1.test_trees (which trees are held out)
+    omit_none: ClassVar = ("test_trees",)  # other formats: the params are as before
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], name: str) -> Self:
@@ -42,12 +44,19 @@ class TestsetSettings(Settings):
             if not src["path"]:
                 raise SettingsError("config: eval.sft_rewrite.path is required when eval.sft_rewrite.activate is true")
             return cls(
-                name=name, path=src["path"], format="alpaca", columns={}, sample=src["sample"], seed=ev["sample_seed"]
+                name=name,
+                path=src["path"],
+                format="alpaca",
+                columns={},
+                sample=src["sample"],
+                seed=ev["sample_seed"],
+                test_trees=None,
             )
         if name not in ev["testsets"]:
             raise SettingsError(f"config: eval.testsets has no test set '{name}' (defined: {sorted(ev['testsets'])})")
         ts = ev["testsets"][name]
         path = ts.get("path") or downloaded_testset_path(name, ts["url"])
+        test_trees = config["sources"]["oasst1"]["test_trees"] if ts["format"] == "oasst1" else None
         return cls(
             name=name,
             path=path,
@@ -55,4 +64,5 @@ class TestsetSettings(Settings):
             columns=dict(ts["columns"]),
             sample=ts["sample"],
             seed=ev["sample_seed"],
+            test_trees=test_trees,
         )

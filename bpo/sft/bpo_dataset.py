@@ -20,6 +20,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
+from bpo.language import UNDETERMINED, detect
 from bpo.pairs import pair_id
 from bpo.readers import ReadError, read_dataset
 from bpo.settings import SFTSettings
@@ -95,7 +96,6 @@ def sft_from_bpo_records(
     report = FilterReport(SOURCE, BPO_REASONS + (RULE_REASONS if apply_filters else ()))
     rows, seen = [], set()
     for i, rec in enumerate(records):
-        report.seen(SOURCE)
         ident = f"record {i}"
         prompt = rec.get("prompt")
         if prompt is not None and prompt.strip():
@@ -103,6 +103,7 @@ def sft_from_bpo_records(
         else:
             prompt = rec.get("instruction")
             context = rec.get("context") or rec.get("input") or ""
+        report.seen(SOURCE, detect(prompt) if isinstance(prompt, str) else None)  # no language field
         optimized = rec.get("optimized_prompt")
         if prompt is None or not prompt.strip():
             report.drop(SOURCE, "missing_prompt", ident)
@@ -158,6 +159,8 @@ def build_sft_from_bpo_dataset(
     for reason, n in reader_drops.items():  # unreadable records count as drops too
         report.records_in += n
         report.by_source[SOURCE]["in"] += n
+        report.by_language[UNDETERMINED]["in"] += n
+        report.by_language[UNDETERMINED]["dropped"][reason] += n
         report.dropped[reason] += n
         report.by_source[SOURCE]["dropped"][reason] += n
     return write_sft(

@@ -4,10 +4,11 @@ SFT dataset: filter critiques (or a BPO-format dataset) into train/val (prompt -
 
 The paper's rules decide which rewrites are kept: a missing optimized instruction (parse
 failure), an original more than 2x the optimized length in words, an optimized more than 6x
-the original, or a leftover "[protected" marker drops the record. For a multi-turn pair the
-rules apply to the last user message (the instruction) and its rewrite, and a rewrite that
-copies an earlier turn (:func:`bpo.history_echo.copies_history`, or role labels) is dropped
-as ``copies_history``. Thresholds come from config
+the original, or a leftover "[protected" marker drops the record; so does (switchable,
+``sft.language_mismatch``) an optimized instruction in another language than the original.
+For a multi-turn pair the rules apply to the last user message (the instruction) and its
+rewrite, and a rewrite that copies an earlier turn (:func:`bpo.history_echo.copies_history`,
+or role labels) is dropped as ``copies_history``. Thresholds come from config
 (:class:`bpo.settings.SFTSettings`); this module has no defaults of its own.
 Every drop is counted by reason in the filter report; nothing disappears silently.
 
@@ -30,6 +31,7 @@ from typing import Self
 
 from bpo.atomic import write_json
 from bpo.history_echo import copies_history, writes_role_labels
+from bpo.language import UNDETERMINED, mismatch
 from bpo.schemas import SFT, write_table
 from bpo.settings import SFTSettings
 
@@ -39,7 +41,9 @@ log = logging.getLogger("bpo.sft")
 # the rule reasons are shared.
 CRITIQUE_REASONS = ("call_error", "refused", "truncated", "parse_failure", "no_pair", "duplicate")
 BPO_REASONS = ("missing_prompt", "missing_optimized", "duplicate")
-RULE_REASONS = ("original_too_long", "optimized_too_long", "protected_marker")
+RULE_REASONS = ("original_too_long", "optimized_too_long", "protected_marker", "language_mismatch")
+# sft.languages: records over a language's cap (or the balance) are dropped with this reason
+LANGUAGE_CAP = "language_cap"
 # Multi-turn pairs only; listed in a report only when they occur, so single-turn reports keep their keys.
 HISTORY_REASONS = ("copies_history",)
 
@@ -58,6 +62,7 @@ class FilterRules:
     max_optimized_to_original: float | None
     protected_markers: tuple[str, ...]
     length_rules_with_context: bool
+    language_mismatch: bool = False
 
     @classmethod
     def from_settings(cls, settings: SFTSettings) -> Self:
@@ -66,6 +71,7 @@ class FilterRules:
             max_optimized_to_original=settings.max_optimized_to_original,
             protected_markers=tuple(settings.protected_markers),
             length_rules_with_context=settings.length_rules_with_context,
+            language_mismatch=settings.language_mismatch,
         )
 
     def reason(self, original: str, optimized: str, has_context: bool, history: Sequence[dict] = ()) -> str | None:
@@ -76,6 +82,10 @@ class FilterRules:
             return "protected_marker"
         if history and (writes_role_labels(optimized, original) or copies_history(optimized, original, history)):
             return "copies_history"
+        # the critic was asked to write in the instruction's language; a rewrite in another one
+        # would teach the optimizer to translate
+        if self.language_mismatch and mismatch(original, optimized):
+            return "language_mismatch"
         if has_context and not self.length_rules_with_context:
             return None
         n_orig, n_opt = word_count(original), word_count(optimized)
@@ -142,19 +152,26 @@ class FilterReport:
     by_source: dict = field(default_factory=lambda: defaultdict(lambda: {"in": 0, "kept": 0, "dropped": Counter()}))
     examples: dict = field(default_factory=lambda: defaultdict(list))
     formats_used: Counter = field(default_factory=Counter)
+    by_language: dict = field(default_factory=lambda: defaultdict(lambda: {"in": 0, "kept": 0, "dropped": Counter()}))
+    language: str = UNDETERMINED  # the language of the record being filtered (set by seen)
 
-    def seen(self, source: str) -> None:
+    def seen(self, source: str, language: str | None = None) -> None:
+        """A record comes in; its drop or keep that follows counts for ``language`` too."""
         self.records_in += 1
         self.by_source[source]["in"] += 1
+        self.language = language or UNDETERMINED
+        self.by_language[self.language]["in"] += 1
 
-    def drop(self, source: str, reason: str, ident: str) -> None:
+    def drop(self, source: str, reason: str, ident: str, language: str | None = None) -> None:
         self.dropped[reason] += 1
         self.by_source[source]["dropped"][reason] += 1
+        self.by_language[language or self.language]["dropped"][reason] += 1
         if len(self.examples[reason]) < _EXAMPLES:
             self.examples[reason].append(ident)
 
     def keep(self, source: str) -> None:
         self.by_source[source]["kept"] += 1
+        self.by_language[self.language]["kept"] += 1
 
     def to_dict(self, train: int, val: int, settings: dict, inputs: dict, formats: Sequence[str]) -> dict:
         reasons = list(self.reasons) + [r for r in sorted(self.dropped) if r not in self.reasons]
@@ -170,6 +187,10 @@ class FilterReport:
             "by_source": {
                 s: {"in": v["in"], "kept": v["kept"], "dropped": dict(sorted(v["dropped"].items()))}
                 for s, v in sorted(self.by_source.items())
+            },
+            "by_language": {
+                lang: {"in": v["in"], "kept": v["kept"], "dropped": dict(sorted(v["dropped"].items()))}
+                for lang, v in sorted(self.by_language.items(), key=lambda kv: (-kv[1]["in"], kv[0]))
             },
             "drop_examples": {r: ids for r, ids in sorted(self.examples.items())},
             "context_formats_used": {formats[i]: n for i, n in sorted(self.formats_used.items())},
@@ -199,10 +220,43 @@ def kept_row(
     return {
         "pair_id": pair_id,
         "source": source,
+        "language": report.language,  # for sft.languages; not an SFT column
         "prompt": attach_context(instruction, context, fmt),
         "optimized_prompt": attach_context(optimized.strip(), context, fmt),
         "history": [{"role": t["role"], "content": t["content"]} for t in history],
     }
+
+
+def cap_languages(rows: list[dict], report: FilterReport, *, cap: int | None, balance: bool, seed: int) -> list[dict]:
+    """``sft.languages``: at most ``cap`` records of each language, and with ``balance`` at most
+    as many as the smallest identified language has ("und" is neither capped by the balance nor
+    sets it). Which records stay is seeded (a hash of seed and pair id), not file order; the
+    others are counted as ``language_cap`` drops. Input order is kept."""
+    counts = Counter(r["language"] for r in rows)
+    limit = {lang: cap for lang in counts} if cap is not None else {}
+    known = [n for lang, n in counts.items() if lang != UNDETERMINED]
+    if balance and len(known) > 1:
+        floor = min(known)
+        for lang in counts:
+            if lang != UNDETERMINED:
+                limit[lang] = min(limit.get(lang, floor), floor)
+    if not limit:
+        return rows
+    keep: set[str] = set()
+    for lang, n in counts.items():
+        ids = sorted(
+            (r["pair_id"] for r in rows if r["language"] == lang), key=lambda p: hash_unit(seed, "language", p)
+        )
+        keep.update(ids[: limit.get(lang, n)])
+    out = []
+    for r in rows:
+        if r["pair_id"] in keep:
+            out.append(r)
+        else:
+            report.drop(r["source"], LANGUAGE_CAP, r["pair_id"], r["language"])
+            report.by_source[r["source"]]["kept"] -= 1
+            report.by_language[r["language"]]["kept"] -= 1
+    return out
 
 
 def split_rows(rows: list[dict], *, seed: int, val_fraction: float) -> tuple[list[dict], list[dict]]:
@@ -231,6 +285,8 @@ def report_settings(settings: SFTSettings) -> dict:
         "protected_markers": list(settings.protected_markers),
         "length_rules_with_context": settings.length_rules_with_context,
         "context_formats": list(settings.context_formats),
+        "language_mismatch": settings.language_mismatch,
+        "languages": settings.languages.canonical(),
     }
     if settings.bpo_dataset is not None:
         out["apply_filters"] = settings.bpo_dataset.apply_filters
@@ -256,6 +312,10 @@ def write_sft(
             f"sft: no record left for training: {report.records_in} in, dropped {dropped or 'none'}. "
             f"Check the inputs {inputs} and the filter thresholds under config sft."
         )
+    rows = cap_languages(
+        rows, report, cap=settings.languages.cap, balance=settings.languages.balance, seed=settings.seed
+    )
+    rows = [{k: v for k, v in r.items() if k != "language"} for r in rows]
     train, val = split_rows(rows, seed=settings.seed, val_fraction=settings.val_fraction)
     write_table(train, train_path, SFT)
     write_table(val, val_path, SFT)

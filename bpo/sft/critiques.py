@@ -37,8 +37,8 @@ def sft_from_critiques(
     rows, seen = [], set()
     for c in critiques:
         pid, source = c["pair_id"], c["source"]
-        report.seen(source)
         pair = by_id.get(pid)
+        report.seen(source, pair["language"] if pair else None)
         status = c["status"]
         optimized = c["optimized_instruction"]
         if pid in seen:

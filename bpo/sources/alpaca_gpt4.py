@@ -18,6 +18,7 @@ from datasets import Features, List, Value
 from bpo.drops import Drops
 from bpo.readers import read_dataset
 from bpo.sources.base import ParseResult, pair, read_source, record_read
+from bpo.sources.languages import detect_languages
 
 NAME = "alpaca_gpt4"
 FEATURES = Features({"instruction": Value("string"), "input": Value("string"), "output": Value("string")})
@@ -95,9 +96,10 @@ def parse_comparison(table: pa.Table, *, locate=None) -> ParseResult:
 
 
 def load(settings: dict) -> ParseResult:
+    languages, where = settings.get("languages", "all"), f"sources.{NAME}.languages"
     if settings.get("format", "pair") == "comparison":
         raw = read_source(NAME, settings, COMPARISON_FEATURES)
-        return record_read(parse_comparison(raw.table, locate=raw.location), raw)
+        return record_read(detect_languages(parse_comparison(raw.table, locate=raw.location), languages, where), raw)
     good = read_source(NAME, settings, FEATURES)
     bad = read_dataset(
         path=settings.get("bad_path"),
@@ -106,6 +108,7 @@ def load(settings: dict) -> ParseResult:
         features=FEATURES,
         what=f"sources.{NAME} (bad_path/bad_hub_id)",
     )
-    res = record_read(parse_pair(good.table, bad.table, locate=good.location, locate_bad=bad.location), good)
+    res = parse_pair(good.table, bad.table, locate=good.location, locate_bad=bad.location)
+    res = record_read(detect_languages(res, languages, where), good)
     # an unreadable bad record is not a candidate: counted with the other bad records
     return record_read(res, bad, unreadable_as="bad_records")

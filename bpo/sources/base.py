@@ -135,11 +135,6 @@ def pair(
     }
 
 
-def language_filter(languages) -> frozenset | None:
-    """None keeps every language (an empty list in config)."""
-    return frozenset(languages) if languages else None
-
-
 def read_source(
     name: str, settings: Mapping, features, columns: Sequence[str] | None = None, *, data_dir: str | None = None
 ) -> RawTable:

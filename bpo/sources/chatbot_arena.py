@@ -10,6 +10,8 @@ either toxic-chat tagger are dropped unless ``drop_flagged`` is off.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pyarrow as pa
 from datasets import Features, List, Value
 
@@ -18,12 +20,12 @@ from bpo.sources.base import (
     USER,
     ParseResult,
     dialogue_history,
-    language_filter,
     limit_history,
     pair,
     read_source,
     record_read,
 )
+from bpo.sources.languages import LanguageGate
 
 NAME = "chatbot_arena"
 MODERATION_CATEGORIES = (
@@ -106,12 +108,12 @@ def _flagged(row: dict) -> bool:
 
 
 def parse(
-    table: pa.Table, *, languages=("English",), multi_turn: bool = False, drop_flagged: bool = True, locate=None
+    table: pa.Table, *, languages=("en",), multi_turn: bool = False, drop_flagged: bool = True, locate=None
 ) -> ParseResult:
     res = ParseResult(unit="conversation", locate=locate)
-    keep_lang = language_filter(languages)
+    gate = LanguageGate(languages, "sources.chatbot_arena.languages")
     for i, row in enumerate(table.to_pylist()):
-        blame = None
+        blame, lang = None, None
         missing = [k for k in _REQUIRED if row[k] is None]
         if missing:
             why, blame = "malformed_missing_field", missing[0]
@@ -125,7 +127,7 @@ def parse(
                 why = "malformed_conversations_differ"
             elif row["winner"].startswith("tie"):
                 why = "tie"
-            elif keep_lang is not None and row["language"] not in keep_lang:
+            elif (lang := gate.resolve(turns_a[-2][1], partial(res.where, i), row["language"], has_label=True)) is None:
                 why, blame = "language", "language"
             elif drop_flagged and _flagged(row):
                 why = "flagged"
@@ -150,10 +152,11 @@ def parse(
                 bad=bad[-1][1],
                 good_model=good_model,
                 bad_model=bad_model,
-                language=row["language"],
+                language=lang,
                 num_turns=len(good) // 2,
             ),
         )
+    gate.record(res)
     return res
 
 
@@ -161,7 +164,7 @@ def load(settings: dict) -> ParseResult:
     raw = read_source(NAME, settings, FEATURES, COLUMNS)
     res = parse(
         raw.table,
-        languages=settings.get("languages", ["English"]),
+        languages=settings.get("languages", ["en"]),
         multi_turn=bool(settings.get("multi_turn", False)),
         drop_flagged=bool(settings.get("drop_flagged", True)),
         locate=raw.location,

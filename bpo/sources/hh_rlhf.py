@@ -28,6 +28,7 @@ from bpo.sources.base import (
     read_source,
     record_read,
 )
+from bpo.sources.languages import detect_languages
 
 NAME = "hh_rlhf"
 FEATURES = Features({"chosen": Value("string"), "rejected": Value("string")})
@@ -102,4 +103,6 @@ def _parse_row(i: int, c: str | None, r: str | None, multi_turn: bool) -> dict |
 def load(settings: dict) -> ParseResult:
     raw = read_source(NAME, settings, FEATURES, COLUMNS, data_dir=settings.get("hub_data_dir"))
     res = parse(raw.table, multi_turn=bool(settings.get("multi_turn", False)), locate=raw.location)
-    return record_read(limit_history(res, settings.get("max_history_turns")), raw)  # unreadable rows are dialogues too
+    res = limit_history(res, settings.get("max_history_turns"))
+    detect_languages(res, settings.get("languages", "all"), f"sources.{NAME}.languages")
+    return record_read(res, raw)  # unreadable rows are dialogues too

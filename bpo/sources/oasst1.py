@@ -11,7 +11,9 @@ thread (root to parent) as the pair's ``history``, provided every message on it 
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
+from functools import partial
 
 import pyarrow as pa
 from datasets import Features, List, Value
@@ -22,12 +24,12 @@ from bpo.sources.base import (
     USER,
     ParseResult,
     dialogue_history,
-    language_filter,
     limit_history,
     pair,
     read_source,
     record_read,
 )
+from bpo.sources.languages import LanguageGate
 
 NAME = "oasst1"
 FEATURES = Features(
@@ -80,6 +82,23 @@ _BLAME = {
 }
 
 
+def _root_id(msg: dict, by_id: dict[str, dict]) -> str:
+    """The id of the tree root above ``msg`` (the oasst1 message_tree_id), as far as it is known."""
+    seen = {msg["message_id"]}
+    while msg["parent_id"] and msg["parent_id"] in by_id and msg["parent_id"] not in seen:
+        msg = by_id[msg["parent_id"]]
+        seen.add(msg["message_id"])
+    return msg["parent_id"] if msg["parent_id"] and msg["parent_id"] not in by_id else msg["message_id"]
+
+
+def _in_test_share(msg: dict, by_id: dict[str, dict], share: float) -> bool:
+    """``msg`` is in a tree the oasst1 test set holds out: a non-English root (by its label; the
+    test set takes non-English roots only, so English trees all stay in training) in the share."""
+    root = _root_id(msg, by_id)
+    lang = by_id[root]["lang"] if root in by_id else msg["lang"]
+    return str(lang or "en") != "en" and held_out(root, share)
+
+
 def _usable(msg: dict) -> str | None:
     """None when the message may be used, else why not."""
     if msg["deleted"]:
@@ -100,10 +119,23 @@ def _malformed_field(msg: dict) -> str | None:
     return "text" if msg["text"] is None else None
 
 
-def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locate=None) -> ParseResult:
+def held_out(tree_id: str, share: float) -> bool:
+    """Whether conversation tree ``tree_id`` (its root message id) belongs to the test share
+    (``sources.oasst1.test_trees``; only non-English trees are held out): a fixed hash of the id,
+    so the pairs stage and the ``oasst1`` test set agree without seeing each other, and no prompt
+    is both trained on and tested."""
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(f"oasst1-test:{tree_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def parse(
+    table: pa.Table, *, languages=("en",), multi_turn: bool = False, test_trees: float = 0.0, locate=None
+) -> ParseResult:
     res = ParseResult(unit="prompter message", locate=locate)
     skipped = Drops()  # messages that are not candidates (replies, broken rows), located
-    keep_lang = language_filter(languages)
+    gate = LanguageGate(languages, "sources.oasst1.languages")
 
     by_id: dict[str, dict] = {}
     row_of: dict[str, int] = {}  # message id -> raw row, for locations
@@ -158,8 +190,12 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locat
 
     for msg in prompts:
         why = "self_parent" if msg["parent_id"] == msg["message_id"] else _usable(msg)
-        if why is None and keep_lang is not None and msg["lang"] not in keep_lang:
-            why = "language"
+        lang = None
+        if why is None and test_trees > 0 and _in_test_share(msg, by_id, test_trees):
+            why = "held_out_for_test"
+        if why is None:
+            lang = gate.resolve(msg["text"], partial(res.where, row_of[msg["message_id"]]), msg["lang"], has_label=True)
+            why = "language" if lang is None else None
         if why is None and msg["parent_id"] and not multi_turn:
             why = "multi_turn"
         ranked = []
@@ -200,12 +236,13 @@ def parse(table: pa.Table, *, languages=("en",), multi_turn: bool = False, locat
                 bad=worst["text"],
                 good_model=best["model_name"],
                 bad_model=worst["model_name"],
-                language=msg["lang"],
+                language=lang,
                 num_turns=1 + len(path) // 2,
             ),
         )
     if skipped:
         res.set_other("messages_skipped", skipped)
+    gate.record(res)
     return res
 
 
@@ -215,6 +252,7 @@ def load(settings: dict) -> ParseResult:
         raw.table,
         languages=settings.get("languages", ["en"]),
         multi_turn=bool(settings.get("multi_turn", False)),
+        test_trees=float(settings.get("test_trees", 0.0)),
         locate=raw.location,
     )
     # an unreadable row is a message, not a candidate prompt

@@ -481,7 +481,95 @@ def oasst1() -> list[dict]:
     )
     # a malformed message: role missing
     b.msg("This message has no role.", None)
+    # more languages (after every earlier row, so their ids are unchanged): pairs in six languages,
+    # and with sources.oasst1.test_trees a multilingual test set of the held-out trees' roots
+    for lang, prompt, good, bad in OASST_MULTILINGUAL:
+        b.tree(prompt, [_ok(good, 0), _ok(bad, 1)], lang=lang)
     return b.rows
+
+
+# (lang, prompt, best reply, worst reply): written for this demo
+OASST_MULTILINGUAL = [
+    (
+        "fr",
+        "Quelle est la différence entre le climat et la météo ?",
+        "La météo décrit le temps qu'il fait sur quelques jours ; le climat en est la moyenne sur trente ans ou plus.",
+        "Aucune.",
+    ),
+    (
+        "fr",
+        "Donne-moi trois idées de repas rapides pour un soir de semaine.",
+        "Une omelette aux légumes, des pâtes au pesto avec des tomates cerises, ou une soupe de lentilles corail.",
+        "Des pâtes.",
+    ),
+    (
+        "fr",
+        "Comment puis-je mieux dormir quand je suis stressé ?",
+        "Gardez des horaires réguliers, évitez les écrans une heure avant le coucher et notez vos soucis sur papier.",
+        "Dormez plus.",
+    ),
+    (
+        "zh",
+        "请解释一下光合作用是如何进行的。",
+        "植物利用阳光、水和二氧化碳，在叶绿体中合成葡萄糖，同时释放出氧气。",
+        "不知道。",
+    ),
+    (
+        "zh",
+        "推荐三本适合初学者的编程书。",
+        "可以从《Python编程：从入门到实践》开始，再读《算法图解》，然后是《代码整洁之道》。",
+        "随便一本。",
+    ),
+    ("zh", "如何提高学习外语的效率？", "每天坚持听和说，用外语记日记，并且尽量找机会和母语者交流。", "多学。"),
+    (
+        "ja",
+        "日本でおすすめの秋の旅行先を教えてください。",
+        "京都の紅葉、日光のいろは坂、北海道の大雪山が秋の旅行先として人気です。",
+        "どこでも。",
+    ),
+    (
+        "ja",
+        "パソコンのバックアップの取り方を説明してください。",
+        "外付けドライブやクラウドに、大切なファイルを定期的に自動でコピーする設定をしましょう。",
+        "しません。",
+    ),
+    (
+        "ru",
+        "Как работает фотосинтез у растений?",
+        "Растения используют энергию солнца, воду и углекислый газ, чтобы создавать сахар и выделять кислород.",
+        "Никак.",
+    ),
+    (
+        "ru",
+        "Посоветуй хорошую книгу для чтения летом.",
+        "Попробуйте «Мастера и Маргариту» Булгакова: это смешная, странная и глубокая книга.",
+        "Любую.",
+    ),
+    (
+        "ru",
+        "Как быстро выучить таблицу умножения?",
+        "Учите по одному столбику в день, ищите закономерности и повторяйте вслух с карточками.",
+        "Выучи.",
+    ),
+    (
+        "es",
+        "¿Cómo puedo ahorrar dinero en el supermercado?",
+        "Haz una lista antes de salir, compara el precio por kilo y evita comprar con hambre.",
+        "No compres.",
+    ),
+    (
+        "es",
+        "Escribe un consejo para aprender a tocar la guitarra.",
+        "Practica quince minutos cada día con acordes sencillos antes de intentar canciones completas.",
+        "Toca.",
+    ),
+    (
+        "de",
+        "Wie kann ich meine Zeit besser einteilen, wenn ich studiere und arbeite?",
+        "Plane die Woche im Voraus, setze feste Lernblöcke und gönn dir bewusst Pausen.",
+        "Gar nicht.",
+    ),
+]
 
 
 # ---------------------------------------------------------------- Chatbot Arena (synthetic)

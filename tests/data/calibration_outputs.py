@@ -7,6 +7,11 @@ detector's current verdict as a *proposed* label ("good" when it keeps the outpu
 row by hand and fix the label before appending the rows to the calibration set.
 
     python tests/data/calibration_outputs.py results/demo/models/optimizer smollm2-ft/chat-template > rows.jsonl
+
+The rows of source ``smollm2-base/chat-template-multilingual`` (indices 75-90) came the same way
+from SmolLM2-135M-Instruct (the wheel's model, bpo.base_models) on 16 further prompts in zh, ja,
+ko, ru, ar, es, fr, de, it, pt, pl, tr, written for the language work (issue 21); each label was
+checked by hand and names the output's content (a truncated loop is ``repetition``).
 """
 
 from __future__ import annotations

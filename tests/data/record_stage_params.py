@@ -3,8 +3,9 @@ the demo and the paper config; recorded on commit 5423dc9, before LLMCall and th
 root: ``python3 tests/data/record_stage_params.py > tests/data/stage_params.json``. A deliberate
 params change (it reruns those stages) records them again. Re-recorded once when the templates moved
 into the package: only the `template` values changed (config/templates/x.txt -> builtin:x.txt; same
-content hashes, so the rerun is answered from the LLM cache); and when the report gained eval.report.lc
-(method and difficulty: the report reruns, no LLM call)."""
+content hashes, so the rerun is answered from the LLM cache); when the report gained eval.report.lc
+(method and difficulty: the report reruns, no LLM call); and when sft gained language_mismatch and
+languages (issue 21: the SFT stage reruns, no LLM call)."""
 
 import json
 

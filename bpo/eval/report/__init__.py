@@ -16,7 +16,17 @@ from bpo.atomic import write_json, write_text
 from bpo.eval.lc_difficulty import report_difficulty
 from bpo.eval.report.plots import compare_plot, winrate_plot
 from bpo.eval.report.summary import Summary
-from bpo.eval.report.tables import STANDIN_NOTE, backends, cell_rows, group_by, intrinsic_metrics, rows_of, valid_pairs
+from bpo.eval.report.tables import (
+    STANDIN_NOTE,
+    backends,
+    cell_rows,
+    group_by,
+    intrinsic_metrics,
+    is_overall,
+    item_languages,
+    rows_of,
+    valid_pairs,
+)
 from bpo.eval.report.turns import turn_rows
 from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, TURN_WINRATES, WINRATES, write_table
 from bpo.settings.evaluate import ReportSettings
@@ -74,9 +84,14 @@ def build_report(
             {key: valid_pairs(cell_j, {r["item_id"]: r for r in a}) for key, cell_j, a in cells}, settings.lc
         )
     )
+    languages: dict[str, dict[str, str]] = {}  # test set -> item id -> language of its instruction
+    for (_, testset), o in optimizer_cells.items():
+        languages.setdefault(testset, {}).update(item_languages(o))
     rows, no_call_ties = [], 0
     for key, cell_j, a in cells:
-        rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]))
+        rows += cell_rows(
+            cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]), languages.get(key[1])
+        )
         no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in cell_j)
     table = write_table(rows, out_table, WINRATES).to_pylist()
     turn_table = turn_rows(turn_judgments, conversations, settings)
@@ -90,7 +105,7 @@ def build_report(
             intrinsic.setdefault(opt, {})[testset] = metrics
     write_json(intrinsic, out_intrinsic, indent=2, sort_keys=True, ensure_ascii=True)
 
-    overall = [r for r in table if r["category"] is None]
+    overall = [r for r in table if is_overall(r)]
     judge_backends = backends(r["backend"] for r in table)
     note = STANDIN_NOTE if STANDIN in judge_backends else None
     winrate_plot(overall, Path(out_plot), note)

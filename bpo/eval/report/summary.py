@@ -12,7 +12,7 @@ from collections import Counter
 from bpo.eval.lc_difficulty import lc_method_note
 from bpo.eval.report.cells import Table as _Table
 from bpo.eval.report.cells import fmt, interval
-from bpo.eval.report.tables import backends
+from bpo.eval.report.tables import backends, is_overall
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, SINGLE_RANDOM
 from bpo.vocab import STANDIN_BACKEND as STANDIN
@@ -34,7 +34,7 @@ class Summary:
         self.table, self.optimizer_cells, self.intrinsic = table, optimizer_cells, intrinsic
         self.turn_table = list(turn_table)  # TURN_WINRATES rows of multi-turn test sets
         self.settings, self.no_call_ties = settings, no_call_ties
-        self.overall = [r for r in table if r["category"] is None]
+        self.overall = [r for r in table if is_overall(r)]
         self.judge_backends = backends(r["backend"] for r in [*table, *self.turn_table])
         self.answer_backends = backends(r["answer_backend"] for r in [*table, *self.turn_table])
 
@@ -162,17 +162,18 @@ class Summary:
             flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
         return _Table(headers, rows, {3, 7}, flagged)
 
-    def category_table(self) -> _Table | None:
+    def breakdown_table(self, column: str) -> _Table | None:
+        """The rows of one breakdown (``category`` or ``language``), or None when there are none."""
         rows, flagged = [], []
         for r in self.table:
-            if r["category"] is None:
+            if r.get(column) is None:
                 continue
             rows.append(
                 [
                     r["optimizer"],
                     r["testset"],
                     r["target"],
-                    r["category"],
+                    r[column],
                     str(r["n"]),
                     str(r["n_invalid"]),
                     f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
@@ -187,7 +188,7 @@ class Summary:
             "optimizer",
             "test set",
             "target",
-            "category",
+            column,
             "n",
             "invalid",
             "win / tie / lose %",
@@ -287,7 +288,8 @@ class Summary:
 
     def sections(self) -> list[tuple[str, list[str], _Table | None]]:
         """(heading, paragraphs, table) in reading order; the first heading is the title."""
-        category = self.category_table()
+        category = self.breakdown_table("category")
+        language = self.breakdown_table("language")
         intrinsic = self.intrinsic_table()
         out = [
             (
@@ -300,6 +302,18 @@ class Summary:
         if category is not None:
             out.append(
                 ("Per category", ["The same figures for each category of the test sets that have one."], category)
+            )
+        if language is not None:
+            out.append(
+                (
+                    "Per language",
+                    [
+                        "The same figures for each language of the test sets that have more than "
+                        "one (the language of the original prompt, identified by bpo.language; "
+                        "und: too short or mixed to tell)."
+                    ],
+                    language,
+                )
             )
         turns = self.turn_table_()
         if turns is not None:

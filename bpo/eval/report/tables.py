@@ -10,13 +10,14 @@ valid pairs.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from bpo.eval.intrinsic import similarity_summary
 from bpo.eval.length_control import OUTCOME_PREFERENCE, length_controlled
 from bpo.eval.testsets import render_question
 from bpo.eval.verdicts import combine_orders
 from bpo.eval.winrates import bootstrap_delta_interval, count_outcomes, mean_words, position_consistency, win_rates
+from bpo.language import UNDETERMINED, detect
 from bpo.schemas import read_table
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, NO_CALL
@@ -111,6 +112,7 @@ def winrate_row(
     *,
     category: str | None,
     difficulty: Mapping[str, float] | None = None,
+    language: str | None = None,
 ) -> dict:
     """One WINRATES row from the judgments of one (optimizer, test set, target[, category]);
     ``answers`` by item id, ``optimized``: the optimizer's rows for the same items."""
@@ -136,6 +138,7 @@ def winrate_row(
         "target": first["target"],
         "judge_model": "+".join(sorted({r["judge_model"] for r in judgments})),
         "category": category,
+        "language": language,
         "protocol": "+".join(sorted({r["protocol"] for r in judgments})),
         "n": rates.n,
         "n_invalid": rates.n_invalid,
@@ -171,15 +174,36 @@ def cell_rows(
     optimized: list[dict],
     settings: ReportSettings,
     difficulty: Mapping[str, float] | None = None,
+    languages: Mapping[str, str] | None = None,
 ) -> list[dict]:
-    """The overall row of one (optimizer, test set, target), then one row per category."""
+    """The overall row of one (optimizer, test set, target), then one row per category, then,
+    where the test set's items are in more than one identified language (``languages``: item id
+    -> ISO 639-1 code), one row per language ("und" included)."""
     by_item = {r["item_id"]: r for r in answers}
     rows = [winrate_row(judgments, by_item, optimized, settings, category=None, difficulty=difficulty)]
     for category in sorted({r["category"] for r in judgments if r["category"] is not None}):
         j = [r for r in judgments if r["category"] == category]
         o = [r for r in optimized if r["category"] == category]
         rows.append(winrate_row(j, by_item, o, settings, category=category, difficulty=difficulty))
+    languages = languages or {}
+    lang_of = {r["item_id"]: languages.get(r["item_id"], UNDETERMINED) for r in judgments}
+    # a one-language test set (its short prompts "und" aside): its overall row says it all
+    if len(set(lang_of.values()) - {UNDETERMINED}) > 1:
+        for lang in sorted(set(lang_of.values())):
+            j = [r for r in judgments if lang_of[r["item_id"]] == lang]
+            o = [r for r in optimized if languages.get(r["item_id"], UNDETERMINED) == lang]
+            rows.append(winrate_row(j, by_item, o, settings, category=None, difficulty=difficulty, language=lang))
     return rows
+
+
+def item_languages(optimized: Iterable[Mapping]) -> dict[str, str]:
+    """Item id -> the language of its original instruction (bpo.language; "und" when unclear)."""
+    return {r["item_id"]: detect(r["instruction"]) for r in optimized}
+
+
+def is_overall(row: Mapping) -> bool:
+    """A row over every item of its cell (not a category's or a language's)."""
+    return row["category"] is None and row.get("language") is None
 
 
 def intrinsic_metrics(optimized: list[dict]) -> dict | None:
