@@ -99,7 +99,7 @@ def test_mt_bench_layout_reads_turns_and_counts_bad_rows(tmp_path):
     # a flat layout read as conversations is an error naming the file
     flat = tmp_path / "flat.jsonl"
     flat.write_text(json.dumps({"question_id": 1, "category": "c", "turns": "one string"}) + "\n")
-    settings = TsSettings(name="flat", path=str(flat), format="mt_bench", columns={}, sample=0, seed=1)
+    settings = TsSettings(name="flat", path=str(flat), format="mt_bench", columns={}, sample=0, seed=1, test_trees=None)
     with pytest.raises(TestSetError, match="no list of turns"):
         load_conversations(settings)
 

@@ -231,6 +231,7 @@ def load_turn_rows(conversations: Iterable[str | os.PathLike], judgments: Iterab
                     judge_model=j["judge_model"],
                     answer_backend=c["backend"],
                     judge_backend=j["backend"],
+                    language=detect(c["question_original"]),
                     turn=str(key[4]),
                     history_original=_history(earlier, "original"),
                     history_optimized=_history(earlier, "optimized"),
