@@ -65,6 +65,7 @@ rule browse:
         judgments=rules.report.input.judgments,
         answers=rules.report.input.answers,
         optimized=rules.report.input.optimized,
+        prompts=browse_prompts(),  # the model comparisons' questions
         winrates=rules.report.output.table,
     output:
         html=report(

@@ -7,4 +7,10 @@ setup_logging(snakemake.log[0], config=snakemake.config)  # noqa: F821 (injected
 from bpo.browse import build_browse  # noqa: E402
 
 inp = snakemake.input  # noqa: F821
-build_browse(list(inp.optimized), list(inp.answers), list(inp.judgments), [inp.winrates], snakemake.output.html)  # noqa: F821
+build_browse(
+    list(inp.optimized) + list(inp.prompts),
+    list(inp.answers),
+    list(inp.judgments),
+    [inp.winrates],
+    snakemake.output.html,
+)  # noqa: F821

@@ -21,7 +21,7 @@ from dataclasses import fields
 from importlib import resources
 
 from bpo.atomic import write_text
-from bpo.browse.data import Row, load_rows, load_winrates
+from bpo.browse.data import Row, load_rows, load_winrates, with_comparison
 
 log = logging.getLogger(__name__)
 
@@ -109,4 +109,5 @@ def build_browse(
 ) -> int:
     """Join the evaluation's Parquet artifacts (:func:`bpo.browse.data.load_rows`) and write
     ``out_html``; returns its size in bytes."""
-    return write_browse(load_rows(optimized, answers, judgments), load_winrates(winrates), out_html, title)
+    rates = load_winrates(winrates)
+    return write_browse(with_comparison(load_rows(optimized, answers, judgments), rates), rates, out_html, title)

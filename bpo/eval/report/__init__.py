@@ -16,7 +16,17 @@ from bpo.atomic import write_json, write_text
 from bpo.eval.lc_difficulty import report_difficulty
 from bpo.eval.report.plots import compare_plot, winrate_plot
 from bpo.eval.report.summary import Summary
-from bpo.eval.report.tables import STANDIN_NOTE, backends, cell_rows, group_by, intrinsic_metrics, rows_of, valid_pairs
+from bpo.eval.report.tables import (
+    MODEL,
+    PROMPT,
+    STANDIN_NOTE,
+    backends,
+    cell_rows,
+    group_by,
+    intrinsic_metrics,
+    rows_of,
+    valid_pairs,
+)
 from bpo.schemas import ANSWERS, JUDGMENTS, OPTIMIZED, WINRATES, write_table
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import NO_CALL
@@ -70,7 +80,8 @@ def build_report(
     )
     rows, no_call_ties = [], 0
     for key, cell_j, a in cells:
-        rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]))
+        comparison = MODEL if (key[0], key[2]) in settings.model_pairs else PROMPT
+        rows += cell_rows(cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]), comparison)
         no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in cell_j)
     table = write_table(rows, out_table, WINRATES).to_pylist()
 

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from bpo.atomic import save_figure
-from bpo.eval.report.summary import interval
+from bpo.eval.report.cells import interval
 from bpo.settings.evaluate import ReportSettings
 
 

@@ -7,66 +7,14 @@ words and marks those rows: such numbers exercise the pipeline and measure nothi
 from __future__ import annotations
 
 import html
-import math
 from collections import Counter
-from dataclasses import dataclass
 
 from bpo.eval.lc_difficulty import lc_method_note
-from bpo.eval.report.tables import backends
+from bpo.eval.report.cells import Table, backend_label, fmt, interval, reasons
+from bpo.eval.report.tables import MODEL, PROMPT, backends
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, SINGLE_RANDOM
 from bpo.vocab import STANDIN_BACKEND as STANDIN
-
-
-def fmt(x, digits: int = 1) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{x:.{digits}f}"
-
-
-def interval(value, low, high) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
-
-
-def _reasons(counts) -> str:
-    counts = dict(counts)  # Parquet maps read back as (key, value) pairs
-    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-
-
-def _backend_label(value: str) -> str:
-    return f"{value} (stand-in, not a model)" if STANDIN in value.split("+") else value
-
-
-@dataclass
-class _Table:
-    """One table, rendered as Markdown and as HTML from the same cells."""
-
-    headers: list[str]
-    rows: list[list[str]]
-    right: set[int]  # right-aligned (numeric) columns
-    flagged: list[bool]  # rows with numbers from the stand-in
-
-    def markdown(self) -> list[str]:
-        align = ["---:" if i in self.right else "---" for i in range(len(self.headers))]
-        return [
-            "| " + " | ".join(self.headers) + " |",
-            "|" + "|".join(align) + "|",
-            *("| " + " | ".join(r) + " |" for r in self.rows),
-        ]
-
-    def html(self) -> str:
-        def cells(tag, values):
-            return "".join(
-                f"<{tag}{' class=num' if i in self.right else ''}>{html.escape(v)}</{tag}>"
-                for i, v in enumerate(values)
-            )
-
-        body = "".join(
-            f"<tr{' class=standin' if flag else ''}>{cells('td', r)}</tr>" for r, flag in zip(self.rows, self.flagged)
-        )
-        return f"<table><thead><tr>{cells('th', self.headers)}</tr></thead><tbody>{body}</tbody></table>"
 
 
 class Summary:
@@ -76,6 +24,9 @@ class Summary:
         self.table, self.optimizer_cells, self.intrinsic = table, optimizer_cells, intrinsic
         self.settings, self.no_call_ties = settings, no_call_ties
         self.overall = [r for r in table if r["category"] is None]
+        # the two comparison kinds (WINRATES.comparison) get separate tables
+        self.prompt_rows = [r for r in self.overall if r["comparison"] == PROMPT]
+        self.model_rows = [r for r in self.overall if r["comparison"] == MODEL]
         self.judge_backends = backends(r["backend"] for r in table)
         self.answer_backends = backends(r["answer_backend"] for r in table)
 
@@ -148,15 +99,15 @@ class Summary:
 
     # -- tables --------------------------------------------------------------------------------
 
-    def models_table(self) -> _Table | None:
+    def models_table(self) -> Table | None:
         roles = self.settings.models
         if not roles:
             return None
         real = {True: "yes", False: "NO (stand-in)", None: "–"}
         rows = [[m.role, m.name, m.model, m.source, real[m.real]] for m in roles]
-        return _Table(["role", "name", "model", "runs as", "real model"], rows, set(), [m.real is False for m in roles])
+        return Table(["role", "name", "model", "runs as", "real model"], rows, set(), [m.real is False for m in roles])
 
-    def main_table(self) -> _Table:
+    def main_table(self) -> Table:
         headers = [
             "optimizer",
             "test set",
@@ -173,16 +124,16 @@ class Summary:
             "answers backend",
         ]
         rows, flagged = [], []
-        for r in self.overall:
+        for r in self.prompt_rows:
             invalid = {
                 "missing answer": r["n_missing_answer"],
                 "judge call failed": r["n_judge_failed"],
                 "unparseable": r["n_unparseable"],
             }
             invalid_text = str(r["n_invalid"]) + (
-                f" ({_reasons({k: v for k, v in invalid.items() if v})})" if r["n_invalid"] else ""
+                f" ({reasons({k: v for k, v in invalid.items() if v})})" if r["n_invalid"] else ""
             )
-            fallback_text = str(r["n_fallback"]) + (f" ({_reasons(r['fallback_reasons'])})" if r["n_fallback"] else "")
+            fallback_text = str(r["n_fallback"]) + (f" ({reasons(r['fallback_reasons'])})" if r["n_fallback"] else "")
             rows.append(
                 [
                     r["optimizer"],
@@ -196,20 +147,59 @@ class Summary:
                     f"{fmt(r['mean_len_original'], 0)} → {fmt(r['mean_len_optimized'], 0)}",
                     invalid_text,
                     fallback_text,
-                    _backend_label(r["backend"]),
-                    _backend_label(r["answer_backend"]),
+                    backend_label(r["backend"]),
+                    backend_label(r["answer_backend"]),
                 ]
             )
             flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
-        return _Table(headers, rows, {3, 7}, flagged)
+        return Table(headers, rows, {3, 7}, flagged)
 
-    def category_table(self) -> _Table | None:
+    def model_table(self) -> Table | None:
+        """The "model B vs model A on the same prompt" rows: win = model B's answer preferred."""
+        if not self.model_rows:
+            return None
+        headers = [
+            "model B",
+            "model A",
+            "test set",
+            "n",
+            "B win / tie / lose %",
+            "ΔWR [CI]",
+            "LC ΔWR [CI]",
+            "position consistency %",
+            "words A → B",
+            "invalid",
+            "judge backend",
+            "answers backend",
+        ]
+        rows = [
+            [
+                r["optimizer"],
+                r["target"],
+                r["testset"],
+                str(r["n"]),
+                f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
+                interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
+                interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
+                fmt(r["position_consistency"]),
+                f"{fmt(r['mean_len_original'], 0)} → {fmt(r['mean_len_optimized'], 0)}",
+                str(r["n_invalid"]),
+                backend_label(r["backend"]),
+                backend_label(r["answer_backend"]),
+            ]
+            for r in self.model_rows
+        ]
+        flagged = [STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+") for r in self.model_rows]
+        return Table(headers, rows, {3, 7}, flagged)
+
+    def category_table(self) -> Table | None:
         rows, flagged = [], []
         for r in self.table:
             if r["category"] is None:
                 continue
             rows.append(
                 [
+                    r["comparison"],
                     r["optimizer"],
                     r["testset"],
                     r["target"],
@@ -225,9 +215,10 @@ class Summary:
         if not rows:
             return None
         headers = [
-            "optimizer",
+            "comparison",
+            "optimizer (model B)",
             "test set",
-            "target",
+            "target (model A)",
             "category",
             "n",
             "invalid",
@@ -235,22 +226,22 @@ class Summary:
             "ΔWR [CI]",
             "LC ΔWR [CI]",
         ]
-        return _Table(headers, rows, {4, 5}, flagged)
+        return Table(headers, rows, {5, 6}, flagged)
 
-    def optimizer_table(self) -> _Table:
+    def optimizer_table(self) -> Table:
         rows = []
         for (opt, testset), o in self.optimizer_cells.items():
             reasons = Counter(r["fallback_reason"] for r in o if r["fallback_reason"] is not None)
             kept = sum(reasons.values())
-            rows.append([opt, testset, str(len(o)), str(len(o) - kept), _reasons(reasons) or "–"])
-        return _Table(
+            rows.append([opt, testset, str(len(o)), str(len(o) - kept), reasons(reasons) or "–"])
+        return Table(
             ["optimizer", "test set", "prompts", "rewritten", "kept original (reason: count)"],
             rows,
             {2, 3},
             [False] * len(rows),
         )
 
-    def intrinsic_table(self) -> _Table | None:
+    def intrinsic_table(self) -> Table | None:
         rows = []
         for opt, testsets in self.intrinsic.items():
             for name, m in testsets.items():
@@ -287,20 +278,36 @@ class Summary:
             "unchanged",
             "fallback",
         ]
-        return _Table(headers, rows, set(range(2, 10)), [False] * len(rows))
+        return Table(headers, rows, set(range(2, 10)), [False] * len(rows))
 
-    def sections(self) -> list[tuple[str, list[str], _Table | None]]:
+    def sections(self) -> list[tuple[str, list[str], Table | None]]:
         """(heading, paragraphs, table) in reading order; the first heading is the title."""
         category = self.category_table()
         intrinsic = self.intrinsic_table()
+        title = "BPO evaluation: answers to optimized prompts vs answers to the original prompts"
+        if self.model_rows:
+            title += "; SFT data: student_bpo vs student_original"
         out = [
             (
-                "BPO evaluation: answers to optimized prompts vs answers to the original prompts",
+                title,
                 ["The models behind these numbers: which are real and which are the offline stand-in."],
                 self.models_table(),
-            ),
-            ("Win rates", self.method(), self.main_table()),
+            )
         ]
+        if self.model_rows:
+            out.append(
+                (
+                    "SFT data: student_bpo vs student_original (model B vs model A on the same prompt)",
+                    [
+                        "Two students fine-tuned with one recipe from one base model: student_bpo on the answers to "
+                        "the BPO-rewritten instructions, student_original on the same records' original data. Both "
+                        "answer the same test questions; win = the judge prefers student_bpo's answer. The method "
+                        "notes below apply."
+                    ],
+                    self.model_table(),
+                )
+            )
+        out.append(("Win rates", self.method(), self.main_table() if self.prompt_rows else None))
         if category is not None:
             out.append(
                 ("Per category", ["The same figures for each category of the test sets that have one."], category)

@@ -21,6 +21,9 @@ from bpo.schemas import read_table
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, NO_CALL
 
+# WINRATES.comparison: answers to two prompts by one model, or answers of two models to one prompt.
+PROMPT, MODEL = "prompt", "model"
+
 STANDIN_NOTE = "STAND-IN verdicts (offline text generator, not a model): these numbers mean nothing"
 
 
@@ -111,6 +114,7 @@ def winrate_row(
     *,
     category: str | None,
     difficulty: Mapping[str, float] | None = None,
+    comparison: str = PROMPT,
 ) -> dict:
     """One WINRATES row from the judgments of one (optimizer, test set, target[, category]);
     ``answers`` by item id, ``optimized``: the optimizer's rows for the same items."""
@@ -131,6 +135,7 @@ def winrate_row(
     items = [answers[r["item_id"]] for r in judgments]
     first = judgments[0]
     return {
+        "comparison": comparison,
         "optimizer": first["optimizer"],
         "testset": first["testset"],
         "target": first["target"],
@@ -171,14 +176,16 @@ def cell_rows(
     optimized: list[dict],
     settings: ReportSettings,
     difficulty: Mapping[str, float] | None = None,
+    comparison: str = PROMPT,
 ) -> list[dict]:
     """The overall row of one (optimizer, test set, target), then one row per category."""
     by_item = {r["item_id"]: r for r in answers}
-    rows = [winrate_row(judgments, by_item, optimized, settings, category=None, difficulty=difficulty)]
+    kw = {"difficulty": difficulty, "comparison": comparison}
+    rows = [winrate_row(judgments, by_item, optimized, settings, category=None, **kw)]
     for category in sorted({r["category"] for r in judgments if r["category"] is not None}):
         j = [r for r in judgments if r["category"] == category]
         o = [r for r in optimized if r["category"] == category]
-        rows.append(winrate_row(j, by_item, o, settings, category=category, difficulty=difficulty))
+        rows.append(winrate_row(j, by_item, o, settings, category=category, **kw))
     return rows
 
 
