@@ -21,7 +21,7 @@ def interval(value, low, high) -> str:
     return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
 
 
-def reasons(counts) -> str:
+def reason_counts(counts) -> str:
     counts = dict(counts)  # Parquet maps read back as (key, value) pairs
     return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
 

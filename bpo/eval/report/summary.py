@@ -10,7 +10,7 @@ import html
 from collections import Counter
 
 from bpo.eval.lc_difficulty import lc_method_note
-from bpo.eval.report.cells import Table, backend_label, fmt, interval, reasons
+from bpo.eval.report.cells import Table, backend_label, fmt, interval, reason_counts
 from bpo.eval.report.tables import MODEL, PROMPT, backends
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, SINGLE_RANDOM
@@ -131,9 +131,9 @@ class Summary:
                 "unparseable": r["n_unparseable"],
             }
             invalid_text = str(r["n_invalid"]) + (
-                f" ({reasons({k: v for k, v in invalid.items() if v})})" if r["n_invalid"] else ""
+                f" ({reason_counts({k: v for k, v in invalid.items() if v})})" if r["n_invalid"] else ""
             )
-            fallback_text = str(r["n_fallback"]) + (f" ({reasons(r['fallback_reasons'])})" if r["n_fallback"] else "")
+            fallback_text = str(r["n_fallback"]) + (f" ({reason_counts(r['fallback_reasons'])})" if r["n_fallback"] else "")
             rows.append(
                 [
                     r["optimizer"],
@@ -233,7 +233,7 @@ class Summary:
         for (opt, testset), o in self.optimizer_cells.items():
             reasons = Counter(r["fallback_reason"] for r in o if r["fallback_reason"] is not None)
             kept = sum(reasons.values())
-            rows.append([opt, testset, str(len(o)), str(len(o) - kept), reasons(reasons) or "–"])
+            rows.append([opt, testset, str(len(o)), str(len(o) - kept), reason_counts(reasons) or "–"])
         return Table(
             ["optimizer", "test set", "prompts", "rewritten", "kept original (reason: count)"],
             rows,
