@@ -133,7 +133,8 @@ class Summary:
             invalid_text = str(r["n_invalid"]) + (
                 f" ({reason_counts({k: v for k, v in invalid.items() if v})})" if r["n_invalid"] else ""
             )
-            fallback_text = str(r["n_fallback"]) + (f" ({reason_counts(r['fallback_reasons'])})" if r["n_fallback"] else "")
+            fallbacks = f" ({reason_counts(r['fallback_reasons'])})" if r["n_fallback"] else ""
+            fallback_text = str(r["n_fallback"]) + fallbacks
             rows.append(
                 [
                     r["optimizer"],
