@@ -256,3 +256,20 @@ def test_students_train_through_the_training_rules_script():
 
     assert script(train, "train_optimizer") == script(students, "train_student") == "../workflow_scripts/train.py"
     assert "launch_training(spec" in (REPO / "workflow_scripts/train.py").read_text()
+
+
+@pytest.mark.parametrize("extra", ["config/examples/sft-data.yaml", "config/paper.yaml"])
+def test_the_shipped_configs_plan_the_experiment(run_from_repo, extra):
+    """The example runs the students and nothing else of the evaluation; paper.yaml's section, switched
+    on, is the 7B recipe on GPUs with vLLM answering."""
+    config = load_config("config/config.yaml", extra, overrides=ON)
+    plan = Plan.from_config(config)
+    recipe = student_train_settings(config)
+    assert recipe.prompt_format == "instruction" and plan.model_comparisons()
+    answer = student_answer_settings(config, plan.testsets[0], "student_bpo", "m").target
+    if extra.endswith("sft-data.yaml"):
+        assert plan.triples() == [] and recipe.base_model.endswith("SmolLM2-135M-Instruct")
+        assert json.loads(Path(config["eval"]["sft_rewrite"]["path"]).read_text())[199]  # 200 records
+    else:
+        assert recipe.base_model == "meta-llama/Llama-2-7b-hf" and recipe.global_batch_size == 128
+        assert answer.generation.engine == "vllm"
