@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import copy_workflow, edit_config, edited_config, job_counts, snakemake
 from eval_helpers import save_tiny_model
+from test_browse import _embedded
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +77,19 @@ def test_the_students_are_judged_and_reported_as_a_model_comparison(ran):
         "# BPO evaluation: answers to optimized prompts vs answers to the original prompts; SFT data"
     )
     assert "| student (B) | student_bpo |" in summary and "| student (A) | student_original |" in summary
-    assert "student_bpo vs student_original" in (ran / "results/demo/report/browse.html").read_text()
+    data = _embedded(ran / "results/demo/report/browse.html")
+    fields, strings = data["fields"], data["strings"]
+    rows = [
+        {
+            f: strings[v] if isinstance(v, int) and v >= 0 and f not in ("len_original", "len_optimized") else v
+            for f, v in zip(fields, r)
+        }
+        for r in data["rows"]
+    ]
+    assert len(rows) == 5 and {(r["comparison"], r["optimizer"], r["target"]) for r in rows} == {
+        ("model", "student_bpo", "student_original")
+    }
+    assert all(r["question_original"] == r["question_optimized"] for r in rows)  # one question, two models
 
 
 def _set(path, value):
