@@ -14,6 +14,7 @@ wildcard_constraints:
     testset="[^/]+",
     optimizer="[^/]+",
     target="[^/]+",
+    student="[^/]+",
     filename="[^/]+",
 
 
@@ -27,6 +28,14 @@ include: "rules/critique.smk"
 include: "rules/sft.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+
+
+# Only when switched on: its fixed names (student_bpo, student_original) are free otherwise.
+if PLAN.sft_data:
+
+    include: "rules/sft_data.smk"
+
+
 include: "rules/report.smk"
 
 

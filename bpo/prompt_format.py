@@ -12,6 +12,9 @@ Three named formats (:data:`FORMATS`):
   same instruction as the user turn, then the generation prompt. Natural for instruct bases.
 - ``bpo-release``: the input of the released BPO optimizer (THUDM/BPO, a Llama-2-chat
   fine-tune), from its model card: :data:`BPO_RELEASE_TEMPLATE`, after exactly one BOS.
+- ``instruction``: no rewrite request at all, the prompt itself as the chat template's user turn
+  (plain text without a template), token for token what a local hf target sends
+  (bpo.generation LocalModel.encode_chat): for the sft_data students, which learn to answer.
 
 A trained or prepared model folder records its format in ``bpo_prompt_format.json``
 (:func:`write_format_record`, a file of its own so a downloaded folder can be given one without
@@ -144,7 +147,8 @@ def build_prompt(user_prompt: str) -> str:
 PLAIN = "plain"
 CHAT_TEMPLATE = "chat-template"
 BPO_RELEASE = "bpo-release"
-FORMATS = (PLAIN, CHAT_TEMPLATE, BPO_RELEASE)
+INSTRUCTION = "instruction"
+FORMATS = (PLAIN, CHAT_TEMPLATE, BPO_RELEASE, INSTRUCTION)
 
 # The released model's input, verbatim from the THUDM/BPO model card (a fact about that model,
 # not this project's wording).
@@ -188,6 +192,8 @@ def format_prompt(user_prompt: str, fmt: str, tokenizer=None, history=None) -> s
     turns = check_history(history)
     if not turns:
         return _format_single(user_prompt, fmt, tokenizer)
+    if fmt == INSTRUCTION:
+        raise ValueError(f"prompt format {INSTRUCTION!r} (a student's question) takes no conversation history")
     prompt = _clean(user_prompt)
     rendered = render_history(turns)
     if fmt == PLAIN:
@@ -216,6 +222,12 @@ def _format_single(user_prompt: str, fmt: str, tokenizer) -> str:
     prompt = _clean(user_prompt)
     if fmt == BPO_RELEASE:
         return BPO_RELEASE_TEMPLATE.format(prompt=prompt)
+    if fmt == INSTRUCTION:
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            return prompt
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
     return _apply_chat_template(_CHAT_USER_TURN.format(header=_HEADER, prompt=prompt), tokenizer)
 
 
@@ -236,6 +248,9 @@ def encode_prompt(user_prompt: str, fmt: str, tokenizer, history=None) -> list[i
     look finished.
     """
     text = format_prompt(user_prompt, fmt, tokenizer, history)
+    if fmt == INSTRUCTION:  # exactly LocalModel.encode_chat's ids: the students answer through it
+        ids = tokenizer(text, add_special_tokens=not getattr(tokenizer, "chat_template", None)).input_ids
+        return ids[:-1] if ids and ids[-1] == tokenizer.eos_token_id else ids
     bos_id = tokenizer.bos_token_id
     text_had_bos = bool(tokenizer.bos_token) and text.startswith(tokenizer.bos_token)
     ids = tokenizer(_drop_leading_bos(text, tokenizer)).input_ids

@@ -195,9 +195,12 @@ CONVERSATIONS = pa.schema(
 # results/<run>/eval/{testset}/{optimizer}/{target}/turn_judgments.parquet: JUDGMENTS per turn
 TURN_JUDGMENTS = pa.schema(list(JUDGMENTS)[:5] + [pa.field("turn", _i64, nullable=False)] + list(JUDGMENTS)[5:])
 
-# results/report/winrates.parquet
+# results/report/winrates.parquet. comparison "prompt": a target's answers to the optimizer's
+# prompts (B) vs its answers to the original prompts (A); "model": model `optimizer` (B) vs model
+# `target` (A) answering the same prompts (the sft_data students: student_bpo vs student_original).
 WINRATES = pa.schema(
     [
+        pa.field("comparison", _str, nullable=False),  # prompt | model
         pa.field("optimizer", _str, nullable=False),
         pa.field("testset", _str, nullable=False),
         pa.field("target", _str, nullable=False),

@@ -194,7 +194,20 @@ def _optimizer_model(name):
     model = optimizer_model(config, name)
     if model == "trained":
         return [result("models/optimizer")]
-    return local_model_input(model) if model else []
+    if model:
+        return local_model_input(model)
+    return endpoint_model_input(config["eval"]["optimizers"][name].get("endpoint"))
+
+
+def endpoint_model_input(endpoint):
+    """The folder of a `backend: local` endpoint's model when a rule builds it (rule base_model),
+    so it is built before the first call; nothing for other endpoints."""
+    ep = config["llm"]["endpoints"].get(endpoint) if endpoint else None
+    return wheel_model_input(ep.get("model")) if ep and ep.get("backend") == "local" else []
+
+
+def sft_rewrite_target_model_input(wildcards):
+    return endpoint_model_input(config["eval"]["targets"][config["eval"]["sft_rewrite"]["target"]].get("endpoint"))
 
 
 def optimizer_model_input(wildcards):
@@ -333,12 +346,23 @@ def eval_triples():
     return PLAN.triples()
 
 
+def report_cells():
+    """Every judged cell: the prompt comparisons, then the model comparisons (sft_data students,
+    (test set, model B, model A) in the same path levels)."""
+    return eval_triples() + PLAN.model_comparisons()
+
+
 def report_judgments():
-    return [result(f"eval/{ts}/{opt}/{tg}/judgments.parquet") for ts, opt, tg in eval_triples()]
+    return [result(f"eval/{ts}/{opt}/{tg}/judgments.parquet") for ts, opt, tg in report_cells()]
 
 
 def report_answers():
-    return [result(f"eval/{ts}/{opt}/{tg}/answers.parquet") for ts, opt, tg in eval_triples()]
+    return [result(f"eval/{ts}/{opt}/{tg}/answers.parquet") for ts, opt, tg in report_cells()]
+
+
+def browse_prompts():
+    """The questions of the model comparisons, for the browser (the report has no optimizer there)."""
+    return [result(f"eval/{ts}/{b}/{a}/prompts.parquet") for ts, b, a in PLAN.model_comparisons()]
 
 
 def report_turn_judgments():
@@ -360,7 +384,7 @@ def report_settings():
 def eval_report_outputs():
     """Final outputs of the evaluation (empty when no test set, optimizer or target is active)."""
     out = []
-    if eval_triples() or PLAN.turn_triples():
+    if report_cells() or PLAN.turn_triples():
         out += [
             result("report/winrates.parquet"),
             result("report/summary.md"),
@@ -373,6 +397,50 @@ def eval_report_outputs():
     if PLAN.sft_rewrite:
         out += [result("sft_rewrite/reproduce.json"), result("sft_rewrite/train.json")]
     return out
+
+
+# --- sft_data stage (rules/sft_data.smk) ---
+from bpo.settings.plan import STUDENTS as STUDENT_NAMES
+
+
+def sft_data_settings():
+    from bpo.settings.sft_data import StudentDataSettings
+
+    return StudentDataSettings.from_config(config).canonical() if PLAN.sft_data else {}
+
+
+def _student_train():
+    from bpo.settings.sft_data import student_train_settings
+
+    return student_train_settings(config) if PLAN.sft_data else None
+
+
+def student_train_params():
+    """The students' one recipe (TrainSettings' canonical form): an edit retrains both."""
+    settings = _student_train()
+    return settings.canonical() if settings else {}
+
+
+def student_base_model():
+    settings = _student_train()
+    return settings.base_model if settings else None
+
+
+def student_deepspeed_input():
+    settings = _student_train()
+    return [settings.deepspeed] if settings and settings.deepspeed else []
+
+
+def student_threads():
+    """As train_threads(): one torch thread for the tiny model, every core for a pretrained base."""
+    return 1 if student_base_model() is None else 64
+
+
+def student_answer_params(wildcards):
+    from bpo.settings.sft_data import student_answer_settings
+
+    model = result(f"models/{wildcards.student}")
+    return student_answer_settings(config, wildcards.testset, wildcards.student, model).canonical()
 
 
 # --- models (rules/models.smk) ---

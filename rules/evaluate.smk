@@ -321,6 +321,7 @@ rule sft_rewrite_answer:
     input:
         optimized=result("sft_rewrite/optimized.parquet"),
         source=lambda wc: config["eval"]["sft_rewrite"]["path"] or [],
+        model=sft_rewrite_target_model_input,
     output:
         reproduce=result("sft_rewrite/reproduce.json"),
         sft=result("sft_rewrite/train.json"),

@@ -70,6 +70,7 @@ rule browse:
         optimized=rules.report.input.optimized,
         turn_judgments=rules.report.input.turn_judgments,
         conversations=rules.report.input.conversations,
+        prompts=browse_prompts(),  # the model comparisons' questions
         winrates=rules.report.output.table,
         turn_winrates=rules.report.output.turn_table,
     output:

@@ -36,7 +36,12 @@ def test_defaults_come_from_the_schema_and_edits_show_in_the_canonical_form():
     )
     assert TrainSettings.from_config(edited).canonical() == params
     assert CheckpointRuntime.from_config(edited, "out/m").save_steps == 7
-    assert CheckpointRuntime.from_config(edited, "out/m").dir == "out/optimizer_checkpoints"  # null: beside the model
+    # null: beside the model, named after it (two models trained side by side never share one)
+    assert CheckpointRuntime.from_config(edited, "out/optimizer").dir == "out/optimizer_checkpoints"
+    assert CheckpointRuntime.from_config(edited, "out/student_bpo").dir == "out/student_bpo_checkpoints"
+    given = {**edited, "train": {**edited["train"], "checkpoint": {**edited["train"]["checkpoint"], "dir": "/ck"}}}
+    assert CheckpointRuntime.from_config(given, "out/optimizer").dir == "/ck"  # as given, as always
+    assert CheckpointRuntime.from_config(given, "out/student_bpo").dir == "/ck/student_bpo"
 
 
 def test_spec_round_trips_through_its_file(tmp_path):

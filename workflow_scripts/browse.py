@@ -8,7 +8,7 @@ from bpo.browse import build_browse  # noqa: E402
 
 inp = snakemake.input  # noqa: F821
 build_browse(
-    list(inp.optimized),
+    list(inp.optimized) + list(inp.prompts),
     list(inp.answers),
     list(inp.judgments),
     [inp.winrates, inp.turn_winrates],

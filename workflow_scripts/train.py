@@ -1,4 +1,4 @@
-"""Rule train_optimizer: fine-tune the prompt optimizer (one process or torchrun ranks)."""
+"""Rules train_optimizer and train_student: fine-tune a model on SFT pairs (one process or torchrun ranks)."""
 
 from bpo.logging_setup import setup_logging
 
@@ -17,7 +17,7 @@ spec = TrainSpec(
     # Read at run time, not a param: checkpoint settings never change the model.
     checkpoint=CheckpointRuntime.from_config(sm.config, sm.output.model),
     train=sm.input.train,
-    val=sm.input.val,
+    val=sm.input.get("val"),  # the students have no validation split
     model_dir=sm.output.model,
     metrics=sm.output.metrics,
     loss_curve=sm.output.loss_curve,

@@ -153,10 +153,17 @@
       (w.turn == null ? tn === null : String(w.turn) === tn)) || null;
   }
 
-  function verdictText(v, optimizedIs) {
+  // The sides' names: a prompt comparison pits the answers to two prompts (one target); a model
+  // comparison (the sft_data students) pits two models' answers to one prompt: B = optimizer column.
+  function sides(r) {
+    if (val(r, "comparison") !== "model") return { a: "original", b: "optimized", model: false };
+    return { a: val(r, "target"), b: val(r, "optimizer"), model: true };
+  }
+
+  function verdictText(v, optimizedIs, s) {
     if (v == null) return "unparsed / not judged";
     if (v === "C") return "C (tie)";
-    return v + (v === optimizedIs ? " (optimized better)" : " (original better)");
+    return v + (v === optimizedIs ? ` (${s.b} better)` : ` (${s.a} better)`);
   }
 
   function rowHtml(r) {
@@ -173,19 +180,25 @@
     if (standinAns) badges.push(`<span class="badge standin">stand-in answered</span>`);
     if (standinJudge) badges.push(`<span class="badge standin">stand-in judged</span>`);
     const raw = (f) => (g(f) == null ? "<em>no judge reply</em>" : esc(g(f)));
-    return `<article class="row" data-outcome="${outcome}" data-item="${esc(g("item_id"))}">` +
-      `<header><span class="key">${esc(g("testset"))} · ${esc(g("optimizer"))} · ${esc(g("target"))} · ` +
+    const s = sides(r);
+    const key = s.model ? `${esc(s.b)} vs ${esc(s.a)} (same prompt)` : `${esc(g("optimizer"))} · ${esc(g("target"))}`;
+    const questions = s.model
+      ? `<div class="pair"><div><h4>question (both models)</h4><p class="q">${esc(g("question_original"))}</p></div></div>`
+      : `<div class="pair"><div><h4>original question</h4><p class="q">${qo}</p></div>` +
+        `<div><h4>optimized question</h4><p class="q">${qn}</p></div></div>`;
+    const head = (side) => (s.model ? `answer of ${esc(s[side])} (${side.toUpperCase()})` : `answer to ${s[side]}`);
+    return `<article class="row" data-outcome="${outcome}" data-item="${esc(g("item_id"))}" data-comparison="${esc(g("comparison"))}">` +
+      `<header><span class="key">${esc(g("testset"))} · ${key} · ` +
       `<code>${esc(g("item_id"))}</code>${g("turn") ? " · turn " + esc(g("turn")) : ""}</span>${badges.join("")}</header>` +
       (g("history_original") != null || g("history_optimized") != null ?
         `<div class="pair history"><div><h4>original conversation so far</h4><pre class="conv">${esc(g("history_original") || "")}</pre></div>` +
         `<div><h4>optimized conversation so far</h4><pre class="conv">${esc(g("history_optimized") || "")}</pre></div></div>` : "") +
-      `<div class="pair"><div><h4>original question</h4><p class="q">${qo}</p></div>` +
-      `<div><h4>optimized question</h4><p class="q">${qn}</p></div></div>` +
-      `<div class="pair"><div><h4>answer to original · ${len("len_original")}</h4><p class="a">${ans("answer_original")}</p></div>` +
-      `<div><h4>answer to optimized · ${len("len_optimized")}</h4><p class="a">${ans("answer_optimized")}</p></div></div>` +
+      questions +
+      `<div class="pair"><div><h4>${head("a")} · ${len("len_original")}</h4><p class="a">${ans("answer_original")}</p></div>` +
+      `<div><h4>${head("b")} · ${len("len_optimized")}</h4><p class="a">${ans("answer_optimized")}</p></div></div>` +
       `<div class="pair verdicts">` +
-      `<details><summary>optimized first: ${verdictText(g("verdict_optimized_first"), "A")}</summary><pre>${raw("raw_optimized_first")}</pre></details>` +
-      `<details><summary>original first: ${verdictText(g("verdict_original_first"), "B")}</summary><pre>${raw("raw_original_first")}</pre></details>` +
+      `<details><summary>${esc(s.b)} first: ${verdictText(g("verdict_optimized_first"), "A", s)}</summary><pre>${raw("raw_optimized_first")}</pre></details>` +
+      `<details><summary>${esc(s.a)} first: ${verdictText(g("verdict_original_first"), "B", s)}</summary><pre>${raw("raw_original_first")}</pre></details>` +
       `</div><footer>judge ${esc(g("judge_model"))}${g("protocol") ? " · " + esc(g("protocol")) : ""}</footer></article>`;
   }
 

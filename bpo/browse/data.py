@@ -9,6 +9,7 @@ Inputs whose rows do not join are an error naming the file and item, never a sil
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ LATER_COLUMNS = frozenset(
         "fallback_reasons",
         "answer_backend",
         "turn",  # multi-turn win rates (winrates_turns.parquet)
+        "comparison",
     }
 )
 
@@ -98,6 +100,9 @@ class Row:
     turn: str | None = None
     history_original: str | None = None
     history_optimized: str | None = None
+    # WINRATES.comparison: "model" = model `optimizer` (B, the *_optimized side) vs model `target`
+    # (A) on the same prompt, the sft_data students; "prompt" otherwise
+    comparison: str = "prompt"
 
     @property
     def len_original(self) -> int | None:
@@ -243,6 +248,7 @@ def load_turn_rows(conversations: Iterable[str | os.PathLike], judgments: Iterab
 
 # What the page shows of a win-rate row, in the order it embeds them; the rest stays out of the HTML.
 WINRATE_SHOWN = (
+    "comparison",
     "testset",
     "target",
     "judge_model",
@@ -273,7 +279,14 @@ def load_winrates(paths: Iterable[str | os.PathLike]) -> list[dict]:
         for full in _read(path, schema):
             r = {k: full[k] for k in WINRATE_SHOWN if k in full}
             r["optimizer"] = r.get("optimizer") or DEFAULT_OPTIMIZER
+            r["comparison"] = r.get("comparison") or "prompt"
             if r.get("category") == "all":
                 r["category"] = None
             out.append(r)
     return out
+
+
+def with_comparison(rows: list[Row], winrates: list[dict]) -> list[Row]:
+    """Each row with the comparison kind the report gave its (test set, optimizer, target)."""
+    kinds = {(w["testset"], w["optimizer"], w["target"]): w["comparison"] for w in winrates}
+    return [dataclasses.replace(r, comparison=kinds.get((r.testset, r.optimizer, r.target), "prompt")) for r in rows]

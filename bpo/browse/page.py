@@ -21,7 +21,7 @@ from dataclasses import fields
 from importlib import resources
 
 from bpo.atomic import write_text
-from bpo.browse.data import Row, load_rows, load_turn_rows, load_winrates
+from bpo.browse.data import Row, load_rows, load_turn_rows, load_winrates, with_comparison
 
 log = logging.getLogger(__name__)
 
@@ -114,5 +114,6 @@ def build_browse(
     """Join the evaluation's Parquet artifacts (:func:`bpo.browse.data.load_rows`; multi-turn test
     sets: :func:`bpo.browse.data.load_turn_rows`, both conversations side by side) and write
     ``out_html``; returns its size in bytes."""
+    rates = load_winrates(winrates)
     rows = load_rows(optimized, answers, judgments) + load_turn_rows(conversations, turn_judgments)
-    return write_browse(rows, load_winrates(winrates), out_html, title)
+    return write_browse(with_comparison(rows, rates), rates, out_html, title)

@@ -142,8 +142,38 @@ def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
             out.append(ModelRole("target", name, ev["targets"][name]["model"], "local model (kind hf)", True))
         else:
             out.append(_endpoint_role("target", name, EndpointTargetSettings.from_config(config, name).call))
+    if plan.sft_data:
+        out += student_roles(config)
     out.append(_endpoint_role("judge", "judge", JudgeSettings.from_config(config).call))
     return tuple(out)
+
+
+def student_roles(config: Mapping[str, Any]) -> list[ModelRole]:
+    """The two sft_data students: their one base model and the data each learned from."""
+    sd, rw = config["sft_data"], config["eval"]["sft_rewrite"]
+    base = sd["student"]["base_model"]
+    trained = f"fine-tuned from {base}" if base else "tiny model trained from scratch (exercises the code only)"
+    data = f"{rw['path']} ({rw['sample'] or 'all'} records)"
+    original = (
+        "their own outputs" if sd["answer_original"] == "keep" else f"answers of target {rw['target']} (regenerated)"
+    )
+    return [
+        ModelRole(
+            "student (B)",
+            "student_bpo",
+            "trained by this workflow (rule train_student)",
+            f"{trained} on {data}: instructions rewritten by optimizer {rw['optimizer']}, answered by target "
+            f"{rw['target']} (sft_rewrite/train.json)",
+            bool(base),
+        ),
+        ModelRole(
+            "student (A)",
+            "student_original",
+            "trained by this workflow (rule train_student)",
+            f"{trained} on the same records of {data} with {original}",
+            bool(base),
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -177,10 +207,23 @@ class ReportSettings(Settings):
     lc_min_pairs: int
     lc: LCSettings
     models: tuple[ModelRole, ...]
+    # (model B, model A) of the "model B vs model A on the same prompt" cells (the sft_data
+    # students); None (left out of the params) when there are none
+    model_comparisons: tuple[tuple[str, str], ...] | None
+
+    omit_none: ClassVar = ("model_comparisons",)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        return cls.from_mapping({**config["eval"]["report"], "models": model_roles(config)}, "eval.report")
+        pairs = sorted({(b, a) for _, b, a in Plan.from_config(config).model_comparisons()})
+        return cls.from_mapping(
+            {**config["eval"]["report"], "models": model_roles(config), "model_comparisons": pairs or None},
+            "eval.report",
+        )
+
+    @property
+    def model_pairs(self) -> set[tuple[str, str]]:
+        return {tuple(p) for p in self.model_comparisons or ()}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from bpo.settings.base import Settings, SettingsError, config_section
 # auto: lean where the model has a plain full-attention KV cache, else hf-generate; vLLM only
 # when chosen (it is a different environment: envs/vllm.yaml).
 ENGINES = ("auto", "lean", "hf-generate", "vllm")
+# The sft_data students answer as hf targets do, with the same names for the same things.
+STUDENT_ANSWER_KEY = "sft_data.student.answer"
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class GenerationSettings(Settings):
                     )
             values = {f: section[f] for f in cls.field_names() if f != "max_new_tokens"}
             return cls.from_mapping({**values, "max_new_tokens": section["max_tokens"]}, key)
-        if key.startswith("eval.targets."):
+        if key.startswith("eval.targets.") or key == STUDENT_ANSWER_KEY:
             if section["max_tokens"] is None:
                 raise SettingsError(f"config {key}.max_tokens: an hf target needs a value (null is for endpoints)")
             return cls(

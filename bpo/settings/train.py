@@ -137,10 +137,16 @@ class CheckpointRuntime(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], model_dir: str | None = None) -> Self:
-        """``dir: null`` means ``optimizer_checkpoints`` beside ``model_dir`` (the run's results root)."""
+        """``dir: null`` means ``<model>_checkpoints`` beside ``model_dir`` (``optimizer_checkpoints``
+        in the run's results root). Every other model trained by this code (the sft_data students,
+        trained side by side) keeps its own subfolder of a given ``dir``: checkpoints of other
+        settings or data are wiped, so two models must never share one."""
         section = dict(config["train"]["checkpoint"])
+        name = Path(model_dir).name if model_dir is not None else None
         if section.get("dir") is None:
             if model_dir is None:
                 raise ValueError("train.checkpoint.dir is null: pass the model folder it sits beside")
-            section["dir"] = str(Path(model_dir).parent / "optimizer_checkpoints")
+            section["dir"] = str(Path(model_dir).parent / f"{name}_checkpoints")
+        elif name is not None and name != "optimizer":
+            section["dir"] = str(Path(section["dir"]) / name)
         return cls.from_mapping(section, "train.checkpoint")

@@ -17,6 +17,8 @@ from bpo.eval.lc_difficulty import report_difficulty
 from bpo.eval.report.plots import compare_plot, winrate_plot
 from bpo.eval.report.summary import Summary
 from bpo.eval.report.tables import (
+    MODEL,
+    PROMPT,
     STANDIN_NOTE,
     backends,
     cell_rows,
@@ -89,8 +91,15 @@ def build_report(
         languages.setdefault(testset, {}).update(item_languages(o))
     rows, no_call_ties = [], 0
     for key, cell_j, a in cells:
+        comparison = MODEL if (key[0], key[2]) in settings.model_pairs else PROMPT
         rows += cell_rows(
-            cell_j, a, optimizer_cells.get(key[:2], []), settings, difficulty.get(key[1]), languages.get(key[1])
+            cell_j,
+            a,
+            optimizer_cells.get(key[:2], []),
+            settings,
+            difficulty.get(key[1]),
+            languages.get(key[1]),
+            comparison,
         )
         no_call_ties += sum(r["backend"] == NO_CALL and r["outcome"] == "tie" for r in cell_j)
     table = write_table(rows, out_table, WINRATES).to_pylist()

@@ -6,6 +6,8 @@ import html
 import math
 from dataclasses import dataclass
 
+from bpo.vocab import STANDIN_BACKEND as STANDIN
+
 
 def fmt(x, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -17,6 +19,15 @@ def interval(value, low, high) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
+
+
+def reason_counts(counts) -> str:
+    counts = dict(counts)  # Parquet maps read back as (key, value) pairs
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+
+
+def backend_label(value: str) -> str:
+    return f"{value} (stand-in, not a model)" if STANDIN in value.split("+") else value
 
 
 @dataclass

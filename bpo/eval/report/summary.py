@@ -10,21 +10,12 @@ import html
 from collections import Counter
 
 from bpo.eval.lc_difficulty import lc_method_note
-from bpo.eval.report.cells import Table as _Table
-from bpo.eval.report.cells import fmt, interval
-from bpo.eval.report.tables import backends, is_overall
+from bpo.eval.report.cells import Table, backend_label, fmt, interval, reason_counts
+from bpo.eval.report.other_tables import model_table, turn_table
+from bpo.eval.report.tables import MODEL, PROMPT, backends, is_overall
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, SINGLE_RANDOM
 from bpo.vocab import STANDIN_BACKEND as STANDIN
-
-
-def _reasons(counts) -> str:
-    counts = dict(counts)  # Parquet maps read back as (key, value) pairs
-    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-
-
-def _backend_label(value: str) -> str:
-    return f"{value} (stand-in, not a model)" if STANDIN in value.split("+") else value
 
 
 class Summary:
@@ -35,6 +26,9 @@ class Summary:
         self.turn_table = list(turn_table)  # TURN_WINRATES rows of multi-turn test sets
         self.settings, self.no_call_ties = settings, no_call_ties
         self.overall = [r for r in table if is_overall(r)]
+        # the two comparison kinds (WINRATES.comparison) get separate tables
+        self.prompt_rows = [r for r in self.overall if r["comparison"] == PROMPT]
+        self.model_rows = [r for r in self.overall if r["comparison"] == MODEL]
         self.judge_backends = backends(r["backend"] for r in [*table, *self.turn_table])
         self.answer_backends = backends(r["answer_backend"] for r in [*table, *self.turn_table])
 
@@ -107,15 +101,15 @@ class Summary:
 
     # -- tables --------------------------------------------------------------------------------
 
-    def models_table(self) -> _Table | None:
+    def models_table(self) -> Table | None:
         roles = self.settings.models
         if not roles:
             return None
         real = {True: "yes", False: "NO (stand-in)", None: "–"}
         rows = [[m.role, m.name, m.model, m.source, real[m.real]] for m in roles]
-        return _Table(["role", "name", "model", "runs as", "real model"], rows, set(), [m.real is False for m in roles])
+        return Table(["role", "name", "model", "runs as", "real model"], rows, set(), [m.real is False for m in roles])
 
-    def main_table(self) -> _Table:
+    def main_table(self) -> Table:
         headers = [
             "optimizer",
             "test set",
@@ -132,16 +126,17 @@ class Summary:
             "answers backend",
         ]
         rows, flagged = [], []
-        for r in self.overall:
+        for r in self.prompt_rows:
             invalid = {
                 "missing answer": r["n_missing_answer"],
                 "judge call failed": r["n_judge_failed"],
                 "unparseable": r["n_unparseable"],
             }
             invalid_text = str(r["n_invalid"]) + (
-                f" ({_reasons({k: v for k, v in invalid.items() if v})})" if r["n_invalid"] else ""
+                f" ({reason_counts({k: v for k, v in invalid.items() if v})})" if r["n_invalid"] else ""
             )
-            fallback_text = str(r["n_fallback"]) + (f" ({_reasons(r['fallback_reasons'])})" if r["n_fallback"] else "")
+            fallbacks = f" ({reason_counts(r['fallback_reasons'])})" if r["n_fallback"] else ""
+            fallback_text = str(r["n_fallback"]) + fallbacks
             rows.append(
                 [
                     r["optimizer"],
@@ -155,14 +150,14 @@ class Summary:
                     f"{fmt(r['mean_len_original'], 0)} → {fmt(r['mean_len_optimized'], 0)}",
                     invalid_text,
                     fallback_text,
-                    _backend_label(r["backend"]),
-                    _backend_label(r["answer_backend"]),
+                    backend_label(r["backend"]),
+                    backend_label(r["answer_backend"]),
                 ]
             )
             flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
-        return _Table(headers, rows, {3, 7}, flagged)
+        return Table(headers, rows, {3, 7}, flagged)
 
-    def breakdown_table(self, column: str) -> _Table | None:
+    def breakdown_table(self, column: str) -> Table | None:
         """The rows of one breakdown (``category`` or ``language``), or None when there are none."""
         rows, flagged = [], []
         for r in self.table:
@@ -170,6 +165,7 @@ class Summary:
                 continue
             rows.append(
                 [
+                    r["comparison"],
                     r["optimizer"],
                     r["testset"],
                     r["target"],
@@ -185,9 +181,10 @@ class Summary:
         if not rows:
             return None
         headers = [
-            "optimizer",
+            "comparison",
+            "optimizer (model B)",
             "test set",
-            "target",
+            "target (model A)",
             column,
             "n",
             "invalid",
@@ -195,59 +192,22 @@ class Summary:
             "ΔWR [CI]",
             "LC ΔWR [CI]",
         ]
-        return _Table(headers, rows, {4, 5}, flagged)
+        return Table(headers, rows, {5, 6}, flagged)
 
-    def turn_table_(self) -> _Table | None:
-        rows, flagged = [], []
-        for r in self.turn_table:
-            fallback_text = str(r["n_fallback"]) + (f" ({_reasons(r['fallback_reasons'])})" if r["n_fallback"] else "")
-            rows.append(
-                [
-                    r["optimizer"],
-                    r["testset"],
-                    r["target"],
-                    str(r["turn"]),
-                    r["category"] or "all",
-                    str(r["n"]),
-                    str(r["n_invalid"]),
-                    f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
-                    interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
-                    interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
-                    fallback_text,
-                ]
-            )
-            flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
-        if not rows:
-            return None
-        headers = [
-            "optimizer",
-            "test set",
-            "target",
-            "turn",
-            "category",
-            "n",
-            "invalid",
-            "win / tie / lose %",
-            "ΔWR [CI]",
-            "LC ΔWR [CI]",
-            "fallbacks",
-        ]
-        return _Table(headers, rows, {3, 5, 6}, flagged)
-
-    def optimizer_table(self) -> _Table:
+    def optimizer_table(self) -> Table:
         rows = []
         for (opt, testset), o in self.optimizer_cells.items():
             reasons = Counter(r["fallback_reason"] for r in o if r["fallback_reason"] is not None)
             kept = sum(reasons.values())
-            rows.append([opt, testset, str(len(o)), str(len(o) - kept), _reasons(reasons) or "–"])
-        return _Table(
+            rows.append([opt, testset, str(len(o)), str(len(o) - kept), reason_counts(reasons) or "–"])
+        return Table(
             ["optimizer", "test set", "prompts", "rewritten", "kept original (reason: count)"],
             rows,
             {2, 3},
             [False] * len(rows),
         )
 
-    def intrinsic_table(self) -> _Table | None:
+    def intrinsic_table(self) -> Table | None:
         rows = []
         for opt, testsets in self.intrinsic.items():
             for name, m in testsets.items():
@@ -284,21 +244,37 @@ class Summary:
             "unchanged",
             "fallback",
         ]
-        return _Table(headers, rows, set(range(2, 10)), [False] * len(rows))
+        return Table(headers, rows, set(range(2, 10)), [False] * len(rows))
 
-    def sections(self) -> list[tuple[str, list[str], _Table | None]]:
+    def sections(self) -> list[tuple[str, list[str], Table | None]]:
         """(heading, paragraphs, table) in reading order; the first heading is the title."""
         category = self.breakdown_table("category")
         language = self.breakdown_table("language")
         intrinsic = self.intrinsic_table()
+        title = "BPO evaluation: answers to optimized prompts vs answers to the original prompts"
+        if self.model_rows:
+            title += "; SFT data: student_bpo vs student_original"
         out = [
             (
-                "BPO evaluation: answers to optimized prompts vs answers to the original prompts",
+                title,
                 ["The models behind these numbers: which are real and which are the offline stand-in."],
                 self.models_table(),
-            ),
-            ("Win rates", self.method(), self.main_table()),
+            )
         ]
+        if self.model_rows:
+            out.append(
+                (
+                    "SFT data: student_bpo vs student_original (model B vs model A on the same prompt)",
+                    [
+                        "Two students fine-tuned with one recipe from one base model: student_bpo on the answers to "
+                        "the BPO-rewritten instructions, student_original on the same records' original data. Both "
+                        "answer the same test questions; win = the judge prefers student_bpo's answer. The method "
+                        "notes below apply."
+                    ],
+                    model_table(self.model_rows),
+                )
+            )
+        out.append(("Win rates", self.method(), self.main_table() if self.prompt_rows else None))
         if category is not None:
             out.append(
                 ("Per category", ["The same figures for each category of the test sets that have one."], category)
@@ -315,7 +291,7 @@ class Summary:
                     language,
                 )
             )
-        turns = self.turn_table_()
+        turns = turn_table(self.turn_table)
         if turns is not None:
             out.append(
                 (

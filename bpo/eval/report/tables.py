@@ -22,6 +22,9 @@ from bpo.schemas import read_table
 from bpo.settings.evaluate import ReportSettings
 from bpo.vocab import BOTH_ORDERS, NO_CALL
 
+# WINRATES.comparison: answers to two prompts by one model, or answers of two models to one prompt.
+PROMPT, MODEL = "prompt", "model"
+
 STANDIN_NOTE = "STAND-IN verdicts (offline text generator, not a model): these numbers mean nothing"
 
 
@@ -113,6 +116,7 @@ def winrate_row(
     category: str | None,
     difficulty: Mapping[str, float] | None = None,
     language: str | None = None,
+    comparison: str = PROMPT,
 ) -> dict:
     """One WINRATES row from the judgments of one (optimizer, test set, target[, category]);
     ``answers`` by item id, ``optimized``: the optimizer's rows for the same items."""
@@ -133,6 +137,7 @@ def winrate_row(
     items = [answers[r["item_id"]] for r in judgments]
     first = judgments[0]
     return {
+        "comparison": comparison,
         "optimizer": first["optimizer"],
         "testset": first["testset"],
         "target": first["target"],
@@ -175,16 +180,18 @@ def cell_rows(
     settings: ReportSettings,
     difficulty: Mapping[str, float] | None = None,
     languages: Mapping[str, str] | None = None,
+    comparison: str = PROMPT,
 ) -> list[dict]:
     """The overall row of one (optimizer, test set, target), then one row per category, then,
     where the test set's items are in more than one identified language (``languages``: item id
     -> ISO 639-1 code), one row per language ("und" included)."""
     by_item = {r["item_id"]: r for r in answers}
-    rows = [winrate_row(judgments, by_item, optimized, settings, category=None, difficulty=difficulty)]
+    kw = {"difficulty": difficulty, "comparison": comparison}
+    rows = [winrate_row(judgments, by_item, optimized, settings, category=None, **kw)]
     for category in sorted({r["category"] for r in judgments if r["category"] is not None}):
         j = [r for r in judgments if r["category"] == category]
         o = [r for r in optimized if r["category"] == category]
-        rows.append(winrate_row(j, by_item, o, settings, category=category, difficulty=difficulty))
+        rows.append(winrate_row(j, by_item, o, settings, category=category, **kw))
     languages = languages or {}
     lang_of = {r["item_id"]: languages.get(r["item_id"], UNDETERMINED) for r in judgments}
     # a one-language test set (its short prompts "und" aside): its overall row says it all
@@ -192,7 +199,7 @@ def cell_rows(
         for lang in sorted(set(lang_of.values())):
             j = [r for r in judgments if lang_of[r["item_id"]] == lang]
             o = [r for r in optimized if languages.get(r["item_id"], UNDETERMINED) == lang]
-            rows.append(winrate_row(j, by_item, o, settings, category=None, difficulty=difficulty, language=lang))
+            rows.append(winrate_row(j, by_item, o, settings, category=None, language=lang, **kw))
     return rows
 
 
