@@ -82,7 +82,9 @@ def student_datasets(
             continue
         prompt = render_question(rec["instruction"], rec["input"] or "")
         for student, answer in ((STUDENT_A, base), (STUDENT_B, rec["res"])):
-            rows[student].append({"pair_id": f"r{k}", "source": SOURCE, "prompt": prompt, "optimized_prompt": answer})
+            rows[student].append(
+                {"pair_id": f"r{k}", "source": SOURCE, "prompt": prompt, "optimized_prompt": answer, "history": []}
+            )
     if not rows[STUDENT_A]:
         raise ValueError(f"{reproduce_path}: no record has both answers ({dict(dropped)})")
     for student, student_rows in rows.items():
