@@ -106,13 +106,14 @@ def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
     out: list[ModelRole] = []
     for name, kind_name in plan.optimizers.items():
         opt, kind = ev["optimizers"][name], plan.kind(name)
-        if kind.model_input == "trained":
+        if kind.model_input in ("trained", "refined"):
             base = config["train"]["base_model"]
             out.append(
                 ModelRole(
                     "optimizer",
                     name,
-                    "trained by this workflow (rule train_optimizer)",
+                    "trained by this workflow (rule train_optimizer)"
+                    + (", then DPO-refined (rule train_refined)" if kind.model_input == "refined" else ""),
                     f"fine-tuned from {base}"
                     if base
                     else "tiny model trained from scratch (exercises the code, NOT a useful optimizer)",

@@ -15,8 +15,8 @@ from bpo.settings.testsets import TestsetSettings
 
 # eval.optimizers.<name>.kind: trained and model generate with a local model (rule
 # optimize_testset), identity copies the prompts (optimize_identity), llm_rewrite asks an
-# endpoint (optimize_llm_rewrite).
-GENERATING_KINDS = ("trained", "model")
+# endpoint (optimize_llm_rewrite); refined generates with a round's model of the refinement loop.
+GENERATING_KINDS = ("trained", "model", "refined")
 
 
 def optimizer_section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -44,9 +44,14 @@ class OptimizeSettings(Settings):
     context_mode: str
     prompt_format: str | None  # used where the model folder records none (e.g. a hub id)
     generation: GenerationSettings
+    round: int | None  # kind refined: the refinement round whose model rewrites
+
+    omit_none: ClassVar = ("round",)  # added later: unset, the params are as before
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], testset: str, optimizer: str) -> Self:
+        from bpo.settings.refine import refined_round  # here: bpo.settings.refine imports this module's users
+
         opt = _check_kind(config, optimizer, GENERATING_KINDS)
         key = f"eval.optimizers.{optimizer}"
         if opt["kind"] == "model" and not opt["model"]:
@@ -58,6 +63,7 @@ class OptimizeSettings(Settings):
             prompt_format=opt["prompt_format"],
             context_mode=opt["context_mode"],
             generation=GenerationSettings.from_config(config, key),
+            round=refined_round(config, optimizer) if opt["kind"] == "refined" else None,
         )
 
 
@@ -109,7 +115,8 @@ class OptimizerKind:
     function (``module:function``) that workflow_scripts/optimize.py calls with the output path and
     the settings, plus ``model`` (the model folder or hub id) when ``model_input`` is set and
     ``runtime`` (bpo.settings.LLMRuntime) when the settings have an LLM ``call``. ``model_input``:
-    ``trained`` = the optimizer this workflow trains, ``model`` = the folder or hub id in ``model``.
+    ``trained`` = the optimizer this workflow trains, ``refined`` = a round of its refinement
+    loop, ``model`` = the folder or hub id in ``model``.
     ``no_model``: for a kind without any model, what it does (the report's models table)."""
 
     settings: type[Settings]
@@ -123,6 +130,7 @@ class OptimizerKind:
 OPTIMIZER_KINDS: dict[str, OptimizerKind] = {
     "trained": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="trained"),
     "model": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="model"),
+    "refined": OptimizerKind(OptimizeSettings, "bpo.eval.optimize:optimize_testset", model_input="refined"),
     "identity": OptimizerKind(
         IdentitySettings, "bpo.eval.optimize:identity_testset", no_model="no rewrite (the original prompt)"
     ),
