@@ -20,8 +20,9 @@ from bpo.schemas import CANDIDATES, write_table
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS, K, CONCURRENCY = 10, 3, 4
 
-DRIVER = textwrap.dedent(
-    """
+DRIVER = (
+    textwrap.dedent(
+        """
     import sys
     from bpo.refine.outcomes import answer_candidates, judge_candidates
     from bpo.settings import LLMRuntime, load_config
@@ -45,7 +46,9 @@ DRIVER = textwrap.dedent(
                          CandidateJudgeSettings.from_config(config), runtime)
     print("done")
     """
-) % CONCURRENCY
+    )
+    % CONCURRENCY
+)
 
 
 def _candidates(path: Path) -> None:
