@@ -196,7 +196,7 @@ def _optimizer_model(name):
     if model == "trained":
         return [result("models/optimizer")]
     if model == "refined":
-        from bpo.settings.refine import refined_round
+        from bpo.settings.optimize import refined_round
 
         return [result(f"refine/round{refined_round(config, name)}/model")]
     return local_model_input(model) if model else []

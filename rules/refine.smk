@@ -2,16 +2,11 @@
 # (off by default: refine.activate). Per round r (results/<run>/refine/round<r>/):
 # candidates -> candidate_answers -> candidate_judgments -> preferences -> train_refined.
 # Round 1 samples from the SFT optimizer (models/optimizer), round r from round r-1's model.
-# Each rule passes ONE param, its bpo.settings.refine class's canonical form (plus the round);
+# Each rule passes ONE param, its bpo.settings.refine (or .evaluate) class's canonical form (plus the round);
 # LLM limits, cache, prices and train.checkpoint are read at run time (edits rerun nothing).
-from bpo.settings.refine import (
-    CandidateAnswerSettings,
-    CandidateJudgeSettings,
-    CandidateSettings,
-    PreferenceSettings,
-    RefineTrainSettings,
-    refine_rounds,
-)
+from bpo.settings.evaluate import CandidateAnswerSettings, CandidateJudgeSettings
+from bpo.settings.refine import CandidateSettings, PreferenceSettings, RefineTrainSettings
+from bpo.settings.optimize import refine_rounds
 
 
 def refine_dir(path):

@@ -26,7 +26,7 @@ DRIVER = (
     import sys
     from bpo.refine.outcomes import answer_candidates, judge_candidates
     from bpo.settings import LLMRuntime, load_config
-    from bpo.settings.refine import CandidateAnswerSettings, CandidateJudgeSettings
+    from bpo.settings.evaluate import CandidateAnswerSettings, CandidateJudgeSettings
 
     stage, base_url, folder = sys.argv[1:4]
     endpoint = {"backend": "openai", "base_url": base_url, "api_key_env": "BPO_KILL_KEY",

@@ -30,13 +30,8 @@ from bpo.refine.outcomes import answer_candidates, judge_candidates
 from bpo.refine.preferences import make_preferences
 from bpo.schemas import PAIRS, PREFERENCES, SFT, read_table, write_table
 from bpo.settings import LLMRuntime, load_config
-from bpo.settings.refine import (
-    CandidateAnswerSettings,
-    CandidateJudgeSettings,
-    CandidateSettings,
-    PreferenceSettings,
-    RefineTrainSettings,
-)
+from bpo.settings.evaluate import CandidateAnswerSettings, CandidateJudgeSettings
+from bpo.settings.refine import CandidateSettings, PreferenceSettings, RefineTrainSettings
 from bpo.settings.train import CheckpointRuntime, TrainSettings
 from bpo.train.launch import launch_training
 from bpo.train.spec import TrainSpec

@@ -10,9 +10,9 @@ from bpo.eval.testsets import load_configured
 from bpo.refine.candidates import draw_pool
 from bpo.schemas import PAIRS, SFT, write_table
 from bpo.settings import SettingsError, load_config
-from bpo.settings.optimize import optimizer_settings
+from bpo.settings.optimize import optimizer_settings, refine_rounds, refined_round
 from bpo.settings.plan import Plan, optimizer_model
-from bpo.settings.refine import CandidateSettings, RefineTrainSettings, refine_rounds, refined_round
+from bpo.settings.refine import CandidateSettings, RefineTrainSettings
 
 REFINED = {"eval": {"optimizers": {"ref": {"kind": "refined"}}}}
 

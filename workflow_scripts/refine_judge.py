@@ -6,7 +6,7 @@ setup_logging(snakemake.log[0], config=snakemake.config)  # noqa: F821 (injected
 
 from bpo.refine.outcomes import judge_candidates  # noqa: E402
 from bpo.settings import LLMRuntime  # noqa: E402
-from bpo.settings.refine import CandidateJudgeSettings  # noqa: E402
+from bpo.settings.evaluate import CandidateJudgeSettings  # noqa: E402
 
 sm = snakemake  # noqa: F821
 settings = CandidateJudgeSettings.from_params(sm.params.settings)

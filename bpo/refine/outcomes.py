@@ -22,7 +22,7 @@ from bpo.eval.testsets import render_question
 from bpo.eval.verdicts import combine_orders, parse_verdict
 from bpo.schemas import CANDIDATE_ANSWERS, CANDIDATE_JUDGMENTS, CANDIDATES, read_table, write_table
 from bpo.settings import LLMRuntime
-from bpo.settings.refine import CandidateAnswerSettings, CandidateJudgeSettings
+from bpo.settings.evaluate import CandidateAnswerSettings, CandidateJudgeSettings
 from bpo.templates import load_judge
 
 log = logging.getLogger(__name__)

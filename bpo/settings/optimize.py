@@ -50,8 +50,6 @@ class OptimizeSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], testset: str, optimizer: str) -> Self:
-        from bpo.settings.refine import refined_round  # here: bpo.settings.refine imports this module's users
-
         opt = _check_kind(config, optimizer, GENERATING_KINDS)
         key = f"eval.optimizers.{optimizer}"
         if opt["kind"] == "model" and not opt["model"]:
@@ -144,6 +142,24 @@ def optimizer_kind(config: Mapping[str, Any], name: str) -> OptimizerKind:
     if kind not in OPTIMIZER_KINDS:
         raise SettingsError(f"config eval.optimizers.{name}.kind: '{kind}' is not one of {', '.join(OPTIMIZER_KINDS)}")
     return OPTIMIZER_KINDS[kind]
+
+
+def refine_rounds(config: Mapping[str, Any]) -> int:
+    """Rounds the workflow runs: 0 when ``refine.activate`` is off."""
+    r = config["refine"]
+    return r["rounds"] if r["activate"] else 0
+
+
+def refined_round(config: Mapping[str, Any], name: str) -> int:
+    """The round of optimizer ``name`` (kind refined): its ``round``, null = the last; it must be run."""
+    section = config["eval"]["optimizers"][name]
+    rounds = refine_rounds(config)
+    if rounds == 0:
+        raise SettingsError(f"config eval.optimizers.{name}: kind refined needs refine.activate: true")
+    r = section["round"] if section["round"] is not None else rounds
+    if not 1 <= r <= rounds:
+        raise SettingsError(f"config eval.optimizers.{name}.round: {r} is not a round of refine.rounds ({rounds})")
+    return r
 
 
 def optimizer_settings(config: Mapping[str, Any], testset: str, optimizer: str) -> Settings:

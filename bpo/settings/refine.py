@@ -2,10 +2,10 @@
 the target answers them, the judge ranks them, and DPO trains the optimizer to prefer the winners.
 
 One class per rule, each the rule's one ``settings`` param: :class:`CandidateSettings` (rule
-candidates), :class:`CandidateAnswerSettings` (candidate_answers), :class:`CandidateJudgeSettings`
-(candidate_judgments), :class:`PreferenceSettings` (preferences) and :class:`RefineTrainSettings`
-(train_refined). Each holds the settings of the rules before it that change its input only through
-their files (Snakemake reruns it when those files change), so it names only its own values.
+candidates), ``CandidateAnswerSettings`` (candidate_answers) and ``CandidateJudgeSettings``
+(candidate_judgments) beside the evaluation's target and judge in :mod:`bpo.settings.evaluate`,
+:class:`PreferenceSettings` (preferences) and :class:`RefineTrainSettings` (train_refined). Each
+names only its own values: what the rules before it change reaches it through their files.
 Defaults live only in ``bpo/resources/schema.yaml``.
 """
 
@@ -15,13 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from bpo.settings.base import Settings, SettingsError
-from bpo.settings.evaluate import EndpointTargetSettings, JudgeSettings
+from bpo.settings.base import Settings
 from bpo.settings.generation import GenerationSettings
 from bpo.settings.testsets import TestsetSettings
 from bpo.settings.train import TrainSettings
-
-COMPARE_MODES = ("vs_original", "round_robin")
 
 
 @dataclass(frozen=True)
@@ -56,32 +53,6 @@ class CandidateSettings(Settings):
             generation=generation,
             excluded_testsets=tuple(TestsetSettings.from_config(config, t) for t in Plan.from_config(config).testsets),
         )
-
-
-@dataclass(frozen=True)
-class CandidateAnswerSettings(Settings):
-    """The endpoint target (``refine.target``) that answers every candidate and original prompt."""
-
-    target: EndpointTargetSettings
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Self:
-        return cls(target=EndpointTargetSettings.from_config(config, config["refine"]["target"]))
-
-
-@dataclass(frozen=True)
-class CandidateJudgeSettings(Settings):
-    """The evaluation's judge (``eval.judge``, both orders always) and what it compares."""
-
-    judge: JudgeSettings
-    compare: str  # vs_original | round_robin
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Self:
-        compare = config["refine"]["compare"]
-        if compare not in COMPARE_MODES:
-            raise SettingsError(f"config refine.compare: {compare!r} is not one of {', '.join(COMPARE_MODES)}")
-        return cls(judge=JudgeSettings.from_config(config), compare=compare)
 
 
 @dataclass(frozen=True)
@@ -141,21 +112,3 @@ class RefineTrainSettings(Settings):
             packing=False,
             eval_steps=0,
         )
-
-
-def refine_rounds(config: Mapping[str, Any]) -> int:
-    """Rounds the workflow runs: 0 when ``refine.activate`` is off."""
-    r = config["refine"]
-    return r["rounds"] if r["activate"] else 0
-
-
-def refined_round(config: Mapping[str, Any], name: str) -> int:
-    """The round of optimizer ``name`` (kind refined): its ``round``, null = the last; it must be run."""
-    section = config["eval"]["optimizers"][name]
-    rounds = refine_rounds(config)
-    if rounds == 0:
-        raise SettingsError(f"config eval.optimizers.{name}: kind refined needs refine.activate: true")
-    r = section["round"] if section["round"] is not None else rounds
-    if not 1 <= r <= rounds:
-        raise SettingsError(f"config eval.optimizers.{name}.round: {r} is not a round of refine.rounds ({rounds})")
-    return r
