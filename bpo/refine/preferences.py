@@ -47,7 +47,7 @@ def outcome_counts(judgments: list[dict]) -> dict[str, int]:
 
 def build_pairs(candidates: list[dict], score: dict[str, float], settings: PreferenceSettings) -> tuple[list, Counter]:
     """PREFERENCES rows and, per prompt without a pair, why."""
-    by_prompt: dict[str, list[dict]] = defaultdict(list)
+    by_prompt: dict[str, list[dict]] = {c["prompt_id"]: [] for c in candidates}  # every pool prompt, in order
     for c in candidates:
         if c["drop_reason"] is None:
             by_prompt[c["prompt_id"]].append(c)
