@@ -1,5 +1,6 @@
 # Black-box Prompt Optimization (BPO) workflow: preference data -> critiques -> SFT data
-# -> optimizer training -> optimized test prompts -> target answers -> pairwise judging -> report.
+# -> optimizer training [-> refinement rounds: candidates, answers, judgments, preferences, DPO]
+# -> optimized test prompts -> target answers -> pairwise judging -> report.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -27,6 +28,7 @@ include: "rules/data.smk"
 include: "rules/critique.smk"
 include: "rules/sft.smk"
 include: "rules/train.smk"
+include: "rules/refine.smk"
 include: "rules/evaluate.smk"
 
 

@@ -195,6 +195,72 @@ CONVERSATIONS = pa.schema(
 # results/<run>/eval/{testset}/{optimizer}/{target}/turn_judgments.parquet: JUDGMENTS per turn
 TURN_JUDGMENTS = pa.schema(list(JUDGMENTS)[:5] + [pa.field("turn", _i64, nullable=False)] + list(JUDGMENTS)[5:])
 
+# results/<run>/refine/round<r>/candidates.parquet: k sampled rewrites per pool prompt (bpo.refine)
+CANDIDATES = pa.schema(
+    [
+        pa.field("prompt_id", _str, nullable=False),  # the pair's pair_id
+        pa.field("candidate_id", _str, nullable=False),  # <prompt_id>:<sample index>
+        pa.field("round", _i64, nullable=False),
+        pa.field("instruction", _str, nullable=False),
+        pa.field("context", _str, nullable=False),
+        pa.field("completion", _str),  # the optimizer's output as generated (the DPO completion); null when dropped
+        pa.field("optimized_instruction", _str),  # completion less the verbatim context; null when dropped
+        pa.field("drop_reason", _str),  # null = kept (fallback detector, context altered, duplicate)
+        pa.field("raw", _str),  # decoded output, kept for inspection
+    ]
+)
+
+# results/<run>/refine/round<r>/candidate_answers.parquet: the target's answer to every kept candidate
+# and to each pool prompt as written (candidate_id <prompt_id>:original)
+CANDIDATE_ANSWERS = pa.schema(
+    [
+        pa.field("prompt_id", _str, nullable=False),
+        pa.field("candidate_id", _str, nullable=False),
+        pa.field("is_original", pa.bool_(), nullable=False),
+        pa.field("target", _str, nullable=False),
+        pa.field("question", _str, nullable=False),  # instruction + context as the target saw it
+        pa.field("question_original", _str, nullable=False),  # what the judge is shown
+        pa.field("answer", _str),
+        pa.field("status", _str, nullable=False),
+        pa.field("backend", _str, nullable=False),
+    ]
+)
+
+# results/<run>/refine/round<r>/candidate_judgments.parquet: answer a against answer b, both orders
+CANDIDATE_JUDGMENTS = pa.schema(
+    [
+        pa.field("prompt_id", _str, nullable=False),
+        pa.field("a_id", _str, nullable=False),  # a candidate
+        pa.field("b_id", _str, nullable=False),  # the original (vs_original) or another candidate
+        pa.field("judge_model", _str, nullable=False),
+        pa.field("verdict_a_first", _str),  # A | B | C | null (unparseable)
+        pa.field("verdict_b_first", _str),
+        pa.field("outcome", _str, nullable=False),  # for a: win | tie | lose | invalid
+        pa.field("consistent", pa.bool_()),  # both orders agree; null when invalid
+        pa.field("raw_a_first", _str),
+        pa.field("raw_b_first", _str),
+        pa.field("rule_a_first", _str),
+        pa.field("rule_b_first", _str),
+        pa.field("backend", _str, nullable=False),
+    ]
+)
+
+# results/<run>/refine/round<r>/preferences.parquet: DPO pairs (prompt in the optimizer's input text
+# form before its prompt format is applied; chosen/rejected as the optimizer generated them)
+PREFERENCES = pa.schema(
+    [
+        pa.field("prompt_id", _str, nullable=False),
+        pa.field("round", _i64, nullable=False),
+        pa.field("prompt", _str, nullable=False),
+        pa.field("chosen", _str, nullable=False),
+        pa.field("rejected", _str, nullable=False),
+        pa.field("chosen_id", _str, nullable=False),
+        pa.field("rejected_id", _str, nullable=False),
+        pa.field("chosen_score", _f64, nullable=False),
+        pa.field("rejected_score", _f64, nullable=False),
+    ]
+)
+
 # results/report/winrates.parquet. comparison "prompt": a target's answers to the optimizer's
 # prompts (B) vs its answers to the original prompts (A); "model": model `optimizer` (B) vs model
 # `target` (A) answering the same prompts (the sft_data students: student_bpo vs student_original).

@@ -87,6 +87,7 @@ def get_final_output():
         result("sft/filter_report.json"),
     ]  # rules/critique.smk
     targets.append(result("models/optimizer"))  # rules/train.smk
+    targets += refine_outputs()  # rules/refine.smk (none unless refine.activate)
     targets += eval_report_outputs()  # rules/report.smk
     return targets
 
@@ -194,6 +195,10 @@ def _optimizer_model(name):
     model = optimizer_model(config, name)
     if model == "trained":
         return [result("models/optimizer")]
+    if model == "refined":
+        from bpo.settings.optimize import refined_round
+
+        return [result(f"refine/round{refined_round(config, name)}/model")]
     if model:
         return local_model_input(model)
     return endpoint_model_input(config["eval"]["optimizers"][name].get("endpoint"))

@@ -48,7 +48,7 @@ rule optimize_testset:
     benchmark:
         benchmark_file("eval/optimize_{testset}_{optimizer}.tsv")
     wildcard_constraints:
-        optimizer=_names_regex(eval_optimizers("trained", "model")),
+        optimizer=_names_regex(eval_optimizers("trained", "model", "refined")),
     conda:
         "../envs/eval.yaml"
     threads: 2

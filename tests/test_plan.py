@@ -75,7 +75,7 @@ def test_unknown_kind_names_the_key():
 
 
 def test_every_kind_runs_through_its_registered_function(tmp_path):
-    assert set(OPTIMIZER_KINDS) == {"trained", "model", "identity", "llm_rewrite"}
+    assert set(OPTIMIZER_KINDS) == {"trained", "model", "identity", "llm_rewrite", "refined"}
     config = load_config(overrides={"eval": {"optimizers": {"none": {"kind": "identity"}}}})
     params = optimizer_settings(config, "dolly_eval", "none").canonical()
     stats = run_optimizer(tmp_path / "o.parquet", config, params)

@@ -108,13 +108,14 @@ def model_roles(config: Mapping[str, Any]) -> tuple[ModelRole, ...]:
     out: list[ModelRole] = []
     for name, kind_name in plan.optimizers.items():
         opt, kind = ev["optimizers"][name], plan.kind(name)
-        if kind.model_input == "trained":
+        if kind.model_input in ("trained", "refined"):
             base = config["train"]["base_model"]
             out.append(
                 ModelRole(
                     "optimizer",
                     name,
-                    "trained by this workflow (rule train_optimizer)",
+                    "trained by this workflow (rule train_optimizer)"
+                    + (", then DPO-refined (rule train_refined)" if kind.model_input == "refined" else ""),
                     f"fine-tuned from {base}"
                     if base
                     else "tiny model trained from scratch (exercises the code, NOT a useful optimizer)",
@@ -240,3 +241,33 @@ class SFTRewriteSettings(Settings):
             return cls(target=EndpointTargetSettings.from_config(config, name))
         except SettingsError as exc:
             raise SettingsError(f"config eval.sft_rewrite.target ('{name}'): {exc}") from None
+
+
+# The refinement loop's target and judge (rules candidate_answers, candidate_judgments; bpo.refine).
+REFINE_COMPARE_MODES = ("vs_original", "round_robin")
+
+
+@dataclass(frozen=True)
+class CandidateAnswerSettings(Settings):
+    """The endpoint target (``refine.target``) that answers every candidate and original prompt."""
+
+    target: EndpointTargetSettings
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        return cls(target=EndpointTargetSettings.from_config(config, config["refine"]["target"]))
+
+
+@dataclass(frozen=True)
+class CandidateJudgeSettings(Settings):
+    """The evaluation's judge (``eval.judge``, both orders always) and what it compares."""
+
+    judge: JudgeSettings
+    compare: str  # vs_original | round_robin
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        compare = config["refine"]["compare"]
+        if compare not in REFINE_COMPARE_MODES:
+            raise SettingsError(f"config refine.compare: {compare!r} is not one of {', '.join(REFINE_COMPARE_MODES)}")
+        return cls(judge=JudgeSettings.from_config(config), compare=compare)

@@ -15,8 +15,8 @@ from bpo.settings.testsets import TestsetSettings
 
 # eval.optimizers.<name>.kind: trained and model generate with a local model (rule
 # optimize_testset), identity copies the prompts (optimize_identity), llm_rewrite asks an
-# endpoint (optimize_llm_rewrite).
-GENERATING_KINDS = ("trained", "model")
+# endpoint (optimize_llm_rewrite); refined generates with a round's model of the refinement loop.
+GENERATING_KINDS = ("trained", "model", "refined")
 
 
 def optimizer_section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -44,6 +44,9 @@ class OptimizeSettings(Settings):
     context_mode: str
     prompt_format: str | None  # used where the model folder records none (e.g. a hub id)
     generation: GenerationSettings
+    round: int | None  # kind refined: the refinement round whose model rewrites
+
+    omit_none: ClassVar = ("round",)  # added later: unset, the params are as before
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], testset: str, optimizer: str) -> Self:
@@ -58,6 +61,7 @@ class OptimizeSettings(Settings):
             prompt_format=opt["prompt_format"],
             context_mode=opt["context_mode"],
             generation=GenerationSettings.from_config(config, key),
+            round=refined_round(config, optimizer) if opt["kind"] == "refined" else None,
         )
 
 
@@ -109,7 +113,8 @@ class OptimizerKind:
     function (``module:function``) that workflow_scripts/optimize.py calls with the output path and
     the settings, plus ``model`` (the model folder or hub id) when ``model_input`` is set and
     ``runtime`` (bpo.settings.LLMRuntime) when the settings have an LLM ``call``. ``model_input``:
-    ``trained`` = the optimizer this workflow trains, ``model`` = the folder or hub id in ``model``.
+    ``trained`` = the optimizer this workflow trains, ``refined`` = a round of its refinement
+    loop, ``model`` = the folder or hub id in ``model``.
     ``no_model``: for a kind without any model, what it does (the report's models table).
     ``turn``: the library function that rewrites one turn of many conversations (multi-turn test
     sets, bpo.eval.conversation): called with the turn's items, one history each and the settings
@@ -138,6 +143,12 @@ OPTIMIZER_KINDS: dict[str, OptimizerKind] = {
         model_input="model",
         turn="bpo.eval.optimize:optimize_turn",
     ),
+    "refined": OptimizerKind(
+        OptimizeSettings,
+        "bpo.eval.optimize:optimize_testset",
+        model_input="refined",
+        turn="bpo.eval.optimize:optimize_turn",
+    ),
     "identity": OptimizerKind(
         IdentitySettings,
         "bpo.eval.optimize:identity_testset",
@@ -156,6 +167,24 @@ def optimizer_kind(config: Mapping[str, Any], name: str) -> OptimizerKind:
     if kind not in OPTIMIZER_KINDS:
         raise SettingsError(f"config eval.optimizers.{name}.kind: '{kind}' is not one of {', '.join(OPTIMIZER_KINDS)}")
     return OPTIMIZER_KINDS[kind]
+
+
+def refine_rounds(config: Mapping[str, Any]) -> int:
+    """Rounds the workflow runs: 0 when ``refine.activate`` is off."""
+    r = config["refine"]
+    return r["rounds"] if r["activate"] else 0
+
+
+def refined_round(config: Mapping[str, Any], name: str) -> int:
+    """The round of optimizer ``name`` (kind refined): its ``round``, null = the last; it must be run."""
+    section = config["eval"]["optimizers"][name]
+    rounds = refine_rounds(config)
+    if rounds == 0:
+        raise SettingsError(f"config eval.optimizers.{name}: kind refined needs refine.activate: true")
+    r = section["round"] if section["round"] is not None else rounds
+    if not 1 <= r <= rounds:
+        raise SettingsError(f"config eval.optimizers.{name}.round: {r} is not a round of refine.rounds ({rounds})")
+    return r
 
 
 def optimizer_settings(config: Mapping[str, Any], testset: str, optimizer: str) -> Settings:

@@ -64,7 +64,7 @@ class Plan:
     @property
     def trains_optimizer(self) -> bool:
         """Whether an active optimizer is the one this workflow trains."""
-        return any(OPTIMIZER_KINDS[kind].model_input == "trained" for kind in self.optimizers.values())
+        return any(OPTIMIZER_KINDS[kind].model_input in ("trained", "refined") for kind in self.optimizers.values())
 
     def model_comparisons(self) -> list[tuple[str, str, str]]:
         """(test set, model B, model A) of the "model B vs model A on the same prompt" rows:
@@ -98,10 +98,11 @@ def _sft_data(config: Mapping[str, Any]) -> bool:
 
 def optimizer_model(config: Mapping[str, Any], name: str) -> str | None:
     """Where optimizer ``name`` (active or not: eval.sft_rewrite names one) takes its model from:
-    ``"trained"`` for the optimizer this workflow trains, the ``model`` folder or hub id, or None."""
+    ``"trained"`` for the optimizer this workflow trains, ``"refined"`` for a round of its refinement
+    loop (bpo.settings.refine.refined_round), the ``model`` folder or hub id, or None."""
     kind = optimizer_kind(config, name)
-    if kind.model_input == "trained":
-        return "trained"
+    if kind.model_input in ("trained", "refined"):
+        return kind.model_input
     if kind.model_input == "model":
         return config["eval"]["optimizers"][name]["model"] or None
     return None

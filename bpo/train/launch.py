@@ -350,8 +350,6 @@ def run_ranks(cmd: list[str], env: Mapping[str, str]) -> int:
 def _run_in_process(spec: TrainSpec, plan: LaunchPlan, resume: str | None, threads: int | None) -> dict:
     import torch
 
-    from bpo.train.run import run
-
     if threads and plan.use_cpu:
         # Only on CPU: on GPU nodes the CPU threads serve DeepSpeed's offloaded Adam.
         torch.set_num_threads(max(1, int(threads)))
@@ -360,7 +358,7 @@ def _run_in_process(spec: TrainSpec, plan: LaunchPlan, resume: str | None, threa
     env_ctx = single_process_env(plan) if spec.settings.deepspeed else contextlib.nullcontext()
     with env_ctx:
         try:
-            return run(spec, resume_from=resume)
+            return spec.run_function()(spec, resume_from=resume)
         finally:
             import torch.distributed as dist
             from transformers.integrations.deepspeed import unset_hf_deepspeed_config

@@ -164,7 +164,7 @@ def _attach_tracking(trainer, spec: TrainSpec) -> None:
     trainer.add_callback(_LogSettings())
 
 
-def _training_arguments(
+def training_arguments(
     hp: TrainSettings,
     spec: TrainSpec,
     *,
@@ -173,12 +173,16 @@ def _training_arguments(
     has_eval: bool,
     ds_config: dict | None,
     use_cpu: bool,
+    args_class=None,
+    **overrides,
 ):
+    """The Trainer's arguments (``args_class``: TrainingArguments or a subclass such as TRL's
+    DPOConfig, with ``overrides`` over these values)."""
     from transformers import TrainingArguments
 
     ckpt = spec.checkpoint
     evaluate = has_eval and hp.eval_steps > 0
-    return TrainingArguments(
+    kwargs = dict(
         output_dir=ckpt.dir,
         per_device_train_batch_size=hp.per_device_batch_size,
         per_device_eval_batch_size=hp.per_device_batch_size,
@@ -217,6 +221,7 @@ def _training_arguments(
         dataloader_num_workers=0,
         remove_unused_columns=True,
     )
+    return (args_class or TrainingArguments)(**{**kwargs, **overrides})
 
 
 def run(spec: TrainSpec, resume_from: str | None = None) -> dict:
@@ -254,7 +259,7 @@ def run(spec: TrainSpec, resume_from: str | None = None) -> dict:
             f"raise config train.max_length ({hp.max_length})?"
         )
     has_eval = bool(val_ex)
-    args = _training_arguments(
+    args = training_arguments(
         hp,
         spec,
         accum=accum,
@@ -342,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     spec = TrainSpec.read(ns.spec)
     try:
-        run(spec, resume_from=ns.resume_from)
+        spec.run_function()(spec, resume_from=ns.resume_from)
     finally:
         import torch.distributed as dist
 

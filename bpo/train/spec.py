@@ -27,6 +27,16 @@ class TrainSpec:
     metrics: str  # TRAIN_METRICS Parquet
     loss_curve: str  # PNG
     tracking: TrackingRuntime | None = None  # None: report to no tracker
+    # The function every rank runs (``module:function``, called with the spec and resume_from)
+    # and its extra options: SFT by default; DPO refinement names bpo.refine.dpo:run.
+    runner: str = "bpo.train.run:run"
+    runner_options: Mapping[str, Any] | None = None
+
+    def run_function(self):
+        import importlib
+
+        module, function = self.runner.split(":")
+        return getattr(importlib.import_module(module), function)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +48,8 @@ class TrainSpec:
             "metrics": str(self.metrics),
             "loss_curve": str(self.loss_curve),
             "tracking": self.tracking.canonical() if self.tracking else None,
+            "runner": self.runner,
+            "runner_options": dict(self.runner_options or {}),
         }
 
     @classmethod
@@ -51,6 +63,8 @@ class TrainSpec:
             metrics=data["metrics"],
             loss_curve=data["loss_curve"],
             tracking=TrackingRuntime.from_params(data["tracking"]) if data.get("tracking") else None,
+            runner=data.get("runner", "bpo.train.run:run"),
+            runner_options=data.get("runner_options") or None,
         )
 
     def write(self, path: str | Path) -> None:
