@@ -59,6 +59,8 @@ def _pair(i: int, instruction: str) -> dict:
         "bad_model": None,
         "language": None,
         "num_turns": 1,
+        "history": [],
+        "history_chars": 0,
     }
 
 
@@ -66,13 +68,15 @@ def test_pool_leaves_out_sft_validation_and_test_questions(tmp_path, run_from_re
     config = load_config()
     settings = CandidateSettings.from_config(config)
     test_question = load_configured(settings.excluded_testsets[0]).items[0].instruction
-    pairs = [_pair(0, "val prompt"), _pair(1, "  " + test_question.upper() + " ")] + [
+    multi_turn = {**_pair(12, "and in French?"), "history": [{"role": "user", "content": "Say hello"}], "num_turns": 2}
+    pairs = [_pair(0, "val prompt"), _pair(1, "  " + test_question.upper() + " "), multi_turn] + [
         _pair(i, f"prompt {i}") for i in range(2, 12)
     ]
     write_table(pairs, tmp_path / "pairs.parquet", PAIRS)
-    write_table([{"pair_id": "id0", "source": "oasst1", "prompt": "p", "optimized_prompt": "o"}], tmp_path / "v", SFT)
+    sft_row = {"pair_id": "id0", "source": "oasst1", "prompt": "p", "optimized_prompt": "o", "history": []}
+    write_table([sft_row], tmp_path / "v", SFT)
     pool, stats = draw_pool(tmp_path / "pairs.parquet", tmp_path / "v", settings.replace(pool_size=5))
-    assert stats["excluded"] == {"in the SFT validation set": 1, "a test set question": 1}
+    assert stats["excluded"] == {"in the SFT validation set": 1, "a test set question": 1, "a multi-turn pair": 1}
     assert len(pool) == 5 and {p["pair_id"] for p in pool} <= {f"id{i}" for i in range(2, 12)}
     # the draw depends on the pair ids and the seed, not on the file's order
     write_table(pairs[::-1], tmp_path / "rev.parquet", PAIRS)

@@ -48,6 +48,8 @@ def draw_pool(pairs_path: str | Path, sft_val_path: str | Path, settings: Candid
     for p in pairs:
         if p["pair_id"] in val_ids:
             excluded["in the SFT validation set"] += 1
+        elif p["history"]:  # candidates are sampled without the conversation: single-turn prompts only
+            excluded["a multi-turn pair"] += 1
         elif _norm(p["instruction"]) in test_questions or _norm(render_question(p["instruction"], p["context"])) in (
             test_questions
         ):
