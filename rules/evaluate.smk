@@ -14,6 +14,10 @@ localrules:
     answer_original,
     answer,
     judge,
+    # a conversation interleaves the optimizer's rewrites with the target's API calls turn by
+    # turn, so it stays with the other LLM callers on the submit host
+    converse_original,
+    converse,
     judge_turns,
     sft_rewrite_answer,
 

@@ -6,33 +6,6 @@
 # LLM limits, cache, prices and train.checkpoint are read at run time (edits rerun nothing).
 from bpo.settings.evaluate import CandidateAnswerSettings, CandidateJudgeSettings
 from bpo.settings.refine import CandidateSettings, PreferenceSettings, RefineTrainSettings
-from bpo.settings.optimize import refine_rounds
-
-
-def refine_dir(path):
-    return result("refine/round{round}/" + path)
-
-
-def refine_start_model(wildcards):
-    """The model round ``round`` samples from and DPO starts from."""
-    r = int(wildcards.round)
-    return result("models/optimizer") if r == 1 else result(f"refine/round{r - 1}/model")
-
-
-def refine_testset_inputs():
-    """The active test sets' files: their questions are kept out of the pool."""
-    from bpo.settings.testsets import TestsetSettings
-
-    return [TestsetSettings.from_config(config, t).path for t in eval_testsets()]
-
-
-def refine_outputs():
-    """What `rule all` asks of the loop: every round's preference report and the last model."""
-    rounds = refine_rounds(config)
-    if not rounds:
-        return []
-    out = [result(f"refine/round{r}/preferences_report.json") for r in range(1, rounds + 1)]
-    return out + [result(f"refine/round{rounds}/model")]
 
 
 localrules:

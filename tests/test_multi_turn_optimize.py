@@ -15,6 +15,7 @@ from bpo.generation import GenerationSettings
 from bpo.prompt_format import (
     BPO_RELEASE,
     FORMATS,
+    INSTRUCTION,
     PLAIN,
     check_history,
     encode_conversation,
@@ -24,6 +25,9 @@ from bpo.prompt_format import (
     format_prompt,
     render_history,
 )
+
+# The optimizer's input formats; INSTRUCTION is a student's question (sft_data), never with history.
+OPTIMIZER_FORMATS = tuple(f for f in FORMATS if f != INSTRUCTION)
 
 HISTORY = [
     {"role": "user", "content": "Write a short poem about the sea."},
@@ -53,7 +57,12 @@ def test_no_history_is_byte_identical_in_every_format(fmt, smol_tok):
         )
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_students_question_takes_no_history(smol_tok):
+    with pytest.raises(ValueError, match="takes no conversation history"):
+        format_prompt(LAST, INSTRUCTION, smol_tok, history=HISTORY)
+
+
+@pytest.mark.parametrize("fmt", OPTIMIZER_FORMATS)
 def test_history_in_every_format(fmt, smol_tok):
     text = format_prompt(LAST, fmt, smol_tok, history=HISTORY)
     rendered = render_history(HISTORY)
@@ -87,7 +96,7 @@ def test_history_budget_drops_whole_turns_from_the_oldest(smol_tok):
 
 
 def test_training_input_is_the_inference_input(smol_tok):
-    for fmt in FORMATS:
+    for fmt in OPTIMIZER_FORMATS:
         train_ids, target = encode_training_pair(
             LAST, "Rewrite the poem about the sea so it rhymes.", fmt, smol_tok, HISTORY
         )

@@ -101,6 +101,7 @@ def sft_optimizer(tmp_path_factory) -> tuple[Path, Path]:
                     "source": "alpaca_gpt4",
                     "prompt": prompt,
                     "optimized_prompt": rewrite(topic, rng.random() < 0.25),
+                    "history": [],
                 }
             )
         for ask in POOL_ASKS:
@@ -118,6 +119,8 @@ def sft_optimizer(tmp_path_factory) -> tuple[Path, Path]:
                     "bad_model": None,
                     "language": "en",
                     "num_turns": 1,
+                    "history": [],
+                    "history_chars": 0,
                 }
             )
     write_table(sft, root / "train.parquet", SFT)

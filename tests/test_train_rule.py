@@ -49,8 +49,20 @@ def test_train_rule_trains_the_tiny_optimizer_and_reruns_on_a_param_edit(workflo
 
 
 UPSTREAM = {"pairs_source", "pairs_merge", "critique", "critique_estimate", "sft", "download_testset"}
-# all: the target rule; answer_hf: the demo's SmolLM2 target
-DOWNSTREAM = {"train_optimizer", "optimize_testset", "answer", "answer_hf", "judge", "report", "browse", "all"}
+# all: the target rule; answer_hf: the demo's SmolLM2 target; converse, judge_turns: the demo's
+# multi-turn set (MT-bench layout), whose optimized conversations use the trained optimizer
+DOWNSTREAM = {
+    "train_optimizer",
+    "optimize_testset",
+    "answer",
+    "answer_hf",
+    "judge",
+    "converse",
+    "judge_turns",
+    "report",
+    "browse",
+    "all",
+}
 
 
 def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a_runtime_edit(workflow_copy, capsys):
@@ -63,7 +75,7 @@ def test_demo_reruns_training_and_what_follows_on_a_result_edit_and_nothing_on_a
     from bpo.optimizer.fallback import degenerate_reason
 
     def two_testsets(cfg):
-        for name in ("vicuna_eval", "self_instruct"):
+        for name in ("vicuna_eval", "self_instruct", "oasst1_multilingual"):
             cfg["eval"]["testsets"][name]["activate"] = False
 
     wf = workflow_copy

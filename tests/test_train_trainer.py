@@ -280,7 +280,7 @@ def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path, data):
     assert summary["global_steps"] == 3
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     assert not any("lora" in k for k in saved.state_dict())  # merged, a plain model folder
-    pairs = [(p, o) for _, p, o in load_sft_pairs(data[0])]
+    pairs = [(p, o) for _, p, o, _ in load_sft_pairs(data[0])]
     base, _ = build_tiny(pairs, spec.settings.tiny, HP["seed"])  # the same seeded initialisation
     sd_base, sd_saved = base.state_dict(), saved.state_dict()
     q = "model.layers.0.self_attn.q_proj.weight"

@@ -9,7 +9,7 @@
 # Environment (defaults in brackets):
 #   BPO_SLURM_CI_TARGET   what to build [all]
 #   BPO_SLURM_CI_EDIT     the config edit, KEY=VALUE [eval.judge.model=bpo-standin-judge-v2]
-#   BPO_SLURM_CI_EXPECT   rules that edit must rerun, comma-separated [judge,report,browse]
+#   BPO_SLURM_CI_EXPECT   rules that edit must rerun, comma-separated [judge,judge_turns,report,browse]
 #   BPO_SLURM_CI_REQUEUE  1: requeue the training job after its first checkpoint [1 for all]
 #   BPO_SLURM_CI_KEEP=1   keep the temp copy of the workflow (path printed) for inspection
 #   BPO_SLURM_STATE       the cluster's state folder [/tmp/bpo-slurm] (see slurm_up.sh)
@@ -27,7 +27,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 TARGET=${BPO_SLURM_CI_TARGET:-all}
 EDIT=${BPO_SLURM_CI_EDIT:-eval.judge.model=bpo-standin-judge-v2}
-EXPECT=${BPO_SLURM_CI_EXPECT:-judge,report,browse}
+EXPECT=${BPO_SLURM_CI_EXPECT:-judge,judge_turns,report,browse}
 export BPO_SLURM_STATE=${BPO_SLURM_STATE:-/tmp/bpo-slurm}
 PY=${PYTHON:-python3}
 
