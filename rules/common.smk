@@ -495,7 +495,7 @@ def refine_testset_inputs():
 
 
 def refine_outputs():
-    """What `rule all` asks of the loop: every round's preference report and the last model."""
+    """The loop's targets of `all`: every round's preference report and the last model."""
     from bpo.settings.optimize import refine_rounds
 
     rounds = refine_rounds(config)
