@@ -151,29 +151,13 @@ def load_rows(
                 raise BrowseInputError(f"{path}: item {key[3]!r}: unknown outcome {j['outcome']!r}")
             seen.add(key)
             rows.append(
-                Row(
-                    testset=key[0],
-                    optimizer=key[1],
-                    target=key[2],
-                    item_id=key[3],
+                _row(
+                    key,
+                    j,
+                    a,
                     category=j.get("category") or a.get("category") or o.get("category"),
                     language=detect(o["instruction"]),
-                    question_original=a["question_original"],
-                    question_optimized=a["question_optimized"],
-                    answer_original=a["answer_original"],
-                    answer_optimized=a["answer_optimized"],
-                    status_original=a["status_original"],
-                    status_optimized=a["status_optimized"],
                     fallback_reason=o["fallback_reason"],
-                    verdict_optimized_first=j["verdict_optimized_first"],
-                    verdict_original_first=j["verdict_original_first"],
-                    raw_optimized_first=j["raw_optimized_first"],
-                    raw_original_first=j["raw_original_first"],
-                    outcome=j["outcome"],
-                    protocol=j.get("protocol"),
-                    judge_model=j["judge_model"],
-                    answer_backend=a["backend"],
-                    judge_backend=j["backend"],
                 )
             )
     unjudged = [(k, p) for k, (_, p) in ans.items() if k not in seen]
@@ -185,6 +169,33 @@ def load_rows(
         )
     rows.sort(key=lambda r: (r.testset, r.optimizer, r.target, r.item_id))
     return rows
+
+
+def _row(key: tuple, j: dict, a: dict, **rest) -> Row:
+    """The browser row of judgment ``j`` on answers ``a`` (an ANSWERS row or a CONVERSATIONS turn:
+    the same answer columns) of cell ``key`` (testset, optimizer, target, item id, ...)."""
+    return Row(
+        testset=key[0],
+        optimizer=key[1],
+        target=key[2],
+        item_id=key[3],
+        question_original=a["question_original"],
+        question_optimized=a["question_optimized"],
+        answer_original=a["answer_original"],
+        answer_optimized=a["answer_optimized"],
+        status_original=a["status_original"],
+        status_optimized=a["status_optimized"],
+        verdict_optimized_first=j["verdict_optimized_first"],
+        verdict_original_first=j["verdict_original_first"],
+        raw_optimized_first=j["raw_optimized_first"],
+        raw_original_first=j["raw_original_first"],
+        outcome=j["outcome"],
+        protocol=j.get("protocol"),
+        judge_model=j["judge_model"],
+        answer_backend=a["backend"],
+        judge_backend=j["backend"],
+        **rest,
+    )
 
 
 def _history(turns: list[dict], side: str) -> str | None:
@@ -214,29 +225,13 @@ def load_turn_rows(conversations: Iterable[str | os.PathLike], judgments: Iterab
                 raise BrowseInputError(f"{path}: item {key[3]!r}: unknown outcome {j['outcome']!r}")
             earlier = [conv[(*key[:4], t)] for t in range(1, key[4]) if (*key[:4], t) in conv]
             rows.append(
-                Row(
-                    testset=key[0],
-                    optimizer=key[1],
-                    target=key[2],
-                    item_id=key[3],
+                _row(
+                    key,
+                    j,
+                    c,
                     category=j.get("category"),
-                    question_original=c["question_original"],
-                    question_optimized=c["question_optimized"],
-                    answer_original=c["answer_original"],
-                    answer_optimized=c["answer_optimized"],
-                    status_original=c["status_original"],
-                    status_optimized=c["status_optimized"],
-                    fallback_reason=c["fallback_reason"],
-                    verdict_optimized_first=j["verdict_optimized_first"],
-                    verdict_original_first=j["verdict_original_first"],
-                    raw_optimized_first=j["raw_optimized_first"],
-                    raw_original_first=j["raw_original_first"],
-                    outcome=j["outcome"],
-                    protocol=j.get("protocol"),
-                    judge_model=j["judge_model"],
-                    answer_backend=c["backend"],
-                    judge_backend=j["backend"],
                     language=detect(c["question_original"]),
+                    fallback_reason=c["fallback_reason"],
                     turn=str(key[4]),
                     history_original=_history(earlier, "original"),
                     history_optimized=_history(earlier, "optimized"),
