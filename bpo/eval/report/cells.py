@@ -21,6 +21,20 @@ def interval(value, low, high) -> str:
     return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
 
 
+def outcome_cells(r) -> list[str]:
+    """A WINRATES row's win / tie / lose, ΔWR and LC ΔWR cells (with their intervals)."""
+    return [
+        f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
+        interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
+        interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
+    ]
+
+
+def standin_row(r) -> bool:
+    """A row with numbers from the offline stand-in (judge or answers): flagged in the tables."""
+    return STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+")
+
+
 def reason_counts(counts) -> str:
     counts = dict(counts)  # Parquet maps read back as (key, value) pairs
     return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from bpo.eval.report.cells import Table, backend_label, fmt, interval, reason_counts
-from bpo.vocab import STANDIN_BACKEND as STANDIN
+from bpo.eval.report.cells import Table, backend_label, fmt, outcome_cells, reason_counts, standin_row
 
 
 def model_table(model_rows: list[dict]) -> Table | None:
@@ -31,9 +30,7 @@ def model_table(model_rows: list[dict]) -> Table | None:
             r["target"],
             r["testset"],
             str(r["n"]),
-            f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
-            interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
-            interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
+            *outcome_cells(r),
             fmt(r["position_consistency"]),
             f"{fmt(r['mean_len_original'], 0)} → {fmt(r['mean_len_optimized'], 0)}",
             str(r["n_invalid"]),
@@ -42,7 +39,7 @@ def model_table(model_rows: list[dict]) -> Table | None:
         ]
         for r in model_rows
     ]
-    flagged = [STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+") for r in model_rows]
+    flagged = [standin_row(r) for r in model_rows]
     return Table(headers, rows, {3, 7}, flagged)
 
 
@@ -60,13 +57,11 @@ def turn_table(turn_rows: list[dict]) -> Table | None:
                 r["category"] or "all",
                 str(r["n"]),
                 str(r["n_invalid"]),
-                f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
-                interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
-                interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
+                *outcome_cells(r),
                 fallback_text,
             ]
         )
-        flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
+        flagged.append(standin_row(r))
     if not rows:
         return None
     headers = [

@@ -10,7 +10,7 @@ import html
 from collections import Counter
 
 from bpo.eval.lc_difficulty import lc_method_note
-from bpo.eval.report.cells import Table, backend_label, fmt, interval, reason_counts
+from bpo.eval.report.cells import Table, backend_label, fmt, outcome_cells, reason_counts, standin_row
 from bpo.eval.report.other_tables import model_table, turn_table
 from bpo.eval.report.tables import MODEL, PROMPT, backends, is_overall
 from bpo.settings.evaluate import ReportSettings
@@ -143,9 +143,7 @@ class Summary:
                     r["testset"],
                     r["target"],
                     str(r["n"]),
-                    f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
-                    interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
-                    interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
+                    *outcome_cells(r),
                     fmt(r["position_consistency"]),
                     f"{fmt(r['mean_len_original'], 0)} → {fmt(r['mean_len_optimized'], 0)}",
                     invalid_text,
@@ -154,7 +152,7 @@ class Summary:
                     backend_label(r["answer_backend"]),
                 ]
             )
-            flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
+            flagged.append(standin_row(r))
         return Table(headers, rows, {3, 7}, flagged)
 
     def breakdown_table(self, column: str) -> Table | None:
@@ -172,12 +170,10 @@ class Summary:
                     r[column],
                     str(r["n"]),
                     str(r["n_invalid"]),
-                    f"{fmt(r['win'])} / {fmt(r['tie'])} / {fmt(r['lose'])}",
-                    interval(r["delta_wr"], r["delta_wr_low"], r["delta_wr_high"]),
-                    interval(r["lc_delta_wr"], r["lc_delta_wr_low"], r["lc_delta_wr_high"]),
+                    *outcome_cells(r),
                 ]
             )
-            flagged.append(STANDIN in (r["backend"] + "+" + r["answer_backend"]).split("+"))
+            flagged.append(standin_row(r))
         if not rows:
             return None
         headers = [
