@@ -26,6 +26,7 @@ from bpo.eval.report.tables import (
     intrinsic_metrics,
     is_overall,
     item_languages,
+    joined_cells,
     rows_of,
     valid_pairs,
 )
@@ -63,21 +64,7 @@ def build_report(
     cell = ("optimizer", "testset", "target")
     answer_cells = group_by((r for p in answers for r in rows_of(p, ANSWERS)), cell)
     optimizer_cells = group_by((r for p in optimized for r in rows_of(p, OPTIMIZED)), ("optimizer", "testset"))
-    cells = []
-    for j_path in judgments:
-        j = rows_of(j_path, JUDGMENTS)
-        if not j:
-            raise ValueError(f"{j_path}: no judgments")
-        for key, cell_j in group_by(j, cell).items():
-            a = answer_cells.get(key)
-            if a is None:
-                raise ValueError(f"{j_path}: no answers for optimizer/test set/target {'/'.join(key)} among the inputs")
-            if {r["item_id"] for r in cell_j} != {r["item_id"] for r in a}:
-                raise ValueError(
-                    f"{j_path} and the answers of {'/'.join(key)} cover different items: "
-                    "were they produced from the same answers?"
-                )
-            cells.append((key, cell_j, a))
+    cells = joined_cells(judgments, JUDGMENTS, answer_cells, cell, "answers")
     # eval.report.lc.method alpacaeval: item difficulty per test set, from every cell that shares it
     difficulty = (
         {}

@@ -203,6 +203,28 @@ def cell_rows(
     return rows
 
 
+def joined_cells(judgment_paths, schema, answers: Mapping[tuple, list[dict]], cell: tuple[str, ...], what: str):
+    """``(key, judgments, answers)`` per cell ``key`` (values of the ``cell`` columns) of the
+    judgment files, each joined with its ``answers`` (the ``what`` rows: answers, conversations);
+    a missing cell or a different item set is an error naming the file and the cell."""
+    cells = []
+    for path in judgment_paths:
+        j = rows_of(path, schema)
+        if not j:
+            raise ValueError(f"{path}: no judgments")
+        for key, cell_j in group_by(j, cell).items():
+            a = answers.get(key)
+            name = f"{'/'.join(cell).replace('testset', 'test set')} {'/'.join(map(str, key))}"
+            if a is None:
+                raise ValueError(f"{path}: no {what} for {name} among the inputs")
+            if {r["item_id"] for r in cell_j} != {r["item_id"] for r in a}:
+                raise ValueError(
+                    f"{path} and the {what} of {name} cover different items: were they produced from the same {what}?"
+                )
+            cells.append((key, cell_j, a))
+    return cells
+
+
 def item_languages(optimized: Iterable[Mapping]) -> dict[str, str]:
     """Item id -> the language of its original instruction (bpo.language; "und" when unclear)."""
     return {r["item_id"]: detect(r["instruction"]) for r in optimized}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bpo.eval.lc_difficulty import report_difficulty
-from bpo.eval.report.tables import cell_rows, group_by, rows_of, valid_pairs
+from bpo.eval.report.tables import cell_rows, group_by, joined_cells, rows_of, valid_pairs
 from bpo.schemas import CONVERSATIONS, TURN_JUDGMENTS
 from bpo.settings.evaluate import ReportSettings
 
@@ -29,18 +29,7 @@ def turn_rows(
 ) -> list[dict]:
     """TURN_WINRATES rows: per (optimizer, test set, target, turn) the overall row, then categories."""
     conv = group_by((r for p in conversations for r in rows_of(p, CONVERSATIONS)), _CELL)
-    cells = []
-    for path in judgments:
-        j = rows_of(path, TURN_JUDGMENTS)
-        if not j:
-            raise ValueError(f"{path}: no judgments")
-        for key, cell_j in group_by(j, _CELL).items():
-            c = conv.get(key)
-            if c is None:
-                raise ValueError(f"{path}: no conversations for {'/'.join(map(str, key))} among the inputs")
-            if {r["item_id"] for r in cell_j} != {r["item_id"] for r in c}:
-                raise ValueError(f"{path} and the conversations of {'/'.join(map(str, key))} cover different items")
-            cells.append((key, cell_j, c))
+    cells = joined_cells(judgments, TURN_JUDGMENTS, conv, _CELL, "conversations")
     difficulty = (
         {}
         if settings.lc.method == "length_only"
