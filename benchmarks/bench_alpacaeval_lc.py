@@ -1,6 +1,6 @@
 """AlpacaEval 2.0's published annotations through this project's LC methods, against its leaderboard.
 
-    python benchmarks/bench_alpacaeval_lc.py ALPACA_EVAL_FOLDER [--ridge 1.0]
+    python benchmarks/bench_alpacaeval_lc.py ALPACA_EVAL_FOLDER
 
 ALPACA_EVAL_FOLDER is a checkout (or partial copy) of github.com/tatsu-lab/alpaca_eval holding
 ``results/<model>/weighted_alpaca_eval_gpt4_turbo/annotations.json`` (the large files are Git
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bpo.eval.lc_difficulty import JOINT_RIDGE, joint_difficulty
+from bpo.eval.lc_difficulty import joint_difficulty
 from bpo.eval.length_control import Gamed, length_controlled
 
 ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
@@ -72,7 +72,6 @@ def published_slope_lc(y: np.ndarray, diff: np.ndarray, d: np.ndarray, theta: fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path)
-    ap.add_argument("--ridge", type=float, default=JOINT_RIDGE, help="L2 penalty of the joint difficulty fit")
     args = ap.parse_args()
     board_path = args.folder / LEADERBOARD
     if not board_path.is_file():
@@ -90,7 +89,7 @@ def main() -> None:
     gamed_data = [g for g in gamed_data if g is not None]
 
     start = time.process_time()
-    difficulty = joint_difficulty(list(data.values()), ridge=args.ridge)
+    difficulty = joint_difficulty(list(data.values()))
     joint_s = time.process_time() - start
     gamed = [Gamed(y, diff, np.array([difficulty.get(i, 0.0) for i in items])) for items, y, diff in gamed_data]
     slopes = {}
@@ -123,7 +122,7 @@ def main() -> None:
         )
     print(
         f"\n{len(data)} models; joint difficulty over {sum(len(v[0]) for v in data.values())} pairs, "
-        f"{len(difficulty)} items, ridge {args.ridge}: {joint_s:.1f} s CPU; gamed baselines: "
+        f"{len(difficulty)} items (L1, cross-validated): {joint_s:.1f} s CPU; gamed baselines: "
         f"{len(gamed)} ({'regularised' if gamed else 'absent, no regularisation'})"
     )
     for method, err in errors.items():

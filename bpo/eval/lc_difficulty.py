@@ -9,11 +9,14 @@ with a length slope θ_r and an intercept β_r per row r (here: per optimizer ×
 set) and one term δ_i per item, shared by all rows; δ is the difficulty (sd_r: the row's sample
 standard deviation, uncentred, as in the per-row fit). Only differences between items matter
 downstream (the per-row fit has its own scale γ and intercept β), so δ is returned centred.
-AlpacaEval fits this with scikit-learn's L1 logistic regression, its strength chosen by 5-fold
-cross-validation; here an L2 penalty of :data:`JOINT_RIDGE` on δ only makes the estimate exist
-where an item is won or lost by every row (separation) and fixes the level that β and δ share.
-The fit is Newton's method on a sparse design (SciPy's ``trust-exact``): the design has a column
-per item, too wide for a dense GLM over hundreds of rows of hundreds of items.
+The fit is AlpacaEval's own (its notebook ``instruction_difficulty.ipynb``): scikit-learn's
+L1-penalised logistic regression (liblinear, no global intercept), the penalty strength chosen
+from 10 values by 5-fold cross-validation over pairs (GroupKFold) on the fractional log-loss,
+with fractional preferences entered as two weighted copies of each pair (label 1 with weight p,
+label 0 with weight 1 − p). As there, the items are dummy-coded against the first item (the first
+row's first item), and a column of ones shared by all rows sits beside the per-row intercepts
+(AlpacaEval's ``not_gamed_baseline`` term; with an L1 penalty it is not redundant). The L1 penalty
+also keeps δ finite where an item is won or lost by every row (separation).
 
 File: a CSV with a header naming ``item_id`` and ``difficulty`` (and optionally ``testset``,
 for a file that covers several test sets); one row per item.
@@ -28,21 +31,19 @@ from pathlib import Path
 
 import numpy as np
 
-JOINT_RIDGE = 0.01  # L2 penalty on the item terms δ of the joint fit (see the module docstring)
+JOINT_FOLDS = 5  # AlpacaEval's n_splits
+JOINT_SEED = 123  # AlpacaEval's random_state for liblinear
 
 
-def joint_difficulty(
-    rows: Sequence[tuple[Sequence[str], Sequence[float], Sequence[float]]], *, ridge: float = JOINT_RIDGE
-) -> dict[str, float]:
+def joint_difficulty(rows: Sequence[tuple[Sequence[str], Sequence[float], Sequence[float]]]) -> dict[str, float]:
     """Item difficulty δ (centred) from the joint GLM over ``rows``: each row is (item ids,
     preferences for the row's answer in [0, 1], fractional ones kept, length differences in
     characters). Needs at least two rows: with one, δ and the row's own terms are the same thing."""
-    import scipy.optimize
     import scipy.sparse
 
     if len(rows) < 2:
         raise ValueError(f"a joint difficulty needs at least 2 rows sharing the items, got {len(rows)}")
-    items = sorted({i for r in rows for i in r[0]})
+    items = list(dict.fromkeys(i for r in rows for i in r[0]))  # first item: the dummy coding's reference
     col = {item: k for k, item in enumerate(items)}
     n_rows = len(rows)
     ys, xs, row_of, item_of = [], [], [], []
@@ -62,39 +63,64 @@ def joint_difficulty(
         item_of.append(np.array([col[i] for i in ids]))
     y, x, row_of, item_of = (np.concatenate(v) for v in (ys, xs, row_of, item_of))
     n = len(y)
-    # columns: θ_r (n_rows), β_r (n_rows), δ_i (len(items))
+    # columns: θ_r (n_rows), β_r (n_rows), the shared ones column, δ_i of every item but the first
+    other = item_of > 0
     design = scipy.sparse.csr_matrix(
         (
-            np.concatenate([x, np.ones(n), np.ones(n)]),
-            (np.tile(np.arange(n), 3), np.concatenate([row_of, n_rows + row_of, 2 * n_rows + item_of])),
+            np.concatenate([x, np.ones(n), np.ones(n), np.ones(int(other.sum()))]),
+            (
+                np.concatenate([np.tile(np.arange(n), 3), np.flatnonzero(other)]),
+                np.concatenate([row_of, n_rows + row_of, np.full(n, 2 * n_rows), 2 * n_rows + item_of[other]]),
+            ),
         ),
         shape=(n, 2 * n_rows + len(items)),
     )
-    penalty = np.concatenate([np.full(2 * n_rows, 1e-9), np.full(len(items), ridge)])  # 1e-9: θ of a zero column
-
-    def loss(w):
-        eta = design @ w
-        return float(np.sum(np.logaddexp(0.0, eta) - y * eta) + 0.5 * penalty @ (w * w))
-
-    def grad(w):
-        return design.T @ (_sigmoid(design @ w) - y) + penalty * w
-
-    def hess(w):
-        p = _sigmoid(design @ w)
-        return (design.T @ scipy.sparse.diags(p * (1 - p)) @ design).toarray() + np.diag(penalty)
-
-    result = scipy.optimize.minimize(
-        loss, np.zeros(design.shape[1]), jac=grad, hess=hess, method="trust-exact", options={"gtol": 1e-8}
-    )
-    if not result.success and np.max(np.abs(result.jac)) > 1e-4:
-        raise RuntimeError(f"joint difficulty fit did not converge: {result.message}")
-    delta = result.x[2 * n_rows :]
+    coef = _fit_l1_cv(design, y)
+    delta = np.concatenate([[0.0], coef[2 * n_rows + 1 :]])
     delta = delta - delta.mean()
     return {item: float(v) for item, v in zip(items, delta)}
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+def _fit_l1_cv(design, y: np.ndarray) -> np.ndarray:
+    """Coefficients of AlpacaEval's fit_LogisticRegressionCV for fractional labels: every pair twice
+    (label 1 weighted p, label 0 weighted 1 − p), both copies in one fold, scored by the log-loss
+    against p."""
+    import scipy.sparse
+    from sklearn import config_context
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import GroupKFold
+
+    n = len(y)
+    labels = np.concatenate([np.ones(n), np.zeros(n)])
+    weight = np.concatenate([y, 1.0 - y])  # the probability of each copy's label
+    with config_context(enable_metadata_routing=True):  # the scorer needs each copy's probability
+        scorer = make_scorer(_fractional_log_loss, response_method="predict_proba", greater_is_better=False)
+        model = LogisticRegressionCV(
+            cv=GroupKFold(n_splits=JOINT_FOLDS),
+            scoring=scorer.set_score_request(label_prob=True),
+            l1_ratios=(1.0,),
+            solver="liblinear",
+            fit_intercept=False,
+            random_state=JOINT_SEED,
+            use_legacy_attributes=False,
+        )
+        model.fit(
+            scipy.sparse.vstack([design, design]).tocsr(),
+            labels,
+            sample_weight=weight,
+            groups=np.tile(np.arange(n), 2),
+            label_prob=weight,
+        )
+    return model.coef_[0]
+
+
+def _fractional_log_loss(y_true, y_pred, label_prob, **_) -> float:
+    """Log-loss of the predicted probability of label 1 against the preference behind each copy
+    (``**_``: the class labels scikit-learn passes to probability scorers)."""
+    p = np.clip(y_pred, 1e-15, 1 - 1e-15)
+    y = np.where(y_true == 1, label_prob, 1.0 - label_prob)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def read_difficulty(path: str | Path) -> dict[tuple[str | None, str], float]:
