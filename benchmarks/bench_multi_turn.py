@@ -5,18 +5,25 @@ same 64 last messages through ``bpo.optimizer.optimize_prompts`` (engine ``lean`
 greedy, up to ``--max-new-tokens``), once with no history and once with 2 and with 6 earlier
 turns of realistic length (turns of 25-110 words, as in hh-rlhf, whose histories average ~140
 SmolLM2 tokens and reach ~790: see README). The 6-turn case runs twice: within the history
-budget (``bpo.prompt_format.HISTORY_TOKENS``, oldest turns dropped) and with the budget lifted,
+budget (``bpo.history.HISTORY_TOKENS``: long turns clipped, the oldest dropped) and with the budget lifted,
 to show what the budget buys. Modes alternate within each repeat; the best of ``--repeats`` is
 kept. Greedy outputs differ with the input, so seconds per prompt AND output tokens are shown;
 the target is the 6-turn case within the budget at most 2x the single-turn time.
 
+With ``--hh-rlhf FILE`` (hh-rlhf dialogues, ``.jsonl`` or ``.jsonl.gz``, e.g. the harmless-base
+test split) it also prints what each budget does to real conversations: of the pairs with a
+history (parsed with ``multi_turn``), how many keep it whole, lose whole turns, have turns
+clipped, and keep the last exchange (``--only-cuts`` skips the timing).
+
     python benchmarks/bench_multi_turn.py [--prompts 64] [--max-new-tokens 64] [--repeats 2] [--threads N]
-                                          [--budgets 512 256 128]
+                                          [--budgets 512 256 128] [--hh-rlhf FILE [--only-cuts]]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import logging
 import random
 import sys
@@ -38,6 +45,39 @@ def history(rng: random.Random, turns: int) -> list[dict]:
     ]
 
 
+def cuts(path: Path, tokenizer, budgets: list[int]) -> None:
+    """What each history budget does to the real conversations in ``path`` (hh-rlhf)."""
+    import pyarrow as pa
+
+    from bpo.history import fit_history, history_length
+    from bpo.sources.hh_rlhf import parse
+
+    rows = [json.loads(line) for line in (gzip.open(path, "rt") if path.suffix == ".gz" else path.open())]
+    table = pa.table({c: [r[c] for r in rows] for c in ("chosen", "rejected")})
+    histories = [p["history"] for p in parse(table, multi_turn=True).pairs if p["history"]]
+    lengths = sorted(history_length(h, tokenizer) for h in histories)
+    print(
+        f"{path.name}: {len(rows)} dialogues, {len(histories)} pairs with a history; its length in tokens: "
+        f"median {lengths[len(lengths) // 2]}, p90 {lengths[int(0.9 * len(lengths))]}, max {lengths[-1]}"
+    )
+    heads = ("kept whole", "turns dropped", "turns clipped", "last exchange kept")
+    print(f"{'budget':>7s}  " + "  ".join(f"{h:>{len(h)}s}" for h in heads))
+    for b in budgets:
+        whole = dropped = clipped = last = 0
+        for h in histories:
+            kept, n_cut = fit_history(h, tokenizer, b)
+            n_dropped = len(h) - len(kept)
+            whole += n_cut == 0
+            dropped += n_dropped > 0
+            clipped += n_cut > n_dropped
+            # the user's previous message and the answer to it, whole or clipped
+            last_user = max(i for i, t in enumerate(h) if t["role"] == "user")
+            last += n_dropped <= last_user
+        n = len(histories)
+        shares = (whole / n, dropped / n, clipped / n, last / n)
+        print(f"{b:7d}  " + "  ".join(f"{v:>{len(h)}.1%}" for h, v in zip(heads, shares)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=64)
@@ -52,6 +92,8 @@ def main() -> None:
         default=None,
         help="history budgets (tokens) for the 6-turn case; default: HISTORY_TOKENS",
     )
+    ap.add_argument("--hh-rlhf", type=Path, default=None, help="hh-rlhf dialogues (.jsonl[.gz]): cuts per budget")
+    ap.add_argument("--only-cuts", action="store_true", help="with --hh-rlhf: no timing")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
@@ -59,9 +101,10 @@ def main() -> None:
 
     from bpo.base_models import DEFAULT_CACHE_DIR, materialize
     from bpo.generation import GenerationSettings
+    from bpo.history import HISTORY_TOKENS
     from bpo.optimizer import optimize_prompts
     from bpo.optimizer.rewrite import load_optimizer
-    from bpo.prompt_format import HISTORY_TOKENS, PLAIN, encode_conversation
+    from bpo.prompt_format import PLAIN, encode_conversation
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,6 +134,10 @@ def main() -> None:
     ]
     model = load_optimizer(folder)
     tok = model.tokenizer
+    if args.hh_rlhf:
+        cuts(args.hh_rlhf, tok, sorted({*budgets, 512, 256, 128}, reverse=True))
+        if args.only_cuts:
+            return
     optimize_prompts(folder, prompts[:2], settings.replace(batch_size=2), format_override=PLAIN)  # warm up
     print(
         f"SmolLM2-135M-Instruct, weights {model.resolved_dtype}, torch threads {torch.get_num_threads()}, "
@@ -114,7 +161,7 @@ def main() -> None:
             out_tokens = sum(len(tok(r.raw or "", add_special_tokens=False).input_ids) for r in res)
             print(
                 f"  run {rep + 1} {label:28s}: {dt:6.1f} s, {len(prompts) / dt:5.2f} prompts/s, "
-                f"input {in_tokens:5.0f} tokens/prompt, {dropped} turns dropped, {out_tokens} output tokens"
+                f"input {in_tokens:5.0f} tokens/prompt, {dropped} turns cut, {out_tokens} output tokens"
             )
             if label not in best or dt < best[label][0]:
                 best[label] = (dt, out_tokens, in_tokens, dropped)

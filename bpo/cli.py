@@ -195,10 +195,10 @@ def _optimize_conversations(args: argparse.Namespace, settings) -> int:
     )
     write_jsonl(out, args.output)
     n_fb = sum(r["bpo"]["fallback_reason"] is not None for r in out)
-    cut = sum(r["bpo"]["history_turns_dropped"] > 0 for r in out)
+    cut = sum(r["bpo"]["history_turns_cut"] > 0 for r in out)
     print(
         f"wrote {len(out)} conversations to {args.output} ({n_fb} kept the original message, {cut} with earlier "
-        f"turns left out by the history budget, {sum(dropped.values())} record(s) dropped)",
+        f"turns cut by the history budget, {sum(dropped.values())} record(s) dropped)",
         file=sys.stderr,
     )
     return 0
@@ -315,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-history-tokens",
         type=int,
         default=None,
-        help="messages input: history budget in tokens (default: bpo.prompt_format.HISTORY_TOKENS); "
-        "the oldest earlier turns beyond it are left out",
+        help="messages input: history budget in tokens (default: bpo.history.HISTORY_TOKENS); "
+        "the oldest earlier turns beyond it are left out, the newest that does not fit whole is clipped",
     )
     opt.set_defaults(func=_optimize)
 

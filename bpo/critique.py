@@ -61,8 +61,8 @@ def build_requests(
 ) -> list:
     """One :class:`ChatRequest` per pair (the rendered template as the user message), in the pairs'
     order; a pair with a history is rendered with ``multi_turn`` (required then)."""
+    from bpo.history import render_history
     from bpo.llm import call_request
-    from bpo.prompt_format import render_history
 
     requests = []
     for pair in pairs:

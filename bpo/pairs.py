@@ -7,7 +7,7 @@ Per source (``build_source_pairs``, settings :class:`bpo.settings.PairsSourceSet
 2. clean: strip surrounding whitespace, drop empty, too short and over-long fields and
    pairs whose two responses are the same, and multi-turn pairs with an empty earlier turn
    (``empty_history_turn``); record ``history_chars`` (the rendered history's length,
-   :func:`bpo.prompt_format.render_history`);
+   :func:`bpo.history.render_history`);
 3. id and exact dedup: ``pair_id`` hashes the content (instruction, context, both
    responses, and the history when there is one, so single-turn ids are unchanged), so an
    exact duplicate within the source has the same id and is dropped;
@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from bpo.atomic import write_json
 from bpo.drops import Drops, locations_of
-from bpo.prompt_format import render_history
+from bpo.history import render_history
 from bpo.schemas import PAIRS, read_table, write_table
 from bpo.settings.data import MergeSettings, PairsSourceSettings
 from bpo.sources import load_source

@@ -22,17 +22,17 @@ retraining); :func:`resolve_prompt_format` picks override > folder record > conf
 
 Multi-turn input (issue 20). Every format takes an optional ``history``: the earlier turns of
 the conversation, oldest first, as a list of ``{"role": "user"|"assistant"|"system",
-"content": str}`` (:func:`check_history`). With no history (None or ``[]``) the input is
+"content": str}`` (:func:`bpo.history.check_history`). With no history (None or ``[]``) the input is
 byte-identical to the single-turn one. With history, the conversation so far is rendered as
-text (:func:`render_history`: ``User: ...`` / ``Assistant: ...`` / ``System: ...`` blocks)
+text (:func:`bpo.history.render_history`: ``User: ...`` / ``Assistant: ...`` / ``System: ...`` blocks)
 in a ``[Conversation so far]`` section before the message to rewrite, and the instruction says
 to rewrite the last user message only: the optimizer's output is still just that message.
 The history never becomes chat-template turns of the optimizer itself: the optimizer talks to
 its own instruction, not to the conversation's assistant.
 
-The history is bounded by a token budget (:func:`fit_history`, default
-:data:`HISTORY_TOKENS`): whole turns are dropped from the oldest until the rest fits, and the
-number dropped is returned so callers record it. :func:`encode_conversation` is the one entry
+The history is bounded by a token budget (:func:`bpo.history.fit_history`, default
+:data:`bpo.history.HISTORY_TOKENS`: long turns clipped, the oldest dropped, the number of turns
+cut returned so callers record it). :func:`encode_conversation` is the one entry
 used by training (:mod:`bpo.train.data`) and inference (:mod:`bpo.optimizer.rewrite`), so both
 truncate and encode the same way.
 """
@@ -43,6 +43,8 @@ import json
 import logging
 import os
 from pathlib import Path
+
+from bpo.history import HISTORY_TOKENS, check_history, fit_history, render_history
 
 log = logging.getLogger(__name__)
 
@@ -69,72 +71,6 @@ _HEADER_MT = (
     "do not repeat the conversation. Output only the rewritten message."
 )
 TEMPLATE_MT = "{header}\n\n[Conversation so far]\n{history}\n\n[Original prompt]\n{prompt}\n\n[Improved prompt]\n"
-
-ROLES = ("user", "assistant", "system")
-_ROLE_LABEL = {"user": "User", "assistant": "Assistant", "system": "System"}
-# Token budget of the rendered history: bounds the optimizer's input (and so its cost per
-# rewrite) however long the conversation. Training and inference use the same value.
-HISTORY_TOKENS = 512
-
-
-def check_history(history, where: str = "history") -> list[dict]:
-    """``history`` as a list of ``{"role", "content"}`` dicts (None -> ``[]``); a clear error
-    naming the turn otherwise. Extra keys (e.g. ``name``) are dropped."""
-    if history is None:
-        return []
-    if not isinstance(history, (list, tuple)):
-        raise TypeError(f"{where}: expected a list of {{role, content}} turns, got {type(history).__name__}")
-    turns = []
-    for i, turn in enumerate(history):
-        if not isinstance(turn, dict):
-            raise TypeError(f"{where}[{i}]: expected a {{role, content}} object, got {type(turn).__name__}")
-        role, content = turn.get("role"), turn.get("content")
-        if role not in ROLES:
-            raise ValueError(f"{where}[{i}].role: {role!r} is not one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise TypeError(f"{where}[{i}].content: expected a str, got {type(content).__name__}")
-        turns.append({"role": role, "content": content})
-    return turns
-
-
-def _render_turn(turn: dict) -> str:
-    return f"{_ROLE_LABEL[turn['role']]}: {turn['content'].strip()}"
-
-
-def render_history(history) -> str:
-    """The conversation so far as the text the optimizer (and the critic) sees."""
-    return "\n\n".join(_render_turn(t) for t in check_history(history))
-
-
-def history_length(history, tokenizer=None) -> int:
-    """The rendered history's length: tokens with a ``tokenizer``, else characters."""
-    text = render_history(history)
-    if not text:
-        return 0
-    return len(tokenizer(text, add_special_tokens=False).input_ids) if tokenizer is not None else len(text)
-
-
-def fit_history(history, tokenizer, max_tokens: int = HISTORY_TOKENS) -> tuple[list[dict], int]:
-    """``(kept_turns, n_dropped)``: the most recent turns whose rendering fits ``max_tokens``.
-
-    Whole turns are dropped from the oldest (a cut turn would misquote the conversation). Each
-    turn is measured on its own (plus its separator), so the cost is one tokenizer call per turn
-    and the sum bounds the rendered length up to merges across the separators. With
-    ``tokenizer=None`` the budget counts characters."""
-    turns = check_history(history)
-    if max_tokens is None or not turns:
-        return turns, 0
-    if max_tokens < 0:
-        raise ValueError(f"history budget: expected a non-negative token count, got {max_tokens}")
-    total, keep_from = 0, len(turns)
-    for i in range(len(turns) - 1, -1, -1):
-        text = _render_turn(turns[i]) + ("\n\n" if i < len(turns) - 1 else "")
-        n = len(tokenizer(text, add_special_tokens=False).input_ids) if tokenizer is not None else len(text)
-        if total + n > max_tokens:
-            break
-        total += n
-        keep_from = i
-    return turns[keep_from:], keep_from
 
 
 def build_prompt(user_prompt: str) -> str:
@@ -187,7 +123,7 @@ def format_prompt(user_prompt: str, fmt: str, tokenizer=None, history=None) -> s
     """The optimizer's input text for ``user_prompt`` in format ``fmt`` (BOS not included:
     :func:`encode_prompt` adds it). ``chat-template`` needs the base model's ``tokenizer``.
     ``history``: the earlier turns (see the module docstring), used as given (no budget here:
-    :func:`fit_history`); none gives exactly the single-turn input."""
+    :func:`bpo.history.fit_history`); none gives exactly the single-turn input."""
     check_format(fmt)
     turns = check_history(history)
     if not turns:
@@ -265,7 +201,7 @@ def encode_prompt(user_prompt: str, fmt: str, tokenizer, history=None) -> list[i
 def encode_conversation(
     user_prompt: str, fmt: str, tokenizer, history=None, max_history_tokens: int = HISTORY_TOKENS
 ) -> tuple[list[int], int]:
-    """``(input_ids, n_turns_dropped)``: the history fitted to its budget (:func:`fit_history`),
+    """``(input_ids, n_turns_cut)``: the history fitted to its budget (:func:`bpo.history.fit_history`),
     then :func:`encode_prompt`. The one path of training and inference for multi-turn input."""
     kept, dropped = fit_history(history, tokenizer, max_history_tokens)
     return encode_prompt(user_prompt, fmt, tokenizer, kept), dropped

@@ -19,7 +19,7 @@ from bpo.atomic import atomic_path
 _str = pa.string()
 _i64 = pa.int64()
 _f64 = pa.float64()
-# Earlier turns of a conversation, oldest first (bpo.prompt_format.check_history's shape).
+# Earlier turns of a conversation, oldest first (bpo.history.check_history's shape).
 HISTORY = pa.list_(pa.struct([pa.field("role", _str, nullable=False), pa.field("content", _str, nullable=False)]))
 
 # results/pairs/{source}.parquet and results/pairs/all.parquet

@@ -325,9 +325,13 @@ def converse_settings(wildcards):
     """The optimizer rewriting each turn (its settings name the test set) and the target answering."""
     from bpo.settings.optimize import optimizer_settings
 
+    from bpo.history import HISTORY_TOKENS
+
     return {
         "optimizer": optimizer_settings(config, wildcards.testset, wildcards.optimizer).canonical(),
         "target": _target_settings(wildcards.target),
+        # the budget a local optimizer fits each turn's history to: a new one reruns the conversations
+        "history_tokens": HISTORY_TOKENS,
     }
 
 

@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 
 from bpo.critique import build_requests
+from bpo.history import render_history
 from bpo.pairs import assign_ids, build_source_pairs, clean_pairs
-from bpo.prompt_format import render_history
 from bpo.schemas import PAIRS, SFT, read_table
 from bpo.settings.config import load_config
 from bpo.settings.data import PairsSourceSettings

@@ -12,18 +12,16 @@ from test_inference import model_dir  # noqa: F401 (fixture)
 
 from bpo.cli import main as bpo_main
 from bpo.generation import GenerationSettings
+from bpo.history import CLIP_MARK, CLIP_MIN_TOKENS, check_history, fit_history, render_history
 from bpo.prompt_format import (
     BPO_RELEASE,
     FORMATS,
     INSTRUCTION,
     PLAIN,
-    check_history,
     encode_conversation,
     encode_prompt,
     encode_training_pair,
-    fit_history,
     format_prompt,
-    render_history,
 )
 
 # The optimizer's input formats; INSTRUCTION is a student's question (sft_data), never with history.
@@ -95,6 +93,84 @@ def test_history_budget_drops_whole_turns_from_the_oldest(smol_tok):
         fit_history(turns, smol_tok, -1)
 
 
+LONG_ANSWER = (
+    "Tides begin with the moon. "
+    + "The water rises and falls as the earth turns beneath the pull of the moon and the sun. " * 20
+    + "Shall I explain spring tides next?"
+)
+LONG_CHAT = [
+    {"role": "user", "content": "How do tides work?"},
+    {"role": "assistant", "content": LONG_ANSWER},
+]
+
+
+def _tokens(tok, turns) -> int:
+    return len(tok(render_history(turns), add_special_tokens=False).input_ids)
+
+
+def test_a_long_answer_is_clipped_not_the_question_it_answers(smol_tok):
+    assert _tokens(smol_tok, LONG_CHAT) > 300
+    kept, cut = fit_history(LONG_CHAT, smol_tok, 128)
+    assert cut == 1 and kept[0] == LONG_CHAT[0]  # the question whole, the answer clipped
+    answer = kept[1]["content"]
+    head, tail = answer.split(CLIP_MARK)
+    assert answer.startswith("Tides begin with the moon.") and answer.endswith("Shall I explain spring tides next?")
+    assert LONG_ANSWER.startswith(head) and LONG_ANSWER.endswith(tail)
+    assert _tokens(smol_tok, kept) <= 128
+    # a budget the whole history fits is not touched; one too small for a useful clip drops
+    assert fit_history(LONG_CHAT, smol_tok, 10_000) == (LONG_CHAT, 0)
+    assert fit_history(LONG_CHAT, smol_tok, CLIP_MIN_TOKENS // 2) == ([], 2)
+
+
+@pytest.mark.parametrize("budget", [64, 128, 256])
+def test_oldest_turns_go_first_and_the_budget_holds(smol_tok, budget):
+    turns = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}: " + "tides and moons " * (5 + 7 * i)}
+        for i in range(6)
+    ]
+    kept, cut = fit_history(turns, smol_tok, budget)
+    assert _tokens(smol_tok, kept) <= budget
+    assert kept and kept[-1]["content"].startswith("turn 5:")  # the newest turn is always there
+    assert [t["role"] for t in kept] == [t["role"] for t in turns[len(turns) - len(kept) :]]
+    clipped = sum(t != o for t, o in zip(kept, turns[len(turns) - len(kept) :]))
+    assert cut == len(turns) - len(kept) + clipped > 0
+
+
+@pytest.mark.parametrize("text", ["海は広いな大きいな。" * 60, "🌊 vague après vague, la mer chante. " * 40])
+def test_clipping_never_splits_a_character(smol_tok, text):
+    turns = [{"role": "user", "content": "Et alors ?"}, {"role": "assistant", "content": text.strip()}]
+    for tok in (smol_tok, None):  # tokens, and the serve rewriter's characters
+        budget = 96 if tok is not None else 400
+        kept, cut = fit_history(turns, tok, budget)
+        head, tail = kept[-1]["content"].split(CLIP_MARK)
+        assert "\ufffd" not in head + tail and text.strip().startswith(head) and text.strip().endswith(tail)
+        assert cut == 1 and (len(render_history(kept)) if tok is None else _tokens(tok, kept)) <= budget
+
+
+def test_a_tokenizer_without_offsets_clips_by_decoding(smol_tok):
+    class NoOffsets:  # a Python ("slow") tokenizer: no offset mapping
+        def __call__(self, text, return_offsets_mapping=False, **kw):
+            if return_offsets_mapping:
+                raise NotImplementedError("return_offset_mapping is not available when using Python tokenizers")
+            return smol_tok(text, **kw)
+
+        def decode(self, ids):
+            return smol_tok.decode(ids)
+
+    kept, cut = fit_history(LONG_CHAT, NoOffsets(), 128)
+    assert cut == 1 and kept[0] == LONG_CHAT[0] and CLIP_MARK in kept[1]["content"]
+    assert kept[1]["content"].startswith("Tides begin") and kept[1]["content"].endswith("spring tides next?")
+    assert _tokens(smol_tok, kept) <= 128
+
+
+def test_clipped_history_is_the_same_in_training_and_inference(smol_tok):
+    for fmt in OPTIMIZER_FORMATS:
+        train_ids, _ = encode_training_pair(LAST, "Make the poem rhyme.", fmt, smol_tok, LONG_CHAT, 128)
+        ids, cut = encode_conversation(LAST, fmt, smol_tok, LONG_CHAT, 128)
+        assert train_ids == ids and cut == 1
+        assert ids == encode_prompt(LAST, fmt, smol_tok, fit_history(LONG_CHAT, smol_tok, 128)[0])
+
+
 def test_training_input_is_the_inference_input(smol_tok):
     for fmt in OPTIMIZER_FORMATS:
         train_ids, target = encode_training_pair(
@@ -142,11 +218,11 @@ def test_optimize_prompts_feeds_the_fitted_history(model_dir, monkeypatch):  # n
     from bpo.optimizer import load_optimizer
 
     tok = load_optimizer(model_dir).tokenizer
-    assert (seen[0], res.results[0].history_dropped) == encode_conversation(LAST, PLAIN, tok, HISTORY, 64)
+    assert (seen[0], res.results[0].history_cut) == encode_conversation(LAST, PLAIN, tok, HISTORY, 64)
     ids, dropped = encode_conversation(LAST, PLAIN, tok, long_history, 64)
-    assert seen[1] == ids and dropped > 0 and res.results[1].history_dropped == dropped
+    assert seen[1] == ids and dropped > 0 and res.results[1].history_cut == dropped
     assert seen[2] == encode_prompt("tides", PLAIN, tok)  # single-turn: today's input
-    assert res.results[2].history_dropped == 0
+    assert res.results[2].history_cut == 0
     with pytest.raises(ValueError, match="2 histories for 3 prompts"):
         optimize_prompts(model_dir, [LAST, LAST, "x"], settings, histories=[None, None])
 

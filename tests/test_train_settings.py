@@ -17,8 +17,20 @@ from bpo.train.spec import TrainSpec
 def test_every_train_key_but_the_runtime_ones_is_a_result_setting():
     schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["train"]["properties"]
     fields = {f.name for f in dataclasses.fields(TrainSettings)}
-    assert fields == set(schema) - {"checkpoint", "report_to"}
+    # history_tokens is no config key: the library's history budget, tracked while multi-turn
+    assert fields == set(schema) - {"checkpoint", "report_to"} | {"history_tokens"}
     assert {f.name for f in dataclasses.fields(CheckpointRuntime)} == set(schema["checkpoint"]["properties"])
+
+
+def test_the_history_budget_is_a_param_only_while_a_source_is_multi_turn():
+    from bpo.history import HISTORY_TOKENS
+
+    single = TrainSettings.from_config(load_config())
+    assert single.history_tokens is None and "history_tokens" not in single.canonical()
+    multi = TrainSettings.from_config(load_config(overrides={"sources": {"hh_rlhf": {"multi_turn": True}}}))
+    assert multi.canonical()["history_tokens"] == HISTORY_TOKENS
+    assert TrainSettings.from_params(multi.canonical()) == multi
+    assert TrainSettings.from_params(single.canonical()) == single
 
 
 def test_defaults_come_from_the_schema_and_edits_show_in_the_canonical_form():

@@ -121,7 +121,7 @@ def rewrite_conversations(
             "rewrite": r.text,
             "fallback_reason": r.fallback_reason,
             "history_turns": len(c.history),
-            "history_turns_dropped": r.history_dropped,
+            "history_turns_cut": r.history_cut,
         }
         out.append({**c.record, "messages": messages, "bpo": audit})
     return out

@@ -8,8 +8,8 @@ back to the original prompt with a reason (:mod:`bpo.optimizer.fallback`).
 
 Multi-turn: ``optimize_prompts(..., histories=[...])`` takes one history per prompt (the earlier
 turns, a list of ``{role, content}``; None or ``[]`` = single-turn, byte-identical input). Each
-history is fitted to ``max_history_tokens`` (:func:`bpo.prompt_format.fit_history`, oldest turns
-dropped, counted in :attr:`OptimizeResult.history_dropped`) and the rewrite is of the prompt (the
+history is fitted to ``max_history_tokens`` (:func:`bpo.history.fit_history`: oldest turns
+dropped, the boundary turn clipped, counted in :attr:`OptimizeResult.history_cut`) and the rewrite is of the prompt (the
 last user message) only; the fallback detector also checks it against the history.
 """
 
@@ -33,7 +33,7 @@ class OptimizeResult:
     text: str  # the optimized prompt, or the original one when fallback_reason is set
     fallback_reason: str | None = None
     raw: str | None = None  # the optimizer's decoded output, kept for inspection
-    history_dropped: int = 0  # earlier turns left out of the optimizer's input by the history budget
+    history_cut: int = 0  # earlier turns the history budget left out of the optimizer's input or clipped
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,9 @@ def optimize_prompts(
     else ``prompt_format`` (the configured one), else ``plain``; the choice is logged. Greedy
     decoding is deterministic (batched == one-at-a-time output); sampling is seeded.
     ``histories``: None, or one history per prompt (None/``[]`` for a single-turn prompt);
-    ``max_history_tokens``: the history budget (None: :data:`bpo.prompt_format.HISTORY_TOKENS`)."""
-    from bpo.prompt_format import HISTORY_TOKENS, check_history, encode_conversation, resolve_prompt_format
+    ``max_history_tokens``: the history budget (None: :data:`bpo.history.HISTORY_TOKENS`)."""
+    from bpo.history import HISTORY_TOKENS, check_history
+    from bpo.prompt_format import encode_conversation, resolve_prompt_format
 
     prompts = list(prompts)
     for i, p in enumerate(prompts):

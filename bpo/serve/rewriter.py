@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bpo.generation.model import model_folder_problem
+from bpo.history import fit_history
 from bpo.optimizer import degenerate_reason, optimize_prompts
 from bpo.optimizer.fallback import EMPTY_INPUT
-from bpo.prompt_format import PLAIN, TEMPLATE_VERSION, fit_history, format_prompt
+from bpo.prompt_format import PLAIN, TEMPLATE_VERSION, format_prompt
 from bpo.settings.generation import GenerationSettings
 from bpo.settings.serve import RewriterSettings
 

@@ -38,7 +38,7 @@ class RewriterSettings(Settings):
     seed: int
     history: bool  # condition the rewrite on the earlier turns
     include_system: bool  # the system message counts as an earlier turn
-    max_history_tokens: int  # bpo.prompt_format.fit_history's budget
+    max_history_tokens: int  # bpo.history.fit_history's budget
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from bpo.settings.base import Settings, SettingsError
 from bpo.settings.config import validate_config
@@ -83,13 +83,23 @@ class TrainSettings(Settings):
     logging_steps: int
     eval_steps: int
     cpu_ranks: int
+    # bpo.history.HISTORY_TOKENS while an active source is multi-turn (its SFT inputs carry a
+    # history, fitted to this budget as inference fits it); None, and left out of the params,
+    # otherwise, so single-turn runs keep their params.
+    history_tokens: int | None
+
+    omit_none: ClassVar = ("history_tokens",)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
+        from bpo.history import HISTORY_TOKENS
+        from bpo.settings.critique import multi_turn_active
+
         # The rule builds its params from this at parse time: a tracker that is not installed
         # fails there, not after the job has queued and trained.
         check_tracker(config["train"]["report_to"])
         section = {k: v for k, v in config["train"].items() if k not in RUNTIME_KEYS}
+        section["history_tokens"] = HISTORY_TOKENS if multi_turn_active(config) else None
         return cls.from_mapping(section, "train")
 
 

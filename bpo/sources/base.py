@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bpo.drops import Drops, locations_of
-from bpo.prompt_format import render_history
+from bpo.history import render_history
 from bpo.readers import RawTable, read_dataset
 
 # Candidate pairs carry these fields; bpo.pairs adds pair_id and source after cleaning.

@@ -20,7 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpo.prompt_format import HISTORY_TOKENS, encode_training_pair
+from bpo.history import HISTORY_TOKENS
+from bpo.prompt_format import encode_training_pair
 from bpo.schemas import SFT, read_table
 
 log = logging.getLogger(__name__)
@@ -105,15 +106,17 @@ def encode_example(
 
 
 def encode_pairs(
-    tokenizer, pairs, max_length: int, *, prompt_format: str, what: str = "sft"
+    tokenizer, pairs, max_length: int, *, prompt_format: str, what: str = "sft", history_tokens: int | None = None
 ) -> tuple[list[dict], EncodeReport]:
     """Encode ``(pair_id, prompt, optimized[, history])`` rows in ``prompt_format`` (one of
-    :data:`bpo.prompt_format.FORMATS`); drops are counted by reason and logged."""
+    :data:`bpo.prompt_format.FORMATS`), histories fitted to ``history_tokens`` (None:
+    :data:`bpo.history.HISTORY_TOKENS`); drops are counted by reason and logged."""
+    budget = HISTORY_TOKENS if history_tokens is None else history_tokens
     report = EncodeReport()
     examples = []
     for pair_id, prompt, optimized, *rest in pairs:
         report.n_rows += 1
-        enc = encode_example(tokenizer, prompt, optimized, max_length, prompt_format, rest[0] if rest else None)
+        enc = encode_example(tokenizer, prompt, optimized, max_length, prompt_format, rest[0] if rest else None, budget)
         if isinstance(enc, str):
             report.dropped[enc] += 1
             log.debug("%s: dropped pair %s (%s)", what, pair_id, enc)

@@ -247,12 +247,9 @@ def run(spec: TrainSpec, resume_from: str | None = None) -> dict:
     ds_config = load_deepspeed_config(hp.deepspeed)
     tokenizer, model, base_desc = load_tokenizer_and_tiny(hp, train_pairs)
     prepare_tokenizer(tokenizer)
-    train_ex, train_report = encode_pairs(
-        tokenizer, train_pairs, hp.max_length, prompt_format=hp.prompt_format, what=spec.train
-    )
-    val_ex, val_report = encode_pairs(
-        tokenizer, val_pairs, hp.max_length, prompt_format=hp.prompt_format, what=str(spec.val)
-    )
+    fmt = {"prompt_format": hp.prompt_format, "history_tokens": hp.history_tokens}
+    train_ex, train_report = encode_pairs(tokenizer, train_pairs, hp.max_length, what=spec.train, **fmt)
+    val_ex, val_report = encode_pairs(tokenizer, val_pairs, hp.max_length, what=str(spec.val), **fmt)
     if not train_ex:
         raise ValueError(
             f"{spec.train}: every pair was dropped ({dict(train_report.dropped)}); "
