@@ -245,7 +245,7 @@ rule converse_original:
     params:
         settings=converse_original_settings,
     script:
-        "../workflow_scripts/converse.py"
+        "../workflow_scripts/converse_original.py"
 
 
 rule converse:
