@@ -5,13 +5,43 @@
 # Each rule passes ONE param, its bpo.settings.refine (or .evaluate) class's canonical form (plus the round);
 # LLM limits, cache, prices and train.checkpoint are read at run time (edits rerun nothing).
 from bpo.settings.evaluate import CandidateAnswerSettings, CandidateJudgeSettings
-from bpo.settings.refine import CandidateSettings, PreferenceSettings, RefineTrainSettings
+from bpo.settings.refine import (
+    CandidateSettings,
+    PreferenceSettings,
+    RefineEstimateSettings,
+    RefineTrainSettings,
+)
 
 
 localrules:
     candidate_answers,
     candidate_judgments,
     preferences,
+    refine_estimate,
+
+
+# Dry run of round 1's LLM stages: `snakemake refine_estimate` writes the calls, cache hits,
+# tokens and USD that candidate_answers and candidate_judgments would pay, from the pool alone
+# (the optimizer is not run, nothing is sent). Not part of `all`; the cache hits depend on what
+# is cached by then, so ask again with `snakemake -f refine_estimate`.
+rule refine_estimate:
+    input:
+        pairs=result("pairs/all.parquet"),
+        testsets=lambda wc: refine_testset_inputs(),
+    output:
+        estimate=result("refine/estimate.json"),
+    log:
+        log_file("refine/refine_estimate.log"),
+    benchmark:
+        benchmark_file("refine/refine_estimate.tsv")
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        mem_mb=2000,
+    params:
+        settings=lambda wc: RefineEstimateSettings.from_config(config).canonical(),
+    script:
+        "../workflow_scripts/refine_estimate.py"
 
 
 rule candidates:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bpo.eval.optimize import split_context
@@ -37,8 +37,16 @@ def _rank(seed: int, pair_id: str) -> str:
 
 def draw_pool(pairs_path: str | Path, sft_val_path: str | Path, settings: CandidateSettings) -> tuple[list[dict], dict]:
     """The pool's pairs (seeded, stable under reordering of the file) and the exclusion counts."""
-    pairs = read_table(pairs_path, PAIRS).to_pylist()
     val_ids = set(read_table(sft_val_path, SFT).column("pair_id").to_pylist())
+    return select_pool(pairs_path, val_ids.__contains__, settings)
+
+
+def select_pool(
+    pairs_path: str | Path, in_val: Callable[[str], bool], settings: CandidateSettings
+) -> tuple[list[dict], dict]:
+    """:func:`draw_pool` with the SFT validation set as a test on the pair id (the cost estimate
+    has no SFT split yet and passes the split's hash rule instead)."""
+    pairs = read_table(pairs_path, PAIRS).to_pylist()
     test_questions = set()
     for ts in settings.excluded_testsets:
         for item in load_configured(ts).items:
@@ -46,7 +54,7 @@ def draw_pool(pairs_path: str | Path, sft_val_path: str | Path, settings: Candid
     excluded: Counter = Counter()
     eligible = []
     for p in pairs:
-        if p["pair_id"] in val_ids:
+        if in_val(p["pair_id"]):
             excluded["in the SFT validation set"] += 1
         elif p["history"]:  # candidates are sampled without the conversation: single-turn prompts only
             excluded["a multi-turn pair"] += 1

@@ -255,7 +255,10 @@ class CandidateAnswerSettings(Settings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        return cls(target=EndpointTargetSettings.from_config(config, config["refine"]["target"]))
+        try:
+            return cls(target=EndpointTargetSettings.from_config(config, config["refine"]["target"]))
+        except SettingsError as e:  # name the key that chose the target, not only eval.targets
+            raise SettingsError(f"config refine.target: {e}") from e
 
 
 @dataclass(frozen=True)

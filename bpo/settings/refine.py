@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from bpo.settings.base import Settings
+from bpo.settings.evaluate import CandidateAnswerSettings, CandidateJudgeSettings
 from bpo.settings.generation import GenerationSettings
 from bpo.settings.testsets import TestsetSettings
 from bpo.settings.train import TrainSettings
@@ -52,6 +53,37 @@ class CandidateSettings(Settings):
             k=r["k"],
             generation=generation,
             excluded_testsets=tuple(TestsetSettings.from_config(config, t) for t in Plan.from_config(config).testsets),
+        )
+
+
+@dataclass(frozen=True)
+class RefineEstimateSettings(Settings):
+    """Rule refine_estimate: what round 1's LLM stages would cost, from the pool alone. The SFT
+    split (``sft.seed``, ``sft.val_fraction``; ``val_fraction`` None when ``sft.source`` is a
+    ready-made dataset, whose ids are not the pairs') stands in for the SFT validation set, and
+    the prices of the two models are here so that a price edit re-estimates."""
+
+    candidates: CandidateSettings
+    answers: CandidateAnswerSettings
+    judgments: CandidateJudgeSettings
+    sft_seed: int
+    sft_val_fraction: float | None
+    prices: Mapping[str, Any]  # llm.prices of the target's and the judge's model (absent: unpriced)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        answers = CandidateAnswerSettings.from_config(config)
+        judgments = CandidateJudgeSettings.from_config(config)
+        prices = config["llm"]["prices"] or {}
+        models = {answers.target.call.model, judgments.judge.call.model}
+        sft = config["sft"]
+        return cls(
+            candidates=CandidateSettings.from_config(config),
+            answers=answers,
+            judgments=judgments,
+            sft_seed=sft["seed"],
+            sft_val_fraction=sft["val_fraction"] if sft["source"] == "critiques" else None,
+            prices={m: dict(prices[m]) for m in sorted(models) if m in prices},
         )
 
 
