@@ -93,8 +93,7 @@ def estimate_refine(
         # a rewrite as long as the instruction, tagged: sampled rewrites differ even where two pool
         # prompts are the same text, and a rewrite's request is not known yet (never a cache hit)
         cands = [
-            call_request(target.call, render_question(f"{p['instruction']} [{i}.{j}]", p["context"]))
-            for j in range(k)
+            call_request(target.call, render_question(f"{p['instruction']} [{i}.{j}]", p["context"])) for j in range(k)
         ]
         rewrites += cands
         answers = [_filler(answer_tokens, f"{p['pair_id']}:{j}") for j in range(k)]
