@@ -174,3 +174,19 @@ def test_bad_config_names_the_key(wf, server, edit, key):
     assert proc.returncode != 0 and key in proc.stdout + proc.stderr
     assert "Traceback (most recent call last)" not in proc.stdout + proc.stderr  # no bare Python traceback
     assert server.total == start
+
+
+@pytest.mark.usefixtures("run_from_repo")
+def test_settings_round_trip_and_carry_only_the_two_models_prices():
+    from conftest import REPO
+
+    from bpo.settings import load_config
+    from bpo.settings.refine import RefineEstimateSettings
+
+    paper = load_config(REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml")
+    settings = RefineEstimateSettings.from_config(paper)
+    assert RefineEstimateSettings.from_params(settings.canonical()) == settings
+    assert set(settings.prices) == {"gpt-3.5-turbo", "gpt-4"}  # claude-2's price changes nothing here
+    assert settings.sft_val_fraction == paper["sft"]["val_fraction"]
+    ready_made = load_config(overrides={"sft": {"source": "bpo_dataset", "bpo_dataset": {"hub_id": "THUDM/BPO"}}})
+    assert RefineEstimateSettings.from_config(ready_made).sft_val_fraction is None  # its ids are not the pairs'
