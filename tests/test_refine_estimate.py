@@ -190,3 +190,28 @@ def test_settings_round_trip_and_carry_only_the_two_models_prices():
     assert settings.sft_val_fraction == paper["sft"]["val_fraction"]
     ready_made = load_config(overrides={"sft": {"source": "bpo_dataset", "bpo_dataset": {"hub_id": "THUDM/BPO"}}})
     assert RefineEstimateSettings.from_config(ready_made).sft_val_fraction is None  # its ids are not the pairs'
+
+
+def test_the_sft_split_rule_keeps_its_val_pairs_out_of_the_pool(wf, server, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from bpo.refine.estimate import estimate_refine
+    from bpo.settings import LLMRuntime, load_config
+    from bpo.settings.refine import RefineEstimateSettings
+    from bpo.sft.core import is_val
+
+    monkeypatch.chdir(wf)
+    cfg = load_config(
+        wf / "config" / "config.yaml", overrides={"sft": {"val_fraction": 0.3}, "refine": {"pool_size": 500}}
+    )
+    pairs = wf / "results/demo/pairs/all.parquet"
+    runtime, start = LLMRuntime.from_config(cfg, "loop"), server.total
+    est = estimate_refine(
+        RefineEstimateSettings.from_config(cfg), runtime, runtime, pairs_path=pairs, output=tmp_path / "e.json"
+    )
+    in_val = sum(is_val(p, cfg["sft"]["seed"], 0.3) for p in pq.read_table(pairs).column("pair_id").to_pylist())
+    assert 0 < est["pool"]["excluded"]["in the SFT validation set"] == in_val
+    assert est["pool"]["pool"] == est["pool"]["eligible"] < 500  # every eligible pair, with a warning
+    assert est["stages"]["candidate_answers"]["requests"] == est["pool"]["pool"] * (K + 1)
+    assert json.loads((tmp_path / "e.json").read_text()) == json.loads(json.dumps(est))
+    assert server.total == start  # nothing sent
