@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bpo.sources.chatbot_arena import MODERATION_CATEGORIES
+
 HERE = Path(__file__).resolve().parent
 
 # ---------------------------------------------------------------- hh-rlhf
@@ -574,19 +576,7 @@ OASST_MULTILINGUAL = [
 
 # ---------------------------------------------------------------- Chatbot Arena (synthetic)
 
-_CATS = (
-    "harassment",
-    "harassment/threatening",
-    "hate",
-    "hate/threatening",
-    "self-harm",
-    "self-harm/instructions",
-    "self-harm/intent",
-    "sexual",
-    "sexual/minors",
-    "violence",
-    "violence/graphic",
-)
+_CATS = MODERATION_CATEGORIES  # the dataset's own categories, as the reader declares them
 _MODELS = [
     "vicuna-13b",
     "gpt-3.5-turbo",
