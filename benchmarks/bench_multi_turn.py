@@ -22,8 +22,6 @@ clipped, and keep the last exchange (``--only-cuts`` skips the timing).
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import logging
 import random
 import sys
@@ -47,17 +45,15 @@ def history(rng: random.Random, turns: int) -> list[dict]:
 
 def cuts(path: Path, tokenizer, budgets: list[int]) -> None:
     """What each history budget does to the real conversations in ``path`` (hh-rlhf)."""
-    import pyarrow as pa
-
     from bpo.history import fit_history, history_length
-    from bpo.sources.hh_rlhf import parse
+    from bpo.readers import read_local
+    from bpo.sources.hh_rlhf import COLUMNS, FEATURES, parse
 
-    rows = [json.loads(line) for line in (gzip.open(path, "rt") if path.suffix == ".gz" else path.open())]
-    table = pa.table({c: [r[c] for r in rows] for c in ("chosen", "rejected")})
+    table = read_local(path, features=FEATURES, columns=COLUMNS).table
     histories = [p["history"] for p in parse(table, multi_turn=True).pairs if p["history"]]
     lengths = sorted(history_length(h, tokenizer) for h in histories)
     print(
-        f"{path.name}: {len(rows)} dialogues, {len(histories)} pairs with a history; its length in tokens: "
+        f"{path.name}: {table.num_rows} dialogues, {len(histories)} pairs with a history; its length in tokens: "
         f"median {lengths[len(lengths) // 2]}, p90 {lengths[int(0.9 * len(lengths))]}, max {lengths[-1]}"
     )
     heads = ("kept whole", "turns dropped", "turns clipped", "last exchange kept")

@@ -20,6 +20,8 @@ HISTORY_TOKENS = 128
 # answer is often the question the next message replies to ("Want more examples?" -> "Yes").
 CLIP_MARK = " [...] "
 CLIP_MIN_TOKENS = 24
+# Without a tokenizer (a remote optimizer: bpo serve's rewriter) budgets count characters, this many a token.
+CHARS_PER_TOKEN = 4
 
 
 def check_history(history, where: str = "history") -> list[dict]:
@@ -51,16 +53,15 @@ def render_history(history) -> str:
     return "\n\n".join(_render_turn(t) for t in check_history(history))
 
 
+def _measure(text: str, tokenizer) -> int:
+    """Tokens of ``text`` with a ``tokenizer``, else characters."""
+    return len(tokenizer(text, add_special_tokens=False).input_ids) if tokenizer is not None else len(text)
+
+
 def history_length(history, tokenizer=None) -> int:
     """The rendered history's length: tokens with a ``tokenizer``, else characters."""
     text = render_history(history)
-    if not text:
-        return 0
-    return len(tokenizer(text, add_special_tokens=False).input_ids) if tokenizer is not None else len(text)
-
-
-def _measure(text: str, tokenizer) -> int:
-    return len(tokenizer(text, add_special_tokens=False).input_ids) if tokenizer is not None else len(text)
+    return _measure(text, tokenizer) if text else 0
 
 
 def _clip_content(content: str, tokenizer, room: int) -> str:
@@ -89,7 +90,7 @@ def _clip_turn(turn: dict, sep: str, tokenizer, budget: int) -> dict | None:
     less than :data:`CLIP_MIN_TOKENS` would be left for its content."""
     frame = _measure(f"{_ROLE_LABEL[turn['role']]}: {sep}", tokenizer) + _measure(CLIP_MARK, tokenizer)
     room = budget - frame - (2 if tokenizer is not None else 0)  # 2 tokens of slack for merges at the cuts
-    if room < (CLIP_MIN_TOKENS if tokenizer is not None else 4 * CLIP_MIN_TOKENS):
+    if room < CLIP_MIN_TOKENS * (1 if tokenizer is not None else CHARS_PER_TOKEN):
         return None
     return {"role": turn["role"], "content": _clip_content(turn["content"].strip(), tokenizer, room)}
 
@@ -104,7 +105,7 @@ def fit_history(history, tokenizer, max_tokens: int = HISTORY_TOKENS) -> tuple[l
     :data:`CLIP_MIN_TOKENS`), with every older turn. ``n_cut`` counts the turns dropped or
     clipped. Each turn is measured on its own (plus its separator), one tokenizer call per turn;
     the sum bounds the rendered length up to merges across the separators and the clips' edges.
-    With ``tokenizer=None`` the budget (and the clip minimum, x4) counts characters."""
+    With ``tokenizer=None`` the budget (and the clip minimum, x :data:`CHARS_PER_TOKEN`) counts characters."""
     turns = check_history(history)
     if max_tokens is None or not turns:
         return turns, 0

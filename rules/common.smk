@@ -323,9 +323,8 @@ def converse_original_settings(wildcards):
 
 def converse_settings(wildcards):
     """The optimizer rewriting each turn (its settings name the test set) and the target answering."""
-    from bpo.settings.optimize import optimizer_settings
-
     from bpo.history import HISTORY_TOKENS
+    from bpo.settings.optimize import optimizer_settings
 
     return {
         "optimizer": optimizer_settings(config, wildcards.testset, wildcards.optimizer).canonical(),

@@ -16,7 +16,6 @@ its later turns are recorded as ``skipped`` (no answer; the judge counts them in
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -199,24 +198,16 @@ def write_original(out_path: str | Path, testset_settings, target: str, answer: 
 
 
 def turn_rewriter(config: Mapping[str, Any], params: Mapping[str, Any], model_input: str | None = None) -> TurnRewriter:
-    """The optimizer whose canonical settings are ``params`` as a :data:`TurnRewriter`, through the
-    function its kind registers (bpo.settings.optimize.OPTIMIZER_KINDS, ``turn``)."""
-    from bpo.settings import LLMRuntime
-    from bpo.settings.optimize import optimizer_kind
+    """The optimizer whose canonical settings are ``params`` as a :data:`TurnRewriter`
+    (:func:`bpo.eval.optimize.optimizer_entry`, ``turn``)."""
+    from bpo.eval.optimize import optimizer_entry
 
-    kind = optimizer_kind(config, params["name"])
-    if kind.turn is None:
+    bound = optimizer_entry(config, params, model_input, "turn")
+    if bound is None:
         raise ValueError(
             f"eval.optimizers.{params['name']}: its kind cannot rewrite conversations (multi-turn test sets)"
         )
-    settings = kind.settings.from_params(params)
-    extra: dict[str, Any] = {}
-    if kind.model_input:
-        extra["model"] = model_input or settings.model
-    if hasattr(settings, "call"):
-        extra["runtime"] = LLMRuntime.from_config(config, settings.call.endpoint.name)
-    module, function = kind.turn.split(":")
-    fn = getattr(importlib.import_module(module), function)
+    fn, settings, extra = bound
     return lambda turn_items, histories: fn(turn_items, histories, settings, **extra)
 
 

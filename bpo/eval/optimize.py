@@ -276,21 +276,34 @@ def llm_rewrite_turn(items: Sequence[TestItem], histories, settings: LLMRewriteS
     return rewrite_with_llm(items, settings, runtime, histories), None
 
 
-def run_optimizer(
-    out_path: str | Path, config: Mapping[str, Any], params: Mapping[str, Any], model_input: str | None = None
-) -> dict:
-    """Rewrite a test set with the optimizer whose canonical settings are ``params``, through the
-    library function its kind registers (bpo.settings.optimize.OPTIMIZER_KINDS). ``model_input``:
-    the rule's model folder, if any (else a kind with a model input uses the hub id it names);
-    the runtime (limits, cache, prices) of a kind that calls an LLM comes from ``config``."""
+def optimizer_entry(
+    config: Mapping[str, Any], params: Mapping[str, Any], model_input: str | None, entry: str
+) -> tuple[Any, Any, dict[str, Any]] | None:
+    """``(function, settings, extra keyword arguments)`` of the optimizer whose canonical settings
+    are ``params``: the library function its kind registers as ``entry`` (``run``: a test set,
+    ``turn``: one turn of conversations; bpo.settings.optimize.OPTIMIZER_KINDS), or None when the
+    kind registers none. ``model_input``: the rule's model folder, if any (else a kind with a model
+    input uses the hub id it names); the runtime (limits, cache, prices) of a kind that calls an
+    LLM comes from ``config``."""
     import importlib
 
     kind = optimizer_kind(config, params["name"])
+    if getattr(kind, entry) is None:
+        return None
     settings = kind.settings.from_params(params)
     extra: dict[str, Any] = {}
     if kind.model_input:
         extra["model"] = model_input or settings.model
     if hasattr(settings, "call"):
         extra["runtime"] = LLMRuntime.from_config(config, settings.call.endpoint.name)
-    module, function = kind.run.split(":")
-    return getattr(importlib.import_module(module), function)(out_path, settings, **extra)
+    module, function = getattr(kind, entry).split(":")
+    return getattr(importlib.import_module(module), function), settings, extra
+
+
+def run_optimizer(
+    out_path: str | Path, config: Mapping[str, Any], params: Mapping[str, Any], model_input: str | None = None
+) -> dict:
+    """Rewrite a test set with the optimizer whose canonical settings are ``params``
+    (:func:`optimizer_entry`, ``run``)."""
+    fn, settings, extra = optimizer_entry(config, params, model_input, "run")
+    return fn(out_path, settings, **extra)

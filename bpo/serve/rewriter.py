@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bpo.generation.model import model_folder_problem
-from bpo.history import fit_history
+from bpo.history import CHARS_PER_TOKEN, fit_history
 from bpo.optimizer import degenerate_reason, optimize_prompts
 from bpo.optimizer.fallback import EMPTY_INPUT
 from bpo.prompt_format import PLAIN, TEMPLATE_VERSION, format_prompt
@@ -196,8 +196,8 @@ class RemoteRewriter(Rewriter):
             await self._http.aclose()
 
     def _input(self, prompt: str, history) -> str:
-        # no tokenizer here: the budget counts 4 characters a token
-        kept, _ = fit_history(history, None, 4 * self.settings.max_history_tokens)
+        # no tokenizer here: the budget counts characters
+        kept, _ = fit_history(history, None, CHARS_PER_TOKEN * self.settings.max_history_tokens)
         return format_prompt(prompt, PLAIN, history=kept)
 
     async def rewrite_batch(self, prompts: list[str], histories: list | None = None) -> list[Rewrite]:
